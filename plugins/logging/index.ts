@@ -1,0 +1,44 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest, FastifyReply } from 'fastify'
+import { resolveLoggingOptions, type LoggingOptions } from './options.js'
+import { redactHeaders, redactQuery, secretHeaders } from './redact.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `false` keeps this route out of the access log (health probes, for instance). */
+    logging?: boolean
+  }
+}
+
+/**
+ * One access line per completed request. Written by hand rather than with Fastify's
+ * request logging, which prints two lines ("incoming request", "request completed"),
+ * logs the raw URL with its query string, and cannot be told which headers are secret.
+ */
+async function spikardLogging (app: FastifyInstance, options: LoggingOptions): Promise<void> {
+  const { level, headers, redactHeaders: extraHeaders, redactQuery: extraQuery } = resolveLoggingOptions(options)
+  const hidden = secretHeaders(extraHeaders)
+  const hiddenQuery = new Set(extraQuery.map((q) => q.toLowerCase()))
+
+  app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done) => {
+    if (request.routeOptions.config?.logging === false) return done()
+    const url = request.url
+    const q = url.indexOf('?')
+    const length = reply.getHeader('content-length')
+    const line: Record<string, unknown> = {
+      method: request.method,
+      path: q === -1 ? url : url.slice(0, q),
+      query: q === -1 ? undefined : redactQuery(url.slice(q + 1), hiddenQuery),
+      route: request.routeOptions.url ?? null,
+      status: reply.statusCode,
+      durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+      bytes: length === undefined ? undefined : Number(length),
+      remoteAddress: request.ip
+    }
+    if (headers) line.headers = redactHeaders(request.headers, hidden)
+    request.log[level](line, 'request completed')
+    done()
+  })
+}
+
+export default fp(spikardLogging, { name: 'spikard-logging', fastify: '5.x' })

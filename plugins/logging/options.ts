@@ -1,0 +1,30 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { LogLevel, validate, type Defaulted } from '../../src/schema.js'
+
+export const LoggingOptionsSchema = Type.Object({
+  level: Type.Optional(LogLevel({
+    default: 'info',
+    description: 'Log level of the access line.'
+  })),
+  headers: Type.Optional(Type.Boolean({
+    default: false,
+    description: 'Include the request headers in the access line (sensitive ones redacted).'
+  })),
+  redactHeaders: Type.Optional(Type.Array(Type.String(), {
+    default: [],
+    description: 'Headers to redact besides `authorization`, `proxy-authorization`, `cookie`, `set-cookie` and `x-api-key`.'
+  })),
+  redactQuery: Type.Optional(Type.Array(Type.String(), {
+    default: [],
+    description: 'Query parameters to mask besides those named like secrets (`token`, `key`, `api_key`, `password`, `secret`, ...).'
+  }))
+}, { additionalProperties: false })
+
+export type LoggingOptions = Static<typeof LoggingOptionsSchema>
+export type ResolvedLoggingOptions = Defaulted<typeof LoggingOptionsSchema>
+
+export function resolveLoggingOptions (options: LoggingOptions = {} as LoggingOptions): ResolvedLoggingOptions {
+  return validate(LoggingOptionsSchema, options, { path: 'logging' }) as ResolvedLoggingOptions
+}
+
+export const defaultLoggingOptions = resolveLoggingOptions()

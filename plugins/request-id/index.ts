@@ -1,0 +1,26 @@
+import { randomUUID } from 'node:crypto'
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { resolveRequestIdOptions, type RequestIdOptions } from './options.js'
+
+/** An incoming id is reused only if it is short and made of safe characters; anything else is replaced, never reflected. */
+const WELL_FORMED = /^[A-Za-z0-9._:-]{1,128}$/
+
+async function spikardRequestId (app: FastifyInstance, options: RequestIdOptions): Promise<void> {
+  const { header, trustIncoming } = resolveRequestIdOptions(options)
+  if (app.initialConfig.requestIdHeader) {
+    // Fastify would take that header verbatim, bypassing the check below.
+    throw new Error(`requestId: Fastify was created with requestIdHeader ${JSON.stringify(app.initialConfig.requestIdHeader)}; remove it and set requestId.header instead, so malformed ids are replaced`)
+  }
+  const name = header.toLowerCase()
+  app.setGenReqId((req) => {
+    const incoming = req.headers[name]
+    return trustIncoming && typeof incoming === 'string' && WELL_FORMED.test(incoming) ? incoming : randomUUID()
+  })
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header(name, request.id)
+    done()
+  })
+}
+
+export default fp(spikardRequestId, { name: 'spikard-request-id', fastify: '5.x' })

@@ -1,0 +1,23 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { validate, type Defaulted } from '../../src/schema.js'
+
+export const RequestIdOptionsSchema = Type.Object({
+  header: Type.Optional(Type.String({
+    pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$',
+    default: 'x-request-id',
+    description: 'Header the id is read from (when well-formed) and echoed on every response.'
+  })),
+  trustIncoming: Type.Optional(Type.Boolean({
+    default: true,
+    description: 'Reuse a well-formed incoming id (at most 128 characters of `[A-Za-z0-9._:-]`); `false` always generates a UUID v4.'
+  }))
+}, { additionalProperties: false })
+
+export type RequestIdOptions = Static<typeof RequestIdOptionsSchema>
+export type ResolvedRequestIdOptions = Defaulted<typeof RequestIdOptionsSchema>
+
+export function resolveRequestIdOptions (options: RequestIdOptions = {} as RequestIdOptions): ResolvedRequestIdOptions {
+  return validate(RequestIdOptionsSchema, options, { path: 'requestId' }) as ResolvedRequestIdOptions
+}
+
+export const defaultRequestIdOptions = resolveRequestIdOptions()

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+/** The `spikard` command: start a server from a config file, or check one. */
+import { parseArgs } from 'node:util'
+import { dirname } from 'node:path'
+import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
+import { loadConfig } from '../config/load.js'
+import { createServer } from '../server.js'
+import { routeTable } from './routes.js'
+import { packageVersion } from './version.js'
+
+const HELP = `spikard - a production preset for Fastify
+
+Usage:
+  spikard start [--config FILE] [--port N] [--host HOST]   start the server
+  spikard check [--config FILE]                            validate the config and list every route
+  spikard --help | --version
+
+Without --config, spikard reads spikard.config.json, .yaml or .yml from the working directory.
+`
+
+async function main (argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      port: { type: 'string', short: 'p' },
+      host: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' }
+    }
+  })
+  if (values.help === true) { process.stdout.write(HELP); return 0 }
+  if (values.version === true) { process.stdout.write(`${packageVersion()}\n`); return 0 }
+  const [command, ...extra] = positionals
+  if (command !== 'start' && command !== 'check') {
+    process.stderr.write(`spikard: ${command === undefined ? 'no command given' : `unknown command "${command}"`}\n\n${HELP}`)
+    return 1
+  }
+  if (extra.length > 0) throw new Error(`unexpected argument "${extra[0]}"`)
+
+  const { file, config } = loadConfig({ file: values.config })
+  if (values.port !== undefined) {
+    const port = Number(values.port)
+    if (!/^\d+$/.test(values.port) || port > 65535) throw new Error(`--port: expected an integer from 0 to 65535, found "${values.port}"`)
+    config.server.port = port
+  }
+  if (values.host !== undefined) config.server.host = values.host
+
+  const app = await createServer(config, { baseDir: dirname(file) })
+  if (command === 'check') {
+    await app.ready()
+    process.stdout.write(`${file}: valid\n\n${routeTable(app)}\n`)
+    await app.close()
+    return 0
+  }
+  return await start(app, config.server.host, config.server.port)
+}
+
+async function start (app: FastifyInstance, host: string, port: number): Promise<number> {
+  try {
+    await app.listen({ host, port })
+  } catch (error) {
+    await app.close().catch(() => {})
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new Error(`port ${port} on ${host} is already in use`)
+    throw error
+  }
+  const address = app.server.address()
+  const where = typeof address === 'object' && address !== null
+    ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+    : String(address)
+  process.stdout.write(`spikard listening on ${where}\n`)
+  closeWithGrace({ delay: 10_000 }, async ({ err }) => {
+    if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
+    await app.close()
+  })
+  return -1 // keep running
+}
+
+main(process.argv.slice(2)).then((code) => {
+  if (code >= 0) process.exitCode = code
+}, (error: Error) => {
+  process.stderr.write(`spikard: ${error.message}\n`)
+  process.exitCode = 1
+})

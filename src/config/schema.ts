@@ -1,0 +1,38 @@
+/** The whole config: server settings, the user's routes module and every feature key. */
+import { Type, type Static } from '@sinclair/typebox'
+import { LogLevel, validate, type Defaulted } from '../schema.js'
+import { SpikardOptionsSchema } from '../options.js'
+
+export const ServerSchema = Type.Object({
+  host: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on. Use `0.0.0.0` to accept connections from other hosts.' })),
+  port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 8000, description: 'Port to listen on (`0` picks a free one).' })),
+  trustProxy: Type.Optional(Type.Union([
+    Type.Boolean(),
+    Type.Integer({ minimum: 0 }),
+    Type.String({ minLength: 1 }),
+    Type.Array(Type.String({ minLength: 1 }))
+  ], {
+    default: false,
+    expected: 'false, true, a hop count, or proxy addresses/CIDRs (a string or a list)',
+    description: 'Which proxies to believe for the client address (`X-Forwarded-For`): Fastify\'s `trustProxy`. Off by default, so forged headers change nothing.'
+  })),
+  logger: Type.Optional(Type.Object({
+    level: Type.Optional(LogLevel({ default: 'info', description: 'Lowest level written.' })),
+    pretty: Type.Optional(Type.Boolean({ default: false, description: 'Human-readable lines (pino-pretty) for development instead of JSON.' }))
+  }, { additionalProperties: false, default: {}, description: 'The server logger (pino, JSON lines on stdout).' }))
+}, { additionalProperties: false, default: {} })
+
+export const ConfigSchema = Type.Object({
+  server: Type.Optional(ServerSchema),
+  app: Type.Optional(Type.String({ minLength: 1, description: 'Path, relative to the config file, of a JS or TS module whose default export is a Fastify plugin with your routes.' })),
+  ...SpikardOptionsSchema.properties
+}, { additionalProperties: false })
+
+/** A whole config, as written in spikard.config.{json,yaml,yml} or passed to createServer. */
+export type SpikardConfig = Static<typeof ConfigSchema>
+export type ResolvedConfig = Defaulted<typeof ConfigSchema> & { app?: string }
+export type ServerOptions = ResolvedConfig['server']
+
+export function resolveConfig (config: unknown, options: { coerce?: boolean, source?: string } = {}): ResolvedConfig {
+  return validate(ConfigSchema, config, { source: 'config', ...options }) as ResolvedConfig
+}

@@ -1,0 +1,80 @@
+/**
+ * The one registry of the errors spikard answers with. Each code maps to a literal HTTP
+ * status, a problem `type` slug (https://spikard.dev/errors/<type>) and a title; the
+ * message template becomes the problem's `detail`. Features throw these; only
+ * src/problem-details.ts turns them into response bodies.
+ */
+import createError, { type FastifyErrorConstructor } from '@fastify/error'
+
+export const PROBLEM_TYPE_BASE = 'https://spikard.dev/errors/'
+
+interface Definition { status: number, type: string, title: string, message: string, when: string }
+
+export const errorDefinitions = {
+  SPK_ERR_BAD_REQUEST: {
+    status: 400, type: 'bad-request', title: 'Bad Request', message: '%s',
+    when: 'The request cannot be parsed: a malformed URL, request line, header or Content-Length.'
+  },
+  SPK_ERR_MALFORMED_BODY: {
+    status: 400, type: 'malformed-body', title: 'Bad Request', message: 'The request body is not valid %s',
+    when: 'The body does not parse as its Content-Type says (invalid or empty JSON).'
+  },
+  SPK_ERR_NOT_FOUND: {
+    status: 404, type: 'not-found', title: 'Not Found', message: 'No route matches %s %s',
+    when: 'No route matches the path.'
+  },
+  SPK_ERR_METHOD_NOT_ALLOWED: {
+    status: 405, type: 'method-not-allowed', title: 'Method Not Allowed', message: '%s is not allowed on %s; allowed: %s',
+    when: 'The path exists but not for this method; the `Allow` header lists the methods that are.'
+  },
+  SPK_ERR_REQUEST_TIMEOUT: {
+    status: 408, type: 'request-timeout', title: 'Request Timeout', message: '%s',
+    when: 'The client did not send the whole request in time.'
+  },
+  SPK_ERR_BODY_TOO_LARGE: {
+    status: 413, type: 'body-too-large', title: 'Content Too Large', message: 'The request body exceeds the limit of %d bytes',
+    when: 'The request body is larger than the route\'s body limit.'
+  },
+  SPK_ERR_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415, type: 'unsupported-media-type', title: 'Unsupported Media Type', message: 'Content-Type %s is not supported here',
+    when: 'No body parser accepts the request\'s Content-Type.'
+  },
+  SPK_ERR_VALIDATION: {
+    status: 422, type: 'validation-failed', title: 'Unprocessable Content', message: 'The request %s failed validation',
+    when: 'The request does not match the route\'s schema; `errors` lists each offending field.'
+  },
+  SPK_ERR_HEADERS_TOO_LARGE: {
+    status: 431, type: 'headers-too-large', title: 'Request Header Fields Too Large', message: 'The request headers are too large',
+    when: 'The request headers exceed the server\'s header size limit.'
+  },
+  SPK_ERR_INTERNAL: {
+    status: 500, type: 'internal-error', title: 'Internal Server Error', message: 'The server failed to handle the request',
+    when: 'Any error without a 4xx status. The real message and stack go to the log, never to the client.'
+  }
+} as const satisfies Record<string, Definition>
+
+export type SpikardErrorCode = keyof typeof errorDefinitions
+
+/** Error constructors, one per code: `throw new errors.SPK_ERR_NOT_FOUND('GET', '/x')`. */
+export const errors = Object.fromEntries(
+  Object.entries(errorDefinitions).map(([code, d]) => [code, createError(code, d.message, d.status)])
+) as Record<SpikardErrorCode, FastifyErrorConstructor>
+
+export function isSpikardCode (code: unknown): code is SpikardErrorCode {
+  return typeof code === 'string' && Object.hasOwn(errorDefinitions, code)
+}
+
+/**
+ * Invalid options or config: thrown at `ready()` (options in code) or before the server
+ * starts (config files). `problems` lists one line per key path.
+ */
+export class SpikardConfigError extends Error {
+  readonly code = 'SPK_ERR_CONFIG_INVALID'
+  readonly problems: string[]
+
+  constructor (problems: string[], source?: string) {
+    super(`Invalid spikard ${source ?? 'options'}:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'SpikardConfigError'
+    this.problems = problems
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * Option schema building blocks and the validator behind every option and config check.
+ *
+ * TypeBox gives us the types (`Static` for what users write, `StaticDecode` for what
+ * plugins receive) and a JSON Schema we can render into the README. Validation is a small
+ * walker of our own instead of Ajv or `Value.Errors`: those report a failed
+ * `boolean | object` union as one opaque "expected union value" error and cannot suggest
+ * the key a user meant, while the config contract demands messages such as
+ * `rateLimit.max: expected an integer >= 0, found "ten"`.
+ */
+import { Kind, TransformKind, Type, type TSchema, type StaticDecode } from '@sinclair/typebox'
+import { SpikardConfigError } from './errors.js'
+
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+const UNITS_BYTES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/i
+const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)$/i
+
+/** Parses `500ms`, `30s`, `1m`, `2h` (or a number of milliseconds). */
+export function parseDuration (value: number | string): number {
+  if (typeof value === 'number') return value
+  const m = DURATION.exec(value.trim())
+  if (m === null) throw new TypeError(`invalid duration ${JSON.stringify(value)}`)
+  return Math.round(Number(m[1]) * UNITS_MS[m[2].toLowerCase()])
+}
+
+/** Parses `512kb`, `1mb` (binary units, case-insensitive) or a number of bytes. */
+export function parseSize (value: number | string): number {
+  if (typeof value === 'number') return value
+  const m = SIZE.exec(value.trim())
+  if (m === null) throw new TypeError(`invalid size ${JSON.stringify(value)}`)
+  return Math.floor(Number(m[1]) * UNITS_BYTES[m[2].toLowerCase()])
+}
+
+/** A duration option: milliseconds, or a string such as `500ms`, `30s`, `1m`. Decodes to ms. */
+export const Duration = (options: { description: string, default?: number | string }) =>
+  Type.Transform(Type.Union([
+    Type.Integer({ minimum: 0 }),
+    Type.String({ pattern: DURATION.source })
+  ], { ...options, expected: 'a duration (milliseconds, or a string such as "500ms", "30s", "1m")' }))
+    .Decode(parseDuration)
+    .Encode((ms) => ms)
+
+/** A size option: bytes, or a string such as `512kb`, `1mb`. Decodes to bytes. */
+export const Size = (options: { description: string, default?: number | string }) =>
+  Type.Transform(Type.Union([
+    Type.Integer({ minimum: 0 }),
+    Type.String({ pattern: SIZE.source })
+  ], { ...options, expected: 'a size (bytes, or a string such as "512kb", "1mb")' }))
+    .Decode(parseSize)
+    .Encode((bytes) => bytes)
+
+/**
+ * A feature key: `false` (off), `true` (on with defaults) or an options object.
+ * Decodes to `false` or the fully defaulted options object.
+ */
+export function Feature<T extends TSchema> (schema: T, description: string) {
+  return Type.Transform(Type.Union([Type.Boolean(), schema], {
+    description,
+    default: false,
+    expected: 'true, false or an options object'
+  }))
+    .Decode((value): false | StaticDecode<T> =>
+      value === true ? validate(schema, {}) : value === false ? false : value as StaticDecode<T>)
+    .Encode((value) => value as any)
+}
+
+/** A pino log level. */
+export const LogLevel = (options: { description: string, default: string }) => Type.Union([
+  Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
+  Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
+], options)
+
+export interface ValidateOptions {
+  /** Coerce strings to the number or boolean the schema expects (config files, env vars). */
+  coerce?: boolean
+  /** Key path prefix for messages, e.g. `requestId`. */
+  path?: string
+  /** Where the value came from, for the error message (a file name, `spikard options`). */
+  source?: string
+}
+
+interface Walk { problems: string[], coerce: boolean }
+
+/** Validates, coerces, fills defaults and decodes; throws a SpikardConfigError listing every problem. */
+export function validate<T extends TSchema> (schema: T, value: unknown, options: ValidateOptions = {}): StaticDecode<T> {
+  const walk: Walk = { problems: [], coerce: options.coerce ?? false }
+  const out = check(schema, value, options.path ?? '', walk)
+  if (walk.problems.length > 0) throw new SpikardConfigError(walk.problems, options.source)
+  return out as StaticDecode<T>
+}
+
+function check (schema: TSchema, value: unknown, path: string, walk: Walk): unknown {
+  const before = walk.problems.length
+  const out = checkInner(schema, value, path, walk)
+  const transform = (schema as any)[TransformKind]
+  if (transform !== undefined && walk.problems.length === before) return transform.Decode(out)
+  return out
+}
+
+function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk): unknown {
+  const fail = (): unknown => {
+    walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value)}`)
+    return value
+  }
+  switch (schema[Kind]) {
+    case 'Any':
+    case 'Unknown':
+      return value
+    case 'Boolean':
+      if (walk.coerce && (value === 'true' || value === 'false')) return value === 'true'
+      return typeof value === 'boolean' ? value : fail()
+    case 'Integer':
+    case 'Number': {
+      let n = value
+      if (walk.coerce && typeof n === 'string' && /^-?\d+(\.\d+)?$/.test(n.trim())) n = Number(n)
+      if (typeof n !== 'number' || Number.isNaN(n)) return fail()
+      if (schema[Kind] === 'Integer' && !Number.isInteger(n)) return fail()
+      if (schema.minimum !== undefined && n < schema.minimum) return fail()
+      if (schema.maximum !== undefined && n > schema.maximum) return fail()
+      return n
+    }
+    case 'String':
+      if (typeof value !== 'string') return fail()
+      if (schema.minLength !== undefined && value.length < schema.minLength) return fail()
+      if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'i').test(value)) return fail()
+      return value
+    case 'Literal':
+      return value === schema.const ? value : fail()
+    case 'Array': {
+      if (!Array.isArray(value)) return fail()
+      return value.map((item, i) => check(schema.items, item, `${path}[${i}]`, walk))
+    }
+    case 'Union': {
+      for (const branch of schema.anyOf as TSchema[]) {
+        const trial: Walk = { problems: [], coerce: walk.coerce }
+        const out = check(branch, value, path, trial)
+        if (trial.problems.length === 0) return out
+      }
+      // An object that fails: report the object branch's own problems, which are precise.
+      const objects = (schema.anyOf as TSchema[]).filter((b) => b[Kind] === 'Object')
+      if (isPlainObject(value) && objects.length === 1) return check(objects[0], value, path, walk)
+      return fail()
+    }
+    case 'Object': {
+      if (!isPlainObject(value)) return fail()
+      const properties = schema.properties as Record<string, TSchema>
+      const required = new Set<string>(schema.required ?? [])
+      const out: Record<string, unknown> = {}
+      for (const key of Object.keys(value)) {
+        if (!(key in properties)) {
+          const hint = closest(key, Object.keys(properties))
+          walk.problems.push(`${join(path, key)}: unknown key${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`)
+        }
+      }
+      for (const [key, prop] of Object.entries(properties)) {
+        let v = value[key]
+        if (v === undefined && prop.default !== undefined) v = structuredClone(prop.default)
+        if (v === undefined) {
+          if (required.has(key)) walk.problems.push(`${join(path, key)}: required, expected ${describe(prop)}`)
+          continue
+        }
+        out[key] = check(prop, v, join(path, key), walk)
+      }
+      return out
+    }
+    default:
+      throw new Error(`spikard: unsupported schema kind ${String(schema[Kind])} at ${path}`)
+  }
+}
+
+/** Plain-words description of what a schema accepts. */
+export function describe (schema: TSchema): string {
+  if (typeof schema.expected === 'string') return schema.expected
+  switch (schema[Kind]) {
+    case 'Boolean': return 'true or false'
+    case 'Integer':
+    case 'Number': {
+      const bounds = [
+        schema.minimum !== undefined ? `>= ${schema.minimum}` : '',
+        schema.maximum !== undefined ? `<= ${schema.maximum}` : ''
+      ].filter(Boolean).join(' and ')
+      return `${schema[Kind] === 'Integer' ? 'an integer' : 'a number'}${bounds ? ' ' + bounds : ''}`
+    }
+    case 'String': {
+      if (schema.pattern !== undefined) return `a string matching /${schema.pattern}/`
+      return schema.minLength ? 'a non-empty string' : 'a string'
+    }
+    case 'Literal': return JSON.stringify(schema.const)
+    case 'Array': return `a list of ${plural(describe(schema.items))}`
+    case 'Object': return 'an object'
+    case 'Union': {
+      const parts = (schema.anyOf as TSchema[]).map(describe)
+      return parts.length > 1 ? `${parts.slice(0, -1).join(', ')} or ${parts.at(-1)}` : parts[0]
+    }
+    default: return 'any value'
+  }
+}
+
+function plural (text: string): string {
+  return text.replace(/^an? /, '').replace(/^(\w+)/, '$1s')
+}
+
+function show (value: unknown): string {
+  if (value === undefined) return 'nothing'
+  if (typeof value === 'function') return 'a function'
+  const text = JSON.stringify(value) ?? String(value)
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text
+}
+
+function join (path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** The known key closest to a misspelt one, if it is close enough to be a plausible typo. */
+function closest (key: string, known: string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const candidate of known) {
+    const d = distance(key.toLowerCase(), candidate.toLowerCase())
+    if (d < bestDistance) { best = candidate; bestDistance = d }
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined
+}
+
+function distance (a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    prev = row
+  }
+  return prev[b.length]
+}
+
+type DeepRequired<T> = T extends readonly unknown[] ? T
+  : T extends (...args: any[]) => unknown ? T
+    : T extends object ? { [K in keyof T]-?: DeepRequired<T[K]> } : T
+
+/** What a plugin receives: the decoded options with every defaulted key present. */
+export type Defaulted<T extends TSchema> = DeepRequired<StaticDecode<T>>

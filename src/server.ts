@@ -1,0 +1,105 @@
+/**
+ * createServer(config): a whole config (server settings, feature options, the user's
+ * routes module) to a Fastify instance ready to listen. The CLI and the tests use it.
+ */
+import { randomUUID } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
+import { extname, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyServerOptions } from 'fastify'
+import spikard from './spikard.js'
+import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError } from './errors.js'
+import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
+import { resolveConfig, type ResolvedConfig, type SpikardConfig } from './config/schema.js'
+import { DEFAULT_SECRET_HEADERS } from '../plugins/logging/redact.js'
+import { features, type FeatureName } from './options.js'
+
+type RoutesPlugin = FastifyPluginAsync | FastifyPluginCallback
+
+export interface CreateServerOptions {
+  /** Directory `config.app` is resolved against (the config file's directory). Default: the working directory. */
+  baseDir?: string
+}
+
+/**
+ * The Fastify factory options spikard relies on. createServer uses them; pass them to
+ * `Fastify()` yourself when you register the plugin on your own instance:
+ * one access line instead of Fastify's two, secrets redacted from every log line,
+ * request ids validated by spikard, per-field validation errors, and problem details
+ * even for requests Fastify rejects before routing.
+ */
+export function spikardFastifyOptions (config: SpikardConfig = {}): FastifyServerOptions {
+  const { server, requestId } = resolveConfig(config)
+  const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
+  return {
+    logger: {
+      level: server.logger.level,
+      redact: {
+        paths: DEFAULT_SECRET_HEADERS.flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
+        censor: '[REDACTED]'
+      },
+      ...(server.logger.pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {})
+    },
+    logController: new LogController({ disableRequestLogging: true }),
+    requestIdHeader: false,
+    trustProxy: server.trustProxy as boolean, // a hop count is valid at run time; Fastify's types omit it
+    ajv: { customOptions: { allErrors: true } },
+    // Requests Fastify rejects before routing (a malformed URL, an over-long parameter).
+    frameworkErrors (error, request, reply) {
+      if (idHeader !== undefined) reply.header(idHeader, request.id)
+      sendProblem(reply, error)
+    },
+    // Requests Node's HTTP parser rejects (a malformed request line or header, headers too large).
+    clientErrorHandler (error: Error & { code?: string }, socket: Socket) {
+      if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
+      const code = error.code === 'HPE_HEADER_OVERFLOW'
+        ? 'SPK_ERR_HEADERS_TOO_LARGE'
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'SPK_ERR_REQUEST_TIMEOUT' : 'SPK_ERR_BAD_REQUEST'
+      const d = errorDefinitions[code]
+      const id = randomUUID()
+      const detail = code === 'SPK_ERR_BAD_REQUEST' ? 'The request could not be parsed' : new errors[code]('The request took too long to arrive').message
+      const body = JSON.stringify({ type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail, instance: null, requestId: id })
+      socket.end(`HTTP/1.1 ${d.status} ${STATUS_CODES[d.status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `${idHeader === undefined ? '' : `${idHeader}: ${id}\r\n`}Connection: close\r\n\r\n${body}`)
+    }
+  }
+}
+
+export async function createServer (config: SpikardConfig & { app?: string | RoutesPlugin } = {}, options: CreateServerOptions = {}): Promise<FastifyInstance> {
+  const { app: routes, ...rest } = config
+  const resolved = resolveConfig(typeof routes === 'function' ? rest : config)
+  const app = Fastify(spikardFastifyOptions(resolved))
+  try {
+    const featureOptions = Object.fromEntries(Object.keys(features).map((k) => [k, resolved[k as FeatureName]]))
+    await app.register(spikard, featureOptions)
+    if (typeof routes === 'function') await app.register(routes)
+    else if (resolved.app !== undefined) await app.register(await loadAppModule(resolve(options.baseDir ?? process.cwd(), resolved.app)))
+  } catch (error) {
+    await app.close().catch(() => {})
+    throw error
+  }
+  return app
+}
+
+const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.tsx'])
+
+/** Loads the user's routes module; a TypeScript module is compiled on the fly by tsx. */
+export async function loadAppModule (file: string): Promise<RoutesPlugin> {
+  if (!existsSync(file)) throw new SpikardConfigError([`app: module not found: ${file}`], 'config')
+  const url = pathToFileURL(file).href
+  let mod: any
+  if (TS_EXTENSIONS.has(extname(file))) {
+    const { tsImport } = await import('tsx/esm/api')
+    mod = await tsImport(url, import.meta.url)
+  } else {
+    mod = await import(url)
+  }
+  let plugin = mod?.default
+  if (plugin !== null && typeof plugin === 'object' && typeof plugin.default === 'function') plugin = plugin.default
+  if (typeof plugin !== 'function') {
+    throw new SpikardConfigError([`app: ${file} must default-export a Fastify plugin (a function), found ${plugin === undefined ? 'no default export' : typeof plugin}`], 'config')
+  }
+  return plugin
+}
