@@ -2,7 +2,7 @@ import spikard from './spikard.js'
 
 export default spikard
 export { spikard }
-export { createServer, spikardFastifyOptions, loadAppModule, type CreateServerOptions } from './server.js'
+export { createServer, spikardFastifyOptions, loadAppModule, type CreateServerOptions, type CreateServerConfig } from './server.js'
 export { loadConfig, findConfigFile, CONFIG_FILES, type LoadedConfig, type LoadConfigOptions } from './config/load.js'
 export { resolveConfig, ConfigSchema, type SpikardConfig, type ResolvedConfig, type ServerOptions } from './config/schema.js'
 export { resolveSpikardOptions, SpikardOptionsSchema, type SpikardOptions, type ResolvedSpikardOptions } from './options.js'

@@ -18,9 +18,14 @@ import { features, type FeatureName } from './options.js'
 
 type RoutesPlugin = FastifyPluginAsync | FastifyPluginCallback
 
+/** A whole config; in code, `app` may also be the routes plugin itself. */
+export type CreateServerConfig = Omit<SpikardConfig, 'app'> & { app?: string | RoutesPlugin }
+
 export interface CreateServerOptions {
   /** Directory `config.app` is resolved against (the config file's directory). Default: the working directory. */
   baseDir?: string
+  /** Where log lines go. Default: stdout. Ignored when `server.logger.pretty` is on. */
+  logStream?: NodeJS.WritableStream
 }
 
 /**
@@ -30,7 +35,7 @@ export interface CreateServerOptions {
  * request ids validated by spikard, per-field validation errors, and problem details
  * even for requests Fastify rejects before routing.
  */
-export function spikardFastifyOptions (config: SpikardConfig = {}): FastifyServerOptions {
+export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: NodeJS.WritableStream): FastifyServerOptions {
   const { server, requestId } = resolveConfig(config)
   const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
   return {
@@ -40,6 +45,7 @@ export function spikardFastifyOptions (config: SpikardConfig = {}): FastifyServe
         paths: DEFAULT_SECRET_HEADERS.flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
         censor: '[REDACTED]'
       },
+      ...(logStream === undefined ? {} : { stream: logStream }),
       ...(server.logger.pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {})
     },
     logController: new LogController({ disableRequestLogging: true }),
@@ -67,10 +73,10 @@ export function spikardFastifyOptions (config: SpikardConfig = {}): FastifyServe
   }
 }
 
-export async function createServer (config: SpikardConfig & { app?: string | RoutesPlugin } = {}, options: CreateServerOptions = {}): Promise<FastifyInstance> {
+export async function createServer (config: CreateServerConfig = {}, options: CreateServerOptions = {}): Promise<FastifyInstance> {
   const { app: routes, ...rest } = config
   const resolved = resolveConfig(typeof routes === 'function' ? rest : config)
-  const app = Fastify(spikardFastifyOptions(resolved))
+  const app = Fastify(spikardFastifyOptions(resolved, options.logStream))
   try {
     const featureOptions = Object.fromEntries(Object.keys(features).map((k) => [k, resolved[k as FeatureName]]))
     await app.register(spikard, featureOptions)

@@ -3,10 +3,9 @@
  * builds an app with spikard registered and the logger silenced, for `inject()` tests.
  */
 import type { FastifyInstance } from 'fastify'
-import { createServer } from '../server.js'
-import type { SpikardConfig } from '../config/schema.js'
+import { createServer, type CreateServerConfig } from '../server.js'
 
-export async function createTestApp (config: Parameters<typeof createServer>[0] = {}): Promise<FastifyInstance> {
-  const server: SpikardConfig['server'] = { ...config.server, logger: { level: 'silent', ...config.server?.logger } }
+export async function createTestApp (config: CreateServerConfig = {}): Promise<FastifyInstance> {
+  const server: CreateServerConfig['server'] = { ...config.server, logger: { level: 'silent', ...config.server?.logger } }
   return await createServer({ ...config, server })
 }
