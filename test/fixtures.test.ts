@@ -1,0 +1,110 @@
+/**
+ * The fixture runner: every testing_data/<feature>/*.json file becomes one test,
+ * validated against testing_data/fixture.schema.json and run through inject().
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Ajv } from 'ajv'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
+import { build, UUID } from './helpers.js'
+
+const root = join(import.meta.dirname, '..', 'testing_data')
+const validateFixture = new Ajv({ allErrors: true }).compile(JSON.parse(readFileSync(join(root, 'fixture.schema.json'), 'utf8')))
+
+interface Handler {
+  sleep?: number
+  reply?: { status?: number, headers?: Record<string, string>, body?: unknown }
+  throw?: { message: string, status?: number }
+  stream?: { chunks: string[], contentType?: string }
+  echo?: true
+}
+
+interface Fixture {
+  description: string
+  options: Record<string, unknown>
+  routes?: Array<{ method: HTTPMethods, url: string, options?: Record<string, unknown>, handler: Handler }>
+  requests: Array<{
+    name?: string
+    request: { method: string, url: string, headers?: Record<string, string>, body?: unknown, payload?: string }
+    expect: { status: number, headers?: Record<string, string>, body?: unknown }
+  }>
+}
+
+function handlerFor (h: Handler) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    if (h.sleep !== undefined) await sleep(h.sleep)
+    if (h.throw !== undefined) throw Object.assign(new Error(h.throw.message), h.throw.status === undefined ? {} : { statusCode: h.throw.status })
+    if (h.stream !== undefined) return reply.type(h.stream.contentType ?? 'text/plain').send(Readable.from(h.stream.chunks))
+    if (h.echo === true) return { method: request.method, params: request.params, query: request.query, body: request.body ?? null }
+    if (h.reply?.headers !== undefined) reply.headers(h.reply.headers)
+    return reply.code(h.reply?.status ?? 200).send(h.reply?.body ?? null)
+  }
+}
+
+/** Compares actual against expected, where expected strings may be markers. */
+function match (actual: unknown, expected: unknown, headers: Record<string, unknown>, where: string): void {
+  if (typeof expected === 'string' && expected.startsWith('$')) {
+    if (expected === '$absent') return assert.equal(actual, undefined, `${where}: expected absent`)
+    if (expected === '$present') return assert.notEqual(actual, undefined, `${where}: expected present`)
+    if (expected === '$any-uuid') return assert.match(String(actual), UUID, `${where}: expected a UUID v4`)
+    if (expected === '$any-string') return assert.equal(typeof actual, 'string', `${where}: expected a string`)
+    if (expected === '$any-number') return assert.equal(typeof actual, 'number', `${where}: expected a number`)
+    if (expected.startsWith('$header:')) return assert.equal(actual, headers[expected.slice(8)], `${where}: expected the ${expected.slice(8)} header`)
+    throw new Error(`${where}: unknown marker ${expected}`)
+  }
+  if (Array.isArray(expected)) {
+    assert.ok(Array.isArray(actual), `${where}: expected an array`)
+    assert.equal(actual.length, expected.length, `${where}: expected ${expected.length} items`)
+    expected.forEach((e, i) => match(actual[i], e, headers, `${where}[${i}]`))
+    return
+  }
+  if (expected !== null && typeof expected === 'object') {
+    assert.ok(actual !== null && typeof actual === 'object', `${where}: expected an object`)
+    assert.deepEqual(Object.keys(actual).sort(), Object.keys(expected).sort(), `${where}: keys`)
+    for (const [k, e] of Object.entries(expected)) match((actual as Record<string, unknown>)[k], e, headers, `${where}.${k}`)
+    return
+  }
+  assert.equal(actual, expected, where)
+}
+
+async function run (fixture: Fixture): Promise<void> {
+  const routes = async (app: FastifyInstance): Promise<void> => {
+    for (const r of fixture.routes ?? []) app.route({ ...r.options, method: r.method, url: r.url, handler: handlerFor(r.handler) })
+  }
+  const { app } = await build({ ...fixture.options, server: { logger: { level: 'silent' }, ...(fixture.options.server as object) } }, routes)
+  try {
+    for (const [i, { name, request, expect }] of fixture.requests.entries()) {
+      const where = `request ${name ?? i}`
+      const response = await app.inject({
+        method: request.method as HTTPMethods,
+        url: request.url,
+        headers: request.body === undefined ? request.headers : { 'content-type': 'application/json', ...request.headers },
+        payload: request.payload ?? (request.body === undefined ? undefined : JSON.stringify(request.body))
+      })
+      assert.equal(response.statusCode, expect.status, `${where}: status (body: ${response.body})`)
+      for (const [name, value] of Object.entries(expect.headers ?? {})) match(response.headers[name.toLowerCase()], value, response.headers, `${where} header ${name}`)
+      if (expect.body !== undefined) {
+        const json = /json/.test(String(response.headers['content-type']))
+        match(json ? response.json() : response.body, expect.body, response.headers, `${where} body`)
+      }
+    }
+  } finally {
+    await app.close()
+  }
+}
+
+for (const feature of readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory())) {
+  const dir = join(root, feature.name)
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
+    const path = join(dir, file)
+    const fixture = JSON.parse(readFileSync(path, 'utf8'))
+    test(`${relative(root, path)}: ${fixture.description}`, async () => {
+      assert.ok(validateFixture(fixture), `${file} does not match fixture.schema.json: ${JSON.stringify(validateFixture.errors)}`)
+      await run(fixture)
+    })
+  }
+}
