@@ -1,0 +1,59 @@
+/**
+ * Renders the README's option tables and error table from the schemas and the error
+ * registry, between `<!-- generated:NAME -->` markers. `npm run docs` writes them;
+ * test/readme.test.ts fails when the README is out of date.
+ */
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Kind, type TSchema } from '@sinclair/typebox'
+import { describe } from '../src/schema.js'
+import { features } from '../src/options.js'
+import { ServerSchema } from '../src/config/schema.js'
+import { errorDefinitions, PROBLEM_TYPE_BASE } from '../src/errors.js'
+
+export const README = join(import.meta.dirname, '..', 'README.md')
+
+function cell (text: string): string {
+  return text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
+}
+
+function rows (schema: TSchema, prefix = ''): string[] {
+  return Object.entries(schema.properties as Record<string, TSchema>).flatMap(([key, prop]) => {
+    const name = prefix + key
+    if (prop[Kind] === 'Object' && prop.properties !== undefined) return rows(prop, `${name}.`)
+    const def = prop.default === undefined ? '' : `\`${JSON.stringify(prop.default)}\``
+    return [`| \`${name}\` | ${cell(describe(prop))} | ${def} | ${cell(prop.description ?? '')} |`]
+  })
+}
+
+function optionsTable (schema: TSchema, prefix: string): string {
+  return ['| Option | Accepts | Default | Description |', '|---|---|---|---|', ...rows(schema, prefix)].join('\n')
+}
+
+export function generatedSections (): Record<string, string> {
+  const sections: Record<string, string> = {
+    server: optionsTable(ServerSchema, 'server.'),
+    errors: [
+      '| Code | Status | `type` | When |',
+      '|---|---|---|---|',
+      ...Object.entries(errorDefinitions).map(([code, d]) => `| \`${code}\` | ${d.status} | \`${PROBLEM_TYPE_BASE}${d.type}\` | ${cell(d.when)} |`)
+    ].join('\n')
+  }
+  for (const [name, { schema }] of Object.entries(features)) sections[name] = optionsTable(schema, `${name}.`)
+  return sections
+}
+
+export function renderReadme (text: string): string {
+  let out = text
+  for (const [name, body] of Object.entries(generatedSections())) {
+    const pattern = new RegExp(`(<!-- generated:${name} -->\\n)[\\s\\S]*?(<!-- /generated:${name} -->)`)
+    if (!pattern.test(out)) throw new Error(`README.md has no <!-- generated:${name} --> section`)
+    out = out.replace(pattern, (_m, open: string, close: string) => `${open}${body}\n${close}`)
+  }
+  return out
+}
+
+if (process.argv[1] !== undefined && import.meta.filename === process.argv[1]) {
+  writeFileSync(README, renderReadme(readFileSync(README, 'utf8')))
+  console.log('README.md tables regenerated')
+}

@@ -1,0 +1,94 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig, SpikardConfigError, createServer } from '../src/index.js'
+
+function dir (t: { after: (fn: () => void) => void }, files: Record<string, string>): string {
+  const d = mkdtempSync(join(tmpdir(), 'spikard-config-'))
+  t.after(() => rmSync(d, { recursive: true, force: true }))
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(d, name), text)
+  return d
+}
+
+function refused (fn: () => unknown): string[] {
+  try { fn() } catch (error) {
+    assert.ok(error instanceof SpikardConfigError, String(error))
+    return error.problems
+  }
+  assert.fail('expected the config to be refused')
+}
+
+test('finds spikard.config.json, .yaml or .yml in the working directory, in that order', (t) => {
+  const yml = dir(t, { 'spikard.config.yml': 'server: { port: 1 }' })
+  assert.equal(loadConfig({ cwd: yml }).config.server.port, 1)
+  const both = dir(t, { 'spikard.config.yaml': 'server: { port: 2 }', 'spikard.config.json': '{"server":{"port":3}}' })
+  const loaded = loadConfig({ cwd: both })
+  assert.equal(loaded.config.server.port, 3)
+  assert.equal(loaded.file, join(both, 'spikard.config.json'))
+  const none = dir(t, {})
+  assert.match(refused(() => loadConfig({ cwd: none }))[0], /no config file found in .* \(looked for spikard\.config\.json, spikard\.config\.yaml, spikard\.config\.yml\)/)
+})
+
+test('substitutes ${VAR} and ${VAR:-default} in every string and coerces to the expected type', (t) => {
+  const d = dir(t, {
+    'c.yaml': 'server:\n  host: ${HOST:-0.0.0.0}\n  port: ${PORT}\n  logger: { level: "${LEVEL:-warn}" }\nrequestId:\n  header: x-${PREFIX}-id\nlogging: ${LOGGING:-true}\n'
+  })
+  const { config } = loadConfig({ cwd: d, file: 'c.yaml', env: { PORT: '8123', PREFIX: 'trace', HOST: '' } })
+  assert.equal(config.server.port, 8123)
+  assert.equal(config.server.host, '0.0.0.0', 'an empty variable takes the default, as in the shell')
+  assert.equal(config.server.logger.level, 'warn')
+  assert.deepEqual(config.requestId, { header: 'x-trace-id', trustIncoming: true })
+  assert.notEqual(config.logging, false)
+})
+
+test('an unset variable without a default names the variable and the key', (t) => {
+  const d = dir(t, { 'spikard.config.yaml': 'server:\n  port: ${PORT}\nrequestId:\n  header: ${H1}\n' })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, env: {} })), [
+    'server.port: environment variable PORT is not set and has no default (write ${PORT:-default} to give one)',
+    'requestId.header: environment variable H1 is not set and has no default (write ${H1:-default} to give one)'
+  ])
+})
+
+test('a substituted value of the wrong type is refused with what was found', (t) => {
+  const d = dir(t, { 'spikard.config.json': '{"server":{"port":"${PORT}"}}' })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, env: { PORT: 'eighty' } })), [
+    'server.port: expected an integer >= 0 and <= 65535, found "eighty"'
+  ])
+})
+
+test('unparsable files and missing files are refused with the file named', (t) => {
+  const d = dir(t, { 'bad.yaml': 'server: [unclosed', 'bad.json': '{"server": }' })
+  assert.match(refused(() => loadConfig({ cwd: d, file: 'bad.yaml' }))[0], /^not valid YAML: /)
+  assert.match(refused(() => loadConfig({ cwd: d, file: 'bad.json' }))[0], /^not valid JSON: /)
+  assert.match(refused(() => loadConfig({ cwd: d, file: 'nope.yaml' }))[0], /^file not found: .*nope\.yaml$/)
+  try { loadConfig({ cwd: d, file: 'bad.yaml' }) } catch (e) { assert.match((e as Error).message, /^Invalid spikard config .*bad\.yaml:\n {2}- not valid YAML/) }
+})
+
+test('an empty config file means every default', (t) => {
+  const d = dir(t, { 'spikard.config.yaml': '# nothing yet\n' })
+  const { config } = loadConfig({ cwd: d })
+  assert.deepEqual(config, {
+    server: { host: '127.0.0.1', port: 8000, trustProxy: false, logger: { level: 'info', pretty: false } },
+    requestId: false,
+    logging: false
+  })
+})
+
+test('createServer loads the app module relative to baseDir, JS or TS', async (t) => {
+  const d = dir(t, {
+    'routes.ts': 'import type { FastifyInstance } from "fastify"\nexport default async function (app: FastifyInstance): Promise<void> { app.get("/ts", async () => ({ lang: "ts" as const })) }\n',
+    'routes.mjs': 'export default async function (app) { app.get("/js", async () => ({ lang: "js" })) }\n',
+    'nodefault.mjs': 'export const x = 1\n'
+  })
+  for (const [file, url] of [['routes.ts', '/ts'], ['routes.mjs', '/js']]) {
+    const app = await createServer({ app: file, server: { logger: { level: 'silent' } } }, { baseDir: d })
+    const res = await app.inject({ url })
+    assert.equal(res.statusCode, 200)
+    assert.deepEqual(res.json(), { lang: url.slice(1) })
+    await app.close()
+  }
+  await assert.rejects(createServer({ app: 'missing.ts' }, { baseDir: d }), /app: module not found: .*missing\.ts/)
+  await assert.rejects(createServer({ app: 'nodefault.mjs' }, { baseDir: d }), /app: .*nodefault\.mjs must default-export a Fastify plugin \(a function\), found no default export/)
+})

@@ -1,0 +1,90 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import Fastify from 'fastify'
+import spikard, { SpikardConfigError, parseDuration, parseSize, resolveSpikardOptions } from '../src/index.js'
+import { Duration, Size, validate } from '../src/schema.js'
+import { Type } from '@sinclair/typebox'
+import { resolveConfig } from '../src/config/schema.js'
+
+function problems (fn: () => unknown): string[] {
+  try {
+    fn()
+  } catch (error) {
+    assert.ok(error instanceof SpikardConfigError, `expected a SpikardConfigError, got ${String(error)}`)
+    return error.problems
+  }
+  assert.fail('expected the options to be refused')
+}
+
+test('durations: milliseconds or strings with ms, s, m, h', () => {
+  assert.equal(parseDuration(250), 250)
+  assert.equal(parseDuration('500ms'), 500)
+  assert.equal(parseDuration('30s'), 30_000)
+  assert.equal(parseDuration('1.5s'), 1500)
+  assert.equal(parseDuration('1m'), 60_000)
+  assert.equal(parseDuration('2h'), 7_200_000)
+  const schema = Type.Object({ t: Duration({ description: 'x', default: '30s' }) })
+  assert.deepEqual(validate(schema, {}), { t: 30_000 })
+  assert.deepEqual(validate(schema, { t: '2m' }), { t: 120_000 })
+  assert.deepEqual(problems(() => validate(schema, { t: 'soon' })),
+    ['t: expected a duration (milliseconds, or a string such as "500ms", "30s", "1m"), found "soon"'])
+  assert.deepEqual(problems(() => validate(schema, { t: -5 })).length, 1)
+})
+
+test('sizes: bytes or strings with b, kb, mb, gb (binary units)', () => {
+  assert.equal(parseSize(10), 10)
+  assert.equal(parseSize('512kb'), 524_288)
+  assert.equal(parseSize('1mb'), 1_048_576)
+  assert.equal(parseSize('1MB'), 1_048_576)
+  const schema = Type.Object({ s: Size({ description: 'x', default: '1mb' }) })
+  assert.deepEqual(validate(schema, {}), { s: 1_048_576 })
+  assert.deepEqual(problems(() => validate(schema, { s: '1 tb' })),
+    ['s: expected a size (bytes, or a string such as "512kb", "1mb"), found "1 tb"'])
+})
+
+test('a feature is off when absent or false, on with defaults when true, on with options when an object', () => {
+  assert.deepEqual(resolveSpikardOptions({}), { requestId: false, logging: false })
+  assert.deepEqual(resolveSpikardOptions({ requestId: true, logging: false }).requestId, { header: 'x-request-id', trustIncoming: true })
+  assert.deepEqual(resolveSpikardOptions({ requestId: { header: 'x-trace' } }).requestId, { header: 'x-trace', trustIncoming: true })
+  assert.deepEqual(resolveSpikardOptions({ logging: { level: 'debug' } }).logging, { level: 'debug', headers: false, redactHeaders: [], redactQuery: [] })
+})
+
+test('bad options list every problem with its key path, what was expected and what was found', () => {
+  assert.deepEqual(problems(() => resolveSpikardOptions({ requestId: { hedaer: 'x' }, loging: true, logging: 'yes' })), [
+    'loging: unknown key (did you mean "logging"?)',
+    'requestId.hedaer: unknown key (did you mean "header"?)',
+    'logging: expected true, false or an options object, found "yes"'
+  ])
+  assert.deepEqual(problems(() => resolveSpikardOptions({ logging: { level: 'loud', redactQuery: [1] } })), [
+    'logging.level: expected "fatal", "error", "warn", "info", "debug", "trace" or "silent", found "loud"',
+    'logging.redactQuery[0]: expected a string, found 1'
+  ])
+  assert.deepEqual(problems(() => resolveSpikardOptions({ zzzzzz: 1 })), ['zzzzzz: unknown key'])
+  assert.deepEqual(problems(() => resolveSpikardOptions([])), ['(root): expected an object, found []'])
+})
+
+test('strings are coerced to the expected type only when asked (config files), never for options in code', () => {
+  const config = resolveConfig({ server: { port: '9000', logger: { pretty: 'true' } }, requestId: 'false' }, { coerce: true })
+  assert.equal(config.server.port, 9000)
+  assert.equal(config.server.logger.pretty, true)
+  assert.equal(config.requestId, false)
+  assert.deepEqual(problems(() => resolveConfig({ server: { port: '9000' } })), ['server.port: expected an integer >= 0 and <= 65535, found "9000"'])
+  assert.deepEqual(problems(() => resolveConfig({ server: { port: '80a' } }, { coerce: true })), ['server.port: expected an integer >= 0 and <= 65535, found "80a"'])
+})
+
+test('options passed in code fail at ready() with the key path', async () => {
+  const app = Fastify()
+  app.register(spikard, { requestId: { trustIncoming: 'yes' } } as never)
+  await assert.rejects(app.ready(), (error: Error) => {
+    assert.ok(error instanceof SpikardConfigError)
+    assert.match(error.message, /requestId\.trustIncoming: expected true or false, found "yes"/)
+    return true
+  })
+})
+
+test('resolved options are visible on the instance, defaults filled in', async () => {
+  const app = Fastify()
+  await app.register(spikard, { requestId: true })
+  assert.deepEqual(app.spikard.options, { requestId: { header: 'x-request-id', trustIncoming: true }, logging: false })
+  await app.close()
+})
