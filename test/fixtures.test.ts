@@ -101,7 +101,7 @@ for (const feature of readdirSync(root, { withFileTypes: true }).filter((d) => d
   const dir = join(root, feature.name)
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
     const path = join(dir, file)
-    const fixture = JSON.parse(readFileSync(path, 'utf8'))
+    const fixture = JSON.parse(readFileSync(path, 'utf8')) as Fixture
     test(`${relative(root, path)}: ${fixture.description}`, async () => {
       assert.ok(validateFixture(fixture), `${file} does not match fixture.schema.json: ${JSON.stringify(validateFixture.errors)}`)
       await run(fixture)

@@ -75,7 +75,7 @@ test('strings are coerced to the expected type only when asked (config files), n
 test('options passed in code fail at ready() with the key path', async () => {
   const app = Fastify()
   app.register(spikard, { requestId: { trustIncoming: 'yes' } } as never)
-  await assert.rejects(app.ready(), (error: Error) => {
+  await assert.rejects(async () => await app.ready(), (error: Error) => {
     assert.ok(error instanceof SpikardConfigError)
     assert.match(error.message, /requestId\.trustIncoming: expected true or false, found "yes"/)
     return true
