@@ -66,7 +66,8 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
       const d = errorDefinitions[code]
       const id = randomUUID()
       const detail = code === 'SPK_ERR_BAD_REQUEST' ? 'The request could not be parsed' : new errors[code]('The request took too long to arrive').message
-      const body = JSON.stringify({ type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail, instance: null, requestId: id })
+      // No `instance`: the request never parsed far enough to have a path.
+      const body = JSON.stringify({ type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail, requestId: id })
       socket.end(`HTTP/1.1 ${d.status} ${STATUS_CODES[d.status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `${idHeader === undefined ? '' : `${idHeader}: ${id}\r\n`}Connection: close\r\n\r\n${body}`)
     }
