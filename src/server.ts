@@ -10,7 +10,7 @@ import { extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyServerOptions } from 'fastify'
 import spikard from './spikard.js'
-import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError } from './errors.js'
+import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError, type SpikardErrorCode } from './errors.js'
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
 import { resolveConfig, type ResolvedConfig, type SpikardConfig } from './config/schema.js'
 import { DEFAULT_SECRET_HEADERS } from '../plugins/logging/redact.js'
@@ -36,13 +36,15 @@ export interface CreateServerOptions {
  * even for requests Fastify rejects before routing.
  */
 export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: NodeJS.WritableStream): FastifyServerOptions {
-  const { server, requestId } = resolveConfig(config)
+  const { server, requestId, logging } = resolveConfig(config)
   const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
   return {
     logger: {
       level: server.logger.level,
       redact: {
-        paths: DEFAULT_SECRET_HEADERS.flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
+        paths: [...DEFAULT_SECRET_HEADERS, ...(logging === false ? [] : logging.redactHeaders)]
+          .map((h) => h.toLowerCase())
+          .flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
         censor: '[REDACTED]'
       },
       ...(logStream === undefined ? {} : { stream: logStream }),
@@ -52,22 +54,28 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     requestIdHeader: false,
     trustProxy: server.trustProxy as boolean, // a hop count is valid at run time; Fastify's types omit it
     ajv: { customOptions: { allErrors: true } },
-    // Requests Fastify rejects before routing (a malformed URL, an over-long parameter).
+    // Requests Fastify rejects before routing (a malformed URL, an over-long parameter):
+    // no route hooks run for them, so the request id and the access line are written here.
     frameworkErrors (error, request, reply) {
       if (idHeader !== undefined) reply.header(idHeader, request.id)
+      const accessLog = request.server.spikardAccessLog
+      if (accessLog !== undefined) reply.raw.once('finish', () => accessLog(request, reply))
       sendProblem(reply, error)
     },
     // Requests Node's HTTP parser rejects (a malformed request line or header, headers too large).
-    clientErrorHandler (error: Error & { code?: string }, socket: Socket) {
+    clientErrorHandler (this: FastifyInstance, error: Error & { code?: string }, socket: Socket) {
       if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
-      const code = error.code === 'HPE_HEADER_OVERFLOW'
-        ? 'SPK_ERR_HEADERS_TOO_LARGE'
-        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'SPK_ERR_REQUEST_TIMEOUT' : 'SPK_ERR_BAD_REQUEST'
-      const d = errorDefinitions[code]
+      const e = error.code === 'HPE_HEADER_OVERFLOW'
+        ? new errors.SPK_ERR_HEADERS_TOO_LARGE()
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new errors.SPK_ERR_REQUEST_TIMEOUT('The request took too long to arrive')
+          : new errors.SPK_ERR_BAD_REQUEST('The request could not be parsed')
+      const d = errorDefinitions[e.code as SpikardErrorCode]
       const id = randomUUID()
-      const detail = code === 'SPK_ERR_BAD_REQUEST' ? 'The request could not be parsed' : new errors[code]('The request took too long to arrive').message
+      // Only Node's error code is logged: the error also carries the raw bytes received.
+      this.log.info({ reqId: id, status: d.status, parserError: error.code, remoteAddress: socket.remoteAddress }, 'request rejected')
       // No `instance`: the request never parsed far enough to have a path.
-      const body = JSON.stringify({ type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail, requestId: id })
+      const body = JSON.stringify({ type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail: e.message, requestId: id })
       socket.end(`HTTP/1.1 ${d.status} ${STATUS_CODES[d.status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `${idHeader === undefined ? '' : `${idHeader}: ${id}\r\n`}Connection: close\r\n\r\n${body}`)
     }

@@ -4,6 +4,10 @@ import { resolveLoggingOptions, type LoggingOptions } from './options.js'
 import { redactHeaders, redactQuery, secretHeaders } from './redact.js'
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Writes the access line of a request; for responses sent outside the route lifecycle. */
+    spikardAccessLog?: (request: FastifyRequest, reply: FastifyReply) => void
+  }
   interface FastifyContextConfig {
     /** `false` keeps this route out of the access log (health probes, for instance). */
     logging?: boolean
@@ -20,8 +24,8 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
   const hidden = secretHeaders(extraHeaders)
   const hiddenQuery = new Set(extraQuery.map((q) => q.toLowerCase()))
 
-  app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done) => {
-    if (request.routeOptions.config?.logging === false) return done()
+  function accessLog (request: FastifyRequest, reply: FastifyReply): void {
+    if (request.routeOptions.config?.logging === false) return
     const url = request.url
     const q = url.indexOf('?')
     const length = reply.getHeader('content-length')
@@ -37,6 +41,11 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
     }
     if (headers) line.headers = redactHeaders(request.headers, hidden)
     request.log[level](line, 'request completed')
+  }
+
+  app.decorate('spikardAccessLog', accessLog)
+  app.addHook('onResponse', (request, reply, done) => {
+    accessLog(request, reply)
     done()
   })
 }

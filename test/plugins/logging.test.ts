@@ -1,0 +1,320 @@
+/**
+ * Access log: off by default; on, exactly one structured line per completed request
+ * (never Fastify's two), with secret query values and headers redacted, and secrets kept
+ * out of every other log line by the logger's redact paths.
+ */
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { Writable } from 'node:stream'
+import Fastify, { type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
+import spikard from '../../src/spikard.js'
+import { createServer, type CreateServerConfig } from '../../src/server.js'
+import { SpikardConfigError } from '../../src/errors.js'
+import { build, listen, UUID, type TestApp } from '../helpers.js'
+
+const routes: FastifyPluginAsync = async (app) => {
+  app.get('/users/:id', async (request) => ({ id: (request.params as { id: string }).id }))
+  app.get('/search', async (request) => ({ results: [], query: request.query }))
+  app.get('/healthz', { config: { logging: false } }, async () => ({ status: 'ok' }))
+  app.get('/boom', async () => { throw new Error('kaput') })
+  app.get('/user-log', async (request) => {
+    request.log.info({ req: { headers: request.headers } }, 'user logged req.headers')
+    request.log.info({ headers: request.headers }, 'user logged headers')
+    return { ok: true }
+  })
+}
+
+async function setup (t: TestContext, config: CreateServerConfig): Promise<TestApp> {
+  const built = await build(config, routes)
+  t.after(() => built.app.close())
+  return built
+}
+
+/** Like build(), but keeps the raw serialized log text, to search it for secrets. */
+async function setupRaw (t: TestContext, config: CreateServerConfig): Promise<TestApp & { raw: () => string }> {
+  let text = ''
+  const logs: Array<Record<string, any>> = []
+  const logStream = new Writable({
+    write (chunk, _encoding, callback) {
+      text += String(chunk)
+      for (const line of String(chunk).split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line))
+      callback()
+    }
+  })
+  const app = await createServer({ ...config, app: routes }, { logStream })
+  t.after(() => app.close())
+  return { app, logs, raw: () => text }
+}
+
+const accessLines = (logs: Array<Record<string, any>>): Array<Record<string, any>> => logs.filter((l) => l.msg === 'request completed')
+
+/** The whole access line, with the fields that vary (time, pid, hostname, durationMs) checked and set aside. */
+function assertAccessLine (line: Record<string, any>, res: LightMyRequestResponse, expected: Record<string, unknown>): void {
+  const { time, pid, hostname, durationMs, ...rest } = line
+  assert.equal(typeof time, 'number')
+  assert.equal(typeof pid, 'number')
+  assert.equal(typeof hostname, 'string')
+  assert.equal(typeof durationMs, 'number')
+  assert.ok(durationMs >= 0 && durationMs < 10_000, `durationMs ${durationMs}`)
+  assert.deepStrictEqual(rest, {
+    level: 30,
+    reqId: res.headers['x-request-id'],
+    bytes: Number(res.headers['content-length']),
+    remoteAddress: '127.0.0.1',
+    msg: 'request completed',
+    ...expected
+  })
+}
+
+// ---------------------------------------------------------------------------------------
+
+test('off by default: no access line, and none of Fastify\'s request lines either', async (t) => {
+  const { app, logs } = await setup(t, { requestId: true })
+  const res = await app.inject({ url: '/users/42' })
+  assert.equal(res.statusCode, 200)
+  const missing = await app.inject({ url: '/nowhere' })
+  assert.equal(missing.statusCode, 404)
+  assert.deepStrictEqual(logs, [])
+})
+
+test('true: exactly one access line per request with method, path, route, status, duration, bytes, address and id', async (t) => {
+  const { app, logs } = await setup(t, { requestId: true, logging: true })
+  const res = await app.inject({ url: '/users/42' })
+  assert.equal(res.statusCode, 200)
+  assert.match(res.headers['x-request-id'] as string, UUID)
+  assert.equal(logs.length, 1, JSON.stringify(logs))
+  assert.ok(!logs.some((l) => l.msg === 'incoming request'))
+  assertAccessLine(logs[0], res, { method: 'GET', path: '/users/42', route: '/users/:id', status: 200 })
+  assert.equal(logs[0].bytes, Buffer.byteLength(res.body))
+
+  const second = await app.inject({ url: '/search?q=shoes' })
+  assert.equal(logs.length, 2)
+  assertAccessLine(logs[1], second, { method: 'GET', path: '/search', query: 'q=shoes', route: '/search', status: 200 })
+})
+
+test('true: one line per request over a real connection too', async (t) => {
+  const { app, logs } = await setup(t, { requestId: true, logging: true })
+  const { url } = await listen(app)
+  logs.length = 0 // the "Server listening" line
+  const res = await fetch(`${url}/users/7`)
+  assert.equal(res.status, 200)
+  const body = await res.text()
+  assert.equal(logs.length, 1, JSON.stringify(logs))
+  const { time, pid, hostname, durationMs, ...rest } = logs[0]
+  assert.ok(durationMs >= 0)
+  assert.deepStrictEqual(rest, {
+    level: 30,
+    reqId: res.headers.get('x-request-id'),
+    method: 'GET',
+    path: '/users/7',
+    route: '/users/:id',
+    status: 200,
+    bytes: Buffer.byteLength(body),
+    remoteAddress: '127.0.0.1',
+    msg: 'request completed'
+  })
+})
+
+test('query string: secret-named values are masked, names, order and other values kept', async (t) => {
+  const { app, logs, raw } = await setupRaw(t, { requestId: true, logging: true })
+  const query = 'q=shoes&token=tok-SECRET1&access_token=at-SECRET2&api_key=ak-SECRET3&apiKey=ak-SECRET4' +
+    '&password=pw-SECRET5&key=k-SECRET6&client_secret=cs-SECRET7&page=2&monkey=banana&Api-Key=ak-SECRET8'
+  const res = await app.inject({ url: `/search?${query}` })
+  assert.equal(res.statusCode, 200)
+  assert.equal(accessLines(logs).length, 1)
+  assertAccessLine(logs[0], res, {
+    method: 'GET',
+    path: '/search',
+    query: 'q=shoes&token=[REDACTED]&access_token=[REDACTED]&api_key=[REDACTED]&apiKey=[REDACTED]' +
+      '&password=[REDACTED]&key=[REDACTED]&client_secret=[REDACTED]&page=2&monkey=banana&Api-Key=[REDACTED]',
+    route: '/search',
+    status: 200
+  })
+  assert.ok(!raw().includes('SECRET'), raw())
+})
+
+test('redactQuery masks extra parameter names, case-insensitively', async (t) => {
+  const { app, logs } = await setup(t, { requestId: true, logging: { redactQuery: ['email', 'SSN'] } })
+  const res = await app.inject({ url: '/search?EMAIL=ada%40example.com&ssn=123-45-6789&q=x&token=t' })
+  assertAccessLine(logs[0], res, {
+    method: 'GET',
+    path: '/search',
+    query: 'EMAIL=[REDACTED]&ssn=[REDACTED]&q=x&token=[REDACTED]',
+    route: '/search',
+    status: 200
+  })
+})
+
+test('headers: true adds the request headers, secrets redacted; redactHeaders adds more', async (t) => {
+  const secrets = {
+    authorization: 'Bearer SECRET-authz',
+    cookie: 'sid=SECRET-cookie',
+    'x-api-key': 'SECRET-apikey',
+    'proxy-authorization': 'Basic SECRET-proxy',
+    'x-internal-auth': 'SECRET-internal',
+    'x-trace': 'keep-me'
+  }
+  await t.test('defaults', async (t) => {
+    const { app, logs, raw } = await setupRaw(t, { requestId: true, logging: { headers: true } })
+    const res = await app.inject({ url: '/users/1', headers: secrets })
+    assertAccessLine(logs[0], res, {
+      method: 'GET',
+      path: '/users/1',
+      route: '/users/:id',
+      status: 200,
+      headers: {
+        authorization: '[REDACTED]',
+        cookie: '[REDACTED]',
+        'x-api-key': '[REDACTED]',
+        'proxy-authorization': '[REDACTED]',
+        'x-internal-auth': 'SECRET-internal',
+        'x-trace': 'keep-me',
+        'user-agent': 'lightMyRequest',
+        host: 'localhost:80'
+      }
+    })
+    for (const s of ['SECRET-authz', 'SECRET-cookie', 'SECRET-apikey', 'SECRET-proxy']) assert.ok(!raw().includes(s), s)
+  })
+  await t.test('redactHeaders', async (t) => {
+    const { app, logs } = await setup(t, { requestId: true, logging: { headers: true, redactHeaders: ['X-Internal-Auth'] } })
+    const res = await app.inject({ url: '/users/1', headers: secrets })
+    assertAccessLine(logs[0], res, {
+      method: 'GET',
+      path: '/users/1',
+      route: '/users/:id',
+      status: 200,
+      headers: {
+        authorization: '[REDACTED]',
+        cookie: '[REDACTED]',
+        'x-api-key': '[REDACTED]',
+        'proxy-authorization': '[REDACTED]',
+        'x-internal-auth': '[REDACTED]',
+        'x-trace': 'keep-me',
+        'user-agent': 'lightMyRequest',
+        host: 'localhost:80'
+      }
+    })
+  })
+})
+
+test('level: debug writes the access line at level 20, and not at all when the logger is at info', async (t) => {
+  await t.test('logger at debug', async (t) => {
+    const { app, logs } = await setup(t, { requestId: true, logging: { level: 'debug' }, server: { logger: { level: 'debug' } } })
+    const res = await app.inject({ url: '/users/3' })
+    assert.equal(accessLines(logs).length, 1, JSON.stringify(logs))
+    assertAccessLine(accessLines(logs)[0], res, { level: 20, method: 'GET', path: '/users/3', route: '/users/:id', status: 200 })
+  })
+  await t.test('logger at info', async (t) => {
+    const { app, logs } = await setup(t, { requestId: true, logging: { level: 'debug' }, server: { logger: { level: 'info' } } })
+    const res = await app.inject({ url: '/users/3' })
+    assert.equal(res.statusCode, 200)
+    assert.deepStrictEqual(logs, [])
+  })
+})
+
+test('per-route config.logging: false keeps the route out of the access log', async (t) => {
+  const { app, logs } = await setup(t, { requestId: true, logging: true })
+  const health = await app.inject({ url: '/healthz' })
+  assert.equal(health.statusCode, 200)
+  assert.deepStrictEqual(logs, [])
+  const res = await app.inject({ url: '/users/5' })
+  assert.equal(logs.length, 1)
+  assertAccessLine(logs[0], res, { method: 'GET', path: '/users/5', route: '/users/:id', status: 200 })
+})
+
+test('a 404 and a 500 each get exactly one access line', async (t) => {
+  const { app, logs } = await setup(t, { requestId: true, logging: true })
+  const missing = await app.inject({ url: '/nowhere?page=1' })
+  assert.equal(missing.statusCode, 404)
+  assert.equal(logs.length, 1)
+  assertAccessLine(logs[0], missing, { method: 'GET', path: '/nowhere', query: 'page=1', route: null, status: 404 })
+
+  logs.length = 0
+  const boom = await app.inject({ url: '/boom' })
+  assert.equal(boom.statusCode, 500)
+  assert.deepStrictEqual(logs.map((l) => l.msg), ['request failed', 'request completed'])
+  assertAccessLine(logs[1], boom, { method: 'GET', path: '/boom', route: '/boom', status: 500 })
+})
+
+test('a request rejected before routing (bad URL) still gets one access line', async (t) => {
+  const { app, logs } = await setup(t, { requestId: true, logging: true })
+  const res = await app.inject({ url: '/users/%zz?token=abc' })
+  assert.equal(res.statusCode, 400)
+  assert.equal(accessLines(logs).length, 1, JSON.stringify(logs))
+  assertAccessLine(accessLines(logs)[0], res, {
+    method: 'GET', path: '/users/%zz', query: 'token=[REDACTED]', route: null, status: 400
+  })
+})
+
+test('headers a user logs through request.log are redacted by the logger; the secret is nowhere in the logs', async (t) => {
+  const { app, logs, raw } = await setupRaw(t, { requestId: true, logging: { headers: true } })
+  const res = await app.inject({
+    url: '/user-log?access_token=SECRET-query',
+    headers: { authorization: 'Bearer SECRET-authz', cookie: 'sid=SECRET-cookie', 'x-api-key': 'SECRET-apikey', 'proxy-authorization': 'Basic SECRET-proxy' }
+  })
+  assert.equal(res.statusCode, 200)
+  assert.deepStrictEqual(logs.map((l) => l.msg), ['user logged req.headers', 'user logged headers', 'request completed'])
+
+  // `req` goes through Fastify's request serializer; whatever headers survive it must be redacted.
+  const viaReq = logs[0]
+  assert.equal(viaReq.reqId, res.headers['x-request-id'])
+  if (viaReq.req?.headers !== undefined) assert.equal(viaReq.req.headers.authorization, '[REDACTED]')
+
+  const viaHeaders = logs[1]
+  assert.deepStrictEqual(viaHeaders.headers, {
+    authorization: '[REDACTED]',
+    cookie: '[REDACTED]',
+    'x-api-key': '[REDACTED]',
+    'proxy-authorization': '[REDACTED]',
+    'user-agent': 'lightMyRequest',
+    host: 'localhost:80'
+  })
+  assert.ok(!raw().includes('SECRET'), raw())
+})
+
+// ---------------------------------------------------------------------------------------
+
+const invalid: Array<{ options: unknown, problems: string[] }> = [
+  {
+    options: { level: 'loud' },
+    problems: ['logging.level: expected "fatal", "error", "warn", "info", "debug", "trace" or "silent", found "loud"']
+  },
+  { options: { headers: 'yes' }, problems: ['logging.headers: expected true or false, found "yes"'] },
+  { options: { redactHeaders: 'x-secret' }, problems: ['logging.redactHeaders: expected a list of strings, found "x-secret"'] },
+  { options: { redactQuery: ['ok', 1] }, problems: ['logging.redactQuery[1]: expected a string, found 1'] },
+  { options: { header: true }, problems: ['logging.header: unknown key (did you mean "headers"?)'] },
+  {
+    options: { level: 'verbose', headers: 1 },
+    problems: [
+      'logging.level: expected "fatal", "error", "warn", "info", "debug", "trace" or "silent", found "verbose"',
+      'logging.headers: expected true or false, found 1'
+    ]
+  }
+]
+
+test('invalid options: createServer rejects with a SpikardConfigError naming logging.<key>', async () => {
+  for (const { options, problems } of invalid) {
+    await assert.rejects(createServer({ logging: options } as CreateServerConfig), (error: unknown) => {
+      assert.ok(error instanceof SpikardConfigError, String(error))
+      assert.deepStrictEqual(error.problems, problems)
+      for (const p of problems) assert.ok(error.message.includes(p), error.message)
+      return true
+    })
+  }
+})
+
+test('invalid options: registering spikard on a Fastify instance fails at ready()', async () => {
+  for (const { options, problems } of invalid) {
+    const app = Fastify()
+    try {
+      app.register(spikard, { logging: options } as never)
+      await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+        assert.ok(error instanceof SpikardConfigError, String(error))
+        assert.deepStrictEqual(error.problems, problems)
+        return true
+      })
+    } finally {
+      await app.close()
+    }
+  }
+})

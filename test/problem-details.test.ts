@@ -1,0 +1,446 @@
+/**
+ * RFC 9457 problem details: every error response, from routing, body parsing, validation,
+ * handlers and the HTTP parser itself, is application/problem+json with exactly
+ * type, title, status, detail, instance and requestId (plus `errors` for a 422; no
+ * `instance` when Node's HTTP parser rejected the request before it had a path).
+ */
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import type { FastifyInstance, FastifyPluginAsync, LightMyRequestResponse } from 'fastify'
+import { build, listen, UUID, type TestApp } from './helpers.js'
+
+const TYPE = 'https://spikard.dev/errors/'
+const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
+
+const routes: FastifyPluginAsync = async (app) => {
+  app.get('/ok', async () => ({ ok: true }))
+  app.get('/items/:id', async (request) => request.params)
+  app.put('/items/:id', async (request) => request.params)
+  app.post('/json', async (request) => request.body)
+  app.post('/small', { bodyLimit: 10 }, async (request) => request.body)
+  app.post('/users', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['name', 'address'],
+        properties: {
+          name: { type: 'string', minLength: 1 },
+          age: { type: 'integer', minimum: 0 },
+          email: { type: 'string', format: 'email' },
+          address: {
+            type: 'object',
+            required: ['zip'],
+            properties: { zip: { type: 'string', pattern: '^[0-9]{5}$' }, city: { type: 'string' } }
+          }
+        }
+      }
+    }
+  }, async (request) => request.body)
+  app.get('/search', {
+    schema: {
+      querystring: {
+        type: 'object',
+        required: ['q'],
+        properties: { q: { type: 'string', minLength: 2 }, page: { type: 'integer', minimum: 1 } }
+      }
+    }
+  }, async (request) => request.query)
+  app.get('/orders/:orderId', {
+    schema: { params: { type: 'object', properties: { orderId: { type: 'integer' } } } }
+  }, async (request) => request.params)
+  app.get('/conflict', async () => {
+    throw Object.assign(new Error('A user named "ada" already exists'), { statusCode: 409 })
+  })
+  app.get('/slow-down', async () => {
+    throw Object.assign(new Error('Try again in 5 seconds'), { statusCode: 429, headers: { 'retry-after': '5' } })
+  })
+  app.get('/crash', async () => {
+    throw new Error('connection to db-7 refused: password=hunter2')
+  })
+  app.get('/throw-string', async () => {
+    // eslint-disable-next-line no-throw-literal
+    throw 'a bare string'
+  })
+  app.get('/throw-undefined', async () => {
+    // eslint-disable-next-line no-throw-literal
+    throw undefined
+  })
+  app.get('/upstream', async () => {
+    throw Object.assign(new Error('upstream said: internal token sk_live_TOPSECRET'), {
+      statusCode: 503,
+      headers: { 'x-upstream-secret': 'sk_live_TOPSECRET' }
+    })
+  })
+}
+
+async function setup (t: TestContext): Promise<TestApp> {
+  const built = await build({ requestId: true }, routes)
+  t.after(() => built.app.close())
+  return built
+}
+
+/** The problem body every error response must carry, with the request id taken from the response header. */
+function expectProblem (res: LightMyRequestResponse, status: number, problem: { type: string, title: string, detail: string, instance: string, errors?: unknown[] }): void {
+  const id = res.headers['x-request-id']
+  assert.equal(typeof id, 'string', 'x-request-id header')
+  assert.match(id as string, UUID)
+  assert.equal(res.statusCode, status)
+  assert.equal(res.headers['content-type'], PROBLEM_JSON)
+  assert.deepStrictEqual(res.json(), {
+    type: TYPE + problem.type,
+    title: problem.title,
+    status,
+    detail: problem.detail,
+    instance: problem.instance,
+    requestId: id,
+    ...(problem.errors === undefined ? {} : { errors: problem.errors })
+  })
+}
+
+/** The server still answers a good request after an error. */
+async function assertStillServing (app: FastifyInstance): Promise<void> {
+  const res = await app.inject({ url: '/ok' })
+  assert.equal(res.statusCode, 200)
+  assert.deepStrictEqual(res.json(), { ok: true })
+}
+
+test('unknown route: 404 not-found; detail and instance never include the query string', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ url: '/nowhere?token=abc&page=2' })
+  expectProblem(res, 404, { type: 'not-found', title: 'Not Found', detail: 'No route matches GET /nowhere', instance: '/nowhere' })
+  assert.equal(res.headers.allow, undefined)
+  assert.ok(!res.body.includes('token'), res.body)
+  await assertStillServing(app)
+})
+
+test('wrong method on an existing path: 405 with Allow', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ method: 'GET', url: '/json' })
+  expectProblem(res, 405, {
+    type: 'method-not-allowed', title: 'Method Not Allowed', detail: 'GET is not allowed on /json; allowed: POST', instance: '/json'
+  })
+  assert.equal(res.headers.allow, 'POST')
+  await assertStillServing(app)
+})
+
+test('wrong method on a route with a path parameter: 405 with every allowed method, query string left out', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ method: 'DELETE', url: '/items/42?force=1' })
+  expectProblem(res, 405, {
+    type: 'method-not-allowed',
+    title: 'Method Not Allowed',
+    detail: 'DELETE is not allowed on /items/42; allowed: GET, HEAD, PUT',
+    instance: '/items/42'
+  })
+  assert.equal(res.headers.allow, 'GET, HEAD, PUT')
+  await assertStillServing(app)
+})
+
+test('malformed JSON body: 400 malformed-body', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ method: 'POST', url: '/json', headers: { 'content-type': 'application/json' }, payload: '{"a": ' })
+  expectProblem(res, 400, { type: 'malformed-body', title: 'Bad Request', detail: 'The request body is not valid JSON', instance: '/json' })
+  await assertStillServing(app)
+})
+
+test('empty body with a JSON content type: 400 malformed-body', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ method: 'POST', url: '/json', headers: { 'content-type': 'application/json' }, payload: '' })
+  expectProblem(res, 400, { type: 'malformed-body', title: 'Bad Request', detail: 'The request body is not valid JSON: it is empty', instance: '/json' })
+  await assertStillServing(app)
+})
+
+test('unsupported content type: 415', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ method: 'POST', url: '/json', headers: { 'content-type': 'application/xml' }, payload: '<a/>' })
+  expectProblem(res, 415, {
+    type: 'unsupported-media-type',
+    title: 'Unsupported Media Type',
+    detail: 'Content-Type "application/xml" is not supported here',
+    instance: '/json'
+  })
+  await assertStillServing(app)
+})
+
+test('body over the route bodyLimit: 413 naming the limit', async (t) => {
+  const { app } = await setup(t)
+  const ok = await app.inject({ method: 'POST', url: '/small', payload: { a: 1 } })
+  assert.equal(ok.statusCode, 200, 'a body under the limit is accepted')
+  const res = await app.inject({ method: 'POST', url: '/small', payload: { a: '0123456789' } })
+  expectProblem(res, 413, {
+    type: 'body-too-large', title: 'Content Too Large', detail: 'The request body exceeds the limit of 10 bytes', instance: '/small'
+  })
+  await assertStillServing(app)
+})
+
+test('body validation: 422 listing every offending field, nested ones as dotted paths', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({
+    method: 'POST',
+    url: '/users?debug=1',
+    payload: { age: 'old', email: 'not-an-email', address: { zip: 'ABCDE' } }
+  })
+  expectProblem(res, 422, {
+    type: 'validation-failed',
+    title: 'Unprocessable Content',
+    detail: 'The request body failed validation',
+    instance: '/users',
+    errors: [
+      { location: 'body', field: 'name', message: 'is required' },
+      { location: 'body', field: 'age', message: 'must be integer' },
+      { location: 'body', field: 'email', message: 'must match format "email"' },
+      { location: 'body', field: 'address.zip', message: 'must match pattern "^[0-9]{5}$"' }
+    ]
+  })
+  await assertStillServing(app)
+})
+
+test('body validation: a missing nested field is named by its full path', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ method: 'POST', url: '/users', payload: { name: 'Ada', address: { city: 'London' } } })
+  expectProblem(res, 422, {
+    type: 'validation-failed',
+    title: 'Unprocessable Content',
+    detail: 'The request body failed validation',
+    instance: '/users',
+    errors: [{ location: 'body', field: 'address.zip', message: 'is required' }]
+  })
+})
+
+test('query string validation: 422 with location querystring', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ url: '/search?q=a&page=0' })
+  expectProblem(res, 422, {
+    type: 'validation-failed',
+    title: 'Unprocessable Content',
+    detail: 'The request query string failed validation',
+    instance: '/search',
+    errors: [
+      { location: 'querystring', field: 'q', message: 'must NOT have fewer than 2 characters' },
+      { location: 'querystring', field: 'page', message: 'must be >= 1' }
+    ]
+  })
+  const missing = await app.inject({ url: '/search' })
+  expectProblem(missing, 422, {
+    type: 'validation-failed',
+    title: 'Unprocessable Content',
+    detail: 'The request query string failed validation',
+    instance: '/search',
+    errors: [{ location: 'querystring', field: 'q', message: 'is required' }]
+  })
+  await assertStillServing(app)
+})
+
+test('path parameter validation: 422 with location params', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ url: '/orders/abc' })
+  expectProblem(res, 422, {
+    type: 'validation-failed',
+    title: 'Unprocessable Content',
+    detail: 'The request params failed validation',
+    instance: '/orders/abc',
+    errors: [{ location: 'params', field: 'orderId', message: 'must be integer' }]
+  })
+  const ok = await app.inject({ url: '/orders/7' })
+  assert.equal(ok.statusCode, 200)
+  assert.deepStrictEqual(ok.json(), { orderId: 7 })
+})
+
+test('a handler error with a 4xx statusCode keeps its status, message and headers', async (t) => {
+  const { app, logs } = await setup(t)
+  const conflict = await app.inject({ url: '/conflict' })
+  expectProblem(conflict, 409, { type: 'conflict', title: 'Conflict', detail: 'A user named "ada" already exists', instance: '/conflict' })
+
+  const limited = await app.inject({ url: '/slow-down' })
+  expectProblem(limited, 429, { type: 'too-many-requests', title: 'Too Many Requests', detail: 'Try again in 5 seconds', instance: '/slow-down' })
+  assert.equal(limited.headers['retry-after'], '5')
+
+  assert.deepStrictEqual(logs.filter((l) => l.level >= 50), [], 'client errors are not logged as failures')
+  await assertStillServing(app)
+})
+
+test('a plain Error: 500 with the generic detail; the log gets the message and stack with the request id', async (t) => {
+  const { app, logs } = await setup(t)
+  const res = await app.inject({ url: '/crash' })
+  expectProblem(res, 500, {
+    type: 'internal-error', title: 'Internal Server Error', detail: 'The server failed to handle the request', instance: '/crash'
+  })
+  assert.ok(!res.body.includes('hunter2') && !res.body.includes('db-7'), res.body)
+
+  const failures = logs.filter((l) => l.level === 50)
+  assert.equal(failures.length, 1, JSON.stringify(logs))
+  const [line] = failures
+  assert.equal(line.reqId, res.headers['x-request-id'])
+  assert.equal(line.msg, 'request failed')
+  assert.equal(line.err.type, 'Error')
+  assert.equal(line.err.message, 'connection to db-7 refused: password=hunter2')
+  assert.match(line.err.stack, /^Error: connection to db-7 refused: password=hunter2\n\s+at .*problem-details\.test\.ts/)
+  await assertStillServing(app)
+})
+
+test('a thrown string: 500 generic, logged, no crash', async (t) => {
+  const { app, logs } = await setup(t)
+  const res = await app.inject({ url: '/throw-string' })
+  expectProblem(res, 500, {
+    type: 'internal-error', title: 'Internal Server Error', detail: 'The server failed to handle the request', instance: '/throw-string'
+  })
+  const failures = logs.filter((l) => l.level === 50)
+  assert.equal(failures.length, 1)
+  assert.equal(failures[0].reqId, res.headers['x-request-id'])
+  assert.equal(failures[0].err, 'a bare string')
+  await assertStillServing(app)
+})
+
+test('a thrown undefined: 500 generic, logged, no crash', async (t) => {
+  const { app, logs } = await setup(t)
+  const res = await app.inject({ url: '/throw-undefined' })
+  expectProblem(res, 500, {
+    type: 'internal-error', title: 'Internal Server Error', detail: 'The server failed to handle the request', instance: '/throw-undefined'
+  })
+  const failures = logs.filter((l) => l.level === 50)
+  assert.equal(failures.length, 1)
+  assert.equal(failures[0].reqId, res.headers['x-request-id'])
+  assert.equal(failures[0].msg, 'request failed')
+  await assertStillServing(app)
+})
+
+test('a 5xx statusCode with a secret message: 500 generic, the secret only in the log', async (t) => {
+  const { app, logs } = await setup(t)
+  const res = await app.inject({ url: '/upstream' })
+  expectProblem(res, 500, {
+    type: 'internal-error', title: 'Internal Server Error', detail: 'The server failed to handle the request', instance: '/upstream'
+  })
+  assert.ok(!res.body.includes('TOPSECRET'), res.body)
+  assert.ok(!JSON.stringify(res.headers).includes('TOPSECRET'), 'error headers of a 5xx are not sent')
+  const failures = logs.filter((l) => l.level === 50)
+  assert.equal(failures.length, 1)
+  assert.equal(failures[0].reqId, res.headers['x-request-id'])
+  assert.equal(failures[0].err.message, 'upstream said: internal token sk_live_TOPSECRET')
+  await assertStillServing(app)
+})
+
+test('a malformed URL (FST_ERR_BAD_URL through frameworkErrors): 400 bad-request with the request id', async (t) => {
+  const { app } = await setup(t)
+  const res = await app.inject({ url: '/items/%zz?x=1' })
+  expectProblem(res, 400, { type: 'bad-request', title: 'Bad Request', detail: 'The URL is not valid', instance: '/items/%zz' })
+  await assertStillServing(app)
+})
+
+test('an over-long path parameter (FST_ERR_MAX_PARAM_LENGTH): 400 bad-request with the request id', async (t) => {
+  const { app } = await setup(t)
+  const long = 'x'.repeat(101)
+  const res = await app.inject({ url: `/items/${long}` })
+  expectProblem(res, 400, { type: 'bad-request', title: 'Bad Request', detail: 'A path parameter is too long', instance: `/items/${long}` })
+  await assertStillServing(app)
+})
+
+// ---------------------------------------------------------------------------------------
+// Real sockets: requests Node's HTTP parser or Fastify's router reject before any route.
+// A request Node could not parse has no path, so its problem carries no `instance`.
+
+interface RawResponse { status: number, statusLine: string, headers: Record<string, string>, body: string }
+
+/** Writes raw bytes on a fresh connection and reads until the server closes it. */
+function rawRequest (port: number, data: string): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let received = ''
+    socket.setEncoding('latin1')
+    socket.setTimeout(5000, () => { socket.destroy(); reject(new Error(`no response; got ${JSON.stringify(received)}`)) })
+    socket.on('data', (chunk) => { received += chunk })
+    socket.on('error', (error) => { if (received === '') reject(error) })
+    socket.on('close', () => {
+      const split = received.indexOf('\r\n\r\n')
+      if (split === -1) return reject(new Error(`not an HTTP response: ${JSON.stringify(received)}`))
+      const [statusLine, ...lines] = received.slice(0, split).split('\r\n')
+      const headers: Record<string, string> = {}
+      for (const line of lines) {
+        const colon = line.indexOf(':')
+        headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+      }
+      resolve({ status: Number(statusLine.split(' ')[1]), statusLine, headers, body: received.slice(split + 4) })
+    })
+    socket.write(data, 'latin1')
+  })
+}
+
+async function listening (t: TestContext): Promise<{ app: FastifyInstance, port: number, url: string }> {
+  const { app } = await setup(t)
+  const { port, url } = await listen(app)
+  return { app, port, url }
+}
+
+async function assertStillServingOverHttp (url: string): Promise<void> {
+  const res = await fetch(`${url}/ok`)
+  assert.equal(res.status, 200)
+  assert.deepStrictEqual(await res.json(), { ok: true })
+}
+
+test('socket: a malformed request line gets a 400 problem with a request id and Connection: close', async (t) => {
+  const { port, url } = await listening(t)
+  const res = await rawRequest(port, 'GARBAGE\r\n\r\n')
+  assert.equal(res.statusLine, 'HTTP/1.1 400 Bad Request')
+  assert.equal(res.headers['content-type'], 'application/problem+json')
+  assert.equal(res.headers.connection, 'close')
+  assert.match(res.headers['x-request-id'], UUID)
+  assert.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body))
+  assert.deepStrictEqual(JSON.parse(res.body), {
+    type: TYPE + 'bad-request',
+    title: 'Bad Request',
+    status: 400,
+    detail: 'The request could not be parsed',
+    requestId: res.headers['x-request-id']
+  })
+  await assertStillServingOverHttp(url)
+})
+
+test('socket: headers over 16 KB get a 431 problem with a request id and Connection: close', async (t) => {
+  const { port, url } = await listening(t)
+  const res = await rawRequest(port, `GET /ok HTTP/1.1\r\nHost: localhost\r\nX-Padding: ${'a'.repeat(17 * 1024)}\r\n\r\n`)
+  assert.equal(res.statusLine, 'HTTP/1.1 431 Request Header Fields Too Large')
+  assert.equal(res.headers['content-type'], 'application/problem+json')
+  assert.equal(res.headers.connection, 'close')
+  assert.match(res.headers['x-request-id'], UUID)
+  assert.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body))
+  assert.deepStrictEqual(JSON.parse(res.body), {
+    type: TYPE + 'headers-too-large',
+    title: 'Request Header Fields Too Large',
+    status: 431,
+    detail: 'The request headers are too large',
+    requestId: res.headers['x-request-id']
+  })
+  await assertStillServingOverHttp(url)
+})
+
+test('socket: a bad URL path (/%zz) gets a 400 problem with the request id header', async (t) => {
+  const { port, url } = await listening(t)
+  const res = await rawRequest(port, 'GET /%zz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
+  assert.equal(res.status, 400)
+  assert.equal(res.headers['content-type'], PROBLEM_JSON)
+  assert.match(res.headers['x-request-id'], UUID)
+  assert.deepStrictEqual(JSON.parse(res.body), {
+    type: TYPE + 'bad-request',
+    title: 'Bad Request',
+    status: 400,
+    detail: 'The URL is not valid',
+    instance: '/%zz',
+    requestId: res.headers['x-request-id']
+  })
+  await assertStillServingOverHttp(url)
+})
+
+test('socket: a 404 over a real connection never echoes the query string', async (t) => {
+  const { port } = await listening(t)
+  const res = await rawRequest(port, 'GET /missing?api_key=abc123 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
+  assert.equal(res.status, 404)
+  assert.equal(res.headers['content-type'], PROBLEM_JSON)
+  assert.deepStrictEqual(JSON.parse(res.body), {
+    type: TYPE + 'not-found',
+    title: 'Not Found',
+    status: 404,
+    detail: 'No route matches GET /missing',
+    instance: '/missing',
+    requestId: res.headers['x-request-id']
+  })
+})
