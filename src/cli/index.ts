@@ -19,18 +19,28 @@ Usage:
 Without --config, spikard reads spikard.config.json, .yaml or .yml from the working directory.
 `
 
+function parse (argv: string[]) {
+  try {
+    return parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string', short: 'p' },
+        host: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' }
+      }
+    })
+  } catch (error) {
+    const code = (error as { code?: string }).code
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new Error(`unknown option "${/'([^']+)'/.exec((error as Error).message)?.[1] ?? ''}" (see spikard --help)`)
+    throw error
+  }
+}
+
 async function main (argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      port: { type: 'string', short: 'p' },
-      host: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-      version: { type: 'boolean', short: 'v' }
-    }
-  })
+  const { values, positionals } = parse(argv)
   if (values.help === true) { process.stdout.write(HELP); return 0 }
   if (values.version === true) { process.stdout.write(`${packageVersion()}\n`); return 0 }
   const [command, ...extra] = positionals
@@ -59,9 +69,16 @@ async function main (argv: string[]): Promise<number> {
 }
 
 async function start (app: FastifyInstance, host: string, port: number): Promise<number> {
+  // Signal handlers go in before listening, so a SIGTERM sent the moment the server
+  // reports ready (or during startup) still closes it gracefully.
+  const grace = closeWithGrace({ delay: 10_000 }, async ({ err }) => {
+    if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
+    await app.close()
+  })
   try {
     await app.listen({ host, port })
   } catch (error) {
+    grace.uninstall()
     await app.close().catch(() => {})
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new Error(`port ${port} on ${host} is already in use`)
     throw error
@@ -71,10 +88,6 @@ async function start (app: FastifyInstance, host: string, port: number): Promise
     ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
     : String(address)
   process.stdout.write(`spikard listening on ${where}\n`)
-  closeWithGrace({ delay: 10_000 }, async ({ err }) => {
-    if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
-    await app.close()
-  })
   return -1 // keep running
 }
 

@@ -1,5 +1,5 @@
 /** Finds, parses and validates a config file, substituting ${VAR} and ${VAR:-default} from the environment. */
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { extname, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { SpikardConfigError } from '../errors.js'
@@ -31,6 +31,7 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   const file = options.file === undefined ? findConfigFile(cwd) : resolve(cwd, options.file)
   const source = `config ${file}`
   if (!existsSync(file)) throw new SpikardConfigError([`file not found: ${file}`], source)
+  if (!statSync(file).isFile()) throw new SpikardConfigError([`not a file: ${file}`], source)
   const text = readFileSync(file, 'utf8')
   let raw: unknown
   try {

@@ -1,0 +1,534 @@
+/**
+ * The `spikard` CLI, run as a user runs it: a child process per case, asserting exit
+ * codes, stdout and stderr, and for `start` a real socket and a real SIGTERM.
+ */
+import { describe, it, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { UUID } from './helpers.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const CLI = join(ROOT, 'src/cli/index.ts')
+/** tsx as an absolute URL, so the child can load it whatever its working directory. */
+const TSX = import.meta.resolve('tsx')
+const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+
+/** Variables the configs below read; never inherited from the environment running the tests. */
+const CONFIG_VARS = ['PORT', 'HOST', 'LOG_LEVEL', 'SPIKARD_TEST_UNSET', 'SPIKARD_TEST_EMPTY']
+
+interface Exit { code: number | null, signal: NodeJS.Signals | null }
+interface Result extends Exit { stdout: string, stderr: string }
+
+interface RunOptions { cwd?: string, env?: Record<string, string>, timeout?: number, nodeArgs?: string[] }
+
+function childEnv (env: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const base: NodeJS.ProcessEnv = { ...process.env }
+  for (const name of [...CONFIG_VARS, 'NODE_TEST_CONTEXT', 'NODE_OPTIONS']) delete base[name]
+  return { ...base, ...env }
+}
+
+function spawnCli (args: string[], options: RunOptions = {}): ChildProcess {
+  return spawn(process.execPath, ['--import', TSX, ...(options.nodeArgs ?? []), CLI, ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: childEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+}
+
+function exited (child: ChildProcess): Promise<Exit> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode })
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+}
+
+async function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function kill (child: ChildProcess): void {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+}
+
+/** Runs the CLI to completion (killed after `timeout` ms) and collects its output. */
+async function run (t: TestContext, args: string[], options: RunOptions = {}): Promise<Result> {
+  const child = spawnCli(args, options)
+  t.after(() => kill(child))
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const exit = await withTimeout(exited(child), options.timeout ?? 30_000, `spikard ${args.join(' ')}`)
+  // 'exit' can fire before the pipes are drained.
+  await Promise.all([child.stdout, child.stderr].map((s) => s!.readableEnded ? undefined : new Promise((resolve) => s!.once('end', resolve))))
+  return { ...exit, stdout, stderr }
+}
+
+interface Started {
+  child: ChildProcess
+  url: string
+  port: number
+  stdout: () => string
+  stderr: () => string
+}
+
+/** Runs `spikard start ...` and waits for its "spikard listening on <url>" line. */
+async function start (t: TestContext, args: string[], options: RunOptions = {}): Promise<Started> {
+  const child = spawnCli(['start', ...args], options)
+  t.after(() => kill(child))
+  let stdout = ''
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const listening = new Promise<string>((resolve, reject) => {
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+      const m = /^spikard listening on (http:\/\/\S+)$/m.exec(stdout)
+      if (m !== null) resolve(m[1])
+    })
+    child.once('exit', (code, signal) => reject(new Error(`spikard start exited (${code ?? signal}) before listening:\n${stdout}\n${stderr}`)))
+  })
+  const url = await withTimeout(listening, 30_000, `spikard start ${args.join(' ')} to listen`)
+  return { child, url, port: Number(new URL(url).port), stdout: () => stdout, stderr: () => stderr }
+}
+
+/** Sends SIGTERM and returns how the process ended. */
+async function terminate (child: ChildProcess): Promise<Exit> {
+  child.kill('SIGTERM')
+  return await withTimeout(exited(child), 15_000, 'spikard to exit after SIGTERM')
+}
+
+/** A temp dir (its real path, as the child's process.cwd() reports it) holding `files`; removed after the test. */
+async function fixture (t: TestContext, files: Record<string, string> = {}): Promise<string> {
+  const dir = await realpath(await mkdtemp(join(tmpdir(), 'spikard-cli-')))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, name)), { recursive: true })
+    await writeFile(join(dir, name), content)
+  }
+  return dir
+}
+
+async function freePort (): Promise<number> {
+  const server = createNetServer()
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** The rows `spikard check` prints after "<file>: valid", each split into its cells. */
+function tableRows (stdout: string): string[][] {
+  return stdout.split('\n').slice(2).filter((line) => line.trim() !== '').map((line) => line.trim().split(/ {2,}/))
+}
+
+/** The "  - problem" lines of a config error. */
+function problems (stderr: string): string[] {
+  return stderr.split('\n').filter((line) => line.startsWith('  - ')).map((line) => line.slice(4))
+}
+
+const HEADER = ['METHOD', 'PATH', 'BODY LIMIT', 'ACCESS LOG']
+
+/** A JS routes module: GET /hello answers with the request id it saw. */
+const HELLO_MJS = `export default async function routes (app) {
+  app.get('/hello', async (request) => ({ hello: 'world', requestId: request.id }))
+}
+`
+
+const ROUTES_TS = `import type { FastifyInstance, FastifyRequest } from 'fastify'
+
+interface User { id: number, name: string }
+const users: User[] = [{ id: 1, name: 'Ada' }]
+
+export default async function routes (app: FastifyInstance): Promise<void> {
+  app.get('/users', async (): Promise<User[]> => users)
+  app.post('/users', { bodyLimit: 2048 }, async (request: FastifyRequest) => request.body)
+  app.delete('/users/:id', { config: { logging: false } }, async () => ({ deleted: true }))
+  await app.register(async (admin: FastifyInstance) => {
+    admin.put('/settings', { bodyLimit: 100 }, async () => ({ ok: true }))
+  }, { prefix: '/admin' })
+}
+`
+
+const ROUTES_MJS = `export default async function routes (app) {
+  app.get('/items', async () => [])
+  app.post('/items', { bodyLimit: 1048576 * 2 }, async (request) => request.body)
+  app.route({ method: ['PUT', 'PATCH'], url: '/items/:id', handler: async () => ({}) })
+}
+`
+
+/** Two children at a time: the suites run one after another, each running two tests at once. */
+const PARALLEL = { concurrency: 2 }
+
+describe('spikard CLI', { concurrency: 1 }, () => {
+  describe('arguments', PARALLEL, () => {
+    it('--help and -h print the usage and exit 0', async (t) => {
+      for (const flag of ['--help', '-h']) {
+        const r = await run(t, [flag])
+        assert.equal(r.code, 0, flag)
+        assert.equal(r.stderr, '')
+        assert.match(r.stdout, /^spikard - a production preset for Fastify\n/)
+        assert.match(r.stdout, /^Usage:$/m)
+        assert.match(r.stdout, /^ {2}spikard start \[--config FILE\] \[--port N\] \[--host HOST\] +start the server$/m)
+        assert.match(r.stdout, /^ {2}spikard check \[--config FILE\] +validate the config and list every route$/m)
+        assert.match(r.stdout, /^ {2}spikard --help \| --version$/m)
+        assert.match(r.stdout, /spikard\.config\.json, \.yaml or \.yml from the working directory/)
+      }
+    })
+
+    it('--version and -v print the package.json version', async (t) => {
+      for (const flag of ['--version', '-v']) {
+        const r = await run(t, [flag])
+        assert.deepEqual({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 0, stdout: `${version}\n`, stderr: '' }, flag)
+      }
+    })
+
+    it('an unknown command exits 1 naming it, with the usage on stderr', async (t) => {
+      const r = await run(t, ['frobnicate'])
+      assert.equal(r.code, 1)
+      assert.equal(r.stdout, '')
+      assert.match(r.stderr, /^spikard: unknown command "frobnicate"\n\n/)
+      assert.match(r.stderr, /^Usage:$/m)
+    })
+
+    it('no command exits 1 with the usage on stderr', async (t) => {
+      const r = await run(t, [])
+      assert.equal(r.code, 1)
+      assert.equal(r.stdout, '')
+      assert.match(r.stderr, /^spikard: no command given\n\n/)
+      assert.match(r.stderr, /^Usage:$/m)
+    })
+
+    it('an unknown flag exits 1 naming the flag', async (t) => {
+      const r = await run(t, ['check', '--frobnicate'])
+      assert.equal(r.code, 1)
+      assert.equal(r.stdout, '')
+      assert.match(r.stderr, /^spikard: unknown option "--frobnicate" \(see spikard --help\)\n$/)
+      assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('spikard:')).length, 1, 'one error line, no stack trace')
+      assert.doesNotMatch(r.stderr, /\n {4}at /)
+    })
+
+    it('an extra positional argument exits 1 naming it', async (t) => {
+      const r = await run(t, ['check', 'extra'])
+      assert.deepEqual({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 1, stdout: '', stderr: 'spikard: unexpected argument "extra"\n' })
+    })
+  })
+
+  describe('check', PARALLEL, () => {
+    it('a valid config with a .ts app: prints "valid" and every route with its settings', async (t) => {
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'app: ./routes.ts\nrequestId: true\nlogging: true\n',
+        'routes.ts': ROUTES_TS
+      })
+      const r = await run(t, ['check', '--config', 'spikard.config.yaml'], { cwd: dir })
+      assert.equal(r.stderr, '')
+      assert.equal(r.code, 0)
+      assert.equal(r.stdout.split('\n')[0], `${join(dir, 'spikard.config.yaml')}: valid`)
+      assert.equal(r.stdout.split('\n')[1], '')
+      assert.deepEqual(tableRows(r.stdout), [
+        HEADER,
+        ['GET', '/users', '1mb', 'on'],
+        ['POST', '/users', '2kb', 'on'],
+        ['DELETE', '/users/:id', '1mb', 'off'],
+        ['PUT', '/admin/settings', '100b', 'on']
+      ])
+      // Columns line up: every cell starts where its header does.
+      const lines = r.stdout.split('\n').slice(2).filter((l) => l !== '')
+      const rows = tableRows(r.stdout)
+      HEADER.forEach((title, i) => {
+        const column = lines[0].indexOf(title)
+        lines.forEach((line, j) => assert.ok(line.slice(column).startsWith(rows[j][i]), `${title} column of ${JSON.stringify(line)}`))
+      })
+    })
+
+    it('a valid config with a .mjs app, given by absolute path from another directory: app resolves against the config file', async (t) => {
+      const dir = await fixture(t, {
+        'conf/spikard.config.json': JSON.stringify({ app: './routes.mjs' }),
+        'conf/routes.mjs': ROUTES_MJS
+      })
+      const file = join(dir, 'conf/spikard.config.json')
+      const r = await run(t, ['check', '-c', file], { cwd: ROOT })
+      assert.equal(r.stderr, '')
+      assert.equal(r.code, 0)
+      assert.equal(r.stdout.split('\n')[0], `${file}: valid`)
+      // logging is off by default, so no route has an access log.
+      assert.deepEqual(tableRows(r.stdout), [
+        HEADER,
+        ['GET', '/items', '1mb', 'off'],
+        ['POST', '/items', '2mb', 'off'],
+        ['PUT,PATCH', '/items/:id', '1mb', 'off']
+      ])
+    })
+
+    it('a config without app lists no routes', async (t) => {
+      const dir = await fixture(t, { 'spikard.config.yaml': 'requestId: true\n' })
+      const r = await run(t, ['check'], { cwd: dir })
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout, `${join(dir, 'spikard.config.yaml')}: valid\n\n${HEADER.join('  ')}\n`)
+    })
+  })
+
+  describe('bad configs exit 1 naming the key path, what was expected and what was found', PARALLEL, () => {
+    async function checkBad (t: TestContext, files: Record<string, string>, args: string[] = ['check']): Promise<Result & { dir: string }> {
+      const dir = await fixture(t, files)
+      const r = await run(t, args, { cwd: dir })
+      assert.equal(r.code, 1, `expected exit 1, got ${r.code}; stdout: ${r.stdout}; stderr: ${r.stderr}`)
+      assert.equal(r.stdout, '')
+      assert.doesNotMatch(r.stderr, /\n {4}at /, 'no stack trace')
+      return { ...r, dir }
+    }
+
+    it('a wrong type', async (t) => {
+      const { stderr, dir } = await checkBad(t, { 'spikard.config.yaml': 'server:\n  port: ten\n' })
+      assert.equal(stderr, `spikard: Invalid spikard config ${join(dir, 'spikard.config.yaml')}:\n` +
+        '  - server.port: expected an integer >= 0 and <= 65535, found "ten"\n')
+    })
+
+    it('a misspelt top-level key suggests the right one', async (t) => {
+      const { stderr } = await checkBad(t, { 'spikard.config.yaml': 'loging: true\n' })
+      assert.deepEqual(problems(stderr), ['loging: unknown key (did you mean "logging"?)'])
+    })
+
+    it('a misspelt nested key suggests the right one', async (t) => {
+      const { stderr } = await checkBad(t, { 'spikard.config.yaml': 'requestId: { hedaer: x-trace-id }\n' })
+      assert.deepEqual(problems(stderr), ['requestId.hedaer: unknown key (did you mean "header"?)'])
+    })
+
+    it('several problems are listed together', async (t) => {
+      const { stderr, dir } = await checkBad(t, {
+        'spikard.config.yaml': 'server:\n  port: ten\nloging: true\nrequestId:\n  hedaer: x\nlogging:\n  level: loud\n'
+      })
+      assert.equal(stderr.split('\n')[0], `spikard: Invalid spikard config ${join(dir, 'spikard.config.yaml')}:`)
+      assert.deepEqual(problems(stderr).sort(), [
+        'loging: unknown key (did you mean "logging"?)',
+        'logging.level: expected "fatal", "error", "warn", "info", "debug", "trace" or "silent", found "loud"',
+        'requestId.hedaer: unknown key (did you mean "header"?)',
+        'server.port: expected an integer >= 0 and <= 65535, found "ten"'
+      ].sort())
+    })
+
+    it('invalid YAML names the file, the line and the column', async (t) => {
+      const { stderr, dir } = await checkBad(t, { 'spikard.config.yml': 'server: [\n  port: 1\n' })
+      assert.equal(stderr.split('\n')[0], `spikard: Invalid spikard config ${join(dir, 'spikard.config.yml')}:`)
+      assert.match(problems(stderr)[0] ?? '', /^not valid YAML: .+ at line \d+, column \d+/)
+    })
+
+    it('invalid JSON names the file and the parser error', async (t) => {
+      const { stderr, dir } = await checkBad(t, { 'spikard.config.json': '{ "server": { "port": 8000 }, }' })
+      assert.equal(stderr.split('\n')[0], `spikard: Invalid spikard config ${join(dir, 'spikard.config.json')}:`)
+      assert.match(problems(stderr)[0] ?? '', /^not valid JSON: \S.*position \d+/)
+    })
+
+    it('a --config file that does not exist', async (t) => {
+      const { stderr, dir } = await checkBad(t, {}, ['check', '--config', 'nope.yaml'])
+      const file = join(dir, 'nope.yaml')
+      assert.equal(stderr, `spikard: Invalid spikard config ${file}:\n  - file not found: ${file}\n`)
+    })
+
+    it('no config file in the working directory', async (t) => {
+      const { stderr, dir } = await checkBad(t, { 'config.yaml': 'requestId: true\n' })
+      assert.deepEqual(problems(stderr), [
+        `no config file found in ${dir} (looked for spikard.config.json, spikard.config.yaml, spikard.config.yml); name one with --config`
+      ])
+    })
+
+    it('an app module that does not exist', async (t) => {
+      const { stderr, dir } = await checkBad(t, { 'spikard.config.yaml': 'app: ./missing.ts\n' })
+      assert.match(stderr, /^spikard: Invalid spikard config/)
+      assert.deepEqual(problems(stderr), [`app: module not found: ${join(dir, 'missing.ts')}`])
+    })
+
+    it('an app module without a default export', async (t) => {
+      const { stderr, dir } = await checkBad(t, {
+        'spikard.config.yaml': 'app: ./routes.mjs\n',
+        'routes.mjs': 'export async function routes (app) {}\n'
+      })
+      assert.deepEqual(problems(stderr), [`app: ${join(dir, 'routes.mjs')} must default-export a Fastify plugin (a function), found no default export`])
+    })
+
+    it('an app module whose default export is not a function', async (t) => {
+      const { stderr, dir } = await checkBad(t, {
+        'spikard.config.yaml': 'app: ./routes.ts\n',
+        'routes.ts': 'const routes: Record<string, string> = { get: "/" }\nexport default routes\n'
+      })
+      assert.deepEqual(problems(stderr), [`app: ${join(dir, 'routes.ts')} must default-export a Fastify plugin (a function), found object`])
+    })
+  })
+
+  describe('environment variables', PARALLEL, () => {
+    it('${PORT} is substituted and coerced to a number: the server listens on it', async (t) => {
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'server:\n  host: 127.0.0.1\n  port: ${PORT}\napp: ./routes.mjs\nrequestId: true\n',
+        'routes.mjs': HELLO_MJS
+      })
+      const port = await freePort()
+      const server = await start(t, [], { cwd: dir, env: { PORT: String(port) } })
+      assert.equal(server.url, `http://127.0.0.1:${port}`)
+      const res = await fetch(`${server.url}/hello`)
+      assert.equal(res.status, 200)
+      assert.equal((await res.json()).hello, 'world')
+      assert.deepEqual(await terminate(server.child), { code: 0, signal: null })
+    })
+
+    it('${VAR:-default} uses the default when the variable is unset or empty', async (t) => {
+      const port = await freePort()
+      const dir = await fixture(t, {
+        'spikard.config.yaml': `server:\n  host: \${SPIKARD_TEST_UNSET:-127.0.0.1}\n  port: \${SPIKARD_TEST_EMPTY:-${port}}\napp: ./routes.mjs\n`,
+        'routes.mjs': HELLO_MJS
+      })
+      const server = await start(t, [], { cwd: dir, env: { SPIKARD_TEST_EMPTY: '' } })
+      assert.equal(server.url, `http://127.0.0.1:${port}`)
+      assert.equal((await fetch(`${server.url}/hello`)).status, 200)
+      assert.deepEqual(await terminate(server.child), { code: 0, signal: null })
+    })
+
+    it('an unset variable without a default exits 1 naming the variable and the key path', async (t) => {
+      const dir = await fixture(t, { 'spikard.config.yaml': 'server:\n  port: ${PORT}\n' })
+      const r = await run(t, ['start'], { cwd: dir })
+      assert.equal(r.code, 1)
+      assert.equal(r.stdout, '')
+      assert.equal(r.stderr, `spikard: Invalid spikard config ${join(dir, 'spikard.config.yaml')}:\n` +
+        '  - server.port: environment variable PORT is not set and has no default (write ${PORT:-default} to give one)\n')
+    })
+
+    it('a substituted value of the wrong type is reported like a written one', async (t) => {
+      const dir = await fixture(t, { 'spikard.config.yaml': 'server:\n  port: ${PORT}\n' })
+      const r = await run(t, ['check'], { cwd: dir, env: { PORT: 'eighty' } })
+      assert.equal(r.code, 1)
+      assert.deepEqual(problems(r.stderr), ['server.port: expected an integer >= 0 and <= 65535, found "eighty"'])
+    })
+  })
+
+  describe('config discovery without --config', PARALLEL, () => {
+    for (const name of ['spikard.config.json', 'spikard.config.yaml', 'spikard.config.yml']) {
+      it(`finds ${name} in the working directory`, async (t) => {
+        const content = name.endsWith('.json') ? JSON.stringify({ app: './routes.mjs' }) : 'app: ./routes.mjs\n'
+        const dir = await fixture(t, { [name]: content, 'routes.mjs': HELLO_MJS })
+        const r = await run(t, ['check'], { cwd: dir })
+        assert.equal(r.code, 0, r.stderr)
+        assert.equal(r.stdout.split('\n')[0], `${join(dir, name)}: valid`)
+        assert.deepEqual(tableRows(r.stdout), [HEADER, ['GET', '/hello', '1mb', 'off']])
+      })
+    }
+  })
+
+  describe('start', PARALLEL, () => {
+    it('serves with request ids and problem details on a real socket, and exits 0 on SIGTERM', async (t) => {
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'server:\n  port: 1\napp: ./routes.mjs\nrequestId: true\nlogging: true\n',
+        'routes.mjs': HELLO_MJS
+      })
+      const server = await start(t, ['--port', '0'], { cwd: dir })
+      assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+      assert.notEqual(server.port, 0)
+
+      // No id sent: a UUID v4, echoed in the header and seen by the handler.
+      const fresh = await fetch(`${server.url}/hello`)
+      const freshId = fresh.headers.get('x-request-id') ?? ''
+      assert.equal(fresh.status, 200)
+      assert.match(freshId, UUID)
+      assert.deepEqual(await fresh.json(), { hello: 'world', requestId: freshId })
+
+      // A well-formed id is kept.
+      const sent = 'req-42.trace:ABC_def'
+      const kept = await fetch(`${server.url}/hello`, { headers: { 'x-request-id': sent } })
+      assert.equal(kept.headers.get('x-request-id'), sent)
+      assert.deepEqual(await kept.json(), { hello: 'world', requestId: sent })
+
+      // A malformed or over-long one is replaced, never reflected.
+      const replacedIds: string[] = []
+      for (const bad of ['bad id <script>', 'x'.repeat(129)]) {
+        const replaced = await fetch(`${server.url}/hello`, { headers: { 'x-request-id': bad } })
+        const id = replaced.headers.get('x-request-id') ?? ''
+        assert.match(id, UUID, `replaces ${JSON.stringify(bad)}`)
+        assert.deepEqual(await replaced.json(), { hello: 'world', requestId: id })
+        replacedIds.push(id)
+      }
+
+      // Unknown route: RFC 9457 problem details.
+      const missing = await fetch(`${server.url}/nope?q=1`)
+      const missingId = missing.headers.get('x-request-id') ?? ''
+      assert.equal(missing.status, 404)
+      assert.match(missing.headers.get('content-type') ?? '', /^application\/problem\+json(;|$)/)
+      assert.match(missingId, UUID)
+      assert.deepEqual(await missing.json(), {
+        type: 'https://spikard.dev/errors/not-found',
+        title: 'Not Found',
+        status: 404,
+        detail: 'No route matches GET /nope',
+        instance: '/nope',
+        requestId: missingId
+      })
+
+      const exit = await terminate(server.child)
+      assert.deepEqual(exit, { code: 0, signal: null }, server.stderr())
+      // The access log went to stdout, one JSON line per request, with the request id.
+      const access = server.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((l) => l.msg === 'request completed')
+      assert.deepEqual(access.map((l) => [l.reqId, l.status]), [[freshId, 200], [sent, 200], [replacedIds[0], 200], [replacedIds[1], 200], [missingId, 404]])
+      assert.equal(server.stderr(), '')
+    })
+
+    it('a SIGTERM sent the moment it announces "listening" still shuts down gracefully (exit 0)', async (t) => {
+      // A supervisor may signal as soon as the server says it is ready. The preload below
+      // sends SIGTERM from inside the write of the "spikard listening on" line, so the
+      // shutdown handlers must be in place before that line is printed.
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'server:\n  port: 0\napp: ./routes.mjs\n',
+        'routes.mjs': HELLO_MJS,
+        'sigterm-on-ready.mjs': `const write = process.stdout.write.bind(process.stdout)
+process.stdout.write = (chunk, ...rest) => {
+  const result = write(chunk, ...rest)
+  if (String(chunk).startsWith('spikard listening on ')) process.kill(process.pid, 'SIGTERM')
+  return result
+}
+`
+      })
+      const r = await run(t, ['start'], { cwd: dir, nodeArgs: ['--import', './sigterm-on-ready.mjs'] })
+      assert.match(r.stdout, /^spikard listening on http:\/\/127\.0\.0\.1:\d+$/m)
+      assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null }, 'killed by the signal: closeWithGrace is installed only after the line is printed')
+    })
+
+    it('--port and --host override the config', async (t) => {
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'server:\n  host: 0.0.0.0\n  port: 1\napp: ./routes.mjs\n',
+        'routes.mjs': HELLO_MJS
+      })
+      const port = await freePort()
+      const server = await start(t, ['--port', String(port), '--host', '127.0.0.1'], { cwd: dir })
+      assert.equal(server.url, `http://127.0.0.1:${port}`)
+      assert.equal((await fetch(`${server.url}/hello`)).status, 200)
+      assert.deepEqual(await terminate(server.child), { code: 0, signal: null })
+    })
+
+    it('--port that is not a port exits 1 before starting', async (t) => {
+      const dir = await fixture(t, { 'spikard.config.yaml': 'requestId: true\n' })
+      for (const value of ['abc', '70000', '80.5']) {
+        const r = await run(t, ['start', '--port', value], { cwd: dir })
+        assert.deepEqual({ code: r.code, stdout: r.stdout, stderr: r.stderr },
+          { code: 1, stdout: '', stderr: `spikard: --port: expected an integer from 0 to 65535, found "${value}"\n` })
+      }
+    })
+
+    it('a port in use exits 1 saying so', async (t) => {
+      const blocker = createNetServer()
+      await new Promise<void>((resolve, reject) => blocker.once('error', reject).listen(0, '127.0.0.1', resolve))
+      t.after(() => new Promise((resolve) => blocker.close(resolve)))
+      const { port } = blocker.address() as AddressInfo
+      const dir = await fixture(t, { 'spikard.config.yaml': 'app: ./routes.mjs\n', 'routes.mjs': HELLO_MJS })
+      const r = await run(t, ['start', '--host', '127.0.0.1', '--port', String(port)], { cwd: dir })
+      assert.equal(r.code, 1)
+      assert.doesNotMatch(r.stdout, /spikard listening/)
+      assert.equal(r.stderr, `spikard: port ${port} on 127.0.0.1 is already in use\n`)
+    })
+  })
+})
