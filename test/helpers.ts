@@ -1,4 +1,5 @@
 /** Shared test helpers: build an app with captured log lines, listen on a real socket, match UUIDs. */
+import net from 'node:net'
 import { Writable } from 'node:stream'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
@@ -26,4 +27,53 @@ export async function listen (app: FastifyInstance): Promise<{ url: string, port
   await app.listen({ host: '127.0.0.1', port: 0 })
   const { port } = app.server.address() as AddressInfo
   return { url: `http://127.0.0.1:${port}`, port }
+}
+
+export interface RawResponse {
+  status: number
+  statusLine: string
+  /** Header values by lower-cased name, repeated headers joined with ", ". */
+  headers: Record<string, string>
+  /** Every value of each header, in order. */
+  all: Record<string, string[]>
+  body: string
+}
+
+/** Writes raw bytes (latin1) on a fresh connection and reads until the server closes it. */
+export function rawRequest (port: number, data: Buffer | string): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let received = ''
+    socket.setEncoding('latin1')
+    socket.setTimeout(5000, () => { socket.destroy(); reject(new Error(`no response; got ${JSON.stringify(received)}`)) })
+    socket.on('data', (chunk) => { received += chunk })
+    socket.on('error', (error) => { if (received === '') reject(error) })
+    socket.on('close', () => {
+      const split = received.indexOf('\r\n\r\n')
+      if (split === -1) return reject(new Error(`not an HTTP response: ${JSON.stringify(received)}`))
+      const [statusLine, ...lines] = received.slice(0, split).split('\r\n')
+      const all: Record<string, string[]> = {}
+      for (const line of lines) {
+        const colon = line.indexOf(':')
+        const name = line.slice(0, colon).trim().toLowerCase();
+        (all[name] ??= []).push(line.slice(colon + 1).trim())
+      }
+      const headers = Object.fromEntries(Object.entries(all).map(([name, values]) => [name, values.join(', ')]))
+      resolve({ status: Number(statusLine.split(' ')[1]), statusLine, headers, all, body: received.slice(split + 4) })
+    })
+    socket.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data)
+  })
+}
+
+/** Rejects when `promise` takes longer than `ms`. */
+export async function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
 }

@@ -11,7 +11,7 @@ import { access, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { UUID } from './helpers.js'
+import { UUID, withTimeout } from './helpers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
@@ -52,17 +52,6 @@ function killGroup (child: ChildProcess): void {
   try { process.kill(-child.pid, 'SIGKILL') } catch { /* already gone */ }
 }
 
-async function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 function collect (child: ChildProcess): { stdout: () => string, stderr: () => string, done: Promise<Result> } {
   let stdout = ''

@@ -6,9 +6,8 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import net from 'node:net'
 import type { FastifyInstance, FastifyPluginAsync, LightMyRequestResponse } from 'fastify'
-import { build, listen, UUID, type TestApp } from './helpers.js'
+import { build, listen, rawRequest, UUID, type TestApp } from './helpers.js'
 
 const TYPE = 'https://spikard.dev/errors/'
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
@@ -339,31 +338,7 @@ test('an over-long path parameter (FST_ERR_MAX_PARAM_LENGTH): 400 bad-request wi
 // Real sockets: requests Node's HTTP parser or Fastify's router reject before any route.
 // A request Node could not parse has no path, so its problem carries no `instance`.
 
-interface RawResponse { status: number, statusLine: string, headers: Record<string, string>, body: string }
 
-/** Writes raw bytes on a fresh connection and reads until the server closes it. */
-function rawRequest (port: number, data: string): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1')
-    let received = ''
-    socket.setEncoding('latin1')
-    socket.setTimeout(5000, () => { socket.destroy(); reject(new Error(`no response; got ${JSON.stringify(received)}`)) })
-    socket.on('data', (chunk) => { received += chunk })
-    socket.on('error', (error) => { if (received === '') reject(error) })
-    socket.on('close', () => {
-      const split = received.indexOf('\r\n\r\n')
-      if (split === -1) return reject(new Error(`not an HTTP response: ${JSON.stringify(received)}`))
-      const [statusLine, ...lines] = received.slice(0, split).split('\r\n')
-      const headers: Record<string, string> = {}
-      for (const line of lines) {
-        const colon = line.indexOf(':')
-        headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
-      }
-      resolve({ status: Number(statusLine.split(' ')[1]), statusLine, headers, body: received.slice(split + 4) })
-    })
-    socket.write(data, 'latin1')
-  })
-}
 
 async function listening (t: TestContext): Promise<{ app: FastifyInstance, port: number, url: string }> {
   const { app } = await setup(t)
