@@ -8,7 +8,7 @@
  * the key a user meant, while the config contract demands messages such as
  * `rateLimit.max: expected an integer >= 0, found "ten"`.
  */
-import { Kind, TransformKind, Type, type TSchema, type StaticDecode } from '@sinclair/typebox'
+import { Kind, TransformKind, Type, type Static, type TSchema, type StaticDecode } from '@sinclair/typebox'
 import { SpikardConfigError } from './errors.js'
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
@@ -237,6 +237,11 @@ function distance (a: string, b: string): number {
     prev = row
   }
   return prev[b.length]
+}
+
+/** The `resolve<Feature>Options` of a feature: validates, fills defaults, names keys under `path`. */
+export function optionsResolver<T extends TSchema> (schema: T, path: string): (options?: Static<T>) => Defaulted<T> {
+  return (options) => validate(schema, options ?? {}, { path }) as Defaulted<T>
 }
 
 type DeepRequired<T> = T extends readonly unknown[] ? T

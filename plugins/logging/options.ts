@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { LogLevel, validate, type Defaulted } from '../../src/schema.js'
+import { LogLevel, optionsResolver, type Defaulted } from '../../src/schema.js'
 
 export const LoggingOptionsSchema = Type.Object({
   level: Type.Optional(LogLevel({
@@ -23,8 +23,6 @@ export const LoggingOptionsSchema = Type.Object({
 export type LoggingOptions = Static<typeof LoggingOptionsSchema>
 export type ResolvedLoggingOptions = Defaulted<typeof LoggingOptionsSchema>
 
-export function resolveLoggingOptions (options: LoggingOptions = {} as LoggingOptions): ResolvedLoggingOptions {
-  return validate(LoggingOptionsSchema, options, { path: 'logging' }) as ResolvedLoggingOptions
-}
+export const resolveLoggingOptions = optionsResolver(LoggingOptionsSchema, 'logging')
 
 export const defaultLoggingOptions = resolveLoggingOptions()

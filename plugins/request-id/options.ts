@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { validate, type Defaulted } from '../../src/schema.js'
+import { optionsResolver, type Defaulted } from '../../src/schema.js'
 
 export const RequestIdOptionsSchema = Type.Object({
   header: Type.Optional(Type.String({
@@ -16,8 +16,6 @@ export const RequestIdOptionsSchema = Type.Object({
 export type RequestIdOptions = Static<typeof RequestIdOptionsSchema>
 export type ResolvedRequestIdOptions = Defaulted<typeof RequestIdOptionsSchema>
 
-export function resolveRequestIdOptions (options: RequestIdOptions = {} as RequestIdOptions): ResolvedRequestIdOptions {
-  return validate(RequestIdOptionsSchema, options, { path: 'requestId' }) as ResolvedRequestIdOptions
-}
+export const resolveRequestIdOptions = optionsResolver(RequestIdOptionsSchema, 'requestId')
 
 export const defaultRequestIdOptions = resolveRequestIdOptions()
