@@ -17,7 +17,7 @@ export const errorDefinitions = {
   },
   SPK_ERR_MALFORMED_BODY: {
     status: 400, type: 'malformed-body', title: 'Bad Request', message: 'The request body is not valid %s',
-    when: 'The body does not parse as its Content-Type says (invalid or empty JSON).'
+    when: 'The body does not parse as its Content-Type says (invalid or empty JSON), or does not decode as its Content-Encoding says (corrupt gzip, deflate or br).'
   },
   SPK_ERR_NOT_FOUND: {
     status: 404, type: 'not-found', title: 'Not Found', message: 'No route matches %s %s',
@@ -31,6 +31,10 @@ export const errorDefinitions = {
     status: 408, type: 'request-timeout', title: 'Request Timeout', message: '%s',
     when: 'The client did not send the whole request in time.'
   },
+  SPK_ERR_HANDLER_TIMEOUT: {
+    status: 408, type: 'handler-timeout', title: 'Request Timeout', message: 'The request was not answered within %d ms',
+    when: 'The route did not start its response within its handler timeout (status configurable: `timeout.status`).'
+  },
   SPK_ERR_BODY_TOO_LARGE: {
     status: 413, type: 'body-too-large', title: 'Content Too Large', message: 'The request body exceeds the limit of %d bytes',
     when: 'The request body is larger than the route\'s body limit.'
@@ -38,6 +42,10 @@ export const errorDefinitions = {
   SPK_ERR_UNSUPPORTED_MEDIA_TYPE: {
     status: 415, type: 'unsupported-media-type', title: 'Unsupported Media Type', message: 'Content-Type %s is not supported here',
     when: 'No body parser accepts the request\'s Content-Type.'
+  },
+  SPK_ERR_UNSUPPORTED_ENCODING: {
+    status: 415, type: 'unsupported-content-encoding', title: 'Unsupported Media Type', message: 'Content-Encoding %s is not supported; send %s',
+    when: 'The request body has a `Content-Encoding` the server does not decode.'
   },
   SPK_ERR_VALIDATION: {
     status: 422, type: 'validation-failed', title: 'Unprocessable Content', message: 'The request %s failed validation',
@@ -50,6 +58,10 @@ export const errorDefinitions = {
   SPK_ERR_INTERNAL: {
     status: 500, type: 'internal-error', title: 'Internal Server Error', message: 'The server failed to handle the request',
     when: 'Any error without a 4xx status. The real message and stack go to the log, never to the client.'
+  },
+  SPK_ERR_SHUTTING_DOWN: {
+    status: 503, type: 'shutting-down', title: 'Service Unavailable', message: 'The server is shutting down; retry on another instance',
+    when: 'The server is shutting down: readiness probes, and requests arriving on open connections after it stopped accepting new ones (sent with `Connection: close`).'
   }
 } as const satisfies Record<string, Definition>
 

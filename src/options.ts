@@ -7,18 +7,33 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Feature, validate, type Defaulted } from './schema.js'
 import { RequestIdOptionsSchema } from '../plugins/request-id/options.js'
 import { LoggingOptionsSchema } from '../plugins/logging/options.js'
+import { ShutdownOptionsSchema } from '../plugins/shutdown/options.js'
+import { HealthOptionsSchema } from '../plugins/health/options.js'
+import { BodyLimitOptionsSchema } from '../plugins/body-limit/options.js'
+import { TimeoutOptionsSchema } from '../plugins/timeout/options.js'
+import { CompressionOptionsSchema } from '../plugins/compression/options.js'
 
 /** Every feature, in the order the root plugin registers them. */
 export const features = {
   requestId: { schema: RequestIdOptionsSchema, summary: 'Request ids: read from the incoming header when well-formed, else a UUID v4; echoed on every response.' },
-  logging: { schema: LoggingOptionsSchema, summary: 'One structured JSON access line per completed request, secrets redacted.' }
+  logging: { schema: LoggingOptionsSchema, summary: 'One structured JSON access line per completed request, secrets redacted.' },
+  shutdown: { schema: ShutdownOptionsSchema, summary: 'Graceful shutdown in phases within one time budget, on signals and on app.close().' },
+  health: { schema: HealthOptionsSchema, summary: 'Liveness and readiness routes, public and kept out of the access log.' },
+  bodyLimit: { schema: BodyLimitOptionsSchema, summary: 'Request body size limit, on the decoded size of compressed bodies too.' },
+  timeout: { schema: TimeoutOptionsSchema, summary: 'Handler timeout, and safe server timeouts for slow headers, slow bodies and idle connections.' },
+  compression: { schema: CompressionOptionsSchema, summary: 'Brotli and gzip response compression (@fastify/compress), never for event streams or partial content.' }
 } as const satisfies Record<string, { schema: TSchema, summary: string }>
 
 export type FeatureName = keyof typeof features
 
 export const SpikardOptionsSchema = Type.Object({
   requestId: Type.Optional(Feature(features.requestId.schema, features.requestId.summary)),
-  logging: Type.Optional(Feature(features.logging.schema, features.logging.summary))
+  logging: Type.Optional(Feature(features.logging.schema, features.logging.summary)),
+  shutdown: Type.Optional(Feature(features.shutdown.schema, features.shutdown.summary)),
+  health: Type.Optional(Feature(features.health.schema, features.health.summary)),
+  bodyLimit: Type.Optional(Feature(features.bodyLimit.schema, features.bodyLimit.summary)),
+  timeout: Type.Optional(Feature(features.timeout.schema, features.timeout.summary)),
+  compression: Type.Optional(Feature(features.compression.schema, features.compression.summary))
 }, { additionalProperties: false })
 
 /** What you pass to `app.register(spikard, options)`. */

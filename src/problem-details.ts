@@ -34,7 +34,13 @@ const fastifyCodes: Record<string, (error: FastifyError, request: FastifyRequest
   FST_ERR_CTP_BODY_TOO_LARGE: (_e, request) => new errors.SPK_ERR_BODY_TOO_LARGE(request.routeOptions.bodyLimit),
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => new errors.SPK_ERR_BAD_REQUEST('Content-Length does not match the body received'),
   FST_ERR_BAD_URL: () => new errors.SPK_ERR_BAD_REQUEST('The URL is not valid'),
-  FST_ERR_MAX_PARAM_LENGTH: () => new errors.SPK_ERR_BAD_REQUEST('A path parameter is too long')
+  FST_ERR_MAX_PARAM_LENGTH: () => new errors.SPK_ERR_BAD_REQUEST('A path parameter is too long'),
+  // Fastify's handlerTimeout fired: the status is timeout.status when the timeout feature is on.
+  FST_ERR_HANDLER_TIMEOUT: (_e, request) => {
+    const e = new errors.SPK_ERR_HANDLER_TIMEOUT(request.routeOptions.handlerTimeout)
+    if (request.server.spikardTimeoutStatus !== undefined) e.statusCode = request.server.spikardTimeoutStatus
+    return e
+  }
 }
 
 function pathOf (url: string): string {
@@ -52,8 +58,10 @@ export function toProblem (error: unknown, request: FastifyRequest): Problem {
   const base = { instance: pathOf(request.url), requestId: String(request.id) }
   if (isSpikardCode(e?.code)) {
     const d = errorDefinitions[e.code]
-    if (d.status >= 500) request.log.error({ err: e }, 'request failed')
-    return { type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail: e.message, ...base }
+    // A feature may answer with another status than the registry's (timeout.status).
+    const status = e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode <= 599 ? e.statusCode : d.status
+    if (d.type === 'internal-error') request.log.error({ err: e }, 'request failed')
+    return { type: PROBLEM_TYPE_BASE + d.type, title: status === d.status ? d.title : STATUS_CODES[status] ?? d.title, status, detail: e.message, ...base }
   }
   const status = typeof e?.statusCode === 'number' ? e.statusCode : NaN
   if (status >= 400 && status < 500) {

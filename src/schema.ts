@@ -42,12 +42,16 @@ export const Duration = (options: { description: string, default?: number | stri
     .Encode((ms) => ms)
 
 /** A size option: bytes, or a string such as `512kb`, `1mb`. Decodes to bytes. */
-export const Size = (options: { description: string, default?: number | string }) =>
+export const Size = ({ minimum = 0, ...options }: { description: string, default?: number | string, minimum?: number }) =>
   Type.Transform(Type.Union([
-    Type.Integer({ minimum: 0 }),
+    Type.Integer({ minimum }),
     Type.String({ pattern: SIZE.source })
-  ], { ...options, expected: 'a size (bytes, or a string such as "512kb", "1mb")' }))
-    .Decode(parseSize)
+  ], { ...options, expected: `a size (bytes, or a string such as "512kb", "1mb")${minimum > 0 ? ` of at least ${minimum} byte${minimum === 1 ? '' : 's'}` : ''}` }))
+    .Decode((value) => {
+      const bytes = parseSize(value)
+      if (bytes < minimum) throw new RangeError(`expected at least ${minimum} bytes, found ${bytes}`)
+      return bytes
+    })
     .Encode((bytes) => bytes)
 
 /**
@@ -94,8 +98,13 @@ function check (schema: TSchema, value: unknown, path: string, walk: Walk): unkn
   const before = walk.problems.length
   const out = checkInner(schema, value, path, walk)
   const transform = (schema as any)[TransformKind]
-  if (transform !== undefined && walk.problems.length === before) return transform.Decode(out)
-  return out
+  if (transform === undefined || walk.problems.length !== before) return out
+  try {
+    return transform.Decode(out)
+  } catch {
+    walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value)}`)
+    return out
+  }
 }
 
 function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk): unknown {

@@ -4,16 +4,17 @@
  */
 import { randomUUID } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyHttpOptions } from 'fastify'
 import spikard from './spikard.js'
 import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError, type SpikardErrorCode } from './errors.js'
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
 import { resolveConfig, type ResolvedConfig, type SpikardConfig } from './config/schema.js'
 import { DEFAULT_SECRET_HEADERS } from '../plugins/logging/redact.js'
+import { timeoutFactoryOptions } from '../plugins/timeout/server-timeouts.js'
 import { features, type FeatureName } from './options.js'
 
 type RoutesPlugin = FastifyPluginAsync | FastifyPluginCallback
@@ -35,8 +36,8 @@ export interface CreateServerOptions {
  * request ids validated by spikard, per-field validation errors, and problem details
  * even for requests Fastify rejects before routing.
  */
-export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: NodeJS.WritableStream): FastifyServerOptions {
-  const { server, requestId, logging } = resolveConfig(config)
+export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: NodeJS.WritableStream): FastifyHttpOptions<Server> {
+  const { server, requestId, logging, bodyLimit, timeout } = resolveConfig(config)
   const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
   return {
     logger: {
@@ -52,6 +53,12 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     },
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
+    // Requests during app.close() reach spikard (shutdown answers them with a 503 problem,
+    // readiness keeps answering); Fastify's own 503 is plain JSON and skips the pre-close delay.
+    return503OnClosing: false,
+    ...(bodyLimit === false ? {} : { bodyLimit: bodyLimit.max }),
+    // Handler timeout default and Node's server timeouts, from the server's creation on.
+    ...(timeout === false ? {} : timeoutFactoryOptions(timeout, 'config')),
     trustProxy: server.trustProxy as boolean, // a hop count is valid at run time; Fastify's types omit it
     ajv: { customOptions: { allErrors: true } },
     // Requests Fastify rejects before routing (a malformed URL, an over-long parameter):

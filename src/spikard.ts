@@ -2,7 +2,11 @@
  * The root plugin. Registers problem details first, so every error below it is rendered
  * by one handler, then request context, then each enabled feature in this order:
  *
- *   1. requestId  2. logging
+ *   1. requestId  2. logging  3. shutdown  4. health  5. bodyLimit  6. timeout  7. compression
+ *
+ * Request ids and the access log come first so every later hook's errors and logs carry
+ * the id; shutdown before health so readiness can see the shutdown phase; compression
+ * last so it sees every other feature's responses.
  */
 import fp from 'fastify-plugin'
 import { fastifyRequestContext } from '@fastify/request-context'
@@ -11,6 +15,13 @@ import problemDetails from './problem-details.js'
 import { resolveSpikardOptions, type ResolvedSpikardOptions, type SpikardOptions } from './options.js'
 import requestId from '../plugins/request-id/index.js'
 import logging from '../plugins/logging/index.js'
+import shutdown from '../plugins/shutdown/index.js'
+import health from '../plugins/health/index.js'
+import bodyLimit from '../plugins/body-limit/index.js'
+import timeout from '../plugins/timeout/index.js'
+import compression from '../plugins/compression/index.js'
+import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from '../plugins/shutdown/lifecycle.js'
+import { defaultShutdownOptions } from '../plugins/shutdown/options.js'
 
 declare module '@fastify/request-context' {
   interface RequestContextData {
@@ -28,6 +39,21 @@ declare module 'fastify' {
       options: ResolvedSpikardOptions
       /** Every route registered after spikard, as Fastify's onRoute hook saw it (`spikard check` prints them). */
       routes: RouteOptions[]
+      /** Where the server is in its life: `serving`, then `draining`, `closing`, `closed` as it shuts down. */
+      readonly phase: LifecyclePhase
+      /**
+       * Registers a drain hook: how a feature with long-lived connections or background work
+       * (WebSocket, SSE, tasks) finishes it at shutdown. Hooks run once per close, all at once,
+       * after the server has stopped accepting connections, each given the milliseconds left
+       * in the shutdown budget and a signal aborted when it runs out. Names must be unique;
+       * returns a function that removes the hook.
+       *
+       *     app.spikard.onDrain('websocket', async ({ remainingMs, signal }) => {
+       *       for (const socket of sockets) socket.close(1001, 'server shutting down')
+       *       await allClosed(sockets, { signal })
+       *     })
+       */
+      onDrain: (name: string, hook: DrainHook) => () => void
     }
   }
 }
@@ -35,7 +61,15 @@ declare module 'fastify' {
 async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<void> {
   const resolved = resolveSpikardOptions(options)
   const routes: RouteOptions[] = []
-  app.decorate('spikard', { options: resolved, routes })
+  const lifecycle = new Lifecycle()
+  const state = {
+    options: resolved,
+    routes,
+    get phase () { return lifecycle.phase },
+    onDrain: (name: string, hook: DrainHook) => lifecycle.onDrain(name, hook)
+  }
+  attachLifecycle(state, lifecycle)
+  app.decorate('spikard', state)
   app.addHook('onRoute', (route) => { routes.push(route) })
 
   await app.register(problemDetails)
@@ -44,6 +78,12 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   })
   if (resolved.requestId !== false) await app.register(requestId, resolved.requestId)
   if (resolved.logging !== false) await app.register(logging, resolved.logging)
+  if (resolved.shutdown !== false) await app.register(shutdown, resolved.shutdown)
+  else closeWithoutShutdown(app, lifecycle, defaultShutdownOptions.timeout)
+  if (resolved.health !== false) await app.register(health, resolved.health)
+  if (resolved.bodyLimit !== false) await app.register(bodyLimit, resolved.bodyLimit)
+  if (resolved.timeout !== false) await app.register(timeout, resolved.timeout)
+  if (resolved.compression !== false) await app.register(compression, resolved.compression)
 }
 
 export default fp(spikard, { name: 'spikard', fastify: '5.x' })

@@ -72,7 +72,12 @@ test('an empty config file means every default', (t) => {
   assert.deepEqual(config, {
     server: { host: '127.0.0.1', port: 8000, trustProxy: false, logger: { level: 'info', pretty: false } },
     requestId: false,
-    logging: false
+    logging: false,
+    shutdown: false,
+    health: false,
+    bodyLimit: false,
+    timeout: false,
+    compression: false
   })
 })
 

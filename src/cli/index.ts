@@ -70,15 +70,21 @@ async function main (argv: string[]): Promise<number> {
 
 async function start (app: FastifyInstance, host: string, port: number): Promise<number> {
   // Signal handlers go in before listening, so a SIGTERM sent the moment the server
-  // reports ready (or during startup) still closes it gracefully.
-  const grace = closeWithGrace({ delay: 10_000 }, async ({ err }) => {
-    if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
-    await app.close()
-  })
+  // reports ready (or during startup) still closes it gracefully. The shutdown feature,
+  // when on with `signals`, installed its own when the app was built; otherwise a basic
+  // graceful close: SIGTERM or SIGINT closes the app and exits (within 10 s, or
+  // shutdown.timeout when the feature is on without `signals`).
+  const { shutdown } = app.spikard.options
+  const grace = shutdown !== false && shutdown.signals
+    ? undefined
+    : closeWithGrace({ delay: shutdown === false ? 10_000 : shutdown.timeout }, async ({ err }) => {
+      if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
+      await app.close()
+    })
   try {
     await app.listen({ host, port })
   } catch (error) {
-    grace.uninstall()
+    grace?.uninstall()
     await app.close().catch(() => {})
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new Error(`port ${port} on ${host} is already in use`)
     throw error

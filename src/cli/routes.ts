@@ -8,6 +8,11 @@ const columns: Column[] = [
   ['METHOD', (r) => [r.method].flat().join(',')],
   ['PATH', (r) => r.url ?? ''],
   ['BODY LIMIT', (r, app) => formatBytes(r.bodyLimit ?? app.initialConfig.bodyLimit ?? 0)],
+  ['TIMEOUT', (r, app) => {
+    const ms = r.handlerTimeout ?? (app.initialConfig as { handlerTimeout?: number }).handlerTimeout ?? 0
+    return ms > 0 ? `${ms}ms` : 'off'
+  }],
+  ['COMPRESSION', (r, app) => app.spikard.options.compression === false || (r as { compress?: unknown }).compress === false ? 'off' : 'on'],
   ['ACCESS LOG', (r, app) => app.spikard.options.logging === false || r.config?.logging === false ? 'off' : 'on']
 ]
 

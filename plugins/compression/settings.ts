@@ -1,0 +1,124 @@
+/**
+ * Compression settings, computed once per route when it is added: the encodings offered,
+ * the threshold, which content types compress, the zlib options, and the same settings in
+ * the shape @fastify/compress takes (global options, or a route's `compress` object).
+ */
+import { createRequire } from 'node:module'
+import { constants, type BrotliOptions, type ZlibOptions } from 'node:zlib'
+import { Type } from '@sinclair/typebox'
+import type { FastifyCompressOptions } from '@fastify/compress'
+import { validate } from '../../src/schema.js'
+import { SpikardConfigError } from '../../src/errors.js'
+import type { ResolvedCompressionOptions } from './options.js'
+import type { Encoding } from './negotiate.js'
+
+export interface Settings {
+  /** Offered, in order of preference. */
+  encodings: Encoding[]
+  /** Buffered bodies smaller than this (bytes) are sent as they are. Streams always compress. */
+  threshold: number
+  compressible: (contentType: string) => boolean
+  brotliOptions: BrotliOptions
+  zlibOptions: ZlibOptions
+  /** The same settings as @fastify/compress options. */
+  library: FastifyCompressOptions
+}
+
+type TypeTest = RegExp | ((contentType: string) => boolean)
+
+// The database @fastify/compress consults, resolved from the library so both always agree.
+const mimeDb = createRequire(createRequire(import.meta.url).resolve('@fastify/compress'))('mime-db') as
+  Record<string, { compressible?: boolean } | undefined>
+// @fastify/compress's own default test (index.js, defaultCompressibleTypes).
+const LIBRARY_TYPES = /^text\/(?!event-stream)|(?:\+|\/)json(?:;|$)|(?:\+|\/)text(?:;|$)|(?:\+|\/)xml(?:;|$)|octet-stream(?:;|$)/u
+// Never compressed, whatever a route's customTypes or a future mime-db say: an event
+// stream must reach the client event by event.
+const EVENT_STREAM = /^\s*text\/event-stream\s*(?:;|$)/i
+
+/** The library's decision (custom test, else its default, then mime-db), event streams excluded. */
+function compressibleTypes (custom?: TypeTest): (contentType: string) => boolean {
+  const test = custom instanceof RegExp ? (type: string) => custom.test(type) : custom ?? ((type: string) => LIBRARY_TYPES.test(type))
+  return (type) => !EVENT_STREAM.test(type) &&
+    (test(type) || mimeDb[type.split(';', 1)[0].trim().toLowerCase()]?.compressible === true)
+}
+
+export function globalSettings ({ encodings, threshold, brotliQuality, gzipLevel }: ResolvedCompressionOptions): Settings {
+  if (encodings.length === 0) throw new SpikardConfigError(['compression.encodings: expected at least one of "br" or "gzip", found []'])
+  // Flushed after every write, so a stream's chunks reach the client as they are produced;
+  // a buffered body is written once and compressed in one go, so it costs nothing there.
+  const brotliOptions: BrotliOptions = { params: { [constants.BROTLI_PARAM_QUALITY]: brotliQuality }, flush: constants.BROTLI_OPERATION_FLUSH }
+  const zlibOptions: ZlibOptions = { level: gzipLevel, flush: constants.Z_SYNC_FLUSH }
+  return {
+    encodings: [...encodings],
+    threshold,
+    compressible: compressibleTypes(),
+    brotliOptions,
+    zlibOptions,
+    library: {
+      globalCompression: true,
+      // Request bodies are decoded by the bodyLimit feature, never by this one.
+      globalDecompression: false,
+      // `identity` lets the library accept the preset's answer "no compression".
+      encodings: [...encodings, 'identity'],
+      threshold,
+      brotliOptions,
+      zlibOptions
+    }
+  }
+}
+
+const RouteCompressSchema = Type.Union([
+  Type.Literal(false),
+  Type.Object({
+    threshold: Type.Optional(Type.Integer({ minimum: 0 })),
+    encodings: Type.Optional(Type.Array(Type.Union([Type.Literal('br'), Type.Literal('gzip')]))),
+    syncThreshold: Type.Optional(Type.Integer({ minimum: 0 })),
+    // Checked below: the schema walker knows no RegExp, function or open object.
+    customTypes: Type.Optional(Type.Any()),
+    brotliOptions: Type.Optional(Type.Any()),
+    zlibOptions: Type.Optional(Type.Any())
+  })
+], { expected: 'false or an object' })
+
+interface RouteCompress {
+  threshold?: number
+  encodings?: Encoding[]
+  syncThreshold?: number
+  customTypes?: TypeTest
+  brotliOptions?: BrotliOptions
+  zlibOptions?: ZlibOptions
+}
+
+const isObject = (v: unknown): boolean => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+/**
+ * A route's `compress` object over the global settings. Checked here because the library
+ * takes any key, and merged here because it does not merge: its route settings start
+ * from its own defaults, so `{ threshold: 128 }` alone also offered deflate (and zstd),
+ * and dropped the configured gzip level and brotli quality.
+ */
+export function routeSettings (global: Settings, compress: unknown, route: string): Settings {
+  const o = validate(RouteCompressSchema, compress, { path: 'compress', source: route }) as RouteCompress
+  const problems: string[] = []
+  if (o.encodings?.length === 0) problems.push('compress.encodings: expected at least one of "br" or "gzip", found []')
+  if (o.customTypes !== undefined && !(o.customTypes instanceof RegExp) && typeof o.customTypes !== 'function') {
+    problems.push('compress.customTypes: expected a RegExp or a function')
+  }
+  for (const key of ['brotliOptions', 'zlibOptions'] as const) {
+    if (o[key] !== undefined && !isObject(o[key])) problems.push(`compress.${key}: expected an object`)
+  }
+  if (problems.length > 0) throw new SpikardConfigError(problems, route)
+
+  const encodings = o.encodings ?? global.encodings
+  const threshold = o.threshold ?? global.threshold
+  const brotliOptions = { ...global.brotliOptions, ...o.brotliOptions, params: { ...global.brotliOptions.params, ...o.brotliOptions?.params } }
+  const zlibOptions = { ...global.zlibOptions, ...o.zlibOptions }
+  return {
+    encodings,
+    threshold,
+    compressible: o.customTypes === undefined ? global.compressible : compressibleTypes(o.customTypes),
+    brotliOptions,
+    zlibOptions,
+    library: { ...global.library, ...o, encodings: [...encodings, 'identity'], threshold, brotliOptions, zlibOptions }
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Liveness and readiness routes (`/livez`, `/readyz` by default). Both answer
+ * `200 {"status":"ok"}` while the server serves. From the moment shutdown begins, readiness
+ * answers a 503 problem (SPK_ERR_SHUTTING_DOWN) so load balancers stop sending traffic,
+ * while liveness stays 200 so the orchestrator does not kill an instance that is draining.
+ *
+ * The routes live in an encapsulated child, are kept out of the access log and are public:
+ * the auth and rate-limit features leave alone a route whose `config.auth` or
+ * `config.rateLimit` is `false`, and the shutdown feature keeps serving a route whose
+ * `config.shutdown` is `false` after it has stopped accepting connections.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyContextConfig, FastifyInstance, RouteShorthandOptions } from 'fastify'
+import { errors, SpikardConfigError } from '../../src/errors.js'
+import { resolveHealthOptions, type HealthOptions } from './options.js'
+
+/**
+ * The route config of a probe. `auth` and `rateLimit` are declared here rather than on
+ * FastifyContextConfig: the features that own them declare their own types (the rate limit
+ * one comes from @fastify/rate-limit), and two declarations of one key must agree.
+ */
+type ProbeConfig = FastifyContextConfig & { auth: false, rateLimit: false }
+
+const config: ProbeConfig = { logging: false, auth: false, rateLimit: false, shutdown: false }
+
+const OK = { status: 'ok' } as const
+
+const probe: RouteShorthandOptions = {
+  config,
+  schema: {
+    response: {
+      200: { type: 'object', properties: { status: { type: 'string', const: 'ok' } }, required: ['status'], additionalProperties: false }
+    }
+  }
+}
+
+async function spikardHealth (app: FastifyInstance, options: HealthOptions): Promise<void> {
+  const { liveness, readiness } = resolveHealthOptions(options)
+  if (liveness !== false && liveness === readiness) {
+    throw new SpikardConfigError([`health.readiness: expected a path other than health.liveness, found ${JSON.stringify(readiness)} for both`])
+  }
+
+  await app.register(async function healthRoutes (child: FastifyInstance) {
+    if (liveness !== false) {
+      child.get(liveness, probe, async () => OK)
+    }
+    if (readiness !== false) {
+      child.get(readiness, probe, async () => {
+        if (app.spikard.phase !== 'serving') throw new errors.SPK_ERR_SHUTTING_DOWN()
+        return OK
+      })
+    }
+  })
+}
+
+export default fp(spikardHealth, { name: 'spikard-health', fastify: '5.x', decorators: { fastify: ['spikard'] } })

@@ -1,0 +1,22 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
+
+export const ShutdownOptionsSchema = Type.Object({
+  timeout: Type.Optional(Duration({
+    default: '30s',
+    description: 'Budget for the whole shutdown. When it runs out, what is still pending is logged and the process exits 1.'
+  })),
+  preCloseDelay: Type.Optional(Duration({
+    default: 0,
+    description: 'Once shutdown begins (a signal or `app.close()`), keep serving (readiness answering 503, responses sent with `Connection: close`) for this long so load balancers can deregister the instance.'
+  })),
+  signals: Type.Optional(Type.Boolean({
+    default: true,
+    description: 'Shut down gracefully on SIGTERM and SIGINT and after an uncaught exception or unhandled rejection, then exit. `false` leaves signals to you; `app.close()` still drains.'
+  }))
+}, { additionalProperties: false })
+
+export type ShutdownOptions = Static<typeof ShutdownOptionsSchema>
+export type ResolvedShutdownOptions = Defaulted<typeof ShutdownOptionsSchema>
+export const resolveShutdownOptions = optionsResolver(ShutdownOptionsSchema, 'shutdown')
+export const defaultShutdownOptions = resolveShutdownOptions()

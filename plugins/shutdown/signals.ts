@@ -1,0 +1,75 @@
+/**
+ * Process-level handling for the shutdown feature, through close-with-grace: SIGTERM,
+ * SIGINT, uncaught exceptions and unhandled rejections start the graceful close, then the
+ * process exits: 0 after a signal; 1 after an uncaught error, when the budget runs out, or
+ * at once on a second signal or error.
+ */
+import closeWithGrace from 'close-with-grace'
+import type { FastifyBaseLogger } from 'fastify'
+
+/**
+ * close-with-grace listens to every terminating signal and to 'beforeExit' unless told
+ * not to. spikard answers SIGTERM and SIGINT only: SIGSEGV and its kind must not run
+ * JavaScript, and 'beforeExit' would turn a deliberate exit code into 0.
+ */
+const SKIP: closeWithGrace.AllEvents[] = ['SIGHUP', 'SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGSEGV', 'SIGUSR2', 'beforeExit']
+
+export interface ExitOnSignalsOptions {
+  log: FastifyBaseLogger
+  /** The budget in ms, counted from the signal: past it the process exits 1, whatever is still running. */
+  timeout: number
+  /** Closes the app gracefully; resolves to false when the budget ran out on the way. */
+  close: (trigger: string) => Promise<boolean>
+  /** What the shutdown is still waiting for, logged before an early exit. */
+  pending: () => Record<string, unknown>
+}
+
+/** Installs the handlers; returns the function that removes them (call it when the app closes). */
+export function exitOnSignals ({ log, timeout, close, pending }: ExitOnSignalsOptions): () => void {
+  // close-with-grace calls process.exit() right after each of these returns: one line each.
+  const grace = closeWithGrace({
+    delay: timeout,
+    logger: false, // every line goes through the app's logger instead
+    skip: SKIP,
+    onTimeout: () => {
+      log.error({ reason: 'budget exceeded', timeoutMs: timeout, ...pending(), exitCode: 1 }, 'shutdown did not finish in time')
+    },
+    onSecondSignal: (signal) => {
+      log.error({ signal, ...pending(), exitCode: 1 }, `second ${signal} while shutting down: exiting at once`)
+    },
+    onSecondError: (err) => {
+      log.error({ err, ...pending(), exitCode: 1 }, 'uncaught error while shutting down: exiting at once')
+    }
+  }, async ({ signal, err }) => {
+    if (err !== undefined) log.error({ err }, 'uncaught error: shutting down')
+    else log.info({ signal }, `${signal ?? 'close'} received: shutting down`)
+    let finished = false
+    try {
+      finished = await close(signal ?? (err !== undefined ? 'uncaught error' : 'close'))
+    } catch (error) {
+      log.error({ err: error }, 'closing the server failed')
+    }
+    const code = finished && err === undefined ? 0 : 1
+    log[code === 0 ? 'info' : 'error']({ exitCode: code }, `exiting with code ${code}`)
+    await flush(log)
+    // close-with-grace exits 1 after an error or when this callback rejects, 0 otherwise.
+    if (code !== 0 && err === undefined) throw new Error('graceful shutdown did not finish')
+  })
+  return grace.uninstall
+}
+
+/**
+ * Gives the log lines written so far a moment to get out before process.exit(): pino writes
+ * asynchronously, and a line still being written when the process exits can land after the
+ * ones flushed at exit, or not at all. `flush()` waits for a transport (pretty logs); for
+ * stdout it returns at once, so a few event-loop turns let the write in progress finish.
+ */
+async function flush (log: FastifyBaseLogger): Promise<void> {
+  const logger = log as FastifyBaseLogger & { flush?: (callback: () => void) => void }
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 500)
+    if (typeof logger.flush !== 'function') return resolve()
+    logger.flush(() => { clearTimeout(timer); resolve() })
+  })
+  await new Promise((resolve) => setTimeout(resolve, 25))
+}

@@ -1,0 +1,200 @@
+/**
+ * Health probes: off by default; on, `/livez` and `/readyz` answer `200 {"status":"ok"}`,
+ * at configurable paths or not at all, out of the access log and marked public; from the
+ * moment shutdown begins readiness answers a 503 problem while liveness stays 200.
+ */
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
+import spikard from '../../src/spikard.js'
+import { createServer, type CreateServerConfig } from '../../src/server.js'
+import { SpikardConfigError } from '../../src/errors.js'
+import { build, listen, UUID, withTimeout, type TestApp } from '../helpers.js'
+
+const routes: FastifyPluginAsync = async (app) => {
+  app.get('/hello', async () => ({ hello: 'world' }))
+}
+
+async function setup (t: TestContext, config: CreateServerConfig): Promise<TestApp> {
+  const built = await build(config, routes)
+  t.after(() => built.app.close())
+  return built
+}
+
+
+const OK = { status: 'ok' }
+
+function assertOk (res: LightMyRequestResponse, where: string): void {
+  assert.equal(res.statusCode, 200, `${where}: ${res.body}`)
+  assert.match(String(res.headers['content-type']), /^application\/json; charset=utf-8$/, where)
+  assert.equal(res.body, '{"status":"ok"}', where)
+}
+
+async function assertNotFound (app: FastifyInstance, url: string): Promise<void> {
+  const res = await app.inject({ url })
+  assert.equal(res.statusCode, 404, `${url}: ${res.body}`)
+  assert.equal(res.json().type, 'https://spikard.dev/errors/not-found', url)
+}
+
+function assertShuttingDown (status: number, contentType: string | null, body: any, url: string): void {
+  assert.equal(status, 503)
+  assert.match(String(contentType), /^application\/problem\+json(;|$)/)
+  assert.equal(typeof body.requestId, 'string')
+  assert.deepStrictEqual(body, {
+    type: 'https://spikard.dev/errors/shutting-down',
+    title: 'Service Unavailable',
+    status: 503,
+    detail: 'The server is shutting down; retry on another instance',
+    instance: url,
+    requestId: body.requestId
+  })
+}
+
+// ---------------------------------------------------------------------------------------
+
+test('off by default: no probe routes', async (t) => {
+  const { app } = await setup(t, { requestId: true })
+  await assertNotFound(app, '/livez')
+  await assertNotFound(app, '/readyz')
+  assert.deepStrictEqual(app.spikard.routes.map((r) => r.url), ['/hello', '/hello'])
+})
+
+test('true: /livez and /readyz answer 200 {"status":"ok"}, to GET and HEAD', async (t) => {
+  const { app } = await setup(t, { requestId: true, health: true })
+  assert.deepStrictEqual(app.spikard.options.health, { liveness: '/livez', readiness: '/readyz' })
+  for (const url of ['/livez', '/readyz']) {
+    const res = await app.inject({ url })
+    assertOk(res, url)
+    assert.match(String(res.headers['x-request-id']), UUID, 'other features still apply')
+    const head = await app.inject({ method: 'HEAD', url })
+    assert.equal(head.statusCode, 200, `HEAD ${url}`)
+    assert.equal(head.body, '')
+    const post = await app.inject({ method: 'POST', url })
+    assert.equal(post.statusCode, 405, `POST ${url}`)
+  }
+})
+
+test('custom paths: served there, and nothing at the defaults', async (t) => {
+  const { app } = await setup(t, { health: { liveness: '/health/live', readiness: '/health/ready' } })
+  assertOk(await app.inject({ url: '/health/live' }), '/health/live')
+  assertOk(await app.inject({ url: '/health/ready' }), '/health/ready')
+  await assertNotFound(app, '/livez')
+  await assertNotFound(app, '/readyz')
+})
+
+test('false removes a route: liveness only, readiness only, neither', async (t) => {
+  const liveOnly = await setup(t, { health: { readiness: false } })
+  assertOk(await liveOnly.app.inject({ url: '/livez' }), 'liveness only')
+  await assertNotFound(liveOnly.app, '/readyz')
+
+  const readyOnly = await setup(t, { health: { liveness: false, readiness: '/ready' } })
+  assertOk(await readyOnly.app.inject({ url: '/ready' }), 'readiness only')
+  await assertNotFound(readyOnly.app, '/livez')
+  await assertNotFound(readyOnly.app, '/readyz')
+
+  const neither = await setup(t, { health: { liveness: false, readiness: false } })
+  await assertNotFound(neither.app, '/livez')
+  await assertNotFound(neither.app, '/readyz')
+  assert.deepStrictEqual(neither.app.spikard.routes.map((r) => r.url), ['/hello', '/hello'])
+})
+
+test('the probes are not in the access log, and are marked public for auth, rate limits and shutdown', async (t) => {
+  const { app, logs } = await setup(t, { requestId: true, logging: true, health: true })
+  for (const url of ['/livez', '/readyz', '/livez']) assertOk(await app.inject({ url }), url)
+  const hello = await app.inject({ url: '/hello' })
+  assert.equal(hello.statusCode, 200)
+  assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => l.path), ['/hello'])
+
+  const probes = app.spikard.routes.filter((r) => r.url === '/livez' || r.url === '/readyz')
+  assert.deepStrictEqual(probes.map((r) => [r.method, r.url]), [['GET', '/livez'], ['HEAD', '/livez'], ['GET', '/readyz'], ['HEAD', '/readyz']])
+  for (const route of probes) assert.deepStrictEqual(route.config, { logging: false, auth: false, rateLimit: false, shutdown: false }, route.url)
+})
+
+test('readiness answers a 503 problem as soon as shutdown begins; liveness stays 200', async (t) => {
+  const { app } = await setup(t, { requestId: true, health: true, shutdown: { preCloseDelay: '600ms', timeout: '5s', signals: false } })
+  const { url } = await listen(app)
+  assert.equal((await fetch(`${url}/readyz`)).status, 200, 'ready before')
+
+  const closed = app.close()
+  await withTimeout((async () => { while (app.spikard.phase === 'serving') await new Promise((resolve) => setImmediate(resolve)) })(), 1000, 'shutdown to begin')
+
+  const ready = await fetch(`${url}/readyz`)
+  const problem = await ready.json()
+  assertShuttingDown(ready.status, ready.headers.get('content-type'), problem, '/readyz')
+  assert.equal(ready.headers.get('connection'), 'close')
+  assert.equal(ready.headers.get('x-request-id'), problem.requestId)
+
+  const live = await fetch(`${url}/livez`)
+  assert.equal(live.status, 200)
+  assert.equal(live.headers.get('connection'), 'close')
+  assert.deepStrictEqual(await live.json(), OK)
+
+  const hello = await fetch(`${url}/hello`)
+  assert.equal(hello.status, 200, 'the pre-close delay still serves')
+  await withTimeout(closed, 5000, 'close')
+  assert.equal(app.spikard.phase, 'closed')
+})
+
+test('without the shutdown feature, readiness answers 503 once app.close() begins (drain hooks still run)', async (t) => {
+  const { app } = await setup(t, { health: true })
+  const { url } = await listen(app)
+  let release!: () => void
+  const held = new Promise<void>((resolve) => { release = resolve })
+  let drained = false
+  app.spikard.onDrain('hold', async ({ remainingMs }) => {
+    assert.ok(remainingMs > 29_000 && remainingMs <= 30_000, `remainingMs ${remainingMs}: the default budget`)
+    await held
+    drained = true
+  })
+  const closed = app.close()
+  try {
+    await withTimeout((async () => { while (app.spikard.phase === 'serving') await new Promise((resolve) => setTimeout(resolve, 5)) })(), 1000, 'close to begin')
+    assert.equal(app.spikard.phase, 'closing')
+    const ready = await fetch(`${url}/readyz`)
+    assertShuttingDown(ready.status, ready.headers.get('content-type'), await ready.json(), '/readyz')
+    const live = await fetch(`${url}/livez`)
+    assert.equal(live.status, 200)
+    assert.deepStrictEqual(await live.json(), OK)
+  } finally {
+    release()
+  }
+  await withTimeout(closed, 5000, 'close')
+  assert.equal(drained, true)
+})
+
+test('invalid options: createServer rejects naming health.<key>', async () => {
+  const cases: Array<{ health: unknown, problems: string[] }> = [
+    { health: { liveness: 'livez' }, problems: ['health.liveness: expected a path starting with "/", or false, found "livez"'] },
+    { health: { readiness: true }, problems: ['health.readiness: expected a path starting with "/", or false, found true'] },
+    { health: { readines: '/r' }, problems: ['health.readines: unknown key (did you mean "readiness"?)'] },
+    { health: 'yes', problems: ['health: expected true, false or an options object, found "yes"'] },
+    { health: { liveness: '/health', readiness: '/health' }, problems: ['health.readiness: expected a path other than health.liveness, found "/health" for both'] }
+  ]
+  for (const { health, problems } of cases) {
+    await assert.rejects(createServer({ health } as CreateServerConfig), (error: unknown) => {
+      assert.ok(error instanceof SpikardConfigError, String(error))
+      assert.deepStrictEqual(error.problems, problems)
+      return true
+    }, JSON.stringify(health))
+  }
+})
+
+test('invalid options: spikard registered on a Fastify instance fails at ready() naming health.<key>', async () => {
+  const cases: Array<{ health: unknown, problems: string[] }> = [
+    { health: { liveness: 42 }, problems: ['health.liveness: expected a path starting with "/", or false, found 42'] },
+    { health: { readiness: '/same', liveness: '/same' }, problems: ['health.readiness: expected a path other than health.liveness, found "/same" for both'] }
+  ]
+  for (const { health, problems } of cases) {
+    const app = Fastify()
+    try {
+      app.register(spikard, { health } as never)
+      await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+        assert.ok(error instanceof SpikardConfigError, String(error))
+        assert.deepStrictEqual(error.problems, problems)
+        return true
+      }, JSON.stringify(health))
+    } finally {
+      await app.close()
+    }
+  }
+})

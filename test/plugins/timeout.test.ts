@@ -1,0 +1,376 @@
+/**
+ * Timeouts: off by default; on, a handler timeout answered with a problem (status
+ * configurable, per-route override, request.signal aborted, the late result dropped without
+ * a log line, streams timed to their first byte, not their end) and Node's server timeouts for slow
+ * headers, slow bodies and idle keep-alive connections, checked over real sockets.
+ * Every timeout here is short so the file runs in a few seconds.
+ */
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import { once } from 'node:events'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
+import spikard from '../../src/spikard.js'
+import { createServer, type CreateServerConfig } from '../../src/server.js'
+import { SpikardConfigError } from '../../src/errors.js'
+import { build, listen, rawRequest, UUID, withTimeout, type TestApp } from '../helpers.js'
+
+const TYPE = 'https://spikard.dev/errors/'
+const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
+/** As written by the client error handler, straight to the socket. */
+const RAW_PROBLEM_JSON = 'application/problem+json'
+
+/** Settles when the handler of the latest /slow request has finished, late or not. */
+let handlerFinished: Promise<void> = Promise.resolve()
+/** The reason request.signal was aborted with, on the latest /signal request. */
+let signalReason: Promise<unknown> = Promise.resolve()
+
+async function * chunks (...steps: Array<string | number>): AsyncGenerator<string> {
+  for (const step of steps) {
+    if (typeof step === 'number') await sleep(step)
+    else yield step
+  }
+}
+
+const routes: FastifyPluginAsync = async (app) => {
+  app.get('/fast', async () => ({ ok: true }))
+  app.get('/info', async (request) => ({ handlerTimeout: request.routeOptions.handlerTimeout }))
+  app.get('/slow', async (request, reply) => {
+    const { ms = '300', mode = 'return' } = request.query as { ms?: string, mode?: string }
+    let finish!: () => void
+    handlerFinished = new Promise((resolve) => { finish = resolve })
+    try {
+      await sleep(Number(ms))
+      if (mode === 'throw') throw new Error('late failure')
+      if (mode === 'send') return reply.code(200).send({ late: true })
+      return { late: true }
+    } finally {
+      setTimeout(finish, 20) // let Fastify see the late result first
+    }
+  })
+  app.get('/signal', async (request) => {
+    signalReason = new Promise((resolve) => request.signal.addEventListener('abort', () => resolve(request.signal.reason), { once: true }))
+    await signalReason
+    return { aborted: true }
+  })
+  app.get('/route-longer', { handlerTimeout: 600 }, async () => { await sleep(250); return { ok: 'longer' } })
+  app.get('/route-shorter', { handlerTimeout: 50 }, async () => { await sleep(150); return { ok: 'shorter' } })
+  // Streams, against a 200 ms handler timeout.
+  app.get('/stream/long', async (_request, reply) => reply.type('text/plain').send(Readable.from(chunks('one ', 150, 'two ', 150, 'three ', 150, 'four'))))
+  app.get('/stream/late-first-chunk', async (_request, reply) => reply.type('text/plain').send(Readable.from(chunks(350, 'late'))))
+  app.get('/stream/late-handler', async (_request, reply) => {
+    await sleep(350)
+    return reply.type('text/plain').send(Readable.from(chunks('late')))
+  })
+  app.post('/echo', async (request) => ({ received: request.body }))
+}
+
+async function setup (t: TestContext, config: CreateServerConfig): Promise<TestApp> {
+  const built = await build({ requestId: true, logging: true, ...config }, routes)
+  t.after(() => built.app.close())
+  return built
+}
+
+function timeoutProblem (res: LightMyRequestResponse | { headers: Record<string, unknown> }, ms: number, instance: string, status = 408, title = 'Request Timeout') {
+  return { type: TYPE + 'handler-timeout', title, status, detail: `The request was not answered within ${ms} ms`, instance, requestId: res.headers['x-request-id'] }
+}
+
+function expectTimeout (res: LightMyRequestResponse, ms: number, instance: string, status = 408, title = 'Request Timeout'): void {
+  assert.equal(res.statusCode, status, res.body)
+  assert.equal(res.headers['content-type'], PROBLEM_JSON)
+  assert.match(String(res.headers['x-request-id']), UUID)
+  assert.deepStrictEqual(res.json(), timeoutProblem(res, ms, instance, status, title))
+}
+
+async function assertStillServing (app: FastifyInstance): Promise<void> {
+  const res = await app.inject({ url: '/fast' })
+  assert.equal(res.statusCode, 200)
+  assert.deepStrictEqual(res.json(), { ok: true })
+}
+
+const warnings = (logs: Array<Record<string, any>>): Array<Record<string, any>> => logs.filter((l) => l.level >= 40)
+const accessLine = (logs: Array<Record<string, any>>, path: string): Record<string, any> | undefined =>
+  logs.find((l) => l.msg === 'request completed' && l.path === path)
+
+function serverTimeouts (app: FastifyInstance): Record<string, unknown> {
+  const s = app.server as unknown as Record<string, unknown>
+  return { headersTimeout: s.headersTimeout, requestTimeout: s.requestTimeout, keepAliveTimeout: s.keepAliveTimeout, connectionsCheckingInterval: s.connectionsCheckingInterval }
+}
+
+// ---------------------------------------------------------------------------------------
+
+test('off by default: no handler timeout, and the server timeouts are Fastify\'s', async (t) => {
+  const { app } = await setup(t, {})
+  assert.deepStrictEqual((await app.inject({ url: '/info' })).json(), { handlerTimeout: 0 })
+  const res = await app.inject({ url: '/slow?ms=100' })
+  assert.equal(res.statusCode, 200)
+  assert.deepStrictEqual(res.json(), { late: true })
+  assert.deepStrictEqual(serverTimeouts(app), { headersTimeout: 60_000, requestTimeout: 0, keepAliveTimeout: 72_000, connectionsCheckingInterval: 30_000 })
+  // A route's own handlerTimeout is Fastify's; problem details still render it (408, not a 500).
+  expectTimeout(await app.inject({ url: '/route-shorter' }), 50, '/route-shorter')
+})
+
+test('true: 30 s handler timeout, 408, and 10 s / 60 s / 72 s server timeouts checked every second', async (t) => {
+  const { app } = await setup(t, { timeout: true })
+  assert.deepStrictEqual(app.spikard.options.timeout, { handler: 30_000, status: 408, headers: 10_000, request: 60_000, keepAlive: 72_000 })
+  assert.deepStrictEqual((await app.inject({ url: '/info' })).json(), { handlerTimeout: 30_000 })
+  assert.deepStrictEqual(serverTimeouts(app), { headersTimeout: 10_000, requestTimeout: 60_000, keepAliveTimeout: 72_000, connectionsCheckingInterval: 1000 })
+  const { port } = await listen(app)
+  const res = await rawRequest(port, 'GET /fast HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\nGET /fast HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
+  assert.equal(res.status, 200)
+  assert.equal(res.headers['keep-alive'], 'timeout=72')
+})
+
+test('handler: a slow handler gets the 408 problem at the timeout; the access line says 408; the app keeps serving', async (t) => {
+  const { app, logs } = await setup(t, { timeout: { handler: 100 } })
+  const started = Date.now()
+  const res = await app.inject({ url: '/slow?ms=500' })
+  const elapsed = Date.now() - started
+  expectTimeout(res, 100, '/slow')
+  assert.ok(elapsed >= 90 && elapsed < 450, `answered after ${elapsed} ms, not when the handler finished`)
+  await handlerFinished
+  assert.equal(accessLine(logs, '/slow')?.status, 408)
+  assert.deepStrictEqual(warnings(logs), [])
+  await assertStillServing(app)
+})
+
+test('handler: 0 turns the handler timeout off; the server timeouts still apply', async (t) => {
+  const { app } = await setup(t, { timeout: { handler: 0, headers: '2s' } })
+  assert.deepStrictEqual((await app.inject({ url: '/info' })).json(), { handlerTimeout: 0 })
+  const res = await app.inject({ url: '/slow?ms=150' })
+  assert.equal(res.statusCode, 200)
+  assert.equal(serverTimeouts(app).headersTimeout, 2000)
+  // No hooks on routes without a timeout of their own.
+  const fast = app.spikard.routes.find((r) => r.url === '/fast' && r.method === 'GET')
+  assert.deepStrictEqual([fast?.onSend, fast?.onError, fast?.handlerTimeout], [undefined, undefined, undefined])
+  // A route's own handlerTimeout still works, and still answers with the problem.
+  expectTimeout(await app.inject({ url: '/route-shorter' }), 50, '/route-shorter')
+})
+
+for (const [status, title] of [[503, 'Service Unavailable'], [504, 'Gateway Timeout']] as const) {
+  test(`status: ${status} answers the timeout with a ${status} problem, also in the access line`, async (t) => {
+    const { app, logs } = await setup(t, { timeout: { handler: 100, status } })
+    expectTimeout(await app.inject({ url: '/slow?ms=300' }), 100, '/slow', status, title)
+    await handlerFinished
+    assert.equal(accessLine(logs, '/slow')?.status, status)
+    // A 5xx of spikard's own making: no "request failed" error line, no stack.
+    assert.deepStrictEqual(warnings(logs), [])
+    await assertStillServing(app)
+  })
+}
+
+test('per-route handlerTimeout overrides the global one, longer and shorter', async (t) => {
+  const { app } = await setup(t, { timeout: { handler: 100 } })
+  const longer = await app.inject({ url: '/route-longer' })
+  assert.equal(longer.statusCode, 200)
+  assert.deepStrictEqual(longer.json(), { ok: 'longer' })
+  expectTimeout(await app.inject({ url: '/route-shorter' }), 50, '/route-shorter')
+})
+
+for (const mode of ['return', 'throw', 'send']) {
+  test(`a late ${mode === 'send' ? 'reply.send()' : mode} after the timeout is dropped without a warning or error line`, async (t) => {
+    const { app, logs } = await setup(t, { timeout: { handler: 50 } })
+    expectTimeout(await app.inject({ url: `/slow?ms=150&mode=${mode}` }), 50, '/slow')
+    await handlerFinished
+    assert.deepStrictEqual(warnings(logs), [])
+    assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.path, l.status]), [['/slow', 408]])
+    await assertStillServing(app)
+  })
+}
+
+test('without spikard\'s wrapper Fastify would log the late results: the test above can fail', async () => {
+  const lines: Array<Record<string, any>> = []
+  const app = Fastify({ handlerTimeout: 50, logger: { level: 'info', stream: { write: (l: string) => lines.push(JSON.parse(l)) } } })
+  let done!: () => void
+  const finished = new Promise<void>((resolve) => { done = resolve })
+  app.get('/late', async () => { await sleep(120); setTimeout(done, 20); return { late: true } })
+  await app.inject({ url: '/late' })
+  await finished
+  await app.close()
+  assert.ok(lines.some((l) => l.level === 40 && l.err?.code === 'FST_ERR_REP_ALREADY_SENT'))
+})
+
+test('request.signal is aborted when the timeout fires, so the handler can stop its work', async (t) => {
+  const { app } = await setup(t, { timeout: { handler: 80 } })
+  expectTimeout(await app.inject({ url: '/signal' }), 80, '/signal')
+  const reason = await withTimeout(signalReason, 1000, 'signal abort')
+  assert.equal((reason as { code?: string }).code, 'FST_ERR_HANDLER_TIMEOUT')
+})
+
+// ---------------------------------------------------------------------------------------
+// Streams, over a real socket: timed to their hand-over (when Fastify commits to the
+// response's status and headers), not to their end.
+
+test('stream: one that starts in time runs to its end, past the timeout', async (t) => {
+  const { app, logs } = await setup(t, { timeout: { handler: 200 } })
+  const { url } = await listen(app)
+  const started = Date.now()
+  const res = await fetch(`${url}/stream/long`)
+  assert.equal(res.status, 200)
+  assert.equal(res.headers.get('content-type'), 'text/plain')
+  assert.equal(await res.text(), 'one two three four')
+  assert.ok(Date.now() - started >= 400, 'the stream outlived the handler timeout')
+  assert.deepStrictEqual(warnings(logs), [])
+  assert.equal(accessLine(logs, '/stream/long')?.status, 200)
+})
+
+test('stream: one handed over in time is not cut, even when its first chunk comes after the timeout', async (t) => {
+  const { app, logs } = await setup(t, { timeout: { handler: 200 } })
+  const { url } = await listen(app)
+  const res = await fetch(`${url}/stream/late-first-chunk`)
+  assert.equal(res.status, 200)
+  assert.equal(await res.text(), 'late')
+  assert.deepStrictEqual(warnings(logs), [])
+})
+
+test('stream: compressed, with a late first chunk, arrives whole (no problem under the stream\'s Content-Encoding)', async (t) => {
+  const { app, logs } = await setup(t, { timeout: { handler: 200 }, compression: true })
+  const { url } = await listen(app)
+  const res = await fetch(`${url}/stream/late-first-chunk`, { headers: { 'accept-encoding': 'gzip' } })
+  assert.equal(res.status, 200)
+  assert.equal(res.headers.get('content-encoding'), 'gzip')
+  assert.equal(await res.text(), 'late') // fetch decodes gzip: a corrupt body would throw here
+  const long = await fetch(`${url}/stream/long`, { headers: { 'accept-encoding': 'gzip' } })
+  assert.equal(await long.text(), 'one two three four')
+  assert.deepStrictEqual(warnings(logs), [])
+})
+
+test('stream: one handed over after the timeout gets the timeout problem', async (t) => {
+  const { app, logs } = await setup(t, { timeout: { handler: 200 } })
+  const { url } = await listen(app)
+  const res = await fetch(`${url}/stream/late-handler`)
+  assert.equal(res.status, 408)
+  assert.equal(res.headers.get('content-type'), PROBLEM_JSON)
+  assert.deepStrictEqual(await res.json(), timeoutProblem({ headers: { 'x-request-id': res.headers.get('x-request-id') } }, 200, '/stream/late-handler'))
+  await sleep(250) // the handler's late reply.send(stream)
+  assert.deepStrictEqual(warnings(logs), [])
+  assert.equal(accessLine(logs, '/stream/late-handler')?.status, 408)
+  assert.equal((await fetch(`${url}/fast`)).status, 200)
+})
+
+// ---------------------------------------------------------------------------------------
+// Server timeouts, over raw sockets.
+
+function requestTimeoutProblem (res: { headers: Record<string, string> }) {
+  return { type: TYPE + 'request-timeout', title: 'Request Timeout', status: 408, detail: 'The request took too long to arrive', requestId: res.headers['x-request-id'] }
+}
+
+test('headers: a client that stalls in its headers is cut off with a 408 problem near the timeout', async (t) => {
+  const { app } = await setup(t, { timeout: { headers: '300ms', request: '2s' } })
+  assert.deepStrictEqual(serverTimeouts(app), { headersTimeout: 300, requestTimeout: 2000, keepAliveTimeout: 72_000, connectionsCheckingInterval: 30 })
+  const { port, url } = await listen(app)
+  const started = Date.now()
+  const res = await rawRequest(port, 'GET /fast HTTP/1.1\r\nHost: localhost\r\nX-Slow: ')
+  const elapsed = Date.now() - started
+  assert.equal(res.statusLine, 'HTTP/1.1 408 Request Timeout')
+  assert.equal(res.headers['content-type'], RAW_PROBLEM_JSON)
+  assert.equal(res.headers.connection, 'close')
+  assert.match(res.headers['x-request-id'], UUID)
+  assert.deepStrictEqual(JSON.parse(res.body), requestTimeoutProblem(res))
+  assert.ok(elapsed >= 280 && elapsed < 900, `cut off after ${elapsed} ms`)
+  assert.equal((await fetch(`${url}/fast`)).status, 200)
+})
+
+test('request: a client whose body trickles in is cut off with a 408 problem near the timeout', async (t) => {
+  const { app, logs } = await setup(t, { timeout: { headers: '200ms', request: '500ms' } })
+  const { port, url } = await listen(app)
+  const started = Date.now()
+  const res = await rawRequest(port, 'POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"a"')
+  const elapsed = Date.now() - started
+  assert.equal(res.statusLine, 'HTTP/1.1 408 Request Timeout')
+  assert.equal(res.headers['content-type'], RAW_PROBLEM_JSON)
+  assert.deepStrictEqual(JSON.parse(res.body), requestTimeoutProblem(res))
+  assert.ok(elapsed >= 480 && elapsed < 1200, `cut off after ${elapsed} ms`)
+  const echo = await fetch(`${url}/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' })
+  assert.deepStrictEqual(await echo.json(), { received: { a: 1 } })
+  assert.deepStrictEqual(warnings(logs), [])
+})
+
+test('keepAlive: an idle keep-alive connection is closed after the timeout, not before', async (t) => {
+  const { app } = await setup(t, { timeout: { keepAlive: '300ms' } })
+  assert.equal(app.server.keepAliveTimeout, 300)
+  const { port } = await listen(app)
+  const socket = net.connect(port, '127.0.0.1')
+  t.after(() => socket.destroy())
+  socket.setEncoding('latin1')
+  let received = ''
+  socket.on('data', (chunk) => { received += chunk })
+  const closed = once(socket, 'close')
+  socket.write('GET /fast HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n')
+  while (!received.endsWith('{"ok":true}')) await withTimeout(once(socket, 'data'), 2000, 'response')
+  const idleFrom = Date.now()
+  await withTimeout(closed, 3000, 'the server closing the idle connection')
+  const idle = Date.now() - idleFrom
+  assert.match(received, /^HTTP\/1\.1 200 OK\r\n/)
+  // Node closes the socket 1 s after the advertised keep-alive timeout (its fixed buffer on
+  // Node 20, `keepAliveTimeoutBuffer` on Node 24) so that clients close first; the point
+  // here is that it is 300 ms + 1 s, not Fastify's 72 s.
+  assert.ok(idle >= 280 && idle < 2000, `closed after ${idle} ms idle`)
+})
+
+// ---------------------------------------------------------------------------------------
+// Registering on an instance of your own, and invalid options.
+
+test('register on your own instance: routes get timeout.handler, app.server gets the server timeouts', async () => {
+  const app = Fastify({ handlerTimeout: 5000 })
+  await app.register(spikard, { timeout: { handler: 60, headers: '2s', request: '4s', keepAlive: '3s' } })
+  await app.register(routes)
+  try {
+    assert.deepStrictEqual(serverTimeouts(app), { headersTimeout: 2000, requestTimeout: 4000, keepAliveTimeout: 3000, connectionsCheckingInterval: 200 })
+    const res = await app.inject({ url: '/slow?ms=200' })
+    assert.equal(res.statusCode, 408)
+    assert.deepStrictEqual(res.json(), { ...timeoutProblem(res, 60, '/slow'), requestId: 'req-1' })
+    await handlerFinished
+  } finally {
+    await app.close()
+  }
+})
+
+test('register with handler: 0 keeps your instance\'s own handlerTimeout and still drops late results', async () => {
+  const app = Fastify({ handlerTimeout: 60 })
+  await app.register(spikard, { timeout: { handler: 0 } })
+  await app.register(routes)
+  try {
+    const res = await app.inject({ url: '/slow?ms=200&mode=throw' })
+    assert.equal(res.statusCode, 408)
+    assert.deepStrictEqual(res.json(), { ...timeoutProblem(res, 60, '/slow'), requestId: 'req-1' })
+    await handlerFinished
+  } finally {
+    await app.close()
+  }
+})
+
+const invalid: Array<[Record<string, unknown>, string[]]> = [
+  [{ headers: '90s' }, ['timeout.headers: must not exceed timeout.request (60000 ms), found 90000 ms']],
+  [{ headers: '5s', request: '2s' }, ['timeout.headers: must not exceed timeout.request (2000 ms), found 5000 ms']],
+  [{ handler: '600h' }, ['timeout.handler: must not exceed 2147483647 ms (about 24 days), found 2160000000 ms']],
+  [{ status: 500 }, ['timeout.status: expected 408, 503 or 504, found 500']],
+  [{ handler: 'soon' }, ['timeout.handler: expected a duration (milliseconds, or a string such as "500ms", "30s", "1m"), found "soon"']],
+  [{ keepAlive: -1 }, ['timeout.keepAlive: expected a duration (milliseconds, or a string such as "500ms", "30s", "1m"), found -1']]
+]
+
+for (const [options, problems] of invalid) {
+  test(`invalid ${JSON.stringify(options)} fails at createServer and at ready(), naming the key`, async () => {
+    await assert.rejects(createServer({ timeout: options as never }), (error: unknown) => {
+      assert.ok(error instanceof SpikardConfigError)
+      assert.deepStrictEqual(error.problems, problems)
+      assert.match(error.message, /^Invalid spikard config:/)
+      return true
+    })
+    const app = Fastify()
+    app.register(spikard, { timeout: options as never })
+    await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+      assert.ok(error instanceof SpikardConfigError)
+      assert.deepStrictEqual(error.problems, problems)
+      return true
+    })
+    await app.close()
+  })
+}
+
+test('headers and request may each be 0 (off) without the other limiting it', async (t) => {
+  const { app } = await setup(t, { timeout: { headers: '90s', request: 0 } })
+  assert.deepStrictEqual(serverTimeouts(app), { headersTimeout: 90_000, requestTimeout: 0, keepAliveTimeout: 72_000, connectionsCheckingInterval: 9000 })
+})
