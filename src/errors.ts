@@ -19,6 +19,14 @@ export const errorDefinitions = {
     status: 400, type: 'malformed-body', title: 'Bad Request', message: 'The request body is not valid %s',
     when: 'The body does not parse as its Content-Type says (invalid or empty JSON), or does not decode as its Content-Encoding says (corrupt gzip, deflate or br).'
   },
+  SPK_ERR_UNAUTHORIZED: {
+    status: 401, type: 'unauthorized', title: 'Unauthorized', message: '%s',
+    when: 'Credentials are missing or invalid (the detail says which: missing, malformed, expired, bad signature, wrong audience...); `WWW-Authenticate` names the schemes.'
+  },
+  SPK_ERR_FORBIDDEN: {
+    status: 403, type: 'forbidden', title: 'Forbidden', message: '%s',
+    when: 'The caller is authenticated but lacks a claim the route demands.'
+  },
   SPK_ERR_NOT_FOUND: {
     status: 404, type: 'not-found', title: 'Not Found', message: 'No route matches %s %s',
     when: 'No route matches the path.'
@@ -51,6 +59,10 @@ export const errorDefinitions = {
     status: 422, type: 'validation-failed', title: 'Unprocessable Content', message: 'The request %s failed validation',
     when: 'The request does not match the route\'s schema; `errors` lists each offending field.'
   },
+  SPK_ERR_RATE_LIMITED: {
+    status: 429, type: 'rate-limited', title: 'Too Many Requests', message: '%s',
+    when: 'The client exceeded its rate limit; `Retry-After` says when to retry.'
+  },
   SPK_ERR_HEADERS_TOO_LARGE: {
     status: 431, type: 'headers-too-large', title: 'Request Header Fields Too Large', message: 'The request headers are too large',
     when: 'The request headers exceed the server\'s header size limit.'
@@ -58,6 +70,10 @@ export const errorDefinitions = {
   SPK_ERR_INTERNAL: {
     status: 500, type: 'internal-error', title: 'Internal Server Error', message: 'The server failed to handle the request',
     when: 'Any error without a 4xx status. The real message and stack go to the log, never to the client.'
+  },
+  SPK_ERR_RATE_LIMIT_UNAVAILABLE: {
+    status: 503, type: 'rate-limit-unavailable', title: 'Service Unavailable', message: 'The rate limit cannot be checked right now; retry shortly',
+    when: 'The rate-limit store (Redis) is unreachable and `rateLimit.onStoreError` is `reject`.'
   },
   SPK_ERR_SHUTTING_DOWN: {
     status: 503, type: 'shutting-down', title: 'Service Unavailable', message: 'The server is shutting down; retry on another instance',

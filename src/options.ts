@@ -12,6 +12,8 @@ import { HealthOptionsSchema } from '../plugins/health/options.js'
 import { BodyLimitOptionsSchema } from '../plugins/body-limit/options.js'
 import { TimeoutOptionsSchema } from '../plugins/timeout/options.js'
 import { CompressionOptionsSchema } from '../plugins/compression/options.js'
+import { AuthOptionsSchema } from '../plugins/auth/options.js'
+import { RateLimitOptionsSchema } from '../plugins/rate-limit/options.js'
 
 /** Every feature, in the order the root plugin registers them. */
 export const features = {
@@ -19,6 +21,8 @@ export const features = {
   logging: { schema: LoggingOptionsSchema, summary: 'One structured JSON access line per completed request, secrets redacted.' },
   shutdown: { schema: ShutdownOptionsSchema, summary: 'Graceful shutdown in phases within one time budget, on signals and on app.close().' },
   health: { schema: HealthOptionsSchema, summary: 'Liveness and readiness routes, public and kept out of the access log.' },
+  auth: { schema: AuthOptionsSchema, summary: 'JWT (HS/RS/ES/PS) and API-key authentication, required on every route unless it opts out.' },
+  rateLimit: { schema: RateLimitOptionsSchema, summary: 'Rate limiting (@fastify/rate-limit), global and per route, keyed by client, header, cookie or identity; in memory or in Redis.' },
   bodyLimit: { schema: BodyLimitOptionsSchema, summary: 'Request body size limit, on the decoded size of compressed bodies too.' },
   timeout: { schema: TimeoutOptionsSchema, summary: 'Handler timeout, and safe server timeouts for slow headers, slow bodies and idle connections.' },
   compression: { schema: CompressionOptionsSchema, summary: 'Brotli and gzip response compression (@fastify/compress), never for event streams or partial content.' }
@@ -31,6 +35,8 @@ export const SpikardOptionsSchema = Type.Object({
   logging: Type.Optional(Feature(features.logging.schema, features.logging.summary)),
   shutdown: Type.Optional(Feature(features.shutdown.schema, features.shutdown.summary)),
   health: Type.Optional(Feature(features.health.schema, features.health.summary)),
+  auth: Type.Optional(Feature(features.auth.schema, features.auth.summary)),
+  rateLimit: Type.Optional(Feature(features.rateLimit.schema, features.rateLimit.summary)),
   bodyLimit: Type.Optional(Feature(features.bodyLimit.schema, features.bodyLimit.summary)),
   timeout: Type.Optional(Feature(features.timeout.schema, features.timeout.summary)),
   compression: Type.Optional(Feature(features.compression.schema, features.compression.summary))

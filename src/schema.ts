@@ -157,10 +157,13 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
       const required = new Set<string>(schema.required ?? [])
       const out: Record<string, unknown> = {}
       for (const key of Object.keys(value)) {
-        if (!(key in properties)) {
-          const hint = closest(key, Object.keys(properties))
-          walk.problems.push(`${join(path, key)}: unknown key${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`)
+        if (key in properties) continue
+        if (schema.additionalProperties !== false) {
+          out[key] = value[key]
+          continue
         }
+        const hint = closest(key, Object.keys(properties))
+        walk.problems.push(`${join(path, key)}: unknown key${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`)
       }
       for (const [key, prop] of Object.entries(properties)) {
         let v = value[key]

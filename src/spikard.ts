@@ -2,7 +2,8 @@
  * The root plugin. Registers problem details first, so every error below it is rendered
  * by one handler, then request context, then each enabled feature in this order:
  *
- *   1. requestId  2. logging  3. shutdown  4. health  5. bodyLimit  6. timeout  7. compression
+ *   1. requestId  2. logging  3. shutdown  4. health  5. auth  6. rateLimit  7. bodyLimit
+ *   8. timeout  9. compression
  *
  * Request ids and the access log come first so every later hook's errors and logs carry
  * the id; shutdown before health so readiness can see the shutdown phase; compression
@@ -17,6 +18,8 @@ import requestId from '../plugins/request-id/index.js'
 import logging from '../plugins/logging/index.js'
 import shutdown from '../plugins/shutdown/index.js'
 import health from '../plugins/health/index.js'
+import auth from '../plugins/auth/index.js'
+import rateLimit from '../plugins/rate-limit/index.js'
 import bodyLimit from '../plugins/body-limit/index.js'
 import timeout from '../plugins/timeout/index.js'
 import compression from '../plugins/compression/index.js'
@@ -81,6 +84,8 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   if (resolved.shutdown !== false) await app.register(shutdown, resolved.shutdown)
   else closeWithoutShutdown(app, lifecycle, defaultShutdownOptions.timeout)
   if (resolved.health !== false) await app.register(health, resolved.health)
+  if (resolved.auth !== false) await app.register(auth, resolved.auth)
+  if (resolved.rateLimit !== false) await app.register(rateLimit, resolved.rateLimit)
   if (resolved.bodyLimit !== false) await app.register(bodyLimit, resolved.bodyLimit)
   if (resolved.timeout !== false) await app.register(timeout, resolved.timeout)
   if (resolved.compression !== false) await app.register(compression, resolved.compression)

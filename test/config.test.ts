@@ -75,6 +75,8 @@ test('an empty config file means every default', (t) => {
     logging: false,
     shutdown: false,
     health: false,
+    auth: false,
+    rateLimit: false,
     bodyLimit: false,
     timeout: false,
     compression: false
