@@ -14,6 +14,7 @@ import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError, type S
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
 import { resolveConfig, type ResolvedConfig, type SpikardConfig } from './config/schema.js'
 import { DEFAULT_SECRET_HEADERS } from '../plugins/logging/redact.js'
+import { apiKeyCarriers } from '../plugins/auth/options.js'
 import { timeoutFactoryOptions } from '../plugins/timeout/server-timeouts.js'
 import { features, type FeatureName } from './options.js'
 
@@ -37,13 +38,13 @@ export interface CreateServerOptions {
  * even for requests Fastify rejects before routing.
  */
 export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: NodeJS.WritableStream): FastifyHttpOptions<Server> {
-  const { server, requestId, logging, bodyLimit, timeout } = resolveConfig(config)
+  const { server, requestId, logging, bodyLimit, auth, timeout } = resolveConfig(config)
   const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
   return {
     logger: {
       level: server.logger.level,
       redact: {
-        paths: [...DEFAULT_SECRET_HEADERS, ...(logging === false ? [] : logging.redactHeaders)]
+        paths: [...DEFAULT_SECRET_HEADERS, ...(logging === false ? [] : logging.redactHeaders), ...apiKeyCarriers(auth).headers]
           .map((h) => h.toLowerCase())
           .flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
         censor: '[REDACTED]'

@@ -13,6 +13,7 @@ import fp from 'fastify-plugin'
 import { fastifyRequestContext } from '@fastify/request-context'
 import type { FastifyBaseLogger, FastifyInstance, RouteOptions } from 'fastify'
 import problemDetails from './problem-details.js'
+import { SpikardConfigError } from './errors.js'
 import { resolveSpikardOptions, type ResolvedSpikardOptions, type SpikardOptions } from './options.js'
 import requestId from '../plugins/request-id/index.js'
 import logging from '../plugins/logging/index.js'
@@ -73,7 +74,14 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   }
   attachLifecycle(state, lifecycle)
   app.decorate('spikard', state)
-  app.addHook('onRoute', (route) => { routes.push(route) })
+  app.addHook('onRoute', (route) => {
+    // A route asking for auth while the feature is off would otherwise be silently public.
+    const wantsAuth = (route.config as { auth?: unknown } | undefined)?.auth
+    if (resolved.auth === false && wantsAuth !== undefined && wantsAuth !== false) {
+      throw new SpikardConfigError([`route ${[route.method].flat().join(',')} ${route.url}: config.auth is set but the auth feature is off; configure auth or remove config.auth`])
+    }
+    routes.push(route)
+  })
 
   await app.register(problemDetails)
   await app.register(fastifyRequestContext, {

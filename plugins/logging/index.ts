@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest, FastifyReply } from 'fastify'
 import { resolveLoggingOptions, type LoggingOptions } from './options.js'
 import { redactHeaders, redactQuery, secretHeaders } from './redact.js'
+import { apiKeyCarriers } from '../auth/options.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,8 +22,10 @@ declare module 'fastify' {
  */
 async function spikardLogging (app: FastifyInstance, options: LoggingOptions): Promise<void> {
   const { level, headers, redactHeaders: extraHeaders, redactQuery: extraQuery } = resolveLoggingOptions(options)
-  const hidden = secretHeaders(extraHeaders)
-  const hiddenQuery = new Set(extraQuery.map((q) => q.toLowerCase()))
+  // A custom API-key header or query parameter is as secret as the default ones.
+  const apiKey = apiKeyCarriers(app.spikard?.options.auth)
+  const hidden = secretHeaders([...extraHeaders, ...apiKey.headers])
+  const hiddenQuery = new Set([...extraQuery, ...apiKey.query].map((q) => q.toLowerCase()))
 
   function accessLog (request: FastifyRequest, reply: FastifyReply): void {
     if (request.routeOptions.config?.logging === false) return
@@ -37,7 +40,9 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
       status: reply.statusCode,
       durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
       bytes: length === undefined ? undefined : Number(length),
-      remoteAddress: request.ip
+      remoteAddress: request.ip,
+      // Who called, when authenticated: the JWT subject or the API key's name, never the credential.
+      caller: request.identity === undefined ? undefined : `${request.identity.scheme}:${request.identity.id}`
     }
     if (headers) line.headers = redactHeaders(request.headers, hidden)
     request.log[level](line, 'request completed')

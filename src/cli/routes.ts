@@ -1,5 +1,6 @@
 /** The route table `spikard check` prints: every route with its effective per-route settings. */
 import type { FastifyInstance, RouteOptions } from 'fastify'
+import { routeAuthLabel } from '../../plugins/auth/route.js'
 
 type Column = [title: string, value: (route: RouteOptions, app: FastifyInstance) => string]
 
@@ -7,6 +8,7 @@ type Column = [title: string, value: (route: RouteOptions, app: FastifyInstance)
 const columns: Column[] = [
   ['METHOD', (r) => [r.method].flat().join(',')],
   ['PATH', (r) => r.url ?? ''],
+  ['AUTH', (r, app) => routeAuthLabel(r, app.spikard.options.auth)],
   ['BODY LIMIT', (r, app) => formatBytes(r.bodyLimit ?? app.initialConfig.bodyLimit ?? 0)],
   ['TIMEOUT', (r, app) => {
     const ms = r.handlerTimeout ?? (app.initialConfig as { handlerTimeout?: number }).handlerTimeout ?? 0

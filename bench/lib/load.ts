@@ -1,0 +1,121 @@
+/**
+ * The load: autocannon, run in the harness process (the servers each have their own), and
+ * a plain node:http client for the 1 GB stream. Latencies are taken from autocannon's
+ * per-response event in microseconds: its own histogram keeps whole milliseconds, which
+ * is too coarse for a server answering in 200 µs.
+ */
+import http from 'node:http'
+import autocannon from 'autocannon'
+
+export interface LoadOptions {
+  port: number
+  path: string
+  method?: 'GET' | 'POST'
+  headers?: Record<string, string>
+  body?: string
+  connections: number
+  /** Seconds (fractions allowed). */
+  duration: number
+  /** Fixed offered load (requests/s over all connections) instead of as fast as the server answers. */
+  rate?: number
+}
+
+export interface LoadResult {
+  /** Responses received (any status). */
+  responses: number
+  ok: number
+  non2xx: number
+  errors: number
+  timeouts: number
+  seconds: number
+  rps: number
+  p50Ms: number
+  p99Ms: number
+  statusCodes: Record<string, number>
+}
+
+export function percentile (sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p / 100 * sorted.length) - 1))]
+}
+
+export async function runLoad (options: LoadOptions): Promise<LoadResult> {
+  let latencies = new Float64Array(1 << 16)
+  let count = 0
+  const t0 = performance.now()
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon({
+      url: `http://127.0.0.1:${options.port}${options.path}`,
+      method: options.method ?? 'GET',
+      headers: options.headers,
+      body: options.body,
+      connections: options.connections,
+      pipelining: 1,
+      duration: options.duration,
+      // The run ends at the first sample tick after `duration`: tick often.
+      sampleInt: 50,
+      timeout: 10,
+      ...(options.rate === undefined ? {} : { overallRate: options.rate })
+    }, (error, res) => error != null ? reject(error) : resolve(res))
+    instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
+      if (count === latencies.length) {
+        const bigger = new Float64Array(latencies.length * 2)
+        bigger.set(latencies)
+        latencies = bigger
+      }
+      latencies[count++] = ms
+    })
+  })
+  const seconds = (performance.now() - t0) / 1000
+  const sorted = latencies.subarray(0, count).sort()
+  const statusCodes: Record<string, number> = {}
+  for (const [code, stats] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = stats?.count ?? 0
+  const responses = result['1xx'] + result['2xx'] + result['3xx'] + result['4xx'] + result['5xx']
+  return {
+    responses,
+    ok: result['2xx'],
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    seconds,
+    rps: responses / seconds,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    statusCodes
+  }
+}
+
+export interface StreamResult {
+  bytes: number
+  status: number
+  seconds: number
+  /** Highest VmRSS seen by sampling during the transfer (bytes). */
+  sampledPeak: number
+}
+
+/**
+ * GETs the stream on one fresh connection, counting and dropping the bytes, sampling the
+ * server's RSS every 20 ms. Bounded: the request is destroyed after `timeoutMs`.
+ */
+export function runStream (port: number, path: string, sampleRss: () => number, timeoutMs = 60_000): Promise<StreamResult> {
+  return new Promise((resolve, reject) => {
+    let bytes = 0
+    let sampledPeak = sampleRss()
+    const sampler = setInterval(() => { sampledPeak = Math.max(sampledPeak, sampleRss()) }, 20)
+    const t0 = performance.now()
+    const finish = (error?: Error, status = 0): void => {
+      clearInterval(sampler)
+      clearTimeout(timer)
+      if (error !== undefined) return reject(error)
+      sampledPeak = Math.max(sampledPeak, sampleRss())
+      resolve({ bytes, status, seconds: (performance.now() - t0) / 1000, sampledPeak })
+    }
+    const request = http.get({ host: '127.0.0.1', port, path, agent: false }, (response) => {
+      response.on('data', (chunk: Buffer) => { bytes += chunk.length })
+      response.on('end', () => finish(undefined, response.statusCode))
+      response.on('error', (error) => finish(error))
+    })
+    request.on('error', (error) => finish(error))
+    const timer = setTimeout(() => request.destroy(new Error(`stream not finished within ${timeoutMs} ms (${bytes} bytes received)`)), timeoutMs)
+  })
+}

@@ -1,0 +1,103 @@
+/** The servers, the scenarios and the budget: what a run measures and checks. */
+
+export type ScenarioId = 'json' | 'post' | 'jwt' | 'limited' | 'stream'
+
+export interface ServerDef {
+  name: string
+  file: string
+  label: string
+  /** Run through tsx's loader (default true). */
+  tsx?: boolean
+  /** Only these scenarios (default: all). */
+  scenarios?: ScenarioId[]
+  /** Left out of --quick unless named with --servers. */
+  fullOnly?: boolean
+  /** Environment of the server process. */
+  env?: Record<string, string>
+}
+
+export interface ScenarioDef {
+  id: ScenarioId
+  title: string
+  method: 'GET' | 'POST'
+  path: string
+  /** A feature the route needs; servers without it serve the plain route (marked †). */
+  feature?: 'jwt' | 'rateLimit'
+}
+
+export const SERVERS: ServerDef[] = [
+  { name: 'raw', file: 'raw.ts', label: 'node:http (floor)' },
+  { name: 'fastify', file: 'fastify.ts', label: 'bare Fastify' },
+  { name: 'fastify-logger', file: 'fastify-logger.ts', label: 'Fastify + default logger', fullOnly: true },
+  { name: 'naive', file: 'naive.ts', label: 'naive assembly' },
+  { name: 'spikard-all', file: 'spikard-all.ts', label: 'spikard, every feature' },
+  { name: 'spikard-defaults', file: 'spikard-defaults.ts', label: 'spikard, defaults' },
+  { name: 'express', file: 'express.ts', label: 'Express 5', fullOnly: true },
+  { name: 'hono', file: 'hono.ts', label: 'Hono (node-server)', fullOnly: true },
+  { name: 'fastify-lib', file: 'fastify-lib.ts', label: 'Fastify + the one library', scenarios: ['jwt', 'limited'] }
+]
+
+/**
+ * `--tsx-check`: does running through tsx's loader cost anything per request? raw.ts
+ * compiled ahead of time by esbuild (what tsx uses) and run by plain node, against the
+ * same raw.ts run with `node --import tsx`; and a hand-written JS twin (raw-plain.mjs)
+ * under plain node and under the tsx loader.
+ */
+export const TSX_CHECK_SERVERS: ServerDef[] = [
+  { name: 'raw.ts compiled (node)', file: '../.build/raw.mjs', label: 'raw.ts compiled by esbuild, plain node', tsx: false, scenarios: ['json'] },
+  { name: 'raw.ts (tsx)', file: 'raw.ts', label: 'raw.ts, node --import tsx', scenarios: ['json'] },
+  { name: 'raw-plain.mjs (node)', file: 'raw-plain.mjs', label: 'hand-written JS twin, plain node', tsx: false, scenarios: ['json'] },
+  { name: 'raw-plain.mjs (tsx)', file: 'raw-plain.mjs', label: 'hand-written JS twin, node --import tsx', scenarios: ['json'] }
+]
+
+/** Every feature spikard-all switches on, in registration order. */
+export const SPIKARD_FEATURES = ['requestId', 'logging', 'shutdown', 'health', 'auth', 'rateLimit', 'bodyLimit', 'timeout', 'compression'] as const
+
+/**
+ * `--ablate`: spikard-all with one feature off at a time, next to spikard-all, spikard's
+ * defaults and bare Fastify: what each feature costs per request (spikard-all minus the
+ * row), measured rather than read off a profile.
+ */
+export const ABLATION_SERVERS: ServerDef[] = [
+  { name: 'fastify', file: 'fastify.ts', label: 'bare Fastify' },
+  { name: 'spikard-defaults', file: 'spikard-defaults.ts', label: 'spikard, defaults' },
+  { name: 'spikard-all', file: 'spikard-all.ts', label: 'spikard, every feature' },
+  ...SPIKARD_FEATURES.map((f) => ({ name: `spikard-all -${f}`, file: 'spikard-all.ts', label: `spikard, every feature but ${f}`, env: { BENCH_SPIKARD_OFF: f } }))
+]
+
+export const SCENARIOS: ScenarioDef[] = [
+  { id: 'json', title: 'small JSON GET', method: 'GET', path: '/json' },
+  { id: 'post', title: 'JSON POST with schema validation', method: 'POST', path: '/items' },
+  { id: 'jwt', title: 'JWT-protected GET', method: 'GET', path: '/jwt', feature: 'jwt' },
+  { id: 'limited', title: 'rate-limited GET', method: 'GET', path: '/limited', feature: 'rateLimit' },
+  { id: 'stream', title: '1 GiB streamed response', method: 'GET', path: '/stream' }
+]
+
+export interface CpuBudget {
+  kind: 'cpu'
+  server: string
+  scenario: ScenarioId
+  /** Highest allowed ratio of the server's CPU per request to bare Fastify's. */
+  max: number
+}
+
+export interface StreamBudget {
+  kind: 'stream'
+  server: string
+  /** RSS growth during the transfer must stay below this (bytes; worst repetition). */
+  maxRssGrowth: number
+  /** Throughput at least this fraction of raw node:http's (median of per-repetition ratios). */
+  minThroughputRatio: number
+}
+
+export type Budget = CpuBudget | StreamBudget
+
+/** Issue 6's budget. */
+export const BUDGETS: Budget[] = [
+  { kind: 'cpu', server: 'spikard-all', scenario: 'json', max: 2.0 },
+  { kind: 'cpu', server: 'spikard-all', scenario: 'jwt', max: 2.0 },
+  { kind: 'cpu', server: 'spikard-defaults', scenario: 'json', max: 1.3 },
+  { kind: 'cpu', server: 'spikard-defaults', scenario: 'post', max: 1.3 },
+  { kind: 'stream', server: 'spikard-all', maxRssGrowth: 50 * 1024 * 1024, minThroughputRatio: 0.8 },
+  { kind: 'stream', server: 'spikard-defaults', maxRssGrowth: 50 * 1024 * 1024, minThroughputRatio: 0.8 }
+]

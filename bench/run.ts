@@ -1,0 +1,438 @@
+/**
+ * The benchmark: `npm run bench` (= `tsx bench/run.ts`), `npm run bench -- --quick`.
+ *
+ * Starts every server of bench/servers/ in its own process, checks that each answers the
+ * same payloads (and that the ones claiming JWT verification refuse a missing token),
+ * then loads them with autocannon from this process, interleaved: for each repetition,
+ * for each scenario, every server in turn (A B C A B C ...), the first visit of each
+ * server and scenario preceded by a warm-up. For each run it records requests/s, p50/p99
+ * latency, the server's CPU time per response (from /proc, not from the server's own
+ * report) and its peak RSS; the 1 GiB stream records throughput and RSS growth.
+ * Medians over the repetitions, ratios against bare Fastify taken within each repetition,
+ * the budget lines of issue 6, and the whole report into bench/RESULTS.md.
+ *
+ * Options: --quick, --check (exit 1 when a budget line fails), --reps N, --duration S,
+ * --warmup S, --connections N, --rate R (fixed offered load), --servers a,b, --scenarios json,post,jwt,limited,stream,
+ * --server name=file.ts (add a server of your own), --stream-mb N, --tsx-check, --ablate,
+ * --pin, --write / --no-write, --json FILE. See bench/README.md.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { SignJWT } from 'jose'
+import { ITEM, JWT, PAYLOAD } from './servers/common.js'
+import { cpuMicros, cpuSource, machineBusyMicros, memory, resetPeak, startServer, stopServer, type ServerProcess } from './lib/proc.js'
+import { runLoad, runStream } from './lib/load.js'
+import { ABLATION_SERVERS, BUDGETS, SCENARIOS, SERVERS, TSX_CHECK_SERVERS, type ScenarioDef, type ScenarioId, type ServerDef } from './lib/plan.js'
+import { NOISY_CPU, evaluateBudgets, renderBudgets, renderReport, renderServers, renderTables, writeResults, type LoadSample, type Results, type ServerRun, type StreamSample } from './lib/report.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const RESULTS_FILE = fileURLToPath(new URL('RESULTS.md', import.meta.url))
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    check: { type: 'boolean', default: false },
+    reps: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    connections: { type: 'string' },
+    rate: { type: 'string' },
+    servers: { type: 'string' },
+    server: { type: 'string', multiple: true },
+    scenarios: { type: 'string' },
+    'stream-mb': { type: 'string' },
+    pin: { type: 'boolean', default: false },
+    'tsx-check': { type: 'boolean', default: false },
+    ablate: { type: 'boolean', default: false },
+    write: { type: 'boolean' },
+    'no-write': { type: 'boolean', default: false },
+    json: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false }
+  },
+  strict: true
+})
+
+if (args.help) {
+  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0].replace(/^\/\*\*|^ \* ?/gm, ''))
+  process.exit(0)
+}
+
+const quick = args.quick
+const tsxCheck = args['tsx-check']
+const ablate = args.ablate
+if (tsxCheck && ablate) throw new Error('--tsx-check and --ablate are separate runs')
+const num = (value: string | undefined, fallback: number, name: string): number => {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}: expected a positive number, found ${JSON.stringify(value)}`)
+  return n
+}
+const settings = {
+  reps: Math.max(1, Math.round(num(args.reps, quick ? 3 : 5, 'reps'))),
+  duration: num(args.duration, quick ? 1 : 2, 'duration'),
+  warmup: num(args.warmup, quick ? 0.5 : 1.5, 'warmup'),
+  connections: Math.round(num(args.connections, 10, 'connections')),
+  rate: args.rate === undefined ? undefined : num(args.rate, 0, 'rate'),
+  streamBytes: Math.round(num(args['stream-mb'], 1024, 'stream-mb') * 1024 * 1024),
+  /** Re-measurements of a run during which other processes were busy: per run, and in all (so a busy machine cannot stretch the run much). */
+  retries: quick ? 1 : 2,
+  retryBudget: quick ? 4 : 20
+}
+const custom = [args.server, args.reps, args.duration, args.warmup, args.connections, args.rate, args.servers, args.scenarios, args['stream-mb']].some((v) => v !== undefined)
+const mode = tsxCheck ? 'tsx-check' : ablate ? 'ablate' : custom ? 'custom' : quick ? 'quick' : 'full'
+const write = args['no-write'] ? false : args.write ?? mode !== 'custom'
+
+// --server name=path/to/server.ts (repeatable): a server of your own next to the others, e.g. a variant being tried.
+const extraServers: ServerDef[] = (args.server ?? []).map((spec) => {
+  const eq = spec.indexOf('=')
+  if (eq < 1) throw new Error(`--server: expected name=path/to/server.ts, found ${JSON.stringify(spec)}`)
+  return { name: spec.slice(0, eq), file: resolve(spec.slice(eq + 1)), label: `--server ${spec.slice(eq + 1)}` }
+})
+const allServers = [...(tsxCheck ? TSX_CHECK_SERVERS : ablate ? ABLATION_SERVERS : SERVERS), ...extraServers]
+const pickedServers = args.servers?.split(',').map((s) => s.trim()).filter((s) => s !== '')
+for (const name of pickedServers ?? []) {
+  if (!allServers.some((s) => s.name === name)) throw new Error(`--servers: unknown server ${JSON.stringify(name)} (known: ${allServers.map((s) => s.name).join(', ')})`)
+}
+// In the order given by --servers (the order each repetition visits them), else the plan's.
+const serverDefs: ServerDef[] = pickedServers === undefined
+  ? allServers.filter((s) => !(quick && s.fullOnly === true))
+  : [...pickedServers.map((name) => allServers.find((s) => s.name === name) as ServerDef), ...extraServers.filter((s) => !pickedServers.includes(s.name))]
+const pickedScenarios = (args.scenarios?.split(',').map((s) => s.trim()) ?? (tsxCheck || ablate ? ['json'] : SCENARIOS.map((s) => s.id)))
+for (const id of pickedScenarios) {
+  if (!SCENARIOS.some((s) => s.id === id)) throw new Error(`--scenarios: unknown scenario ${JSON.stringify(id)} (known: ${SCENARIOS.map((s) => s.id).join(', ')})`)
+}
+const scenarios: ScenarioDef[] = SCENARIOS.filter((s) => pickedScenarios.includes(s.id))
+// The reference of the ratios: bare Fastify (the first server when it is not in the run).
+const base = serverDefs.some((s) => s.name === (tsxCheck ? TSX_CHECK_SERVERS[0].name : 'fastify')) ? (tsxCheck ? TSX_CHECK_SERVERS[0].name : 'fastify') : serverDefs[0]?.name ?? 'fastify'
+const streamBase = 'raw'
+const QUICK_STREAM = new Set([streamBase, base, ...BUDGETS.filter((b) => b.kind === 'stream').map((b) => b.server)])
+
+function commandLine (): string {
+  const rest = process.argv.slice(2).join(' ')
+  if (process.env.npm_lifecycle_event === 'bench') return `npm run bench${rest === '' ? '' : ` -- ${rest}`}`
+  return `npx tsx bench/run.ts${rest === '' ? '' : ` ${rest}`}`
+}
+
+function version (pkg: string): string {
+  try {
+    return JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')).version
+  } catch {
+    return '?'
+  }
+}
+
+function gitRevision (): string {
+  try {
+    return execFileSync('git', ['describe', '--always', '--dirty'], { cwd: ROOT, timeout: 5000, encoding: 'utf8' }).trim()
+  } catch {
+    return 'unknown'
+  }
+}
+
+const log = (line: string): void => { console.log(line) }
+
+async function main (): Promise<number> {
+  const t0 = performance.now()
+  const cpus = os.cpus()
+  const results: Results = {
+    meta: {
+      date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      command: commandLine(),
+      mode,
+      machine: `${cpus.length} cores, ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, Linux ${os.release()}`,
+      versions: `Node ${process.version}, spikard ${gitRevision()}, fastify ${version('fastify')}, express ${version('express')}, hono ${version('hono')}, autocannon ${version('autocannon')}`,
+      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a ${settings.warmup} s warm-up, ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}, stream ${settings.streamBytes / 1024 ** 2} MiB`,
+      cpuSource: ''
+    },
+    base,
+    streamBase,
+    servers: [],
+    scenarios: scenarios.map((s) => s.id),
+    load: {},
+    stream: {},
+    skipped: {}
+  }
+  const skip = (scenario: ScenarioId, server: string, why: string): void => {
+    (results.skipped[scenario] ??= {})[server] = why
+  }
+
+  // The token every request carries (servers without auth ignore it): same request bytes everywhere.
+  const token = await new SignJWT({ scope: 'read' })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuer(JWT.issuer).setAudience(JWT.audience).setSubject(JWT.subject)
+    .setIssuedAt().setExpirationTime('2h')
+    .sign(new TextEncoder().encode(JWT.secret))
+  const headers = { authorization: `Bearer ${token}`, 'accept-encoding': 'gzip, deflate, br' }
+  const postBody = JSON.stringify(ITEM)
+
+  const logDir = mkdtempSync(join(os.tmpdir(), 'spikard-bench-'))
+  const running = new Map<string, ServerProcess>()
+  let interrupted = false
+  const onSignal = (): void => {
+    if (interrupted) return
+    interrupted = true
+    log('\ninterrupted: stopping the servers')
+    void Promise.allSettled([...running.values()].map(stopServer)).then(() => {
+      rmSync(logDir, { recursive: true, force: true })
+      process.exit(130)
+    })
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+
+  if (args.pin) {
+    // The harness (and autocannon in it) on every CPU but the last; the servers on the last.
+    execFileSync('taskset', ['-pc', `0-${Math.max(0, cpus.length - 2)}`, String(process.pid)], { timeout: 5000, stdio: 'ignore' })
+    results.meta.settings += `, servers pinned to CPU ${cpus.length - 1} and the harness to the others (taskset)`
+  }
+  if (tsxCheck) await compileRaw()
+  log(`spikard bench (${mode}): ${results.meta.settings}`)
+  log(`servers: ${serverDefs.map((s) => s.name).join(', ')}; scenarios: ${scenarios.map((s) => s.id).join(', ')}`)
+
+  let failures = 0
+  let retried = 0
+  try {
+    // Start the servers one at a time (so the start-up times are comparable).
+    for (const def of serverDefs) {
+      const run: ServerRun = { name: def.name, label: def.label }
+      results.servers.push(run)
+      try {
+        const server = await startServer({
+          name: def.name,
+          file: def.file,
+          tsx: def.tsx,
+          ...(args.pin ? { cpu: os.cpus().length - 1 } : {}),
+          env: { BENCH_LOG_DIR: logDir, BENCH_STREAM_BYTES: String(settings.streamBytes), NODE_ENV: 'production', BENCH_SERVER_NAME: def.name, ...def.env }
+        })
+        running.set(def.name, server)
+        Object.assign(run, { pid: server.pid, readyMs: server.readyMs, info: server.info })
+        const missing = Object.entries(server.info.missing ?? {}).map(([k, why]) => `${k} OFF (${why})`)
+        log(`  started ${def.name.padEnd(22)} pid ${server.pid}, ready in ${Math.round(server.readyMs)} ms${missing.length > 0 ? `; ${missing.join('; ')}` : ''}`)
+      } catch (error) {
+        failures++
+        run.error = (error as Error).message
+        log(`  FAILED to start ${def.name}: ${run.error}`)
+      }
+    }
+    results.meta.cpuSource = (() => { for (const s of running.values()) cpuMicros(s.pid); return cpuSource() })()
+
+    // Every server must answer every scenario alike before it is measured.
+    const measured = new Map<ScenarioId, ServerProcess[]>()
+    for (const scenario of scenarios) {
+      const list: ServerProcess[] = []
+      for (const def of serverDefs) {
+        const server = running.get(def.name)
+        if (server === undefined) continue
+        if (def.scenarios !== undefined && !def.scenarios.includes(scenario.id)) continue
+        // --quick streams only what the budget compares (each transfer takes a second or two).
+        if (scenario.id === 'stream' && mode === 'quick' && !QUICK_STREAM.has(def.name)) continue
+        const problem = scenario.id === 'stream' ? undefined : await probe(server, scenario, headers, postBody)
+        if (problem !== undefined) {
+          failures++
+          skip(scenario.id, def.name, problem)
+          log(`  ${def.name} / ${scenario.id}: not measured: ${problem}`)
+          continue
+        }
+        list.push(server)
+      }
+      measured.set(scenario.id, list)
+    }
+
+    for (let rep = 1; rep <= settings.reps; rep++) {
+      for (const scenario of scenarios) {
+        const servers = measured.get(scenario.id) ?? []
+        const line: string[] = []
+        for (const server of servers) {
+          if (interrupted) return 130
+          if (scenario.id === 'stream') {
+            const sample = await measureStream(server, rep)
+            ;(results.stream[server.name] ??= []).push(sample)
+            line.push(`${server.name} ${sample.invalid === undefined ? `${Math.round(sample.mbPerS)} MB/s +${(sample.rssGrowth / 1024 ** 2).toFixed(1)} MB` : 'INVALID'}`)
+            continue
+          }
+          const loadOptions = {
+            port: server.port,
+            path: scenario.path,
+            method: scenario.method,
+            headers: scenario.method === 'POST' ? { ...headers, 'content-type': 'application/json' } : headers,
+            ...(scenario.method === 'POST' ? { body: postBody } : {}),
+            connections: settings.connections,
+            ...(settings.rate === undefined ? {} : { rate: settings.rate })
+          }
+          if (rep === 1) await runLoad({ ...loadOptions, duration: settings.warmup })
+          let sample = await measureLoad(server, rep, { ...loadOptions, duration: settings.duration })
+          // Another process took CPU during the run (a test suite, a build): measure again, keep the quieter one.
+          for (let retry = 0; retry < settings.retries && retried < settings.retryBudget && (sample.otherCpu ?? 0) > NOISY_CPU; retry++) {
+            const again = await measureLoad(server, rep, { ...loadOptions, duration: settings.duration })
+            retried++
+            if ((again.otherCpu ?? 0) < (sample.otherCpu ?? 0)) sample = again
+          }
+          ;((results.load[scenario.id] ??= {})[server.name] ??= []).push(sample)
+          line.push(`${server.name} ${sample.invalid === undefined ? `${sample.cpuUsPerReq.toFixed(1)}µs` : 'INVALID'}`)
+        }
+        log(`  rep ${rep}/${settings.reps} ${scenario.id.padEnd(7)} ${line.join(' | ')}`)
+      }
+    }
+  } finally {
+    for (const [name, server] of running) {
+      const { code, signal, forced } = await stopServer(server)
+      const run = results.servers.find((r) => r.name === name)
+      if (run !== undefined && (code !== 0 || forced)) run.exit = `exit: code ${code}, signal ${signal}${forced ? ' (had to be killed)' : ''}`
+      if (code !== 0 || forced) log(`  ${name} did not exit cleanly: code ${code}, signal ${signal}${forced ? ', killed' : ''}\n${server.stderr().trim().split('\n').slice(-5).join('\n')}`)
+    }
+    running.clear()
+    rmSync(logDir, { recursive: true, force: true })
+  }
+  results.meta.durationS = (performance.now() - t0) / 1000
+  results.meta.retried = retried
+
+  const budgets = tsxCheck || ablate ? [] : evaluateBudgets(results)
+  log('')
+  log(renderServers(results))
+  log('')
+  log(renderTables(results))
+  if (budgets.length > 0) {
+    log('Budget (issue 6):')
+    log(renderBudgets(budgets))
+  }
+  if (retried > 0) log(`\n${retried} run(s) measured again because other processes were using the CPU`)
+  log(`\nwall time ${Math.round(results.meta.durationS)} s`)
+  if (write) {
+    writeResults(RESULTS_FILE, mode, renderReport(results, budgets))
+    log(`results written to bench/RESULTS.md (section "${mode}")`)
+  }
+  if (args.json !== undefined) writeFileSync(args.json, JSON.stringify({ results, budgets }, null, 2))
+
+  if (failures > 0) {
+    log(`\n${failures} server(s) or scenario(s) could not be measured: see above`)
+    return 2
+  }
+  if (args.check && budgets.some((b) => b.pass === false)) return 1
+  return 0
+
+  async function measureLoad (server: ServerProcess, rep: number, options: Parameters<typeof runLoad>[0]): Promise<LoadSample> {
+    const logFile = server.info.log
+    if (logFile !== undefined) truncateSync(logFile, 0)
+    resetPeak(server.pid)
+    const cpu0 = cpuMicros(server.pid)
+    const busy0 = machineBusyMicros()
+    const self0 = process.cpuUsage()
+    const t = performance.now()
+    const r = await runLoad(options)
+    await sleep(50) // in-flight responses and asynchronous log writes finish
+    const cpu = cpuMicros(server.pid) - cpu0
+    const self = process.cpuUsage(self0)
+    const otherCpu = Math.max(0, machineBusyMicros() - busy0 - cpu - self.user - self.system) / ((performance.now() - t) * 1000)
+    const { peak } = memory(server.pid)
+    const bad = r.responses - r.ok + r.errors + r.timeouts
+    return {
+      rep,
+      rps: r.rps,
+      p50Ms: r.p50Ms,
+      p99Ms: r.p99Ms,
+      cpuUsPerReq: cpu / r.responses,
+      responses: r.responses,
+      peakRss: peak,
+      otherCpu,
+      ...(logFile === undefined ? {} : { logBytesPerReq: statSync(logFile).size / r.responses }),
+      ...(bad > 0 || r.responses === 0
+        ? { invalid: `${r.responses - r.ok} non-2xx (${Object.entries(r.statusCodes).map(([c, n]) => `${c}×${n}`).join(', ')}), ${r.errors} errors, ${r.timeouts} timeouts` }
+        : {})
+    }
+  }
+
+  async function measureStream (server: ServerProcess, rep: number): Promise<StreamSample> {
+    await sleep(100)
+    const rssBefore = memory(server.pid).rss
+    const reset = resetPeak(server.pid)
+    const cpu0 = cpuMicros(server.pid)
+    try {
+      const r = await runStream(server.port, '/stream', () => memory(server.pid).rss)
+      await sleep(50)
+      const cpu = cpuMicros(server.pid) - cpu0
+      const peak = Math.max(reset ? memory(server.pid).peak : 0, r.sampledPeak)
+      const ok = r.status === 200 && r.bytes === settings.streamBytes
+      return {
+        rep,
+        bytes: r.bytes,
+        seconds: r.seconds,
+        mbPerS: r.bytes / 1024 ** 2 / r.seconds,
+        rssBefore,
+        rssGrowth: peak - rssBefore,
+        cpuMsPerGiB: cpu / 1000 / (r.bytes / 1024 ** 3),
+        ...(ok ? {} : { invalid: `status ${r.status}, ${r.bytes} of ${settings.streamBytes} bytes` })
+      }
+    } catch (error) {
+      return { rep, bytes: 0, seconds: NaN, mbPerS: NaN, rssBefore, rssGrowth: NaN, cpuMsPerGiB: NaN, invalid: (error as Error).message }
+    }
+  }
+}
+
+/** bench/.build/raw.mjs: bench/servers/raw.ts compiled by esbuild (tsx's compiler), its packages left to node_modules. */
+async function compileRaw (): Promise<void> {
+  const name = 'esbuild' // tsx's own dependency
+  const esbuild: any = await import(name)
+  await esbuild.build({
+    entryPoints: [fileURLToPath(new URL('servers/raw.ts', import.meta.url))],
+    outfile: fileURLToPath(new URL('.build/raw.mjs', import.meta.url)),
+    bundle: true,
+    packages: 'external',
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'warning'
+  })
+}
+
+/**
+ * One request of the scenario, as the load sends it: 200 and the expected body, or why
+ * not. A server that says it verifies JWTs must refuse a missing and a forged token; one
+ * that says it limits must send rate-limit headers.
+ */
+async function probe (server: ServerProcess, scenario: ScenarioDef, headers: Record<string, string>, postBody: string): Promise<string | undefined> {
+  const url = `http://127.0.0.1:${server.port}${scenario.path}`
+  const timeout = (): AbortSignal => AbortSignal.timeout(5000)
+  try {
+    const res = scenario.method === 'POST'
+      ? await fetch(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: postBody, signal: timeout() })
+      : await fetch(url, { headers, signal: timeout() })
+    const text = await res.text()
+    const expected = JSON.stringify(scenario.method === 'POST' ? ITEM : PAYLOAD)
+    if (res.status !== 200) return `answered ${res.status}: ${text.slice(0, 200)}`
+    if (res.headers.get('content-encoding') !== null) return `compressed a ${text.length}-byte response (content-encoding ${res.headers.get('content-encoding')}): the scenario expects it under the threshold`
+    let body: string
+    try { body = JSON.stringify(JSON.parse(text)) } catch { body = text }
+    if (body !== expected) return `answered ${body.slice(0, 200)} instead of ${expected}`
+    if (scenario.method === 'POST') {
+      const bad = await fetch(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ name: '', price: -1 }), signal: timeout() })
+      await bad.arrayBuffer()
+      if (bad.status < 400 || bad.status >= 500) return `accepted an invalid body (status ${bad.status}): no schema validation`
+    }
+    if (scenario.feature === 'jwt' && server.info.verifiesJwt) {
+      const { authorization, ...rest } = headers
+      for (const [what, h] of [['no token', rest], ['a forged token', { ...rest, authorization: authorization.slice(0, -4) + 'AAAA' }]] as const) {
+        const r = await fetch(url, { headers: h, signal: timeout() })
+        await r.arrayBuffer()
+        if (r.status !== 401) return `says it verifies JWTs but answered ${r.status} to ${what}`
+      }
+    }
+    if (scenario.feature === 'rateLimit' && server.info.limitsRate) {
+      if (!['x-ratelimit-limit', 'ratelimit-limit', 'ratelimit', 'ratelimit-policy'].some((h) => res.headers.has(h))) return 'says it limits the rate but sent no rate-limit header'
+    }
+    return undefined
+  } catch (error) {
+    return `request failed: ${(error as Error).message}`
+  }
+}
+
+const code = await main().catch((error) => {
+  console.error(error)
+  return 2
+})
+// Nothing of the harness should still be running; exit even if a library left a handle open.
+process.exit(code)

@@ -1,0 +1,35 @@
+/**
+ * The benchmark routes for every Fastify-based server (bare, logger, naive, spikard):
+ * the same handlers, schema and payloads; each server adds only route options of its own
+ * (a JWT hook on /jwt, a route config for auth or rate limiting).
+ */
+import type { FastifyInstance, RouteShorthandOptions } from 'fastify'
+import { ITEM_SCHEMA, PAYLOAD, ROUTES, streamSource } from './common.js'
+
+/** Extra route options per route; `all` goes on every route (merged under the route's own). */
+export interface RouteExtras {
+  all?: RouteShorthandOptions
+  json?: RouteShorthandOptions
+  post?: RouteShorthandOptions
+  jwt?: RouteShorthandOptions
+  limited?: RouteShorthandOptions
+  stream?: RouteShorthandOptions
+}
+
+function merge (a: RouteShorthandOptions | undefined, b: RouteShorthandOptions | undefined): RouteShorthandOptions {
+  return { ...a, ...b, config: { ...a?.config, ...b?.config } as RouteShorthandOptions['config'] }
+}
+
+export function benchRoutes (extras: RouteExtras = {}) {
+  return async function routes (app: FastifyInstance): Promise<void> {
+    const get = async () => PAYLOAD
+    app.get(ROUTES.json, merge(extras.all, extras.json), get)
+    app.post(ROUTES.post, merge(extras.all, { ...extras.post, schema: { body: ITEM_SCHEMA } }), async (request) => request.body)
+    app.get(ROUTES.jwt, merge(extras.all, extras.jwt), get)
+    app.get(ROUTES.limited, merge(extras.all, extras.limited), get)
+    app.get(ROUTES.stream, merge(extras.all, extras.stream), async (_request, reply) => {
+      reply.type('application/octet-stream')
+      return streamSource()
+    })
+  }
+}

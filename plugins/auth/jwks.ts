@@ -1,0 +1,160 @@
+/**
+ * A JWKS endpoint's keys, fetched and cached. The set is fetched as the server starts (a
+ * token arriving before it waits for that fetch); a token whose
+ * `kid` is unknown triggers a refetch (an issuer rotated its keys), at most once per
+ * MIN_REFRESH_MS whatever the tokens say, so forged `kid`s cannot make the server hammer the
+ * issuer; a set older than MAX_AGE_MS is refreshed in the background while it keeps serving.
+ * A failed fetch keeps the keys already known. Only the configured URL is ever fetched:
+ * `jku`, `x5u`, `jwk` and `x5c` token headers are ignored.
+ *
+ * Each key becomes a verifier once (keys.ts) and keeps it, with its cache, across refreshes
+ * as long as the document still has it. No Fastify runtime import.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import { loadPublicKey, type VerifyKey } from './keys.js'
+import type { JwtAlgorithm } from './options.js'
+
+export const MIN_REFRESH_MS = 30_000
+export const MAX_AGE_MS = 10 * 60_000
+const FETCH_TIMEOUT_MS = 5_000
+const MAX_BYTES = 512 * 1024
+const MAX_KEYS = 100
+
+export class JwksKeySet {
+  readonly url: string
+  readonly #algorithms: JwtAlgorithm[]
+  readonly #leeway: number
+  readonly #log: FastifyBaseLogger
+  readonly #closed = new AbortController()
+  /** Keys by `kid`; keys without one are in #all only. */
+  #byKid = new Map<string, VerifyKey[]>()
+  #all: VerifyKey[] = []
+  /** Verifiers by the key's identity (kid, algorithms and SPKI), reused across refreshes. */
+  #known = new Map<string, VerifyKey>()
+  /** When the last fetch started (successful or not): the floor counts from there. */
+  #attemptedAt = -Infinity
+  #fetchedAt = -Infinity
+  #inflight: Promise<void> | undefined
+
+  constructor (url: string, algorithms: JwtAlgorithm[], leeway: number, log: FastifyBaseLogger) {
+    this.url = url
+    this.#algorithms = algorithms
+    this.#leeway = leeway
+    this.#log = log
+  }
+
+  /** Keys with this `kid` (none: undefined). Starts a background refresh when the set is old. */
+  byKid (kid: string): VerifyKey[] | undefined {
+    this.#refreshIfOld()
+    return this.#byKid.get(kid)
+  }
+
+  /** Every key, for tokens without a `kid`. */
+  all (): VerifyKey[] {
+    this.#refreshIfOld()
+    return this.#all
+  }
+
+  /** Fetches now (startup). Never rejects. */
+  load (): Promise<void> {
+    return this.#inflight ?? this.#refresh()
+  }
+
+  /**
+   * Refetches for an unknown `kid` unless the last fetch started less than MIN_REFRESH_MS
+   * ago; waits for a fetch already under way. Never rejects.
+   */
+  refreshForUnknownKid (): Promise<void> {
+    if (this.#inflight !== undefined) return this.#inflight
+    if (Date.now() - this.#attemptedAt < MIN_REFRESH_MS) return Promise.resolve()
+    return this.#refresh()
+  }
+
+  close (): void {
+    this.#closed.abort()
+  }
+
+  #refreshIfOld (): void {
+    if (this.#inflight === undefined && Date.now() - this.#fetchedAt > MAX_AGE_MS && Date.now() - this.#attemptedAt >= MIN_REFRESH_MS) {
+      void this.#refresh()
+    }
+  }
+
+  #refresh (): Promise<void> {
+    this.#attemptedAt = Date.now()
+    this.#inflight = this.#fetch()
+      .then((document) => this.#install(document))
+      .catch((error: Error) => {
+        if (!this.#closed.signal.aborted) this.#log.error({ jwksUrl: this.url, error: error.message }, 'spikard-auth: cannot fetch the JWKS; keeping the keys already known')
+      })
+      .finally(() => { this.#inflight = undefined })
+    return this.#inflight
+  }
+
+  async #fetch (): Promise<unknown> {
+    const response = await fetch(this.url, {
+      headers: { accept: 'application/jwk-set+json, application/json' },
+      redirect: 'error',
+      signal: AbortSignal.any([this.#closed.signal, AbortSignal.timeout(FETCH_TIMEOUT_MS)])
+    })
+    if (!response.ok) {
+      await response.body?.cancel()
+      throw new Error(`HTTP ${response.status}`)
+    }
+    if (Number(response.headers.get('content-length') ?? 0) > MAX_BYTES) {
+      await response.body?.cancel()
+      throw new Error(`larger than ${MAX_BYTES} bytes`)
+    }
+    const chunks: Uint8Array[] = []
+    let size = 0
+    for await (const chunk of response.body ?? []) {
+      size += chunk.byteLength
+      if (size > MAX_BYTES) throw new Error(`larger than ${MAX_BYTES} bytes`)
+      chunks.push(chunk)
+    }
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  }
+
+  #install (document: unknown): void {
+    const keys = (document as { keys?: unknown } | null)?.keys
+    if (!Array.isArray(keys)) throw new Error('not a JWK set: no "keys" list')
+    const all: VerifyKey[] = []
+    const byKid = new Map<string, VerifyKey[]>()
+    const known = new Map<string, VerifyKey>()
+    for (const [i, jwk] of keys.slice(0, MAX_KEYS).entries()) {
+      if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) continue
+      const kid = (jwk as { kid?: unknown }).kid
+      // Keys for encryption, or of a type or curve the configured algorithms cannot use, are
+      // not ours to verify with: skipped quietly (a JWKS commonly lists several kinds).
+      if ((jwk as { use?: unknown }).use === 'enc') continue
+      const identity = JSON.stringify([kid, (jwk as { alg?: unknown }).alg, canonical(jwk as Record<string, unknown>)])
+      let key = this.#known.get(identity)
+      if (key === undefined) {
+        const loaded = loadPublicKey({ path: `jwks key ${i}${typeof kid === 'string' ? ` (kid ${kid})` : ''}`, value: jwk }, this.#algorithms, this.#leeway)
+        if (typeof loaded === 'string') {
+          this.#log.debug({ jwksUrl: this.url, reason: loaded }, 'spikard-auth: JWKS key skipped')
+          continue
+        }
+        key = loaded
+      }
+      known.set(identity, key)
+      all.push(key)
+      if (key.kid !== undefined) {
+        const list = byKid.get(key.kid)
+        if (list === undefined) byKid.set(key.kid, [key])
+        else list.push(key)
+      }
+    }
+    if (keys.length > MAX_KEYS) this.#log.warn({ jwksUrl: this.url, keys: keys.length }, `spikard-auth: JWKS has more than ${MAX_KEYS} keys; the rest are ignored`)
+    if (all.length === 0) this.#log.warn({ jwksUrl: this.url }, 'spikard-auth: the JWKS has no key usable with auth.jwt.algorithms')
+    this.#all = all
+    this.#byKid = byKid
+    this.#known = known
+    this.#fetchedAt = Date.now()
+  }
+}
+
+/** The public parameters of a JWK, in a fixed order (a key re-serialized differently is the same key). */
+function canonical (jwk: Record<string, unknown>): unknown[] {
+  return ['kty', 'crv', 'n', 'e', 'x', 'y', 'use'].map((k) => jwk[k] ?? null)
+}

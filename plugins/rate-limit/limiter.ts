@@ -1,0 +1,144 @@
+/**
+ * One limit (a max per window, a key, a store) as a Fastify hook. Built once per limit at
+ * startup; per request it reads the key, counts it in the store and sets the headers, with
+ * callbacks rather than promises. Over the limit it fails the request with
+ * SPK_ERR_RATE_LIMITED (429, rendered by problem-details) after setting `Retry-After`;
+ * when the store fails it lets the request through or fails it with
+ * SPK_ERR_RATE_LIMIT_UNAVAILABLE (503), as `onStoreError` says. The store's error never
+ * goes further than the log.
+ */
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { errors } from '../../src/errors.js'
+import type { KeyBy, ResolvedRateLimitOptions } from './options.js'
+import { clientAddress, keyer, type AllowList } from './keys.js'
+import type { Outage, Store } from './store.js'
+import type { OnRequest, PreParsing } from './routes.js'
+
+/** What every limit of one app shares. */
+export class Shared {
+  /** Until a request with a proxy header shows whether Fastify resolves proxies, each is looked at. */
+  watchingProxies = true
+
+  constructor (
+    readonly options: ResolvedRateLimitOptions,
+    readonly allow: AllowList,
+    readonly addressKey: (address: string) => string,
+    readonly outage: Outage,
+    readonly log: FastifyBaseLogger
+  ) {}
+
+  /**
+   * Warns once when requests carry proxy headers that Fastify ignores, so every client
+   * behind the proxy shares the proxy's count: `server.trustProxy` unset, or not trusting
+   * the peer (a hop count trusts no one since Fastify 5.12). Ignoring them is right (a
+   * forged X-Forwarded-For changes nothing), but behind a real proxy it is seldom what
+   * was meant. Looked at until the first request with a proxy header.
+   */
+  noteProxyHeaders (request: FastifyRequest, address: string): void {
+    const headers = request.headers
+    const header = headers['x-forwarded-for'] !== undefined
+      ? 'x-forwarded-for'
+      : headers.forwarded !== undefined ? 'forwarded' : headers['x-real-ip'] !== undefined ? 'x-real-ip' : undefined
+    if (header === undefined) return
+    this.watchingProxies = false
+    const peer = request.socket?.remoteAddress
+    if (request.ip !== peer) return
+    // Fastify defines `ips` only when trustProxy is set.
+    const why = 'ips' in request
+      ? 'server.trustProxy does not trust the peer they come from (a hop count trusts no proxy since Fastify 5.12: list the proxies\' addresses or CIDRs)'
+      : 'server.trustProxy is not set'
+    this.log.warn({ header, remoteAddress: peer, countedAs: address },
+      `rateLimit: requests carry ${header} but ${why}, so clients are counted by the address of the proxy they come through ` +
+      '(all of them in one count) (logged once)')
+  }
+}
+
+export interface LimitSpec {
+  max: number
+  window: number
+  keyBy: KeyBy
+  store: Store
+  /** The IETF policy name: `default` for the global limit, `route` for a route's own. */
+  policy: 'default' | 'route'
+}
+
+export interface Limit extends LimitSpec {
+  /** IP, header and cookie keys are read before auth and body parsing; an identity only exists after auth. */
+  hook: 'onRequest' | 'preParsing'
+  handler: OnRequest | PreParsing
+}
+
+type Next = (error?: Error) => void
+type HeaderWriter = (reply: FastifyReply, remaining: number, reset: number) => void
+
+export function createLimit (shared: Shared, spec: LimitSpec): Limit {
+  const { max, window, store } = spec
+  const { allow, addressKey, outage } = shared
+  const { value, key } = keyer(spec.keyBy, shared.options.redis !== undefined)
+  const writeHeaders = headerWriter(shared.options.headers, max, window, spec.policy)
+  const reject = shared.options.onStoreError === 'reject'
+
+  function check (request: FastifyRequest, reply: FastifyReply, next: Next): void {
+    const address = clientAddress(request)
+    if (allow.addresses !== undefined && allow.hasAddress(address)) return next()
+    const own = value === undefined ? undefined : value(request)
+    let storeKey: string
+    if (own === undefined) {
+      if (shared.watchingProxies) shared.noteProxyHeaders(request, address)
+      storeKey = addressKey(address)
+    } else {
+      if (allow.values !== undefined && allow.values.has(own)) return next()
+      storeKey = key(own)
+    }
+    store.incr(storeKey, (error, result) => {
+      if (error !== null || result === undefined) {
+        outage.failed(error ?? new Error('the store returned nothing'))
+        return reject ? next(new errors.SPK_ERR_RATE_LIMIT_UNAVAILABLE()) : next()
+      }
+      if (outage.failing) outage.recovered()
+      const reset = result.ttl > 0 ? Math.ceil(result.ttl / 1000) : 0
+      if (result.current <= max) {
+        writeHeaders(reply, max - result.current, reset)
+        return next()
+      }
+      const retry = Math.max(1, reset)
+      writeHeaders(reply, 0, retry)
+      reply.header('retry-after', retry)
+      next(new errors.SPK_ERR_RATE_LIMITED(`Rate limit exceeded, retry in ${inWords(retry)}`))
+    }, window, max)
+  }
+
+  if (spec.keyBy === 'identity') {
+    const spikardRateLimit: PreParsing = function spikardRateLimit (request, reply, payload, done) {
+      check(request, reply, (error) => { if (error === undefined) done(null, payload); else done(error) })
+    }
+    return { ...spec, hook: 'preParsing', handler: spikardRateLimit }
+  }
+  const spikardRateLimit: OnRequest = function spikardRateLimit (request, reply, done) {
+    check(request, reply, done)
+  }
+  return { ...spec, hook: 'onRequest', handler: spikardRateLimit }
+}
+
+function headerWriter (mode: ResolvedRateLimitOptions['headers'], max: number, window: number, policy: string): HeaderWriter {
+  if (mode === false) return () => {}
+  if (mode === 'ietf') {
+    const policyHeader = `"${policy}";q=${max};w=${Math.ceil(window / 1000)}`
+    return (reply, remaining, reset) => {
+      reply.header('ratelimit-policy', policyHeader)
+      reply.header('ratelimit', `"${policy}";r=${remaining};t=${reset}`)
+    }
+  }
+  const limit = String(max)
+  return (reply, remaining, reset) => {
+    reply.header('x-ratelimit-limit', limit)
+    reply.header('x-ratelimit-remaining', remaining)
+    reply.header('x-ratelimit-reset', reset)
+  }
+}
+
+/** `1 second`, `42 seconds`, `3 minutes`, `2 hours`: rounded up, never sooner than Retry-After. */
+export function inWords (seconds: number): string {
+  const [n, unit] = seconds < 120 ? [seconds, 'second'] : seconds < 7200 ? [Math.ceil(seconds / 60), 'minute'] : [Math.ceil(seconds / 3600), 'hour']
+  return `${n} ${unit}${n === 1 ? '' : 's'}`
+}

@@ -1,0 +1,150 @@
+/**
+ * Where counts are kept: @fastify/rate-limit's stores, used directly. The memory store is an
+ * LRU map per limit; the Redis store is one Lua script (INCR, then PEXPIRE on the first hit)
+ * per request, under one client shared by every limit, so every instance on one Redis shares
+ * each count.
+ *
+ * A Redis outage must never crash the process, stall requests or reach a client: the client
+ * fails commands at once while disconnected (no offline queue), gives each command
+ * `redisTimeout`, reconnects forever in the background, and every error it raises, as an
+ * event or as a failed command, goes to one Outage that logs at most once a minute.
+ */
+import { createRequire } from 'node:module'
+import { Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+
+export interface StoreResult { current: number, ttl: number }
+/** A store as @fastify/rate-limit defines them: `incr` counts one request and reports the window's count and time left. */
+export interface Store {
+  incr: (key: string, callback: (error: Error | null, result?: StoreResult) => void, timeWindow: number, max: number) => void
+}
+
+// Loaded untyped (their package declares no types for them, and no `exports` map hides them).
+const require = createRequire(import.meta.url)
+const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as new (continueExceeding: boolean, exponentialBackoff: boolean, cache: number) => Store
+const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, key: string) => Store
+
+/** At most one outage line per this many milliseconds. */
+export const OUTAGE_LOG_INTERVAL = 60_000
+/** Longest startup waits for Redis before going on without it (the outage policy applies meanwhile). */
+const CONNECT_WAIT = 2000
+
+/** Logs store failures at most once per interval, and the recovery once. */
+export class Outage {
+  readonly #log: FastifyBaseLogger
+  readonly #policy: 'allow' | 'reject'
+  #since: number | undefined
+  #lastLogged = -Infinity
+  #suppressed = 0
+
+  constructor (log: FastifyBaseLogger, policy: 'allow' | 'reject') {
+    this.#log = log
+    this.#policy = policy
+  }
+
+  /** Whether the last store call failed (read on every request; recovering is rare). */
+  get failing (): boolean { return this.#since !== undefined }
+
+  failed (error: Error & { code?: string }): void {
+    const now = Date.now()
+    this.#since ??= now
+    if (now - this.#lastLogged < OUTAGE_LOG_INTERVAL) {
+      this.#suppressed++
+      return
+    }
+    this.#log.error({
+      store: 'redis',
+      error: error.code ?? error.message,
+      failuresSinceLastReport: this.#suppressed,
+      downForMs: now - this.#since
+    }, this.#policy === 'allow'
+      ? 'rate-limit store unreachable: requests pass unlimited until it is back'
+      : 'rate-limit store unreachable: requests are answered 503 until it is back')
+    this.#lastLogged = now
+    this.#suppressed = 0
+  }
+
+  recovered (): void {
+    if (this.#since === undefined) return
+    this.#log.info({ store: 'redis', downForMs: Date.now() - this.#since }, 'rate-limit store reachable again')
+    this.#since = undefined
+    this.#lastLogged = -Infinity
+    this.#suppressed = 0
+  }
+}
+
+export interface Stores {
+  /** The store of the global limit. */
+  global: Store
+  /** A store of its own for a route's limit; `name` keeps its Redis keys apart (same on every instance). */
+  route: (name: string) => Store
+  /** Resolves once the store can count (Redis connected), or after a short wait with the outage logged. */
+  connected: () => Promise<void>
+  close: () => Promise<void>
+}
+
+export function memoryStores (cacheSize: number): Stores {
+  return {
+    global: new LocalStore(false, false, cacheSize),
+    route: () => new LocalStore(false, false, cacheSize),
+    connected: async () => {},
+    close: async () => {}
+  }
+}
+
+export interface RedisStoreOptions { url: string, prefix: string, timeout: number }
+
+/** Redis stores on one client, which starts connecting at once. */
+export function redisStores ({ url, prefix, timeout }: RedisStoreOptions, outage: Outage, log: FastifyBaseLogger): Stores {
+  const client = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: timeout,
+    connectTimeout: Math.max(timeout, 1000),
+    retryStrategy: (times) => Math.min(100 * times, 2000),
+    connectionName: 'spikard-rate-limit'
+  })
+  client.on('error', (error: Error) => outage.failed(error))
+  client.on('ready', () => outage.recovered())
+  return {
+    global: new RedisStore(false, false, client, `${prefix}global:`),
+    route: (name) => new RedisStore(false, false, client, `${prefix}route:${name}:`),
+    connected: async () => {
+      await waitForReady(client)
+      if (client.status === 'ready') log.info({ store: 'redis', redis: redact(url) }, 'rate-limit counts kept in Redis')
+    },
+    close: async () => {
+      if (client.status !== 'ready') return client.disconnect()
+      const timer = setTimeout(() => client.disconnect(), timeout).unref()
+      await client.quit().catch(() => client.disconnect())
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** Resolves when the client is ready, has failed once (the outage is logged; it keeps trying), or CONNECT_WAIT has passed. */
+async function waitForReady (client: Redis): Promise<void> {
+  if (client.status === 'ready') return
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer)
+      client.off('ready', done)
+      client.off('error', done)
+      resolve()
+    }
+    const timer = setTimeout(done, CONNECT_WAIT).unref()
+    client.on('ready', done)
+    client.on('error', done)
+  })
+}
+
+/** The URL with its password masked, for the log. */
+export function redact (url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password !== '') parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    return '(unparsable URL)'
+  }
+}
