@@ -77,7 +77,7 @@ const RouteCompressSchema = Type.Union([
     customTypes: Type.Optional(Type.Any()),
     brotliOptions: Type.Optional(Type.Any()),
     zlibOptions: Type.Optional(Type.Any())
-  })
+  }, { additionalProperties: false })
 ], { expected: 'false or an object' })
 
 interface RouteCompress {
