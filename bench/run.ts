@@ -14,7 +14,8 @@
  * Options: --quick, --check (exit 1 when a budget line fails), --reps N, --duration S,
  * --warmup S, --connections N, --rate R (fixed offered load), --servers a,b, --scenarios json,post,jwt,limited,stream,
  * --server name=file.ts (add a server of your own), --stream-mb N, --tsx-check, --ablate,
- * --pin, --write / --no-write, --json FILE. See bench/README.md.
+ * --pin, --restart (a fresh process per repetition), --write / --no-write, --json FILE.
+ * See bench/README.md.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
@@ -25,7 +26,7 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SignJWT } from 'jose'
 import { ITEM, JWT, PAYLOAD } from './servers/common.js'
-import { cpuMicros, cpuSource, machineBusyMicros, memory, resetPeak, startServer, stopServer, type ServerProcess } from './lib/proc.js'
+import { cpuMicros, cpuSource, machineBusyMicros, memory, pageFaults, resetPeak, startServer, stopServer, type ServerProcess } from './lib/proc.js'
 import { runLoad, runStream } from './lib/load.js'
 import { ABLATION_SERVERS, BUDGETS, SCENARIOS, SERVERS, TSX_CHECK_SERVERS, type ScenarioDef, type ScenarioId, type ServerDef } from './lib/plan.js'
 import { NOISY_CPU, evaluateBudgets, renderBudgets, renderReport, renderServers, renderTables, writeResults, type LoadSample, type Results, type ServerRun, type StreamSample } from './lib/report.js'
@@ -47,6 +48,7 @@ const { values: args } = parseArgs({
     scenarios: { type: 'string' },
     'stream-mb': { type: 'string' },
     pin: { type: 'boolean', default: false },
+    restart: { type: 'boolean', default: false },
     'tsx-check': { type: 'boolean', default: false },
     ablate: { type: 'boolean', default: false },
     write: { type: 'boolean' },
@@ -83,7 +85,7 @@ const settings = {
   retries: quick ? 1 : 2,
   retryBudget: quick ? 4 : 20
 }
-const custom = [args.server, args.reps, args.duration, args.warmup, args.connections, args.rate, args.servers, args.scenarios, args['stream-mb']].some((v) => v !== undefined)
+const custom = [args.restart || undefined, args.server, args.reps, args.duration, args.warmup, args.connections, args.rate, args.servers, args.scenarios, args['stream-mb']].some((v) => v !== undefined)
 const mode = tsxCheck ? 'tsx-check' : ablate ? 'ablate' : custom ? 'custom' : quick ? 'quick' : 'full'
 const write = args['no-write'] ? false : args.write ?? mode !== 'custom'
 
@@ -146,7 +148,7 @@ async function main (): Promise<number> {
       mode,
       machine: `${cpus.length} cores, ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, Linux ${os.release()}`,
       versions: `Node ${process.version}, spikard ${gitRevision()}, fastify ${version('fastify')}, express ${version('express')}, hono ${version('hono')}, autocannon ${version('autocannon')}`,
-      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a ${settings.warmup} s warm-up, ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}, stream ${settings.streamBytes / 1024 ** 2} MiB`,
+      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a ${settings.warmup} s warm-up, ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}, visiting order rotated each repetition${args.restart ? ', a fresh process per server and repetition' : ''}, stream ${settings.streamBytes / 1024 ** 2} MiB`,
       cpuSource: ''
     },
     base,
@@ -198,17 +200,18 @@ async function main (): Promise<number> {
   let retried = 0
   try {
     // Start the servers one at a time (so the start-up times are comparable).
+    const spawnServer = async (def: ServerDef): Promise<ServerProcess> => startServer({
+      name: def.name,
+      file: def.file,
+      tsx: def.tsx,
+      ...(args.pin ? { cpu: os.cpus().length - 1 } : {}),
+      env: { BENCH_LOG_DIR: logDir, BENCH_STREAM_BYTES: String(settings.streamBytes), NODE_ENV: 'production', BENCH_SERVER_NAME: def.name, ...def.env }
+    })
     for (const def of serverDefs) {
       const run: ServerRun = { name: def.name, label: def.label }
       results.servers.push(run)
       try {
-        const server = await startServer({
-          name: def.name,
-          file: def.file,
-          tsx: def.tsx,
-          ...(args.pin ? { cpu: os.cpus().length - 1 } : {}),
-          env: { BENCH_LOG_DIR: logDir, BENCH_STREAM_BYTES: String(settings.streamBytes), NODE_ENV: 'production', BENCH_SERVER_NAME: def.name, ...def.env }
-        })
+        const server = await spawnServer(def)
         running.set(def.name, server)
         Object.assign(run, { pid: server.pid, readyMs: server.readyMs, info: server.info })
         const missing = Object.entries(server.info.missing ?? {}).map(([k, why]) => `${k} OFF (${why})`)
@@ -222,9 +225,9 @@ async function main (): Promise<number> {
     results.meta.cpuSource = (() => { for (const s of running.values()) cpuMicros(s.pid); return cpuSource() })()
 
     // Every server must answer every scenario alike before it is measured.
-    const measured = new Map<ScenarioId, ServerProcess[]>()
+    const measured = new Map<ScenarioId, string[]>()
     for (const scenario of scenarios) {
-      const list: ServerProcess[] = []
+      const list: string[] = []
       for (const def of serverDefs) {
         const server = running.get(def.name)
         if (server === undefined) continue
@@ -238,19 +241,45 @@ async function main (): Promise<number> {
           log(`  ${def.name} / ${scenario.id}: not measured: ${problem}`)
           continue
         }
-        list.push(server)
+        list.push(def.name)
       }
       measured.set(scenario.id, list)
     }
 
+    const warmed = new Set<string>()
     for (let rep = 1; rep <= settings.reps; rep++) {
+      if (rep > 1 && args.restart) {
+        // --restart: a fresh process per server and repetition (warmed up again), so one
+        // process's luck (JIT decisions, memory layout) does not carry through every repetition.
+        for (const [name, server] of running) {
+          await stopServer(server)
+          running.delete(name)
+          running.set(name, await spawnServer(serverDefs.find((d) => d.name === name) as ServerDef))
+        }
+        warmed.clear()
+      }
       for (const scenario of scenarios) {
-        const servers = measured.get(scenario.id) ?? []
+        // Each repetition starts one server further along (A B C, B C A, C A B): no server
+        // always runs first or last.
+        const names = measured.get(scenario.id) ?? []
+        const shift = names.length === 0 ? 0 : (rep - 1) % names.length
         const line: string[] = []
-        for (const server of servers) {
+        for (const name of [...names.slice(shift), ...names.slice(0, shift)]) {
           if (interrupted) return 130
+          const server = running.get(name) as ServerProcess
           if (scenario.id === 'stream') {
-            const sample = await measureStream(server, rep)
+            if (!warmed.has(`${name}\0stream`)) {
+              // Warm both ends of the streaming path: 128 MiB, then hang up.
+              await runStream(server.port, scenario.path, () => 0, 60_000, 128 * 1024 ** 2).catch(() => {})
+              await sleep(200)
+              warmed.add(`${name}\0stream`)
+            }
+            let sample = await measureStream(server, rep)
+            for (let retry = 0; retry < settings.retries && retried < settings.retryBudget && (sample.otherCpu ?? 0) > NOISY_CPU; retry++) {
+              const again = await measureStream(server, rep)
+              retried++
+              if ((again.otherCpu ?? 0) < (sample.otherCpu ?? 0)) sample = again
+            }
             ;(results.stream[server.name] ??= []).push(sample)
             line.push(`${server.name} ${sample.invalid === undefined ? `${Math.round(sample.mbPerS)} MB/s +${(sample.rssGrowth / 1024 ** 2).toFixed(1)} MB` : 'INVALID'}`)
             continue
@@ -264,7 +293,10 @@ async function main (): Promise<number> {
             connections: settings.connections,
             ...(settings.rate === undefined ? {} : { rate: settings.rate })
           }
-          if (rep === 1) await runLoad({ ...loadOptions, duration: settings.warmup })
+          if (!warmed.has(`${name}\0${scenario.id}`)) {
+            await runLoad({ ...loadOptions, duration: settings.warmup })
+            warmed.add(`${name}\0${scenario.id}`)
+          }
           let sample = await measureLoad(server, rep, { ...loadOptions, duration: settings.duration })
           // Another process took CPU during the run (a test suite, a build): measure again, keep the quieter one.
           for (let retry = 0; retry < settings.retries && retried < settings.retryBudget && (sample.otherCpu ?? 0) > NOISY_CPU; retry++) {
@@ -320,12 +352,14 @@ async function main (): Promise<number> {
     if (logFile !== undefined) truncateSync(logFile, 0)
     resetPeak(server.pid)
     const cpu0 = cpuMicros(server.pid)
+    const faults0 = pageFaults(server.pid)
     const busy0 = machineBusyMicros()
     const self0 = process.cpuUsage()
     const t = performance.now()
     const r = await runLoad(options)
     await sleep(50) // in-flight responses and asynchronous log writes finish
     const cpu = cpuMicros(server.pid) - cpu0
+    const faults1 = pageFaults(server.pid)
     const self = process.cpuUsage(self0)
     const otherCpu = Math.max(0, machineBusyMicros() - busy0 - cpu - self.user - self.system) / ((performance.now() - t) * 1000)
     const { peak } = memory(server.pid)
@@ -339,6 +373,7 @@ async function main (): Promise<number> {
       responses: r.responses,
       peakRss: peak,
       otherCpu,
+      faultsPerReq: (faults1.minor - faults0.minor + faults1.major - faults0.major) / r.responses,
       ...(logFile === undefined ? {} : { logBytesPerReq: statSync(logFile).size / r.responses }),
       ...(bad > 0 || r.responses === 0
         ? { invalid: `${r.responses - r.ok} non-2xx (${Object.entries(r.statusCodes).map(([c, n]) => `${c}×${n}`).join(', ')}), ${r.errors} errors, ${r.timeouts} timeouts` }
@@ -351,10 +386,15 @@ async function main (): Promise<number> {
     const rssBefore = memory(server.pid).rss
     const reset = resetPeak(server.pid)
     const cpu0 = cpuMicros(server.pid)
+    const busy0 = machineBusyMicros()
+    const self0 = process.cpuUsage()
+    const t = performance.now()
     try {
       const r = await runStream(server.port, '/stream', () => memory(server.pid).rss)
       await sleep(50)
       const cpu = cpuMicros(server.pid) - cpu0
+      const self = process.cpuUsage(self0)
+      const otherCpu = Math.max(0, machineBusyMicros() - busy0 - cpu - self.user - self.system) / ((performance.now() - t) * 1000)
       const peak = Math.max(reset ? memory(server.pid).peak : 0, r.sampledPeak)
       const ok = r.status === 200 && r.bytes === settings.streamBytes
       return {
@@ -365,6 +405,7 @@ async function main (): Promise<number> {
         rssBefore,
         rssGrowth: peak - rssBefore,
         cpuMsPerGiB: cpu / 1000 / (r.bytes / 1024 ** 3),
+        otherCpu,
         ...(ok ? {} : { invalid: `status ${r.status}, ${r.bytes} of ${settings.streamBytes} bytes` })
       }
     } catch (error) {

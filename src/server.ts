@@ -60,7 +60,11 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     ...(bodyLimit === false ? {} : { bodyLimit: bodyLimit.max }),
     // Handler timeout default and Node's server timeouts, from the server's creation on.
     ...(timeout === false ? {} : timeoutFactoryOptions(timeout, 'config')),
-    trustProxy: server.trustProxy as boolean, // a hop count is valid at run time; Fastify's types omit it
+    // Fastify 5.12 turns a numeric trustProxy into "trust nothing"; a hop count is
+    // expressed as a function instead (safe only when clients cannot bypass the proxies).
+    trustProxy: typeof server.trustProxy === 'number'
+      ? ((hops: number) => (_address: string, hop: number) => hop < hops)(server.trustProxy)
+      : server.trustProxy,
     ajv: { customOptions: { allErrors: true } },
     // Requests Fastify rejects before routing (a malformed URL, an over-long parameter):
     // no route hooks run for them, so the request id and the access line are written here.

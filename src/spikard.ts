@@ -75,10 +75,13 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   attachLifecycle(state, lifecycle)
   app.decorate('spikard', state)
   app.addHook('onRoute', (route) => {
-    // A route asking for auth while the feature is off would otherwise be silently public.
-    const wantsAuth = (route.config as { auth?: unknown } | undefined)?.auth
-    if (resolved.auth === false && wantsAuth !== undefined && wantsAuth !== false) {
-      throw new SpikardConfigError([`route ${[route.method].flat().join(',')} ${route.url}: config.auth is set but the auth feature is off; configure auth or remove config.auth`])
+    // A route asking for auth or its own rate limit while that feature is off would
+    // otherwise be silently public or unlimited.
+    for (const feature of ['auth', 'rateLimit'] as const) {
+      const wants = (route.config as Record<string, unknown> | undefined)?.[feature]
+      if (resolved[feature] === false && wants !== undefined && wants !== false) {
+        throw new SpikardConfigError([`route ${[route.method].flat().join(',')} ${route.url}: config.${feature} is set but the ${feature} feature is off; configure ${feature} or remove config.${feature}`])
+      }
     }
     routes.push(route)
   })

@@ -126,7 +126,7 @@ function problems (stderr: string): string[] {
   return stderr.split('\n').filter((line) => line.startsWith('  - ')).map((line) => line.slice(4))
 }
 
-const HEADER = ['METHOD', 'PATH', 'AUTH', 'BODY LIMIT', 'TIMEOUT', 'COMPRESSION', 'ACCESS LOG']
+const HEADER = ['METHOD', 'PATH', 'AUTH', 'RATE LIMIT', 'BODY LIMIT', 'TIMEOUT', 'COMPRESSION', 'ACCESS LOG']
 
 /** A JS routes module: GET /hello answers with the request id it saw. */
 const HELLO_MJS = `export default async function routes (app) {
@@ -226,10 +226,10 @@ describe('spikard CLI', { concurrency: 1 }, () => {
       assert.equal(r.stdout.split('\n')[1], '')
       assert.deepEqual(tableRows(r.stdout), [
         HEADER,
-        ['GET', '/users', 'off', '1mb', 'off', 'off', 'on'],
-        ['POST', '/users', 'off', '2kb', 'off', 'off', 'on'],
-        ['DELETE', '/users/:id', 'off', '1mb', 'off', 'off', 'off'],
-        ['PUT', '/admin/settings', 'off', '100b', 'off', 'off', 'on']
+        ['GET', '/users', 'off', 'off', '1mb', 'off', 'off', 'on'],
+        ['POST', '/users', 'off', 'off', '2kb', 'off', 'off', 'on'],
+        ['DELETE', '/users/:id', 'off', 'off', '1mb', 'off', 'off', 'off'],
+        ['PUT', '/admin/settings', 'off', 'off', '100b', 'off', 'off', 'on']
       ])
       // Columns line up: every cell starts where its header does.
       const lines = r.stdout.split('\n').slice(2).filter((l) => l !== '')
@@ -253,9 +253,9 @@ describe('spikard CLI', { concurrency: 1 }, () => {
       // logging is off by default, so no route has an access log.
       assert.deepEqual(tableRows(r.stdout), [
         HEADER,
-        ['GET', '/items', 'off', '1mb', 'off', 'off', 'off'],
-        ['POST', '/items', 'off', '2mb', 'off', 'off', 'off'],
-        ['PUT,PATCH', '/items/:id', 'off', '1mb', 'off', 'off', 'off']
+        ['GET', '/items', 'off', 'off', '1mb', 'off', 'off', 'off'],
+        ['POST', '/items', 'off', 'off', '2mb', 'off', 'off', 'off'],
+        ['PUT,PATCH', '/items/:id', 'off', 'off', '1mb', 'off', 'off', 'off']
       ])
     })
 
@@ -406,7 +406,7 @@ describe('spikard CLI', { concurrency: 1 }, () => {
         const r = await run(t, ['check'], { cwd: dir })
         assert.equal(r.code, 0, r.stderr)
         assert.equal(r.stdout.split('\n')[0], `${join(dir, name)}: valid`)
-        assert.deepEqual(tableRows(r.stdout), [HEADER, ['GET', '/hello', 'off', '1mb', 'off', 'off', 'off']])
+        assert.deepEqual(tableRows(r.stdout), [HEADER, ['GET', '/hello', 'off', 'off', '1mb', 'off', 'off', 'off']])
       })
     }
   })

@@ -99,3 +99,16 @@ test('createServer loads the app module relative to baseDir, JS or TS', async (t
   await assert.rejects(createServer({ app: 'missing.ts' }, { baseDir: d }), /app: module not found: .*missing\.ts/)
   await assert.rejects(createServer({ app: 'nodefault.mjs' }, { baseDir: d }), /app: .*nodefault\.mjs must default-export a Fastify plugin \(a function\), found no default export/)
 })
+
+test('server.trustProxy as a hop count trusts that many proxies (Fastify alone would trust none)', async () => {
+  const app = await createServer({
+    server: { trustProxy: 1, logger: { level: 'silent' } },
+    app: async (a) => { a.get('/ip', async (request) => ({ ip: request.ip })) }
+  })
+  const res = await app.inject({ url: '/ip', remoteAddress: '10.0.0.1', headers: { 'x-forwarded-for': '203.0.113.9, 198.51.100.7' } })
+  assert.deepEqual(res.json(), { ip: '198.51.100.7' })
+  const unset = await createServer({ server: { logger: { level: 'silent' } }, app: async (a) => { a.get('/ip', async (request) => ({ ip: request.ip })) } })
+  const forged = await unset.inject({ url: '/ip', remoteAddress: '10.0.0.1', headers: { 'x-forwarded-for': '203.0.113.9' } })
+  assert.deepEqual(forged.json(), { ip: '10.0.0.1' })
+  await Promise.all([app.close(), unset.close()])
+})

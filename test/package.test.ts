@@ -211,8 +211,8 @@ export default async function routes (app: FastifyInstance): Promise<void> {
     const check = ok(await run('npx', ['--no', '--', 'spikard', 'check', '--config', 'spikard.config.yaml'], project, 60_000), 'npx spikard check')
     assert.deepEqual(check.stdout.split('\n').filter((l) => l !== '').map((l) => l.trim().split(/ {2,}/)), [
       [`${join(project, 'spikard.config.yaml')}: valid`],
-      ['METHOD', 'PATH', 'AUTH', 'BODY LIMIT', 'TIMEOUT', 'COMPRESSION', 'ACCESS LOG'],
-      ['GET', '/hello', 'off', '1mb', 'off', 'off', 'on']
+      ['METHOD', 'PATH', 'AUTH', 'RATE LIMIT', 'BODY LIMIT', 'TIMEOUT', 'COMPRESSION', 'ACCESS LOG'],
+      ['GET', '/hello', 'off', 'off', '1mb', 'off', 'off', 'on']
     ])
 
     const child = launch('npx', ['--no', '--', 'spikard', 'start', '--config', 'spikard.config.yaml', '--port', '0'], { cwd: project })

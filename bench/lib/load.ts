@@ -95,9 +95,10 @@ export interface StreamResult {
 
 /**
  * GETs the stream on one fresh connection, counting and dropping the bytes, sampling the
- * server's RSS every 20 ms. Bounded: the request is destroyed after `timeoutMs`.
+ * server's RSS every 20 ms. Bounded: the request is destroyed after `timeoutMs`, or once
+ * `stopAfter` bytes have arrived.
  */
-export function runStream (port: number, path: string, sampleRss: () => number, timeoutMs = 60_000): Promise<StreamResult> {
+export function runStream (port: number, path: string, sampleRss: () => number, timeoutMs = 60_000, stopAfter = Infinity): Promise<StreamResult> {
   return new Promise((resolve, reject) => {
     let bytes = 0
     let sampledPeak = sampleRss()
@@ -111,7 +112,15 @@ export function runStream (port: number, path: string, sampleRss: () => number, 
       resolve({ bytes, status, seconds: (performance.now() - t0) / 1000, sampledPeak })
     }
     const request = http.get({ host: '127.0.0.1', port, path, agent: false }, (response) => {
-      response.on('data', (chunk: Buffer) => { bytes += chunk.length })
+      response.on('data', (chunk: Buffer) => {
+        bytes += chunk.length
+        // A warm-up reads part of the stream and hangs up.
+        if (bytes >= stopAfter) {
+          response.removeAllListeners('end')
+          request.destroy()
+          finish(undefined, response.statusCode)
+        }
+      })
       response.on('end', () => finish(undefined, response.statusCode))
       response.on('error', (error) => finish(error))
     })

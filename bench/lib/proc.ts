@@ -97,6 +97,13 @@ async function stopProcess (child: ChildProcess, exited: Promise<{ code: number 
   return { ...(result ?? { code: null, signal: 'SIGKILL' as NodeJS.Signals }), forced: true }
 }
 
+/** Page faults of the process so far (minor, major): /proc/<pid>/stat fields 10 and 12. */
+export function pageFaults (pid: number): { minor: number, major: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return { minor: Number(fields[7]), major: Number(fields[9]) }
+}
+
 /** Whether per-thread scheduler statistics are readable (ns CPU time). */
 let schedstat: boolean | undefined
 

@@ -13,6 +13,8 @@ export interface LoadSample {
   responses: number
   peakRss: number
   logBytesPerReq?: number
+  /** Page faults (minor + major) per request during the run. */
+  faultsPerReq?: number
   /** CPU used by other processes during the run, in cores (0.25 = a quarter of one CPU). */
   otherCpu?: number
   /** Why the sample is not counted (non-2xx responses, errors). */
@@ -27,6 +29,8 @@ export interface StreamSample {
   rssBefore: number
   rssGrowth: number
   cpuMsPerGiB: number
+  /** CPU used by other processes during the transfer, in cores. */
+  otherCpu?: number
   invalid?: string
 }
 
@@ -117,6 +121,9 @@ export interface StreamSummary {
   rssGrowthMax: number
   rssGrowthMedian: number
   cpuMsPerGiB: number
+  /** Server CPU per GiB against the stream base's, median of per-repetition ratios: steadier than throughput on a busy machine. */
+  cpuRatio: number
+  otherCpuMax: number
   invalid: string[]
 }
 
@@ -131,6 +138,8 @@ export function summarizeStream (results: Results, server: string): StreamSummar
     rssGrowthMax: max(ok.map((s) => s.rssGrowth)),
     rssGrowthMedian: median(ok.map((s) => s.rssGrowth)),
     cpuMsPerGiB: median(ok.map((s) => s.cpuMsPerGiB)),
+    cpuRatio: pairedRatio(samples, results.stream[results.streamBase], (s) => s.cpuMsPerGiB),
+    otherCpuMax: max(samples.map((s) => s.otherCpu ?? NaN)),
     invalid: [...new Set(samples.map((s) => s.invalid).filter((x): x is string => x !== undefined))]
   }
 }
@@ -165,17 +174,21 @@ export function renderTables (results: Results): string {
   for (const scenario of SCENARIOS.filter((s) => results.scenarios.includes(s.id))) {
     if (scenario.id === 'stream') {
       out.push(`### ${scenario.title} (GET ${scenario.path}): throughput and memory against ${results.streamBase}`, '')
-      out.push('| server | MB/s | × ' + results.streamBase + ' | RSS growth, worst (MB) | RSS growth, median (MB) | server CPU ms/GiB | n | notes |')
-      out.push('|---|--:|--:|--:|--:|--:|--:|---|')
+      out.push('| server | MB/s | × ' + results.streamBase + ' | RSS growth, worst (MB) | RSS growth, median (MB) | server CPU ms/GiB | CPU × ' + results.streamBase + ' | n | notes |')
+      out.push('|---|--:|--:|--:|--:|--:|--:|--:|---|')
       for (const run of results.servers) {
         const s = summarizeStream(results, run.name)
         const skipped = results.skipped.stream?.[run.name]
         if (s === undefined) {
-          if (skipped !== undefined) out.push(`| ${run.name} | | | | | | 0 | not measured: ${skipped} |`)
+          if (skipped !== undefined) out.push(`| ${run.name} | | | | | | | 0 | not measured: ${skipped} |`)
           continue
         }
-        const notes = [serverNote(run), ...s.invalid.map((i) => `invalid: ${i}`)].filter((x) => x !== '').join('; ')
-        out.push(`| ${run.name} | ${fmt(s.mbPerS, 0)} | ${pct(s.throughputRatio)} | ${fmt(s.rssGrowthMax / MB)} | ${fmt(s.rssGrowthMedian / MB)} | ${fmt(s.cpuMsPerGiB, 0)} | ${s.n} | ${notes} |`)
+        const notes = [
+          serverNote(run),
+          s.otherCpuMax > NOISY_CPU ? `disturbed: other processes used up to ${pct(s.otherCpuMax)} of a CPU during a transfer` : '',
+          ...s.invalid.map((i) => `invalid: ${i}`)
+        ].filter((x) => x !== '').join('; ')
+        out.push(`| ${run.name} | ${fmt(s.mbPerS, 0)} | ${pct(s.throughputRatio)} | ${fmt(s.rssGrowthMax / MB)} | ${fmt(s.rssGrowthMedian / MB)} | ${fmt(s.cpuMsPerGiB, 0)} | ${ratio(s.cpuRatio)} | ${s.n} | ${notes} |`)
       }
       out.push('')
       continue

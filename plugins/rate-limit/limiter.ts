@@ -80,7 +80,7 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
 
   function check (request: FastifyRequest, reply: FastifyReply, next: Next): void {
     const address = clientAddress(request)
-    if (allow.addresses !== undefined && allow.hasAddress(address)) return next()
+    if (allow.hasAddresses && allow.hasAddress(address)) return next()
     const own = value === undefined ? undefined : value(request)
     let storeKey: string
     if (own === undefined) {

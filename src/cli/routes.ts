@@ -1,6 +1,7 @@
 /** The route table `spikard check` prints: every route with its effective per-route settings. */
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import { routeAuthLabel } from '../../plugins/auth/route.js'
+import { describeRouteLimit } from '../../plugins/rate-limit/describe.js'
 
 type Column = [title: string, value: (route: RouteOptions, app: FastifyInstance) => string]
 
@@ -9,6 +10,7 @@ const columns: Column[] = [
   ['METHOD', (r) => [r.method].flat().join(',')],
   ['PATH', (r) => r.url ?? ''],
   ['AUTH', (r, app) => routeAuthLabel(r, app.spikard.options.auth)],
+  ['RATE LIMIT', (r, app) => describeRouteLimit(r.config?.rateLimit, app.spikard.options.rateLimit)],
   ['BODY LIMIT', (r, app) => formatBytes(r.bodyLimit ?? app.initialConfig.bodyLimit ?? 0)],
   ['TIMEOUT', (r, app) => {
     const ms = r.handlerTimeout ?? (app.initialConfig as { handlerTimeout?: number }).handlerTimeout ?? 0

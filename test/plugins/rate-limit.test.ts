@@ -16,7 +16,7 @@ import { createServer, spikardFastifyOptions, type CreateServerConfig } from '..
 import { SpikardConfigError } from '../../src/errors.js'
 import { describeRouteLimit, formatDuration } from '../../plugins/rate-limit/describe.js'
 import { inWords } from '../../plugins/rate-limit/limiter.js'
-import { cookieValue } from '../../plugins/rate-limit/keys.js'
+import { cookieValue, ipv4Number } from '../../plugins/rate-limit/keys.js'
 import { limitNotFound } from '../../plugins/rate-limit/routes.js'
 import rateLimitPlugin from '../../plugins/rate-limit/index.js'
 import { build, listen, UUID, type TestApp } from '../helpers.js'
@@ -99,10 +99,21 @@ function hooksOf (app: FastifyInstance, path: string, method = 'GET'): string {
 }
 
 test('off by default: no limit headers and no hook on any route', async (t) => {
-  const { app } = await setup(t, {})
+  const { app } = await setup(t, {}, async (app) => {
+    app.get('/items', async () => ({ items: [] }))
+    app.get('/open', { config: { rateLimit: false } }, async () => ({ open: true }))
+  })
   for (let i = 0; i < 5; i++) assertUnlimited(await get(app, '/items'))
   assert.equal((await get(app, '/nope')).statusCode, 404)
   assert.doesNotMatch(app.printRoutes({ includeHooks: true }), /spikardRateLimit/)
+})
+
+test('off, a route asking for a limit of its own is refused at startup instead of going unlimited', async () => {
+  await assert.rejects(build({}, routes), (error: unknown) => {
+    assert.ok(error instanceof SpikardConfigError, String(error))
+    assert.deepEqual(error.problems, ['route GET /own: config.rateLimit is set but the rateLimit feature is off; configure rateLimit or remove config.rateLimit'])
+    return true
+  })
 })
 
 test('true: 100 requests a minute per client with X-RateLimit headers, then a 429 problem with Retry-After', async (t) => {
@@ -278,6 +289,33 @@ test('a route keyed by identity while the global limit is by address, with its o
   assert.deepEqual(warnings.map((w) => [w.level, w.where]), [[40, 'route GET /reports']])
 })
 
+test('with spikard\'s auth: keyBy identity counts per API key (by name) after auth; keyBy ip limits a flood of bad keys before auth', async (t) => {
+  const auth = { apiKey: { keys: [{ name: 'alice', key: 'alice-key-0123456789' }, { name: 'alice', key: 'alice-key-rotated-0123' }, { name: 'bob', key: 'bob-key-0123456789ab' }] } }
+  const apiRoutes: FastifyPluginAsync = async (app) => {
+    app.get('/items', async (request) => ({ caller: request.identity?.id ?? null }))
+    app.get('/public', { config: { auth: false } }, async () => ({ public: true }))
+  }
+  const { app } = await setup(t, { auth, rateLimit: { max: 2, keyBy: 'identity' } }, apiRoutes)
+  const withKey = (key?: string, url = '/items'): Promise<LightMyRequestResponse> => get(app, url, { headers: key === undefined ? {} : { 'x-api-key': key } })
+  assertCounted(await withKey('alice-key-0123456789'), 2, 1, 60)
+  // Both of alice's keys (rotation) are one identity, one count.
+  assertCounted(await withKey('alice-key-rotated-0123'), 2, 0, 60)
+  assertLimited(await withKey('alice-key-0123456789'), '/items', 60, 2)
+  const bob = await withKey('bob-key-0123456789ab')
+  assertCounted(bob, 2, 1, 60)
+  assert.deepEqual(bob.json(), { caller: 'bob' })
+  // Refused by auth before the identity limit runs; anonymous callers of a public route count by address.
+  assert.equal((await withKey('wrong-key-0123456789')).statusCode, 401)
+  assertCounted(await withKey(undefined, '/public'), 2, 1, 60)
+  assertCounted(await withKey(undefined, '/public'), 2, 0, 60)
+  assertLimited(await withKey(undefined, '/public'), '/public', 60, 2)
+
+  const { app: byAddress } = await setup(t, { auth, rateLimit: { max: 3 } }, apiRoutes)
+  for (let i = 0; i < 3; i++) assert.equal((await get(byAddress, '/items', { headers: { 'x-api-key': `guess-${i}-0123456789` } })).statusCode, 401)
+  assertLimited(await get(byAddress, '/items', { headers: { 'x-api-key': 'guess-4-0123456789' } }), '/items', 60, 3)
+  assertLimited(await get(byAddress, '/items', { headers: { 'x-api-key': 'alice-key-0123456789' } }), '/items', 60, 3)
+})
+
 test('keyBy header:<name>: per value, case-insensitive name; without the header, by address; long values hashed', async (t) => {
   const { app } = await setup(t, { rateLimit: { max: 1, keyBy: 'header:X-Tenant' } })
   assertCounted(await get(app, '/items', { headers: { 'x-tenant': 'acme' } }), 1, 0, 60)
@@ -305,8 +343,10 @@ test('keyBy cookie:<name>: per value (quoted or not, among other cookies); witho
 })
 
 test('allowList: addresses, CIDR ranges (IPv4-mapped too) and key values are never limited', async (t) => {
-  const { app } = await setup(t, { rateLimit: { max: 1, keyBy: 'identity', allowList: ['10.0.0.0/8', '2001:db8::7', 'apiKey:batch'] } }, identityFromHeader)
+  const { app } = await setup(t, { rateLimit: { max: 1, keyBy: 'identity', allowList: ['10.0.0.0/8', '2001:db8::7', 'apiKey:batch', '::ffff:192.0.2.50', '2001:db8:ff::/48'] } }, identityFromHeader)
   for (let i = 0; i < 3; i++) {
+    assertUnlimited(await get(app, '/items', { remoteAddress: '192.0.2.50' }))
+    assertUnlimited(await get(app, '/items', { remoteAddress: '2001:db8:ff:1::1' }))
     assertUnlimited(await get(app, '/items', { remoteAddress: '10.1.2.3' }))
     assertUnlimited(await get(app, '/items', { remoteAddress: '::ffff:10.9.9.9' }))
     assertUnlimited(await get(app, '/items', { remoteAddress: '2001:db8::7' }))
@@ -316,6 +356,12 @@ test('allowList: addresses, CIDR ranges (IPv4-mapped too) and key values are nev
   assertLimited(await get(app, '/items', { headers: { 'x-user': 'batch' } }), '/items', 60, 1)
   assertCounted(await get(app, '/items', { remoteAddress: '11.0.0.1' }), 1, 0, 60)
   assertLimited(await get(app, '/items', { remoteAddress: '11.0.0.1' }), '/items', 60, 1)
+  for (const outside of ['9.255.255.255', '192.0.2.51', '2001:db8:fe::1', '2001:db8::8']) assertCounted(await get(app, '/items', { remoteAddress: outside }), 1, 0, 60)
+})
+
+test('ipv4Number parses dotted quads only', () => {
+  assert.deepEqual(['0.0.0.0', '10.1.2.3', '255.255.255.255', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', 'a.b.c.d', ''].map(ipv4Number),
+    [0, 167838211, 4294967295, -1, -1, -1, -1, -1, -1])
 })
 
 test('IPv6 clients count per /64 network (ipv6Subnet); ::ffff:1.2.3.4 counts as 1.2.3.4', async (t) => {
