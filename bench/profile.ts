@@ -8,7 +8,8 @@
  * package, each spikard file) and the top functions by self time; then, against the
  * first server listed after the others (fastify by default), where the extra
  * microseconds per request go. Profiles stay in bench/.build/profiles/ for Chrome DevTools
- * or speedscope.
+ * or speedscope. `--callers NAME` (repeatable) also prints the stacks that lead to the
+ * functions named NAME (e.g. `--callers nextTick --callers createAbortSignal`).
  */
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { join, relative } from 'node:path'
@@ -31,7 +32,8 @@ const { values: args, positionals } = parseArgs({
     warmup: { type: 'string', default: '3' },
     connections: { type: 'string', default: '10' },
     top: { type: 'string', default: '25' },
-    interval: { type: 'string', default: '100' }
+    interval: { type: 'string', default: '100' },
+    callers: { type: 'string', multiple: true }
   },
   allowPositionals: true
 })
@@ -74,6 +76,8 @@ interface Analysis {
   byFunction: Map<string, { self: number, owner: string }>
   /** Inclusive time of spikard's own functions (their callees included). */
   spikardInclusive: Map<string, number>
+  /** --callers: for each function name, its self time by the 4 frames above it. */
+  callers: Map<string, Map<string, number>>
 }
 
 function analyze (profile: Profile, from: number, to: number, requests: number): Analysis {
@@ -113,7 +117,19 @@ function analyze (profile: Profile, from: number, to: number, requests: number):
       spikardInclusive.set(k, (spikardInclusive.get(k) ?? 0) + us)
     }
   }
-  return { requests, windowUs, byOwner, byFunction, spikardInclusive }
+  const callers = new Map<string, Map<string, number>>()
+  for (const name of (args.callers as string[] | undefined) ?? []) {
+    const stacks = new Map<string, number>()
+    for (const [id, us] of self) {
+      if ((nodes.get(id) as ProfileNode).callFrame.functionName !== name) continue
+      const frames: string[] = []
+      for (let p = parent.get(id); p !== undefined && frames.length < 4; p = parent.get(p)) frames.push(label((nodes.get(p) as ProfileNode).callFrame))
+      const key = frames.join(' <- ')
+      stacks.set(key, (stacks.get(key) ?? 0) + us)
+    }
+    callers.set(name, stacks)
+  }
+  return { requests, windowUs, byOwner, byFunction, spikardInclusive, callers }
 }
 
 const perReq = (us: number, a: Analysis): string => (us / a.requests).toFixed(2).padStart(7)
@@ -166,6 +182,10 @@ async function profileServer (name: string, token: string): Promise<Analysis> {
   if (a.spikardInclusive.size > 0) {
     console.log('   spikard functions, inclusive (callees included; a callback-style hook also "includes" the later hooks and the send that its done() runs), µs/req:')
     for (const [f, us] of [...a.spikardInclusive].sort((x, y) => y[1] - x[1]).slice(0, 15)) console.log(`   ${perReq(us, a)}  ${f}`)
+  }
+  for (const [name, stacks] of a.callers) {
+    console.log(`   callers of ${name} (self µs/req, by the 4 frames above):`)
+    for (const [stack, us] of [...stacks].sort((x, y) => y[1] - x[1]).slice(0, 8)) console.log(`   ${perReq(us, a)}  ${stack}`)
   }
   return a
 }

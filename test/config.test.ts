@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
 import { loadConfig, SpikardConfigError, createServer } from '../src/index.js'
 
 function dir (t: { after: (fn: () => void) => void }, files: Record<string, string>): string {
@@ -103,11 +104,11 @@ test('createServer loads the app module relative to baseDir, JS or TS', async (t
 test('server.trustProxy as a hop count trusts that many proxies (Fastify alone would trust none)', async () => {
   const app = await createServer({
     server: { trustProxy: 1, logger: { level: 'silent' } },
-    app: async (a) => { a.get('/ip', async (request) => ({ ip: request.ip })) }
+    app: async (a: FastifyInstance) => { a.get('/ip', async (request) => ({ ip: request.ip })) }
   })
   const res = await app.inject({ url: '/ip', remoteAddress: '10.0.0.1', headers: { 'x-forwarded-for': '203.0.113.9, 198.51.100.7' } })
   assert.deepEqual(res.json(), { ip: '198.51.100.7' })
-  const unset = await createServer({ server: { logger: { level: 'silent' } }, app: async (a) => { a.get('/ip', async (request) => ({ ip: request.ip })) } })
+  const unset = await createServer({ server: { logger: { level: 'silent' } }, app: async (a: FastifyInstance) => { a.get('/ip', async (request) => ({ ip: request.ip })) } })
   const forged = await unset.inject({ url: '/ip', remoteAddress: '10.0.0.1', headers: { 'x-forwarded-for': '203.0.113.9' } })
   assert.deepEqual(forged.json(), { ip: '10.0.0.1' })
   await Promise.all([app.close(), unset.close()])
