@@ -12,9 +12,11 @@
  * the budget lines of issue 6, and the whole report into bench/RESULTS.md.
  *
  * Options: --quick, --check (exit 1 when a budget line fails), --reps N, --duration S,
- * --warmup S, --connections N, --rate R (fixed offered load), --servers a,b, --scenarios json,post,jwt,limited,stream,
+ * --warmup-requests N, --warmup S (its time limit), --connections N, --rate R (fixed
+ * offered load), --servers a,b, --scenarios json,post,jwt,limited,stream,
  * --server name=file.ts (add a server of your own), --stream-mb N, --tsx-check, --ablate,
- * --pin, --restart (a fresh process per repetition), --write / --no-write, --json FILE.
+ * --pin, --restart / --no-restart (a fresh process per repetition; default in full runs),
+ * --write / --no-write, --json FILE.
  * See bench/README.md.
  */
 import { execFileSync } from 'node:child_process'
@@ -26,7 +28,7 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SignJWT } from 'jose'
 import { ITEM, JWT, PAYLOAD } from './servers/common.js'
-import { cpuMicros, cpuSource, machineBusyMicros, memory, pageFaults, resetPeak, startServer, stopServer, type ServerProcess } from './lib/proc.js'
+import { cpuMicros, cpuSource, machineBusyMicros, memory, pageFaults, pinProcess, resetPeak, startServer, stopServer, type ServerProcess } from './lib/proc.js'
 import { runLoad, runStream } from './lib/load.js'
 import { ABLATION_SERVERS, BUDGETS, SCENARIOS, SERVERS, TSX_CHECK_SERVERS, type ScenarioDef, type ScenarioId, type ServerDef } from './lib/plan.js'
 import { NOISY_CPU, evaluateBudgets, renderBudgets, renderReport, renderServers, renderTables, writeResults, type LoadSample, type Results, type ServerRun, type StreamSample } from './lib/report.js'
@@ -41,6 +43,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string' },
     duration: { type: 'string' },
     warmup: { type: 'string' },
+    'warmup-requests': { type: 'string' },
     connections: { type: 'string' },
     rate: { type: 'string' },
     servers: { type: 'string' },
@@ -48,7 +51,8 @@ const { values: args } = parseArgs({
     scenarios: { type: 'string' },
     'stream-mb': { type: 'string' },
     pin: { type: 'boolean', default: false },
-    restart: { type: 'boolean', default: false },
+    restart: { type: 'boolean' },
+    'no-restart': { type: 'boolean', default: false },
     'tsx-check': { type: 'boolean', default: false },
     ablate: { type: 'boolean', default: false },
     write: { type: 'boolean' },
@@ -75,9 +79,11 @@ const num = (value: string | undefined, fallback: number, name: string): number 
   return n
 }
 const settings = {
-  reps: Math.max(1, Math.round(num(args.reps, quick ? 3 : 5, 'reps'))),
+  reps: Math.max(1, Math.round(num(args.reps, quick ? 3 : 4, 'reps'))),
   duration: num(args.duration, quick ? 1 : 2, 'duration'),
-  warmup: num(args.warmup, quick ? 0.5 : 1.5, 'warmup'),
+  /** Warm-up: this many requests, at most `warmup` seconds. */
+  warmupRequests: Math.round(num(args['warmup-requests'], quick ? 15_000 : 25_000, 'warmup-requests')),
+  warmup: num(args.warmup, quick ? 3 : 4, 'warmup'),
   connections: Math.round(num(args.connections, 10, 'connections')),
   rate: args.rate === undefined ? undefined : num(args.rate, 0, 'rate'),
   streamBytes: Math.round(num(args['stream-mb'], 1024, 'stream-mb') * 1024 * 1024),
@@ -85,9 +91,16 @@ const settings = {
   retries: quick ? 1 : 2,
   retryBudget: quick ? 4 : 20
 }
-const custom = [args.restart || undefined, args.server, args.reps, args.duration, args.warmup, args.connections, args.rate, args.servers, args.scenarios, args['stream-mb']].some((v) => v !== undefined)
+const custom = [args.restart, args.server, args.reps, args.duration, args.warmup, args['warmup-requests'], args.connections, args.rate, args.servers, args.scenarios, args['stream-mb']].some((v) => v !== undefined)
 const mode = tsxCheck ? 'tsx-check' : ablate ? 'ablate' : custom ? 'custom' : quick ? 'quick' : 'full'
 const write = args['no-write'] ? false : args.write ?? mode !== 'custom'
+/**
+ * A fresh process per server and repetition: one process can stay 20-30% slower (or
+ * faster) than an identical one for its whole life (see RESULTS.md), which repetitions in
+ * the same process cannot average out. On by default except in --quick (too slow for its
+ * two minutes) and custom runs.
+ */
+const restart = args['no-restart'] ? false : args.restart ?? (mode === 'full' || mode === 'tsx-check' || mode === 'ablate')
 
 // --server name=path/to/server.ts (repeatable): a server of your own next to the others, e.g. a variant being tried.
 const extraServers: ServerDef[] = (args.server ?? []).map((spec) => {
@@ -148,7 +161,7 @@ async function main (): Promise<number> {
       mode,
       machine: `${cpus.length} cores, ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, Linux ${os.release()}`,
       versions: `Node ${process.version}, spikard ${gitRevision()}, fastify ${version('fastify')}, express ${version('express')}, hono ${version('hono')}, autocannon ${version('autocannon')}`,
-      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a ${settings.warmup} s warm-up, ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}, visiting order rotated each repetition${args.restart ? ', a fresh process per server and repetition' : ''}, stream ${settings.streamBytes / 1024 ** 2} MiB`,
+      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario, ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}, visiting order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)`,
       cpuSource: ''
     },
     base,
@@ -189,7 +202,7 @@ async function main (): Promise<number> {
 
   if (args.pin) {
     // The harness (and autocannon in it) on every CPU but the last; the servers on the last.
-    execFileSync('taskset', ['-pc', `0-${Math.max(0, cpus.length - 2)}`, String(process.pid)], { timeout: 5000, stdio: 'ignore' })
+    pinProcess(process.pid, `0-${Math.max(0, cpus.length - 2)}`)
     results.meta.settings += `, servers pinned to CPU ${cpus.length - 1} and the harness to the others (taskset)`
   }
   if (tsxCheck) await compileRaw()
@@ -248,10 +261,10 @@ async function main (): Promise<number> {
 
     const warmed = new Set<string>()
     for (let rep = 1; rep <= settings.reps; rep++) {
-      if (rep > 1 && args.restart) {
+      if (rep > 1 && restart) {
         // --restart: a fresh process per server and repetition (warmed up again), so one
         // process's luck (JIT decisions, memory layout) does not carry through every repetition.
-        for (const [name, server] of running) {
+        for (const [name, server] of [...running]) {
           await stopServer(server)
           running.delete(name)
           running.set(name, await spawnServer(serverDefs.find((d) => d.name === name) as ServerDef))
@@ -268,6 +281,9 @@ async function main (): Promise<number> {
           if (interrupted) return 130
           const server = running.get(name) as ServerProcess
           if (scenario.id === 'stream') {
+            // Server on the last CPU, the harness (the client) on the others, for every transfer.
+            const cpuCount = os.cpus().length
+            const pinned = cpuCount > 1 && pinProcess(server.pid, String(cpuCount - 1)) && pinProcess(process.pid, `0-${cpuCount - 2}`)
             if (!warmed.has(`${name}\0stream`)) {
               // Warm both ends of the streaming path: 128 MiB, then hang up.
               await runStream(server.port, scenario.path, () => 0, 60_000, 128 * 1024 ** 2).catch(() => {})
@@ -279,6 +295,10 @@ async function main (): Promise<number> {
               const again = await measureStream(server, rep)
               retried++
               if ((again.otherCpu ?? 0) < (sample.otherCpu ?? 0)) sample = again
+            }
+            if (pinned && !args.pin) {
+              pinProcess(server.pid, `0-${cpuCount - 1}`)
+              pinProcess(process.pid, `0-${cpuCount - 1}`)
             }
             ;(results.stream[server.name] ??= []).push(sample)
             line.push(`${server.name} ${sample.invalid === undefined ? `${Math.round(sample.mbPerS)} MB/s +${(sample.rssGrowth / 1024 ** 2).toFixed(1)} MB` : 'INVALID'}`)
@@ -294,7 +314,8 @@ async function main (): Promise<number> {
             ...(settings.rate === undefined ? {} : { rate: settings.rate })
           }
           if (!warmed.has(`${name}\0${scenario.id}`)) {
-            await runLoad({ ...loadOptions, duration: settings.warmup })
+            // Warm up by request count, so a slow server gets as many JIT-warming requests as a fast one.
+            await runLoad({ ...loadOptions, amount: settings.warmupRequests, duration: settings.warmup })
             warmed.add(`${name}\0${scenario.id}`)
           }
           let sample = await measureLoad(server, rep, { ...loadOptions, duration: settings.duration })

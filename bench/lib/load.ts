@@ -18,6 +18,8 @@ export interface LoadOptions {
   duration: number
   /** Fixed offered load (requests/s over all connections) instead of as fast as the server answers. */
   rate?: number
+  /** Stop after this many requests instead (a warm-up); `duration` then bounds the run. */
+  amount?: number
 }
 
 export interface LoadResult {
@@ -43,6 +45,7 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
   let latencies = new Float64Array(1 << 16)
   let count = 0
   const t0 = performance.now()
+  let cap: ReturnType<typeof setTimeout> | undefined
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon({
       url: `http://127.0.0.1:${options.port}${options.path}`,
@@ -51,12 +54,18 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
       body: options.body,
       connections: options.connections,
       pipelining: 1,
-      duration: options.duration,
+      ...(options.amount === undefined ? { duration: options.duration } : { amount: options.amount }),
       // The run ends at the first sample tick after `duration`: tick often.
       sampleInt: 50,
       timeout: 10,
       ...(options.rate === undefined ? {} : { overallRate: options.rate })
-    }, (error, res) => error != null ? reject(error) : resolve(res))
+    }, (error, res) => {
+      if (cap !== undefined) clearTimeout(cap)
+      if (error != null) reject(error)
+      else resolve(res)
+    })
+    // With `amount`, autocannon has no time limit of its own.
+    cap = setTimeout(() => instance.stop(), options.duration * 1000 + 1000)
     instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
       if (count === latencies.length) {
         const bigger = new Float64Array(latencies.length * 2)

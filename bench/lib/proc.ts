@@ -4,7 +4,7 @@
  * and stop it: a stop message, then SIGTERM, then SIGKILL, each wait bounded, and only
  * ever the pid this module started.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { setTimeout } from 'node:timers'
 import { fileURLToPath } from 'node:url'
@@ -95,6 +95,21 @@ async function stopProcess (child: ChildProcess, exited: Promise<{ code: number 
   child.kill('SIGKILL')
   result = await within(3000)
   return { ...(result ?? { code: null, signal: 'SIGKILL' as NodeJS.Signals }), forced: true }
+}
+
+/**
+ * Sets the CPUs every thread of a process may run on (`taskset -a -p -c`); false when
+ * taskset is missing or refuses. The harness pins itself and a server apart for the
+ * stream, whose throughput otherwise jumps between ~0.9 and ~1.9 GB/s with where the
+ * scheduler happens to put the two.
+ */
+export function pinProcess (pid: number, cpus: string): boolean {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { timeout: 5000, stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Page faults of the process so far (minor, major): /proc/<pid>/stat fields 10 and 12. */
