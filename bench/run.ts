@@ -82,14 +82,14 @@ const settings = {
   reps: Math.max(1, Math.round(num(args.reps, quick ? 3 : 4, 'reps'))),
   duration: num(args.duration, quick ? 1 : 2, 'duration'),
   /** Warm-up: this many requests, at most `warmup` seconds. */
-  warmupRequests: Math.round(num(args['warmup-requests'], quick ? 15_000 : 25_000, 'warmup-requests')),
-  warmup: num(args.warmup, quick ? 3 : 4, 'warmup'),
+  warmupRequests: Math.round(num(args['warmup-requests'], quick ? 10_000 : 25_000, 'warmup-requests')),
+  warmup: num(args.warmup, quick ? 1.5 : 4, 'warmup'),
   connections: Math.round(num(args.connections, 10, 'connections')),
   rate: args.rate === undefined ? undefined : num(args.rate, 0, 'rate'),
   streamBytes: Math.round(num(args['stream-mb'], 1024, 'stream-mb') * 1024 * 1024),
   /** Re-measurements of a run during which other processes were busy: per run, and in all (so a busy machine cannot stretch the run much). */
   retries: quick ? 1 : 2,
-  retryBudget: quick ? 4 : 20
+  retryBudget: quick ? 3 : 20
 }
 const custom = [args.restart, args.server, args.reps, args.duration, args.warmup, args['warmup-requests'], args.connections, args.rate, args.servers, args.scenarios, args['stream-mb']].some((v) => v !== undefined)
 const mode = tsxCheck ? 'tsx-check' : ablate ? 'ablate' : custom ? 'custom' : quick ? 'quick' : 'full'
@@ -285,9 +285,9 @@ async function main (): Promise<number> {
             const cpuCount = os.cpus().length
             const pinned = cpuCount > 1 && pinProcess(server.pid, String(cpuCount - 1)) && pinProcess(process.pid, `0-${cpuCount - 2}`)
             if (!warmed.has(`${name}\0stream`)) {
-              // Warm both ends of the streaming path: 128 MiB, then hang up.
-              await runStream(server.port, scenario.path, () => 0, 60_000, 128 * 1024 ** 2).catch(() => {})
-              await sleep(200)
+              // Warm both ends of the streaming path: 64 MiB, then hang up.
+              await runStream(server.port, scenario.path, () => 0, 60_000, 64 * 1024 ** 2).catch(() => {})
+              await sleep(100)
               warmed.add(`${name}\0stream`)
             }
             let sample = await measureStream(server, rep)
