@@ -82,8 +82,8 @@ const settings = {
   reps: Math.max(1, Math.round(num(args.reps, quick ? 3 : 4, 'reps'))),
   duration: num(args.duration, quick ? 1 : 2, 'duration'),
   /** Warm-up: this many requests, at most `warmup` seconds. */
-  warmupRequests: Math.round(num(args['warmup-requests'], quick ? 10_000 : 25_000, 'warmup-requests')),
-  warmup: num(args.warmup, quick ? 1.5 : 4, 'warmup'),
+  warmupRequests: Math.round(num(args['warmup-requests'], quick ? 10_000 : 15_000, 'warmup-requests')),
+  warmup: num(args.warmup, quick ? 1.5 : 2.5, 'warmup'),
   connections: Math.round(num(args.connections, 10, 'connections')),
   rate: args.rate === undefined ? undefined : num(args.rate, 0, 'rate'),
   streamBytes: Math.round(num(args['stream-mb'], 1024, 'stream-mb') * 1024 * 1024),
