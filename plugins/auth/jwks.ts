@@ -35,6 +35,8 @@ export class JwksKeySet {
   #attemptedAt = -Infinity
   #fetchedAt = -Infinity
   #inflight: Promise<void> | undefined
+  /** Goes up whenever a refresh adds or removes a key: tokens remembered as verified before are checked again. */
+  generation = 0
 
   constructor (url: string, algorithms: JwtAlgorithm[], leeway: number, log: FastifyBaseLogger) {
     this.url = url
@@ -147,6 +149,7 @@ export class JwksKeySet {
     }
     if (keys.length > MAX_KEYS) this.#log.warn({ jwksUrl: this.url, keys: keys.length }, `spikard-auth: JWKS has more than ${MAX_KEYS} keys; the rest are ignored`)
     if (all.length === 0) this.#log.warn({ jwksUrl: this.url }, 'spikard-auth: the JWKS has no key usable with auth.jwt.algorithms')
+    if (known.size !== this.#known.size || [...known.keys()].some((identity) => !this.#known.has(identity))) this.generation++
     this.#all = all
     this.#byKid = byKid
     this.#known = known

@@ -82,6 +82,15 @@ const FAST_JWT: Record<string, Refusal> = {
   [TOKEN_ERROR_CODES.inactive]: REFUSALS.notYetValid
 }
 
+/**
+ * Tokens remembered as verified, at most this many, each until its `exp` (plus the leeway)
+ * and never longer than RECENT_TTL_MS: the oldest goes first when the map is full.
+ */
+const RECENT_SIZE = 1000
+const RECENT_TTL_MS = 10 * 60_000
+
+interface Recent { verified: Verified, until: number, generation: number }
+
 const asList = (value: string | string[]): string[] => typeof value === 'string' ? [value] : value
 
 export class JwtVerifier {
@@ -97,6 +106,13 @@ export class JwtVerifier {
   readonly #leeway: number
   /** The outcome of each verified claims object (fast-jwt returns the same object from its cache). */
   readonly #verified = new WeakMap<Claims, Verified>()
+  /**
+   * Verified tokens by their exact text. fast-jwt caches too, but a hit there still costs
+   * the shape checks, a header decode and a SHA-256 of the token per request (about half
+   * of a JWT route's cost in `npm run bench`); the same string is the same token, so a hit
+   * here skips all of it. Only successes are kept, and only while the JWKS has not changed.
+   */
+  readonly #recent = new Map<string, Recent>()
 
   /** Builds every verifier; throws a SpikardConfigError listing every problem. */
   constructor (options: NonNullable<ResolvedJwtOptions>, log: FastifyBaseLogger) {
@@ -129,6 +145,11 @@ export class JwtVerifier {
   /** The token's claims and caller id, or why it is refused. A promise only when the JWKS must be refetched. */
   verify (token: string): Outcome | Promise<Outcome> {
     if (token.length > MAX_TOKEN_LENGTH) return REFUSALS.tooLarge
+    const recent = this.#recent.get(token)
+    if (recent !== undefined) {
+      if (recent.until > Date.now() && recent.generation === (this.jwks?.generation ?? 0)) return recent.verified
+      this.#recent.delete(token)
+    }
     if (!TOKEN_SHAPE.test(token)) return REFUSALS.shape
     // Node decodes "xyz" and "xy{z+1}" alike when the last character's low bits are padding:
     // one token would have many spellings (a signature could be altered and still verify).
@@ -213,7 +234,16 @@ export class JwtVerifier {
       verified = Object.freeze({ refused: false, claims, identity: Object.freeze({ scheme: 'jwt', id: callerId(claims, token) }) })
       this.#verified.set(claims, verified)
     }
+    this.#remember(token, verified)
     return verified
+  }
+
+  #remember (token: string, verified: Verified): void {
+    const exp = verified.claims.exp
+    const now = Date.now()
+    const until = Math.min(now + RECENT_TTL_MS, typeof exp === 'number' ? exp * 1000 + this.#leeway : Infinity)
+    if (this.#recent.size >= RECENT_SIZE) this.#recent.delete(this.#recent.keys().next().value as string)
+    this.#recent.set(token, { verified, until, generation: this.jwks?.generation ?? 0 })
   }
 }
 

@@ -73,6 +73,8 @@ describe('fetching and caching', () => {
   test('an unknown kid refetches, at most once per 30 s; a removed key stops verifying', async (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: Date.now() })
     const { app, jwks } = await setup(t, [{ ...k1.jwk, kid: 'k1' }])
+    const token1 = await sign(k1.privateKey, { alg: 'RS256', kid: 'k1' })
+    await assertAccepted(app, token1)
     const token2 = await sign(k2.privateKey, { alg: 'RS256', kid: 'k2' })
     // Rotated at the issuer right after our startup fetch: within the floor, not refetched yet.
     jwks.serve(json({ keys: [{ ...k1.jwk, kid: 'k1' }, { ...k2.jwk, kid: 'k2' }] }))
@@ -90,7 +92,8 @@ describe('fetching and caching', () => {
     jwks.serve(json({ keys: [{ ...k2.jwk, kid: 'k2' }] }))
     await Promise.all(Array.from({ length: 10 }, async (_, i) => await assertRefused(app, await forged(`again-${i}`), DETAIL.unknownKey)))
     assert.equal(jwks.hits(), 3, 'concurrent unknown kids share one fetch')
-    // k1 left the set with that fetch.
+    // k1 left the set with that fetch: even a token verified (and remembered) before is refused now.
+    await assertRefused(app, token1, DETAIL.unknownKey)
     await assertRefused(app, await sign(k1.privateKey, { alg: 'RS256', kid: 'k1' }), DETAIL.unknownKey)
     await assertAccepted(app, token2)
   })
