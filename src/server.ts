@@ -3,16 +3,17 @@
  * routes module) to a Fastify instance ready to listen. The CLI and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import { existsSync } from 'node:fs'
+import { existsSync, openSync } from 'node:fs'
 import { STATUS_CODES, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyHttpOptions } from 'fastify'
+import pino from 'pino'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyHttpOptions } from 'fastify'
 import spikard from './spikard.js'
 import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError, type SpikardErrorCode } from './errors.js'
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
-import { resolveConfig, type ResolvedConfig, type SpikardConfig } from './config/schema.js'
+import { resolveConfig, type ResolvedConfig, type ServerOptions, type SpikardConfig } from './config/schema.js'
 import { DEFAULT_SECRET_HEADERS } from '../plugins/logging/redact.js'
 import { apiKeyCarriers } from '../plugins/auth/options.js'
 import { timeoutFactoryOptions } from '../plugins/timeout/server-timeouts.js'
@@ -37,8 +38,9 @@ export interface CreateServerOptions {
  * request ids validated by spikard, per-field validation errors, and problem details
  * even for requests Fastify rejects before routing.
  */
-export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: NodeJS.WritableStream): FastifyHttpOptions<Server> {
+export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: NodeJS.WritableStream, baseDir = process.cwd()): FastifyHttpOptions<Server> {
   const { server, requestId, logging, bodyLimit, auth, timeout } = resolveConfig(config)
+  if (logStream === undefined && !server.logger.pretty) logStream = logDestination(server.logger, baseDir)
   const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
   return {
     logger: {
@@ -94,10 +96,33 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
   }
 }
 
+/**
+ * Where log lines go when `server.logger` names a file or a buffer (else undefined: pino's
+ * own stdout destination, synchronous). The file is opened here, so a path that cannot be
+ * written fails the start; a buffered destination is flushed by pino when the process exits
+ * and by createServer when the server closes.
+ */
+function logDestination ({ file, buffer }: ServerOptions['logger'], baseDir: string): NodeJS.WritableStream | undefined {
+  if (file === undefined && buffer === 0) return undefined
+  let fd = 1
+  if (file !== undefined) {
+    const path = resolve(baseDir, file)
+    try {
+      fd = openSync(path, 'a')
+    } catch (error) {
+      throw new SpikardConfigError([`server.logger.file: cannot open ${path} for writing (${(error as NodeJS.ErrnoException).code ?? 'error'})`], 'config')
+    }
+  }
+  // sonic-boom wants its buffer smaller than the largest single write.
+  return pino.destination({ fd, sync: buffer === 0, minLength: buffer, maxWrite: Math.max(16 * 1024, 2 * buffer) }) as unknown as NodeJS.WritableStream
+}
+
 export async function createServer (config: CreateServerConfig = {}, options: CreateServerOptions = {}): Promise<FastifyInstance> {
   const { app: routes, ...rest } = config
   const resolved = resolveConfig(typeof routes === 'function' ? rest : config)
-  const app = Fastify(spikardFastifyOptions(resolved, options.logStream))
+  const app = Fastify(spikardFastifyOptions(resolved, options.logStream, options.baseDir))
+  // Registered first, so it runs after every other onClose hook and their last lines go out too.
+  app.addHook('onClose', (instance, done) => { flushLog(instance.log, done) })
   try {
     const featureOptions = Object.fromEntries(Object.keys(features).map((k) => [k, resolved[k as FeatureName]]))
     await app.register(spikard, featureOptions)
@@ -108,6 +133,13 @@ export async function createServer (config: CreateServerConfig = {}, options: Cr
     throw error
   }
   return app
+}
+
+/** Writes out what a buffered log destination holds (pino's `flush`; a no-op for other streams). */
+function flushLog (log: FastifyBaseLogger, done: () => void): void {
+  const flush = (log as { flush?: (cb: (error?: Error) => void) => void }).flush
+  if (typeof flush !== 'function') return done()
+  flush.call(log, () => done())
 }
 
 const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.tsx'])

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -71,7 +71,7 @@ test('an empty config file means every default', (t) => {
   const d = dir(t, { 'spikard.config.yaml': '# nothing yet\n' })
   const { config } = loadConfig({ cwd: d })
   assert.deepEqual(config, {
-    server: { host: '127.0.0.1', port: 8000, trustProxy: false, logger: { level: 'info', pretty: false } },
+    server: { host: '127.0.0.1', port: 8000, trustProxy: false, logger: { level: 'info', pretty: false, buffer: 0 } },
     requestId: false,
     logging: false,
     shutdown: false,
@@ -112,4 +112,33 @@ test('server.trustProxy as a hop count trusts that many proxies (Fastify alone w
   const forged = await unset.inject({ url: '/ip', remoteAddress: '10.0.0.1', headers: { 'x-forwarded-for': '203.0.113.9' } })
   assert.deepEqual(forged.json(), { ip: '10.0.0.1' })
   await Promise.all([app.close(), unset.close()])
+})
+
+test('server.logger.file and buffer: lines gathered in the buffer reach the file by the time close() resolves', async (t) => {
+  const d = dir(t, {})
+  const app = await createServer({
+    server: { logger: { file: 'logs-here.log', buffer: '64kb' } },
+    logging: true,
+    shutdown: true,
+    app: async (app: FastifyInstance) => { app.get('/ok', async () => ({ ok: true })) }
+  }, { baseDir: d })
+  // Listening, so the shutdown logs its phases at info level.
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  for (let i = 0; i < 3; i++) assert.equal((await app.inject('/ok')).statusCode, 200)
+  const file = join(d, 'logs-here.log')
+  // Three short lines are far below the buffer: nothing written yet.
+  assert.equal(readFileSync(file, 'utf8'), '')
+  await app.close()
+  const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { msg: string, path?: string })
+  assert.equal(lines.filter((l) => l.msg === 'request completed' && l.path === '/ok').length, 3)
+  // The shutdown's own last line, logged by another onClose hook, is flushed too.
+  assert.ok(lines.some((l) => l.msg === 'shutdown complete'), lines.map((l) => l.msg).join(', '))
+})
+
+test('server.logger.file that cannot be opened, or a malformed buffer, fails at startup naming the key', async (t) => {
+  const d = dir(t, {})
+  await assert.rejects(createServer({ server: { logger: { file: 'missing-dir/x.log' } } }, { baseDir: d }),
+    (error: unknown) => error instanceof SpikardConfigError && /server\.logger\.file: cannot open .*missing-dir\/x\.log for writing \(ENOENT\)/.test(error.message))
+  await assert.rejects(createServer({ server: { logger: { buffer: 'lots' as unknown as number } } }),
+    (error: unknown) => error instanceof SpikardConfigError && /server\.logger\.buffer: expected a size/.test(error.message))
 })

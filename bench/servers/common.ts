@@ -71,7 +71,7 @@ export function streamSource (total = STREAM_BYTES): Readable {
 
 /**
  * The log file of a server and a destination writing to it: pino.destination, which is
- * what Fastify's `logger: { file }` uses (SonicBoom, asynchronous writes), so every
+ * what Fastify's `logger: { file }` uses (SonicBoom, one synchronous write per line), so every
  * logging server writes through the same kind of sink. The harness reads the file's size
  * (log bytes per request) and truncates it between runs.
  */

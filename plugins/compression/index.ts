@@ -102,15 +102,13 @@ function compressible (reply: FastifyReply, body: unknown, settings: Settings): 
   const kind = body instanceof ReadableStream || typeof (body as Readable | null)?.pipe === 'function'
     ? 'stream'
     : typeof body === 'string' || Buffer.isBuffer(body) ? 'buffered' : undefined
-  if (kind === undefined ||
-    reply.hasHeader('content-encoding') ||
+  if (kind === undefined) return undefined
+  // The size first: most JSON responses are under the threshold, and it is the cheapest test.
+  if (kind === 'buffered' && Buffer.byteLength(body as string | Buffer) < settings.threshold) return undefined
+  if (reply.hasHeader('content-encoding') ||
     reply.statusCode === 206 || reply.hasHeader('content-range') ||
     !settings.compressible(String(reply.getHeader('content-type') ?? 'application/json'))) return undefined
-  if (kind === 'buffered') {
-    const buffered = body as string | Buffer
-    if (Buffer.byteLength(buffered) < settings.threshold || looksCompressed(buffered)) return undefined
-  }
-  return kind
+  return kind === 'buffered' && looksCompressed(body as string | Buffer) ? undefined : kind
 }
 
 /** A fetch Response as Fastify would send it: its status and headers on the reply, its body as the payload. */

@@ -28,7 +28,9 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
   const hiddenQuery = new Set([...extraQuery, ...apiKey.query].map((q) => q.toLowerCase()))
 
   function accessLog (request: FastifyRequest, reply: FastifyReply): void {
-    if (request.routeOptions.config?.logging === false) return
+    // A getter that builds a new object on every read: read once.
+    const route = request.routeOptions
+    if (route.config?.logging === false) return
     const url = request.url
     const q = url.indexOf('?')
     const length = reply.getHeader('content-length')
@@ -36,7 +38,7 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
       method: request.method,
       path: q === -1 ? url : url.slice(0, q),
       query: q === -1 ? undefined : redactQuery(url.slice(q + 1), hiddenQuery),
-      route: request.routeOptions.url ?? null,
+      route: route.url ?? null,
       status: reply.statusCode,
       durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
       bytes: length === undefined ? undefined : Number(length),

@@ -102,14 +102,10 @@ function dropLateResults (handler: RouteHandlerMethod): RouteHandlerMethod {
   } as RouteHandlerMethod
 }
 
-async function settle (result: PromiseLike<unknown>, reply: FastifyReply): Promise<unknown> {
-  try {
-    const value = await result
-    return timedOut(reply) ? undefined : value
-  } catch (error) {
-    if (timedOut(reply)) return undefined
-    throw error
-  }
+function settle (result: PromiseLike<unknown>, reply: FastifyReply): PromiseLike<unknown> {
+  return result.then(
+    (value) => timedOut(reply) ? undefined : value,
+    (error: unknown) => { if (timedOut(reply)) return undefined; throw error })
 }
 
 /**

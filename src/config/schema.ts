@@ -1,6 +1,6 @@
 /** The whole config: server settings, the user's routes module and every feature key. */
 import { Type, type Static } from '@sinclair/typebox'
-import { LogLevel, validate, type Defaulted } from '../schema.js'
+import { LogLevel, Size, validate, type Defaulted } from '../schema.js'
 import { SpikardOptionsSchema } from '../options.js'
 
 export const ServerSchema = Type.Object({
@@ -18,7 +18,12 @@ export const ServerSchema = Type.Object({
   })),
   logger: Type.Optional(Type.Object({
     level: Type.Optional(LogLevel({ default: 'info', description: 'Lowest level written.' })),
-    pretty: Type.Optional(Type.Boolean({ default: false, description: 'Human-readable lines (pino-pretty) for development instead of JSON.' }))
+    pretty: Type.Optional(Type.Boolean({ default: false, description: 'Human-readable lines (pino-pretty) for development instead of JSON.' })),
+    file: Type.Optional(Type.String({ minLength: 1, description: 'Append log lines to this file (relative to the config file) instead of stdout. Opened at startup: a file that cannot be opened fails the start.' })),
+    buffer: Type.Optional(Size({
+      default: 0,
+      description: 'Bytes of log lines to gather before writing them, in the background. `0`: each line is written as it is logged (one system call per line). A buffer of a few KiB saves most of that cost under load; it is flushed when the server closes and when the process exits, but lines still in it are lost if the process is killed (SIGKILL) or dies in native code.'
+    }))
   }, { additionalProperties: false, default: {}, description: 'The server logger (pino, JSON lines on stdout).' }))
 }, { additionalProperties: false, default: {} })
 
