@@ -1,8 +1,10 @@
-import type { Readable } from 'node:stream'
+import type { ServerResponse } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { resolveTimeoutOptions, type TimeoutOptions } from './options.js'
 import { serverTimeouts } from './server-timeouts.js'
+import { Deadlines, type Deadline } from './deadlines.js'
+import { errors, SpikardConfigError } from '../../src/errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -11,77 +13,168 @@ declare module 'fastify' {
   }
 }
 
-/** The error Fastify's handler timer sends, and aborts `request.signal` with. */
-const TIMED_OUT = 'FST_ERR_HANDLER_TIMEOUT'
-/** Description of the symbol under which Fastify keeps a request's handler timer (lib/symbols.js). */
-const TIMER_SYMBOL = 'fastify.request.timeoutTimer'
+/** The error Fastify's own handler timer sends (routes spikard does not time), and aborts `request.signal` with. */
+const FASTIFY_TIMED_OUT = 'FST_ERR_HANDLER_TIMEOUT'
+/** Description of the symbol under which Fastify keeps a request's AbortController (lib/symbols.js). */
+const SIGNAL_SYMBOL = 'fastify.request.signal'
+/** Where a timed request keeps its entry in the deadline list, until its response starts. */
+const kDeadline = Symbol('spikard.timeout.deadline')
+
+/** The handler timeout of each route spikard times (the CLI's TIMEOUT column reads it). */
+const timedRoutes = new WeakMap<object, number>()
+
+/** The handler timeout spikard applies to a route registered after it, if any. */
+export function handlerTimeoutOf (route: object): number | undefined {
+  return timedRoutes.get(route)
+}
 
 /** One hook of a route's hook option (which is one hook, a list, or absent). */
 type HookOf<T> = T extends Array<infer H> ? H : Exclude<T, undefined>
 
+interface Timed { request: FastifyRequest, reply: FastifyReply }
+type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<Timed> | null }
+
 /**
- * Request timeouts. The handler timeout is Fastify's own `handlerTimeout`: spikard gives it
- * a default for every route registered after it, answers it with a problem (status
- * `timeout.status`, rendered by problem-details), drops the handler's late result without
- * a log line, and times a streamed response to its first byte instead of its end. Node's
- * server timeouts (slow headers, slow bodies, idle keep-alive) are set on `app.server`.
+ * Request timeouts. The handler timeout is spikard's own: `timeout.handler` for every route
+ * registered after it (a route overrides it with Fastify's `handlerTimeout` route option),
+ * from the request's arrival to the start of its response. When it fires, request.signal is
+ * aborted, the request is answered with a problem (status `timeout.status`, rendered by
+ * problem-details), and the handler's late result is dropped without a log line. A streamed
+ * response is timed to its start, not its end. Node's server timeouts (slow headers, slow
+ * bodies, idle keep-alive) are set on `app.server`.
+ *
+ * Why not Fastify's `handlerTimeout` (5.12): it stops timing a request, and aborts its
+ * request.signal, as soon as a request body has been read, because it takes the request's
+ * `close` event (which Node emits when the body is consumed) for a client disconnect
+ * (fastify/fastify#6725, open). A POST handler was never timed out, and every request with a
+ * body paid for an AbortError with a stack. It also arms a timer and a listener per request;
+ * the list in deadlines.ts costs one small object.
  */
 async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): Promise<void> {
   const resolved = resolveTimeoutOptions(options)
   const { handler, status } = resolved
+  // A user-made instance may have Fastify's own default (`Fastify({ handlerTimeout })`).
+  const factoryDefault = (app.initialConfig as { handlerTimeout?: number }).handlerTimeout ?? 0
+  if (factoryDefault > 0 && handler > 0) {
+    throw new SpikardConfigError([`timeout.handler: Fastify was created with handlerTimeout ${factoryDefault} as well; remove it (spikard's handler timeout also times requests with a body) or set timeout.handler to 0`])
+  }
   // Also passed to the factory by createServer; set here so `app.register(spikard)` on an
   // instance of your own gets them. Read by Node when the server starts listening.
   Object.assign(app.server, serverTimeouts(resolved))
   app.decorate('spikardTimeoutStatus', status)
+  app.decorateRequest(kDeadline, null)
 
-  // Found on the first timed request and kept (one lookup per instance, not per request).
-  let timerSymbol: symbol | undefined
+  // One list per duration, shared by the routes that have it.
+  const lists = new Map<number, Deadlines<Timed>>()
+  app.addHook('onClose', (_app, done) => {
+    for (const list of lists.values()) list.close()
+    done()
+  })
+  let signalSymbol: symbol | undefined
   let warned = false
 
-  /**
-   * Stops Fastify's handler timer. Fastify has no public way to do it short of
-   * `reply.hijack()`, which would also take the response away from Fastify (no more
-   * `request.signal` abort on disconnect) and mark it sent. Its timer lives under a
-   * private symbol, found by description rather than imported from fastify/lib/symbols.js:
-   * a deep import breaks if Fastify adds an `exports` map, and would silently name a
-   * different symbol when the user's instance comes from another copy of Fastify. If a
-   * Fastify release renames it, this warns once (and the streaming tests fail).
-   */
-  function stopTimer (request: FastifyRequest): void {
-    timerSymbol ??= Object.getOwnPropertySymbols(request).find((s) => s.description === TIMER_SYMBOL)
-    if (timerSymbol !== undefined) return clearTimeout((request as unknown as Record<symbol, NodeJS.Timeout>)[timerSymbol])
-    if (!warned) request.log.warn('spikard-timeout: cannot find Fastify\'s handler timer; long streamed responses may be cut at the handler timeout')
-    warned = true
+  /** Answers a request whose handler did not start its response in time. */
+  function expire ({ request, reply }: Timed, ms: number): void {
+    ;(request as WithDeadline)[kDeadline] = null
+    // Already answered (or hijacked), or the client is gone: nothing to send.
+    if (reply.sent || reply.raw.destroyed) return
+    const error = Object.assign(new errors.SPK_ERR_HANDLER_TIMEOUT(ms), { statusCode: status })
+    abort(request, error)
+    if (reply.sent) return // a request.signal listener answered
+    reply.send(error)
+    reply.send = sendUnlessSent
   }
 
   /**
-   * A streamed response is timed to its start, not to its end: the timer stops when the
-   * handler hands its stream over (Node stream, web stream or `Response`), the moment
-   * Fastify commits to the response's status and headers. Left running, it would destroy
-   * the response mid-way once the stream's first chunk went out. Waiting for that first
-   * chunk instead was tried and rejected: by then the later onSend hooks (compression)
-   * have shaped the response for the stream, and a timeout problem sent in between goes
-   * out under their headers (a plain JSON body with `Content-Encoding: gzip`). A handler
-   * that hands its stream over late gets the timeout problem like any other slow one.
+   * request.signal of a timed request is spikard's (RequestSignal, below), put where Fastify
+   * keeps the signal's controller: a private symbol, found by its description on the first
+   * timed request (Fastify sets it on the first read of request.signal) rather than imported
+   * from fastify/lib/symbols.js, since a deep import breaks if Fastify adds an `exports` map.
+   * If a release renames it, this warns once, Fastify's own signal stays, and the
+   * request.signal tests fail.
    */
-  function timeToFirstByte (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
-    if (payload !== null && typeof payload === 'object' &&
-      (typeof (payload as Readable).pipe === 'function' || typeof (payload as ReadableStream).getReader === 'function' || payload instanceof Response)) {
-      stopTimer(request)
+  function installSignal (request: FastifyRequest, reply: FastifyReply): void {
+    if (signalSymbol === undefined) {
+      if (warned) return
+      void request.signal
+      signalSymbol = Object.getOwnPropertySymbols(request).find((s) => s.description === SIGNAL_SYMBOL)
+      if (signalSymbol === undefined) {
+        warned = true
+        return request.log.warn('spikard-timeout: cannot find Fastify\'s request.signal controller; request.signal is Fastify\'s and is not aborted at the timeout')
+      }
     }
-    done(null, payload)
+    (request as unknown as Record<symbol, RequestSignal>)[signalSymbol] = new RequestSignal(reply.raw)
   }
 
-  // A user-made instance may have its own default (`Fastify({ handlerTimeout })`).
-  const factoryDefault = (app.initialConfig as { handlerTimeout?: number }).handlerTimeout ?? 0
+  function abort (request: FastifyRequest, error: Error): void {
+    if (signalSymbol !== undefined) (request as unknown as Record<symbol, RequestSignal | AbortController>)[signalSymbol].abort(error)
+  }
+
   app.addHook('onRoute', (route) => {
-    if (handler > 0) route.handlerTimeout ??= handler
-    // Routes without a timeout (handler: 0 and none of their own) are left untouched.
-    if ((route.handlerTimeout ?? factoryDefault) <= 0) return
+    const ms = route.handlerTimeout ?? handler
+    if (ms <= 0) {
+      // Fastify's own timer (your instance's default): its late results are dropped too.
+      if (factoryDefault > 0) {
+        route.handler = dropLateResults(route.handler)
+        route.onError = append(route.onError, silenceLateSends as HookOf<RouteOptions['onError']>)
+      }
+      return
+    }
+    // Off for Fastify (see above); spikard times the route.
+    route.handlerTimeout = undefined
+    timedRoutes.set(route, ms)
+    let list = lists.get(ms)
+    if (list === undefined) lists.set(ms, list = new Deadlines<Timed>(ms, (timed) => expire(timed, ms)))
+    const deadlines = list
+    // First among the route's hooks: the clock starts before anything of the route runs.
+    const start = function spikardTimeoutStart (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+      ;(request as WithDeadline)[kDeadline] = deadlines.add({ request, reply })
+      installSignal(request, reply)
+      done()
+    }
+    // The response has started (any payload: buffered, stream or Response): in time.
+    const stop = function spikardTimeoutStop (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
+      const deadline = (request as WithDeadline)[kDeadline]
+      if (deadline !== null) {
+        deadlines.remove(deadline)
+        ;(request as WithDeadline)[kDeadline] = null
+      }
+      done(null, payload)
+    }
+    route.onRequest = [start as HookOf<RouteOptions['onRequest']>, ...[route.onRequest ?? []].flat()]
     route.handler = dropLateResults(route.handler)
-    route.onSend = append(route.onSend, timeToFirstByte as HookOf<RouteOptions['onSend']>)
-    route.onError = append(route.onError, silenceLateSends as HookOf<RouteOptions['onError']>)
+    route.onSend = append(route.onSend, stop as HookOf<RouteOptions['onSend']>)
   })
+}
+
+/**
+ * request.signal of a timed request, created on its first read: aborted at the timeout, or
+ * when the client goes away before the response has finished. Fastify's own listens to the
+ * request's `close` event, which Node also emits once a request body has been read, so a POST
+ * handler's signal was aborted as soon as it ran (fastify/fastify#6725): this one listens to
+ * the response. Fastify's getter returns `.signal`, and its cleanup only tests presence.
+ */
+class RequestSignal {
+  #controller: AbortController | undefined
+  readonly #response: ServerResponse
+
+  constructor (response: ServerResponse) {
+    this.#response = response
+  }
+
+  get signal (): AbortSignal {
+    if (this.#controller === undefined) {
+      const controller = this.#controller = new AbortController()
+      const response = this.#response
+      response.once('close', () => { if (!response.writableFinished) controller.abort() })
+    }
+    return this.#controller.signal
+  }
+
+  abort (reason: unknown): void {
+    void this.signal
+    this.#controller?.abort(reason)
+  }
 }
 
 function append<H> (hooks: H | H[] | undefined, hook: H): H[] {
@@ -109,7 +202,8 @@ function settle (result: PromiseLike<unknown>, reply: FastifyReply): PromiseLike
 }
 
 /**
- * Whether the timeout answered this request: silenceLateSends (below) swapped its `send`.
+ * Whether the timeout answered this request: expire() (or, for Fastify's own timer,
+ * silenceLateSends below) swapped its `send`.
  * Tested on the reply rather than on `request.signal.reason`: Node builds a controller's
  * signal lazily, and reading it after every handler cost an AbortSignal per request
  * (about 12 µs of CPU per request in `npm run bench`; see bench/RESULTS.md).
@@ -120,10 +214,11 @@ function timedOut (reply: FastifyReply): boolean {
 
 /**
  * The same for a late `reply.send()` (`return reply.send(x)`): on the timed-out reply only,
- * `send` becomes a no-op once the timeout problem is sent, instead of warning.
+ * `send` becomes a no-op once the timeout problem is sent, instead of warning. For routes on
+ * Fastify's own timer, swapped when its error goes through the route's onError hooks.
  */
 function silenceLateSends (_request: FastifyRequest, reply: FastifyReply, error: { code?: unknown }, done: () => void): void {
-  if (error.code === TIMED_OUT) reply.send = sendUnlessSent
+  if (error.code === FASTIFY_TIMED_OUT) reply.send = sendUnlessSent
   done()
 }
 

@@ -2,6 +2,7 @@
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import { routeAuthLabel } from '../../plugins/auth/route.js'
 import { describeRouteLimit } from '../../plugins/rate-limit/describe.js'
+import { handlerTimeoutOf } from '../../plugins/timeout/index.js'
 
 type Column = [title: string, value: (route: RouteOptions, app: FastifyInstance) => string]
 
@@ -13,7 +14,7 @@ const columns: Column[] = [
   ['RATE LIMIT', (r, app) => describeRouteLimit(r.config?.rateLimit, app.spikard.options.rateLimit)],
   ['BODY LIMIT', (r, app) => formatBytes(r.bodyLimit ?? app.initialConfig.bodyLimit ?? 0)],
   ['TIMEOUT', (r, app) => {
-    const ms = r.handlerTimeout ?? (app.initialConfig as { handlerTimeout?: number }).handlerTimeout ?? 0
+    const ms = handlerTimeoutOf(r) ?? r.handlerTimeout ?? (app.initialConfig as { handlerTimeout?: number }).handlerTimeout ?? 0
     return ms > 0 ? `${ms}ms` : 'off'
   }],
   ['COMPRESSION', (r, app) => app.spikard.options.compression === false || (r as { compress?: unknown }).compress === false ? 'off' : 'on'],

@@ -13,6 +13,7 @@ import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import spikard from '../../src/spikard.js'
+import { handlerTimeoutOf } from '../../plugins/timeout/index.js'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
 import { build, listen, rawRequest, UUID, withTimeout, type TestApp } from '../helpers.js'
@@ -94,6 +95,13 @@ const warnings = (logs: Array<Record<string, any>>): Array<Record<string, any>> 
 const accessLine = (logs: Array<Record<string, any>>, path: string): Record<string, any> | undefined =>
   logs.find((l) => l.msg === 'request completed' && l.path === path)
 
+/** The handler timeout spikard applies to a route (undefined: not timed by spikard). */
+function timeoutOf (app: FastifyInstance, url: string): number | undefined {
+  const route = app.spikard.routes.find((r) => r.url === url && r.method === 'GET')
+  assert.ok(route !== undefined, url)
+  return handlerTimeoutOf(route)
+}
+
 function serverTimeouts (app: FastifyInstance): Record<string, unknown> {
   const s = app.server as unknown as Record<string, unknown>
   return { headersTimeout: s.headersTimeout, requestTimeout: s.requestTimeout, keepAliveTimeout: s.keepAliveTimeout, connectionsCheckingInterval: s.connectionsCheckingInterval }
@@ -115,7 +123,9 @@ test('off by default: no handler timeout, and the server timeouts are Fastify\'s
 test('true: 30 s handler timeout, 408, and 10 s / 60 s / 72 s server timeouts checked every second', async (t) => {
   const { app } = await setup(t, { timeout: true })
   assert.deepStrictEqual(app.spikard.options.timeout, { handler: 30_000, status: 408, headers: 10_000, request: 60_000, keepAlive: 72_000 })
-  assert.deepStrictEqual((await app.inject({ url: '/info' })).json(), { handlerTimeout: 30_000 })
+  assert.equal(timeoutOf(app, '/info'), 30_000)
+  // spikard's timer, not Fastify's (which stops timing requests with a body once it is read).
+  assert.deepStrictEqual((await app.inject({ url: '/info' })).json(), { handlerTimeout: 0 })
   assert.deepStrictEqual(serverTimeouts(app), { headersTimeout: 10_000, requestTimeout: 60_000, keepAliveTimeout: 72_000, connectionsCheckingInterval: 1000 })
   const { port } = await listen(app)
   const res = await rawRequest(port, 'GET /fast HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\nGET /fast HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
@@ -196,7 +206,52 @@ test('request.signal is aborted when the timeout fires, so the handler can stop 
   const { app } = await setup(t, { timeout: { handler: 80 } })
   expectTimeout(await app.inject({ url: '/signal' }), 80, '/signal')
   const reason = await withTimeout(signalReason, 1000, 'signal abort')
-  assert.equal((reason as { code?: string }).code, 'FST_ERR_HANDLER_TIMEOUT')
+  assert.equal((reason as { code?: string }).code, 'SPK_ERR_HANDLER_TIMEOUT')
+})
+
+test('request.signal of a timed route is aborted when the client goes away, not when it finishes', async (t) => {
+  let aborted!: (reason: unknown) => void
+  const abortedWith = new Promise((resolve) => { aborted = resolve })
+  const { app } = await build({ timeout: { handler: 5000 } }, async (app) => {
+    app.get('/wait', async (request) => {
+      request.signal.addEventListener('abort', () => aborted(request.signal.reason), { once: true })
+      await abortedWith
+      return { ok: true }
+    })
+    app.get('/quick', async (request) => ({ aborted: request.signal.aborted }))
+  })
+  t.after(() => app.close())
+  const { port } = await listen(app)
+  const quick = await fetch(`http://127.0.0.1:${port}/quick`)
+  assert.deepStrictEqual(await quick.json(), { aborted: false })
+  const socket = net.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write('GET /wait HTTP/1.1\r\nHost: localhost\r\n\r\n')
+  await sleep(100)
+  socket.destroy()
+  const reason = await withTimeout(abortedWith, 2000, 'abort on disconnect')
+  assert.equal((reason as Error).name, 'AbortError')
+})
+
+test('a request with a body is timed too, and its request.signal is not aborted when the body has been read', async (t) => {
+  // Fastify's own handlerTimeout (5.12) stops timing a request once its body is read and
+  // aborts request.signal then (fastify/fastify#6725): over a real socket, as clients send it.
+  const { app } = await build({ timeout: { handler: 150 } }, async (app) => {
+    app.post('/slow-post', async (request) => {
+      const read = request.signal.aborted
+      await sleep(Number((request.body as { ms: number }).ms))
+      return { read, later: request.signal.aborted }
+    })
+  })
+  t.after(() => app.close())
+  const { port } = await listen(app)
+  const post = async (ms: number) => await fetch(`http://127.0.0.1:${port}/slow-post`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ms }) })
+  const fast = await post(20)
+  assert.equal(fast.status, 200)
+  assert.deepStrictEqual(await fast.json(), { read: false, later: false })
+  const slow = await post(400)
+  assert.equal(slow.status, 408)
+  assert.equal((await slow.json() as { type: string }).type, TYPE + 'handler-timeout')
 })
 
 // ---------------------------------------------------------------------------------------
@@ -314,7 +369,7 @@ test('keepAlive: an idle keep-alive connection is closed after the timeout, not 
 // Registering on an instance of your own, and invalid options.
 
 test('register on your own instance: routes get timeout.handler, app.server gets the server timeouts', async () => {
-  const app = Fastify({ handlerTimeout: 5000 })
+  const app = Fastify()
   await app.register(spikard, { timeout: { handler: 60, headers: '2s', request: '4s', keepAlive: '3s' } })
   await app.register(routes)
   try {
@@ -326,6 +381,13 @@ test('register on your own instance: routes get timeout.handler, app.server gets
   } finally {
     await app.close()
   }
+})
+
+test('an instance created with Fastify\'s handlerTimeout and timeout.handler on is refused: one timer, not two', async () => {
+  const app = Fastify({ handlerTimeout: 5000 })
+  await assert.rejects(async () => { await app.register(spikard, { timeout: { handler: 60 } }).ready() }, (error: unknown) =>
+    error instanceof SpikardConfigError && /timeout\.handler: Fastify was created with handlerTimeout 5000 as well/.test(error.message))
+  await app.close()
 })
 
 test('register with handler: 0 keeps your instance\'s own handlerTimeout and still drops late results', async () => {
