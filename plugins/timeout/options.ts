@@ -4,7 +4,7 @@ import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
 export const TimeoutOptionsSchema = Type.Object({
   handler: Type.Optional(Duration({
     default: '30s',
-    description: 'Time a request may take from arrival to the first byte of its response (Fastify\'s `handlerTimeout`; a route overrides it with the `handlerTimeout` route option). `0` turns it off.'
+    description: 'Time a request may take from arrival to the start of its response; a route overrides it with Fastify\'s `handlerTimeout` route option. `0` turns it off.'
   })),
   status: Type.Optional(Type.Union([Type.Literal(408), Type.Literal(503), Type.Literal(504)], {
     default: 408,
