@@ -18,7 +18,7 @@
  * feature registers it, from decoding the body a second time.
  */
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, preParsingHookHandler } from 'fastify'
 import { errors } from '../../src/errors.js'
 import { resolveBodyLimitOptions, type BodyLimitOptions } from './options.js'
 import { acceptedCodings, DecodedBody } from './decode.js'
@@ -26,15 +26,9 @@ import { acceptedCodings, DecodedBody } from './decode.js'
 async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions): Promise<void> {
   const { max, decode } = resolveBodyLimitOptions(options)
 
-  // createServer also passes `max` to the Fastify factory (404s and parsers use it); on an
-  // instance of your own, this is what gives your routes the limit.
-  app.addHook('onRoute', (route) => {
-    route.bodyLimit ??= max
-  })
-
   const codings = acceptedCodings(decode)
   const accepted = decode ? 'gzip, deflate, br or identity' : 'identity'
-  app.addHook('preParsing', (request, reply, payload, done) => {
+  const decoding: preParsingHookHandler = function spikardDecodeBody (request, reply, payload, done) {
     const encoding = request.headers['content-encoding']
     if (encoding === undefined) return done(null, payload)
     const length = request.headers['content-length']
@@ -53,6 +47,15 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
     // Fastify compares it with the encoded bytes.
     delete request.raw.headers['content-encoding']
     done(null, new DecodedBody(payload, reply.raw, coding))
+  }
+
+  // createServer also passes `max` to the Fastify factory (404s and parsers use it); on an
+  // instance of your own, this is what gives your routes the limit.
+  app.addHook('onRoute', (route) => {
+    route.bodyLimit ??= max
+    // Fastify reads no body for GET and HEAD: no hook to run on them.
+    if ([route.method].flat().every((m) => m === 'GET' || m === 'HEAD')) return
+    route.preParsing = [decoding, ...[route.preParsing ?? []].flat()]
   })
 }
 
