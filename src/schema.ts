@@ -84,32 +84,40 @@ export interface ValidateOptions {
   source?: string
 }
 
-interface Walk { problems: string[], coerce: boolean }
+/** `secret`: inside a schema marked `secret: true`, whose values are never echoed in a problem. */
+interface Walk { problems: string[], coerce: boolean, secret: boolean }
 
 /** Validates, coerces, fills defaults and decodes; throws a SpikardConfigError listing every problem. */
 export function validate<T extends TSchema> (schema: T, value: unknown, options: ValidateOptions = {}): StaticDecode<T> {
-  const walk: Walk = { problems: [], coerce: options.coerce ?? false }
+  const walk: Walk = { problems: [], coerce: options.coerce ?? false, secret: false }
   const out = check(schema, value, options.path ?? '', walk)
   if (walk.problems.length > 0) throw new SpikardConfigError(walk.problems, options.source)
   return out as StaticDecode<T>
 }
 
 function check (schema: TSchema, value: unknown, path: string, walk: Walk): unknown {
-  const before = walk.problems.length
-  const out = checkInner(schema, value, path, walk)
-  const transform = (schema as any)[TransformKind]
-  if (transform === undefined || walk.problems.length !== before) return out
+  // A secret (an HMAC key, an API key, a URL with a password) is described, never echoed.
+  const entersSecret = schema.secret === true && !walk.secret
+  if (entersSecret) walk.secret = true
   try {
-    return transform.Decode(out)
-  } catch {
-    walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value)}`)
-    return out
+    const before = walk.problems.length
+    const out = checkInner(schema, value, path, walk)
+    const transform = (schema as any)[TransformKind]
+    if (transform === undefined || walk.problems.length !== before) return out
+    try {
+      return transform.Decode(out)
+    } catch {
+      walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value, walk)}`)
+      return out
+    }
+  } finally {
+    if (entersSecret) walk.secret = false
   }
 }
 
 function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk): unknown {
   const fail = (): unknown => {
-    walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value)}`)
+    walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value, walk)}`)
     return value
   }
   switch (schema[Kind]) {
@@ -142,7 +150,7 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
     }
     case 'Union': {
       for (const branch of schema.anyOf as TSchema[]) {
-        const trial: Walk = { problems: [], coerce: walk.coerce }
+        const trial: Walk = { problems: [], coerce: walk.coerce, secret: walk.secret }
         const out = check(branch, value, path, trial)
         if (trial.problems.length === 0) return out
       }
@@ -213,9 +221,10 @@ function plural (text: string): string {
   return text.replace(/^an? /, '').replace(/^(\w+)/, '$1s')
 }
 
-function show (value: unknown): string {
+function show (value: unknown, walk: Walk): string {
   if (value === undefined) return 'nothing'
   if (typeof value === 'function') return 'a function'
+  if (walk.secret) return `${Array.isArray(value) ? 'a list' : value === null ? 'null' : `a${typeof value === 'object' ? 'n' : ''} ${typeof value}`} (not shown: it may hold a secret)`
   const text = JSON.stringify(value) ?? String(value)
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
 }

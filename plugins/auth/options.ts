@@ -53,6 +53,7 @@ export const JwtOptionsSchema = Type.Object({
   ], {
     default: [],
     expected: 'a secret, or a list of secrets and { kid, key } objects',
+    secret: true,
     description: 'HMAC secret(s) for the HS* algorithms, used as UTF-8 bytes: at least 32 bytes for HS256, 48 for HS384, 64 for HS512. Several are active at once for rotation; a `{ kid, key }` entry is chosen by the token\'s `kid`, the others are tried in order.'
   })),
   publicKey: Type.Optional(Type.Union([...PUBLIC_KEY_ITEMS, Type.Array(Type.Union(PUBLIC_KEY_ITEMS))], {
@@ -88,6 +89,7 @@ export const ApiKeyOptionsSchema = Type.Object({
   keys: Type.Optional(Type.Array(Type.Union([Type.String({ minLength: 1 }), ApiKeyEntrySchema]), {
     default: [],
     expected: 'a list of keys: strings, { name, key } or { name, sha256 }',
+    secret: true,
     description: 'Valid keys, all at once (rotation): a key (at least 16 printable ASCII characters), `{ name, key }` or `{ name, sha256 }` (`echo -n "$KEY" | sha256sum`). An unnamed key is identified by the first 12 hex digits of its SHA-256.'
   })),
   header: Type.Optional(Type.String({

@@ -81,6 +81,7 @@ export const RateLimitOptionsSchema = Type.Object({
   redis: Type.Optional(Type.String({
     pattern: '^rediss?://[^\\s]+$',
     expected: 'a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS)',
+    secret: true,
     description: 'Redis server the counts are kept in, shared by every instance using it (`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS; use `${REDIS_URL}` in a config file). Absent: counted in this process\'s memory. The client is closed on shutdown.'
   })),
   redisPrefix: Type.Optional(Type.String({
