@@ -9,7 +9,7 @@ import type { Socket } from 'node:net'
 import { extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import pino from 'pino'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyHttpOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyHttpOptions } from 'fastify'
 import spikard from './spikard.js'
 import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError, type SpikardErrorCode } from './errors.js'
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
@@ -100,7 +100,7 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
  * Where log lines go when `server.logger` names a file or a buffer (else undefined: pino's
  * own stdout destination, synchronous). The file is opened here, so a path that cannot be
  * written fails the start; a buffered destination is flushed by pino when the process exits
- * and by createServer when the server closes.
+ * and by the spikard plugin when the server closes.
  */
 function logDestination ({ file, buffer }: ServerOptions['logger'], baseDir: string): NodeJS.WritableStream | undefined {
   if (file === undefined && buffer === 0) return undefined
@@ -121,8 +121,6 @@ export async function createServer (config: CreateServerConfig = {}, options: Cr
   const { app: routes, ...rest } = config
   const resolved = resolveConfig(typeof routes === 'function' ? rest : config)
   const app = Fastify(spikardFastifyOptions(resolved, options.logStream, options.baseDir))
-  // Registered first, so it runs after every other onClose hook and their last lines go out too.
-  app.addHook('onClose', (instance, done) => { flushLog(instance.log, done) })
   try {
     const featureOptions = Object.fromEntries(Object.keys(features).map((k) => [k, resolved[k as FeatureName]]))
     await app.register(spikard, featureOptions)
@@ -133,13 +131,6 @@ export async function createServer (config: CreateServerConfig = {}, options: Cr
     throw error
   }
   return app
-}
-
-/** Writes out what a buffered log destination holds (pino's `flush`; a no-op for other streams). */
-function flushLog (log: FastifyBaseLogger, done: () => void): void {
-  const flush = (log as { flush?: (cb: (error?: Error) => void) => void }).flush
-  if (typeof flush !== 'function') return done()
-  flush.call(log, () => done())
 }
 
 const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.tsx'])

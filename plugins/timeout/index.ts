@@ -111,15 +111,15 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   }
 
   app.addHook('onRoute', (route) => {
-    const ms = route.handlerTimeout ?? handler
-    if (ms <= 0) {
-      // Fastify's own timer (your instance's default): its late results are dropped too.
-      if (factoryDefault > 0) {
-        route.handler = dropLateResults(route.handler)
-        route.onError = append(route.onError, silenceLateSends as HookOf<RouteOptions['onError']>)
-      }
+    if (factoryDefault > 0) {
+      // Your instance's own default, with timeout.handler 0: every route is on Fastify's
+      // timer (its default or the route's value); its late results are dropped too.
+      route.handler = dropLateResults(route.handler)
+      route.onError = append(route.onError, silenceLateSends as HookOf<RouteOptions['onError']>)
       return
     }
+    const ms = route.handlerTimeout ?? handler
+    if (ms <= 0) return
     // Off for Fastify (see above); spikard times the route.
     route.handlerTimeout = undefined
     timedRoutes.set(route, ms)
@@ -132,7 +132,10 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
       installSignal(request, reply)
       done()
     }
-    // The response has started (any payload: buffered, stream or Response): in time.
+    // The response has started (any payload: buffered, stream or Response): in time. A
+    // stream is timed to this point, not to its first chunk: by then the later onSend hooks
+    // (compression) have shaped the response, and a problem sent after them would go out
+    // under their headers (JSON with `Content-Encoding: gzip`).
     const stop = function spikardTimeoutStop (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
       const deadline = (request as WithDeadline)[kDeadline]
       if (deadline !== null) {

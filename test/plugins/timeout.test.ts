@@ -399,6 +399,8 @@ test('register with handler: 0 keeps your instance\'s own handlerTimeout and sti
     assert.equal(res.statusCode, 408)
     assert.deepStrictEqual(res.json(), { ...timeoutProblem(res, 60, '/slow'), requestId: 'req-1' })
     await handlerFinished
+    // A route's own, longer value is Fastify's too: 600 ms, not the instance's 60.
+    assert.deepStrictEqual((await app.inject({ url: '/route-longer' })).json(), { ok: 'longer' })
   } finally {
     await app.close()
   }
