@@ -2,12 +2,38 @@
 import net from 'node:net'
 import { Writable } from 'node:stream'
 import type { AddressInfo } from 'node:net'
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import assert from 'node:assert/strict'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import { createServer, type CreateServerConfig } from '../src/server.js'
+import spikard from '../src/spikard.js'
+import { SpikardConfigError } from '../src/errors.js'
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 export interface TestApp { app: FastifyInstance, logs: Array<Record<string, any>> }
+
+/**
+ * Asserts that `options` for `feature` are refused with exactly `problems`, both ways a
+ * user meets them: by createServer (its message lists each problem) and by
+ * `app.register(spikard)` on an instance of their own, at ready().
+ */
+export async function assertOptionsRefused (feature: string, options: unknown, problems: string[]): Promise<void> {
+  const where = `${feature}: ${JSON.stringify(options)}`
+  const refused = (error: unknown): true => {
+    assert.ok(error instanceof SpikardConfigError, `${where}: ${String(error)}`)
+    assert.deepStrictEqual(error.problems, problems, where)
+    for (const problem of problems) assert.ok(error.message.includes(problem), error.message)
+    return true
+  }
+  await assert.rejects(createServer({ [feature]: options, server: { logger: { level: 'silent' } } } as CreateServerConfig), refused)
+  const app = Fastify()
+  try {
+    app.register(spikard, { [feature]: options } as never)
+    await assert.rejects(async () => { await app.ready() }, refused)
+  } finally {
+    await app.close()
+  }
+}
 
 /** createServer with the given config and routes; every log line is parsed into `logs`. */
 export async function build (config: CreateServerConfig, routes?: FastifyPluginAsync): Promise<TestApp> {

@@ -5,11 +5,9 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
-import spikard from '../../src/spikard.js'
-import { createServer, type CreateServerConfig } from '../../src/server.js'
-import { SpikardConfigError } from '../../src/errors.js'
-import { build, listen, UUID, withTimeout, type TestApp } from '../helpers.js'
+import type { FastifyInstance, FastifyPluginAsync, LightMyRequestResponse } from 'fastify'
+import type { CreateServerConfig } from '../../src/server.js'
+import { assertOptionsRefused, build, listen, UUID, withTimeout, type TestApp } from '../helpers.js'
 
 const routes: FastifyPluginAsync = async (app) => {
   app.get('/hello', async () => ({ hello: 'world' }))
@@ -162,39 +160,14 @@ test('without the shutdown feature, readiness answers 503 once app.close() begin
   assert.equal(drained, true)
 })
 
-test('invalid options: createServer rejects naming health.<key>', async () => {
+test('invalid options fail at createServer and at ready(), naming health.<key>', async () => {
   const cases: Array<{ health: unknown, problems: string[] }> = [
     { health: { liveness: 'livez' }, problems: ['health.liveness: expected a path starting with "/", or false, found "livez"'] },
+    { health: { liveness: 42 }, problems: ['health.liveness: expected a path starting with "/", or false, found 42'] },
     { health: { readiness: true }, problems: ['health.readiness: expected a path starting with "/", or false, found true'] },
     { health: { readines: '/r' }, problems: ['health.readines: unknown key (did you mean "readiness"?)'] },
     { health: 'yes', problems: ['health: expected true, false or an options object, found "yes"'] },
     { health: { liveness: '/health', readiness: '/health' }, problems: ['health.readiness: expected a path other than health.liveness, found "/health" for both'] }
   ]
-  for (const { health, problems } of cases) {
-    await assert.rejects(createServer({ health } as CreateServerConfig), (error: unknown) => {
-      assert.ok(error instanceof SpikardConfigError, String(error))
-      assert.deepStrictEqual(error.problems, problems)
-      return true
-    }, JSON.stringify(health))
-  }
-})
-
-test('invalid options: spikard registered on a Fastify instance fails at ready() naming health.<key>', async () => {
-  const cases: Array<{ health: unknown, problems: string[] }> = [
-    { health: { liveness: 42 }, problems: ['health.liveness: expected a path starting with "/", or false, found 42'] },
-    { health: { readiness: '/same', liveness: '/same' }, problems: ['health.readiness: expected a path other than health.liveness, found "/same" for both'] }
-  ]
-  for (const { health, problems } of cases) {
-    const app = Fastify()
-    try {
-      app.register(spikard, { health } as never)
-      await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
-        assert.ok(error instanceof SpikardConfigError, String(error))
-        assert.deepStrictEqual(error.problems, problems)
-        return true
-      }, JSON.stringify(health))
-    } finally {
-      await app.close()
-    }
-  }
+  for (const { health, problems } of cases) await assertOptionsRefused('health', health, problems)
 })

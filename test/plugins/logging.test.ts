@@ -7,10 +7,8 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import Fastify, { type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
-import spikard from '../../src/spikard.js'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
-import { SpikardConfigError } from '../../src/errors.js'
-import { build, listen, UUID, type TestApp } from '../helpers.js'
+import { assertOptionsRefused, build, listen, UUID, type TestApp } from '../helpers.js'
 
 const routes: FastifyPluginAsync = async (app) => {
   app.get('/users/:id', async (request) => ({ id: (request.params as { id: string }).id }))
@@ -292,29 +290,6 @@ const invalid: Array<{ options: unknown, problems: string[] }> = [
   }
 ]
 
-test('invalid options: createServer rejects with a SpikardConfigError naming logging.<key>', async () => {
-  for (const { options, problems } of invalid) {
-    await assert.rejects(createServer({ logging: options } as CreateServerConfig), (error: unknown) => {
-      assert.ok(error instanceof SpikardConfigError, String(error))
-      assert.deepStrictEqual(error.problems, problems)
-      for (const p of problems) assert.ok(error.message.includes(p), error.message)
-      return true
-    })
-  }
-})
-
-test('invalid options: registering spikard on a Fastify instance fails at ready()', async () => {
-  for (const { options, problems } of invalid) {
-    const app = Fastify()
-    try {
-      app.register(spikard, { logging: options } as never)
-      await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
-        assert.ok(error instanceof SpikardConfigError, String(error))
-        assert.deepStrictEqual(error.problems, problems)
-        return true
-      })
-    } finally {
-      await app.close()
-    }
-  }
+test('invalid options fail at createServer and at ready(), naming logging.<key>', async () => {
+  for (const { options, problems } of invalid) await assertOptionsRefused('logging', options, problems)
 })

@@ -14,9 +14,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import spikard from '../../src/spikard.js'
 import { handlerTimeoutOf } from '../../plugins/timeout/index.js'
-import { createServer, type CreateServerConfig } from '../../src/server.js'
+import type { CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
-import { build, listen, rawRequest, UUID, withTimeout, type TestApp } from '../helpers.js'
+import { assertOptionsRefused, build, listen, rawRequest, UUID, withTimeout, type TestApp } from '../helpers.js'
 
 const TYPE = 'https://spikard.dev/errors/'
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
@@ -417,20 +417,7 @@ const invalid: Array<[Record<string, unknown>, string[]]> = [
 
 for (const [options, problems] of invalid) {
   test(`invalid ${JSON.stringify(options)} fails at createServer and at ready(), naming the key`, async () => {
-    await assert.rejects(createServer({ timeout: options as never }), (error: unknown) => {
-      assert.ok(error instanceof SpikardConfigError)
-      assert.deepStrictEqual(error.problems, problems)
-      assert.match(error.message, /^Invalid spikard config:/)
-      return true
-    })
-    const app = Fastify()
-    app.register(spikard, { timeout: options as never })
-    await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
-      assert.ok(error instanceof SpikardConfigError)
-      assert.deepStrictEqual(error.problems, problems)
-      return true
-    })
-    await app.close()
+    await assertOptionsRefused('timeout', options, problems)
   })
 }
 
