@@ -16,4 +16,3 @@ export const BodyLimitOptionsSchema = Type.Object({
 export type BodyLimitOptions = Static<typeof BodyLimitOptionsSchema>
 export type ResolvedBodyLimitOptions = Defaulted<typeof BodyLimitOptionsSchema>
 export const resolveBodyLimitOptions = optionsResolver(BodyLimitOptionsSchema, 'bodyLimit')
-export const defaultBodyLimitOptions = resolveBodyLimitOptions()

@@ -27,4 +27,3 @@ export const CompressionOptionsSchema = Type.Object({
 export type CompressionOptions = Static<typeof CompressionOptionsSchema>
 export type ResolvedCompressionOptions = Defaulted<typeof CompressionOptionsSchema>
 export const resolveCompressionOptions = optionsResolver(CompressionOptionsSchema, 'compression')
-export const defaultCompressionOptions = resolveCompressionOptions()

@@ -15,4 +15,3 @@ export const HealthOptionsSchema = Type.Object({
 export type HealthOptions = Static<typeof HealthOptionsSchema>
 export type ResolvedHealthOptions = Defaulted<typeof HealthOptionsSchema>
 export const resolveHealthOptions = optionsResolver(HealthOptionsSchema, 'health')
-export const defaultHealthOptions = resolveHealthOptions()

@@ -25,4 +25,3 @@ export type ResolvedLoggingOptions = Defaulted<typeof LoggingOptionsSchema>
 
 export const resolveLoggingOptions = optionsResolver(LoggingOptionsSchema, 'logging')
 
-export const defaultLoggingOptions = resolveLoggingOptions()

@@ -119,4 +119,3 @@ export type RouteRateLimitOptions = Static<typeof RouteRateLimitSchema>
 
 export const resolveRateLimitOptions: (options?: RateLimitOptions) => ResolvedRateLimitOptions =
   optionsResolver(RateLimitOptionsSchema, 'rateLimit')
-export const defaultRateLimitOptions = resolveRateLimitOptions()

@@ -18,4 +18,3 @@ export type ResolvedRequestIdOptions = Defaulted<typeof RequestIdOptionsSchema>
 
 export const resolveRequestIdOptions = optionsResolver(RequestIdOptionsSchema, 'requestId')
 
-export const defaultRequestIdOptions = resolveRequestIdOptions()

@@ -27,4 +27,3 @@ export const TimeoutOptionsSchema = Type.Object({
 export type TimeoutOptions = Static<typeof TimeoutOptionsSchema>
 export type ResolvedTimeoutOptions = Defaulted<typeof TimeoutOptionsSchema>
 export const resolveTimeoutOptions = optionsResolver(TimeoutOptionsSchema, 'timeout')
-export const defaultTimeoutOptions = resolveTimeoutOptions()
