@@ -13,7 +13,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, 
 import spikard from './spikard.js'
 import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError, type SpikardErrorCode } from './errors.js'
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
-import { resolveConfig, type ResolvedConfig, type ServerOptions, type SpikardConfig } from './config/schema.js'
+import { resolveConfig, type ServerOptions, type SpikardConfig } from './config/schema.js'
 import { DEFAULT_SECRET_HEADERS } from '../plugins/logging/redact.js'
 import { apiKeyCarriers } from '../plugins/auth/options.js'
 import { timeoutFactoryOptions } from '../plugins/timeout/server-timeouts.js'
@@ -60,7 +60,7 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     // readiness keeps answering); Fastify's own 503 is plain JSON and skips the pre-close delay.
     return503OnClosing: false,
     ...(bodyLimit === false ? {} : { bodyLimit: bodyLimit.max }),
-    // Handler timeout default and Node's server timeouts, from the server's creation on.
+    // Node's server timeouts, from the server's creation on (the handler timeout is the plugin's).
     ...(timeout === false ? {} : timeoutFactoryOptions(timeout, 'config')),
     // Fastify 5.12 turns a numeric trustProxy into "trust nothing"; a hop count is
     // expressed as a function instead (safe only when clients cannot bypass the proxies).
