@@ -1,4 +1,3 @@
-import type { ServerResponse } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { resolveTimeoutOptions, type TimeoutOptions } from './options.js'
@@ -31,8 +30,7 @@ export function handlerTimeoutOf (route: object): number | undefined {
 /** One hook of a route's hook option (which is one hook, a list, or absent). */
 type HookOf<T> = T extends Array<infer H> ? H : Exclude<T, undefined>
 
-interface Timed { request: FastifyRequest, reply: FastifyReply }
-type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<Timed> | null }
+type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<TimedRequest> | null }
 
 /**
  * Request timeouts. The handler timeout is spikard's own: `timeout.handler` for every route
@@ -65,7 +63,7 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   app.decorateRequest(kDeadline, null)
 
   // One list per duration, shared by the routes that have it.
-  const lists = new Map<number, Deadlines<Timed>>()
+  const lists = new Map<number, Deadlines<TimedRequest>>()
   app.addHook('onClose', (_app, done) => {
     for (const list of lists.values()) list.close()
     done()
@@ -74,26 +72,27 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   let warned = false
 
   /** Answers a request whose handler did not start its response in time. */
-  function expire ({ request, reply }: Timed, ms: number): void {
+  function expire (timed: TimedRequest, ms: number): void {
+    const { request, reply } = timed
     ;(request as WithDeadline)[kDeadline] = null
     // Already answered (or hijacked), or the client is gone: nothing to send.
     if (reply.sent || reply.raw.destroyed) return
     const error = Object.assign(new errors.SPK_ERR_HANDLER_TIMEOUT(ms), { statusCode: status })
-    abort(request, error)
+    timed.abort(error)
     if (reply.sent) return // a request.signal listener answered
     reply.send(error)
     reply.send = sendUnlessSent
   }
 
   /**
-   * request.signal of a timed request is spikard's (RequestSignal, below), put where Fastify
+   * request.signal of a timed request is spikard's (TimedRequest, below), put where Fastify
    * keeps the signal's controller: a private symbol, found by its description on the first
    * timed request (Fastify sets it on the first read of request.signal) rather than imported
    * from fastify/lib/symbols.js, since a deep import breaks if Fastify adds an `exports` map.
    * If a release renames it, this warns once, Fastify's own signal stays, and the
    * request.signal tests fail.
    */
-  function installSignal (request: FastifyRequest, reply: FastifyReply): void {
+  function installSignal (request: FastifyRequest, timed: TimedRequest): void {
     if (signalSymbol === undefined) {
       if (warned) return
       void request.signal
@@ -103,11 +102,7 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
         return request.log.warn('spikard-timeout: cannot find Fastify\'s request.signal controller; request.signal is Fastify\'s and is not aborted at the timeout')
       }
     }
-    (request as unknown as Record<symbol, RequestSignal>)[signalSymbol] = new RequestSignal(reply.raw)
-  }
-
-  function abort (request: FastifyRequest, error: Error): void {
-    if (signalSymbol !== undefined) (request as unknown as Record<symbol, RequestSignal | AbortController>)[signalSymbol].abort(error)
+    (request as unknown as Record<symbol, TimedRequest>)[signalSymbol] = timed
   }
 
   app.addHook('onRoute', (route) => {
@@ -124,12 +119,13 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
     route.handlerTimeout = undefined
     timedRoutes.set(route, ms)
     let list = lists.get(ms)
-    if (list === undefined) lists.set(ms, list = new Deadlines<Timed>(ms, (timed) => expire(timed, ms)))
+    if (list === undefined) lists.set(ms, list = new Deadlines<TimedRequest>(ms, (timed) => expire(timed, ms)))
     const deadlines = list
     // First among the route's hooks: the clock starts before anything of the route runs.
     const start = function spikardTimeoutStart (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
-      ;(request as WithDeadline)[kDeadline] = deadlines.add({ request, reply })
-      installSignal(request, reply)
+      const timed = new TimedRequest(request, reply)
+      ;(request as WithDeadline)[kDeadline] = deadlines.add(timed)
+      installSignal(request, timed)
       done()
     }
     // The response has started (any payload: buffered, stream or Response): in time. A
@@ -151,24 +147,22 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
 }
 
 /**
- * request.signal of a timed request, created on its first read: aborted at the timeout, or
- * when the client goes away before the response has finished. Fastify's own listens to the
- * request's `close` event, which Node also emits once a request body has been read, so a POST
- * handler's signal was aborted as soon as it ran (fastify/fastify#6725): this one listens to
- * the response. Fastify's getter returns `.signal`, and its cleanup only tests presence.
+ * A timed request, as the deadline list holds it, and its request.signal: created on first
+ * read, aborted at the timeout or when the client goes away before the response has
+ * finished. Fastify's own listens to the request's `close` event, which Node also emits once
+ * a request body has been read, so a POST handler's signal was aborted as soon as it ran
+ * (fastify/fastify#6725): this one listens to the response. Fastify's getter returns
+ * `.signal`, and its cleanup only tests presence.
  */
-class RequestSignal {
+class TimedRequest {
   #controller: AbortController | undefined
-  readonly #response: ServerResponse
 
-  constructor (response: ServerResponse) {
-    this.#response = response
-  }
+  constructor (readonly request: FastifyRequest, readonly reply: FastifyReply) {}
 
   get signal (): AbortSignal {
     if (this.#controller === undefined) {
       const controller = this.#controller = new AbortController()
-      const response = this.#response
+      const response = this.reply.raw
       response.once('close', () => { if (!response.writableFinished) controller.abort() })
     }
     return this.#controller.signal
