@@ -98,9 +98,10 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
 
 /**
  * Where log lines go when `server.logger` names a file or a buffer (else undefined: pino's
- * own stdout destination, synchronous). The file is opened here, so a path that cannot be
- * written fails the start; a buffered destination is flushed by pino when the process exits
- * and by the spikard plugin when the server closes.
+ * own stdout destination). Written in the background as pino's own destinations are; the
+ * buffer only sets how much gathers before a write. The file is opened here, so a path that
+ * cannot be written fails the start; what is not written yet is flushed by pino when the
+ * process exits and by the spikard plugin when the server closes.
  */
 function logDestination ({ file, buffer }: ServerOptions['logger'], baseDir: string): NodeJS.WritableStream | undefined {
   if (file === undefined && buffer === 0) return undefined
@@ -114,7 +115,7 @@ function logDestination ({ file, buffer }: ServerOptions['logger'], baseDir: str
     }
   }
   // sonic-boom wants its buffer smaller than the largest single write.
-  return pino.destination({ fd, sync: buffer === 0, minLength: buffer, maxWrite: Math.max(16 * 1024, 2 * buffer) }) as unknown as NodeJS.WritableStream
+  return pino.destination({ fd, sync: false, minLength: buffer, maxWrite: Math.max(16 * 1024, 2 * buffer) }) as unknown as NodeJS.WritableStream
 }
 
 export async function createServer (config: CreateServerConfig = {}, options: CreateServerOptions = {}): Promise<FastifyInstance> {

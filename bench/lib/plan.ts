@@ -31,7 +31,7 @@ export const SERVERS: ServerDef[] = [
   { name: 'fastify-logger', file: 'fastify-logger.ts', label: 'Fastify + default logger', fullOnly: true },
   { name: 'naive', file: 'naive.ts', label: 'naive assembly' },
   { name: 'spikard-all', file: 'spikard-all.ts', label: 'spikard, every feature' },
-  { name: 'spikard-all-sync-log', file: 'spikard-all.ts', label: 'spikard, every feature, log unbuffered (server.logger.buffer 0)', env: { BENCH_LOG_BUFFER: '0' }, scenarios: ['json', 'jwt'], fullOnly: true },
+  { name: 'spikard-all-buffer-0', file: 'spikard-all.ts', label: 'spikard, every feature, server.logger.buffer 0 (writes as soon as the last one finished)', env: { BENCH_LOG_BUFFER: '0' }, scenarios: ['json', 'jwt'], fullOnly: true },
   { name: 'spikard-defaults', file: 'spikard-defaults.ts', label: 'spikard, defaults' },
   { name: 'express', file: 'express.ts', label: 'Express 5', fullOnly: true },
   { name: 'hono', file: 'hono.ts', label: 'Hono (node-server)', fullOnly: true },
@@ -63,7 +63,7 @@ export const ABLATION_SERVERS: ServerDef[] = [
   { name: 'fastify', file: 'fastify.ts', label: 'bare Fastify' },
   { name: 'spikard-defaults', file: 'spikard-defaults.ts', label: 'spikard, defaults' },
   { name: 'spikard-all', file: 'spikard-all.ts', label: 'spikard, every feature' },
-  { name: 'spikard-all-sync-log', file: 'spikard-all.ts', label: 'spikard, every feature, log unbuffered (server.logger.buffer 0)', env: { BENCH_LOG_BUFFER: '0' }, scenarios: ['json', 'jwt'], fullOnly: true },
+  { name: 'spikard-all-buffer-0', file: 'spikard-all.ts', label: 'spikard, every feature, server.logger.buffer 0 (writes as soon as the last one finished)', env: { BENCH_LOG_BUFFER: '0' }, scenarios: ['json', 'jwt'], fullOnly: true },
   ...SPIKARD_FEATURES.map((f) => ({ name: `spikard-all -${f}`, file: 'spikard-all.ts', label: `spikard, every feature but ${f}`, env: { BENCH_SPIKARD_OFF: f } }))
 ]
 

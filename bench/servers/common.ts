@@ -70,17 +70,25 @@ export function streamSource (total = STREAM_BYTES): Readable {
 }
 
 /**
- * The log file of a server and a destination writing to it: pino.destination, which is
- * what Fastify's `logger: { file }` uses (SonicBoom, one synchronous write per line), so every
- * logging server writes through the same kind of sink. The harness reads the file's size
- * (log bytes per request) and truncates it between runs.
+ * The log file of a server. The harness reads its size (log bytes per request) and
+ * truncates it between runs.
  */
-export function logDestination (name: string): { path: string, stream: NodeJS.WritableStream } {
+export function logPath (name: string): string {
   const dir = process.env.BENCH_LOG_DIR ?? join(tmpdir(), 'spikard-bench-logs')
   mkdirSync(dir, { recursive: true })
   // The harness names each server process (several may run one file, as --ablate does).
   const file = (process.env.BENCH_SERVER_NAME ?? name).replace(/[^A-Za-z0-9._-]+/g, '_')
-  const path = join(dir, `${file}.log`)
+  return join(dir, `${file}.log`)
+}
+
+/**
+ * The log file of a server and a destination writing to it: pino.destination, which is
+ * what Fastify's `logger: { file }` uses (SonicBoom writing in the background, a write as
+ * soon as the previous one has finished), so the logging servers write through the same
+ * kind of sink as spikard's default.
+ */
+export function logDestination (name: string): { path: string, stream: NodeJS.WritableStream } {
+  const path = logPath(name)
   return { path, stream: pino.destination(path) as unknown as NodeJS.WritableStream }
 }
 

@@ -12,7 +12,7 @@
  */
 import type { FastifyInstance, RouteShorthandOptions } from 'fastify'
 import { createServer, type CreateServerConfig } from '../../src/index.js'
-import { HOST, JWT, logDestination, serve } from './common.js'
+import { HOST, JWT, logPath, serve } from './common.js'
 import { benchRoutes } from './fastify-routes.js'
 
 /** The auth options (issue 4's contract): HS256 with the bench secret, issuer and audience checked. */
@@ -27,9 +27,9 @@ const OPTIONAL = ['auth', 'rateLimit'] as const
 
 await serve(async () => {
   // The log file is spikard's own (`server.logger.file`), written through a 16 KiB buffer
-  // (`server.logger.buffer`): one write per ~60 access lines instead of one per line.
-  // BENCH_LOG_BUFFER=0 measures the synchronous default.
-  const { path: log } = logDestination('spikard-all')
+  // (`server.logger.buffer`): one write per ~60 access lines. BENCH_LOG_BUFFER=0 measures
+  // the default (a write as soon as the previous one has finished).
+  const log = logPath('spikard-all')
   const config: Record<string, unknown> = {
     server: { logger: { level: 'info', file: log, buffer: Number(process.env.BENCH_LOG_BUFFER ?? 16 * 1024) } },
     requestId: true,

@@ -42,9 +42,6 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
   // it an onSend array of its own (the library pushes onto the one it finds, which may be
   // shared between routes).
   app.addHook('onRoute', (route) => {
-    // Request bodies are the bodyLimit feature's to decode (with the limit on the decoded
-    // size): without this, the library adds a preParsing hook of its own to every route.
-    route.decompress ??= false
     if (route.compress === false) return
     const where = `route ${[route.method].flat().join(',')} ${route.url}`
     const settings = route.compress === undefined ? global : routeSettings(global, route.compress, where)
