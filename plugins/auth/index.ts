@@ -13,9 +13,10 @@
  * See jwt.ts (tokens), keys.ts (keys), jwks.ts (JWKS), api-key.ts and route.ts (config.auth).
  */
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyRequest, onRequestHookHandler, RouteOptions } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify'
 import type { UserType } from '@fastify/jwt'
 import { errors, SpikardConfigError } from '../../src/errors.js'
+import { prepend, type OnRequest } from '../../src/route-hooks.js'
 import { resolveAuthOptions, type AuthOptions } from './options.js'
 import { JwtVerifier, REFUSALS, type Outcome, type Refusal, type JwtIdentity } from './jwt.js'
 import { ApiKeys, type ApiKeyIdentity, type ApiKeyRefusal } from './api-key.js'
@@ -54,8 +55,6 @@ declare module 'fastify' {
   }
 }
 
-type HookOf<T> = T extends Array<infer H> ? H : Exclude<T, undefined>
-
 const NOT_BEARER = 'The Authorization header is not a Bearer token'
 const SENT_TWICE = 'The request has more than one Authorization header'
 
@@ -86,8 +85,7 @@ async function spikardAuth (app: FastifyInstance, options: AuthOptions): Promise
   app.addHook('onRoute', (route) => {
     const policy = routePolicy(route.config?.auth, configured, `${[route.method].flat().join(',')} ${route.url}`)
     if (policy === null) return
-    const hook = authenticate(policy, jwt, apiKeys) as HookOf<RouteOptions['onRequest']>
-    route.onRequest = route.onRequest === undefined ? [hook] : [hook, ...[route.onRequest].flat()]
+    route.onRequest = prepend(route.onRequest, authenticate(policy, jwt, apiKeys) as OnRequest)
   })
 
   const jwks = jwt?.jwks

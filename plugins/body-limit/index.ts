@@ -20,6 +20,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, preParsingHookHandler } from 'fastify'
 import { errors } from '../../src/errors.js'
+import { prepend, type PreParsing } from '../../src/route-hooks.js'
 import { resolveBodyLimitOptions, type BodyLimitOptions } from './options.js'
 import { acceptedCodings, DecodedBody } from './decode.js'
 
@@ -55,7 +56,7 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
     route.bodyLimit ??= max
     // Fastify reads no body for GET and HEAD: no hook to run on them.
     if ([route.method].flat().every((m) => m === 'GET' || m === 'HEAD')) return
-    route.preParsing = [decoding, ...[route.preParsing ?? []].flat()]
+    route.preParsing = prepend(route.preParsing, decoding as PreParsing)
   })
 }
 

@@ -32,7 +32,8 @@ import { resolveRateLimitOptions, RouteRateLimitSchema, type RateLimitOptions, t
 import { addressKeyer, AllowList } from './keys.js'
 import { createLimit, Shared, type Limit } from './limiter.js'
 import { memoryStores, Outage, redisStores } from './store.js'
-import { append, limitNotFound, prepend, refuseEarlyRoutes, type OnRequest, type PreParsing } from './routes.js'
+import { limitNotFound, refuseEarlyRoutes } from './routes.js'
+import { append, prepend, type OnRequest, type PreParsing } from '../../src/route-hooks.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -12,7 +12,7 @@ import { errors } from '../../src/errors.js'
 import type { KeyBy, ResolvedRateLimitOptions } from './options.js'
 import { clientAddress, keyer, type AllowList } from './keys.js'
 import type { Outage, Store } from './store.js'
-import type { OnRequest, PreParsing } from './routes.js'
+import type { OnRequest, PreParsing } from '../../src/route-hooks.js'
 
 /** What every limit of one app shares. */
 export class Shared {

@@ -7,20 +7,8 @@
  */
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import { SpikardConfigError } from '../../src/errors.js'
+import { append, type OnRequest, type PreParsing } from '../../src/route-hooks.js'
 
-/** One hook of a route's hook option (which is one hook, a list, or absent). */
-type HookOf<T> = T extends Array<infer H> ? H : Exclude<T, undefined>
-
-export function append<H> (hooks: H | H[] | undefined, hook: H): H[] {
-  return hooks === undefined ? [hook] : Array.isArray(hooks) ? [...hooks, hook] : [hooks, hook]
-}
-
-export function prepend<H> (hooks: H | H[] | undefined, hook: H): H[] {
-  return hooks === undefined ? [hook] : Array.isArray(hooks) ? [hook, ...hooks] : [hook, hooks]
-}
-
-export type OnRequest = HookOf<RouteOptions['onRequest']>
-export type PreParsing = HookOf<RouteOptions['preParsing']>
 
 /** A route entry as `printRoutes()` lists it: `├── users/ (GET, HEAD) {"version":"1.0.0"}`. */
 const ROUTE_LINE = /^([│ ]*)(?:[├└]── )?(.*?) \(([A-Z][A-Z-]*(?:, [A-Z][A-Z-]*)*)\)(?: \{.*\})?$/

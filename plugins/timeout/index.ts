@@ -1,9 +1,10 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { resolveTimeoutOptions, type TimeoutOptions } from './options.js'
 import { serverTimeouts } from './server-timeouts.js'
 import { Deadlines, type Deadline } from './deadlines.js'
 import { errors, SpikardConfigError } from '../../src/errors.js'
+import { append, prepend, type OnError, type OnRequest, type OnSend } from '../../src/route-hooks.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -26,9 +27,6 @@ const timedRoutes = new WeakMap<object, number>()
 export function handlerTimeoutOf (route: object): number | undefined {
   return timedRoutes.get(route)
 }
-
-/** One hook of a route's hook option (which is one hook, a list, or absent). */
-type HookOf<T> = T extends Array<infer H> ? H : Exclude<T, undefined>
 
 type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<TimedRequest> | null }
 
@@ -110,7 +108,7 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
       // Your instance's own default, with timeout.handler 0: every route is on Fastify's
       // timer (its default or the route's value); its late results are dropped too.
       route.handler = dropLateResults(route.handler)
-      route.onError = append(route.onError, silenceLateSends as HookOf<RouteOptions['onError']>)
+      route.onError = append(route.onError, silenceLateSends as OnError)
       return
     }
     const ms = route.handlerTimeout ?? handler
@@ -140,9 +138,9 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
       }
       done(null, payload)
     }
-    route.onRequest = [start as HookOf<RouteOptions['onRequest']>, ...[route.onRequest ?? []].flat()]
+    route.onRequest = prepend(route.onRequest, start as OnRequest)
     route.handler = dropLateResults(route.handler)
-    route.onSend = append(route.onSend, stop as HookOf<RouteOptions['onSend']>)
+    route.onSend = append(route.onSend, stop as OnSend)
   })
 }
 
@@ -172,10 +170,6 @@ class TimedRequest {
     void this.signal
     this.#controller?.abort(reason)
   }
-}
-
-function append<H> (hooks: H | H[] | undefined, hook: H): H[] {
-  return hooks === undefined ? [hook] : Array.isArray(hooks) ? [...hooks, hook] : [hooks, hook]
 }
 
 /**
