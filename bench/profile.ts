@@ -6,7 +6,7 @@
  * exit), and reads the profile back, keeping only the samples taken during the measured
  * load. Prints, per server, the self time per request by owner (node internals, each
  * package, each spikard file) and the top functions by self time; then, against the
- * first server listed after the others (fastify by default), where the extra
+ * last server named (fastify by default), where the extra
  * microseconds per request go. Profiles stay in bench/.build/profiles/ for Chrome DevTools
  * or speedscope. `--callers NAME` (repeatable) also prints the stacks that lead to the
  * functions named NAME (e.g. `--callers nextTick --callers createAbortSignal`).
@@ -145,7 +145,8 @@ async function profileServer (name: string, token: string): Promise<Analysis> {
     file: def.file,
     tsx: def.tsx,
     nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', args.interval as string],
-    env: { NODE_ENV: 'production' }
+    // The server's own settings (the variants of spikard-all), and its log next to its profile.
+    env: { NODE_ENV: 'production', BENCH_LOG_DIR: dir, BENCH_SERVER_NAME: name, ...def.env }
   })
   const s = scenario as (typeof SCENARIOS)[number]
   const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'accept-encoding': 'gzip, deflate, br', ...(s.method === 'POST' ? { 'content-type': 'application/json' } : {}) }
