@@ -26,6 +26,7 @@ import timeout from '../plugins/timeout/index.js'
 import compression from '../plugins/compression/index.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from '../plugins/shutdown/lifecycle.js'
 import { defaultShutdownOptions } from '../plugins/shutdown/options.js'
+import { flushLog } from './flush-log.js'
 
 declare module '@fastify/request-context' {
   interface RequestContextData {
@@ -76,7 +77,7 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   app.decorate('spikard', state)
   // The first onClose hook runs last: what a buffered log destination (`server.logger.buffer`)
   // still holds is written out after every other hook's last line.
-  app.addHook('onClose', (instance, done) => { flushLog(instance.log, done) })
+  app.addHook('onClose', async (instance) => { await flushLog(instance.log) })
   app.addHook('onRoute', (route) => {
     // A route asking for auth or its own rate limit while that feature is off would
     // otherwise be silently public or unlimited.
@@ -103,13 +104,6 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   if (resolved.bodyLimit !== false) await app.register(bodyLimit, resolved.bodyLimit)
   if (resolved.timeout !== false) await app.register(timeout, resolved.timeout)
   if (resolved.compression !== false) await app.register(compression, resolved.compression)
-}
-
-/** Writes out what a buffered log destination holds (pino's `flush`; a no-op for other streams). */
-function flushLog (log: FastifyBaseLogger, done: () => void): void {
-  const flush = (log as { flush?: (cb: (error?: Error) => void) => void }).flush
-  if (typeof flush !== 'function') return done()
-  flush.call(log, () => done())
 }
 
 export default fp(spikard, { name: 'spikard', fastify: '5.x' })

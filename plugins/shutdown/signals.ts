@@ -6,6 +6,7 @@
  */
 import closeWithGrace from 'close-with-grace'
 import type { FastifyBaseLogger } from 'fastify'
+import { flushLog } from '../../src/flush-log.js'
 
 /**
  * close-with-grace listens to every terminating signal and to 'beforeExit' unless told
@@ -65,11 +66,6 @@ export function exitOnSignals ({ log, timeout, close, pending }: ExitOnSignalsOp
  * stdout it returns at once, so a few event-loop turns let the write in progress finish.
  */
 async function flush (log: FastifyBaseLogger): Promise<void> {
-  const logger = log as FastifyBaseLogger & { flush?: (callback: () => void) => void }
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, 500)
-    if (typeof logger.flush !== 'function') return resolve()
-    logger.flush(() => { clearTimeout(timer); resolve() })
-  })
+  await flushLog(log)
   await new Promise((resolve) => setTimeout(resolve, 25))
 }
