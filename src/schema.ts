@@ -32,13 +32,25 @@ export function parseSize (value: number | string): number {
   return Math.floor(Number(m[1]) * UNITS_BYTES[m[2].toLowerCase()])
 }
 
-/** A duration option: milliseconds, or a string such as `500ms`, `30s`, `1m`. Decodes to ms. */
-export const Duration = (options: { description: string, default?: number | string }) =>
+/**
+ * A duration option: milliseconds, or a string such as `500ms`, `30s`, `1m`. Decodes to ms.
+ * `minimum` (ms) is shown to users as `minimumText` (`1s`).
+ */
+export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, ...options }: { description: string, default?: number | string, minimum?: number, minimumText?: string }) =>
   Type.Transform(Type.Union([
-    Type.Integer({ minimum: 0 }),
+    Type.Integer({ minimum }),
     Type.String({ pattern: DURATION.source })
-  ], { ...options, expected: 'a duration (milliseconds, or a string such as "500ms", "30s", "1m")' }))
-    .Decode(parseDuration)
+  ], {
+    ...options,
+    expected: minimum > 0
+      ? `a duration of at least ${minimumText} (milliseconds, or a string such as "30s", "1m", "1h")`
+      : 'a duration (milliseconds, or a string such as "500ms", "30s", "1m")'
+  }))
+    .Decode((value) => {
+      const ms = parseDuration(value)
+      if (ms < minimum) throw new RangeError(`expected at least ${minimum} ms, found ${ms}`)
+      return ms
+    })
     .Encode((ms) => ms)
 
 /** A size option: bytes, or a string such as `512kb`, `1mb`. Decodes to bytes. */

@@ -6,31 +6,16 @@
  */
 import { isIP } from 'node:net'
 import { Type, type Static } from '@sinclair/typebox'
-import { optionsResolver, parseDuration, type Defaulted } from '../../src/schema.js'
+import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
 
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/i
 /** An HTTP token (RFC 9110 §5.6.2): what a header or cookie name is made of. */
 const TOKEN = "[A-Za-z0-9!#$%&'*+.^_`|~-]+"
 
 /** `ip`, `identity`, `header:<name>` or `cookie:<name>`. */
 export type KeyBy = 'ip' | 'identity' | `header:${string}` | `cookie:${string}`
 
-/** A duration of at least `min` ms: milliseconds, or a string such as `30s`, `1m`. Decodes to ms. */
-function MinDuration (min: number, minText: string, options: { description: string, default?: string }) {
-  return Type.Transform(Type.Union([
-    Type.Integer({ minimum: min }),
-    Type.String({ pattern: DURATION.source })
-  ], { ...options, expected: `a duration of at least ${minText} (milliseconds, or a string such as "30s", "1m", "1h")` }))
-    .Decode((value) => {
-      const ms = parseDuration(value)
-      if (ms < min) throw new RangeError(`expected at least ${min} ms, found ${ms}`)
-      return ms
-    })
-    .Encode((ms) => ms)
-}
-
 const max = (description: string, fallback?: number) => Type.Integer({ minimum: 0, description, ...(fallback === undefined ? {} : { default: fallback }) })
-const timeWindow = (description: string, fallback?: string) => MinDuration(1000, '1s', { description, ...(fallback === undefined ? {} : { default: fallback }) })
+const timeWindow = (description: string, fallback?: string) => Duration({ minimum: 1000, minimumText: '1s', description, ...(fallback === undefined ? {} : { default: fallback }) })
 const keyBy = (description: string, fallback?: KeyBy) => Type.Unsafe<KeyBy>(Type.String({
   pattern: `^(ip|identity|header:${TOKEN}|cookie:${TOKEN})$`,
   expected: '"ip", "identity", "header:<name>" or "cookie:<name>"',
@@ -89,7 +74,9 @@ export const RateLimitOptionsSchema = Type.Object({
     default: 'spikard:rate-limit:',
     description: 'Prefix of every Redis key the counts are kept under. Services sharing one Redis count apart only with distinct prefixes (or databases).'
   })),
-  redisTimeout: Type.Optional(MinDuration(1, '1ms', {
+  redisTimeout: Type.Optional(Duration({
+    minimum: 1,
+    minimumText: '1ms',
     default: '500ms',
     description: 'Longest a request waits for Redis before `onStoreError` applies. Commands fail at once while Redis is unreachable.'
   })),
