@@ -3,21 +3,21 @@
  * routes module) to a Fastify instance ready to listen. The CLI and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import { existsSync, openSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { STATUS_CODES, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import pino from 'pino'
 import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyHttpOptions } from 'fastify'
 import spikard from './spikard.js'
 import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError, type SpikardErrorCode } from './errors.js'
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
-import { resolveConfig, type ServerOptions, type SpikardConfig } from './config/schema.js'
+import { resolveConfig, type SpikardConfig } from './config/schema.js'
 import { DEFAULT_SECRET_HEADERS } from '../plugins/logging/redact.js'
 import { apiKeyCarriers } from '../plugins/auth/options.js'
 import { timeoutFactoryOptions } from '../plugins/timeout/server-timeouts.js'
 import { features, type FeatureName } from './options.js'
+import { logDestination } from './log-destination.js'
 
 type RoutesPlugin = FastifyPluginAsync | FastifyPluginCallback
 
@@ -40,7 +40,7 @@ export interface CreateServerOptions {
  */
 export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: NodeJS.WritableStream, baseDir = process.cwd()): FastifyHttpOptions<Server> {
   const { server, requestId, logging, bodyLimit, auth, timeout } = resolveConfig(config)
-  if (logStream === undefined && !server.logger.pretty) logStream = logDestination(server.logger, baseDir)
+  const stream = logStream ?? (server.logger.pretty ? undefined : logDestination(server.logger, baseDir))
   const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
   return {
     logger: {
@@ -51,7 +51,7 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
           .flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
         censor: '[REDACTED]'
       },
-      ...(logStream === undefined ? {} : { stream: logStream }),
+      ...(stream === undefined ? {} : { stream }),
       ...(server.logger.pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {})
     },
     logController: new LogController({ disableRequestLogging: true }),
@@ -94,28 +94,6 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
         `${idHeader === undefined ? '' : `${idHeader}: ${id}\r\n`}Connection: close\r\n\r\n${body}`)
     }
   }
-}
-
-/**
- * Where log lines go when `server.logger` names a file or a buffer (else undefined: pino's
- * own stdout destination). Written in the background as pino's own destinations are; the
- * buffer only sets how much gathers before a write. The file is opened here, so a path that
- * cannot be written fails the start; what is not written yet is flushed by pino when the
- * process exits and by the spikard plugin when the server closes.
- */
-function logDestination ({ file, buffer }: ServerOptions['logger'], baseDir: string): NodeJS.WritableStream | undefined {
-  if (file === undefined && buffer === 0) return undefined
-  let fd = 1
-  if (file !== undefined) {
-    const path = resolve(baseDir, file)
-    try {
-      fd = openSync(path, 'a')
-    } catch (error) {
-      throw new SpikardConfigError([`server.logger.file: cannot open ${path} for writing (${(error as NodeJS.ErrnoException).code ?? 'error'})`], 'config')
-    }
-  }
-  // sonic-boom wants its buffer smaller than the largest single write.
-  return pino.destination({ fd, sync: false, minLength: buffer, maxWrite: Math.max(16 * 1024, 2 * buffer) }) as unknown as NodeJS.WritableStream
 }
 
 export async function createServer (config: CreateServerConfig = {}, options: CreateServerOptions = {}): Promise<FastifyInstance> {

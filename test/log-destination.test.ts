@@ -1,0 +1,62 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { LOG_BUFFER_MAX_DELAY_MS, logDestination } from '../src/log-destination.js'
+
+const TSX = import.meta.resolve('tsx')
+const INDEX = new URL('../src/index.ts', import.meta.url).href
+
+function tempFile (t: { after: (fn: () => void) => void }): string {
+  const d = mkdtempSync(join(tmpdir(), 'spikard-log-'))
+  t.after(() => rmSync(d, { recursive: true, force: true }))
+  return join(d, 'app.log')
+}
+
+const read = (file: string): string[] => readFileSync(file, 'utf8').split('\n').filter((l) => l !== '')
+
+test('server.logger.buffer: lines are held until the buffer fills, then written in order, whole', async (t) => {
+  const file = tempFile(t)
+  const dest = logDestination({ level: 'info', pretty: false, file, buffer: 1000 }, '/') as { write: (s: string) => void, flush: (cb: () => void) => void }
+  // Multi-byte characters: the buffer counts characters, never splits one.
+  const line = (i: number): string => `{"n":${i},"s":"é€😀${'x'.repeat(80)}"}\n`
+  for (let i = 0; i < 9; i++) dest.write(line(i))
+  assert.deepEqual(read(file), [], 'under 1000 characters: nothing written yet')
+  for (let i = 9; i < 100; i++) dest.write(line(i))
+  await new Promise<void>((resolve) => { dest.flush(resolve) })
+  assert.deepEqual(read(file), Array.from({ length: 100 }, (_, i) => line(i).trimEnd()))
+})
+
+test(`server.logger.buffer: a line waits at most ${LOG_BUFFER_MAX_DELAY_MS} ms for the buffer to fill`, async (t) => {
+  const file = tempFile(t)
+  const dest = logDestination({ level: 'info', pretty: false, file, buffer: 64 * 1024 }, '/') as { write: (s: string) => void }
+  dest.write('{"msg":"alone"}\n')
+  let lines: string[] = []
+  for (let waited = 0; waited < 10 * LOG_BUFFER_MAX_DELAY_MS && lines.length === 0; waited += 50) {
+    await sleep(50)
+    lines = read(file)
+  }
+  assert.deepEqual(lines, ['{"msg":"alone"}'])
+})
+
+test('server.logger.buffer: what is still buffered is written when the process exits without closing the server', async (t) => {
+  const file = tempFile(t)
+  // The child serves three requests and exits at once: no app.close(), so only the exit hook can write the lines.
+  const script = `
+    const { createServer } = await import(${JSON.stringify(INDEX)})
+    const app = await createServer({
+      server: { logger: { file: ${JSON.stringify(file)}, buffer: '64kb' } },
+      logging: true,
+      app: async (a) => { a.get('/ok', async () => ({ ok: true })) }
+    })
+    for (let i = 0; i < 3; i++) await app.inject('/ok')
+    process.exit(0)
+  `
+  await promisify(execFile)(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], { timeout: 30_000 })
+  const lines = read(file).map((l) => JSON.parse(l) as { msg: string, path?: string })
+  assert.equal(lines.filter((l) => l.msg === 'request completed' && l.path === '/ok').length, 3)
+})
