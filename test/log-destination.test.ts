@@ -19,17 +19,23 @@ function tempFile (t: { after: (fn: () => void) => void }): string {
 
 const read = (file: string): string[] => readFileSync(file, 'utf8').split('\n').filter((l) => l !== '')
 
-test('server.logger.buffer: lines are held until the buffer fills, then written in order, whole', async (t) => {
-  const file = tempFile(t)
-  const dest = logDestination({ level: 'info', pretty: false, file, buffer: 1000 }, '/') as { write: (s: string) => void, flush: (cb: () => void) => void }
-  // Multi-byte characters: the buffer counts characters, never splits one.
-  const line = (i: number): string => `{"n":${i},"s":"é€😀${'x'.repeat(80)}"}\n`
-  for (let i = 0; i < 9; i++) dest.write(line(i))
-  assert.deepEqual(read(file), [], 'under 1000 characters: nothing written yet')
-  for (let i = 9; i < 100; i++) dest.write(line(i))
-  await new Promise<void>((resolve) => { dest.flush(resolve) })
-  assert.deepEqual(read(file), Array.from({ length: 100 }, (_, i) => line(i).trimEnd()))
-})
+for (const buffer of [0, 1000]) {
+  test(`server.logger.buffer ${buffer}: every line is written, in order, whole`, async (t) => {
+    const file = tempFile(t)
+    const dest = logDestination({ level: 'info', pretty: false, file, buffer }, '/') as { write: (s: string) => void, flush: (cb: () => void) => void }
+    // Multi-byte characters: the buffer counts characters, never splits one.
+    const line = (i: number): string => `{"n":${i},"s":"é€😀${'x'.repeat(80)}"}\n`
+    for (let i = 0; i < 9; i++) dest.write(line(i))
+    if (buffer > 0) assert.deepEqual(read(file), [], 'under 1000 characters: nothing written yet')
+    for (let i = 9; i < 100; i++) {
+      dest.write(line(i))
+      // Some lines arrive while a write is under way.
+      if (i % 10 === 0) await sleep(1)
+    }
+    await new Promise<void>((resolve) => { dest.flush(resolve) })
+    assert.deepEqual(read(file), Array.from({ length: 100 }, (_, i) => line(i).trimEnd()))
+  })
+}
 
 test(`server.logger.buffer: a line waits at most ${LOG_BUFFER_MAX_DELAY_MS} ms for the buffer to fill`, async (t) => {
   const file = tempFile(t)
