@@ -22,21 +22,24 @@ type SonicBoom = ReturnType<typeof pino.destination>
  * (bench/RESULTS.md). Here a line costs an array push.
  */
 class LineBuffer {
-  sink!: SonicBoom
+  readonly #size: number
+  readonly #sink: SonicBoom
   #lines: string[] = []
   #length = 0
   #timer: NodeJS.Timeout | undefined
 
-  constructor (readonly size: number) {
-    // Registered before the sink (created after), so at exit this runs before pino's own
-    // hook ends the sink: the gathered lines go out first, in order.
+  constructor (size: number, sink: () => SonicBoom) {
+    this.#size = size
+    // Registered before the sink is created, so at exit this runs before pino's own hook
+    // ends the sink: the gathered lines go out first, in order.
     register(this, (buffer) => { buffer.flushSync() })
+    this.#sink = sink()
   }
 
   write (line: string): boolean {
     this.#lines.push(line)
     this.#length += line.length
-    if (this.#length >= this.size) this.#handOver()
+    if (this.#length >= this.#size) this.#handOver()
     else if (this.#timer === undefined) this.#timer = setTimeout(() => { this.#handOver() }, LOG_BUFFER_MAX_DELAY_MS).unref()
     return true
   }
@@ -48,18 +51,18 @@ class LineBuffer {
     const text = this.#lines.join('')
     this.#lines = []
     this.#length = 0
-    this.sink.write(text)
+    this.#sink.write(text)
   }
 
   /** pino's `logger.flush(cb)`: calls back once everything gathered so far is written. */
   flush (callback: (error?: Error) => void): void {
     this.#handOver()
-    this.sink.flush(callback)
+    this.#sink.flush(callback)
   }
 
   flushSync (): void {
     this.#handOver()
-    this.sink.flushSync()
+    this.#sink.flushSync()
   }
 }
 
@@ -83,7 +86,5 @@ export function logDestination ({ file, buffer }: ServerOptions['logger'], baseD
   }
   // minLength 1 rather than 0: sonic-boom's flush(cb) then waits for the write under way.
   if (buffer === 0) return pino.destination({ fd, sync: false, minLength: 1 })
-  const lines = new LineBuffer(buffer)
-  lines.sink = pino.destination({ fd, sync: false, minLength: 1, maxWrite: Math.max(16 * 1024, 2 * buffer) })
-  return lines
+  return new LineBuffer(buffer, () => pino.destination({ fd, sync: false, minLength: 1, maxWrite: Math.max(16 * 1024, 2 * buffer) }))
 }
