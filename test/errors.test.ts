@@ -16,6 +16,9 @@ test('every error code has a type slug, a title, a 4xx/5xx status and a construc
     const e = new errors[code as keyof typeof errors]('a', 'b', 'c')
     assert.equal(e.code, code)
     assert.equal(e.statusCode, d.status)
+    // A 4xx is an answer to the client, never logged with a stack: building one costs
+    // about as much as the request itself. A 5xx keeps it for the log.
+    assert.equal(typeof e.stack, d.status >= 500 ? 'string' : 'undefined', `${code} stack`)
   }
 })
 
