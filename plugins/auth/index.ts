@@ -21,6 +21,7 @@ import { resolveAuthOptions, type AuthOptions } from './options.js'
 import { JwtVerifier, REFUSALS, type Outcome, type Refusal, type JwtIdentity } from './jwt.js'
 import { ApiKeys, type ApiKeyIdentity, type ApiKeyRefusal } from './api-key.js'
 import { failedClaim, routePolicy, type RouteAuth, type RoutePolicy } from './route.js'
+import { refuseEarlyRoutes } from '../../src/early-routes.js'
 
 export type { RouteAuth, RouteAuthOptions, AuthScheme, ClaimValue } from './route.js'
 /** A verified token's claims, as the token carries them (frozen). */
@@ -80,6 +81,7 @@ async function spikardAuth (app: FastifyInstance, options: AuthOptions): Promise
   const apiKeys = apiKeyOptions === undefined ? undefined : build(() => new ApiKeys(apiKeyOptions))
   if (problems.length > 0) throw new SpikardConfigError(problems)
   const configured = { jwt: jwtOptions !== undefined, apiKey: apiKeyOptions !== undefined }
+  refuseEarlyRoutes(app, 'auth', 'would be public', 'a public route says so with `config: { auth: false }`')
 
   app.decorateRequest('identity', undefined)
   app.addHook('onRoute', (route) => {

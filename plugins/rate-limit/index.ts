@@ -32,7 +32,8 @@ import { resolveRateLimitOptions, RouteRateLimitSchema, type RateLimitOptions, t
 import { addressKeyer, AllowList } from './keys.js'
 import { createLimit, Shared, type Limit } from './limiter.js'
 import { memoryStores, Outage, redisStores } from './store.js'
-import { limitNotFound, refuseEarlyRoutes } from './routes.js'
+import { limitNotFound } from './routes.js'
+import { refuseEarlyRoutes } from '../../src/early-routes.js'
 import { append, prepend, type OnRequest, type PreParsing } from '../../src/route-hooks.js'
 
 declare module 'fastify' {
@@ -48,7 +49,7 @@ declare module 'fastify' {
 
 async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions): Promise<void> {
   const resolved = resolveRateLimitOptions(options)
-  refuseEarlyRoutes(app, app.spikard.routes)
+  refuseEarlyRoutes(app, 'rateLimit', 'would not be rate limited', 'a route that must not be limited says so with `config: { rateLimit: false }`')
   if (resolved.redis !== undefined && !isUrl(resolved.redis)) {
     // Not shown: a Redis URL may hold a password.
     throw new SpikardConfigError(['rateLimit.redis: expected a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS), found one that does not parse'])

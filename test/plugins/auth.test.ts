@@ -127,6 +127,26 @@ describe('off, on, and configuration refused at startup', () => {
     app.register(spikard, { auth: { jwt: { secret: 'short' } } })
     await assert.rejects(async () => { await app.ready() }, (error: Error) => error instanceof SpikardConfigError && /auth\.jwt\.secret: must be at least 32 bytes/.test(error.message))
   })
+
+  test('a route registered before spikard, which auth would leave public, refuses startup naming it', async (t) => {
+    // The classic: register without await, then a route. Its hooks were fixed before auth existed.
+    const app = Fastify({ logger: false })
+    t.after(() => app.close())
+    app.register(spikard, { auth: { jwt: { secret: SECRET } } })
+    app.get('/early', async () => 'secret data')
+    await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+      assert.ok(error instanceof SpikardConfigError)
+      assert.deepEqual(error.problems, ['auth: a route was registered before spikard and would be public: GET /early. ' +
+        'Register spikard first, with await (`await app.register(spikard, options)`), then the routes; a public route says so with `config: { auth: false }`.'])
+      return true
+    })
+    // Registered after spikard (awaited), the same route asks for a token.
+    const after = Fastify({ logger: false })
+    t.after(() => after.close())
+    await after.register(spikard, { auth: { jwt: { secret: SECRET } } })
+    after.get('/late', async () => 'secret data')
+    assert.equal((await after.inject('/late')).statusCode, 401)
+  })
 })
 
 describe('routes', () => {
