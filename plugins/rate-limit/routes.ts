@@ -5,7 +5,7 @@
  * handler's context is given the global limit once Fastify has built it (routes registered
  * before spikard, which nothing can reach any more, refuse startup: src/early-routes.ts).
  */
-import type { FastifyInstance, RouteOptions } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { append, type OnRequest, type PreParsing } from '../../src/route-hooks.js'
 
 /** Description of the symbol under which Fastify keeps an instance's not-found context (lib/symbols.js). */
