@@ -1,19 +1,30 @@
 import { openSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { register } from 'on-exit-leak-free'
-import pino from 'pino'
+import type pino from 'pino'
+import sonicBoom, { type SonicBoom, type SonicBoomOpts } from 'sonic-boom'
 import { SpikardConfigError } from './errors.js'
 import type { ServerOptions } from './config/schema.js'
+
+// sonic-boom is CommonJS (`module.exports = SonicBoom`); its types describe ES exports, so
+// TypeScript sees the default import as the module object, which it is not at run time.
+const SonicBoomClass = sonicBoom as unknown as new (options: SonicBoomOpts) => SonicBoom
 
 /** The longest a line waits in `server.logger.buffer` for the buffer to fill. */
 export const LOG_BUFFER_MAX_DELAY_MS = 1000
 
-type SonicBoom = ReturnType<typeof pino.destination>
+/** What a destination holds at most while its writes fail or lag; past it, new lines are dropped. */
+export const LOG_MAX_PENDING = 16 * 1024 * 1024
+
+/** A destination as pino uses it, and as the exit hook flushes it. */
+interface Destination extends pino.DestinationStream {
+  flush: (callback: (error?: Error) => void) => void
+  flushSync: () => void
+}
 
 /**
  * Lines gathered until `size` characters (at least as many bytes) or
- * LOG_BUFFER_MAX_DELAY_MS, then handed to sonic-boom as one string. sonic-boom still does
- * the writing (in the background, partial writes, EAGAIN, EPIPE, the flush at exit).
+ * LOG_BUFFER_MAX_DELAY_MS, then handed to sonic-boom as one string.
  *
  * Why not sonic-boom's own `minLength`: its write() measures the byte length of
  * everything it holds on every call (Buffer.byteLength of a string that grows by one line
@@ -21,19 +32,16 @@ type SonicBoom = ReturnType<typeof pino.destination>
  * per line: 3.4 µs of the ~66 µs per request in the bench profile of spikard-all
  * (bench/RESULTS.md). Here a line costs an array push.
  */
-class LineBuffer {
+class LineBuffer implements Destination {
   readonly #size: number
   readonly #sink: SonicBoom
   #lines: string[] = []
   #length = 0
   #timer: NodeJS.Timeout | undefined
 
-  constructor (size: number, sink: () => SonicBoom) {
+  constructor (size: number, sink: SonicBoom) {
     this.#size = size
-    // Registered before the sink is created, so at exit this runs before pino's own hook
-    // ends the sink: the gathered lines go out first, in order.
-    register(this, (buffer) => { buffer.flushSync() })
-    this.#sink = sink()
+    this.#sink = sink
   }
 
   write (line: string): boolean {
@@ -67,24 +75,75 @@ class LineBuffer {
 }
 
 /**
- * Where log lines go when `server.logger` names a file or a buffer (else undefined: pino's
- * own stdout destination). Written in the background as pino's own destinations are; the
- * buffer only sets how much gathers before a write. The file is opened here, so a path that
- * cannot be written fails the start; what is not written yet is flushed when the process
- * exits and by the spikard plugin when the server closes.
+ * sonic-boom writing to `fd` in the background (partial writes, EAGAIN), made safe to fail.
+ * Left alone, a failed write (a full disk: ENOSPC, EIO) is an 'error' event nothing
+ * handles, and the process dies of its logs. Here the server goes on: sonic-boom keeps the
+ * lines and tries them again with the next ones, up to LOG_MAX_PENDING, and stderr says
+ * once when writes start failing, once when lines are dropped, and once when writes succeed
+ * again. A reader that went away (EPIPE, stdout piped into a process that exited) ends
+ * the logging quietly, as pino does.
+ *
+ * sonic-boom 5 rather than the 4 pino.destination() builds: 4's flushSync retries a failed
+ * write forever, so a process exiting with its log disk full never exits.
  */
-export function logDestination ({ file, buffer }: ServerOptions['logger'], baseDir: string): pino.DestinationStream | undefined {
-  if (file === undefined && buffer === 0) return undefined
+function backgroundWriter (fd: number, where: string, maxWrite?: number): SonicBoom {
+  // minLength 1 rather than 0: flush(cb) then waits for the write under way.
+  const sink = new SonicBoomClass({ fd, sync: false, minLength: 1, maxLength: LOG_MAX_PENDING, ...(maxWrite === undefined ? {} : { maxWrite }) })
+  const mib = LOG_MAX_PENDING / 1024 / 1024
+  const say = (text: string): void => { process.stderr.write(`spikard: ${text}\n`) }
+  let failing = false
+  let dropping = false
+  sink.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') {
+      sink.write = () => true
+      sink.flush = (callback?: (error?: Error) => unknown) => { callback?.() }
+      sink.flushSync = () => {}
+      return
+    }
+    if (failing) return
+    failing = true
+    say(`log lines cannot be written to ${where} (${error.code ?? error.message}); the server goes on, and the lines are tried again with the next ones (at most ${mib} MiB are kept)`)
+  })
+  sink.on('drop', () => {
+    if (dropping) return
+    dropping = true
+    say(`log lines for ${where} are being dropped: ${mib} MiB are waiting to be written`)
+  })
+  sink.on('write', () => {
+    if (!failing && !dropping) return
+    failing = dropping = false
+    say(`log lines are written to ${where} again`)
+  })
+  return sink
+}
+
+/**
+ * Where log lines go: `server.logger.file` (opened here, so a path that cannot be written
+ * fails the start) or stdout, written in the background as pino's own destination does,
+ * `server.logger.buffer` setting how much gathers before a write. What is not written yet
+ * is flushed by the spikard plugin when the server closes and here when the process exits.
+ */
+export function logDestination ({ file, buffer }: ServerOptions['logger'], baseDir: string): Destination {
   let fd = 1
+  let where = 'stdout'
   if (file !== undefined) {
-    const path = resolve(baseDir, file)
+    where = resolve(baseDir, file)
     try {
-      fd = openSync(path, 'a')
+      fd = openSync(where, 'a')
     } catch (error) {
-      throw new SpikardConfigError([`server.logger.file: cannot open ${path} for writing (${(error as NodeJS.ErrnoException).code ?? 'error'})`], 'config')
+      throw new SpikardConfigError([`server.logger.file: cannot open ${where} for writing (${(error as NodeJS.ErrnoException).code ?? 'error'})`], 'config')
     }
   }
-  // minLength 1 rather than 0: sonic-boom's flush(cb) then waits for the write under way.
-  if (buffer === 0) return pino.destination({ fd, sync: false, minLength: 1 })
-  return new LineBuffer(buffer, () => pino.destination({ fd, sync: false, minLength: 1, maxWrite: Math.max(16 * 1024, 2 * buffer) }))
+  // sonic-boom wants its buffer smaller than the largest single write.
+  const destination: Destination = buffer === 0
+    ? backgroundWriter(fd, where)
+    : new LineBuffer(buffer, backgroundWriter(fd, where, Math.max(16 * 1024, 2 * buffer)))
+  register(destination, (d) => {
+    try {
+      d.flushSync()
+    } catch (error) {
+      // The failure was reported when it began; at exit there is nothing left to try.
+    }
+  })
+  return destination
 }

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -66,3 +66,31 @@ test('server.logger.buffer: what is still buffered is written when the process e
   const lines = read(file).map((l) => JSON.parse(l) as { msg: string, path?: string })
   assert.equal(lines.filter((l) => l.msg === 'request completed' && l.path === '/ok').length, 3)
 })
+
+for (const buffer of [0, 1024]) {
+  test(`server.logger.buffer ${buffer}: a log file that cannot be written (a full disk) does not take the server down`, { skip: !existsSync('/dev/full') && 'no /dev/full here' }, async () => {
+    // /dev/full answers every write with ENOSPC. The child serves real requests, closes and
+    // exits by itself: a crash, a hang at exit (the last flush) or a 5xx fails the test.
+    const script = `
+      const { createServer } = await import(${JSON.stringify(INDEX)})
+      const app = await createServer({
+        server: { logger: { file: '/dev/full', buffer: ${buffer} } },
+        logging: true,
+        app: async (a) => { a.get('/ok', async () => ({ ok: true })) }
+      })
+      await app.listen({ host: '127.0.0.1', port: 0 })
+      const statuses = []
+      for (let i = 0; i < 20; i++) {
+        const response = await fetch('http://127.0.0.1:' + app.server.address().port + '/ok')
+        await response.text()
+        statuses.push(response.status)
+      }
+      await app.close()
+      console.log(statuses.join(','))
+    `
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], { timeout: 30_000 })
+    assert.equal(stdout.trim(), Array(20).fill(200).join(','))
+    assert.deepEqual(stderr.trim().split('\n'), ['spikard: log lines cannot be written to /dev/full (ENOSPC); the server goes on, ' +
+      'and the lines are tried again with the next ones (at most 16 MiB are kept)'])
+  })
+}
