@@ -22,7 +22,7 @@ const read = (file: string): string[] => readFileSync(file, 'utf8').split('\n').
 for (const buffer of [0, 1000]) {
   test(`server.logger.buffer ${buffer}: every line is written, in order, whole`, async (t) => {
     const file = tempFile(t)
-    const dest = logDestination({ level: 'info', pretty: false, file, buffer }, '/') as { write: (s: string) => void, flush: (cb: () => void) => void }
+    const dest = logDestination({ level: 'info', pretty: false, file, buffer }, '/')
     // Multi-byte characters: the buffer counts characters, never splits one.
     const line = (i: number): string => `{"n":${i},"s":"é€😀${'x'.repeat(80)}"}\n`
     for (let i = 0; i < 9; i++) dest.write(line(i))
@@ -32,14 +32,14 @@ for (const buffer of [0, 1000]) {
       // Some lines arrive while a write is under way.
       if (i % 10 === 0) await sleep(1)
     }
-    await new Promise<void>((resolve) => { dest.flush(resolve) })
+    await new Promise<void>((resolve) => { dest.flush(() => { resolve() }) })
     assert.deepEqual(read(file), Array.from({ length: 100 }, (_, i) => line(i).trimEnd()))
   })
 }
 
 test(`server.logger.buffer: a line waits at most ${LOG_BUFFER_MAX_DELAY_MS} ms for the buffer to fill`, async (t) => {
   const file = tempFile(t)
-  const dest = logDestination({ level: 'info', pretty: false, file, buffer: 64 * 1024 }, '/') as { write: (s: string) => void }
+  const dest = logDestination({ level: 'info', pretty: false, file, buffer: 64 * 1024 }, '/')
   dest.write('{"msg":"alone"}\n')
   let lines: string[] = []
   for (let waited = 0; waited < 10 * LOG_BUFFER_MAX_DELAY_MS && lines.length === 0; waited += 50) {
