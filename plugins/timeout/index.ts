@@ -17,7 +17,7 @@ declare module 'fastify' {
 const FASTIFY_TIMED_OUT = 'FST_ERR_HANDLER_TIMEOUT'
 /** Description of the symbol under which Fastify keeps a request's AbortController (lib/symbols.js). */
 const SIGNAL_SYMBOL = 'fastify.request.signal'
-/** Where a timed request keeps its entry in the deadline list, until its response starts. */
+/** Where a timed request keeps its entry in the deadline list. */
 const kDeadline = Symbol('spikard.timeout.deadline')
 
 /** The handler timeout of each route spikard times (the CLI's TIMEOUT column reads it). */
@@ -71,8 +71,7 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
 
   /** Answers a request whose handler did not start its response in time. */
   function expire (timed: TimedRequest, ms: number): void {
-    const { request, reply } = timed
-    ;(request as WithDeadline)[kDeadline] = null
+    const { reply } = timed
     // Already answered (or hijacked), or the client is gone: nothing to send.
     if (reply.sent || reply.raw.destroyed) return
     const error = Object.assign(new errors.SPK_ERR_HANDLER_TIMEOUT(ms), { statusCode: status })
@@ -131,11 +130,10 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
     // (compression) have shaped the response, and a problem sent after them would go out
     // under their headers (JSON with `Content-Encoding: gzip`).
     const stop = function spikardTimeoutStop (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
+      // Null when an earlier hook answered before the route's own ran; removing an expired
+      // entry does nothing.
       const deadline = (request as WithDeadline)[kDeadline]
-      if (deadline !== null) {
-        deadlines.remove(deadline)
-        ;(request as WithDeadline)[kDeadline] = null
-      }
+      if (deadline !== null) deadlines.remove(deadline)
       done(null, payload)
     }
     route.onRequest = prepend(route.onRequest, start as OnRequest)
