@@ -60,10 +60,7 @@ export const SPIKARD_FEATURES = ['requestId', 'logging', 'shutdown', 'health', '
  * row), measured rather than read off a profile.
  */
 export const ABLATION_SERVERS: ServerDef[] = [
-  { name: 'fastify', file: 'fastify.ts', label: 'bare Fastify' },
-  { name: 'spikard-defaults', file: 'spikard-defaults.ts', label: 'spikard, defaults' },
-  { name: 'spikard-all', file: 'spikard-all.ts', label: 'spikard, every feature' },
-  { name: 'spikard-all-buffer-0', file: 'spikard-all.ts', label: 'spikard, every feature, server.logger.buffer 0 (writes as soon as the last one finished)', env: { BENCH_LOG_BUFFER: '0' }, scenarios: ['json', 'jwt'], fullOnly: true },
+  ...SERVERS.filter((s) => ['fastify', 'spikard-defaults', 'spikard-all', 'spikard-all-buffer-0'].includes(s.name)),
   ...SPIKARD_FEATURES.map((f) => ({ name: `spikard-all -${f}`, file: 'spikard-all.ts', label: `spikard, every feature but ${f}`, env: { BENCH_SPIKARD_OFF: f } }))
 ]
 
