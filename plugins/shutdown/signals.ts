@@ -52,20 +52,12 @@ export function exitOnSignals ({ log, timeout, close, pending }: ExitOnSignalsOp
     }
     const code = finished && err === undefined ? 0 : 1
     log[code === 0 ? 'info' : 'error']({ exitCode: code }, `exiting with code ${code}`)
-    await flush(log)
+    // Written out before process.exit(): spikard's destinations wait for the write under way,
+    // so no line still being written can land after the ones flushed at exit.
+    await flushLog(log)
     // close-with-grace exits 1 after an error or when this callback rejects, 0 otherwise.
     if (code !== 0 && err === undefined) throw new Error('graceful shutdown did not finish')
   })
   return grace.uninstall
 }
 
-/**
- * Gives the log lines written so far a moment to get out before process.exit(): pino writes
- * asynchronously, and a line still being written when the process exits can land after the
- * ones flushed at exit, or not at all. `flush()` waits for a transport (pretty logs); for
- * stdout it returns at once, so a few event-loop turns let the write in progress finish.
- */
-async function flush (log: FastifyBaseLogger): Promise<void> {
-  await flushLog(log)
-  await new Promise((resolve) => setTimeout(resolve, 25))
-}
