@@ -19,10 +19,13 @@ export interface TestApp { app: FastifyInstance, logs: Array<Record<string, any>
  */
 export async function assertOptionsRefused (feature: string, options: unknown, problems: string[]): Promise<void> {
   const where = `${feature}: ${JSON.stringify(options)}`
+  const list = problems.map((p) => `  - ${p}`).join('\n')
   const refused = (error: unknown): true => {
     assert.ok(error instanceof SpikardConfigError, `${where}: ${String(error)}`)
     assert.deepStrictEqual(error.problems, problems, where)
-    for (const problem of problems) assert.ok(error.message.includes(problem), error.message)
+    // The message is the list and nothing else ("config" when the config schema refused it,
+    // "options" when the feature's plugin did).
+    assert.ok([`Invalid spikard config:\n${list}`, `Invalid spikard options:\n${list}`].includes(error.message), error.message)
     return true
   }
   await assert.rejects(createServer({ [feature]: options, server: { logger: { level: 'silent' } } } as CreateServerConfig), refused)

@@ -218,12 +218,21 @@ test('request.signal of a timed route is aborted when the client goes away, not 
       await abortedWith
       return { ok: true }
     })
-    app.get('/quick', async (request) => ({ aborted: request.signal.aborted }))
+    app.get('/quick', async (request, reply) => {
+      // Kept to be read once the response has finished and its connection event has passed.
+      quickSignal = request.signal
+      quickClosed = once(reply.raw, 'close')
+      return { ok: true }
+    })
   })
+  let quickSignal: AbortSignal | undefined
+  let quickClosed: Promise<unknown> | undefined
   t.after(() => app.close())
   const { port } = await listen(app)
   const quick = await fetch(`http://127.0.0.1:${port}/quick`)
-  assert.deepStrictEqual(await quick.json(), { aborted: false })
+  assert.deepStrictEqual(await quick.json(), { ok: true })
+  await withTimeout(quickClosed as Promise<unknown>, 2000, 'response close')
+  assert.equal(quickSignal?.aborted, false, 'a response that finished does not abort its signal')
   const socket = net.connect(port, '127.0.0.1')
   await once(socket, 'connect')
   socket.write('GET /wait HTTP/1.1\r\nHost: localhost\r\n\r\n')
