@@ -1,17 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig, SpikardConfigError, createServer } from '../src/index.js'
-
-function dir (t: { after: (fn: () => void) => void }, files: Record<string, string>): string {
-  const d = mkdtempSync(join(tmpdir(), 'spikard-config-'))
-  t.after(() => rmSync(d, { recursive: true, force: true }))
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(d, name), text)
-  return d
-}
+import { tempDir } from './helpers.js'
 
 function refused (fn: () => unknown): string[] {
   try { fn() } catch (error) {
@@ -22,18 +15,18 @@ function refused (fn: () => unknown): string[] {
 }
 
 test('finds spikard.config.json, .yaml or .yml in the working directory, in that order', (t) => {
-  const yml = dir(t, { 'spikard.config.yml': 'server: { port: 1 }' })
+  const yml = tempDir(t, { 'spikard.config.yml': 'server: { port: 1 }' })
   assert.equal(loadConfig({ cwd: yml }).config.server.port, 1)
-  const both = dir(t, { 'spikard.config.yaml': 'server: { port: 2 }', 'spikard.config.json': '{"server":{"port":3}}' })
+  const both = tempDir(t, { 'spikard.config.yaml': 'server: { port: 2 }', 'spikard.config.json': '{"server":{"port":3}}' })
   const loaded = loadConfig({ cwd: both })
   assert.equal(loaded.config.server.port, 3)
   assert.equal(loaded.file, join(both, 'spikard.config.json'))
-  const none = dir(t, {})
+  const none = tempDir(t, {})
   assert.match(refused(() => loadConfig({ cwd: none }))[0], /no config file found in .* \(looked for spikard\.config\.json, spikard\.config\.yaml, spikard\.config\.yml\)/)
 })
 
 test('substitutes ${VAR} and ${VAR:-default} in every string and coerces to the expected type', (t) => {
-  const d = dir(t, {
+  const d = tempDir(t, {
     'c.yaml': 'server:\n  host: ${HOST:-0.0.0.0}\n  port: ${PORT}\n  logger: { level: "${LEVEL:-warn}" }\nrequestId:\n  header: x-${PREFIX}-id\nlogging: ${LOGGING:-true}\n'
   })
   const { config } = loadConfig({ cwd: d, file: 'c.yaml', env: { PORT: '8123', PREFIX: 'trace', HOST: '' } })
@@ -45,7 +38,7 @@ test('substitutes ${VAR} and ${VAR:-default} in every string and coerces to the 
 })
 
 test('an unset variable without a default names the variable and the key', (t) => {
-  const d = dir(t, { 'spikard.config.yaml': 'server:\n  port: ${PORT}\nrequestId:\n  header: ${H1}\n' })
+  const d = tempDir(t, { 'spikard.config.yaml': 'server:\n  port: ${PORT}\nrequestId:\n  header: ${H1}\n' })
   assert.deepEqual(refused(() => loadConfig({ cwd: d, env: {} })), [
     'server.port: environment variable PORT is not set and has no default (write ${PORT:-default} to give one)',
     'requestId.header: environment variable H1 is not set and has no default (write ${H1:-default} to give one)'
@@ -53,14 +46,14 @@ test('an unset variable without a default names the variable and the key', (t) =
 })
 
 test('a substituted value of the wrong type is refused with what was found', (t) => {
-  const d = dir(t, { 'spikard.config.json': '{"server":{"port":"${PORT}"}}' })
+  const d = tempDir(t, { 'spikard.config.json': '{"server":{"port":"${PORT}"}}' })
   assert.deepEqual(refused(() => loadConfig({ cwd: d, env: { PORT: 'eighty' } })), [
     'server.port: expected an integer >= 0 and <= 65535, found "eighty"'
   ])
 })
 
 test('unparsable files and missing files are refused with the file named', (t) => {
-  const d = dir(t, { 'bad.yaml': 'server: [unclosed', 'bad.json': '{"server": }' })
+  const d = tempDir(t, { 'bad.yaml': 'server: [unclosed', 'bad.json': '{"server": }' })
   assert.match(refused(() => loadConfig({ cwd: d, file: 'bad.yaml' }))[0], /^not valid YAML: /)
   assert.match(refused(() => loadConfig({ cwd: d, file: 'bad.json' }))[0], /^not valid JSON: /)
   assert.match(refused(() => loadConfig({ cwd: d, file: 'nope.yaml' }))[0], /^file not found: .*nope\.yaml$/)
@@ -68,7 +61,7 @@ test('unparsable files and missing files are refused with the file named', (t) =
 })
 
 test('an empty config file means every default', (t) => {
-  const d = dir(t, { 'spikard.config.yaml': '# nothing yet\n' })
+  const d = tempDir(t, { 'spikard.config.yaml': '# nothing yet\n' })
   const { config } = loadConfig({ cwd: d })
   assert.deepEqual(config, {
     server: { host: '127.0.0.1', port: 8000, trustProxy: false, logger: { level: 'info', pretty: false, buffer: 0 } },
@@ -85,7 +78,7 @@ test('an empty config file means every default', (t) => {
 })
 
 test('createServer loads the app module relative to baseDir, JS or TS', async (t) => {
-  const d = dir(t, {
+  const d = tempDir(t, {
     'routes.ts': 'import type { FastifyInstance } from "fastify"\nexport default async function (app: FastifyInstance): Promise<void> { app.get("/ts", async () => ({ lang: "ts" as const })) }\n',
     'routes.mjs': 'export default async function (app) { app.get("/js", async () => ({ lang: "js" })) }\n',
     'nodefault.mjs': 'export const x = 1\n'
@@ -115,7 +108,7 @@ test('server.trustProxy as a hop count trusts that many proxies (Fastify alone w
 })
 
 test('server.logger.file and buffer: lines gathered in the buffer reach the file by the time close() resolves', async (t) => {
-  const d = dir(t, {})
+  const d = tempDir(t, {})
   const app = await createServer({
     server: { logger: { file: 'logs-here.log', buffer: '64kb' } },
     logging: true,
@@ -136,7 +129,7 @@ test('server.logger.file and buffer: lines gathered in the buffer reach the file
 })
 
 test('server.logger.file that cannot be opened, or a malformed buffer, fails at startup naming the key', async (t) => {
-  const d = dir(t, {})
+  const d = tempDir(t, {})
   await assert.rejects(createServer({ server: { logger: { file: 'missing-dir/x.log' } } }, { baseDir: d }),
     (error: unknown) => error instanceof SpikardConfigError && /server\.logger\.file: cannot open .*missing-dir\/x\.log for writing \(ENOENT\)/.test(error.message))
   await assert.rejects(createServer({ server: { logger: { buffer: 'lots' as unknown as number } } }),

@@ -1,5 +1,8 @@
 /** Shared test helpers: build an app with captured log lines, listen on a real socket, match UUIDs. */
 import net from 'node:net'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import type { AddressInfo } from 'node:net'
 import assert from 'node:assert/strict'
@@ -9,6 +12,14 @@ import spikard from '../src/spikard.js'
 import { SpikardConfigError } from '../src/errors.js'
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+
+/** A fresh directory holding `files` (name to text), removed when the test ends. */
+export function tempDir (t: { after: (fn: () => void) => void }, files: Record<string, string> = {}): string {
+  const d = mkdtempSync(join(tmpdir(), 'spikard-test-'))
+  t.after(() => rmSync(d, { recursive: true, force: true }))
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(d, name), text)
+  return d
+}
 
 export interface TestApp { app: FastifyInstance, logs: Array<Record<string, any>> }
 

@@ -1,21 +1,21 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { LOG_BUFFER_MAX_DELAY_MS, logDestination } from '../src/log-destination.js'
+import { tempDir } from './helpers.js'
 
 const TSX = import.meta.resolve('tsx')
 const INDEX = new URL('../src/index.ts', import.meta.url).href
 
-function tempFile (t: { after: (fn: () => void) => void }): string {
-  const d = mkdtempSync(join(tmpdir(), 'spikard-log-'))
-  t.after(() => rmSync(d, { recursive: true, force: true }))
-  return join(d, 'app.log')
-}
+const tempFile = (t: { after: (fn: () => void) => void }): string => join(tempDir(t), 'app.log')
+
+/** Runs `script` (an ES module) in a child process under tsx; rejects on a non-zero exit or after 30 s. */
+const runChild = async (script: string): Promise<{ stdout: string, stderr: string }> =>
+  await promisify(execFile)(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], { timeout: 30_000 })
 
 const read = (file: string): string[] => readFileSync(file, 'utf8').split('\n').filter((l) => l !== '')
 
@@ -23,7 +23,7 @@ for (const buffer of [0, 1000]) {
   test(`server.logger.buffer ${buffer}: every line is written, in order, whole`, async (t) => {
     const file = tempFile(t)
     const dest = logDestination({ level: 'info', pretty: false, file, buffer }, '/')
-    // Multi-byte characters: the buffer counts characters, never splits one.
+    // Multi-byte characters: the buffer counts characters, the file gets every byte.
     const line = (i: number): string => `{"n":${i},"s":"é€😀${'x'.repeat(80)}"}\n`
     for (let i = 0; i < 9; i++) dest.write(line(i))
     if (buffer > 0) assert.deepEqual(read(file), [], 'under 1000 characters: nothing written yet')
@@ -41,6 +41,8 @@ test(`server.logger.buffer: a line waits at most ${LOG_BUFFER_MAX_DELAY_MS} ms f
   const file = tempFile(t)
   const dest = logDestination({ level: 'info', pretty: false, file, buffer: 64 * 1024 }, '/')
   dest.write('{"msg":"alone"}\n')
+  await sleep(50)
+  assert.deepEqual(read(file), [], 'held in the buffer at first')
   let lines: string[] = []
   for (let waited = 0; waited < 10 * LOG_BUFFER_MAX_DELAY_MS && lines.length === 0; waited += 50) {
     await sleep(50)
@@ -62,7 +64,7 @@ test('server.logger.buffer: what is still buffered is written when the process e
     for (let i = 0; i < 3; i++) await app.inject('/ok')
     process.exit(0)
   `
-  await promisify(execFile)(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], { timeout: 30_000 })
+  await runChild(script)
   const lines = read(file).map((l) => JSON.parse(l) as { msg: string, path?: string })
   assert.equal(lines.filter((l) => l.msg === 'request completed' && l.path === '/ok').length, 3)
 })
@@ -88,7 +90,7 @@ for (const buffer of [0, 1024]) {
       await app.close()
       console.log(statuses.join(','))
     `
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], { timeout: 30_000 })
+    const { stdout, stderr } = await runChild(script)
     assert.equal(stdout.trim(), Array(20).fill(200).join(','))
     assert.deepEqual(stderr.trim().split('\n'), ['spikard: log lines cannot be written to /dev/full (ENOSPC); the server goes on, ' +
       'and the lines are tried again with the next ones (at most 16 MiB are kept)'])
