@@ -43,9 +43,10 @@ export function serverTimeouts (options: ResolvedTimeoutOptions, source?: string
 
 /**
  * The Fastify factory options for the timeouts (createServer passes them): the server
- * timeouts (the handler timeout is the plugin's, not Fastify's `handlerTimeout`). `headersTimeout` and the checking interval
- * are http.createServer options only, hence `http`; Fastify sets `requestTimeout` and
- * `keepAliveTimeout` itself after creating the server, hence both places.
+ * timeouts only (the handler timeout is the plugin's, not Fastify's `handlerTimeout`).
+ * `headersTimeout` and the checking interval are http.createServer options only, hence
+ * `http`; Fastify sets `requestTimeout` and `keepAliveTimeout` itself after creating the
+ * server, hence both places.
  */
 export function timeoutFactoryOptions (options: ResolvedTimeoutOptions, source?: string) {
   const { headersTimeout, requestTimeout, keepAliveTimeout, connectionsCheckingInterval } = serverTimeouts(options, source)
