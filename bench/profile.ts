@@ -1,5 +1,5 @@
 /**
- * Where the time goes: `npx tsx bench/profile.ts [server ...] [--scenario json] [--duration 10]`.
+ * Where the time goes: `npx tsx bench/profile.ts [server | name=file ...] [--scenario json] [--duration 10]`.
  *
  * Starts each server (default: spikard-all and fastify) with `node --cpu-prof`, warms it
  * up, loads it with autocannon as bench/run.ts does, stops it (the profile is written at
@@ -38,7 +38,8 @@ const { values: args, positionals } = parseArgs({
   allowPositionals: true
 })
 
-const names = positionals.length > 0 ? positionals : ['spikard-all', 'fastify']
+const servers = positionals.length > 0 ? positionals : ['spikard-all', 'fastify']
+const names = servers.map((s) => s.split('=')[0])
 const scenario = SCENARIOS.find((s) => s.id === args.scenario)
 if (scenario === undefined || scenario.id === 'stream') throw new Error(`--scenario: one of ${SCENARIOS.filter((s) => s.id !== 'stream').map((s) => s.id).join(', ')}`)
 
@@ -134,9 +135,11 @@ function analyze (profile: Profile, from: number, to: number, requests: number):
 
 const perReq = (us: number, a: Analysis): string => (us / a.requests).toFixed(2).padStart(7)
 
-async function profileServer (name: string, token: string): Promise<Analysis> {
-  const def = SERVERS.find((s) => s.name === name)
-  if (def === undefined) throw new Error(`unknown server ${name} (known: ${SERVERS.map((s) => s.name).join(', ')})`)
+async function profileServer (arg: string, token: string): Promise<Analysis> {
+  // `name=file`: a server file of its own (a worktree's spikard-all.ts, to compare two commits).
+  const [name, ownFile] = arg.split('=')
+  const def = ownFile === undefined ? SERVERS.find((s) => s.name === name) : { file: ownFile, tsx: true, env: {} }
+  if (def === undefined) throw new Error(`unknown server ${name} (known: ${SERVERS.map((s) => s.name).join(', ')}; or name=file)`)
   const dir = join(OUT, name)
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
@@ -199,7 +202,7 @@ const token = await new SignJWT({ scope: 'read' })
 
 console.log(`profiling ${names.join(', ')} on ${scenario.title}: ${args.warmup} s warm-up, ${args.duration} s measured, sampling every ${args.interval} µs`)
 const analyses = new Map<string, Analysis>()
-for (const name of names) analyses.set(name, await profileServer(name, token))
+for (const [i, name] of names.entries()) analyses.set(name, await profileServer(servers[i], token))
 
 if (names.length > 1) {
   const baseName = names[names.length - 1]
