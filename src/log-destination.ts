@@ -22,44 +22,61 @@ interface Destination extends pino.DestinationStream {
   flushSync: () => void
 }
 
+/** sonic-boom in buffer mode (its types only know strings). */
+type BufferSink = Omit<SonicBoom, 'write'> & { write: (chunk: Buffer) => boolean }
+
 /**
- * Lines gathered until `size` characters (at least as many bytes) or
- * LOG_BUFFER_MAX_DELAY_MS, then handed to sonic-boom as one string.
+ * Lines encoded into a buffer of `size` bytes as they come, handed to sonic-boom as one
+ * chunk when the next line does not fit or after LOG_BUFFER_MAX_DELAY_MS; a line longer
+ * than the buffer goes on its own.
  *
  * Why not sonic-boom's own `minLength`: its write() measures the byte length of
  * everything it holds on every call (Buffer.byteLength of a string that grows by one line
  * at a time, which V8 copies flat each time), so a 16 KiB buffer costs ~8 KiB of copying
  * per line: 3.4 µs of the ~66 µs per request in the bench profile of spikard-all
- * (bench/RESULTS.md). Here a line costs an array push.
+ * (bench/RESULTS.md). Why bytes rather than the strings: pino's lines are ropes of many
+ * small strings, and held until the buffer fills they outlive the young generation's
+ * collections, which copy them each time (see bench/RESULTS.md); encoded at once, they die
+ * young.
  */
 class LineBuffer implements Destination {
   readonly #size: number
-  readonly #sink: SonicBoom
-  #lines: string[] = []
-  #length = 0
+  readonly #sink: BufferSink
+  #bytes: Buffer
+  #used = 0
   #timer: NodeJS.Timeout | undefined
 
   constructor (size: number, sink: SonicBoom) {
     this.#size = size
-    this.#sink = sink
+    this.#sink = sink as unknown as BufferSink
+    this.#bytes = Buffer.allocUnsafe(size)
   }
 
   write (line: string): boolean {
-    this.#lines.push(line)
-    this.#length += line.length
-    if (this.#length >= this.#size) this.#handOver()
-    else if (this.#timer === undefined) this.#timer = setTimeout(() => { this.#handOver() }, LOG_BUFFER_MAX_DELAY_MS).unref()
+    // A UTF-16 unit is at most 3 bytes of UTF-8: measure only when the line may not fit.
+    if (line.length * 3 > this.#size - this.#used) {
+      const bytes = Buffer.byteLength(line)
+      if (bytes > this.#size - this.#used) {
+        this.#handOver()
+        if (bytes > this.#size) {
+          this.#sink.write(Buffer.from(line))
+          return true
+        }
+      }
+    }
+    this.#used += this.#bytes.write(line, this.#used)
+    if (this.#timer === undefined) this.#timer = setTimeout(() => { this.#handOver() }, LOG_BUFFER_MAX_DELAY_MS).unref()
     return true
   }
 
   #handOver (): void {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    if (this.#lines.length === 0) return
-    const text = this.#lines.join('')
-    this.#lines = []
-    this.#length = 0
-    this.#sink.write(text)
+    if (this.#used === 0) return
+    const chunk = this.#bytes.subarray(0, this.#used)
+    this.#bytes = Buffer.allocUnsafe(this.#size)
+    this.#used = 0
+    this.#sink.write(chunk)
   }
 
   /** pino's `logger.flush(cb)`: calls back once everything gathered so far is written. */
@@ -86,9 +103,9 @@ class LineBuffer implements Destination {
  * sonic-boom 5 rather than the 4 pino.destination() builds: 4's flushSync retries a failed
  * write forever, so a process exiting with its log disk full never exits.
  */
-function backgroundWriter (fd: number, where: string, maxWrite?: number): SonicBoom {
+function backgroundWriter (fd: number, where: string, options: Pick<SonicBoomOpts, 'contentMode' | 'maxWrite'> = {}): SonicBoom {
   // minLength 1 rather than 0: flush(cb) then waits for the write under way.
-  const sink = new SonicBoomClass({ fd, sync: false, minLength: 1, maxLength: LOG_MAX_PENDING, ...(maxWrite === undefined ? {} : { maxWrite }) })
+  const sink = new SonicBoomClass({ fd, sync: false, minLength: 1, maxLength: LOG_MAX_PENDING, ...options })
   const mib = LOG_MAX_PENDING / 1024 / 1024
   const say = (text: string): void => { process.stderr.write(`spikard: ${text}\n`) }
   let failing = false
@@ -134,10 +151,9 @@ export function logDestination ({ file, buffer }: ServerOptions['logger'], baseD
       throw new SpikardConfigError([`server.logger.file: cannot open ${where} for writing (${(error as NodeJS.ErrnoException).code ?? 'error'})`], 'config')
     }
   }
-  // sonic-boom wants its buffer smaller than the largest single write.
   const destination: Destination = buffer === 0
     ? backgroundWriter(fd, where)
-    : new LineBuffer(buffer, backgroundWriter(fd, where, Math.max(16 * 1024, 2 * buffer)))
+    : new LineBuffer(buffer, backgroundWriter(fd, where, { contentMode: 'buffer', maxWrite: Math.max(16 * 1024, 2 * buffer) }))
   register(destination, (d) => {
     try {
       d.flushSync()

@@ -53,15 +53,21 @@ export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, ...option
     })
     .Encode((ms) => ms)
 
-/** A size option: bytes, or a string such as `512kb`, `1mb`. Decodes to bytes. */
-export const Size = ({ minimum = 0, ...options }: { description: string, default?: number | string, minimum?: number }) =>
+/** A size option: bytes, or a string such as `512kb`, `1mb`. Decodes to bytes. `maximum` is shown as `maximumText` (`1mb`). */
+export const Size = ({ minimum = 0, maximum, maximumText = `${maximum} bytes`, ...options }: { description: string, default?: number | string, minimum?: number, maximum?: number, maximumText?: string }) =>
   Type.Transform(Type.Union([
-    Type.Integer({ minimum }),
+    Type.Integer({ minimum, ...(maximum === undefined ? {} : { maximum }) }),
     Type.String({ pattern: SIZE.source })
-  ], { ...options, expected: `a size (bytes, or a string such as "512kb", "1mb")${minimum > 0 ? ` of at least ${minimum} byte${minimum === 1 ? '' : 's'}` : ''}` }))
+  ], {
+    ...options,
+    expected: 'a size (bytes, or a string such as "512kb", "1mb")' +
+      (minimum > 0 ? ` of at least ${minimum} byte${minimum === 1 ? '' : 's'}` : '') +
+      (maximum === undefined ? '' : ` of at most ${maximumText}`)
+  }))
     .Decode((value) => {
       const bytes = parseSize(value)
       if (bytes < minimum) throw new RangeError(`expected at least ${minimum} bytes, found ${bytes}`)
+      if (maximum !== undefined && bytes > maximum) throw new RangeError(`expected at most ${maximumText}, found ${bytes} bytes`)
       return bytes
     })
     .Encode((bytes) => bytes)

@@ -128,10 +128,14 @@ test('server.logger.file and buffer: lines gathered in the buffer reach the file
   assert.ok(lines.some((l) => l.msg === 'shutdown complete'), lines.map((l) => l.msg).join(', '))
 })
 
-test('server.logger.file that cannot be opened, or a malformed buffer, fails at startup naming the key', async (t) => {
+test('server.logger.file that cannot be opened, or a malformed or too large buffer, fails at startup naming the key', async (t) => {
   const d = tempDir(t, {})
   await assert.rejects(createServer({ server: { logger: { file: 'missing-dir/x.log' } } }, { baseDir: d }),
     (error: unknown) => error instanceof SpikardConfigError && /server\.logger\.file: cannot open .*missing-dir\/x\.log for writing \(ENOENT\)/.test(error.message))
   await assert.rejects(createServer({ server: { logger: { buffer: 'lots' as unknown as number } } }),
     (error: unknown) => error instanceof SpikardConfigError && /server\.logger\.buffer: expected a size/.test(error.message))
+  for (const [buffer, found] of [['2mb', '"2mb"'], [1024 * 1024 + 1, '1048577']] as const) {
+    await assert.rejects(createServer({ server: { logger: { buffer } } }), (error: unknown) => error instanceof SpikardConfigError &&
+      error.problems[0] === `server.logger.buffer: expected a size (bytes, or a string such as "512kb", "1mb") of at most 1mb, found ${found}`)
+  }
 })

@@ -23,10 +23,11 @@ for (const buffer of [0, 1000]) {
   test(`server.logger.buffer ${buffer}: every line is written, in order, whole`, async (t) => {
     const file = tempFile(t)
     const dest = logDestination({ level: 'info', pretty: false, file, buffer }, '/')
-    // Multi-byte characters: the buffer counts characters, the file gets every byte.
-    const line = (i: number): string => `{"n":${i},"s":"é€😀${'x'.repeat(80)}"}\n`
+    // Multi-byte characters (more bytes than UTF-16 units): the buffer counts bytes, and
+    // the one line longer than the whole buffer (n 50) goes on its own, in its place.
+    const line = (i: number): string => `{"n":${i},"s":"é€😀${'x'.repeat(i === 50 ? 3000 : 80)}"}\n`
     for (let i = 0; i < 9; i++) dest.write(line(i))
-    if (buffer > 0) assert.deepEqual(read(file), [], 'under 1000 characters: nothing written yet')
+    if (buffer > 0) assert.deepEqual(read(file), [], 'under 1000 bytes: nothing written yet')
     for (let i = 9; i < 100; i++) {
       dest.write(line(i))
       // Some lines arrive while a write is under way.
