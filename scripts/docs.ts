@@ -27,6 +27,7 @@ function rows (schema: TSchema, prefix = ''): string[] {
 }
 
 function optionsTable (schema: TSchema, prefix: string): string {
+  if (Object.keys(schema.properties as object).length === 0) return `No options: \`${prefix.slice(0, -1)}: true\` switches it on.`
   return ['| Option | Accepts | Default | Description |', '|---|---|---|---|', ...rows(schema, prefix)].join('\n')
 }
 

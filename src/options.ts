@@ -5,6 +5,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Feature, validate, type Defaulted } from './schema.js'
+import { RequestContextOptionsSchema } from '../plugins/request-context/options.js'
 import { RequestIdOptionsSchema } from '../plugins/request-id/options.js'
 import { LoggingOptionsSchema } from '../plugins/logging/options.js'
 import { ShutdownOptionsSchema } from '../plugins/shutdown/options.js'
@@ -17,6 +18,7 @@ import { RateLimitOptionsSchema } from '../plugins/rate-limit/options.js'
 
 /** Every feature, in the order the root plugin registers them. */
 export const features = {
+  requestContext: { schema: RequestContextOptionsSchema, summary: 'The request id and logger anywhere in the request\'s async context (@fastify/request-context).' },
   requestId: { schema: RequestIdOptionsSchema, summary: 'Request ids: read from the incoming header when well-formed, else a UUID v4; echoed on every response.' },
   logging: { schema: LoggingOptionsSchema, summary: 'One structured JSON access line per completed request, secrets redacted.' },
   shutdown: { schema: ShutdownOptionsSchema, summary: 'Graceful shutdown in phases within one time budget, on signals and on app.close().' },
@@ -31,6 +33,7 @@ export const features = {
 export type FeatureName = keyof typeof features
 
 export const SpikardOptionsSchema = Type.Object({
+  requestContext: Type.Optional(Feature(features.requestContext.schema, features.requestContext.summary)),
   requestId: Type.Optional(Feature(features.requestId.schema, features.requestId.summary)),
   logging: Type.Optional(Feature(features.logging.schema, features.logging.summary)),
   shutdown: Type.Optional(Feature(features.shutdown.schema, features.shutdown.summary)),

@@ -1,20 +1,21 @@
 /**
  * The root plugin. Registers problem details first, so every error below it is rendered
- * by one handler, then request context, then each enabled feature in this order:
+ * by one handler, then each enabled feature in this order:
  *
- *   1. requestId  2. logging  3. shutdown  4. health  5. auth  6. rateLimit  7. bodyLimit
- *   8. timeout  9. compression
+ *   1. requestContext  2. requestId  3. logging  4. shutdown  5. health  6. auth
+ *   7. rateLimit  8. bodyLimit  9. timeout  10. compression
  *
- * Request ids and the access log come first so every later hook's errors and logs carry
- * the id; shutdown before health so readiness can see the shutdown phase; compression
- * last so it sees every other feature's responses.
+ * The request context first, so every later hook runs inside it; request ids and the
+ * access log next so every later hook's errors and logs carry the id; shutdown before
+ * health so readiness can see the shutdown phase; compression last so it sees every other
+ * feature's responses.
  */
 import fp from 'fastify-plugin'
-import { fastifyRequestContext } from '@fastify/request-context'
-import type { FastifyBaseLogger, FastifyInstance, RouteOptions } from 'fastify'
+import type { FastifyInstance, RouteOptions } from 'fastify'
 import problemDetails from './problem-details.js'
 import { SpikardConfigError } from './errors.js'
 import { resolveSpikardOptions, type ResolvedSpikardOptions, type SpikardOptions } from './options.js'
+import requestContext from '../plugins/request-context/index.js'
 import requestId from '../plugins/request-id/index.js'
 import logging from '../plugins/logging/index.js'
 import shutdown from '../plugins/shutdown/index.js'
@@ -27,15 +28,6 @@ import compression from '../plugins/compression/index.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from '../plugins/shutdown/lifecycle.js'
 import { defaultShutdownOptions } from '../plugins/shutdown/options.js'
 import { flushLog } from './flush-log.js'
-
-declare module '@fastify/request-context' {
-  interface RequestContextData {
-    /** The request's id, as in the response header and every log line. */
-    requestId: string
-    /** The request's logger (bound to its id). */
-    log: FastifyBaseLogger
-  }
-}
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -91,9 +83,7 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   })
 
   await app.register(problemDetails)
-  await app.register(fastifyRequestContext, {
-    defaultStoreValues: (request) => ({ requestId: String(request.id), log: request.log })
-  })
+  if (resolved.requestContext !== false) await app.register(requestContext, resolved.requestContext)
   if (resolved.requestId !== false) await app.register(requestId, resolved.requestId)
   if (resolved.logging !== false) await app.register(logging, resolved.logging)
   if (resolved.shutdown !== false) await app.register(shutdown, resolved.shutdown)

@@ -65,6 +65,7 @@ test('an empty config file means every default', (t) => {
   const { config } = loadConfig({ cwd: d })
   assert.deepEqual(config, {
     server: { host: '127.0.0.1', port: 8000, trustProxy: false, logger: { level: 'info', pretty: false, buffer: 0 } },
+    requestContext: false,
     requestId: false,
     logging: false,
     shutdown: false,

@@ -43,7 +43,7 @@ test('sizes: bytes or strings with b, kb, mb, gb (binary units)', () => {
 })
 
 test('a feature is off when absent or false, on with defaults when true, on with options when an object', () => {
-  assert.deepEqual(resolveSpikardOptions({}), { requestId: false, logging: false, shutdown: false, health: false, auth: false, rateLimit: false, bodyLimit: false, timeout: false, compression: false })
+  assert.deepEqual(resolveSpikardOptions({}), { requestContext: false, requestId: false, logging: false, shutdown: false, health: false, auth: false, rateLimit: false, bodyLimit: false, timeout: false, compression: false })
   assert.deepEqual(resolveSpikardOptions({ requestId: true, logging: false }).requestId, { header: 'x-request-id', trustIncoming: true })
   assert.deepEqual(resolveSpikardOptions({ requestId: { header: 'x-trace' } }).requestId, { header: 'x-trace', trustIncoming: true })
   assert.deepEqual(resolveSpikardOptions({ logging: { level: 'debug' } }).logging, { level: 'debug', headers: false, redactHeaders: [], redactQuery: [] })
@@ -85,7 +85,7 @@ test('options passed in code fail at ready() with the key path', async () => {
 test('resolved options are visible on the instance, defaults filled in', async () => {
   const app = Fastify()
   await app.register(spikard, { requestId: true })
-  assert.deepEqual(app.spikard.options, { requestId: { header: 'x-request-id', trustIncoming: true }, logging: false, shutdown: false, health: false, auth: false, rateLimit: false, bodyLimit: false, timeout: false, compression: false })
+  assert.deepEqual(app.spikard.options, { requestContext: false, requestId: { header: 'x-request-id', trustIncoming: true }, logging: false, shutdown: false, health: false, auth: false, rateLimit: false, bodyLimit: false, timeout: false, compression: false })
   await app.close()
 })
 

@@ -193,7 +193,7 @@ console.log(JSON.stringify(out))
   })
 
   it('npx spikard check and start run a .ts app module; the server answers with request ids and exits 0 on SIGTERM', async () => {
-    await writeFile(join(project, 'spikard.config.yaml'), 'server:\n  port: 1\napp: ./app.ts\nrequestId: true\nlogging: true\n')
+    await writeFile(join(project, 'spikard.config.yaml'), 'server:\n  port: 1\napp: ./app.ts\nrequestContext: true\nrequestId: true\nlogging: true\n')
     await writeFile(join(project, 'app.ts'), `import type { FastifyInstance } from 'fastify'
 import { requestContext } from 'spikard'
 

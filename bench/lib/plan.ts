@@ -52,7 +52,7 @@ export const TSX_CHECK_SERVERS: ServerDef[] = [
 ]
 
 /** Every feature spikard-all switches on, in registration order. */
-export const SPIKARD_FEATURES = ['requestId', 'logging', 'shutdown', 'health', 'auth', 'rateLimit', 'bodyLimit', 'timeout', 'compression'] as const
+export const SPIKARD_FEATURES = ['requestContext', 'requestId', 'logging', 'shutdown', 'health', 'auth', 'rateLimit', 'bodyLimit', 'timeout', 'compression'] as const
 
 /**
  * `--ablate`: spikard-all with one feature off at a time, next to spikard-all, spikard's

@@ -1,6 +1,6 @@
 /**
- * spikard with every feature that exists switched on: request ids, the one-line access
- * log (to a file, buffered), request context (always on), graceful shutdown, health probes, JWT on
+ * spikard with every feature that exists switched on: request context, request ids, the
+ * one-line access log (to a file, buffered), graceful shutdown, health probes, JWT on
  * GET /jwt (every other route opts out with `config: { auth: false }`), an in-memory
  * rate limit that never trips, the body limit, the handler timeout, and compression
  * (negotiated on every response; the JSON responses are under its threshold).
@@ -32,6 +32,7 @@ await serve(async () => {
   const log = logPath('spikard-all')
   const config: Record<string, unknown> = {
     server: { logger: { level: 'info', file: log, buffer: Number(process.env.BENCH_LOG_BUFFER ?? 16 * 1024) } },
+    requestContext: true,
     requestId: true,
     logging: true,
     shutdown: true,

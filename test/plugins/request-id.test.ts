@@ -233,7 +233,7 @@ test('echoed on error responses (404, 500, 422, 400 bad URL), equal to the probl
 })
 
 test('the id is on every log line of the request: access line, request.log, requestContext log, after an await', async (t) => {
-  const { app, logs } = await setup(t, { requestId: true, logging: true })
+  const { app, logs } = await setup(t, { requestContext: true, requestId: true, logging: true })
   const res = await app.inject({ url: '/logs', headers: { 'x-request-id': 'trace-logs' } })
   assert.equal(res.statusCode, 200)
   assert.deepStrictEqual(res.json(), { id: 'trace-logs', fromContext: 'trace-logs' })

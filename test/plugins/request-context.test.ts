@@ -1,0 +1,76 @@
+/**
+ * Request context: off by default (no hook, no async hooks switched on); on, the request's
+ * id and logger are reachable from anywhere in its async context, request by request.
+ */
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyPluginAsync } from 'fastify'
+import { requestContext } from '../../src/index.js'
+import type { CreateServerConfig } from '../../src/server.js'
+import { assertOptionsRefused, build, listen, type TestApp } from '../helpers.js'
+
+/** A service function the handler calls: it knows nothing of the request but the context. */
+async function chargeCard (delayMs: number): Promise<string | null> {
+  await sleep(delayMs)
+  requestContext.get('log')?.info('charging card')
+  await Promise.resolve()
+  return requestContext.get('requestId') ?? null
+}
+
+const routes: FastifyPluginAsync = async (app) => {
+  app.get('/where', async (request) => ({ id: request.id, fromContext: requestContext.get('requestId') ?? null }))
+  app.post('/charge', {
+    schema: { body: { type: 'object', required: ['delayMs'], properties: { delayMs: { type: 'integer', minimum: 0, maximum: 50 } } } }
+  }, async (request) => {
+    const { delayMs } = request.body as { delayMs: number }
+    return { id: request.id, fromContext: await chargeCard(delayMs) }
+  })
+}
+
+async function setup (t: TestContext, config: CreateServerConfig): Promise<TestApp> {
+  const built = await build({ server: { logger: { level: 'info' } }, ...config }, routes)
+  t.after(() => built.app.close())
+  return built
+}
+
+test('off by default: nothing in the context, and no hook on the routes', async (t) => {
+  const { app } = await setup(t, { requestId: true })
+  const res = await app.inject({ url: '/where', headers: { 'x-request-id': 'trace-off' } })
+  assert.deepStrictEqual(res.json(), { id: 'trace-off', fromContext: null })
+  assert.doesNotMatch(app.printRoutes({ includeHooks: true }), /requestContext/)
+  assert.equal(app.hasDecorator('requestContext'), false)
+})
+
+test('on: each request\'s id and logger reach a service function over a real socket, after the body, timers and awaits', async (t) => {
+  const { app, logs } = await setup(t, { requestContext: true, requestId: true })
+  const { url } = await listen(app)
+  // Concurrent requests finishing in another order than they started: none sees another's context.
+  const ids = Array.from({ length: 20 }, (_, i) => `trace-${i}`)
+  const bodies = await Promise.all(ids.map(async (id, i) => {
+    const res = await fetch(`${url}/charge`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': id },
+      body: JSON.stringify({ delayMs: (20 - i) * 2 })
+    })
+    assert.equal(res.status, 200)
+    return await res.json()
+  }))
+  assert.deepStrictEqual(bodies, ids.map((id) => ({ id, fromContext: id })))
+  const charged = logs.filter((l) => l.msg === 'charging card')
+  assert.deepStrictEqual(charged.map((l) => l.reqId).sort(), [...ids].sort())
+  assert.deepStrictEqual(charged.map((l) => l.reqId).slice(0, 2), ['trace-19', 'trace-18'], 'the shortest delays log first')
+})
+
+test('on, without requestId: the context carries Fastify\'s own id', async (t) => {
+  const { app } = await setup(t, { requestContext: true })
+  const res = await app.inject({ url: '/where' })
+  const { id, fromContext } = res.json()
+  assert.match(id, /^req-/)
+  assert.equal(fromContext, id)
+})
+
+test('invalid options fail at createServer and at ready(), naming the key path', async () => {
+  await assertOptionsRefused('requestContext', { hook: 'onRequest' }, ['requestContext.hook: unknown key'])
+  await assertOptionsRefused('requestContext', 'on', ['requestContext: expected true, false or an options object, found "on"'])
+})
