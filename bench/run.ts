@@ -84,6 +84,8 @@ const settings = {
   /** Warm-up: this many requests, at most `warmup` seconds. */
   warmupRequests: Math.round(num(args['warmup-requests'], quick ? 10_000 : 15_000, 'warmup-requests')),
   warmup: num(args.warmup, quick ? 1.5 : 2.5, 'warmup'),
+  /** How many times longer a server process's first warm-up is (the quick run's processes live through every repetition). */
+  firstWarmupFactor: quick ? 2 : 4,
   connections: Math.round(num(args.connections, 10, 'connections')),
   rate: args.rate === undefined ? undefined : num(args.rate, 0, 'rate'),
   streamBytes: Math.round(num(args['stream-mb'], 1024, 'stream-mb') * 1024 * 1024),
@@ -91,8 +93,6 @@ const settings = {
   retries: quick ? 1 : 2,
   retryBudget: quick ? 3 : 20
 }
-/** How many times longer the first warm-up of a server process is than the others. */
-const FIRST_WARMUP_FACTOR = 4
 const custom = [args.restart, args.server, args.reps, args.duration, args.warmup, args['warmup-requests'], args.connections, args.rate, args.servers, args.scenarios, args['stream-mb']].some((v) => v !== undefined)
 const mode = tsxCheck ? 'tsx-check' : ablate ? 'ablate' : custom ? 'custom' : quick ? 'quick' : 'full'
 const write = args['no-write'] ? false : args.write ?? mode !== 'custom'
@@ -163,7 +163,7 @@ async function main (): Promise<number> {
       mode,
       machine: `${cpus.length} cores, ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, Linux ${os.release()}`,
       versions: `Node ${process.version}, spikard ${gitRevision()}, fastify ${version('fastify')}, express ${version('express')}, hono ${version('hono')}, autocannon ${version('autocannon')}`,
-      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${FIRST_WARMUP_FACTOR} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}, visiting order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)`,
+      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${settings.firstWarmupFactor} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}, visiting order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)`,
       cpuSource: ''
     },
     base,
@@ -317,9 +317,9 @@ async function main (): Promise<number> {
           }
           if (!warmed.has(`${name}\0${scenario.id}`)) {
             // Warm up by request count, so a slow server gets as many JIT-warming requests as a
-            // fast one; a process's first warm-up is longer, as V8 goes on compiling and growing
-            // its heap for tens of thousands of requests (bench/README.md).
-            const factor = warmed.has(name) ? 1 : FIRST_WARMUP_FACTOR
+            // fast one; a process's first warm-up is longer: a fresh process goes on getting
+            // cheaper for tens of thousands of requests (bench/README.md).
+            const factor = warmed.has(name) ? 1 : settings.firstWarmupFactor
             await runLoad({ ...loadOptions, amount: settings.warmupRequests * factor, duration: settings.warmup * factor })
             warmed.add(`${name}\0${scenario.id}`).add(name)
           }
