@@ -9,6 +9,7 @@ export { resolveSpikardOptions, SpikardOptionsSchema, type SpikardOptions, type 
 export { errors, errorDefinitions, SpikardConfigError, PROBLEM_TYPE_BASE, type SpikardErrorCode } from './errors.js'
 export { PROBLEM_CONTENT_TYPE, type Problem, type FieldError } from './problem-details.js'
 export { parseDuration, parseSize } from './schema.js'
+export type { RequestContextOptions } from '../plugins/request-context/options.js'
 export type { RequestIdOptions } from '../plugins/request-id/options.js'
 export type { LoggingOptions } from '../plugins/logging/options.js'
 export type { ShutdownOptions } from '../plugins/shutdown/options.js'
@@ -20,4 +21,5 @@ export type { CompressionOptions } from '../plugins/compression/options.js'
 export type { AuthOptions } from '../plugins/auth/options.js'
 export type { AuthIdentity, AuthUser, JwtClaims, RouteAuth, RouteAuthOptions, AuthScheme, ClaimValue } from '../plugins/auth/index.js'
 export type { RateLimitOptions } from '../plugins/rate-limit/options.js'
+/** The request context's store (`requestContext: true`): `requestContext.get('requestId')`, `requestContext.get('log')`. */
 export { requestContext } from '@fastify/request-context'
