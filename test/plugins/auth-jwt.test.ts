@@ -339,6 +339,19 @@ describe('time: exp, nbf and iat at the edges of the leeway (mocked clock)', () 
     await assertAccepted(app, later)
   })
 
+  test('a token that ends like a cached one but differs before is verified, not served from the cache', async (t) => {
+    const { app } = await authApp({ jwt: { secret: SECRET } })
+    t.after(() => app.close())
+    const token = await sign(secretKey(SECRET), { alg: 'HS256' }, { sub: 'user-1', exp: now() + 60 })
+    await assertAccepted(app, token)
+    // Another payload (sub user-2) under the cached token's signature: the cache is keyed by
+    // the signature's end, and only the whole token may hit it.
+    const [header, , signature] = token.split('.')
+    const payload = Buffer.from(JSON.stringify({ sub: 'user-2', exp: now() + 60 })).toString('base64url')
+    await assertRefused(app, `${header}.${payload}.${signature}`, DETAIL.signature)
+    await assertAccepted(app, token)
+  })
+
   test('without leeway, a token is refused the millisecond after its exp', async (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: T })
     const { app } = await authApp({ jwt: { secret: SECRET } })
