@@ -153,10 +153,11 @@ export class JwtVerifier {
   /** The token's claims and caller id, or why it is refused. A promise only when the JWKS must be refetched. */
   verify (token: string): Outcome | Promise<Outcome> {
     if (token.length > MAX_TOKEN_LENGTH) return REFUSALS.tooLarge
-    const recent = this.#recent.get(recentKey(token))
+    const key = recentKey(token)
+    const recent = this.#recent.get(key)
     if (recent !== undefined && recent.token === token) {
       if (recent.until > Date.now() && recent.generation === (this.jwks?.generation ?? 0)) return recent.verified
-      this.#recent.delete(recentKey(token))
+      this.#recent.delete(key)
     }
     if (!TOKEN_SHAPE.test(token)) return REFUSALS.shape
     // Node decodes "xyz" and "xy{z+1}" alike when the last character's low bits are padding:
