@@ -59,7 +59,9 @@ test('on: each request\'s id and logger reach a service function over a real soc
   assert.deepStrictEqual(bodies, ids.map((id) => ({ id, fromContext: id })))
   const charged = logs.filter((l) => l.msg === 'charging card')
   assert.deepStrictEqual(charged.map((l) => l.reqId).sort(), [...ids].sort())
-  assert.deepStrictEqual(charged.map((l) => l.reqId).slice(0, 2), ['trace-19', 'trace-18'], 'the shortest delays log first')
+  // 2 ms against 40 ms: whatever order the requests arrived in, the last started logs before the first.
+  const order = charged.map((l) => l.reqId)
+  assert.ok(order.indexOf('trace-19') < order.indexOf('trace-0'), order.join(', '))
 })
 
 test('on, without requestId: the context carries Fastify\'s own id', async (t) => {
