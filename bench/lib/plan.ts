@@ -29,7 +29,7 @@ export const SERVERS: ServerDef[] = [
   { name: 'raw', file: 'raw.ts', label: 'node:http (floor)' },
   { name: 'fastify', file: 'fastify.ts', label: 'bare Fastify' },
   { name: 'fastify-logger', file: 'fastify-logger.ts', label: 'Fastify + default logger', fullOnly: true },
-  { name: 'naive', file: 'naive.ts', label: 'naive assembly' },
+  { name: 'naive', file: 'naive.ts', label: 'naive assembly', fullOnly: true },
   { name: 'spikard-all', file: 'spikard-all.ts', label: 'spikard, every feature' },
   { name: 'spikard-all-buffer-0', file: 'spikard-all.ts', label: 'spikard, every feature, server.logger.buffer 0 (writes as soon as the last one finished)', env: { BENCH_LOG_BUFFER: '0' }, scenarios: ['json', 'jwt'], fullOnly: true },
   { name: 'spikard-defaults', file: 'spikard-defaults.ts', label: 'spikard, defaults' },
