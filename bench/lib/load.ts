@@ -1,10 +1,9 @@
 /**
- * The load: autocannon, run in the harness process (the servers each have their own), and
- * a plain node:http client for the 1 GB stream. Latencies are taken from autocannon's
+ * The load: autocannon, run in the harness process (the servers each have their own; the
+ * 1 GB stream has its own client, stream-client.ts). Latencies are taken from autocannon's
  * per-response event in microseconds: its own histogram keeps whole milliseconds, which
  * is too coarse for a server answering in 200 µs.
  */
-import http from 'node:http'
 import autocannon from 'autocannon'
 
 export interface LoadOptions {
@@ -92,48 +91,4 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
     p99Ms: percentile(sorted, 99),
     statusCodes
   }
-}
-
-export interface StreamResult {
-  bytes: number
-  status: number
-  seconds: number
-  /** Highest VmRSS seen by sampling during the transfer (bytes). */
-  sampledPeak: number
-}
-
-/**
- * GETs the stream on one fresh connection, counting and dropping the bytes, sampling the
- * server's RSS every 20 ms. Bounded: the request is destroyed after `timeoutMs`, or once
- * `stopAfter` bytes have arrived.
- */
-export function runStream (port: number, path: string, sampleRss: () => number, timeoutMs = 60_000, stopAfter = Infinity): Promise<StreamResult> {
-  return new Promise((resolve, reject) => {
-    let bytes = 0
-    let sampledPeak = sampleRss()
-    const sampler = setInterval(() => { sampledPeak = Math.max(sampledPeak, sampleRss()) }, 20)
-    const t0 = performance.now()
-    const finish = (error?: Error, status = 0): void => {
-      clearInterval(sampler)
-      clearTimeout(timer)
-      if (error !== undefined) return reject(error)
-      sampledPeak = Math.max(sampledPeak, sampleRss())
-      resolve({ bytes, status, seconds: (performance.now() - t0) / 1000, sampledPeak })
-    }
-    const request = http.get({ host: '127.0.0.1', port, path, agent: false }, (response) => {
-      response.on('data', (chunk: Buffer) => {
-        bytes += chunk.length
-        // A warm-up reads part of the stream and hangs up.
-        if (bytes >= stopAfter) {
-          response.removeAllListeners('end')
-          request.destroy()
-          finish(undefined, response.statusCode)
-        }
-      })
-      response.on('end', () => finish(undefined, response.statusCode))
-      response.on('error', (error) => finish(error))
-    })
-    request.on('error', (error) => finish(error))
-    const timer = setTimeout(() => request.destroy(new Error(`stream not finished within ${timeoutMs} ms (${bytes} bytes received)`)), timeoutMs)
-  })
 }
