@@ -67,6 +67,8 @@ test('Content-Length and close-delimited bodies; broken framing is an error', ()
 
   const bad = Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n')
   assert.throws(() => new ResponseCounter().push(bad, bad.length), /bad chunk size/)
+  const badLength = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n')
+  assert.throws(() => new ResponseCounter().push(badLength, badLength.length), /bad Content-Length/)
 })
 
 test('runStream over a real socket: chunked and Content-Length bodies counted exactly', async (t) => {

@@ -121,7 +121,10 @@ export class ResponseCounter {
       const colon = field.indexOf(':')
       const name = field.slice(0, colon).trim().toLowerCase()
       const value = field.slice(colon + 1).trim().toLowerCase()
-      if (name === 'content-length') length = Number(value)
+      if (name === 'content-length') {
+        length = Number(value)
+        if (!Number.isSafeInteger(length) || length < 0) throw new Error(`stream: bad Content-Length ${JSON.stringify(value)}`)
+      }
       if (name === 'transfer-encoding') this.#chunked = value.split(',').map((v) => v.trim()).includes('chunked')
     }
     if (this.#chunked) this.#state = 'size'
