@@ -4,9 +4,9 @@
  *
  * Written by hand because Node's HTTP client was the bottleneck it was meant to measure:
  * it spent about 1.2 s of CPU per GiB received on the bench machine (a Buffer per read,
- * llhttp, a Readable per response), more than any server spent sending it (0.4-0.6 s), so
- * the transfers measured the client, at 0.5-1.9 GB/s depending on how large its reads
- * happened to be. Reading the socket with `onread` into one buffer costs about 0.2 s per
+ * llhttp, a Readable per response), more than the server spent sending it (0.4-0.7 s),
+ * so the transfers measured the client, and swung between 0.5 and 1.9 GB/s for every
+ * server alike. Reading the socket with `onread` into one buffer costs about 0.2 s per
  * GiB, and the server is what sets the pace (see bench/README.md).
  */
 import net from 'node:net'
