@@ -267,10 +267,16 @@ async function main (): Promise<number> {
       if (rep > 1 && restart) {
         // --restart: a fresh process per server and repetition (warmed up again), so one
         // process's luck (JIT decisions, memory layout) does not carry through every repetition.
+        // A server that fails to start again leaves the rest of the run to the others.
         for (const [name, server] of [...running]) {
           await stopServer(server)
           running.delete(name)
-          running.set(name, await spawnServer(serverDefs.find((d) => d.name === name) as ServerDef))
+          try {
+            running.set(name, await spawnServer(serverDefs.find((d) => d.name === name) as ServerDef))
+          } catch (error) {
+            failures++
+            log(`  FAILED to restart ${name} for repetition ${rep} (its later repetitions are not measured): ${(error as Error).message}`)
+          }
         }
         warmed.clear()
       }
@@ -282,7 +288,8 @@ async function main (): Promise<number> {
         const line: string[] = []
         for (const name of [...names.slice(shift), ...names.slice(0, shift)]) {
           if (interrupted) return 130
-          const server = running.get(name) as ServerProcess
+          const server = running.get(name)
+          if (server === undefined) continue
           if (scenario.id === 'stream') {
             // Server on the last CPU, the harness (the client) on the others, for every transfer.
             const cpuCount = os.cpus().length
