@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { SignJWT } from 'jose'
 import { ITEM, JWT } from './servers/common.js'
 import { runLoad } from './lib/load.js'
-import { SCENARIOS, SERVERS } from './lib/plan.js'
+import { SCENARIOS, SERVERS, serverFromSpec, type ServerDef } from './lib/plan.js'
 import { startServer, stopServer } from './lib/proc.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -38,8 +38,14 @@ const { values: args, positionals } = parseArgs({
   allowPositionals: true
 })
 
-const servers = positionals.length > 0 ? positionals : ['spikard-all', 'fastify']
-const names = servers.map((s) => s.split('=')[0])
+// A known server's name, or `name=file` (a worktree's spikard-all.ts, to compare two commits).
+const servers = (positionals.length > 0 ? positionals : ['spikard-all', 'fastify']).map((arg): ServerDef => {
+  if (arg.includes('=')) return serverFromSpec(arg)
+  const def = SERVERS.find((s) => s.name === arg)
+  if (def === undefined) throw new Error(`unknown server ${arg} (known: ${SERVERS.map((s) => s.name).join(', ')}; or name=file)`)
+  return def
+})
+const names = servers.map((s) => s.name)
 const scenario = SCENARIOS.find((s) => s.id === args.scenario)
 if (scenario === undefined || scenario.id === 'stream') throw new Error(`--scenario: one of ${SCENARIOS.filter((s) => s.id !== 'stream').map((s) => s.id).join(', ')}`)
 
@@ -135,11 +141,8 @@ function analyze (profile: Profile, from: number, to: number, requests: number):
 
 const perReq = (us: number, a: Analysis): string => (us / a.requests).toFixed(2).padStart(7)
 
-async function profileServer (arg: string, token: string): Promise<Analysis> {
-  // `name=file`: a server file of its own (a worktree's spikard-all.ts, to compare two commits).
-  const [name, ownFile] = arg.split('=')
-  const def = ownFile === undefined ? SERVERS.find((s) => s.name === name) : { file: ownFile, tsx: true, env: {} }
-  if (def === undefined) throw new Error(`unknown server ${name} (known: ${SERVERS.map((s) => s.name).join(', ')}; or name=file)`)
+async function profileServer (def: ServerDef, token: string): Promise<Analysis> {
+  const name = def.name
   const dir = join(OUT, name)
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
@@ -202,7 +205,7 @@ const token = await new SignJWT({ scope: 'read' })
 
 console.log(`profiling ${names.join(', ')} on ${scenario.title}: ${args.warmup} s warm-up, ${args.duration} s measured, sampling every ${args.interval} µs`)
 const analyses = new Map<string, Analysis>()
-for (const [i, name] of names.entries()) analyses.set(name, await profileServer(servers[i], token))
+for (const def of servers) analyses.set(def.name, await profileServer(def, token))
 
 if (names.length > 1) {
   const baseName = names[names.length - 1]

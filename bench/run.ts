@@ -22,7 +22,7 @@
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -31,7 +31,7 @@ import { ITEM, JWT, PAYLOAD } from './servers/common.js'
 import { cpuMicros, cpuSource, machineBusyMicros, memory, pageFaults, pinProcess, resetPeak, startServer, stopServer, type ServerProcess } from './lib/proc.js'
 import { runLoad } from './lib/load.js'
 import { runStream } from './lib/stream-client.js'
-import { ABLATION_SERVERS, BUDGETS, SCENARIOS, SERVERS, TSX_CHECK_SERVERS, type ScenarioDef, type ScenarioId, type ServerDef } from './lib/plan.js'
+import { ABLATION_SERVERS, BUDGETS, SCENARIOS, SERVERS, TSX_CHECK_SERVERS, serverFromSpec, type ScenarioDef, type ScenarioId, type ServerDef } from './lib/plan.js'
 import { NOISY_CPU, evaluateBudgets, renderBudgets, renderReport, renderServers, renderTables, writeResults, type LoadSample, type Results, type ServerRun, type StreamSample } from './lib/report.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -107,9 +107,11 @@ const restart = args['no-restart'] ? false : args.restart ?? (mode === 'full' ||
 
 // --server name=path/to/server.ts (repeatable): a server of your own next to the others, e.g. a variant being tried.
 const extraServers: ServerDef[] = (args.server ?? []).map((spec) => {
-  const eq = spec.indexOf('=')
-  if (eq < 1) throw new Error(`--server: expected name=path/to/server.ts, found ${JSON.stringify(spec)}`)
-  return { name: spec.slice(0, eq), file: resolve(spec.slice(eq + 1)), label: `--server ${spec.slice(eq + 1)}` }
+  try {
+    return serverFromSpec(spec)
+  } catch (error) {
+    throw new Error(`--server: ${(error as Error).message}`)
+  }
 })
 const allServers = [...(tsxCheck ? TSX_CHECK_SERVERS : ablate ? ABLATION_SERVERS : SERVERS), ...extraServers]
 const pickedServers = args.servers?.split(',').map((s) => s.trim()).filter((s) => s !== '')

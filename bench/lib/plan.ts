@@ -1,4 +1,5 @@
 /** The servers, the scenarios and the budget: what a run measures and checks. */
+import { resolve } from 'node:path'
 
 export type ScenarioId = 'json' | 'post' | 'jwt' | 'limited' | 'stream'
 
@@ -50,6 +51,17 @@ export const TSX_CHECK_SERVERS: ServerDef[] = [
   { name: 'raw-plain.mjs (node)', file: 'raw-plain.mjs', label: 'hand-written JS twin, plain node', tsx: false, scenarios: ['json'] },
   { name: 'raw-plain.mjs (tsx)', file: 'raw-plain.mjs', label: 'hand-written JS twin, node --import tsx', scenarios: ['json'] }
 ]
+
+/**
+ * `name=path/to/server.ts`: a server file of its own next to the known ones (a variant
+ * being tried, a worktree's spikard-all.ts to compare two commits); the path is taken from
+ * the working directory.
+ */
+export function serverFromSpec (spec: string): ServerDef {
+  const eq = spec.indexOf('=')
+  if (eq < 1) throw new Error(`expected name=path/to/server.ts, found ${JSON.stringify(spec)}`)
+  return { name: spec.slice(0, eq), file: resolve(spec.slice(eq + 1)), label: `--server ${spec.slice(eq + 1)}` }
+}
 
 /** Every feature spikard-all switches on, in registration order. */
 export const SPIKARD_FEATURES = ['requestContext', 'requestId', 'logging', 'shutdown', 'health', 'auth', 'rateLimit', 'bodyLimit', 'timeout', 'compression'] as const
