@@ -264,7 +264,9 @@ async function main (): Promise<number> {
       measured.set(scenario.id, list)
     }
 
+    /** `server\0scenario` pairs warmed up, and the server processes past their first, longer warm-up. */
     const warmed = new Set<string>()
+    const pastFirstWarmup = new Set<string>()
     for (let rep = 1; rep <= settings.reps; rep++) {
       if (rep > 1 && restart) {
         // --restart: a fresh process per server and repetition (warmed up again), so one
@@ -281,6 +283,7 @@ async function main (): Promise<number> {
           }
         }
         warmed.clear()
+        pastFirstWarmup.clear()
       }
       for (const scenario of scenarios) {
         // Each repetition starts one server further along (A B C, B C A, C A B): no server
@@ -329,9 +332,10 @@ async function main (): Promise<number> {
             // Warm up by request count, so a slow server gets as many JIT-warming requests as a
             // fast one; a process's first warm-up is longer: a fresh process goes on getting
             // cheaper for tens of thousands of requests (bench/README.md).
-            const factor = warmed.has(name) ? 1 : settings.firstWarmupFactor
+            const factor = pastFirstWarmup.has(name) ? 1 : settings.firstWarmupFactor
             await runLoad({ ...loadOptions, amount: settings.warmupRequests * factor, duration: settings.warmup * factor })
-            warmed.add(`${name}\0${scenario.id}`).add(name)
+            warmed.add(`${name}\0${scenario.id}`)
+            pastFirstWarmup.add(name)
           }
           let sample = await measureLoad(server, rep, { ...loadOptions, duration: settings.duration })
           // Another process took CPU during the run (a test suite, a build): measure again, keep the quieter one.

@@ -100,7 +100,9 @@ test('runStream: stopAfter hangs up early; a response cut short is not reported 
   assert.ok(early.bytes >= MiB && early.bytes < total, `${early.bytes} bytes`)
 
   const cut = await runStream(server.port, '/cut', noRss, 10_000).catch((error: Error) => error)
-  assert.ok(cut instanceof Error || cut.bytes < total, 'a cut response is an error or short')
+  // Either way it ends when the connection does, not at the timeout.
+  if (cut instanceof Error) assert.doesNotMatch(cut.message, /not finished within/)
+  else assert.ok(cut.bytes < total, `${cut.bytes} bytes`)
 })
 
 test('runStream: a server that never answers ends with the timeout', async (t) => {

@@ -115,10 +115,11 @@ export class JwtVerifier {
   /** The outcome of each verified claims object (fast-jwt returns the same object from its cache). */
   readonly #verified = new WeakMap<Claims, Verified>()
   /**
-   * Verified tokens, by recentKey(), each with its exact text. fast-jwt caches too, but a hit there still costs
-   * the shape checks, a header decode and a SHA-256 of the token per request (about half
-   * of a JWT route's cost in `npm run bench`); the same string is the same token, so a hit
-   * here skips all of it. Only successes are kept, and only while the JWKS has not changed.
+   * Verified tokens, by recentKey(), each with its exact text. fast-jwt caches too, but a
+   * hit there still costs the shape checks, a header decode and a SHA-256 of the token per
+   * request (about half of a JWT route's cost in `npm run bench`); the same string is the
+   * same token, so a hit here skips all of it. Only successes are kept, and only while the
+   * JWKS has not changed.
    */
   readonly #recent = new Map<string, Recent>()
 
