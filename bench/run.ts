@@ -29,7 +29,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { SignJWT } from 'jose'
 import { ITEM, JWT, PAYLOAD } from './servers/common.js'
 import { cpuMicros, cpuSource, machineBusyMicros, memory, pageFaults, pinProcess, resetPeak, startServer, stopServer, type ServerProcess } from './lib/proc.js'
-import { runLoad } from './lib/load.js'
+import { runLoad, SPIN } from './lib/load.js'
 import { runStream } from './lib/stream-client.js'
 import { ABLATION_SERVERS, BUDGETS, SCENARIOS, SERVERS, TSX_CHECK_SERVERS, serverFromSpec, type ScenarioDef, type ScenarioId, type ServerDef } from './lib/plan.js'
 import { NOISY_CPU, evaluateBudgets, renderBudgets, renderReport, renderServers, renderTables, writeResults, type LoadSample, type Results, type ServerRun, type StreamSample } from './lib/report.js'
@@ -166,7 +166,7 @@ async function main (): Promise<number> {
       mode,
       machine: `${cpus.length} cores, ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, Linux ${os.release()}`,
       versions: `Node ${process.version}, spikard ${gitRevision()}, fastify ${version('fastify')}, express ${version('express')}, hono ${version('hono')}, autocannon ${version('autocannon')}`,
-      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${settings.firstWarmupFactor} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}, visiting order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)`,
+      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${settings.firstWarmupFactor} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}${SPIN ? ' with the harness polling rather than sleeping' : ''}, visiting order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)`,
       cpuSource: ''
     },
     base,

@@ -19,7 +19,7 @@ import { availableParallelism } from 'node:os'
  * against 1.3 (`perf record`). With the harness polling: 0.01 and 0.05 wake-ups per request.
  * On a single CPU the polling would take the server's CPU time instead, so it is off there.
  */
-const SPIN = availableParallelism() > 1
+export const SPIN = availableParallelism() > 1
 
 export interface LoadOptions {
   port: number
