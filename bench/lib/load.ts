@@ -60,6 +60,7 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
   let count = 0
   const t0 = performance.now()
   let cap: ReturnType<typeof setTimeout> | undefined
+  let finished = false
   let spinning = SPIN
   const spin = (): void => { if (spinning) setImmediate(spin) }
   spin()
@@ -77,12 +78,14 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
       timeout: 10,
       ...(options.rate === undefined ? {} : { overallRate: options.rate })
     }, (error, res) => {
+      finished = true
       if (cap !== undefined) clearTimeout(cap)
       if (error != null) reject(error)
       else resolve(res)
     })
-    // With `amount`, autocannon has no time limit of its own.
-    cap = setTimeout(() => instance.stop(), options.duration * 1000 + 1000)
+    // With `amount`, autocannon has no time limit of its own. (Options it refuses end the
+    // run before it returns: no instance to stop then.)
+    if (!finished) cap = setTimeout(() => instance.stop(), options.duration * 1000 + 1000)
     instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
       if (count === latencies.length) {
         const bigger = new Float64Array(latencies.length * 2)
