@@ -12,12 +12,10 @@ import { availableParallelism } from 'node:os'
  * itself again makes libuv poll the sockets without blocking. Over loopback, the server's
  * write runs the client's receive path in the server's own system call, and when the
  * client is asleep in epoll_wait that includes waking it (an interrupt to the other CPU,
- * costly in a VM), all charged to the server's CPU time. The slower the server, the more
- * often the client has gone to sleep between responses: on Node 20 (`perf stat -e
- * sched:sched_waking` on the server), 0.15-0.32 wake-ups per request from bare Fastify,
- * 0.64 from spikard-all, whose kernel time in that wake-up was 4.4 µs per request
- * against 1.3 (`perf record`). With the harness polling: 0.01 and 0.05 wake-ups per request.
- * On a single CPU the polling would take the server's CPU time instead, so it is off there.
+ * costly in a VM), charged to the server's CPU time. The slower the server, the more often
+ * the client has gone to sleep between responses, so the wake-ups inflated the ratios of
+ * the slower servers (measured in bench/RESULTS.md, "Where spikard stands now"). On a
+ * single CPU the polling would take the server's CPU time instead, so it is off there.
  */
 export const SPIN = availableParallelism() > 1
 

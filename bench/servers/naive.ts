@@ -2,7 +2,7 @@
  * The naive assembly: what a user gets by stacking the same features from their plugins
  * with default settings. Fastify's default two-line request logging (to a file),
  * @fastify/request-context, @fastify/rate-limit (global, in memory; only `max` raised so
- * it never trips), @fastify/compress (global), @fastify/swagger (OpenAPI 3.1 document),
+ * it never trips), @fastify/compress (global), @fastify/swagger (its OpenAPI document),
  * @fastify/jwt verifying the token on /jwt, and Fastify's handlerTimeout. Fastify's
  * default body limit (1 MiB) is built in.
  */
