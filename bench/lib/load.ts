@@ -58,7 +58,6 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
   let count = 0
   const t0 = performance.now()
   let cap: ReturnType<typeof setTimeout> | undefined
-  let finished = false
   let spinning = SPIN
   const spin = (): void => { if (spinning) setImmediate(spin) }
   spin()
@@ -76,14 +75,12 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
       timeout: 10,
       ...(options.rate === undefined ? {} : { overallRate: options.rate })
     }, (error, res) => {
-      finished = true
-      if (cap !== undefined) clearTimeout(cap)
       if (error != null) reject(error)
       else resolve(res)
     })
     // With `amount`, autocannon has no time limit of its own. (Options it refuses end the
-    // run before it returns: no instance to stop then.)
-    if (!finished) cap = setTimeout(() => instance.stop(), options.duration * 1000 + 1000)
+    // run before it returns; the cleanup below runs after this line either way.)
+    cap = setTimeout(() => instance.stop(), options.duration * 1000 + 1000)
     instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
       if (count === latencies.length) {
         const bigger = new Float64Array(latencies.length * 2)
@@ -92,7 +89,10 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
       }
       latencies[count++] = ms
     })
-  }).finally(() => { spinning = false })
+  }).finally(() => {
+    spinning = false
+    clearTimeout(cap)
+  })
   const seconds = (performance.now() - t0) / 1000
   const sorted = latencies.subarray(0, count).sort()
   const statusCodes: Record<string, number> = {}
