@@ -2,7 +2,8 @@ import spikard from './spikard.js'
 
 export default spikard
 export { spikard }
-export { createServer, spikardFastifyOptions, loadAppModule, type CreateServerOptions, type CreateServerConfig } from './server.js'
+export { createServer, spikardFastifyOptions, type CreateServerOptions, type CreateServerConfig } from './server.js'
+export { loadAppModule } from './app-module.js'
 export { loadConfig, findConfigFile, CONFIG_FILES, type LoadedConfig, type LoadConfigOptions } from './config/load.js'
 export { resolveConfig, ConfigSchema, type SpikardConfig, type ResolvedConfig, type ServerOptions } from './config/schema.js'
 export { resolveSpikardOptions, SpikardOptionsSchema, type SpikardOptions, type ResolvedSpikardOptions } from './options.js'
@@ -13,7 +14,7 @@ export type { RequestContextOptions } from '../plugins/request-context/options.j
 export type { RequestIdOptions } from '../plugins/request-id/options.js'
 export type { LoggingOptions } from '../plugins/logging/options.js'
 export type { ShutdownOptions } from '../plugins/shutdown/options.js'
-export type { DrainHook, DrainContext, LifecyclePhase } from '../plugins/shutdown/lifecycle.js'
+export type { DrainHook, DrainContext, LifecyclePhase } from './lifecycle.js'
 export type { HealthOptions } from '../plugins/health/options.js'
 export type { BodyLimitOptions } from '../plugins/body-limit/options.js'
 export type { TimeoutOptions } from '../plugins/timeout/options.js'

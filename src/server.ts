@@ -3,23 +3,19 @@
  * routes module) to a Fastify instance ready to listen. The CLI and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import { STATUS_CODES, type Server } from 'node:http'
 import type { Socket } from 'node:net'
-import { extname, resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
-import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyPluginCallback, type FastifyHttpOptions } from 'fastify'
+import { resolve } from 'node:path'
+import Fastify, { LogController, type FastifyInstance, type FastifyHttpOptions } from 'fastify'
 import spikard from './spikard.js'
 import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError, type SpikardErrorCode } from './errors.js'
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
 import { resolveConfig, type SpikardConfig } from './config/schema.js'
-import { DEFAULT_SECRET_HEADERS } from '../plugins/logging/redact.js'
-import { apiKeyCarriers } from '../plugins/auth/options.js'
 import { timeoutFactoryOptions } from '../plugins/timeout/server-timeouts.js'
 import { features, type FeatureName } from './options.js'
 import { logDestination } from './log-destination.js'
-
-type RoutesPlugin = FastifyPluginAsync | FastifyPluginCallback
+import { loggerOptions } from './logger.js'
+import { loadAppModule, type RoutesPlugin } from './app-module.js'
 
 /** A whole config; in code, `app` may also be the routes plugin itself. */
 export type CreateServerConfig = Omit<SpikardConfig, 'app'> & { app?: string | RoutesPlugin }
@@ -43,17 +39,7 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
   const stream = logStream ?? (server.logger.pretty ? undefined : logDestination(server.logger, baseDir))
   const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
   return {
-    logger: {
-      level: server.logger.level,
-      redact: {
-        paths: [...DEFAULT_SECRET_HEADERS, ...(logging === false ? [] : logging.redactHeaders), ...apiKeyCarriers(auth).headers]
-          .map((h) => h.toLowerCase())
-          .flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
-        censor: '[REDACTED]'
-      },
-      ...(stream === undefined ? {} : { stream }),
-      ...(server.logger.pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {})
-    },
+    logger: loggerOptions(server.logger, logging, auth, stream),
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     // Requests during app.close() reach spikard (shutdown answers them with a 503 problem,
@@ -110,25 +96,4 @@ export async function createServer (config: CreateServerConfig = {}, options: Cr
     throw error
   }
   return app
-}
-
-const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.tsx'])
-
-/** Loads the user's routes module; a TypeScript module is compiled on the fly by tsx. */
-export async function loadAppModule (file: string): Promise<RoutesPlugin> {
-  if (!existsSync(file)) throw new SpikardConfigError([`app: module not found: ${file}`], 'config')
-  const url = pathToFileURL(file).href
-  let mod: any
-  if (TS_EXTENSIONS.has(extname(file))) {
-    const { tsImport } = await import('tsx/esm/api')
-    mod = await tsImport(url, import.meta.url)
-  } else {
-    mod = await import(url)
-  }
-  let plugin = mod?.default
-  if (plugin !== null && typeof plugin === 'object' && typeof plugin.default === 'function') plugin = plugin.default
-  if (typeof plugin !== 'function') {
-    throw new SpikardConfigError([`app: ${file} must default-export a Fastify plugin (a function), found ${plugin === undefined ? 'no default export' : typeof plugin}`], 'config')
-  }
-  return plugin
 }

@@ -25,7 +25,7 @@ import rateLimit from '../plugins/rate-limit/index.js'
 import bodyLimit from '../plugins/body-limit/index.js'
 import timeout from '../plugins/timeout/index.js'
 import compression from '../plugins/compression/index.js'
-import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from '../plugins/shutdown/lifecycle.js'
+import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from './lifecycle.js'
 import { defaultShutdownOptions } from '../plugins/shutdown/options.js'
 import { flushLog } from './flush-log.js'
 

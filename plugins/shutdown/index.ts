@@ -23,7 +23,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { resolveShutdownOptions, type ShutdownOptions } from './options.js'
-import { Budget, lifecycleOf, since } from './lifecycle.js'
+import { Budget, lifecycleOf, since } from '../../src/lifecycle.js'
 import { InFlight } from './connections.js'
 import { exitOnSignals } from './signals.js'
 
