@@ -4,7 +4,8 @@
  * types, validation, defaults and the README tables follow from it.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import { Feature, validate, type Defaulted } from './schema.js'
+import { validate, type Defaulted } from './schema.js'
+import { Feature } from './feature.js'
 import { RequestContextOptionsSchema } from '../plugins/request-context/options.js'
 import { RequestIdOptionsSchema } from '../plugins/request-id/options.js'
 import { LoggingOptionsSchema } from '../plugins/logging/options.js'
@@ -33,16 +34,16 @@ export const features = {
 export type FeatureName = keyof typeof features
 
 export const SpikardOptionsSchema = Type.Object({
-  requestContext: Type.Optional(Feature(features.requestContext.schema, features.requestContext.summary)),
-  requestId: Type.Optional(Feature(features.requestId.schema, features.requestId.summary)),
-  logging: Type.Optional(Feature(features.logging.schema, features.logging.summary)),
-  shutdown: Type.Optional(Feature(features.shutdown.schema, features.shutdown.summary)),
-  health: Type.Optional(Feature(features.health.schema, features.health.summary)),
-  auth: Type.Optional(Feature(features.auth.schema, features.auth.summary)),
-  rateLimit: Type.Optional(Feature(features.rateLimit.schema, features.rateLimit.summary)),
-  bodyLimit: Type.Optional(Feature(features.bodyLimit.schema, features.bodyLimit.summary)),
-  timeout: Type.Optional(Feature(features.timeout.schema, features.timeout.summary)),
-  compression: Type.Optional(Feature(features.compression.schema, features.compression.summary))
+  requestContext: Type.Optional(Feature({ ...features.requestContext, enabledByDefault: false })),
+  requestId: Type.Optional(Feature({ ...features.requestId, enabledByDefault: false })),
+  logging: Type.Optional(Feature({ ...features.logging, enabledByDefault: false })),
+  shutdown: Type.Optional(Feature({ ...features.shutdown, enabledByDefault: false })),
+  health: Type.Optional(Feature({ ...features.health, enabledByDefault: false })),
+  auth: Type.Optional(Feature({ ...features.auth, enabledByDefault: false })),
+  rateLimit: Type.Optional(Feature({ ...features.rateLimit, enabledByDefault: false })),
+  bodyLimit: Type.Optional(Feature({ ...features.bodyLimit, enabledByDefault: false })),
+  timeout: Type.Optional(Feature({ ...features.timeout, enabledByDefault: false })),
+  compression: Type.Optional(Feature({ ...features.compression, enabledByDefault: false }))
 }, { additionalProperties: false })
 
 /** What you pass to `app.register(spikard, options)`. */

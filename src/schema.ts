@@ -72,21 +72,6 @@ export const Size = ({ minimum = 0, maximum, maximumText = `${maximum} bytes`, .
     })
     .Encode((bytes) => bytes)
 
-/**
- * A feature key: `false` (off), `true` (on with defaults) or an options object.
- * Decodes to `false` or the fully defaulted options object.
- */
-export function Feature<T extends TSchema> (schema: T, description: string) {
-  return Type.Transform(Type.Union([Type.Boolean(), schema], {
-    description,
-    default: false,
-    expected: 'true, false or an options object'
-  }))
-    .Decode((value): false | StaticDecode<T> =>
-      value === true ? validate(schema, {}) : value === false ? false : value as StaticDecode<T>)
-    .Encode((value) => value as any)
-}
-
 /** A pino log level. */
 export const LogLevel = (options: { description: string, default: string }) => Type.Union([
   Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
