@@ -1,7 +1,11 @@
-/** The user's routes module (`app` in a config file): a JS or TS module whose default export is a Fastify plugin. */
+/**
+ * The user's routes module (`app` in a config file): a JS or TS module whose default export
+ * is a Fastify plugin. A TypeScript module is imported by Node itself where Node strips
+ * types (22.18+, 24), else by tsx, an optional peer loaded only then.
+ */
 import { existsSync } from 'node:fs'
 import { extname } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { FastifyPluginAsync, FastifyPluginCallback } from 'fastify'
 import { SpikardConfigError } from './errors.js'
 
@@ -9,21 +13,73 @@ export type RoutesPlugin = FastifyPluginAsync | FastifyPluginCallback
 
 const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.tsx'])
 
-/** Loads the user's routes module; a TypeScript module is compiled on the fly by tsx. */
+/** How a TypeScript module is imported; the seams exist so tests can choose each path. */
+export interface TypeScriptLoaders {
+  /** Node's own import, where Node strips types itself (`process.features.typescript`); else undefined. */
+  native: ((url: string) => Promise<unknown>) | undefined
+  /** Imports tsx's API; rejects when tsx is not installed. */
+  tsx: () => Promise<{ tsImport: (url: string, parent: string) => Promise<unknown> }>
+}
+
+export function nodeStripsTypes (): boolean {
+  const mode = (process.features as { typescript?: string | false }).typescript
+  return mode === 'strip' || mode === 'transform'
+}
+
+const defaultLoaders: TypeScriptLoaders = {
+  native: nodeStripsTypes() ? async (url) => await import(url) : undefined,
+  tsx: async () => await import('tsx/esm/api')
+}
+
+/** Loads the user's routes module. */
 export async function loadAppModule (file: string): Promise<RoutesPlugin> {
   if (!existsSync(file)) throw new SpikardConfigError([`app: module not found: ${file}`], 'config')
   const url = pathToFileURL(file).href
-  let mod: any
-  if (TS_EXTENSIONS.has(extname(file))) {
-    const { tsImport } = await import('tsx/esm/api')
-    mod = await tsImport(url, import.meta.url)
-  } else {
-    mod = await import(url)
-  }
+  const mod = TS_EXTENSIONS.has(extname(file)) ? await importTypeScript(file, url) : await import(url)
   let plugin = mod?.default
   if (plugin !== null && typeof plugin === 'object' && typeof plugin.default === 'function') plugin = plugin.default
   if (typeof plugin !== 'function') {
     throw new SpikardConfigError([`app: ${file} must default-export a Fastify plugin (a function), found ${plugin === undefined ? 'no default export' : typeof plugin}`], 'config')
   }
   return plugin
+}
+
+/** Imports a TypeScript module: natively where Node can, else (or where Node refuses its syntax) with tsx. */
+export async function importTypeScript (file: string, url: string, loaders: TypeScriptLoaders = defaultLoaders): Promise<any> {
+  let refused: string | undefined
+  if (loaders.native !== undefined) {
+    try {
+      return await loaders.native(url)
+    } catch (error) {
+      refused = strippingRefused(error)
+      if (refused === undefined) throw error
+    }
+  }
+  let tsx: Awaited<ReturnType<TypeScriptLoaders['tsx']>>
+  try {
+    tsx = await loaders.tsx()
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw error
+    throw new SpikardConfigError([refused === undefined
+      ? `app: ${file} is TypeScript and this Node (${process.version}) does not strip types: \`npm install tsx\` to load it, or use Node 22.18 or later, or compile it to JavaScript`
+      : `app: ${file}: ${refused}; \`npm install tsx\` to load it anyway, or compile it to JavaScript`], 'config')
+  }
+  return await tsx.tsImport(url, import.meta.url)
+}
+
+/**
+ * Why Node's type stripping failed on a module tsx would load, or undefined for any other
+ * error (a real syntax error, a missing package): those are the module's own.
+ */
+function strippingRefused (error: unknown): string | undefined {
+  const { code, message, url } = error as { code?: string, message?: string, url?: string }
+  if (code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
+    return `Node's type stripping refuses TypeScript-only syntax (enums, namespaces, parameter properties, import aliases): ${message ?? ''}`
+  }
+  // NodeNext style `import './x.js'` naming x.ts: tsx maps it, Node does not.
+  if (code === 'ERR_MODULE_NOT_FOUND' && typeof url === 'string' && url.startsWith('file:') && /\.[cm]?js$/.test(url)) {
+    const ts = fileURLToPath(url).replace(/js$/, 'ts')
+    if (existsSync(ts)) return `Node's type stripping does not map the import of ${fileURLToPath(url)} to ${ts} (write the .ts extension)`
+  }
+  return undefined
 }
