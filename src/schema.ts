@@ -168,16 +168,19 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
       const required = new Set<string>(schema.required ?? [])
       const out: Record<string, unknown> = {}
       for (const key of Object.keys(value)) {
-        if (key in properties) continue
+        // Own keys of the schema only: `in` would accept toString, constructor, __proto__...
+        if (Object.hasOwn(properties, key)) continue
         if (schema.additionalProperties !== false) {
-          out[key] = value[key]
+          // Defined, not assigned: `out.__proto__ = v` would replace out's prototype.
+          Object.defineProperty(out, key, { value: value[key], enumerable: true, writable: true, configurable: true })
           continue
         }
         const hint = closest(key, Object.keys(properties))
         walk.problems.push(`${join(path, key)}: unknown key${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`)
       }
       for (const [key, prop] of Object.entries(properties)) {
-        let v = value[key]
+        // Own values only: an object with a replaced prototype must not supply keys through it.
+        let v = Object.hasOwn(value, key) ? value[key] : undefined
         if (v === undefined && prop.default !== undefined) v = structuredClone(prop.default)
         if (v === undefined) {
           if (required.has(key)) walk.problems.push(`${join(path, key)}: required, expected ${describe(prop)}`)
@@ -228,7 +231,13 @@ function show (value: unknown, walk: Walk): string {
   if (value === undefined) return 'nothing'
   if (typeof value === 'function') return 'a function'
   if (walk.secret) return `${Array.isArray(value) ? 'a list' : value === null ? 'null' : `a${typeof value === 'object' ? 'n' : ''} ${typeof value}`} (not shown: it may hold a secret)`
-  const text = JSON.stringify(value) ?? String(value)
+  let text: string
+  try {
+    text = JSON.stringify(value) ?? String(value)
+  } catch {
+    // A BigInt, a cycle, or nesting too deep for the stack (options passed in code).
+    text = typeof value === 'bigint' ? `${value}n` : Array.isArray(value) ? 'a list' : 'an object'
+  }
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
 }
 
@@ -242,6 +251,8 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
 
 /** The known key closest to a misspelt one, if it is close enough to be a plausible typo. */
 function closest (key: string, known: string[]): string | undefined {
+  // The distance costs key.length x candidate.length: no hint for a key no one would type.
+  if (key.length > 64) return undefined
   let best: string | undefined
   let bestDistance = Infinity
   for (const candidate of known) {

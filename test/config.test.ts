@@ -140,3 +140,113 @@ test('server.logger.file that cannot be opened, or a malformed or too large buff
       error.problems[0] === `server.logger.buffer: expected a size (bytes, or a string such as "512kb", "1mb") of at most 1mb, found ${found}`)
   }
 })
+
+test('${VAR} counts only own string entries of the environment: members of Object.prototype are unset variables', (t) => {
+  const d = tempDir(t, {
+    'c.yaml': 'server:\n  host: ${toString}\n  port: ${__proto__:-8001}\nrequestId:\n  header: x-${constructor}-id\nauth:\n  jwt:\n    algorithms: [HS256]\n    secret: ${hasOwnProperty}\n',
+    'port.yaml': 'server:\n  port: ${__proto__:-8001}\n  host: ${valueOf:-localhost}\n'
+  })
+  const unset = (name: string): string => `environment variable ${name} is not set and has no default (write \${${name}:-default} to give one)`
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'c.yaml', env: {} })), [
+    `server.host: ${unset('toString')}`,
+    `requestId.header: ${unset('constructor')}`,
+    `auth.jwt.secret: ${unset('hasOwnProperty')}`
+  ])
+  // The default applies: __proto__ and valueOf are not variables of this environment.
+  assert.deepEqual(loadConfig({ cwd: d, file: 'port.yaml', env: {} }).config.server, {
+    host: 'localhost', port: 8001, trustProxy: false, logger: { level: 'info', pretty: false, buffer: 0 }
+  })
+  // Inherited entries do not count either, nor values that are not strings.
+  const inherited = Object.create({ PORT: '8123' }) as Record<string, string | undefined>
+  assert.equal(loadConfig({ cwd: d, file: 'port.yaml', env: inherited }).config.server.port, 8001)
+  const odd = { __proto__: null, valueOf: 42 } as unknown as Record<string, string | undefined>
+  assert.equal(loadConfig({ cwd: d, file: 'port.yaml', env: odd }).config.server.host, 'localhost')
+  // process.env itself: an own entry named like a prototype member is a variable like any other.
+  assert.equal(loadConfig({ cwd: d, file: 'port.yaml', env: { valueOf: 'example.org' } }).config.server.host, 'example.org')
+})
+
+test('keys named like Object.prototype members are unknown keys, at any depth, in JSON and YAML', (t) => {
+  const d = tempDir(t, {
+    'c.json': '{"toString":1,"server":{"constructor":{"port":1},"logger":{"hasOwnProperty":true}},"__proto__":{"polluted":true},"logging":{"__proto__":{"level":"debug"}}}',
+    'c.yaml': 'toString: 1\nserver:\n  constructor: { port: 1 }\n  logger:\n    hasOwnProperty: true\n__proto__:\n  polluted: true\nlogging:\n  __proto__: { level: debug }\n'
+  })
+  for (const file of ['c.json', 'c.yaml']) {
+    assert.deepEqual(refused(() => loadConfig({ cwd: d, file, env: {} })), [
+      'toString: unknown key',
+      '__proto__: unknown key',
+      'server.constructor: unknown key',
+      'server.logger.hasOwnProperty: unknown key',
+      'logging.__proto__: unknown key'
+    ], file)
+    assert.equal(({} as Record<string, unknown>).polluted, undefined, `${file} polluted Object.prototype`)
+  }
+})
+
+test('a config nested too deep is refused naming the file, without overflowing the stack (JSON and YAML)', (t) => {
+  const deepJson = '{"server":{"x":' + '['.repeat(200_000) + ']'.repeat(200_000) + '}}'
+  const d = tempDir(t, {
+    'deep.json': deepJson,
+    'deep-flow.yaml': 'server:\n  x: ' + '['.repeat(200_000) + ']'.repeat(200_000) + '\n',
+    // Compact block sequences: two characters a level; yaml's composer is recursive.
+    'deep-block.yaml': 'server:\n  x:\n    ' + '- '.repeat(200_000) + 'end\n',
+    'edge.json': '{"server":{"x":' + '['.repeat(62) + ']'.repeat(62) + '}}',
+    'over.json': '{"server":{"x":' + '['.repeat(63) + ']'.repeat(63) + '}}'
+  })
+  for (const file of ['deep.json', 'deep-flow.yaml', 'deep-block.yaml', 'over.json']) {
+    try {
+      loadConfig({ cwd: d, file, env: {} })
+      assert.fail(`${file} was accepted`)
+    } catch (error) {
+      assert.ok(error instanceof SpikardConfigError, String(error))
+      assert.deepEqual(error.problems, ['nested too deep: more than 64 levels of objects and lists'], file)
+      assert.equal(error.message, `Invalid spikard config ${join(d, file)}:\n  - nested too deep: more than 64 levels of objects and lists`)
+    }
+  }
+  // 64 levels (the root object, server, then 62 lists) is the limit, not an error of its own: the key is.
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'edge.json', env: {} })), ['server.x: unknown key'])
+})
+
+test('a config file over 1 MiB is refused before it is parsed, naming the file, its size and the cap', (t) => {
+  const big = 'server:\n  port: 1\n# ' + 'x'.repeat(1024 * 1024) + '\n'
+  const d = tempDir(t, { 'big.yaml': big, 'big.json': ' '.repeat(1024 * 1024) + '{}', 'fits.json': ' '.repeat(1024 * 1024 - 2) + '{}' })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'big.yaml' })), [
+    `${join(d, 'big.yaml')} is ${Buffer.byteLength(big)} bytes; a config file may hold at most 1048576 bytes (1 MiB)`
+  ])
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'big.json' })), [
+    `${join(d, 'big.json')} is 1048578 bytes; a config file may hold at most 1048576 bytes (1 MiB)`
+  ])
+  assert.equal(loadConfig({ cwd: d, file: 'fits.json' }).config.server.port, 8000)
+})
+
+test('YAML aliases cannot expand a small file into a huge config', (t) => {
+  // "Billion laughs": each level repeats the one before nine times.
+  const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+  for (let i = 1; i < 10; i++) {
+    const prev = String.fromCharCode(96 + i)
+    const name = String.fromCharCode(97 + i)
+    lines.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(', ')}]`)
+  }
+  // Wide rather than deep: one list of 5,000 values aliased 90 times (450,000 values), which yaml allows.
+  const wide = `x: &x [${Array(5000).fill('1').join(', ')}]\ny: [${Array(90).fill('*x').join(', ')}]\n`
+  const d = tempDir(t, { 'laughs.yaml': lines.join('\n') + '\n', 'wide.yaml': wide })
+  const started = Date.now()
+  assert.match(refused(() => loadConfig({ cwd: d, file: 'laughs.yaml' }))[0], /^not valid YAML: Excessive alias count/)
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'wide.yaml' })), [
+    'too many values: more than 100000 keys, list items and scalars once YAML aliases are expanded'
+  ])
+  assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`)
+})
+
+test('options in code that JSON cannot show (a BigInt, a cycle, a list nested 200,000 deep) are refused with a message, not a crash', async () => {
+  let deep: unknown[] = []
+  for (let i = 0; i < 200_000; i++) deep = [deep]
+  const cycle: Record<string, unknown> = {}
+  cycle.self = cycle
+  for (const [host, found] of [[10n, '10n'], [deep, 'a list'], [cycle, 'an object']] as const) {
+    await assert.rejects(createServer({ server: { host } } as never), (error: unknown) => {
+      assert.ok(error instanceof SpikardConfigError, String(error))
+      assert.deepEqual(error.problems, [`server.host: expected a non-empty string, found ${found}`])
+      return true
+    })
+  }
+})

@@ -1,11 +1,27 @@
 /** Finds, parses and validates a config file, substituting ${VAR} and ${VAR:-default} from the environment. */
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { extname, resolve } from 'node:path'
-import { parse as parseYaml } from 'yaml'
+import { parse as parseYaml, Parser as YamlParser, type CST } from 'yaml'
 import { SpikardConfigError } from '../errors.js'
 import { resolveConfig, type ResolvedConfig } from './schema.js'
 
 export const CONFIG_FILES = ['spikard.config.json', 'spikard.config.yaml', 'spikard.config.yml']
+
+/**
+ * Limits on what a config file may hold, so a hostile or broken file fails fast with a
+ * clear message instead of exhausting memory or the stack:
+ * - MAX_CONFIG_BYTES: checked before parsing. A real config, inline PEM keys included, is a
+ *   few KiB; a 62 MB YAML file took 38 s and 2.7 GB to parse.
+ * - MAX_CONFIG_DEPTH: levels of objects and lists, the root object counting as one. The
+ *   deepest real key is about 5 levels down; parsing and the validator recurse, and a file
+ *   nested 200,000 levels deep overflowed the stack (yaml's composer from ~1,000 levels).
+ * - MAX_CONFIG_VALUES: keys, list items and scalars once YAML aliases are expanded. yaml's
+ *   own check (maxAliasCount) stops exponential expansion, not one big list aliased 200 times.
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024
+export const MAX_CONFIG_DEPTH = 64
+export const MAX_CONFIG_VALUES = 100_000
+const TOO_DEEP = `nested too deep: more than ${MAX_CONFIG_DEPTH} levels of objects and lists`
 
 export interface LoadedConfig {
   /** Absolute path of the file read. */
@@ -31,15 +47,27 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   const file = options.file === undefined ? findConfigFile(cwd) : resolve(cwd, options.file)
   const source = `config ${file}`
   if (!existsSync(file)) throw new SpikardConfigError([`file not found: ${file}`], source)
-  if (!statSync(file).isFile()) throw new SpikardConfigError([`not a file: ${file}`], source)
-  const text = readFileSync(file, 'utf8')
+  const stats = statSync(file)
+  if (!stats.isFile()) throw new SpikardConfigError([`not a file: ${file}`], source)
+  const tooLarge = (bytes: number): SpikardConfigError =>
+    new SpikardConfigError([`${file} is ${bytes} bytes; a config file may hold at most ${MAX_CONFIG_BYTES} bytes (1 MiB)`], source)
+  if (stats.size > MAX_CONFIG_BYTES) throw tooLarge(stats.size)
+  const bytes = readFileSync(file)
+  // The file may have grown since stat().
+  if (bytes.length > MAX_CONFIG_BYTES) throw tooLarge(bytes.length)
+  const text = bytes.toString('utf8')
+  const json = extname(file) === '.json'
+  // yaml's composer recurses: measure the nesting on its (iterative) parse tree first.
+  if (!json && yamlTooDeep(text)) throw new SpikardConfigError([TOO_DEEP], source)
   let raw: unknown
   try {
-    raw = extname(file) === '.json' ? JSON.parse(text) : parseYaml(text)
+    raw = json ? JSON.parse(text) : parseYaml(text, { maxAliasCount: 100 })
   } catch (error) {
-    throw new SpikardConfigError([`not valid ${extname(file) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`], source)
+    throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${(error as Error).message}`], source)
   }
   if (raw === null || raw === undefined) raw = {}
+  const shapeProblem = checkShape(raw)
+  if (shapeProblem !== undefined) throw new SpikardConfigError([shapeProblem], source)
   const problems: string[] = []
   const substituted = substitute(raw, '', options.env ?? process.env, problems)
   if (problems.length > 0) throw new SpikardConfigError(problems, source)
@@ -52,8 +80,9 @@ const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 export function substitute (value: unknown, path: string, env: Record<string, string | undefined>, problems: string[]): unknown {
   if (typeof value === 'string') {
     return value.replace(VARIABLE, (_match, name: string, fallback: string | undefined) => {
-      const v = env[name]
-      if (v !== undefined && v !== '') return v
+      // Own string entries only: env['toString'] would otherwise be a function of Object.prototype.
+      const v = Object.hasOwn(env, name) ? env[name] : undefined
+      if (typeof v === 'string' && v !== '') return v
       if (fallback !== undefined) return fallback
       problems.push(`${path || '(root)'}: environment variable ${name} is not set and has no default (write \${${name}:-default} to give one)`)
       return ''
@@ -61,7 +90,45 @@ export function substitute (value: unknown, path: string, env: Record<string, st
   }
   if (Array.isArray(value)) return value.map((item, i) => substitute(item, `${path}[${i}]`, env, problems))
   if (value !== null && typeof value === 'object') {
+    // fromEntries defines own properties: a "__proto__" key stays a key (reported as unknown).
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, path === '' ? k : `${path}.${k}`, env, problems)]))
   }
   return value
+}
+
+/**
+ * Why a parsed config is refused before it is walked, if it is: deeper than
+ * MAX_CONFIG_DEPTH or more than MAX_CONFIG_VALUES values. Iterative, so any depth is safe;
+ * a value reached twice through YAML aliases counts twice, as the walks that follow see it.
+ */
+function checkShape (root: unknown): string | undefined {
+  const stack: Array<[unknown, number]> = [[root, 1]]
+  let count = 0
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!
+    if (++count > MAX_CONFIG_VALUES) return `too many values: more than ${MAX_CONFIG_VALUES} keys, list items and scalars once YAML aliases are expanded`
+    if (value === null || typeof value !== 'object') continue
+    if (depth > MAX_CONFIG_DEPTH) return TOO_DEEP
+    for (const child of Object.values(value)) stack.push([child, depth + 1])
+  }
+  return undefined
+}
+
+/** Whether a YAML text nests collections deeper than MAX_CONFIG_DEPTH, read from yaml's CST (built without recursion). */
+function yamlTooDeep (text: string): boolean {
+  const stack: Array<[CST.Token, number]> = []
+  for (const token of new YamlParser().parse(text)) stack.push([token, 0])
+  while (stack.length > 0) {
+    const [token, outer] = stack.pop()!
+    const depth = token.type === 'block-map' || token.type === 'block-seq' || token.type === 'flow-collection' ? outer + 1 : outer
+    if (depth > MAX_CONFIG_DEPTH) return true
+    if ('value' in token && typeof token.value === 'object' && token.value !== null) stack.push([token.value, depth])
+    if ('items' in token) {
+      for (const item of token.items) {
+        if (item.key !== undefined && item.key !== null) stack.push([item.key, depth])
+        if (item.value !== undefined) stack.push([item.value, depth])
+      }
+    }
+  }
+  return false
 }
