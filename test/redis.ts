@@ -3,8 +3,11 @@
  * free port, without persistence, stopped in `after` (and killed if the test process exits
  * first). `stop()` and `start()` take it down and bring it back on the same port, for
  * outage tests.
+ *
+ * Without the binary the Redis tests are skipped (`redisSkip()`), except under CI=true,
+ * where they run and fail: CI installs redis-server, so a missing one is a broken CI.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net, { type AddressInfo } from 'node:net'
@@ -23,6 +26,15 @@ export interface RedisServer {
 }
 
 const BINARY = process.env.REDIS_SERVER ?? 'redis-server'
+const INSTALL = 'install it (apt-get install redis-server) or set REDIS_SERVER=/path/to/redis-server'
+
+/** False when the Redis tests can run (or must: CI=true); else why they are skipped. */
+export function redisSkip (env: NodeJS.ProcessEnv = process.env): string | false {
+  if (['true', '1'].includes(env.CI ?? '')) return false
+  const probe = spawnSync(BINARY, ['--version'], { stdio: 'ignore', timeout: 5000 })
+  if (probe.error === undefined && probe.status === 0) return false
+  return `${BINARY} cannot be run (${probe.error?.message ?? `exit code ${String(probe.status)}`}): ${INSTALL}`
+}
 
 async function freePort (): Promise<number> {
   const server = net.createServer()
@@ -58,7 +70,7 @@ function launch (port: number, dir: string): Promise<ChildProcess> {
     }
     child.stdout?.on('data', onData)
     child.stderr?.on('data', (chunk: Buffer) => { output += String(chunk) })
-    child.once('error', (error) => fail(new Error(`cannot run ${BINARY}: ${error.message}`)))
+    child.once('error', (error) => fail(new Error(`cannot run ${BINARY}: ${error.message}; ${INSTALL}`)))
     child.once('exit', (code) => fail(new Error(`redis-server exited with code ${code}:\n${output}`)))
   })
 }

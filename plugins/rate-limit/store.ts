@@ -8,9 +8,12 @@
  * fails commands at once while disconnected (no offline queue), gives each command
  * `redisTimeout`, reconnects forever in the background, and every error it raises, as an
  * event or as a failed command, goes to one Outage that logs at most once a minute.
+ *
+ * ioredis is imported only when a Redis URL is configured (it is most of what loading the
+ * limiter would otherwise cost).
  */
 import { createRequire } from 'node:module'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 
 export interface StoreResult { current: number, ttl: number }
@@ -94,31 +97,63 @@ export function memoryStores (cacheSize: number): Stores {
 
 export interface RedisStoreOptions { url: string, prefix: string, timeout: number }
 
-/** Redis stores on one client, which starts connecting at once. */
+/**
+ * Redis stores on one client, which starts connecting as soon as ioredis is loaded. Returned
+ * at once; the plugin awaits `connected()` before the app is ready, so requests find the
+ * client there (a count asked for earlier waits for it).
+ */
 export function redisStores ({ url, prefix, timeout }: RedisStoreOptions, outage: Outage, log: FastifyBaseLogger): Stores {
-  const client = new Redis(url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: timeout,
-    connectTimeout: Math.max(timeout, 1000),
-    retryStrategy: (times) => Math.min(100 * times, 2000),
-    connectionName: 'spikard-rate-limit'
+  const client: Promise<Redis> = import('ioredis').then(({ Redis }) => {
+    const redis = new Redis(url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: timeout,
+      connectTimeout: Math.max(timeout, 1000),
+      retryStrategy: (times) => Math.min(100 * times, 2000),
+      connectionName: 'spikard-rate-limit'
+    })
+    redis.on('error', (error: Error) => outage.failed(error))
+    redis.on('ready', () => outage.recovered())
+    return redis
   })
-  client.on('error', (error: Error) => outage.failed(error))
-  client.on('ready', () => outage.recovered())
+  // Settled here too, so a failed import is not an unhandled rejection before connected() reports it.
+  client.catch(() => {})
   return {
-    global: new RedisStore(false, false, client, `${prefix}global:`),
-    route: (name) => new RedisStore(false, false, client, `${prefix}route:${name}:`),
+    global: new LazyRedisStore(client, `${prefix}global:`),
+    route: (name) => new LazyRedisStore(client, `${prefix}route:${name}:`),
     connected: async () => {
-      await waitForReady(client)
-      if (client.status === 'ready') log.info({ store: 'redis', redis: redact(url) }, 'rate-limit counts kept in Redis')
+      const redis = await client
+      await waitForReady(redis)
+      if (redis.status === 'ready') log.info({ store: 'redis', redis: redact(url) }, 'rate-limit counts kept in Redis')
     },
     close: async () => {
-      if (client.status !== 'ready') return client.disconnect()
-      const timer = setTimeout(() => client.disconnect(), timeout).unref()
-      await client.quit().catch(() => client.disconnect())
+      const redis = await client.catch(() => undefined)
+      if (redis === undefined) return
+      if (redis.status !== 'ready') return redis.disconnect()
+      const timer = setTimeout(() => redis.disconnect(), timeout).unref()
+      await redis.quit().catch(() => redis.disconnect())
       clearTimeout(timer)
     }
+  }
+}
+
+/** A RedisStore made once the client exists: after startup, one property check per request. */
+class LazyRedisStore implements Store {
+  readonly #client: Promise<Redis>
+  readonly #key: string
+  #store: Store | undefined
+
+  constructor (client: Promise<Redis>, key: string) {
+    this.#client = client
+    this.#key = key
+  }
+
+  incr (key: string, callback: (error: Error | null, result?: StoreResult) => void, timeWindow: number, max: number): void {
+    if (this.#store !== undefined) return this.#store.incr(key, callback, timeWindow, max)
+    this.#client.then((client) => {
+      this.#store ??= new RedisStore(false, false, client, this.#key)
+      this.#store.incr(key, callback, timeWindow, max)
+    }, (error: Error) => callback(error))
   }
 }
 
