@@ -4,6 +4,7 @@
  * then the feature's default state. Decodes to `false` or the fully defaulted options.
  */
 import { Kind, Type, type StaticDecode, type TObject, type TSchema } from '@sinclair/typebox'
+import type { RouteOptions } from 'fastify'
 import { validate } from './schema.js'
 
 export interface FeatureShape<T extends TObject = TObject> {
@@ -40,4 +41,38 @@ export function Feature<T extends TObject> ({ schema, summary, enabledByDefault,
 function describeScalar (schema: TSchema | undefined): string {
   if (schema === undefined) return ''
   return typeof schema.expected === 'string' ? schema.expected : String(schema[Kind]).toLowerCase()
+}
+
+/** A per-route column of the route table `spikard check` prints. */
+export interface RouteColumn<O> {
+  title: string
+  /** The route as registered (before any feature changed it), and the feature's options or `false` when it is off. */
+  value: (route: RouteOptions, options: O | false) => string
+}
+
+/**
+ * What a feature tells the root: its key's schema and default state, its key settings in
+ * words (the startup line and `spikard check`), its route-table columns. No Fastify runtime
+ * import, so the config loader and the CLI can read it cheaply.
+ */
+export interface FeatureDefinition<T extends TObject = TObject, O = any> extends FeatureShape<T> {
+  /** The settings that matter at a glance, e.g. `max=1mb decode=on`. */
+  settings: (options: O) => string
+  columns?: Array<RouteColumn<O>>
+}
+
+/** `1mb`, `512kb`, `100b`: the largest binary unit that divides it. */
+export function formatBytes (bytes: number): string {
+  if (bytes >= 1024 ** 2 && bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}mb`
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024}kb`
+  return `${bytes}b`
+}
+
+/** `1m`, `30s`, `1h`, `90s`, `1500ms`: the largest unit that divides it. */
+export function formatDuration (ms: number): string {
+  if (ms === 0) return '0'
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`
+  if (ms % 1000 === 0) return `${ms / 1000}s`
+  return `${ms}ms`
 }

@@ -119,12 +119,15 @@ export class Lifecycle {
   }
 }
 
+/** The drain hooks' budget when the shutdown feature is off (its default budget). */
+export const DRAIN_BUDGET_MS = 30_000
+
 /**
  * What `app.close()` does when the shutdown feature is off: the phase still moves to
  * `closing` then `closed`, and the drain hooks still run in a preClose hook (they are how
  * long-lived connections let the server close), with the default budget.
  */
-export function closeWithoutShutdown (app: FastifyInstance, lifecycle: Lifecycle, budgetMs: number): void {
+export function closeWithoutShutdown (app: FastifyInstance, lifecycle: Lifecycle, budgetMs = DRAIN_BUDGET_MS): void {
   app.addHook('preClose', async () => {
     lifecycle.enter('closing')
     const budget = new Budget(budgetMs, () => {

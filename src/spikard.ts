@@ -1,14 +1,24 @@
 /**
  * The root plugin. Registers problem details first, so every error below it is rendered
- * by one handler, then each enabled feature in this order:
+ * by one handler, then each enabled feature in this order, which is also the order their
+ * hooks run in at each point of the request lifecycle:
  *
- *   1. requestContext  2. requestId  3. logging  4. shutdown  5. health  6. auth
- *   7. rateLimit  8. bodyLimit  9. timeout  10. compression
+ *   1. requestContext  2. requestId  3. logging  4. shutdown  5. health  6. timeout
+ *   7. rateLimit  8. auth  9. bodyLimit  10. compression
  *
  * The request context first, so every later hook runs inside it; request ids and the
  * access log next so every later hook's errors and logs carry the id; shutdown before
- * health so readiness can see the shutdown phase; compression last so it sees every other
+ * health so readiness can see the shutdown phase; the handler timeout's clock before
+ * anything that may wait (a Redis count, a JWKS fetch); rate limiting before auth, so a
+ * flood of bad credentials is counted; compression last so it sees every other
  * feature's responses.
+ *
+ * How a feature attaches: its hooks are added once, to the whole app (every feature is a
+ * fastify-plugin plugin), so they run for every route, those registered before spikard
+ * and in encapsulated or prefixed children included, and for the not-found handler. What a
+ * route wants is worked out once, when Fastify registers it (onRoute), and stored on the
+ * route's own config object under the feature's symbol; the hook reads it with one
+ * property access (src/route-decision.ts).
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, RouteOptions } from 'fastify'
@@ -20,13 +30,12 @@ import requestId from '../plugins/request-id/index.js'
 import logging from '../plugins/logging/index.js'
 import shutdown from '../plugins/shutdown/index.js'
 import health from '../plugins/health/index.js'
-import auth from '../plugins/auth/index.js'
-import rateLimit from '../plugins/rate-limit/index.js'
-import bodyLimit from '../plugins/body-limit/index.js'
 import timeout from '../plugins/timeout/index.js'
+import rateLimit from '../plugins/rate-limit/index.js'
+import auth from '../plugins/auth/index.js'
+import bodyLimit from '../plugins/body-limit/index.js'
 import compression from '../plugins/compression/index.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from './lifecycle.js'
-import { defaultShutdownOptions } from '../plugins/shutdown/options.js'
 import { flushLog } from './flush-log.js'
 
 declare module 'fastify' {
@@ -34,7 +43,7 @@ declare module 'fastify' {
     /** The options spikard resolved (every default filled in). */
     spikard: {
       options: ResolvedSpikardOptions
-      /** Every route registered after spikard, as Fastify's onRoute hook saw it (`spikard check` prints them). */
+      /** Every route registered after spikard, as declared (`spikard check` prints them). */
       routes: RouteOptions[]
       /** Where the server is in its life: `serving`, then `draining`, `closing`, `closed` as it shuts down. */
       readonly phase: LifecyclePhase
@@ -55,6 +64,9 @@ declare module 'fastify' {
   }
 }
 
+/** Route options a feature reads that make no sense while that feature is off. */
+const WANTS = { auth: 'config.auth', rateLimit: 'config.rateLimit' } as const
+
 async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<void> {
   const resolved = resolveSpikardOptions(options)
   const routes: RouteOptions[] = []
@@ -70,16 +82,20 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   // The first onClose hook runs last: what a buffered log destination (`server.logger.buffer`)
   // still holds is written out after every other hook's last line.
   app.addHook('onClose', async (instance) => { await flushLog(instance.log) })
+  // First among spikard's onRoute hooks, so the features below see its copy.
   app.addHook('onRoute', (route) => {
     // A route asking for auth or its own rate limit while that feature is off would
     // otherwise be silently public or unlimited.
     for (const feature of ['auth', 'rateLimit'] as const) {
       const wants = (route.config as Record<string, unknown> | undefined)?.[feature]
       if (resolved[feature] === false && wants !== undefined && wants !== false) {
-        throw new SpikardConfigError([`route ${[route.method].flat().join(',')} ${route.url}: config.${feature} is set but the ${feature} feature is off; configure ${feature} or remove config.${feature}`])
+        throw new SpikardConfigError([`route ${[route.method].flat().join(',')} ${route.url}: ${WANTS[feature]} is set but the ${feature} feature is off; configure ${feature} or remove ${WANTS[feature]}`])
       }
     }
-    routes.push(route)
+    routes.push({ ...route })
+    // The route's own config object, for the features' decisions: the one a route was
+    // given may be shared with other routes.
+    route.config = { ...route.config }
   })
 
   await app.register(problemDetails)
@@ -87,12 +103,12 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   if (resolved.requestId !== false) await app.register(requestId, resolved.requestId)
   if (resolved.logging !== false) await app.register(logging, resolved.logging)
   if (resolved.shutdown !== false) await app.register(shutdown, resolved.shutdown)
-  else closeWithoutShutdown(app, lifecycle, defaultShutdownOptions.timeout)
+  else closeWithoutShutdown(app, lifecycle)
   if (resolved.health !== false) await app.register(health, resolved.health)
-  if (resolved.auth !== false) await app.register(auth, resolved.auth)
-  if (resolved.rateLimit !== false) await app.register(rateLimit, resolved.rateLimit)
-  if (resolved.bodyLimit !== false) await app.register(bodyLimit, resolved.bodyLimit)
   if (resolved.timeout !== false) await app.register(timeout, resolved.timeout)
+  if (resolved.rateLimit !== false) await app.register(rateLimit, resolved.rateLimit)
+  if (resolved.auth !== false) await app.register(auth, resolved.auth)
+  if (resolved.bodyLimit !== false) await app.register(bodyLimit, resolved.bodyLimit)
   if (resolved.compression !== false) await app.register(compression, resolved.compression)
 }
 

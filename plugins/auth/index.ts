@@ -1,11 +1,13 @@
 /**
  * Authentication: JWT bearer tokens (`auth.jwt`) and API keys (`auth.apiKey`).
  *
- * Every route registered after spikard requires a valid credential unless its config says
- * `auth: false` (spikard's health routes do). The decision is made once per route, in
- * onRoute: a public route gets no hook at all; a protected one gets an onRequest hook, put
- * first among the route's own, that checks the credentials before the body is read. A
- * valid credential sets `request.identity` (and, for a JWT, `request.user` to its claims);
+ * Every route requires a valid credential unless its config says `auth: false` (spikard's
+ * health routes do); the not-found handler does not (an unknown path is a 404 whoever
+ * asks). One onRequest hook for the whole app checks the credentials before the body is
+ * read; what it checks on each route (its schemes and claims, or nothing on a public route)
+ * is decided once per route (src/route-decision.ts), and a route whose `config.auth` is
+ * invalid is refused at startup. A valid credential sets `request.identity` (and, for a
+ * JWT, `request.user` to its claims);
  * anything else is a 401 problem with a `WWW-Authenticate` challenge, or a 403 when a valid
  * token lacks a claim the route demands. Whatever the input, the answer is never a 5xx.
  *
@@ -14,24 +16,24 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify'
-import type { UserType } from '@fastify/jwt'
 import { errors, SpikardConfigError } from '../../src/errors.js'
-import { prepend, type OnRequest } from '../../src/route-hooks.js'
+import { decide, decisionOf, registered, routeName, type RouteView } from '../../src/route-decision.js'
 import { resolveAuthOptions, type AuthOptions } from './options.js'
 import { JwtVerifier, REFUSALS, type Outcome, type Refusal, type JwtIdentity } from './jwt.js'
 import { ApiKeys, type ApiKeyIdentity, type ApiKeyRefusal } from './api-key.js'
 import { failedClaim, routePolicy, type RouteAuth, type RoutePolicy } from './route.js'
-import { refuseEarlyRoutes } from '../../src/early-routes.js'
 
 export type { RouteAuth, RouteAuthOptions, AuthScheme, ClaimValue } from './route.js'
 /** A verified token's claims, as the token carries them (frozen). */
 export type { Claims as JwtClaims } from './keys.js'
+import type { Claims } from './keys.js'
 /**
- * The type of `request.user`: @fastify/jwt's, so an app that also uses @fastify/jwt (to sign
- * tokens) has one `user` type. Narrow it the @fastify/jwt way:
- * `declare module '@fastify/jwt' { interface FastifyJWT { user: JwtClaims & { role?: string } } }`.
+ * `request.user`: the claims of the caller's verified JWT (frozen). Declare the claims your
+ * tokens carry by augmenting it:
+ *
+ *     declare module 'spikard' { interface AuthUser { role: string, tenant?: string } }
  */
-export type AuthUser = UserType
+export interface AuthUser extends Claims {}
 
 /** The authenticated caller: the scheme, and the JWT's `sub` (see jwt.ts) or the API key's name. */
 export type AuthIdentity = JwtIdentity | ApiKeyIdentity
@@ -47,6 +49,10 @@ declare module 'fastify' {
      */
     identity?: AuthIdentity
   }
+  interface FastifyRequest {
+    /** The verified JWT's claims; undefined on public routes and for API-key callers. */
+    user?: AuthUser
+  }
   interface FastifyContextConfig {
     /**
      * `false`: public. Absent or `true`: any configured scheme. `'jwt'`, `'apiKey'` or a list:
@@ -55,6 +61,9 @@ declare module 'fastify' {
     auth?: RouteAuth
   }
 }
+
+/** Where a route keeps its check (src/route-decision.ts). */
+const kAuth = Symbol('spikard.auth')
 
 const NOT_BEARER = 'The Authorization header is not a Bearer token'
 const SENT_TWICE = 'The request has more than one Authorization header'
@@ -81,13 +90,20 @@ async function spikardAuth (app: FastifyInstance, options: AuthOptions): Promise
   const apiKeys = apiKeyOptions === undefined ? undefined : build(() => new ApiKeys(apiKeyOptions))
   if (problems.length > 0) throw new SpikardConfigError(problems)
   const configured = { jwt: jwtOptions !== undefined, apiKey: apiKeyOptions !== undefined }
-  refuseEarlyRoutes(app, 'auth', 'would be public', 'a public route says so with `config: { auth: false }`')
+
+  /** The route's check, or null for a public route (and the not-found handler). */
+  function checkOf (route: RouteView): onRequestHookHandler | null {
+    if (route.is404) return null
+    const policy = routePolicy(route.config?.auth, configured, routeName(route))
+    return policy === null ? null : authenticate(policy, jwt, apiKeys)
+  }
 
   app.decorateRequest('identity', undefined)
-  app.addHook('onRoute', (route) => {
-    const policy = routePolicy(route.config?.auth, configured, `${[route.method].flat().join(',')} ${route.url}`)
-    if (policy === null) return
-    route.onRequest = prepend(route.onRequest, authenticate(policy, jwt, apiKeys) as OnRequest)
+  app.addHook('onRoute', (route) => { decide(route, kAuth, checkOf(registered(route))) })
+  app.addHook('onRequest', function spikardAuth (request, reply, done) {
+    const check = decisionOf(request, kAuth, checkOf)
+    if (check === null) return done()
+    check.call(this, request, reply, done)
   })
 
   const jwks = jwt?.jwks
@@ -137,7 +153,7 @@ function authenticate (policy: RoutePolicy, jwt: JwtVerifier | undefined, apiKey
       const failed = failedClaim(outcome.claims, policy.claims)
       if (failed !== undefined) return challenges.forbidden(failed.name, Object.hasOwn(outcome.claims, failed.name))
     }
-    ;(request as { user: UserType | unknown }).user = outcome.claims
+    request.user = outcome.claims
     request.identity = outcome.identity
     return undefined
   }

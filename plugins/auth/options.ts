@@ -7,6 +7,8 @@
  */
 import { Type, type Static, type TUnsafe } from '@sinclair/typebox'
 import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
+import type { FeatureDefinition } from '../../src/feature.js'
+import { routeAuthLabel } from './route.js'
 
 /** Every algorithm spikard verifies. `none` is not one of them, in any spelling. */
 export const JWT_ALGORITHMS = [
@@ -124,3 +126,18 @@ export function apiKeyCarriers (auth: false | ResolvedAuthOptions | undefined): 
   if (apiKey === undefined) return { headers: [], query: [] }
   return { headers: [apiKey.header.toLowerCase()], query: apiKey.query === false ? [] : [apiKey.query.toLowerCase()] }
 }
+
+export const authFeature = {
+  schema: AuthOptionsSchema,
+  summary: 'JWT (HS/RS/ES/PS) and API-key authentication, required on every route unless it opts out. Off until configured.',
+  enabledByDefault: false,
+  settings: (o) => {
+    const jwt = o.jwt as ResolvedAuthOptions['jwt'] | undefined
+    const apiKey = o.apiKey as ResolvedAuthOptions['apiKey'] | undefined
+    return [
+      jwt === undefined ? undefined : `jwt(${jwt.algorithms.join(',')}${jwt.jwksUrl === false ? '' : ' jwks'})`,
+      apiKey === undefined ? undefined : `apiKey(${apiKey.keys.length} key${apiKey.keys.length === 1 ? '' : 's'}, header=${apiKey.header}${apiKey.query === false ? '' : `, query=${apiKey.query}`})`
+    ].filter((s) => s !== undefined).join(' ')
+  },
+  columns: [{ title: 'AUTH', value: (route, o) => routeAuthLabel(route, o) }]
+} satisfies FeatureDefinition<typeof AuthOptionsSchema, ResolvedAuthOptions>

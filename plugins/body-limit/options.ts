@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Size, optionsResolver, type Defaulted } from '../../src/schema.js'
+import { formatBytes, type FeatureDefinition } from '../../src/feature.js'
 
 export const BodyLimitOptionsSchema = Type.Object({
   max: Type.Optional(Size({
@@ -16,3 +17,12 @@ export const BodyLimitOptionsSchema = Type.Object({
 export type BodyLimitOptions = Static<typeof BodyLimitOptionsSchema>
 export type ResolvedBodyLimitOptions = Defaulted<typeof BodyLimitOptionsSchema>
 export const resolveBodyLimitOptions = optionsResolver(BodyLimitOptionsSchema, 'bodyLimit')
+
+export const bodyLimitFeature = {
+  schema: BodyLimitOptionsSchema,
+  summary: 'Request body size limit, on the decoded size of compressed bodies too.',
+  enabledByDefault: true,
+  shorthand: 'max',
+  settings: (o) => `max=${formatBytes(o.max)} decode=${o.decode ? 'on' : 'off'}`,
+  columns: [{ title: 'BODY LIMIT', value: (route, o) => o === false ? 'off' : formatBytes(route.bodyLimit ?? o.max) }]
+} satisfies FeatureDefinition<typeof BodyLimitOptionsSchema, ResolvedBodyLimitOptions>

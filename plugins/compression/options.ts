@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Size, optionsResolver, type Defaulted } from '../../src/schema.js'
+import { formatBytes, type FeatureDefinition } from '../../src/feature.js'
 
 export const CompressionOptionsSchema = Type.Object({
   encodings: Type.Optional(Type.Array(Type.Union([Type.Literal('br'), Type.Literal('gzip')]), {
@@ -27,3 +28,11 @@ export const CompressionOptionsSchema = Type.Object({
 export type CompressionOptions = Static<typeof CompressionOptionsSchema>
 export type ResolvedCompressionOptions = Defaulted<typeof CompressionOptionsSchema>
 export const resolveCompressionOptions = optionsResolver(CompressionOptionsSchema, 'compression')
+
+export const compressionFeature = {
+  schema: CompressionOptionsSchema,
+  summary: 'Brotli and gzip response compression, never for event streams or partial content.',
+  enabledByDefault: true,
+  settings: (o) => `${o.encodings.join(',')} threshold=${formatBytes(o.threshold)}`,
+  columns: [{ title: 'COMPRESSION', value: (route, o) => o === false || (route as { compress?: unknown }).compress === false ? 'off' : 'on' }]
+} satisfies FeatureDefinition<typeof CompressionOptionsSchema, ResolvedCompressionOptions>

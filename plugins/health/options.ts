@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { optionsResolver, type Defaulted } from '../../src/schema.js'
+import type { FeatureDefinition } from '../../src/feature.js'
 
 const Path = (path: string, description: string) => Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
   default: path,
@@ -15,3 +16,10 @@ export const HealthOptionsSchema = Type.Object({
 export type HealthOptions = Static<typeof HealthOptionsSchema>
 export type ResolvedHealthOptions = Defaulted<typeof HealthOptionsSchema>
 export const resolveHealthOptions = optionsResolver(HealthOptionsSchema, 'health')
+
+export const healthFeature = {
+  schema: HealthOptionsSchema,
+  summary: 'Liveness and readiness routes, public and kept out of the access log.',
+  enabledByDefault: true,
+  settings: (o) => `liveness=${o.liveness === false ? 'off' : o.liveness} readiness=${o.readiness === false ? 'off' : o.readiness}`
+} satisfies FeatureDefinition<typeof HealthOptionsSchema, ResolvedHealthOptions>

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { LogLevel, optionsResolver, type Defaulted } from '../../src/schema.js'
+import type { FeatureDefinition } from '../../src/feature.js'
 
 export const LoggingOptionsSchema = Type.Object({
   level: Type.Optional(LogLevel({
@@ -25,3 +26,11 @@ export type ResolvedLoggingOptions = Defaulted<typeof LoggingOptionsSchema>
 
 export const resolveLoggingOptions = optionsResolver(LoggingOptionsSchema, 'logging')
 
+export const loggingFeature = {
+  schema: LoggingOptionsSchema,
+  summary: 'One structured JSON access line per request, secrets redacted.',
+  enabledByDefault: true,
+  shorthand: 'level',
+  settings: (o) => `level=${o.level}${o.headers ? ' headers' : ''}`,
+  columns: [{ title: 'ACCESS LOG', value: (route, o) => o === false || route.config?.logging === false ? 'off' : 'on' }]
+} satisfies FeatureDefinition<typeof LoggingOptionsSchema, ResolvedLoggingOptions>

@@ -1,5 +1,6 @@
 /** A route's limit in words, for the route table of `spikard check`. No Fastify runtime import. */
 import { parseDuration } from '../../src/schema.js'
+import { formatDuration } from '../../src/feature.js'
 import type { ResolvedRateLimitOptions } from './options.js'
 
 /**
@@ -14,12 +15,4 @@ export function describeRouteLimit (setting: unknown, options: Pick<ResolvedRate
   const window = own?.timeWindow === undefined ? options.timeWindow : parseDuration(own.timeWindow)
   const keyBy = own?.keyBy ?? options.keyBy
   return `${max}/${formatDuration(window)}${keyBy === 'ip' ? '' : ` by ${keyBy}`}${own === undefined ? '' : ' own'}`
-}
-
-/** `1m`, `30s`, `1h`, `90s`, `1500ms`: the largest unit that divides it. */
-export function formatDuration (ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`
-  if (ms % 1000 === 0) return `${ms / 1000}s`
-  return `${ms}ms`
 }

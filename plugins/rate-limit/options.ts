@@ -7,6 +7,8 @@
 import { isIP } from 'node:net'
 import { Type, type Static } from '@sinclair/typebox'
 import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
+import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
+import { describeRouteLimit } from './describe.js'
 
 /** An HTTP token (RFC 9110 §5.6.2): what a header or cookie name is made of. */
 const TOKEN = "[A-Za-z0-9!#$%&'*+.^_`|~-]+"
@@ -106,3 +108,12 @@ export type RouteRateLimitOptions = Static<typeof RouteRateLimitSchema>
 
 export const resolveRateLimitOptions: (options?: RateLimitOptions) => ResolvedRateLimitOptions =
   optionsResolver(RateLimitOptionsSchema, 'rateLimit')
+
+export const rateLimitFeature = {
+  schema: RateLimitOptionsSchema,
+  summary: 'Rate limiting (@fastify/rate-limit), global and per route, keyed by client, header, cookie or identity; in memory or in Redis. Off until configured.',
+  enabledByDefault: false,
+  shorthand: 'max',
+  settings: (o) => `${o.max}/${formatDuration(o.timeWindow)} by ${o.keyBy} store=${o.redis === undefined ? 'memory' : 'redis'}`,
+  columns: [{ title: 'RATE LIMIT', value: (route, o) => describeRouteLimit(route.config?.rateLimit, o) }]
+} satisfies FeatureDefinition<typeof RateLimitOptionsSchema, ResolvedRateLimitOptions>

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { optionsResolver, type Defaulted } from '../../src/schema.js'
+import type { FeatureDefinition } from '../../src/feature.js'
 
 /** No options: `requestContext: true` switches it on. */
 export const RequestContextOptionsSchema = Type.Object({}, { additionalProperties: false })
@@ -8,3 +9,10 @@ export type RequestContextOptions = Static<typeof RequestContextOptionsSchema>
 export type ResolvedRequestContextOptions = Defaulted<typeof RequestContextOptionsSchema>
 
 export const resolveRequestContextOptions = optionsResolver(RequestContextOptionsSchema, 'requestContext')
+
+export const requestContextFeature = {
+  schema: RequestContextOptionsSchema,
+  summary: 'The request id and logger anywhere in the request\'s async context (@fastify/request-context). Off by default: on Node 20 its async hooks cost every request.',
+  enabledByDefault: false,
+  settings: () => ''
+} satisfies FeatureDefinition<typeof RequestContextOptionsSchema, ResolvedRequestContextOptions>

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { optionsResolver, type Defaulted } from '../../src/schema.js'
+import type { FeatureDefinition } from '../../src/feature.js'
 
 export const RequestIdOptionsSchema = Type.Object({
   header: Type.Optional(Type.String({
@@ -18,3 +19,10 @@ export type ResolvedRequestIdOptions = Defaulted<typeof RequestIdOptionsSchema>
 
 export const resolveRequestIdOptions = optionsResolver(RequestIdOptionsSchema, 'requestId')
 
+export const requestIdFeature = {
+  schema: RequestIdOptionsSchema,
+  summary: 'Request ids: read from the incoming header when well-formed, else a UUID v4; echoed on every response.',
+  enabledByDefault: true,
+  shorthand: 'header',
+  settings: (o) => `header=${o.header}${o.trustIncoming ? '' : ' trustIncoming=false'}`
+} satisfies FeatureDefinition<typeof RequestIdOptionsSchema, ResolvedRequestIdOptions>

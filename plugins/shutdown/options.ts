@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
+import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
 
 export const ShutdownOptionsSchema = Type.Object({
   timeout: Type.Optional(Duration({
@@ -20,3 +21,11 @@ export type ShutdownOptions = Static<typeof ShutdownOptionsSchema>
 export type ResolvedShutdownOptions = Defaulted<typeof ShutdownOptionsSchema>
 export const resolveShutdownOptions = optionsResolver(ShutdownOptionsSchema, 'shutdown')
 export const defaultShutdownOptions = resolveShutdownOptions()
+
+export const shutdownFeature = {
+  schema: ShutdownOptionsSchema,
+  summary: 'Graceful shutdown in phases within one time budget, on signals and on app.close().',
+  enabledByDefault: true,
+  shorthand: 'timeout',
+  settings: (o) => `timeout=${formatDuration(o.timeout)}${o.preCloseDelay > 0 ? ` preCloseDelay=${formatDuration(o.preCloseDelay)}` : ''} signals=${o.signals ? 'on' : 'off'}`
+} satisfies FeatureDefinition<typeof ShutdownOptionsSchema, ResolvedShutdownOptions>

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
+import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
 
 export const TimeoutOptionsSchema = Type.Object({
   handler: Type.Optional(Duration({
@@ -27,3 +28,23 @@ export const TimeoutOptionsSchema = Type.Object({
 export type TimeoutOptions = Static<typeof TimeoutOptionsSchema>
 export type ResolvedTimeoutOptions = Defaulted<typeof TimeoutOptionsSchema>
 export const resolveTimeoutOptions = optionsResolver(TimeoutOptionsSchema, 'timeout')
+
+/** A route's handler timeout in ms (0: none): its own `handlerTimeout`, else `timeout.handler`. */
+export function routeTimeout (route: { handlerTimeout?: number }, options: Pick<ResolvedTimeoutOptions, 'handler'>): number {
+  return route.handlerTimeout ?? options.handler
+}
+
+export const timeoutFeature = {
+  schema: TimeoutOptionsSchema,
+  summary: 'Handler timeout, and safe server timeouts for slow headers, slow bodies and idle connections.',
+  enabledByDefault: true,
+  shorthand: 'handler',
+  settings: (o) => `handler=${formatDuration(o.handler)} headers=${formatDuration(o.headers)} request=${formatDuration(o.request)} keepAlive=${formatDuration(o.keepAlive)}`,
+  columns: [{
+    title: 'TIMEOUT',
+    value: (route, o) => {
+      const ms = o === false ? route.handlerTimeout ?? 0 : routeTimeout(route, o)
+      return ms > 0 ? formatDuration(ms) : 'off'
+    }
+  }]
+} satisfies FeatureDefinition<typeof TimeoutOptionsSchema, ResolvedTimeoutOptions>

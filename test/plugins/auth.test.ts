@@ -12,7 +12,7 @@ import assert from 'node:assert/strict'
 import crypto, { createHash, generateKeyPairSync } from 'node:crypto'
 import { syncBuiltinESMExports } from 'node:module'
 import Fastify, { type FastifyInstance } from 'fastify'
-import fastifyJwt from '@fastify/jwt'
+import { fastifyJwt } from '../../bench/lib/fastify-jwt.js'
 import spikard from '../../src/spikard.js'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
@@ -427,7 +427,7 @@ describe('spikard check: the AUTH column', () => {
 test('@fastify/jwt registered by the app (to sign tokens) works alongside: no decorator clash, its tokens verify', async (t) => {
   const { app } = await authApp({ jwt: { secret: SECRET } }, async (app) => {
     await app.register(fastifyJwt, { secret: SECRET })
-    app.post('/login', { config: { auth: false } }, async (_request, reply) => ({ token: await reply.jwtSign({ sub: 'from-fastify-jwt' }, { expiresIn: '5m' }) }))
+    app.post('/login', { config: { auth: false } }, async (_request, reply) => ({ token: await (reply as unknown as { jwtSign: (claims: object, options: object) => Promise<string> }).jwtSign({ sub: 'from-fastify-jwt' }, { expiresIn: '5m' }) }))
   })
   t.after(() => app.close())
   const { token } = (await app.inject({ method: 'POST', url: '/login' })).json()

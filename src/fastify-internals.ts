@@ -1,0 +1,64 @@
+/**
+ * The one module that reads Fastify's private state. Everything else in spikard uses
+ * Fastify's public API. Each access here has a public fallback, and
+ * test/fastify-internals.test.ts fails when a Fastify release changes what it relies on.
+ *
+ * 1. A route's config object, from a hook. The public way is `request.routeOptions.config`,
+ *    but `routeOptions` is a getter that builds a 12-field object on every read (about
+ *    30 ns, and a known hot spot: fastify/fastify#6141); every feature reads its per-route
+ *    decision from the config on every request. The config is the object Fastify keeps in
+ *    the route's context (`request[kRouteContext].config`), the same one routeOptions
+ *    returns.
+ * 2. Where `request.signal` keeps its controller, so the timeout feature can supply its own:
+ *    Fastify 5.12's aborts when the request's `close` event fires, which Node also emits
+ *    once a request body has been read (fastify/fastify#6725).
+ *
+ * The symbols are Fastify's own (lib/symbols.js), found by their description on the first
+ * request rather than imported from `fastify/lib/symbols.js`: a deep import would break if
+ * Fastify added an `exports` map, and would be another copy's symbols if two Fastify
+ * versions were installed.
+ */
+import type { FastifyContextConfig, FastifyRequest } from 'fastify'
+
+const ROUTE_CONTEXT = 'fastify.context'
+const REQUEST_SIGNAL = 'fastify.request.signal'
+
+/** A route's config as spikard's features store their per-route decisions on it. */
+export type RouteConfig = FastifyContextConfig & Record<symbol, unknown>
+
+let contextSymbol: symbol | null | undefined
+
+function findSymbol (request: FastifyRequest, description: string): symbol | null {
+  return Object.getOwnPropertySymbols(request).find((s) => s.description === description) ?? null
+}
+
+/** The route's config object (`request.routeOptions.config`), read without building routeOptions. */
+export function routeConfig (request: FastifyRequest): RouteConfig {
+  if (contextSymbol === undefined) contextSymbol = findSymbol(request, ROUTE_CONTEXT)
+  if (contextSymbol !== null) {
+    const context = (request as unknown as Record<symbol, { config?: RouteConfig } | undefined>)[contextSymbol]
+    if (context?.config !== undefined) return context.config
+  }
+  return request.routeOptions.config as unknown as RouteConfig
+}
+
+let signalSymbol: symbol | null | undefined
+
+/**
+ * Makes `source.signal` the request's `request.signal`. Fastify's getter returns
+ * `this[kRequestSignal].signal` when set, and its cleanup only tests presence. Returns
+ * false when the slot cannot be found (request.signal then stays Fastify's).
+ */
+export function provideRequestSignal (request: FastifyRequest, source: { readonly signal: AbortSignal }): boolean {
+  if (signalSymbol === undefined) {
+    // Fastify creates the slot on the first read of request.signal.
+    void request.signal
+    signalSymbol = findSymbol(request, REQUEST_SIGNAL)
+  }
+  if (signalSymbol === null) return false
+  ;(request as unknown as Record<symbol, unknown>)[signalSymbol] = source
+  return true
+}
+
+/** For the test that pins what this module relies on. */
+export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL }
