@@ -3,7 +3,7 @@
  * (404, or 405 with `Allow` when the path exists for other methods), and the renderer
  * the framework-level hooks in server.ts share.
  */
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, validateHeaderName, validateHeaderValue } from 'node:http'
 import fp from 'fastify-plugin'
 import FindMyWay from 'find-my-way'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -48,29 +48,58 @@ function pathOf (url: string): string {
   return q === -1 ? url : url.slice(0, q)
 }
 
-/** The problem body for an error; logs 5xx errors with their stack and the request id. */
+/** A status an error may answer with: an integer from 400 to 599 (anything else is a 500). */
+function isErrorStatus (status: unknown): status is number {
+  return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599
+}
+
+/**
+ * The problem body for an error; logs 5xx errors with their stack and the request id.
+ * The error may be anything a route throws (null, a string, an object with odd fields):
+ * every field is checked before use. A getter that throws still throws: sendProblem
+ * answers a generic 500 then.
+ */
 export function toProblem (error: unknown, request: FastifyRequest): Problem {
   let e = error as FastifyError
-  if (e !== null && typeof e === 'object' && Array.isArray(e.validation)) return validationProblem(e, request)
-  const mapped = e !== null && typeof e === 'object' && typeof e.code === 'string' ? fastifyCodes[e.code] : undefined
+  const isObject = e !== null && typeof e === 'object'
+  if (isObject && Array.isArray(e.validation)) return validationProblem(e, request)
+  const code: unknown = isObject ? e.code : undefined
+  const mapped = typeof code === 'string' && Object.hasOwn(fastifyCodes, code) ? fastifyCodes[code] : undefined
   if (mapped !== undefined) e = mapped(e, request)
 
   const base = { instance: pathOf(request.url), requestId: String(request.id) }
-  if (isSpikardCode(e?.code)) {
-    const d = errorDefinitions[e.code]
+  const spikardCode: unknown = isObject ? e.code : undefined
+  if (isSpikardCode(spikardCode)) {
+    const d = errorDefinitions[spikardCode]
     // A feature may answer with another status than the registry's (timeout.status).
-    const status = e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode <= 599 ? e.statusCode : d.status
-    if (d.type === 'internal-error') request.log.error({ err: e }, 'request failed')
-    return { type: PROBLEM_TYPE_BASE + d.type, title: status === d.status ? d.title : STATUS_CODES[status] ?? d.title, status, detail: e.message, ...base }
+    const status = isErrorStatus(e.statusCode) ? e.statusCode : d.status
+    if (d.type === 'internal-error') logError(request, e, 'request failed')
+    const title = status === d.status ? d.title : STATUS_CODES[status] ?? d.title
+    return { type: PROBLEM_TYPE_BASE + d.type, title, status, detail: typeof e.message === 'string' ? e.message : title, ...base }
   }
-  const status = typeof e?.statusCode === 'number' ? e.statusCode : NaN
-  if (status >= 400 && status < 500) {
+  const status: unknown = isObject ? e.statusCode : undefined
+  if (isErrorStatus(status) && status < 500) {
     const title = STATUS_CODES[status] ?? 'Client Error'
     return { type: PROBLEM_TYPE_BASE + slug(title), title, status, detail: typeof e.message === 'string' ? e.message : title, ...base }
   }
-  request.log.error({ err: error }, 'request failed')
+  logError(request, error, 'request failed')
+  return internalProblem(request)
+}
+
+function internalProblem (request: FastifyRequest): Problem {
   const d = errorDefinitions.SPK_ERR_INTERNAL
-  return { type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail: d.message, ...base }
+  return { type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail: d.message, instance: pathOf(request.url), requestId: String(request.id) }
+}
+
+/** Logs an error at error level; one whose serialization throws (a getter) is logged as such rather than lost. */
+function logError (request: FastifyRequest, error: unknown, msg: string): void {
+  try {
+    request.log.error({ err: error }, msg)
+  } catch (failure) {
+    let reason = 'unknown'
+    try { reason = failure instanceof Error ? failure.message : typeof failure } catch { /* keep unknown */ }
+    request.log.error({ err: { type: 'Unserializable', message: `the error could not be serialized for the log: ${reason}` } }, msg)
+  }
 }
 
 function slug (title: string): string {
@@ -78,13 +107,9 @@ function slug (title: string): string {
 }
 
 function validationProblem (error: FastifyError, request: FastifyRequest): Problem {
-  const location = error.validationContext ?? 'body'
-  const fields: FieldError[] = (error.validation ?? []).map((v) => {
-    const missing = v.keyword === 'required' ? (v.params as { missingProperty?: string }).missingProperty : undefined
-    const pointer = (v.instancePath ?? '') + (missing !== undefined ? `/${missing}` : '')
-    const field = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')).join('.')
-    return { location, field, message: missing !== undefined ? 'is required' : v.message ?? 'is invalid' }
-  })
+  const context: unknown = error.validationContext
+  const location = typeof context === 'string' ? context : 'body'
+  const fields = (error.validation as unknown[]).map((v) => fieldError(v, location))
   const d = errorDefinitions.SPK_ERR_VALIDATION
   return {
     type: PROBLEM_TYPE_BASE + d.type,
@@ -97,15 +122,83 @@ function validationProblem (error: FastifyError, request: FastifyRequest): Probl
   }
 }
 
-/** Sends an error as problem+json. Used by the error handler and by server-level hooks. */
+/** One Ajv-style entry to a field error; entries that are not objects, or fields of the wrong type, say "is invalid". */
+function fieldError (entry: unknown, location: string): FieldError {
+  if (entry === null || typeof entry !== 'object') return { location, field: '', message: 'is invalid' }
+  const v = entry as { keyword?: unknown, params?: unknown, instancePath?: unknown, message?: unknown }
+  const params = v.params as { missingProperty?: unknown } | null | undefined
+  const missing = v.keyword === 'required' && params !== null && typeof params === 'object' && typeof params.missingProperty === 'string'
+    ? params.missingProperty
+    : undefined
+  const pointer = (typeof v.instancePath === 'string' ? v.instancePath : '') + (missing !== undefined ? `/${missing}` : '')
+  const field = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')).join('.')
+  return { location, field, message: missing !== undefined ? 'is required' : typeof v.message === 'string' ? v.message : 'is invalid' }
+}
+
+type HeaderValue = string | number | Array<string | number>
+
+/**
+ * The headers a 4xx error asks for (`Retry-After`...), those Node accepts: a header with
+ * CR/LF (an injection attempt), an invalid name or a value that is not a string or number
+ * would make writeHead throw after the handler returned, and Fastify answer its own JSON.
+ * Those are dropped and logged at warn.
+ */
+function errorHeaders (error: unknown, request: FastifyRequest): Array<[string, HeaderValue]> {
+  const headers: unknown = error !== null && typeof error === 'object' ? (error as { headers?: unknown }).headers : undefined
+  if (headers === null || typeof headers !== 'object') return []
+  const kept: Array<[string, HeaderValue]> = []
+  const dropped: string[] = []
+  for (const [name, value] of Object.entries(headers)) {
+    if (acceptedHeader(name, value)) kept.push([name, value])
+    else dropped.push(name)
+  }
+  if (dropped.length > 0) request.log.warn({ dropped }, 'headers of the error not sent: Node refuses their names or values')
+  return kept
+}
+
+function acceptedHeader (name: string, value: unknown): value is HeaderValue {
+  const values = Array.isArray(value) ? value as unknown[] : [value]
+  if (values.length === 0) return false
+  try {
+    validateHeaderName(name)
+    for (const v of values) {
+      if (typeof v !== 'string' && typeof v !== 'number') return false
+      validateHeaderValue(name, String(v))
+    }
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Sends an error as problem+json. Used by the error handler and by server-level hooks.
+ * Never throws: an error that cannot be rendered (a getter that throws, a revoked proxy)
+ * gets a generic 500 problem, and the log gets the failure and the error.
+ */
 export function sendProblem (reply: FastifyReply, error: unknown): FastifyReply {
-  const problem = toProblem(error, reply.request)
-  const headers = (error as { headers?: Record<string, string> } | null)?.headers
-  if (problem.status < 500 && headers !== null && typeof headers === 'object') reply.headers(headers)
+  let problem: Problem
+  let headers: Array<[string, HeaderValue]> = []
+  let body: string
+  try {
+    problem = toProblem(error, reply.request)
+    if (problem.status < 500) headers = errorHeaders(error, reply.request)
+    body = JSON.stringify(problem)
+  } catch (failure) {
+    logError(reply.request, failure, 'the error could not be rendered as a problem; answered 500')
+    logError(reply.request, error, 'request failed')
+    problem = internalProblem(reply.request)
+    headers = []
+    body = JSON.stringify(problem)
+  }
+  for (const [name, value] of headers) reply.header(name, value)
+  // The status line says the title: Node's reason phrases are older than RFC 9110
+  // (422 "Unprocessable Entity" where the problem says "Unprocessable Content").
+  reply.raw.statusMessage = problem.title
   return reply
     .code(problem.status)
     .type(PROBLEM_CONTENT_TYPE)
-    .send(JSON.stringify(problem))
+    .send(body)
 }
 
 async function problemDetails (app: FastifyInstance): Promise<void> {

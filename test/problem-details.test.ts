@@ -419,3 +419,147 @@ test('socket: a 404 over a real connection never echoes the query string', async
     requestId: res.headers['x-request-id']
   })
 })
+
+// ---------------------------------------------------------------------------------------
+// Hostile errors: whatever a route throws, the answer is a problem with the request id,
+// and the error is logged. The handler itself must never throw.
+
+/** Routes that throw what no well-behaved code would. */
+const hostile: FastifyPluginAsync = async (app) => {
+  app.get('/ok', async () => ({ ok: true }))
+  const routes: Record<string, () => unknown> = {
+    'validation-null': () => ({ validation: [null] }),
+    'validation-odd': () => ({ validation: [{ instancePath: 7, message: { no: 1 }, keyword: 'required', params: null }, 'x'], validationContext: Symbol('where') }),
+    'status-text': () => Object.assign(new Error('status is text'), { statusCode: 'teapot' }),
+    'status-float': () => Object.assign(new Error('status is a fraction'), { statusCode: 404.5 }),
+    'status-huge': () => Object.assign(new Error('status out of range'), { statusCode: 1e9 }),
+    'status-symbol': () => Object.assign(new Error('status is a symbol'), { statusCode: Symbol('418') }),
+    'spikard-code-bad-status': () => Object.assign(new Error('spikard code with a symbol status'), { code: 'SPK_ERR_NOT_FOUND', statusCode: Symbol('x') }),
+    'message-object': () => ({ statusCode: 418, message: { toString () { throw new Error('no text') } } }),
+    'code-symbol': () => Object.assign(new Error('a symbol code'), { statusCode: 409, code: Symbol('SPK_ERR_NOT_FOUND') }),
+    frozen: () => Object.freeze(Object.assign(new Error('frozen conflict'), { statusCode: 409 })),
+    'throwing-getters': () => ({
+      get statusCode (): number { throw new Error('getter statusCode') },
+      get message (): string { throw new Error('getter message') },
+      get validation (): unknown { throw new Error('getter validation') }
+    }),
+    revoked: () => {
+      const { proxy, revoke } = Proxy.revocable({}, {})
+      revoke()
+      return proxy
+    },
+    null: () => null,
+    symbol: () => Symbol('thrown'),
+    'crlf-headers': () => Object.assign(new Error('header injection'), {
+      statusCode: 400,
+      headers: { 'x-evil': 'a\r\nSet-Cookie: pwned=1', 'bad name': 'v', 'x-undefined': undefined, 'x-list': ['a', 'b\nc'], 'x-fine': 'kept', 'x-number': 3 }
+    }),
+    'headers-getter': () => ({ statusCode: 400, message: 'headers getter', get headers (): unknown { throw new Error('getter headers') } })
+  }
+  for (const [name, make] of Object.entries(routes)) {
+    app.get(`/h/${name}`, async () => { throw make() })
+  }
+}
+
+async function hostileApp (t: TestContext): Promise<TestApp> {
+  const built = await build({ requestId: true }, hostile)
+  t.after(() => built.app.close())
+  return built
+}
+
+const INTERNAL = { type: 'internal-error', title: 'Internal Server Error', detail: 'The server failed to handle the request' }
+
+test('hostile errors: malformed validation entries still give a 422 listing them', async (t) => {
+  const { app, logs } = await hostileApp(t)
+  expectProblem(await app.inject({ url: '/h/validation-null' }), 422, {
+    type: 'validation-failed', title: 'Unprocessable Content', detail: 'The request body failed validation', instance: '/h/validation-null',
+    errors: [{ location: 'body', field: '', message: 'is invalid' }]
+  })
+  expectProblem(await app.inject({ url: '/h/validation-odd' }), 422, {
+    type: 'validation-failed', title: 'Unprocessable Content', detail: 'The request body failed validation', instance: '/h/validation-odd',
+    errors: [{ location: 'body', field: '', message: 'is invalid' }, { location: 'body', field: '', message: 'is invalid' }]
+  })
+  assert.deepStrictEqual(logs.filter((l) => l.level >= 40), [])
+  await assertStillServing(app)
+})
+
+test('hostile errors: a statusCode that is not an integer from 400 to 599 is a logged 500', async (t) => {
+  const { app, logs } = await hostileApp(t)
+  for (const [name, message] of [['status-text', 'status is text'], ['status-float', 'status is a fraction'], ['status-huge', 'status out of range'],
+    ['status-symbol', 'status is a symbol'], ['spikard-code-bad-status', 'spikard code with a symbol status']]) {
+    const url = `/h/${name}`
+    const res = await app.inject({ url })
+    if (name === 'spikard-code-bad-status') {
+      // A spikard code keeps its registry status when the statusCode is unusable.
+      expectProblem(res, 404, { type: 'not-found', title: 'Not Found', detail: message, instance: url })
+      continue
+    }
+    expectProblem(res, 500, { ...INTERNAL, instance: url })
+    const failures = logs.filter((l) => l.level === 50 && l.reqId === res.headers['x-request-id'])
+    assert.deepStrictEqual(failures.map((l) => [l.msg, l.err.message]), [['request failed', message]], url)
+  }
+  await assertStillServing(app)
+})
+
+test('hostile errors: a message that is not a string, a Symbol code, a frozen error', async (t) => {
+  const { app, logs } = await hostileApp(t)
+  expectProblem(await app.inject({ url: '/h/message-object' }), 418, { type: 'i-m-a-teapot', title: 'I\'m a Teapot', detail: 'I\'m a Teapot', instance: '/h/message-object' })
+  expectProblem(await app.inject({ url: '/h/code-symbol' }), 409, { type: 'conflict', title: 'Conflict', detail: 'a symbol code', instance: '/h/code-symbol' })
+  expectProblem(await app.inject({ url: '/h/frozen' }), 409, { type: 'conflict', title: 'Conflict', detail: 'frozen conflict', instance: '/h/frozen' })
+  assert.deepStrictEqual(logs.filter((l) => l.level >= 40), [])
+  await assertStillServing(app)
+})
+
+test('hostile errors: getters that throw, a revoked proxy, a thrown null or Symbol: a generic 500, and the log says what happened', async (t) => {
+  const { app, logs } = await hostileApp(t)
+  for (const name of ['throwing-getters', 'revoked', 'null', 'symbol']) {
+    const url = `/h/${name}`
+    const res = await app.inject({ url })
+    expectProblem(res, 500, { ...INTERNAL, instance: url })
+    const lines = logs.filter((l) => l.reqId === res.headers['x-request-id'] && l.level >= 40)
+    assert.ok(lines.length >= 1 && lines.every((l) => l.level === 50), `${url}: ${JSON.stringify(lines)}`)
+    assert.ok(lines.some((l) => l.msg === 'request failed'), `${url}: ${JSON.stringify(lines)}`)
+    if (name === 'throwing-getters' || name === 'revoked') {
+      // Rendering failed: the failure is logged, and the original error as far as it can be.
+      const failure = lines.find((l) => l.msg === 'the error could not be rendered as a problem; answered 500')
+      assert.ok(failure !== undefined, `${url}: ${JSON.stringify(lines)}`)
+      assert.equal(failure.err.message, name === 'revoked' ? 'Cannot perform \'get\' on a proxy that has been revoked' : 'getter validation')
+      assert.equal(lines.length, 2, `${url}: ${JSON.stringify(lines)}`)
+    }
+  }
+  await assertStillServing(app)
+})
+
+test('hostile errors: headers Node would refuse (CR/LF, invalid names, undefined) are dropped and logged; the rest is sent', async (t) => {
+  const { app, logs } = await hostileApp(t)
+  const res = await app.inject({ url: '/h/crlf-headers' })
+  expectProblem(res, 400, { type: 'bad-request', title: 'Bad Request', detail: 'header injection', instance: '/h/crlf-headers' })
+  assert.equal(res.headers['x-fine'], 'kept')
+  assert.equal(res.headers['x-number'], '3')
+  for (const name of ['x-evil', 'set-cookie', 'bad name', 'x-undefined', 'x-list']) assert.equal(res.headers[name], undefined, name)
+  const warnings = logs.filter((l) => l.level === 40)
+  assert.deepStrictEqual(warnings.map((l) => [l.reqId, l.msg, l.dropped]), [[res.headers['x-request-id'],
+    'headers of the error not sent: Node refuses their names or values', ['x-evil', 'bad name', 'x-undefined', 'x-list']]])
+  assert.deepStrictEqual(logs.filter((l) => l.level >= 50), [])
+
+  // Headers behind a getter that throws: the problem is sent without them.
+  const getter = await app.inject({ url: '/h/headers-getter' })
+  expectProblem(getter, 500, { ...INTERNAL, instance: '/h/headers-getter' })
+  await assertStillServing(app)
+})
+
+test('socket: the status line says the problem title (RFC 9110 names: 413 Content Too Large, 422 Unprocessable Content)', async (t) => {
+  const { app } = await setup(t)
+  const { port } = await listen(app)
+  const cases: Array<[string, string, string]> = [
+    [`POST /users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`, 'HTTP/1.1 422 Unprocessable Content', 'Unprocessable Content'],
+    [`POST /small HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 20\r\nConnection: close\r\n\r\n{"a":"bbbbbbbbbbbbb"}`, 'HTTP/1.1 413 Content Too Large', 'Content Too Large'],
+    ['GET /nowhere HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 'HTTP/1.1 404 Not Found', 'Not Found'],
+    ['GET /crash HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 'HTTP/1.1 500 Internal Server Error', 'Internal Server Error']
+  ]
+  for (const [request, statusLine, title] of cases) {
+    const res = await rawRequest(port, request)
+    assert.equal(res.statusLine, statusLine)
+    assert.equal(JSON.parse(res.body).title, title)
+  }
+})
