@@ -27,6 +27,8 @@ export interface LoadedConfig {
   /** Absolute path of the file read. */
   file: string
   config: ResolvedConfig
+  /** The parsed file before ${VAR} substitution (`spikard check` tells defaults, file and environment apart). */
+  raw: unknown
 }
 
 export interface LoadConfigOptions {
@@ -71,7 +73,7 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   const problems: string[] = []
   const substituted = substitute(raw, '', options.env ?? process.env, problems)
   if (problems.length > 0) throw new SpikardConfigError(problems, source)
-  return { file, config: resolveConfig(substituted, { coerce: true, source }) }
+  return { file, config: resolveConfig(substituted, { coerce: true, source }), raw }
 }
 
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
