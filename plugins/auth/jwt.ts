@@ -6,7 +6,8 @@
  * nothing of the token is trusted yet); then the key, chosen by the configured algorithms
  * and the token's `kid`, never by anything else in the header; then fast-jwt checks the
  * signature before any claim, so a forged token only ever learns "invalid signature"; then
- * time (`exp`, `nbf` in fast-jwt, `iat` here) and the claims the options demand.
+ * time (`exp`, `nbf` in fast-jwt, `iat` and the range of all three here) and the claims the
+ * options demand.
  */
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
@@ -217,6 +218,11 @@ export class JwtVerifier {
         const code = (error as { code?: string }).code
         const retry = code === TOKEN_ERROR_CODES.invalidSignature || code === TOKEN_ERROR_CODES.verifyError
         if (retry && i + 1 < keys.length) continue
+        // fast-jwt checks exp and nbf after the signature, and only their type: -Infinity is
+        // "expired", and a time past the Date range makes it throw a RangeError building its
+        // message. The signature is good by then, so the claims can be judged as ours.
+        const afterSignature = code === TOKEN_ERROR_CODES.expired || code === TOKEN_ERROR_CODES.inactive || (code === undefined && error instanceof RangeError)
+        if (afterSignature && payloadTimeUnusable(token)) return REFUSALS.claimType
         return (code === undefined ? undefined : FAST_JWT[code]) ?? REFUSALS.unverifiable
       }
     }
@@ -225,11 +231,9 @@ export class JwtVerifier {
 
   #checkClaims (claims: Claims, token: string): Outcome {
     for (const claim of this.#required) if (!Object.hasOwn(claims, claim)) return missingClaim(claim)
+    if (timeUnusable(claims)) return REFUSALS.claimType
     const iat = claims.iat
-    if (iat !== undefined) {
-      if (typeof iat !== 'number') return REFUSALS.claimType
-      if (iat * 1000 > Date.now() + this.#leeway) return REFUSALS.notYetValid
-    }
+    if (typeof iat === 'number' && iat * 1000 > Date.now() + this.#leeway) return REFUSALS.notYetValid
     if (this.#audience !== undefined) {
       const aud = claims.aud
       const ok = typeof aud === 'string' ? this.#audience.has(aud) : Array.isArray(aud) && aud.some((a) => typeof a === 'string' && this.#audience!.has(a))
@@ -256,6 +260,34 @@ export class JwtVerifier {
     // A new key when the map is full evicts the oldest; another token with the same end replaces its entry.
     if (this.#recent.size >= RECENT_SIZE && !this.#recent.has(key)) this.#recent.delete(this.#recent.keys().next().value as string)
     this.#recent.set(key, { token, verified, until, generation: this.jwks?.generation ?? 0 })
+  }
+}
+
+/**
+ * The largest NumericDate a JavaScript Date can hold (8.64e15 ms, in the year 275760), in
+ * seconds. Beyond it a time claim means no instant: `1e400` parses as Infinity (a token
+ * that never expires, or was issued at -Infinity), and `1e300` breaks every Date made of it.
+ */
+const MAX_NUMERIC_DATE = 8.64e12
+const TIME_CLAIMS = ['exp', 'nbf', 'iat'] as const
+
+/** Whether exp, nbf or iat is present but not a finite number within the Date range (fractions are fine: RFC 7519). */
+function timeUnusable (claims: Record<string, unknown>): boolean {
+  for (const claim of TIME_CLAIMS) {
+    if (!Object.hasOwn(claims, claim)) continue
+    const value = claims[claim]
+    if (typeof value !== 'number' || !Number.isFinite(value) || Math.abs(value) > MAX_NUMERIC_DATE) return true
+  }
+  return false
+}
+
+/** timeUnusable() of a token's payload, decoded here; false when it does not decode (fast-jwt judged it already). */
+function payloadTimeUnusable (token: string): boolean {
+  try {
+    const payload = JSON.parse(Buffer.from(token.slice(token.indexOf('.') + 1, token.lastIndexOf('.')), 'base64url').toString('utf8')) as unknown
+    return payload !== null && typeof payload === 'object' && !Array.isArray(payload) && timeUnusable(payload as Record<string, unknown>)
+  } catch {
+    return false
   }
 }
 

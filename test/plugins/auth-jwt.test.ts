@@ -11,6 +11,7 @@ import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes, sign as cryptoSign } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import { CompactSign } from 'jose'
 import { listen, rawRequest } from '../helpers.js'
 import {
   assertAccepted, assertProblem, assertRefused, authApp, bearer, craft, DETAIL, encode, get, hmacToken, invalidToken,
@@ -512,4 +513,39 @@ test('fuzz: hundreds of garbage tokens and Authorization headers all get a 401 p
   assert.ok(checked > 700, `only ${checked} requests checked`)
   assert.equal(logs.filter((l) => l.level >= 50).length, 0, 'no error was logged')
   assert.equal((await get(app, bearer(valid))).statusCode, 200, 'the server still serves')
+})
+
+test('time claims that are not finite (1e400 parses as Infinity) or beyond any Date are malformed, and never remembered; fractions are fine', async (t) => {
+  const { app } = await authApp({ jwt: { secret: SECRET } })
+  t.after(() => app.close())
+  // jose signs the payload bytes as given: JSON.stringify would write Infinity as null.
+  const signRaw = async (payload: string): Promise<string> =>
+    await new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader({ alg: 'HS256' }).sign(secretKey(SECRET))
+  const n = now()
+  const hostile = [
+    `{"sub":"user-1","exp":1e400}`,
+    `{"sub":"user-1","exp":-1e400}`,
+    `{"sub":"user-1","exp":${n + 60},"nbf":-1e400}`,
+    `{"sub":"user-1","exp":${n + 60},"nbf":1e400}`,
+    `{"sub":"user-1","exp":${n + 60},"iat":-1e400}`,
+    `{"sub":"user-1","exp":${n + 60},"iat":1e400}`,
+    // Finite, but past the last instant a Date can hold (8.64e15 ms): no meaningful time.
+    `{"sub":"user-1","exp":1e300}`,
+    `{"sub":"user-1","exp":-1e300}`,
+    `{"sub":"user-1","exp":${n + 60},"nbf":1e300}`,
+    `{"sub":"user-1","exp":${n + 60},"nbf":-8640000000001}`,
+    `{"sub":"user-1","exp":${n + 60},"iat":-1e300}`
+  ]
+  for (const payload of hostile) {
+    const token = await signRaw(payload)
+    // Twice: the second answer comes after any caching (ours and fast-jwt's).
+    for (let i = 0; i < 2; i++) {
+      const response = await get(app, bearer(token))
+      assert.equal(response.json().detail, DETAIL.claimType, `${payload} (try ${i + 1}): ${response.body}`)
+      assertProblem(response, 401, DETAIL.claimType, invalidToken(DETAIL.claimType))
+    }
+  }
+  // RFC 7519 NumericDate: fractions are allowed; the edge of the Date range too.
+  await assertAccepted(app, await signRaw(`{"sub":"user-1","iat":${n - 0.5},"nbf":${n - 1.25},"exp":${n + 60.75}}`))
+  await assertAccepted(app, await signRaw(`{"sub":"user-1","exp":8640000000000}`))
 })
