@@ -6,14 +6,18 @@ import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig } from '../config/load.js'
 import { createServer } from '../server.js'
-import { routeTable } from './routes.js'
+import { formatTable, routeTable } from './routes.js'
+import { features, type FeatureName } from '../options.js'
+import { startupSummary } from '../summary.js'
+import { optionSources } from '../config/sources.js'
 import { packageVersion } from './version.js'
 
 const HELP = `spikard - a production preset for Fastify
 
 Usage:
   spikard start [--config FILE] [--port N] [--host HOST]   start the server
-  spikard check [--config FILE]                            validate the config and list every route
+  spikard check [--config FILE]                            validate the config; list the features, warnings,
+                                                           where each option came from, and every route
   spikard --help | --version
 
 Without --config, spikard reads spikard.config.json, .yaml or .yml from the working directory.
@@ -50,22 +54,49 @@ async function main (argv: string[]): Promise<number> {
   }
   if (extra.length > 0) throw new Error(`unexpected argument "${extra[0]}"`)
 
-  const { file, config } = loadConfig({ file: values.config })
+  const { file, config, raw } = loadConfig({ file: values.config })
+  const overrides: Record<string, string> = {}
   if (values.port !== undefined) {
     const port = Number(values.port)
     if (!/^\d+$/.test(values.port) || port > 65535) throw new Error(`--port: expected an integer from 0 to 65535, found "${values.port}"`)
     config.server.port = port
+    overrides['server.port'] = '--port'
   }
-  if (values.host !== undefined) config.server.host = values.host
+  if (values.host !== undefined) {
+    config.server.host = values.host
+    overrides['server.host'] = '--host'
+  }
 
-  const app = await createServer(config, { baseDir: dirname(file) })
+  // check writes its report on stdout: what the app logs while it is built goes to stderr.
+  const app = await createServer(config, { baseDir: dirname(file), ...(command === 'check' ? { logStream: process.stderr } : {}) })
   if (command === 'check') {
     await app.ready()
-    process.stdout.write(`${file}: valid\n\n${routeTable(app)}\n`)
+    const sources = optionSources(raw, config, process.env, { overrides })
+    process.stdout.write(`${file}: valid\n\n${checkReport(app, config.server, sources)}\n`)
     await app.close()
     return 0
   }
   return await start(app, config.server.host, config.server.port)
+}
+
+/**
+ * The body of `spikard check`, in sections a blank line apart: the features (on with their
+ * key settings, or off), one `warning:` line per risky choice (none: no section), every
+ * option with its value and where it came from, and the route table.
+ */
+function checkReport (app: FastifyInstance, server: { trustProxy: unknown, logger: { level: string } }, sources: ReturnType<typeof optionSources>): string {
+  const { options, routes } = app.spikard
+  const { record, warnings } = startupSummary(options, { trustProxy: server.trustProxy, bodyLimit: app.initialConfig.bodyLimit, logLevel: server.logger.level })
+  const featureRows = (Object.keys(features) as FeatureName[]).map((name) => {
+    const settings = record.features[name]
+    return settings === undefined ? [name, 'off'] : [name, 'on', settings === 'on' ? '' : settings]
+  })
+  return [
+    formatTable([['FEATURE', 'STATE', 'SETTINGS'], ...featureRows]),
+    ...[[...warnings, ...sources.warnings].map((w) => `warning: ${w}`).join('\n')].filter((s) => s !== ''),
+    formatTable([['OPTION', 'VALUE', 'SOURCE'], ...sources.options.map((o) => [o.path, o.value, o.source])]),
+    routeTable(routes, options)
+  ].join('\n\n')
 }
 
 async function start (app: FastifyInstance, host: string, port: number): Promise<number> {

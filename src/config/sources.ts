@@ -1,0 +1,153 @@
+/**
+ * Where each option value of a loaded config came from, for `spikard check`:
+ *
+ *   default                    not in the file: spikard's default (also every option under
+ *                              a feature written as `true`, and every option but the main
+ *                              one under a shorthand such as `bodyLimit: 512kb`)
+ *   config file                written in the file
+ *   environment (PORT)         a ${PORT} or ${PORT:-x} the environment set
+ *   config file (PORT unset)   a ${PORT:-x} whose variable was unset or empty: the file's x
+ *   command line (--port)      a flag that overrides the file
+ *
+ * Read from the parsed file before substitution and the environment, and shown next to the
+ * resolved value. A value under a schema marked `secret: true` is shown as `(secret)`.
+ */
+import { Kind, TransformKind, type TSchema } from '@sinclair/typebox'
+import { ConfigSchema, type ResolvedConfig } from './schema.js'
+import { features, type FeatureName } from '../options.js'
+import { formatBytes, formatDuration } from '../feature.js'
+
+export interface OptionSource {
+  /** Key path, `server.port`, `rateLimit.keyBy`; a feature's own key (`auth`) shows `on` or `off`. */
+  path: string
+  /** The resolved value in words (durations and sizes with their unit), or `(secret)`. */
+  value: string
+  source: string
+}
+
+export interface SourcesOptions {
+  /** Key paths a command-line flag set, to the flag: `{ 'server.port': '--port' }`. */
+  overrides?: Record<string, string>
+}
+
+export interface Sources {
+  options: OptionSource[]
+  /** One per secret written literally in the file rather than taken from the environment. */
+  warnings: string[]
+}
+
+/** As config/load.ts substitutes: `${VAR}` or `${VAR:-fallback}`, set when a non-empty string. */
+const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}/g
+/** Values that name or hash a secret rather than hold it (`{ name, sha256 }` API keys, `kid`). */
+const NOT_SECRET_KEYS = new Set(['name', 'kid', 'sha256'])
+const MAX_VALUE = 60
+
+export function optionSources (raw: unknown, config: ResolvedConfig, env: Record<string, string | undefined>, options: SourcesOptions = {}): Sources {
+  const out: Sources = { options: [], warnings: [] }
+  const overrides = options.overrides ?? {}
+  const rawRoot = asObject(raw)
+
+  const leaf = (schema: TSchema, value: unknown, rawValue: unknown, path: string, secret: boolean): void => {
+    const flag = overrides[path]
+    out.options.push({ path, value: secret ? '(secret)' : show(schema, value), source: flag === undefined ? sourceOf(rawValue, env) : `command line (${flag})` })
+    if (secret && flag === undefined && holdsLiteral(rawValue)) {
+      out.warnings.push(`${path} is written in the config file: whoever can read the file (or its repository) has it; ` +
+        `take it from the environment instead (${path}: \${${envName(path)}})`)
+    }
+  }
+  const walk = (schema: TSchema, value: unknown, rawValue: unknown, path: string, secret: boolean): void => {
+    const isSecret = secret || schema.secret === true
+    if (schema[Kind] !== 'Object' || (schema as any)[TransformKind] !== undefined || asObject(value) === undefined) {
+      return leaf(schema, value, rawValue, path, isSecret)
+    }
+    const rawObject = asObject(rawValue)
+    for (const [key, property] of Object.entries(schema.properties as Record<string, TSchema>)) {
+      const v = (value as Record<string, unknown>)[key]
+      if (v !== undefined) walk(property, v, rawObject?.[key], path === '' ? key : `${path}.${key}`, isSecret)
+    }
+  }
+
+  for (const [key, schema] of Object.entries(ConfigSchema.properties as Record<string, TSchema>)) {
+    const value = (config as Record<string, unknown>)[key]
+    if (value === undefined) continue
+    if (!(key in features)) {
+      walk(schema, value, rawRoot?.[key], key, false)
+      continue
+    }
+    const feature = features[key as FeatureName]
+    const written = rawRoot?.[key]
+    // An options object turns the feature on as written; its own values say where they came from.
+    out.options.push({ path: key, value: value === false ? 'off' : 'on', source: asObject(written) === undefined ? sourceOf(written, env) : 'config file' })
+    if (value === false) continue
+    // Under `true` everything is a default; under a shorthand, only its own option was written.
+    const rawOptions = asObject(written) ?? (written === undefined || typeof written === 'boolean' || !('shorthand' in feature)
+      ? undefined
+      : { [feature.shorthand]: written })
+    walk(feature.schema, value, rawOptions, key, false)
+  }
+  return out
+}
+
+function sourceOf (rawValue: unknown, env: Record<string, string | undefined>): string {
+  if (rawValue === undefined) return 'default'
+  const names = [...new Set(strings(rawValue).flatMap((s) => [...s.matchAll(VARIABLE)].map((m) => m[1])))]
+  if (names.length === 0) return 'config file'
+  const isSet = (name: string): boolean => Object.hasOwn(env, name) && typeof env[name] === 'string' && env[name] !== ''
+  const set = names.filter(isSet)
+  return set.length > 0 ? `environment (${set.join(', ')})` : `config file (${names.join(', ')} unset)`
+}
+
+function strings (value: unknown): string[] {
+  if (typeof value === 'string') return [value]
+  if (Array.isArray(value)) return value.flatMap(strings)
+  if (value !== null && typeof value === 'object') return Object.values(value).flatMap(strings)
+  return []
+}
+
+/** Whether a secret option, as written, holds a secret itself: a string with no ${VAR} in it. */
+function holdsLiteral (value: unknown): boolean {
+  if (typeof value === 'string') {
+    if (value.includes('${')) return false
+    // A URL holds a secret only in its userinfo (redis://user:password@host).
+    return /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? /^[^:]+:\/\/[^/@]*:[^/@]*@/.test(value) : true
+  }
+  if (Array.isArray(value)) return value.some(holdsLiteral)
+  if (value !== null && typeof value === 'object') return Object.entries(value).some(([k, v]) => !NOT_SECRET_KEYS.has(k) && holdsLiteral(v))
+  return false
+}
+
+/** `auth.jwt.secret` to `AUTH_JWT_SECRET`, `rateLimit.redis` to `RATE_LIMIT_REDIS`: a name to suggest. */
+function envName (path: string): string {
+  return path.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/\./g, '_').toUpperCase()
+}
+
+/** A value in a few words: durations and sizes with their unit, long values cut. */
+function show (schema: TSchema, value: unknown): string {
+  const unit = unitOf(schema)
+  let text: string
+  if (typeof value === 'number' && unit === 'duration') text = formatDuration(value)
+  else if (typeof value === 'number' && unit === 'size') text = formatBytes(value)
+  else if (Array.isArray(value)) text = `[${value.map(item).join(', ')}]`
+  else text = item(value)
+  return text.length > MAX_VALUE ? `${text.slice(0, MAX_VALUE - 3)}...` : text
+}
+
+function item (value: unknown): string {
+  if (typeof value === 'string') return value === '' || /[\s"',[\]]/.test(value) ? JSON.stringify(value) : value
+  return JSON.stringify(value) ?? String(value)
+}
+
+/** Duration and Size options (src/schema.ts) accept a string with a unit: tell which by what it accepts. */
+function unitOf (schema: TSchema): 'duration' | 'size' | undefined {
+  if ((schema as any)[TransformKind] === undefined || schema[Kind] !== 'Union') return undefined
+  const pattern = (schema.anyOf as TSchema[]).find((b) => b[Kind] === 'String' && typeof b.pattern === 'string')?.pattern as string | undefined
+  if (pattern === undefined) return undefined
+  const accepts = (text: string): boolean => new RegExp(pattern, 'i').test(text)
+  if (accepts('30s') && !accepts('1mb')) return 'duration'
+  if (accepts('1mb') && !accepts('30s')) return 'size'
+  return undefined
+}
+
+function asObject (value: unknown): Record<string, unknown> | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : undefined
+}
