@@ -24,7 +24,7 @@ const ROUTE_CONTEXT = 'fastify.context'
 const REQUEST_SIGNAL = 'fastify.request.signal'
 
 /** A route's config as spikard's features store their per-route decisions on it. */
-export type RouteConfig = FastifyContextConfig & Record<symbol, unknown>
+export type RouteConfig = FastifyContextConfig & { url?: string, method?: string | string[] } & Record<symbol, unknown>
 
 let contextSymbol: symbol | null | undefined
 

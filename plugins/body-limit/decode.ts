@@ -4,7 +4,7 @@
  * with its own limit counting, so the limit holds on the decoded bytes.
  */
 import type { ServerResponse } from 'node:http'
-import { Readable, type Transform } from 'node:stream'
+import { Readable, Transform } from 'node:stream'
 import zlib from 'node:zlib'
 import { errors } from '../../src/errors.js'
 
@@ -78,4 +78,35 @@ export class DecodedBody extends Readable {
   readonly #count = (chunk: Buffer): void => { this.receivedEncodedLength += chunk.length }
   /** The client went away mid-body: Fastify sees the same error it would without decoding. */
   readonly #fail = (error: Error): void => { this.destroy(error) }
+}
+
+/**
+ * A body counted against `limit` as Fastify reads it: past the limit it fails with
+ * SPK_ERR_BODY_TOO_LARGE, as Fastify's own count does. For the routes whose Fastify limit
+ * is larger than spikard's (see index.ts).
+ */
+export class LimitedBody extends Transform {
+  #received = 0
+  readonly #source: Readable & { receivedEncodedLength?: number }
+
+  constructor (source: Readable, readonly limit: number) {
+    super()
+    this.#source = source
+    source.on('error', (error) => this.destroy(error))
+    source.pipe(this)
+  }
+
+  /** What Fastify compares with Content-Length: the source's encoded bytes when it decodes. */
+  get receivedEncodedLength (): number | undefined {
+    return this.#source.receivedEncodedLength
+  }
+
+  override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null, data?: Buffer) => void): void {
+    this.#received += chunk.length
+    if (this.#received > this.limit) {
+      this.#source.unpipe(this)
+      return callback(new errors.SPK_ERR_BODY_TOO_LARGE(this.limit))
+    }
+    callback(null, chunk)
+  }
 }

@@ -1,63 +1,85 @@
 /**
- * Body size limits: one limit (`max`) for every route registered after spikard, a route
- * overriding it with Fastify's own `bodyLimit` option, and the limit holding on the
- * decoded size of `gzip`, `deflate` and `br` request bodies.
+ * Body size limits: one limit (`max`) for every route, a route overriding it with Fastify's
+ * own `bodyLimit` option, and the limit holding on the decoded size of `gzip`, `deflate`
+ * and `br` request bodies.
  *
  * Fastify enforces the number (for its own parsers and any added with `parseAs`): it
  * answers 413 before reading a body whose Content-Length is too large, and stops reading
- * a chunked body at the limit. What it cannot see through is a compressed body, so a
- * preParsing hook hands it a decoding stream instead; Fastify counts that stream's
- * decoded bytes against the same limit (and checks Content-Length against
- * `receivedEncodedLength`, the encoded bytes), so a 10 KB gzip bomb stops at the limit
- * rather than inflating to 10 MB.
+ * a chunked body at the limit. Routes registered after spikard get `max` as their
+ * `bodyLimit` (onRoute), and createServer gives it to the Fastify factory, which sets it
+ * for every other route. On an instance of your own created with a larger `bodyLimit`, a
+ * route registered before spikard keeps that larger limit in Fastify's eyes: spikard
+ * counts its body against `max` itself (LimitedBody).
+ *
+ * What Fastify cannot see through is a compressed body, so one preParsing hook for the
+ * whole app hands it a decoding stream instead; Fastify counts that stream's decoded bytes
+ * against the same limit (and checks Content-Length against `receivedEncodedLength`, the
+ * encoded bytes), so a 10 KB gzip bomb stops at the limit rather than inflating to 10 MB.
  *
  * Decoding is written here rather than taken from @fastify/compress, whose request
- * decoding comes with its response compression (one plugin, one `global` switch): the
- * limit must hold on decoded size whether response compression is on or off. Removing
- * `content-encoding` once decoded also keeps @fastify/compress, when the compression
- * feature registers it, from decoding the body a second time.
+ * decoding is attached to each route as it is registered (routes registered before it are
+ * left out) and comes with its response compression: the limit must hold on decoded size
+ * on every route, whatever the compression feature does.
  */
 import fp from 'fastify-plugin'
-import type { FastifyInstance, preParsingHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Readable } from 'node:stream'
 import { errors } from '../../src/errors.js'
-import { prepend, type PreParsing } from '../../src/route-hooks.js'
+import { decide, decisionOf, type RouteView } from '../../src/route-decision.js'
 import { resolveBodyLimitOptions, type BodyLimitOptions } from './options.js'
-import { acceptedCodings, DecodedBody } from './decode.js'
+import { acceptedCodings, DecodedBody, LimitedBody } from './decode.js'
+
+/** Where a route registered before spikard keeps the limit spikard counts itself (src/route-decision.ts). */
+const kBodyLimit = Symbol('spikard.body-limit')
 
 async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions): Promise<void> {
   const { max, decode } = resolveBodyLimitOptions(options)
-
+  const serverLimit = app.initialConfig.bodyLimit ?? max
   const codings = acceptedCodings(decode)
   const accepted = decode ? 'gzip, deflate, br or identity' : 'identity'
-  const decoding: preParsingHookHandler = function spikardDecodeBody (request, reply, payload, done) {
+
+  /** The limit spikard must count itself: only on a route whose limit is a larger server default it never saw. */
+  function ownCount (route: RouteView): number | null {
+    return route.late && !route.is404 && route.bodyLimit === serverLimit && serverLimit > max ? max : null
+  }
+
+  function decoded (request: FastifyRequest, reply: FastifyReply, payload: Readable): Readable | Error {
     const encoding = request.headers['content-encoding']
-    if (encoding === undefined) return done(null, payload)
+    if (encoding === undefined) return payload
     const length = request.headers['content-length']
     // No body, nothing to decode (and nothing to refuse).
-    if (request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return done(null, payload)
-
+    if (request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return payload
     const coding = codings.get(encoding.trim().toLowerCase())
     if (coding === undefined) {
       // The body stays unread: Node drains a small one so the connection carries on; one
       // that is large or of unknown size is not worth draining.
       if (!(Number(length) <= request.routeOptions.bodyLimit)) reply.header('connection', 'close')
-      return done(new errors.SPK_ERR_UNSUPPORTED_ENCODING(JSON.stringify(encoding.slice(0, 100)), accepted))
+      return new errors.SPK_ERR_UNSUPPORTED_ENCODING(JSON.stringify(encoding.slice(0, 100)), accepted)
     }
-    if (coding === null) return done(null, payload)
+    if (coding === null) return payload
     // Parsers, handlers and later hooks see a plain body; Content-Length stays, and
     // Fastify compares it with the encoded bytes.
     delete request.raw.headers['content-encoding']
-    done(null, new DecodedBody(payload, reply.raw, coding))
+    return new DecodedBody(payload, reply.raw, coding)
   }
 
-  // createServer also passes `max` to the Fastify factory (404s and parsers use it); on an
-  // instance of your own, this is what gives your routes the limit.
-  app.addHook('onRoute', (route) => {
-    route.bodyLimit ??= max
-    // Fastify reads no body for GET and HEAD: no hook to run on them.
-    if ([route.method].flat().every((m) => m === 'GET' || m === 'HEAD')) return
-    route.preParsing = prepend(route.preParsing, decoding as PreParsing)
+  // On an instance of your own: this gives the routes registered from now on the limit
+  // (createServer also passes `max` to the Fastify factory, for every route and the parsers).
+  app.addHook('onRoute', (route) => { route.bodyLimit ??= max })
+  const counting = serverLimit > max
+  app.addHook('preParsing', function spikardBodyLimit (request, reply, payload, done) {
+    // Fastify reads no body for GET and HEAD.
+    const method = request.method
+    if (method === 'GET' || method === 'HEAD') return done(null, payload)
+    const body = decoded(request, reply, payload)
+    if (body instanceof Error) return done(body)
+    const limit = counting ? decisionOf(request, kBodyLimit, ownCount) : null
+    if (limit === null) return done(null, body)
+    const length = Number(request.headers['content-length'])
+    if (length > limit) return done(new errors.SPK_ERR_BODY_TOO_LARGE(limit))
+    done(null, new LimitedBody(body, limit))
   })
+  if (counting) app.addHook('onRoute', (route) => { decide(route, kBodyLimit, null) })
 }
 
 export default fp(spikardBodyLimit, { name: 'spikard-body-limit', fastify: '5.x' })

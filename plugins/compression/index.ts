@@ -1,100 +1,87 @@
 /**
- * Response compression, brotli and gzip, on @fastify/compress.
+ * Response compression, brotli and gzip, with node:zlib: one onSend hook for the whole app
+ * that decides whether a response may be compressed at all and with which coding, then
+ * compresses it (a buffered body in one go, with an exact Content-Length; a stream as it
+ * flows, each chunk flushed on arrival).
  *
- * The library supplies the `compress` route option, the compression of buffered bodies
- * (synchronous below its `syncThreshold`, with an exact Content-Length) and
- * `reply.compress()`. Each route's compression runs as one onSend hook: the library's,
- * wrapped by the preset, which first decides whether the response may be compressed at
- * all and with which coding, because the library, checked against 9.2.0:
+ * Written here rather than with @fastify/compress, which, checked against 9.2.0:
  *
+ * - attaches its hook to each route as Fastify registers it, so routes registered before
+ *   it, and the not-found handler, are never compressed;
  * - negotiates wrongly (`gzip;q=0, *` got gzip) and sets `Vary` only on compressed
  *   responses, so caches could not tell the two apart (see negotiate.ts);
  * - sends a body whose first bytes merely look like gzip or deflate (any text starting
  *   with `80` or `x `) unchanged, under the negotiated Content-Encoding: a corrupt
- *   response (fastify/fastify-compress#347). Such a buffered body is sent uncompressed,
- *   and streams, where it cannot be seen in time, are compressed here;
+ *   response (fastify/fastify-compress#347);
  * - holds a stream's output until zlib's buffers fill, so a slow stream arrived all at
- *   the end: the preset's zlib options flush after every chunk;
+ *   the end;
  * - compresses a response that says `Content-Encoding: identity`;
- * - starts a route's `compress` object from its own defaults, not the global settings
- *   (see settings.ts).
+ * - starts a route's `compress` object from its own defaults, not the global settings.
  *
  * Never compressed: `text/event-stream`, a response with a Content-Encoding, partial
  * content (206 or Content-Range), a route with `compress: false`, a buffered body under
- * the threshold, a HEAD response (no body). Request bodies are not decoded here: the
- * bodyLimit feature owns that.
+ * the threshold, a HEAD response. A route registered before spikard takes the global
+ * settings (its `compress` option was never seen). Request bodies are not decoded here:
+ * the bodyLimit feature owns that.
  */
 import { pipeline, Readable } from 'node:stream'
 import type { ReadableStream as WebReadableStream } from 'node:stream/web'
-import { createBrotliCompress, createGzip } from 'node:zlib'
+import { brotliCompress, brotliCompressSync, createBrotliCompress, createGzip, gzip, gzipSync } from 'node:zlib'
 import fp from 'fastify-plugin'
-import fastifyCompress from '@fastify/compress'
-import type { DoneFuncWithErrOrRes, FastifyInstance, FastifyReply, onSendHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { decide, decisionOf, type RouteView } from '../../src/route-decision.js'
 import { resolveCompressionOptions, type CompressionOptions } from './options.js'
-import { globalSettings, routeSettings, type Settings } from './settings.js'
+import { globalSettings, routeSettings, type RouteCompress, type Settings } from './settings.js'
 import { negotiate, varyAcceptEncoding, type Encoding } from './negotiate.js'
+
+export type { RouteCompress as RouteCompressOptions } from './settings.js'
+
+declare module 'fastify' {
+  interface RouteShorthandOptions {
+    /** `false`: this route's responses are never compressed. An object: settings merged over the `compression` options. */
+    compress?: false | RouteCompress
+  }
+}
+
+/** Where a route keeps its settings, or null for `compress: false` (src/route-decision.ts). */
+const kCompression = Symbol('spikard.compression')
 
 async function spikardCompression (app: FastifyInstance, options: CompressionOptions): Promise<void> {
   const global = globalSettings(resolveCompressionOptions(options))
-  const routes = new WeakMap<object, { settings: Settings, hooks: number }>()
+  const settingsOf = (_route: RouteView): Settings => global
 
-  // Before the library sees a route: check and complete its `compress` object, and give
-  // it an onSend array of its own (the library pushes onto the one it finds, which may be
-  // shared between routes).
   app.addHook('onRoute', (route) => {
-    if (route.compress === false) return
+    const compress = route.compress as unknown
     const where = `route ${[route.method].flat().join(',')} ${route.url}`
-    const settings = route.compress === undefined ? global : routeSettings(global, route.compress, where)
-    if (route.compress !== undefined) route.compress = settings.library
-    route.onSend = [route.onSend ?? []].flat()
-    routes.set(route, { settings, hooks: route.onSend.length })
+    decide(route, kCompression, compress === false ? null : compress === undefined ? global : routeSettings(global, compress, where))
   })
-  await app.register(fastifyCompress, global.library)
-  // After it: the hook it just added is the last one; wrap it in place.
-  app.addHook('onRoute', (route) => {
-    const added = routes.get(route)
-    const hooks = route.onSend as onSendHookHandler[] | undefined
-    if (added === undefined || hooks === undefined) return
-    if (hooks.length !== added.hooks + 1) throw new Error(`spikard compression: @fastify/compress did not add one onSend hook to ${route.url}`)
-    hooks.push(compressing(hooks.pop() as onSendHookHandler, added.settings))
-  })
-}
-
-function compressing (library: onSendHookHandler, settings: Settings): onSendHookHandler {
-  return function spikardCompress (request, reply, payload, done) {
+  app.addHook('onSend', function spikardCompress (request, reply, payload, done) {
+    const settings = decisionOf(request, kCompression, settingsOf)
+    if (settings === null || request.method === 'HEAD') return done(null, payload)
     const body = payload instanceof Response ? unwrap(reply, payload) : payload
     const kind = compressible(reply, body, settings)
     if (kind === undefined) return done(null, body)
 
     // From here the response depends on Accept-Encoding, whatever this request asked.
+    reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
     const encoding = request.headers['x-no-compression'] === undefined
       ? negotiate(request.headers['accept-encoding'], settings.encodings)
       : 'identity'
-    if (encoding === 'identity' || kind === 'stream') {
-      reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
-      return done(null, encoding === 'identity' ? body : compressStream(reply, body as Readable | ReadableStream, encoding, settings))
-    }
+    if (encoding === 'identity') return done(null, body)
+    if (kind === 'stream') return done(null, compressStream(reply, body as Readable | ReadableStream, encoding, settings))
 
-    // The library negotiates from the request header it reads: for the length of its
-    // (synchronous) hook, that header holds the preset's answer.
-    const headers = request.raw.headers
-    const asked = headers['accept-encoding']
-    const restore = (): void => {
-      if (asked === undefined) delete headers['accept-encoding']
-      else headers['accept-encoding'] = asked
+    const input = typeof body === 'string' ? Buffer.from(body) : body as Buffer
+    const send = (compressed: Buffer): void => {
+      reply.header('content-encoding', encoding).header('content-length', compressed.length)
+      done(null, compressed)
     }
-    headers['accept-encoding'] = encoding
-    try {
-      library.call(this, request, reply, body, ((error?: Error | null, compressed?: unknown) => {
-        restore()
-        reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
-        if (error != null) done(error)
-        else done(null, compressed)
-      }) as DoneFuncWithErrOrRes)
-    } finally {
-      restore()
+    if (input.length <= settings.syncThreshold) {
+      return send(encoding === 'br' ? brotliCompressSync(input, settings.brotliOptions) : gzipSync(input, settings.zlibOptions))
     }
-  }
+    const finished = (error: Error | null, compressed: Buffer): void => { if (error === null) send(compressed); else done(error) }
+    if (encoding === 'br') brotliCompress(input, settings.brotliOptions, finished)
+    else gzip(input, settings.zlibOptions, finished)
+  })
 }
 
 /** Whether a response may be compressed at all, whatever the request asked, and how. */

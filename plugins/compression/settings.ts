@@ -1,12 +1,11 @@
 /**
  * Compression settings, computed once per route when it is added: the encodings offered,
- * the threshold, which content types compress, the zlib options, and the same settings in
- * the shape @fastify/compress takes (global options, or a route's `compress` object).
+ * the threshold, which content types compress, and the zlib options (the global ones, or a
+ * route's `compress` object merged over them).
  */
 import { createRequire } from 'node:module'
 import { constants, type BrotliOptions, type ZlibOptions } from 'node:zlib'
 import { Type } from '@sinclair/typebox'
-import type { FastifyCompressOptions } from '@fastify/compress'
 import { validate } from '../../src/schema.js'
 import { SpikardConfigError } from '../../src/errors.js'
 import type { ResolvedCompressionOptions } from './options.js'
@@ -20,24 +19,32 @@ export interface Settings {
   compressible: (contentType: string) => boolean
   brotliOptions: BrotliOptions
   zlibOptions: ZlibOptions
-  /** The same settings as @fastify/compress options. */
-  library: FastifyCompressOptions
+  /** Buffered bodies up to this size (bytes) are compressed synchronously; larger ones on zlib's thread pool. */
+  syncThreshold: number
 }
+
+/**
+ * How large a buffered body is compressed synchronously: at gzip level 6 about 1 ms per
+ * 64 KiB on the benchmark machine, the event loop's budget for one response; larger bodies
+ * go to zlib's thread pool, still with an exact Content-Length.
+ */
+const SYNC_THRESHOLD = 64 * 1024
 
 type TypeTest = RegExp | ((contentType: string) => boolean)
 
-// The database @fastify/compress consults, resolved from the library so both always agree.
-const mimeDb = createRequire(createRequire(import.meta.url).resolve('@fastify/compress'))('mime-db') as
-  Record<string, { compressible?: boolean } | undefined>
-// @fastify/compress's own default test (index.js, defaultCompressibleTypes).
-const LIBRARY_TYPES = /^text\/(?!event-stream)|(?:\+|\/)json(?:;|$)|(?:\+|\/)text(?:;|$)|(?:\+|\/)xml(?:;|$)|octet-stream(?:;|$)/u
+// Which types compress, after the default test below: the IANA-based database most of the
+// ecosystem (compressible, @fastify/compress) consults.
+const mimeDb = createRequire(import.meta.url)('mime-db') as Record<string, { compressible?: boolean } | undefined>
+// Text, JSON, XML and their +suffix types, and octet streams (what @fastify/compress also
+// compresses by default).
+const DEFAULT_TYPES = /^text\/(?!event-stream)|(?:\+|\/)json(?:;|$)|(?:\+|\/)text(?:;|$)|(?:\+|\/)xml(?:;|$)|octet-stream(?:;|$)/u
 // Never compressed, whatever a route's customTypes or a future mime-db say: an event
 // stream must reach the client event by event.
 const EVENT_STREAM = /^\s*text\/event-stream\s*(?:;|$)/i
 
-/** The library's decision (custom test, else its default, then mime-db), event streams excluded. */
+/** A route's custom test, else the default one, then mime-db; event streams never. */
 function compressibleTypes (custom?: TypeTest): (contentType: string) => boolean {
-  const test = custom instanceof RegExp ? (type: string) => custom.test(type) : custom ?? ((type: string) => LIBRARY_TYPES.test(type))
+  const test = custom instanceof RegExp ? (type: string) => custom.test(type) : custom ?? ((type: string) => DEFAULT_TYPES.test(type))
   return (type) => !EVENT_STREAM.test(type) &&
     (test(type) || mimeDb[type.split(';', 1)[0].trim().toLowerCase()]?.compressible === true)
 }
@@ -54,16 +61,7 @@ export function globalSettings ({ encodings, threshold, brotliQuality, gzipLevel
     compressible: compressibleTypes(),
     brotliOptions,
     zlibOptions,
-    library: {
-      globalCompression: true,
-      // Request bodies are decoded by the bodyLimit feature, never by this one.
-      globalDecompression: false,
-      // `identity` lets the library accept the preset's answer "no compression".
-      encodings: [...encodings, 'identity'],
-      threshold,
-      brotliOptions,
-      zlibOptions
-    }
+    syncThreshold: SYNC_THRESHOLD
   }
 }
 
@@ -80,7 +78,8 @@ const RouteCompressSchema = Type.Union([
   }, { additionalProperties: false })
 ], { expected: 'false or an object' })
 
-interface RouteCompress {
+/** A route's `compress` object: these settings over the global ones. */
+export interface RouteCompress {
   threshold?: number
   encodings?: Encoding[]
   syncThreshold?: number
@@ -92,10 +91,9 @@ interface RouteCompress {
 const isObject = (v: unknown): boolean => v !== null && typeof v === 'object' && !Array.isArray(v)
 
 /**
- * A route's `compress` object over the global settings. Checked here because the library
- * takes any key, and merged here because it does not merge: its route settings start
- * from its own defaults, so `{ threshold: 128 }` alone also offered deflate (and zstd),
- * and dropped the configured gzip level and brotli quality.
+ * A route's `compress` object over the global settings, checked when the route is
+ * registered: `{ threshold: 128 }` keeps the configured encodings, gzip level and brotli
+ * quality.
  */
 export function routeSettings (global: Settings, compress: unknown, route: string): Settings {
   const o = validate(RouteCompressSchema, compress, { path: 'compress', source: route }) as RouteCompress
@@ -119,6 +117,6 @@ export function routeSettings (global: Settings, compress: unknown, route: strin
     compressible: o.customTypes === undefined ? global.compressible : compressibleTypes(o.customTypes),
     brotliOptions,
     zlibOptions,
-    library: { ...global.library, ...o, encodings: [...encodings, 'identity'], threshold, brotliOptions, zlibOptions }
+    syncThreshold: o.syncThreshold ?? global.syncThreshold
   }
 }

@@ -40,16 +40,38 @@ async function spikardHealth (app: FastifyInstance, options: HealthOptions): Pro
     throw new SpikardConfigError([`health.readiness: expected a path other than health.liveness, found ${JSON.stringify(readiness)} for both`])
   }
 
+  const probes = new Map<string, string>()
+  if (liveness !== false) probes.set(liveness, 'health.liveness')
+  if (readiness !== false) probes.set(readiness, 'health.readiness')
+
+  /** A probe's path taken by another route: refused, naming both. */
+  function taken (option: string, path: string, other: string): SpikardConfigError {
+    return new SpikardConfigError([`${option}: ${path} is spikard's ${option === 'health.liveness' ? 'liveness' : 'readiness'} probe, and ${other} is registered there too; ` +
+      `move that route, or set ${option} to another path (or false)`])
+  }
+
   await app.register(async function healthRoutes (child: FastifyInstance) {
-    if (liveness !== false) {
-      child.get(liveness, probe, async () => OK)
+    const add = (path: string, handler: () => Promise<typeof OK>): void => {
+      try {
+        child.get(path, probe, handler)
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'FST_ERR_DUPLICATED_ROUTE') throw error
+        throw taken(probes.get(path) as string, path, `your route GET ${path} (registered before spikard)`)
+      }
     }
+    if (liveness !== false) add(liveness, async () => OK)
     if (readiness !== false) {
-      child.get(readiness, probe, async () => {
+      add(readiness, async () => {
         if (app.spikard.phase !== 'serving') throw new errors.SPK_ERR_SHUTTING_DOWN()
         return OK
       })
     }
+  })
+  // Routes registered after the probes, at a probe's path, for any method.
+  app.addHook('onRoute', (route) => {
+    const option = probes.get(route.url ?? '')
+    if (option === undefined) return
+    throw taken(option, route.url as string, `your route ${[route.method].flat().join(',')} ${route.url}`)
   })
 }
 

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest, FastifyReply } from 'fastify'
 import { resolveLoggingOptions, type LoggingOptions } from './options.js'
 import { redactHeaders, redactQuery, secretHeaders } from './redact.js'
 import { apiKeyCarriers } from '../auth/options.js'
+import { routeConfig } from '../../src/fastify-internals.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,9 +17,13 @@ declare module 'fastify' {
 }
 
 /**
- * One access line per completed request. Written by hand rather than with Fastify's
- * request logging, which prints two lines ("incoming request", "request completed"),
- * logs the raw URL with its query string, and cannot be told which headers are secret.
+ * One access line per request. Written by hand rather than with Fastify's request logging,
+ * which prints two lines ("incoming request", "request completed"), logs the raw URL with
+ * its query string, and cannot be told which headers are secret.
+ *
+ * A request that never completes (the client went away first, or a streamed response
+ * failed half-way) gets its line too, marked `aborted: true`, from Fastify's
+ * onRequestAbort hook; it has no reply then, so no status, duration or size.
  */
 async function spikardLogging (app: FastifyInstance, options: LoggingOptions): Promise<void> {
   const { level, headers, redactHeaders: extraHeaders, redactQuery: extraQuery } = resolveLoggingOptions(options)
@@ -27,32 +32,36 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
   const hidden = secretHeaders([...extraHeaders, ...apiKey.headers])
   const hiddenQuery = new Set([...extraQuery, ...apiKey.query].map((q) => q.toLowerCase()))
 
-  function accessLog (request: FastifyRequest, reply: FastifyReply): void {
-    // A getter that builds a new object on every read: read once.
-    const route = request.routeOptions
-    if (route.config?.logging === false) return
+  function accessLog (request: FastifyRequest, reply: FastifyReply | undefined): void {
+    const config = routeConfig(request)
+    if (config.logging === false) return
     const url = request.url
     const q = url.indexOf('?')
-    const length = reply.getHeader('content-length')
+    const length = reply?.getHeader('content-length')
     const line: Record<string, unknown> = {
       method: request.method,
       path: q === -1 ? url : url.slice(0, q),
       query: q === -1 ? undefined : redactQuery(url.slice(q + 1), hiddenQuery),
-      route: route.url ?? null,
-      status: reply.statusCode,
-      durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+      route: config.url ?? null,
+      status: reply?.statusCode,
+      durationMs: reply === undefined ? undefined : Math.round(reply.elapsedTime * 1000) / 1000,
       bytes: length === undefined ? undefined : Number(length),
+      aborted: reply === undefined ? true : undefined,
       remoteAddress: request.ip,
       // Who called, when authenticated: the JWT subject or the API key's name, never the credential.
       caller: request.identity === undefined ? undefined : `${request.identity.scheme}:${request.identity.id}`
     }
     if (headers) line.headers = redactHeaders(request.headers, hidden)
-    request.log[level](line, 'request completed')
+    request.log[level](line, reply === undefined ? 'request aborted' : 'request completed')
   }
 
   app.decorate('spikardAccessLog', accessLog)
   app.addHook('onResponse', (request, reply, done) => {
     accessLog(request, reply)
+    done()
+  })
+  app.addHook('onRequestAbort', (request, done) => {
+    accessLog(request, undefined)
     done()
   })
 }

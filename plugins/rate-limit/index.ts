@@ -4,12 +4,11 @@
  *
  * - Its `global: true` hooks only the routes registered after it (an `app.register()`
  *   without `await` followed by `app.get()` leaves that route unlimited) and never the
- *   not-found handler. Here every route spikard knows of gets the limit as a route hook,
- *   the not-found handler too (routes.ts), and a route registered before spikard refuses
- *   startup, naming it, rather than running unlimited.
+ *   not-found handler. Here one hook for the whole app limits every route, those
+ *   registered before spikard and the not-found handler included.
  * - Its hook is an async function with several promises per request and a
- *   `request.routeOptions` object built on each; here a limit is a callback hook built
- *   once, and routes with `config: { rateLimit: false }` get no hook at all.
+ *   `request.routeOptions` object built on each; here each route's limit is decided once
+ *   (src/route-decision.ts) and checked with callbacks.
  * - Its `enableDraftSpec` headers are an expired draft's; `headers: 'ietf'` sends the
  *   current `RateLimit` / `RateLimit-Policy`.
  * - A store error is either thrown raw (a 500) or ignored silently (`skipOnError`); here
@@ -17,24 +16,21 @@
  * - Its `config.rateLimit` type has no `keyBy`; spikard declares its own (below) and
  *   loads the package untyped so the two never meet.
  *
- * Limits keyed by address, header or cookie run in onRequest, first among the route's own
- * hooks, so before auth (which hooks each route too) and body parsing: floods of bad
- * credentials, of large bodies and of unknown paths are counted too. Only app-wide
- * onRequest hooks run before them (request id, shutdown). Identity limits run in
- * preParsing, after every onRequest hook (auth's included) and still before the body is
- * read.
+ * Limits keyed by address, header or cookie run in onRequest, before auth (the feature
+ * after this one) and body parsing: floods of bad credentials, of large bodies and of
+ * unknown paths are counted too. Identity limits run in preParsing, after every onRequest
+ * hook (auth's included) and still before the body is read.
  */
 import fp from 'fastify-plugin'
-import type { FastifyInstance, RouteOptions } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { SpikardConfigError } from '../../src/errors.js'
 import { validate } from '../../src/schema.js'
 import { resolveRateLimitOptions, RouteRateLimitSchema, type RateLimitOptions, type RouteRateLimitOptions } from './options.js'
 import { addressKeyer, AllowList } from './keys.js'
 import { createLimit, Shared, type Limit } from './limiter.js'
 import { memoryStores, Outage, redisStores } from './store.js'
-import { limitNotFound } from './routes.js'
-import { refuseEarlyRoutes } from '../../src/early-routes.js'
-import { append, prepend, type OnRequest, type PreParsing } from '../../src/route-hooks.js'
+import { decide, decisionOf, registered, routeName, type RouteView } from '../../src/route-decision.js'
+import type { OnRequest, PreParsing } from './limiter.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -47,9 +43,11 @@ declare module 'fastify' {
   }
 }
 
+/** Where a route keeps its limit (src/route-decision.ts). */
+const kRateLimit = Symbol('spikard.rate-limit')
+
 async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions): Promise<void> {
   const resolved = resolveRateLimitOptions(options)
-  refuseEarlyRoutes(app, 'rateLimit', 'would not be rate limited', 'a route that must not be limited says so with `config: { rateLimit: false }`')
   if (resolved.redis !== undefined && !isUrl(resolved.redis)) {
     // Not shown: a Redis URL may hold a password.
     throw new SpikardConfigError(['rateLimit.redis: expected a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS), found one that does not parse'])
@@ -74,15 +72,17 @@ async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions
   /** A route's own limit, by its config object and path: a GET and the HEAD Fastify adds for it share one. */
   const own = new WeakMap<object, Map<string, Limit>>()
 
-  function limitOf (route: RouteOptions): Limit | undefined {
+  /** The route's limit: the global one, its own, or null (`config.rateLimit: false`). The not-found handler has the global one. */
+  function limitOf (route: RouteView): Limit | null {
+    if (route.is404) return global
     const setting: unknown = route.config?.rateLimit
-    if (setting === false) return undefined
+    if (setting === false) return null
     if (setting === undefined || setting === true) return global
     const url = route.url ?? ''
     const methods = [route.method].flat()
     const name = `${methods.filter((m) => m !== 'HEAD').join(',') || 'HEAD'} ${url}`
     if (setting === null || typeof setting !== 'object' || Array.isArray(setting)) {
-      throw new SpikardConfigError([`config.rateLimit: expected false, true or an object ({ max, timeWindow, keyBy }), found ${JSON.stringify(setting)}`], `route ${name}`)
+      throw new SpikardConfigError([`config.rateLimit: expected false, true or an object ({ max, timeWindow, keyBy }), found ${JSON.stringify(setting)}`], `route ${routeName(route)}`)
     }
     let byUrl = own.get(setting)
     if (byUrl === undefined) own.set(setting, byUrl = new Map())
@@ -102,34 +102,18 @@ async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions
     return limit
   }
 
-  function attach (route: RouteOptions): void {
-    const limit = limitOf(route)
-    if (limit === undefined) return
-    // An address limit goes before the route's other onRequest hooks (auth's, the route's
-    // own), so what they reject is counted too; an identity limit after everything else.
-    if (limit.hook === 'onRequest') route.onRequest = prepend(route.onRequest, limit.handler as OnRequest)
-    else route.preParsing = append(route.preParsing, limit.handler as PreParsing)
-  }
-
-  // Routes spikard registered before this plugin (health, auth) get their hooks through the
-  // options objects Fastify reads at ready(); routes registered from now on, in onRoute.
-  for (const route of app.spikard.routes) attach(route)
-  app.addHook('onRoute', attach)
-
-  limitNotFound(app, global.hook, global.handler, () => {
-    if (global.hook === 'onRequest') {
-      const handler = global.handler as OnRequest
-      app.addHook('onRequest', function limitNotFound (request, reply, done) {
-        if (request.is404) handler.call(this, request, reply, done)
-        else done()
-      })
-    } else {
-      const handler = global.handler as PreParsing
-      app.addHook('preParsing', function limitNotFound (request, reply, payload, done) {
-        if (request.is404) handler.call(this, request, reply, payload, done)
-        else done(null, payload)
-      })
-    }
+  app.addHook('onRoute', (route) => { decide(route, kRateLimit, limitOf(registered(route))) })
+  // An address, header or cookie limit counts before auth and the body; an identity limit
+  // after auth (every onRequest hook), still before the body is read.
+  app.addHook('onRequest', function spikardRateLimit (request, reply, done) {
+    const limit = decisionOf(request, kRateLimit, limitOf)
+    if (limit === null || limit.hook !== 'onRequest') return done()
+    ;(limit.handler as OnRequest).call(this, request, reply, done)
+  })
+  app.addHook('preParsing', function spikardRateLimitIdentity (request, reply, payload, done) {
+    const limit = decisionOf(request, kRateLimit, limitOf)
+    if (limit === null || limit.hook !== 'preParsing') return done(null, payload)
+    ;(limit.handler as PreParsing).call(this, request, reply, payload, done)
   })
 
   await stores.connected()

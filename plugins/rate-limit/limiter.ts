@@ -12,7 +12,10 @@ import { errors } from '../../src/errors.js'
 import type { KeyBy, ResolvedRateLimitOptions } from './options.js'
 import { clientAddress, keyer, type AllowList } from './keys.js'
 import type { Outage, Store } from './store.js'
-import type { OnRequest, PreParsing } from '../../src/route-hooks.js'
+import type { onRequestHookHandler, preParsingHookHandler } from 'fastify'
+
+export type OnRequest = onRequestHookHandler
+export type PreParsing = preParsingHookHandler
 
 /** What every limit of one app shares. */
 export class Shared {

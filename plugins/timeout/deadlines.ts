@@ -13,6 +13,8 @@ import { performance } from 'node:perf_hooks'
 export interface Deadline<T> {
   readonly item: T
   readonly at: number
+  /** The list it is in, which removes it. */
+  readonly list: Deadlines<T>
   prev: Deadline<T> | undefined
   next: Deadline<T> | undefined
   /** Still in the list (neither finished nor expired). */
@@ -28,7 +30,7 @@ export class Deadlines<T> {
   constructor (readonly ms: number, private readonly expire: (item: T) => void) {}
 
   add (item: T): Deadline<T> {
-    const entry: Deadline<T> = { item, at: performance.now() + this.ms, prev: this.#tail, next: undefined, linked: true }
+    const entry: Deadline<T> = { item, at: performance.now() + this.ms, list: this, prev: this.#tail, next: undefined, linked: true }
     if (this.#tail === undefined) {
       this.#head = entry
       this.#timer?.ref()
