@@ -17,7 +17,11 @@ export const LoggingOptionsSchema = Type.Object({
   })),
   redactQuery: Type.Optional(Type.Array(Type.String(), {
     default: [],
-    description: 'Query parameters to mask besides those named like secrets (`token`, `key`, `api_key`, `password`, `secret`, ...).'
+    description: 'Query parameters whose values are masked besides those named like secrets, matched case-insensitively on the whole name or its part before a `[` (`email` masks `email` and `email[0]`). ' +
+      'Named like a secret: split at camelCase and letter/digit boundaries and at every other character (`-`, `_`, `.`, `[`, `]`...), a part or the parts joined is ' +
+      '`token`, `secret`, `password`, `passwd`, `pwd`, `pass`, `passphrase`, `passcode`, `key`, `apikey`, `accesskey`, `secretkey`, `privatekey`, `signature`, `sig`, `credential`, `credentials`, ' +
+      '`auth`, `authorization`, `bearer`, `jwt`, `code`, `session`, `sessionid`, `sid`, `otp` or `pin`, or ends with `token`, `secret`, `password`, `passwd` or `passphrase` ' +
+      '(so `api_key`, `apiKey`, `X-Amz-Signature`, `key[0]`, `accessToken` are masked; `keyword`, `monkey`, `passenger`, `author` are not).'
   }))
 }, { additionalProperties: false })
 

@@ -13,10 +13,47 @@ export function redactHeaders (headers: Record<string, unknown>, hidden: Set<str
   return out
 }
 
-/** Parameter names that carry secrets, matched after lower-casing and dropping `-` and `_`. */
-const SECRET_NAME = /token|secret|passw|pwd|apikey|signature|credential|^(key|auth|authorization|sig|jwt|code|session|sessionid)$/
+/**
+ * Which query parameters carry secrets. A name (decoded, lower-cased) is split into parts
+ * at camelCase and letter/digit boundaries and at every character that is not a letter or
+ * digit (`-`, `_`, `.`, `[`, `]`, spaces...): `X-Amz-Signature`, `apiKey`, `key[0]` and
+ * `user[password]` give x/amz/signature, api/key, key/0 and user/password. The name is secret
+ * when a part, or all parts joined (`api_key` as apikey), is one of SECRET_WORDS, or ends
+ * with one of SECRET_ENDINGS (`accesstoken`, `clientsecret`). Whole parts, not substrings:
+ * `keyword`, `monkey`, `spinach`, `passenger`, `compass`, `author`, `sidebar`, `tokenizer`
+ * are kept. The README and the `logging.redactQuery` description list the same words.
+ */
+const SECRET_WORDS = new Set([
+  'token', 'secret', 'password', 'passwd', 'pwd', 'pass', 'passphrase', 'passcode',
+  'key', 'apikey', 'accesskey', 'secretkey', 'privatekey', 'signature', 'sig', 'credential', 'credentials',
+  'auth', 'authorization', 'bearer', 'jwt', 'code', 'session', 'sessionid', 'sid', 'otp', 'pin'
+])
+const SECRET_ENDINGS = ['token', 'secret', 'password', 'passwd', 'passphrase']
 
-/** Masks the values of secret-looking parameters; keeps names, order and the other values. */
+function secretWord (word: string): boolean {
+  if (SECRET_WORDS.has(word)) return true
+  for (const ending of SECRET_ENDINGS) if (word.endsWith(ending)) return true
+  return false
+}
+
+/** Whether a decoded parameter name is named like a secret (see SECRET_WORDS). */
+export function secretQueryName (name: string): boolean {
+  // Most names are one lower-case word (q, page, sort): no splitting.
+  if (/^[a-z]+$/.test(name)) return secretWord(name)
+  const parts = name
+    .replace(/(\p{Ll}|\p{N})(\p{Lu})/gu, '$1 $2')
+    .replace(/(\p{Lu})(\p{Lu}\p{Ll})/gu, '$1 $2')
+    .replace(/(\p{L})(\p{N})|(\p{N})(\p{L})/gu, '$1$3 $2$4')
+    .toLowerCase()
+    .split(/[^\p{L}\p{N}]+/u)
+    .filter((p) => p !== '')
+  return parts.some(secretWord) || secretWord(parts.join(''))
+}
+
+/**
+ * Masks the values of secret-named parameters; keeps names, order and the other values.
+ * `extra` (lower-case) names more: matched on the whole name or its part before a `[`.
+ */
 export function redactQuery (query: string, extra: Set<string>): string {
   return query.split('&').map((pair) => {
     const eq = pair.indexOf('=')
@@ -24,6 +61,8 @@ export function redactQuery (query: string, extra: Set<string>): string {
     let name = pair.slice(0, eq)
     try { name = decodeURIComponent(name.replace(/\+/g, ' ')) } catch { /* keep it raw */ }
     const lower = name.toLowerCase()
-    return SECRET_NAME.test(lower.replace(/[-_]/g, '')) || extra.has(lower) ? `${pair.slice(0, eq)}=${REDACTED}` : pair
+    const bracket = lower.indexOf('[')
+    const hidden = extra.has(lower) || (bracket > 0 && extra.has(lower.slice(0, bracket))) || secretQueryName(name)
+    return hidden ? `${pair.slice(0, eq)}=${REDACTED}` : pair
   }).join('&')
 }
