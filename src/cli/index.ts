@@ -67,8 +67,10 @@ async function main (argv: string[]): Promise<number> {
     overrides['server.host'] = '--host'
   }
 
-  // check writes its report on stdout: what the app logs while it is built goes to stderr.
-  const app = await createServer(config, { baseDir: dirname(file), ...(command === 'check' ? { logStream: process.stderr } : {}) })
+  // check writes its report on stdout: what the app logs while it is built goes to stderr
+  // (or to server.logger.file, which check thereby proves it can open).
+  const toStderr = command === 'check' && config.server.logger.file === undefined
+  const app = await createServer(config, { baseDir: dirname(file), ...(toStderr ? { logStream: process.stderr } : {}) })
   if (command === 'check') {
     await app.ready()
     const sources = optionSources(raw, config, process.env, { overrides })
