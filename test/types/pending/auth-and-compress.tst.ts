@@ -12,7 +12,7 @@ declare module '../../../src/index.js' {
 }
 
 const app = Fastify()
-void app.register(spikard, { auth: { apiKey: { keys: [{ name: 'a', key: 'k'.repeat(32) }] } } })
+app.register(spikard, { auth: { apiKey: { keys: [{ name: 'a', key: 'k'.repeat(32) }] } } })
 
 describe('request.user', () => {
   test('is the augmentable AuthUser, or undefined', () => {
