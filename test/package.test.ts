@@ -1,7 +1,9 @@
 /**
  * The packed package, as a user gets it: `npm pack` (its prepack builds dist/), a fresh
- * ESM project that `npm install`s the tarball, then the library, `spikard/testing` and
- * the `spikard` bin used from that project only.
+ * ESM project that `npm install`s the tarball (fastify comes as its peer; tsx, an optional
+ * peer, does not), then the library, its declarations under `strict` without skipLibCheck,
+ * `spikard/testing` and the `spikard` bin used from that project only. Last, `npm start`
+ * in this repo, stopped by a signal to npm.
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
@@ -9,9 +11,11 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { constants, existsSync } from 'node:fs'
 import { access, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import net, { type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { UUID, withTimeout } from './helpers.js'
+import { nodeStripsTypes } from '../src/app-module.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
@@ -20,6 +24,7 @@ const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
   types: string
   bin: Record<string, string>
   exports: Record<string, string | Record<string, string>>
+  devDependencies: Record<string, string>
 }
 
 /** npm settings worth keeping from the environment; the rest of npm_* (set when run under `npm test`) could point npm at this repo. */
@@ -51,7 +56,6 @@ function killGroup (child: ChildProcess): void {
   if (child.pid === undefined) return
   try { process.kill(-child.pid, 'SIGKILL') } catch { /* already gone */ }
 }
-
 
 function collect (child: ChildProcess): { stdout: () => string, stderr: () => string, done: Promise<Result> } {
   let stdout = ''
@@ -99,6 +103,44 @@ describe('the packed package', { timeout: 300_000 }, () => {
     await mkdir(project)
     await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'spikard-user', version: '1.0.0', private: true, type: 'module' }, null, 2))
     ok(await run('npm', ['install', join(work, packed.filename), '--no-audit', '--no-fund', '--prefer-offline'], project, 180_000), 'npm install')
+  })
+
+  it('installs fastify as its peer, and neither tsx nor pino-pretty (optional peers)', () => {
+    assert.ok(existsSync(join(project, 'node_modules', 'fastify', 'package.json')))
+    assert.ok(!existsSync(join(project, 'node_modules', 'tsx')), 'tsx was installed')
+    assert.ok(!existsSync(join(project, 'node_modules', 'pino-pretty')), 'pino-pretty was installed')
+  })
+
+  it('its declarations compile in a strict consumer without skipLibCheck, spikard and spikard/testing', async () => {
+    await writeFile(join(project, 'tsconfig.json'), JSON.stringify({
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        strict: true,
+        skipLibCheck: false,
+        noEmit: true,
+        // A TypeScript user has @types/node; borrowed from this repo rather than installed.
+        types: ['node'],
+        typeRoots: [join(ROOT, 'node_modules', '@types')]
+      },
+      files: ['consumer.ts']
+    }, null, 2))
+    await writeFile(join(project, 'consumer.ts'), `import Fastify from 'fastify'
+import spikard, { createServer, errors, requestContext, type SpikardOptions } from 'spikard'
+import { createTestApp } from 'spikard/testing'
+
+const options: SpikardOptions = { requestId: true, rateLimit: { max: 10 } }
+const app = Fastify()
+await app.register(spikard, options)
+app.get('/', async (request) => ({ id: request.id, context: requestContext.get('requestId') ?? null }))
+const server = await createServer({ app: async (a) => { a.get('/x', async () => 'x') } })
+const test = await createTestApp({ requestId: true })
+export const error: Error = new errors.SPK_ERR_NOT_FOUND('GET', '/')
+await Promise.all([app.close(), server.close(), test.close()])
+`)
+    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+    ok(await run(process.execPath, [tsc, '-p', 'tsconfig.json'], project, 120_000), 'tsc (strict, skipLibCheck: false) on a consumer of spikard')
   })
 
   after(async () => {
@@ -192,7 +234,32 @@ console.log(JSON.stringify(out))
     assert.equal(r.stdout, `${pkg.version}\n`)
   })
 
+  it('a .ts app module without tsx: Node\'s own type stripping where it has it, else an error saying to install tsx', async () => {
+    await writeFile(join(project, 'plain.yaml'), 'app: ./plain.ts\n')
+    await writeFile(join(project, 'plain.ts'), 'export default async function routes (app: { get: (path: string, handler: () => Promise<string>) => void }): Promise<void> { app.get(\'/plain\', async () => \'ok\') }\n')
+    await writeFile(join(project, 'enum.yaml'), 'app: ./enum.ts\n')
+    await writeFile(join(project, 'enum.ts'), 'enum Mode { A }\nexport default async function routes (): Promise<void> { void Mode.A }\n')
+    const check = async (config: string): Promise<Result> => await run('npx', ['--no', '--', 'spikard', 'check', '--config', config], project, 60_000)
+    const plain = await check('plain.yaml')
+    const enumerated = await check('enum.yaml')
+    if (nodeStripsTypes()) {
+      ok(plain, 'spikard check, Node stripping types')
+      assert.match(plain.stdout, /GET +\/plain/)
+      assert.equal(enumerated.code, 1, enumerated.stdout)
+      assert.match(enumerated.stderr, /enum\.ts: Node's type stripping refuses TypeScript-only syntax \(enums, namespaces, parameter properties, import aliases\): .*; `npm install tsx` to load it anyway, or compile it to JavaScript/)
+    } else {
+      for (const [r, file] of [[plain, 'plain.ts'], [enumerated, 'enum.ts']] as const) {
+        assert.equal(r.code, 1, r.stdout)
+        assert.match(r.stderr, new RegExp(`${file.replace('.', '\\.')} is TypeScript and this Node \\(${process.version}\\) does not strip types: \`npm install tsx\` to load it, or use Node 22\\.18 or later, or compile it to JavaScript`))
+      }
+    }
+  })
+
   it('npx spikard check and start run a .ts app module; the server answers with request ids and exits 0 on SIGTERM', async () => {
+    if (!nodeStripsTypes()) {
+      // What the error above tells a Node 20 user to do.
+      ok(await run('npm', ['install', `tsx@${pkg.devDependencies.tsx}`, '--no-audit', '--no-fund', '--prefer-offline'], project, 180_000), 'npm install tsx')
+    }
     await writeFile(join(project, 'spikard.config.yaml'), 'server:\n  port: 1\napp: ./app.ts\nrequestContext: true\nrequestId: true\nlogging: true\n')
     await writeFile(join(project, 'app.ts'), `import type { FastifyInstance } from 'fastify'
 import { requestContext } from 'spikard'
@@ -232,7 +299,7 @@ export default async function routes (app: FastifyInstance): Promise<void> {
       assert.equal(fresh.status, 200)
       assert.match(id, UUID)
       const body = await fresh.json() as { pid: number }
-      // The user's module, compiled by tsx, shares spikard's request context.
+      // The user's module (stripped by Node, or compiled by tsx on Node 20) shares spikard's request context.
       assert.deepEqual(body, { hello: 'world', requestId: id, contextId: id, pid: body.pid })
 
       const kept = await fetch(`${url}/hello`, { headers: { 'x-request-id': 'from-the-client' } })
@@ -248,4 +315,62 @@ export default async function routes (app: FastifyInstance): Promise<void> {
       killGroup(child)
     }
   })
+})
+
+async function freePort (): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await new Promise((resolve) => server.once('listening', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** Whether something accepts connections on 127.0.0.1:port. */
+async function accepting (port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe('npm start (the demo)', { timeout: 120_000 }, () => {
+  after(() => { for (const child of children) killGroup(child) })
+
+  // To npm alone (a process manager, `kill`), and to the whole group (Ctrl-C in a terminal).
+  for (const [signal, to] of [['SIGTERM', 'npm'], ['SIGINT', 'npm'], ['SIGINT', 'the process group']] as const) {
+    it(`${signal} to ${to} stops the server: no process left, the port free`, async () => {
+      const port = await freePort()
+      const npm = launch('npm', ['start'], { cwd: ROOT, env: { ...cleanEnv(), PORT: String(port) } })
+      const output = collect(npm)
+      try {
+        const pid = await withTimeout(new Promise<number>((resolve, reject) => {
+          npm.stdout!.on('data', () => {
+            const line = output.stdout().split('\n').find((l) => l.includes('"msg":"Server listening at'))
+            if (line !== undefined && output.stdout().includes('spikard listening on')) resolve((JSON.parse(line) as { pid: number }).pid)
+          })
+          npm.once('exit', (code) => reject(new Error(`npm start exited ${code} before listening:\n${output.stdout()}\n${output.stderr()}`)))
+        }), 60_000, 'npm start to listen')
+        assert.notEqual(pid, npm.pid)
+        assert.equal(await accepting(port), true)
+
+        process.kill(to === 'npm' ? npm.pid! : -npm.pid!, signal)
+        await withTimeout(output.done, 15_000, `npm start to exit after ${signal}`)
+        for (let i = 0; i < 50 && (alive(pid) || await accepting(port)); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+        assert.equal(alive(pid), false, `the server (pid ${pid}) outlived npm`)
+        assert.equal(await accepting(port), false, `port ${port} still accepts connections`)
+      } finally {
+        killGroup(npm)
+      }
+    })
+  }
 })
