@@ -1,36 +1,108 @@
 /**
- * The HTTP server's requests in flight, counted where Node parses them (the server's
- * 'request' event) so every request the server accepted is seen, whatever route or hook
- * answers it, until its response has finished or its connection died ('close').
- * Upgraded connections (WebSocket) are not requests: drain hooks finish those.
+ * The HTTP server's connections and the requests in flight on each, as the shutdown needs
+ * them.
+ *
+ * A request counts from the server's 'request' event (every request Node parsed, whatever
+ * route or hook answers it) until its response closes or its connection does. Both are
+ * needed: on Node 20 the response of a pipelined request, queued behind another, never
+ * emits 'close' when the client goes away (Node 24 destroys it), so counting responses
+ * alone never came back down to zero.
+ * Upgraded connections (WebSocket) carry no request: drain hooks finish those.
  */
-import type { Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { Server as HttpsServer } from 'node:https'
+import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 
 /** An HTTP/1 server has these; an HTTP/2 one does not (its sessions close with the server). */
 type Closable = Partial<Pick<Server, 'closeIdleConnections' | 'closeAllConnections'>>
 
-export class InFlight {
+const kConnection = Symbol('spikard.shutdown.connection')
+
+interface Connection {
+  /** Its responses not closed yet (more than one when requests are pipelined). */
+  responses: Set<ServerResponse>
+  /** When it last had nothing in flight (performance.now()), stamped once the shutdown began. */
+  idleSince: number
+}
+
+type Tracked = Socket & { [kConnection]?: Connection }
+
+export class Connections {
   #count = 0
-  #idle: Array<() => void> = []
+  #settled: Array<() => void> = []
+  #draining = false
   #closing = false
-  #reapScheduled = false
+  readonly #open = new Set<Tracked>()
   readonly #server: Server
+  readonly #connectionEvent: 'connection' | 'secureConnection'
+  /** One listener for every response's 'close' (`this` is the response): no closure per request. */
+  readonly #onResponseClose: (this: ServerResponse) => void
 
   constructor (server: Server) {
     this.#server = server
-    server.on('request', this.#onRequest)
+    // TLS: requests come on the TLS socket, which 'secureConnection' gives.
+    this.#connectionEvent = server instanceof HttpsServer ? 'secureConnection' : 'connection'
+    const settle = this.#settle
+    this.#onResponseClose = function () { settle(this) }
+    // First: Fastify's own listener may answer synchronously, before a later one could
+    // still change the response's keep-alive.
+    server.prependListener('request', this.#onRequest)
+    server.on(this.#connectionEvent, this.#onConnection)
   }
 
+  /** Requests in flight. */
   get count (): number { return this.#count }
 
+  /** Open connections (upgraded ones included). */
+  get open (): number { return this.#open.size }
+
   /**
-   * From now on, each connection is closed as soon as it has nothing in flight: a response
-   * that started before shutdown may have promised keep-alive, and Node keeps such a
-   * connection open after `server.close()` until its keep-alive timeout.
+   * From now on every response not yet started closes its connection (`Connection: close`),
+   * whoever writes its headers: Fastify, a hook, an error handler or a handler on `reply.raw`.
    */
-  closeWhenIdle (): void {
+  drain (): void {
+    this.#draining = true
+    for (const socket of this.#open) {
+      for (const response of socket[kConnection]!.responses) {
+        if (!response.headersSent) response.shouldKeepAlive = false
+      }
+    }
+  }
+
+  /** The server has stopped serving: from now on each connection's quiet time is measured. */
+  close (): void {
+    this.drain()
     this.#closing = true
-    this.closeIdle()
+    const now = performance.now()
+    for (const socket of this.#open) socket[kConnection]!.idleSince = now
+  }
+
+  /**
+   * Milliseconds until every open connection has gone `graceMs` without a request in flight,
+   * 0 when all have (or none is open). A connection with nothing in flight may be carrying
+   * the client's next request: it is closed only after this grace.
+   */
+  quietIn (graceMs: number): number {
+    let wait = 0
+    const now = performance.now()
+    for (const socket of this.#open) {
+      const connection = socket[kConnection]!
+      const left = connection.responses.size > 0 ? graceMs : connection.idleSince + graceMs - now
+      if (left > wait) wait = left
+    }
+    return Math.ceil(wait)
+  }
+
+  /** Requests in flight whose body is still arriving and whose response has not started. */
+  receiving (): Array<IncomingMessage & { res?: ServerResponse }> {
+    const found: Array<IncomingMessage & { res?: ServerResponse }> = []
+    for (const socket of this.#open) {
+      for (const response of socket[kConnection]!.responses) {
+        if (!response.req.complete && !response.headersSent) found.push(response.req)
+      }
+    }
+    return found
   }
 
   /** Closes the connections without a request in progress. */
@@ -38,7 +110,7 @@ export class InFlight {
     (this.#server as Closable).closeIdleConnections?.()
   }
 
-  /** Closes every connection, in the middle of a request or not. */
+  /** Closes every HTTP connection, in the middle of a request or not (not upgraded ones). */
   closeAll (): void {
     (this.#server as Closable).closeAllConnections?.()
   }
@@ -46,29 +118,51 @@ export class InFlight {
   /** Resolves when no request is in flight. */
   async settled (): Promise<void> {
     if (this.#count === 0) return
-    await new Promise<void>((resolve) => this.#idle.push(resolve))
+    await new Promise<void>((resolve) => this.#settled.push(resolve))
   }
 
   stop (): void {
     this.#server.off('request', this.#onRequest)
+    this.#server.off(this.#connectionEvent, this.#onConnection)
   }
 
-  readonly #onRequest = (_request: unknown, response: NodeJS.EventEmitter): void => {
+  readonly #onConnection = (socket: Tracked): void => {
+    socket[kConnection] = { responses: new Set(), idleSince: this.#closing ? performance.now() : 0 }
+    this.#open.add(socket)
+    socket.once('close', () => {
+      this.#open.delete(socket)
+      // Requests whose response will never close (see the top of this file).
+      const { responses } = socket[kConnection]!
+      const lost = responses.size
+      responses.clear()
+      for (let i = 0; i < lost; i++) this.#done()
+    })
+  }
+
+  readonly #onRequest = (request: IncomingMessage, response: ServerResponse): void => {
     this.#count++
-    // 'close' comes once per response: `on` spares the wrapper `once` allocates per request.
-    response.on('close', this.#onDone)
+    // HTTP/2 has no keep-alive to refuse, and its request.socket is a proxy: left alone.
+    if (request.httpVersionMajor < 2) {
+      if (this.#draining) response.shouldKeepAlive = false
+      ;(request.socket as Tracked)[kConnection]?.responses.add(response)
+    }
+    // 'close' comes at most once per response: `on` spares the wrapper `once` allocates.
+    response.on('close', this.#onResponseClose)
   }
 
-  readonly #onDone = (): void => {
-    this.#count--
-    if (this.#closing && !this.#reapScheduled) {
-      // After Node has detached the finished response from its socket.
-      this.#reapScheduled = true
-      setImmediate(() => {
-        this.#reapScheduled = false
-        this.closeIdle()
-      })
+  readonly #settle = (response: ServerResponse): void => {
+    const request = response.req as IncomingMessage | undefined
+    const connection = request !== undefined && request.httpVersionMajor < 2 ? (request.socket as Tracked)[kConnection] : undefined
+    if (connection !== undefined) {
+      // Already settled when its connection closed.
+      if (!connection.responses.delete(response)) return
+      if (this.#closing && connection.responses.size === 0) connection.idleSince = performance.now()
     }
-    if (this.#count === 0) for (const resolve of this.#idle.splice(0)) resolve()
+    this.#done()
+  }
+
+  #done (): void {
+    this.#count--
+    if (this.#count === 0) for (const resolve of this.#settled.splice(0)) resolve()
   }
 }

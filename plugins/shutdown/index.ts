@@ -2,13 +2,21 @@
  * Graceful shutdown in phases, within one budget (`shutdown.timeout`), on SIGTERM or SIGINT
  * (when `shutdown.signals` is on) and on `app.close()` alike:
  *
- *   1. draining: readiness answers 503 at once; for `preCloseDelay` requests are still
- *      served, with `Connection: close` so keep-alive clients reconnect elsewhere;
- *   2. closing: the server stops accepting connections and closes idle ones; requests that
- *      arrive on open connections get a 503 problem with `Connection: close`;
+ *   1. draining, for `preCloseDelay`: readiness answers 503 at once; requests are still
+ *      served, but every response not yet started closes its connection (`Connection: close`,
+ *      whoever writes its headers) so keep-alive clients reconnect elsewhere;
+ *   2. closing: every new request gets a 503 problem with `Connection: close` (routes with
+ *      `config.shutdown: false`, such as liveness, are still served). The listener stays open
+ *      until no connection has arrived for 100 ms (at most the connection grace): closing it
+ *      earlier would make the kernel reset the connections still waiting to be accepted;
+ *      later ones are refused;
  *   3. in-flight requests run to completion, while
  *   4. the drain hooks (`app.spikard.onDrain`) finish long-lived connections and background
- *      work, each given the time left;
+ *      work, each given the time left. A request whose body is still arriving when 90 % of the
+ *      budget is spent is answered with a 503 problem, so a slow upload cannot overrun it;
+ *   5. each connection is closed once it has gone the connection grace (500 ms, or a tenth of
+ *      the budget when that is shorter) without a request in flight: an idle keep-alive
+ *      connection, or a new one, may be carrying a request that has not arrived yet;
  *   then Fastify's own close runs the onClose hooks. After a signal the process exits 0, or
  *   1 after an uncaught error or when the budget ran out (what was pending is logged).
  *
@@ -16,16 +24,24 @@
  * a preClose hook, after Fastify has flagged itself as closing. From that moment a Fastify
  * created with `return503OnClosing: true` (its default) answers every new request itself
  * with a plain JSON 503, so phases 1 and 2 need `return503OnClosing: false`, which
- * `spikardFastifyOptions()` should set.
+ * `spikardFastifyOptions()` sets.
  */
+import { Server as NetServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { resolveShutdownOptions, type ShutdownOptions } from './options.js'
 import { Budget, lifecycleOf, since } from '../../src/lifecycle.js'
-import { InFlight } from './connections.js'
+import { Connections } from './connections.js'
 import { exitOnSignals } from './signals.js'
+
+/** The most a connection may go without a request before the shutdown closes it; a tenth of the budget when that is shorter. */
+const CONNECTION_GRACE_MS = 500
+/** The listener closes once no connection has arrived for this long. */
+const LISTEN_QUIET_MS = 100
+/** Where in the budget a request whose body is still arriving is cut. */
+const UPLOAD_CUT_AT = 0.9
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -41,7 +57,9 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
   }
   const lifecycle = lifecycleOf(app)
   const server = app.server
-  const inFlight = new InFlight(server)
+  const connections = new Connections(server)
+  /** How long a connection may go without a request before the shutdown closes it. */
+  const grace = Math.min(CONNECTION_GRACE_MS, Math.round(timeout / 10))
   let running: Promise<void> | undefined
   let started = 0
   let ended = 0
@@ -57,10 +75,10 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
 
   /** What the shutdown is still waiting for, for the line logged when it does not finish in time. */
   function pending (): Record<string, unknown> {
-    return { elapsedMs: since(started), waitingFor, pendingDrainHooks: lifecycle.pendingDrainHooks, inFlightRequests: inFlight.count }
+    return { elapsedMs: since(started), waitingFor, pendingDrainHooks: lifecycle.pendingDrainHooks, inFlightRequests: connections.count }
   }
 
-  /** Phases 1 to 4. Runs once: a signal and the `app.close()` that follows share it. */
+  /** The phases. Run once: a signal and the `app.close()` that follows share them. */
   async function shutdown (trigger: string): Promise<void> {
     running ??= phases(trigger)
     await running
@@ -72,59 +90,102 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
       overrun = true
       app.log.error({ reason: 'budget exceeded', timeoutMs: timeout, ...pending() }, 'shutdown did not finish in time')
       // The budget is spent: cut what is left, so that close() can finish.
-      inFlight.closeAll()
+      connections.closeAll()
     })
     lifecycle.enter('draining')
-    level = server.listening ? 'info' : 'debug'
+    connections.drain()
+    const listening = server.listening
+    level = listening ? 'info' : 'debug'
     app.log[level]({ trigger, timeoutMs: timeout, preCloseDelayMs: preCloseDelay }, 'shutdown started')
+    // Leaves the last tenth of the budget for the cut requests' answers and the onClose hooks.
+    const cut = setTimeout(cutUploads, Math.round(timeout * UPLOAD_CUT_AT)).unref()
 
-    if (preCloseDelay > 0 && server.listening) {
-      waitingFor = 'the pre-close delay'
-      await budget.sleep(preCloseDelay)
-      logPhase('pre-close-delay', started)
+    try {
+      if (preCloseDelay > 0 && listening) {
+        waitingFor = 'the pre-close delay'
+        await budget.sleep(preCloseDelay)
+        logPhase('pre-close-delay', started)
+      }
+
+      lifecycle.enter('closing')
+      connections.close()
+      let start = performance.now()
+      if (listening) {
+        waitingFor = 'the listener to go quiet'
+        await stopAccepting(budget)
+      }
+      logPhase('stop-accepting', start, { inFlightRequests: connections.count })
+
+      start = performance.now()
+      waitingFor = 'in-flight requests and drain hooks'
+      const requests = connections.count
+      const hooks = lifecycle.drainHookNames
+      await Promise.all([
+        requestsDone(budget).then(() => { if (!budget.expired) logPhase('in-flight-requests', start, { requests }) }),
+        lifecycle.drain(budget, app.log).then(() => { if (!budget.expired) logPhase('drain-hooks', start, { hooks }) })
+      ])
+      waitingFor = 'open connections'
+      await connectionsQuiet(budget)
+    } finally {
+      clearTimeout(cut)
     }
-
-    lifecycle.enter('closing')
-    let start = performance.now()
-    if (server.listening) server.close()
-    inFlight.closeWhenIdle()
-    logPhase('stop-accepting', start, { inFlightRequests: inFlight.count })
-
-    start = performance.now()
-    waitingFor = 'in-flight requests and drain hooks'
-    const requests = inFlight.count
-    const hooks = lifecycle.drainHookNames
-    await Promise.all([
-      requestsDone(budget).then(() => { if (!budget.expired) logPhase('in-flight-requests', start, { requests }) }),
-      lifecycle.drain(budget, app.log).then(() => { if (!budget.expired) logPhase('drain-hooks', start, { hooks }) })
-    ])
-    // Requests that arrived on open connections meanwhile (answered 503) finish too.
-    await requestsDone(budget)
-    // Nothing is in flight: what is left are connections without a complete request.
-    inFlight.closeAll()
+    // What is left: connections without a request, quiet for the whole grace.
+    connections.closeAll()
     budget.clear()
     ended = performance.now()
     waitingFor = 'onClose hooks'
   }
 
+  /**
+   * Closes the listener once no connection has arrived for a moment (or after the grace):
+   * connections still in the kernel's accept queue when it closes are reset, not refused.
+   */
+  async function stopAccepting (budget: Budget): Promise<void> {
+    const quiet = Math.min(LISTEN_QUIET_MS, grace)
+    const latest = performance.now() + grace
+    let last = performance.now()
+    const onConnection = (): void => { last = performance.now() }
+    server.on('connection', onConnection)
+    try {
+      for (let wait = quiet; wait > 0 && !budget.expired; wait = Math.min(last + quiet, latest) - performance.now()) {
+        await budget.sleep(wait)
+      }
+    } finally {
+      server.off('connection', onConnection)
+    }
+    // net's close, not http's: that one also closes idle keep-alive connections at once, and
+    // one of them may be carrying the client's next request (they get their grace below).
+    NetServer.prototype.close.call(server)
+  }
+
   async function requestsDone (budget: Budget): Promise<void> {
-    while (inFlight.count > 0 && !budget.expired) await budget.until(inFlight.settled())
+    while (connections.count > 0 && !budget.expired) await budget.until(connections.settled())
   }
 
-  function closeConnection (request: FastifyRequest, reply: FastifyReply): void {
-    if (request.raw.httpVersionMajor < 2) reply.header('connection', 'close') // HTTP/2 has no such header
+  /** Requests that arrived on open connections meanwhile (answered 503) finish too; each connection gets its grace. */
+  async function connectionsQuiet (budget: Budget): Promise<void> {
+    while (!budget.expired) {
+      await requestsDone(budget)
+      const wait = connections.quietIn(grace)
+      if (wait <= 0) return
+      await budget.sleep(wait)
+    }
   }
 
-  app.addHook('onRequest', (request, reply, done) => {
-    if (lifecycle.phase === 'serving') return done()
-    closeConnection(request, reply)
-    if (lifecycle.phase !== 'draining' && request.routeOptions.config?.shutdown !== false) return done(new errors.SPK_ERR_SHUTTING_DOWN())
-    done()
-  })
-  // Responses to requests that arrived before the shutdown began.
-  app.addHook('onSend', (request, reply, payload, done) => {
-    if (lifecycle.phase !== 'serving') closeConnection(request, reply)
-    done(null, payload)
+  /** Answers the requests whose body is still arriving with a 503 problem. */
+  function cutUploads (): void {
+    for (const request of connections.receiving()) {
+      app.log.warn({ url: request.url, elapsedMs: since(started) }, 'shutdown: cutting a request whose body is still arriving')
+      // Whoever reads the body (Fastify's parser, or the handler's stream) gets the error and
+      // the reply renders it; nobody reading it: nobody could answer, so the connection goes.
+      if (request.listenerCount('error') > 0) request.emit('error', new errors.SPK_ERR_SHUTTING_DOWN())
+      else request.socket.destroy()
+    }
+  }
+
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (lifecycle.phase === 'serving' || lifecycle.phase === 'draining' || request.routeOptions.config?.shutdown === false) return done()
+    done(new errors.SPK_ERR_SHUTTING_DOWN())
   })
 
   app.addHook('preClose', async () => { await shutdown('close') })
@@ -144,7 +205,7 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
 
   app.addHook('onClose', (_app, done) => {
     uninstall()
-    inFlight.stop()
+    connections.stop()
     lifecycle.enter('closed')
     if (running !== undefined && ended > 0) {
       logPhase('close', ended)

@@ -401,6 +401,25 @@ test('drain hooks start together once the server stops accepting, each given the
   assert.deepStrictEqual(logs.filter((l) => l.msg === 'shutdown: drain hook finished').map((l) => l.drainHook).sort(), ['tasks', 'websocket'])
 })
 
+test('app.close(): a client that pipelines two requests and goes away does not hold the shutdown', async (t) => {
+  const { app, logs, port } = await start(t, { shutdown: { timeout: '5s', signals: false } })
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  const slowStarted = whenStarted('/slow')
+  // Node parses the second request at once and queues its response behind the first.
+  socket.write('GET /slow?ms=200 HTTP/1.1\r\nHost: x\r\n\r\nGET /slow?ms=200 HTTP/1.1\r\nHost: x\r\n\r\n')
+  await slowStarted
+  await sleep(50)
+  socket.destroy()
+  await sleep(300) // both handlers have answered into the void
+  const begin = performance.now()
+  await withTimeout(app.close(), 4000, 'close')
+  const elapsed = performance.now() - begin
+  assert.ok(elapsed < 1500, `close took ${elapsed} ms`)
+  assert.deepStrictEqual(logs.filter((l) => l.msg === 'shutdown did not finish in time'), [])
+})
+
 test('budget overrun: what is pending is logged, drain hooks are aborted, connections cut, and close() still resolves', async (t) => {
   const { app, logs, port } = await start(t, { shutdown: { timeout: '500ms', signals: false } })
   let signal: AbortSignal | undefined
