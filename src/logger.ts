@@ -1,7 +1,9 @@
 /** The pino options of the server logger: level, destination, pretty printing and the redaction of secrets. */
+import { createRequire } from 'node:module'
 import type { FastifyServerOptions } from 'fastify'
-import { DEFAULT_SECRET_HEADERS } from '../plugins/logging/redact.js'
+import { DEFAULT_SECRET_HEADERS, redactQuery } from '../plugins/logging/redact.js'
 import { apiKeyCarriers } from '../plugins/auth/options.js'
+import { SpikardConfigError } from './errors.js'
 import type { ResolvedConfig } from './config/schema.js'
 
 export function loggerOptions (
@@ -10,8 +12,13 @@ export function loggerOptions (
   auth: ResolvedConfig['auth'],
   stream: { write: (line: string) => unknown } | undefined
 ): Exclude<FastifyServerOptions['logger'], boolean | undefined> {
+  if (logger.pretty) assertPrettyInstalled()
+  // The same query names as the access line: the secret-looking ones, logging.redactQuery, the API key's parameter.
+  const hiddenQuery = new Set([...(logging === false ? [] : logging.redactQuery), ...apiKeyCarriers(auth).query].map((q) => q.toLowerCase()))
   return {
     level: logger.level,
+    // Fastify keeps its own err and res serializers and takes this req over its default.
+    serializers: { req: requestSerializer(hiddenQuery) },
     redact: {
       paths: [...DEFAULT_SECRET_HEADERS, ...(logging === false ? [] : logging.redactHeaders), ...apiKeyCarriers(auth).headers]
         .map((h) => h.toLowerCase())
@@ -20,5 +27,47 @@ export function loggerOptions (
     },
     ...(stream === undefined ? {} : { stream }),
     ...(logger.pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {})
+  }
+}
+
+interface LoggedRequest {
+  method?: string
+  url?: string
+  headers?: Record<string, unknown>
+  host?: string
+  ip?: string
+  socket?: { remotePort?: number } | null
+}
+
+/**
+ * Fastify 5's default `req` serializer (method, url, version, host, remoteAddress,
+ * remotePort) with the query string's secret values masked, so `request.log.info({ req:
+ * request })` in a handler does not write `?token=...` verbatim.
+ */
+export function requestSerializer (hiddenQuery: Set<string>): (req: LoggedRequest) => Record<string, unknown> {
+  return (req) => {
+    const url = req.url
+    const q = typeof url === 'string' ? url.indexOf('?') : -1
+    return {
+      method: req.method,
+      url: q === -1 ? url : `${url!.slice(0, q)}?${redactQuery(url!.slice(q + 1), hiddenQuery)}`,
+      version: req.headers?.['accept-version'],
+      host: req.host,
+      remoteAddress: req.ip,
+      remotePort: req.socket?.remotePort
+    }
+  }
+}
+
+/**
+ * pino-pretty is an optional peer dependency: without it pino would fail later, in its
+ * transport's worker thread, with a message that names neither the option nor the fix.
+ * `resolve` is a parameter for the tests.
+ */
+export function assertPrettyInstalled (resolve: (id: string) => string = createRequire(import.meta.url).resolve): void {
+  try {
+    resolve('pino-pretty')
+  } catch {
+    throw new SpikardConfigError(['server.logger.pretty: pino-pretty is not installed; run `npm install pino-pretty`, or set pretty: false'], 'config')
   }
 }

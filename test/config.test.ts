@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig, SpikardConfigError, createServer } from '../src/index.js'
 import { tempDir } from './helpers.js'
+import { assertPrettyInstalled } from '../src/logger.js'
 
 function refused (fn: () => unknown): string[] {
   try { fn() } catch (error) {
@@ -249,4 +250,22 @@ test('options in code that JSON cannot show (a BigInt, a cycle, a list nested 20
       return true
     })
   }
+})
+
+test('server.logger.pretty without pino-pretty installed fails at startup saying how to fix it', async () => {
+  const missing = (id: string): string => { throw Object.assign(new Error(`Cannot find module '${id}'`), { code: 'MODULE_NOT_FOUND' }) }
+  assert.throws(() => assertPrettyInstalled(missing), (error: unknown) => {
+    assert.ok(error instanceof SpikardConfigError, String(error))
+    assert.deepEqual(error.problems, ['server.logger.pretty: pino-pretty is not installed; run `npm install pino-pretty`, or set pretty: false'])
+    assert.equal(error.message, 'Invalid spikard config:\n  - server.logger.pretty: pino-pretty is not installed; run `npm install pino-pretty`, or set pretty: false')
+    return true
+  })
+  // The resolver is asked for pino-pretty, and nothing is thrown when it finds it.
+  const asked: string[] = []
+  assertPrettyInstalled((id) => { asked.push(id); return `/x/node_modules/${id}/index.js` })
+  assert.deepEqual(asked, ['pino-pretty'])
+  // The default resolver finds the dev dependency here; createServer with pretty: true builds.
+  assert.doesNotThrow(() => assertPrettyInstalled())
+  const app = await createServer({ server: { logger: { pretty: true, level: 'silent' } } })
+  await app.close()
 })

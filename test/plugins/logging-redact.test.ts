@@ -8,7 +8,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyPluginAsync } from 'fastify'
 import { REDACTED, redactQuery } from '../../plugins/logging/redact.js'
-import { build } from '../helpers.js'
+import { build, listen } from '../helpers.js'
 
 const none = new Set<string>()
 const masked = (name: string): boolean => redactQuery(`${name}=v`, none) === `${name}=${REDACTED}`
@@ -62,4 +62,50 @@ test('the access line masks the new names end to end, with the API key\'s query 
   assert.equal(lines.length, 1, JSON.stringify(logs))
   assert.equal(lines[0].query, `q=spinach&pass=${REDACTED}&key[0]=${REDACTED}&sid=${REDACTED}&otp=${REDACTED}&keyword=kept&ak=${REDACTED}&ssn=${REDACTED}&page=2`)
   assert.ok(!JSON.stringify(logs).includes('SECRET'), JSON.stringify(logs))
+})
+
+test('a `req` the user logs through request.log keeps Fastify\'s fields, its URL masked by the same rule, with or without the logging feature', async (t) => {
+  for (const logging of [{ redactQuery: ['ssn'] }, false] as const) {
+    const routes: FastifyPluginAsync = async (app) => {
+      app.get('/user-log', { config: { auth: false } }, async (request) => {
+        request.log.info({ req: request }, 'user logged req')
+        return { ok: true }
+      })
+    }
+    const { app, logs } = await build({
+      server: { logger: { level: 'info' } },
+      logging,
+      auth: { apiKey: { keys: [{ name: 'ci', key: 'k'.repeat(32) }], query: 'ak' } }
+    }, routes)
+    t.after(() => app.close())
+    const res = await app.inject({
+      url: '/user-log?token=SECRET1&page=2&ak=SECRET2&ssn=SECRET3&passphrase=SECRET4&q=x',
+      headers: { 'accept-version': '1.x', authorization: 'Bearer SECRET5' },
+      remoteAddress: '203.0.113.7'
+    })
+    assert.equal(res.statusCode, 200)
+    const line = logs.find((l) => l.msg === 'user logged req')
+    assert.ok(line !== undefined, JSON.stringify(logs))
+    // Fastify 5's own req serializer gives method, url, version, host, remoteAddress, remotePort.
+    assert.deepStrictEqual(line.req, {
+      method: 'GET',
+      url: `/user-log?token=${REDACTED}&page=2&ak=${REDACTED}&ssn=${logging === false ? 'SECRET3' : REDACTED}&passphrase=${REDACTED}&q=x`,
+      version: '1.x',
+      host: 'localhost:80',
+      remoteAddress: '203.0.113.7'
+      // remotePort: undefined under inject(), checked over a socket below
+    }, String(logging))
+    const leaked = JSON.stringify(logs).match(/SECRET\d/g) ?? []
+    assert.deepStrictEqual(leaked, logging === false ? ['SECRET3'] : [], JSON.stringify(logs))
+
+    // Over a real socket the remote port is there too.
+    const { url } = await listen(app)
+    const http = await fetch(`${url}/user-log?token=SECRET6`)
+    assert.equal(http.status, 200)
+    const overSocket = logs.filter((l) => l.msg === 'user logged req').at(-1)
+    assert.deepStrictEqual(overSocket?.req, {
+      method: 'GET', url: `/user-log?token=${REDACTED}`, host: new URL(url).host, remoteAddress: '127.0.0.1', remotePort: overSocket?.req.remotePort
+    })
+    assert.equal(typeof overSocket?.req.remotePort, 'number')
+  }
 })
