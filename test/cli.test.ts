@@ -2,6 +2,7 @@
  * The `spikard` CLI, run as a user runs it: a child process per case, asserting exit
  * codes, stdout and stderr, and for `start` a real socket and a real SIGTERM.
  */
+/* eslint-disable no-template-curly-in-string -- the configs below hold ${VAR} references for spikard to substitute */
 import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -19,7 +20,7 @@ const TSX = import.meta.resolve('tsx')
 const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string }
 
 /** Variables the configs below read; never inherited from the environment running the tests. */
-const CONFIG_VARS = ['PORT', 'HOST', 'LOG_LEVEL', 'SPIKARD_TEST_UNSET', 'SPIKARD_TEST_EMPTY']
+const CONFIG_VARS = ['PORT', 'HOST', 'LOG_LEVEL', 'SPIKARD_TEST_UNSET', 'SPIKARD_TEST_EMPTY', 'SPIKARD_TEST_KEY', 'SPIKARD_TEST_MAX']
 
 interface Exit { code: number | null, signal: NodeJS.Signals | null }
 interface Result extends Exit { stdout: string, stderr: string }
@@ -44,7 +45,6 @@ function exited (child: ChildProcess): Promise<Exit> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode })
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
 }
-
 
 function kill (child: ChildProcess): void {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
@@ -116,9 +116,48 @@ async function freePort (): Promise<number> {
   return port
 }
 
-/** The rows `spikard check` prints after "<file>: valid", each split into its cells. */
+/**
+ * `spikard check` prints, a blank line apart: "<file>: valid", the features table, the
+ * `warning:` lines (when there are any), the options table, and the route table.
+ */
+interface Check { valid: string, features: string[][], warnings: string[], options: string[][], routes: string[][] }
+
+function checkOutput (stdout: string): Check {
+  assert.ok(stdout.endsWith('\n') && !stdout.endsWith('\n\n'), `one final newline: ${JSON.stringify(stdout.slice(-20))}`)
+  const parts = stdout.slice(0, -1).split('\n\n')
+  const cells = (part: string): string[][] => part.split('\n').map((line) => line.split(/ {2,}/))
+  const hasWarnings = parts.length === 5
+  assert.equal(parts.length, hasWarnings ? 5 : 4, stdout)
+  const warnings = hasWarnings ? parts[2].split('\n') : []
+  for (const line of warnings) assert.match(line, /^warning: /)
+  return {
+    valid: parts[0],
+    features: cells(parts[1]),
+    warnings: warnings.map((line) => line.slice('warning: '.length)),
+    options: cells(parts.at(-2)!),
+    routes: cells(parts.at(-1)!)
+  }
+}
+
+/** The route table's rows, header first, each split into its cells. */
 function tableRows (stdout: string): string[][] {
-  return stdout.split('\n').slice(2).filter((line) => line.trim() !== '').map((line) => line.trim().split(/ {2,}/))
+  return checkOutput(stdout).routes
+}
+
+/** The options table as `path: [value, source]`, header left out. */
+function optionsOf (stdout: string): Record<string, [string, string]> {
+  return Object.fromEntries(checkOutput(stdout).options.slice(1).map(([path, value, source]) => [path, [value, source]]))
+}
+
+/** Asserts that every cell of a table starts where its column's title does. */
+function assertAligned (table: string): void {
+  const lines = table.split('\n')
+  const titles = lines[0].split(/ {2,}/)
+  const starts = titles.map((title) => lines[0].indexOf(title))
+  for (const line of lines) {
+    const cells = line.split(/ {2,}/)
+    cells.forEach((cell, i) => assert.equal(line.indexOf(cell, starts[i]), starts[i], `${titles[i]} column of ${JSON.stringify(line)}`))
+  }
 }
 
 /** The "  - problem" lines of a config error. */
@@ -126,7 +165,28 @@ function problems (stderr: string): string[] {
   return stderr.split('\n').filter((line) => line.startsWith('  - ')).map((line) => line.slice(4))
 }
 
-const HEADER = ['METHOD', 'PATH', 'AUTH', 'RATE LIMIT', 'BODY LIMIT', 'TIMEOUT', 'COMPRESSION', 'ACCESS LOG']
+/** METHOD and PATH, then each feature's columns in registration order. */
+const HEADER = ['METHOD', 'PATH', 'ACCESS LOG', 'TIMEOUT', 'RATE LIMIT', 'AUTH', 'BODY LIMIT', 'COMPRESSION']
+/** The health routes, on by default: outside the access log, the rate limit and auth. */
+const HEALTH_ROWS = [
+  ['GET', '/livez', 'off', '30s', 'off', 'off', '1mb', 'on'],
+  ['GET', '/readyz', 'off', '30s', 'off', 'off', '1mb', 'on']
+]
+
+/** The features table of a config that leaves every feature at its default. */
+const DEFAULT_FEATURES = [
+  ['FEATURE', 'STATE', 'SETTINGS'],
+  ['requestContext', 'off'],
+  ['requestId', 'on', 'header=x-request-id'],
+  ['logging', 'on', 'level=info'],
+  ['shutdown', 'on', 'timeout=30s signals=on'],
+  ['health', 'on', 'liveness=/livez readiness=/readyz'],
+  ['timeout', 'on', 'handler=30s headers=10s request=1m keepAlive=72s'],
+  ['rateLimit', 'off'],
+  ['auth', 'off'],
+  ['bodyLimit', 'on', 'max=1mb decode=on'],
+  ['compression', 'on', 'br,gzip threshold=1kb']
+]
 
 /** A JS routes module: GET /hello answers with the request id it saw. */
 const HELLO_MJS = `export default async function routes (app) {
@@ -169,7 +229,7 @@ describe('spikard CLI', { concurrency: 1 }, () => {
         assert.match(r.stdout, /^spikard - a production preset for Fastify\n/)
         assert.match(r.stdout, /^Usage:$/m)
         assert.match(r.stdout, /^ {2}spikard start \[--config FILE\] \[--port N\] \[--host HOST\] +start the server$/m)
-        assert.match(r.stdout, /^ {2}spikard check \[--config FILE\] +validate the config and list every route$/m)
+        assert.match(r.stdout, /^ {2}spikard check \[--config FILE\] +validate the config; show the features, warnings,\n {59}where each option came from and every route$/m)
         assert.match(r.stdout, /^ {2}spikard --help \| --version$/m)
         assert.match(r.stdout, /spikard\.config\.json, \.yaml or \.yml from the working directory/)
       }
@@ -214,7 +274,7 @@ describe('spikard CLI', { concurrency: 1 }, () => {
   })
 
   describe('check', PARALLEL, () => {
-    it('a valid config with a .ts app: prints "valid" and every route with its settings', async (t) => {
+    it('a valid config with a .ts app: prints "valid", the features and every route with its settings', async (t) => {
       const dir = await fixture(t, {
         'spikard.config.yaml': 'app: ./routes.ts\nrequestId: true\nlogging: true\n',
         'routes.ts': ROUTES_TS
@@ -222,48 +282,233 @@ describe('spikard CLI', { concurrency: 1 }, () => {
       const r = await run(t, ['check', '--config', 'spikard.config.yaml'], { cwd: dir })
       assert.equal(r.stderr, '')
       assert.equal(r.code, 0)
-      assert.equal(r.stdout.split('\n')[0], `${join(dir, 'spikard.config.yaml')}: valid`)
-      assert.equal(r.stdout.split('\n')[1], '')
-      assert.deepEqual(tableRows(r.stdout), [
+      const check = checkOutput(r.stdout)
+      assert.equal(check.valid, `${join(dir, 'spikard.config.yaml')}: valid`)
+      assert.deepEqual(check.features, DEFAULT_FEATURES)
+      assert.deepEqual(check.warnings, [])
+      assert.deepEqual(check.routes, [
         HEADER,
-        ['GET', '/users', 'off', 'off', '1mb', 'off', 'off', 'on'],
-        ['POST', '/users', 'off', 'off', '2kb', 'off', 'off', 'on'],
-        ['DELETE', '/users/:id', 'off', 'off', '1mb', 'off', 'off', 'off'],
-        ['PUT', '/admin/settings', 'off', 'off', '100b', 'off', 'off', 'on']
+        ...HEALTH_ROWS,
+        ['GET', '/users', 'on', '30s', 'off', 'off', '1mb', 'on'],
+        ['POST', '/users', 'on', '30s', 'off', 'off', '2kb', 'on'],
+        ['DELETE', '/users/:id', 'off', '30s', 'off', 'off', '1mb', 'on'],
+        ['PUT', '/admin/settings', 'on', '30s', 'off', 'off', '100b', 'on']
       ])
-      // Columns line up: every cell starts where its header does.
-      const lines = r.stdout.split('\n').slice(2).filter((l) => l !== '')
-      const rows = tableRows(r.stdout)
-      HEADER.forEach((title, i) => {
-        const column = lines[0].indexOf(title)
-        lines.forEach((line, j) => assert.ok(line.slice(column).startsWith(rows[j][i]), `${title} column of ${JSON.stringify(line)}`))
-      })
+      // Every table lines up: each cell starts where its header does.
+      for (const table of r.stdout.split('\n\n').slice(1)) assertAligned(table.trimEnd())
     })
 
     it('a valid config with a .mjs app, given by absolute path from another directory: app resolves against the config file', async (t) => {
       const dir = await fixture(t, {
-        'conf/spikard.config.json': JSON.stringify({ app: './routes.mjs' }),
+        'conf/spikard.config.json': JSON.stringify({ app: './routes.mjs', logging: false, compression: false, timeout: '5s' }),
         'conf/routes.mjs': ROUTES_MJS
       })
       const file = join(dir, 'conf/spikard.config.json')
       const r = await run(t, ['check', '-c', file], { cwd: ROOT })
       assert.equal(r.stderr, '')
       assert.equal(r.code, 0)
-      assert.equal(r.stdout.split('\n')[0], `${file}: valid`)
-      // logging is off by default, so no route has an access log.
+      assert.equal(checkOutput(r.stdout).valid, `${file}: valid`)
+      // Features turned off show off in every route's column.
       assert.deepEqual(tableRows(r.stdout), [
         HEADER,
-        ['GET', '/items', 'off', 'off', '1mb', 'off', 'off', 'off'],
-        ['POST', '/items', 'off', 'off', '2mb', 'off', 'off', 'off'],
-        ['PUT,PATCH', '/items/:id', 'off', 'off', '1mb', 'off', 'off', 'off']
+        ['GET', '/livez', 'off', '5s', 'off', 'off', '1mb', 'off'],
+        ['GET', '/readyz', 'off', '5s', 'off', 'off', '1mb', 'off'],
+        ['GET', '/items', 'off', '5s', 'off', 'off', '1mb', 'off'],
+        ['POST', '/items', 'off', '5s', 'off', 'off', '2mb', 'off'],
+        ['PUT,PATCH', '/items/:id', 'off', '5s', 'off', 'off', '1mb', 'off']
       ])
     })
 
-    it('a config without app lists no routes', async (t) => {
-      const dir = await fixture(t, { 'spikard.config.yaml': 'requestId: true\n' })
+    it('the whole output of a config that turns health off and adds no routes', async (t) => {
+      const dir = await fixture(t, { 'spikard.config.yaml': 'health: false\nserver:\n  port: 8080\n' })
       const r = await run(t, ['check'], { cwd: dir })
       assert.equal(r.code, 0, r.stderr)
-      assert.equal(r.stdout, `${join(dir, 'spikard.config.yaml')}: valid\n\n${HEADER.join('  ')}\n`)
+      assert.equal(r.stderr, '')
+      assert.equal(r.stdout, `${join(dir, 'spikard.config.yaml')}: valid
+
+FEATURE         STATE  SETTINGS
+requestContext  off
+requestId       on     header=x-request-id
+logging         on     level=info
+shutdown        on     timeout=30s signals=on
+health          off
+timeout         on     handler=30s headers=10s request=1m keepAlive=72s
+rateLimit       off
+auth            off
+bodyLimit       on     max=1mb decode=on
+compression     on     br,gzip threshold=1kb
+
+OPTION                     VALUE         SOURCE
+server.host                127.0.0.1     default
+server.port                8080          config file
+server.trustProxy          false         default
+server.logger.level        info          default
+server.logger.pretty       false         default
+server.logger.buffer       0b            default
+requestContext             off           default
+requestId                  on            default
+requestId.header           x-request-id  default
+requestId.trustIncoming    true          default
+logging                    on            default
+logging.level              info          default
+logging.headers            false         default
+logging.redactHeaders      []            default
+logging.redactQuery        []            default
+shutdown                   on            default
+shutdown.timeout           30s           default
+shutdown.preCloseDelay     0             default
+shutdown.signals           true          default
+health                     off           config file
+timeout                    on            default
+timeout.handler            30s           default
+timeout.status             408           default
+timeout.headers            10s           default
+timeout.request            1m            default
+timeout.keepAlive          72s           default
+rateLimit                  off           default
+auth                       off           default
+bodyLimit                  on            default
+bodyLimit.max              1mb           default
+bodyLimit.decode           true          default
+compression                on            default
+compression.encodings      [br, gzip]    default
+compression.threshold      1kb           default
+compression.brotliQuality  4             default
+compression.gzipLevel      6             default
+
+${HEADER.join('  ')}
+`)
+    })
+
+    it('says where each value came from: default, config file, environment, a ${VAR:-x} fallback, a flag', async (t) => {
+      const dir = await fixture(t, {
+        'spikard.config.yaml': [
+          'server:',
+          '  port: ${PORT}',
+          '  host: ${SPIKARD_TEST_UNSET:-127.0.0.1}',
+          '  logger:',
+          '    level: ${SPIKARD_TEST_EMPTY:-warn}',
+          'logging: warn',
+          'bodyLimit: 512kb',
+          'timeout: true',
+          'rateLimit:',
+          '  max: ${SPIKARD_TEST_MAX}',
+          '  timeWindow: 30s',
+          'compression: ${SPIKARD_TEST_UNSET:-false}',
+          ''
+        ].join('\n')
+      })
+      const r = await run(t, ['check', '--host', '0.0.0.0'], { cwd: dir, env: { PORT: '9000', SPIKARD_TEST_MAX: '25', SPIKARD_TEST_EMPTY: '' } })
+      assert.equal(r.code, 0, r.stderr)
+      assert.deepEqual(optionsOf(r.stdout), {
+        'server.host': ['0.0.0.0', 'command line (--host)'],
+        'server.port': ['9000', 'environment (PORT)'],
+        'server.trustProxy': ['false', 'default'],
+        'server.logger.level': ['warn', 'config file (SPIKARD_TEST_EMPTY unset)'],
+        'server.logger.pretty': ['false', 'default'],
+        'server.logger.buffer': ['0b', 'default'],
+        requestContext: ['off', 'default'],
+        requestId: ['on', 'default'],
+        'requestId.header': ['x-request-id', 'default'],
+        'requestId.trustIncoming': ['true', 'default'],
+        // A shorthand sets its one option; the others keep their defaults.
+        logging: ['on', 'config file'],
+        'logging.level': ['warn', 'config file'],
+        'logging.headers': ['false', 'default'],
+        'logging.redactHeaders': ['[]', 'default'],
+        'logging.redactQuery': ['[]', 'default'],
+        shutdown: ['on', 'default'],
+        'shutdown.timeout': ['30s', 'default'],
+        'shutdown.preCloseDelay': ['0', 'default'],
+        'shutdown.signals': ['true', 'default'],
+        health: ['on', 'default'],
+        'health.liveness': ['/livez', 'default'],
+        'health.readiness': ['/readyz', 'default'],
+        // `true`: on as written, every option its default.
+        timeout: ['on', 'config file'],
+        'timeout.handler': ['30s', 'default'],
+        'timeout.status': ['408', 'default'],
+        'timeout.headers': ['10s', 'default'],
+        'timeout.request': ['1m', 'default'],
+        'timeout.keepAlive': ['72s', 'default'],
+        rateLimit: ['on', 'config file'],
+        'rateLimit.max': ['25', 'environment (SPIKARD_TEST_MAX)'],
+        'rateLimit.timeWindow': ['30s', 'config file'],
+        'rateLimit.keyBy': ['ip', 'default'],
+        'rateLimit.headers': ['x-ratelimit', 'default'],
+        'rateLimit.allowList': ['[]', 'default'],
+        'rateLimit.ipv6Subnet': ['64', 'default'],
+        'rateLimit.redisPrefix': ['spikard:rate-limit:', 'default'],
+        'rateLimit.redisTimeout': ['500ms', 'default'],
+        'rateLimit.onStoreError': ['allow', 'default'],
+        'rateLimit.cacheSize': ['10000', 'default'],
+        auth: ['off', 'default'],
+        bodyLimit: ['on', 'config file'],
+        'bodyLimit.max': ['512kb', 'config file'],
+        'bodyLimit.decode': ['true', 'default'],
+        compression: ['off', 'config file (SPIKARD_TEST_UNSET unset)']
+      })
+      assert.deepEqual(checkOutput(r.stdout).features.find(([name]) => name === 'rateLimit'), ['rateLimit', 'on', '25/30s by ip store=memory'])
+    })
+
+    it('secrets are shown as (secret), wherever they come from, and a secret written in the file is a warning', async (t) => {
+      const jwtSecret = 'a-literal-jwt-secret-of-32-bytes-or-more'
+      const apiKey = 'an-api-key-from-the-environment'
+      const namedKey = 'a-named-api-key-in-the-file'
+      const dir = await fixture(t, {
+        'spikard.config.yaml': [
+          'auth:',
+          '  jwt:',
+          `    secret: ${jwtSecret}`,
+          '  apiKey:',
+          `    keys: ['\${SPIKARD_TEST_KEY}', { name: ci, sha256: ${'ab'.repeat(32)} }]`,
+          'rateLimit: 100',
+          ''
+        ].join('\n'),
+        'other.yaml': `auth:\n  apiKey:\n    keys: [{ name: ci, key: ${namedKey} }]\nrateLimit: 100\n`
+      })
+      const r = await run(t, ['check'], { cwd: dir, env: { SPIKARD_TEST_KEY: apiKey } })
+      assert.equal(r.code, 0, r.stderr)
+      const options = optionsOf(r.stdout)
+      assert.deepEqual(options['auth.jwt.secret'], ['(secret)', 'config file'])
+      assert.deepEqual(options['auth.apiKey.keys'], ['(secret)', 'environment (SPIKARD_TEST_KEY)'])
+      assert.deepEqual(options.auth, ['on', 'config file'])
+      // A key given by its SHA-256 is no secret in the file; the JWT secret is.
+      assert.deepEqual(checkOutput(r.stdout).warnings, [
+        'auth.jwt.secret is written in the config file: whoever can read the file (or its repository) has it; ' +
+        'take it from the environment instead (auth.jwt.secret: ${AUTH_JWT_SECRET})'
+      ])
+      const other = await run(t, ['check', '-c', 'other.yaml'], { cwd: dir })
+      assert.equal(other.code, 0, other.stderr)
+      assert.deepEqual(optionsOf(other.stdout)['auth.apiKey.keys'], ['(secret)', 'config file'])
+      assert.deepEqual(checkOutput(other.stdout).warnings, [
+        'auth.apiKey.keys is written in the config file: whoever can read the file (or its repository) has it; ' +
+        'take it from the environment instead (auth.apiKey.keys: ${AUTH_API_KEY_KEYS})'
+      ])
+      for (const [output, secret] of [[r, jwtSecret], [r, apiKey], [other, namedKey]] as const) {
+        assert.ok(!output.stdout.includes(secret) && !output.stderr.includes(secret), `${secret} printed`)
+      }
+    })
+
+    it('prints one warning line per risky choice, after the features', async (t) => {
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'server:\n  trustProxy: true\nauth:\n  apiKey:\n    keys: [\'${SPIKARD_TEST_KEY}\']\n    query: api_key\nbodyLimit: false\nshutdown: false\n'
+      })
+      const r = await run(t, ['check'], { cwd: dir, env: { SPIKARD_TEST_KEY: 'k'.repeat(24) } })
+      assert.equal(r.code, 0, r.stderr)
+      const check = checkOutput(r.stdout)
+      assert.deepEqual(check.warnings, [
+        'server.trustProxy is true: any client can forge X-Forwarded-For and so choose its own address, in the logs and for rate limits; ' +
+        'list your proxies\' addresses (server.trustProxy: 10.0.0.0/8) or give their hop count instead',
+        'rateLimit is off while auth is on: API keys and tokens can be guessed at full speed; turn rate limiting on (rateLimit: 100)',
+        'auth.apiKey.query is "api_key": API keys in URLs end up in browser histories and proxy and server logs; ' +
+        'have clients send the x-api-key header and set auth.apiKey.query to false',
+        'bodyLimit is off: only Fastify\'s own limit (1mb) applies, to the bytes received, and compressed bodies are not decoded under a limit; turn it on (bodyLimit: 1mb)',
+        'shutdown is off: a SIGTERM (every deploy) is not turned into a graceful shutdown: readiness does not turn 503 first and in-flight requests get no time budget; ' +
+        'turn it on (shutdown: 30s)'
+      ])
+      assert.deepEqual(check.features.filter(([, state]) => state === 'off').map(([name]) => name), ['requestContext', 'shutdown', 'rateLimit', 'bodyLimit'])
+      assert.deepEqual(check.features.find(([name]) => name === 'auth'), ['auth', 'on', 'apiKey(1 key, header=x-api-key, query=api_key)'])
     })
   })
 
@@ -406,7 +651,7 @@ describe('spikard CLI', { concurrency: 1 }, () => {
         const r = await run(t, ['check'], { cwd: dir })
         assert.equal(r.code, 0, r.stderr)
         assert.equal(r.stdout.split('\n')[0], `${join(dir, name)}: valid`)
-        assert.deepEqual(tableRows(r.stdout), [HEADER, ['GET', '/hello', 'off', 'off', '1mb', 'off', 'off', 'off']])
+        assert.deepEqual(tableRows(r.stdout), [HEADER, ...HEALTH_ROWS, ['GET', '/hello', 'on', '30s', 'off', 'off', '1mb', 'on']])
       })
     }
   })

@@ -16,8 +16,8 @@ const HELP = `spikard - a production preset for Fastify
 
 Usage:
   spikard start [--config FILE] [--port N] [--host HOST]   start the server
-  spikard check [--config FILE]                            validate the config; list the features, warnings,
-                                                           where each option came from, and every route
+  spikard check [--config FILE]                            validate the config; show the features, warnings,
+                                                           where each option came from and every route
   spikard --help | --version
 
 Without --config, spikard reads spikard.config.json, .yaml or .yml from the working directory.
