@@ -1,3 +1,4 @@
+/* eslint-disable no-template-curly-in-string -- config texts hold ${VAR} substitutions on purpose */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'

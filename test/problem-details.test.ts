@@ -338,8 +338,6 @@ test('an over-long path parameter (FST_ERR_MAX_PARAM_LENGTH): 400 bad-request wi
 // Real sockets: requests Node's HTTP parser or Fastify's router reject before any route.
 // A request Node could not parse has no path, so its problem carries no `instance`.
 
-
-
 async function listening (t: TestContext): Promise<{ app: FastifyInstance, port: number, url: string }> {
   const { app } = await setup(t)
   const { port, url } = await listen(app)
@@ -472,11 +470,17 @@ const INTERNAL = { type: 'internal-error', title: 'Internal Server Error', detai
 test('hostile errors: malformed validation entries still give a 422 listing them', async (t) => {
   const { app, logs } = await hostileApp(t)
   expectProblem(await app.inject({ url: '/h/validation-null' }), 422, {
-    type: 'validation-failed', title: 'Unprocessable Content', detail: 'The request body failed validation', instance: '/h/validation-null',
+    type: 'validation-failed',
+    title: 'Unprocessable Content',
+    detail: 'The request body failed validation',
+    instance: '/h/validation-null',
     errors: [{ location: 'body', field: '', message: 'is invalid' }]
   })
   expectProblem(await app.inject({ url: '/h/validation-odd' }), 422, {
-    type: 'validation-failed', title: 'Unprocessable Content', detail: 'The request body failed validation', instance: '/h/validation-odd',
+    type: 'validation-failed',
+    title: 'Unprocessable Content',
+    detail: 'The request body failed validation',
+    instance: '/h/validation-odd',
     errors: [{ location: 'body', field: '', message: 'is invalid' }, { location: 'body', field: '', message: 'is invalid' }]
   })
   assert.deepStrictEqual(logs.filter((l) => l.level >= 40), [])
@@ -552,8 +556,8 @@ test('socket: the status line says the problem title (RFC 9110 names: 413 Conten
   const { app } = await setup(t)
   const { port } = await listen(app)
   const cases: Array<[string, string, string]> = [
-    [`POST /users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`, 'HTTP/1.1 422 Unprocessable Content', 'Unprocessable Content'],
-    [`POST /small HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 20\r\nConnection: close\r\n\r\n{"a":"bbbbbbbbbbbbb"}`, 'HTTP/1.1 413 Content Too Large', 'Content Too Large'],
+    ['POST /users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', 'HTTP/1.1 422 Unprocessable Content', 'Unprocessable Content'],
+    ['POST /small HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 20\r\nConnection: close\r\n\r\n{"a":"bbbbbbbbbbbbb"}', 'HTTP/1.1 413 Content Too Large', 'Content Too Large'],
     ['GET /nowhere HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 'HTTP/1.1 404 Not Found', 'Not Found'],
     ['GET /crash HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 'HTTP/1.1 500 Internal Server Error', 'Internal Server Error']
   ]

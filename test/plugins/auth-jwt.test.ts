@@ -444,6 +444,7 @@ describe('kid: selection, unknown and hostile values', () => {
     t.after(() => kidless.close())
     const attacker = secretKey(newSecret(64))
     for (const kid of ['../../../../etc/passwd', '/dev/null', '\' OR 1=1 --', '"; DROP TABLE keys; --', '__proto__', 'constructor',
+      // eslint-disable-next-line no-template-curly-in-string -- a literal ${...} as a kid
       'toString', 'hasOwnProperty', '', '\u0000', 'k1\u0000', 'K1', ' k1', '${jndi:ldap://x}', 'https://evil.example/key', 'k'.repeat(256)]) {
       await assertRefused(app, await sign(attacker, { alg: 'HS256', kid }), DETAIL.unknownKey)
       await assertRefused(kidless, await sign(attacker, { alg: 'HS256', kid }), DETAIL.signature)
@@ -523,15 +524,15 @@ test('time claims that are not finite (1e400 parses as Infinity) or beyond any D
     await new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader({ alg: 'HS256' }).sign(secretKey(SECRET))
   const n = now()
   const hostile = [
-    `{"sub":"user-1","exp":1e400}`,
-    `{"sub":"user-1","exp":-1e400}`,
+    '{"sub":"user-1","exp":1e400}',
+    '{"sub":"user-1","exp":-1e400}',
     `{"sub":"user-1","exp":${n + 60},"nbf":-1e400}`,
     `{"sub":"user-1","exp":${n + 60},"nbf":1e400}`,
     `{"sub":"user-1","exp":${n + 60},"iat":-1e400}`,
     `{"sub":"user-1","exp":${n + 60},"iat":1e400}`,
     // Finite, but past the last instant a Date can hold (8.64e15 ms): no meaningful time.
-    `{"sub":"user-1","exp":1e300}`,
-    `{"sub":"user-1","exp":-1e300}`,
+    '{"sub":"user-1","exp":1e300}',
+    '{"sub":"user-1","exp":-1e300}',
     `{"sub":"user-1","exp":${n + 60},"nbf":1e300}`,
     `{"sub":"user-1","exp":${n + 60},"nbf":-8640000000001}`,
     `{"sub":"user-1","exp":${n + 60},"iat":-1e300}`
@@ -547,5 +548,5 @@ test('time claims that are not finite (1e400 parses as Infinity) or beyond any D
   }
   // RFC 7519 NumericDate: fractions are allowed; the edge of the Date range too.
   await assertAccepted(app, await signRaw(`{"sub":"user-1","iat":${n - 0.5},"nbf":${n - 1.25},"exp":${n + 60.75}}`))
-  await assertAccepted(app, await signRaw(`{"sub":"user-1","exp":8640000000000}`))
+  await assertAccepted(app, await signRaw('{"sub":"user-1","exp":8640000000000}'))
 })
