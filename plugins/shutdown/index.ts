@@ -29,7 +29,7 @@
 import { Server as NetServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { resolveShutdownOptions, type ShutdownOptions } from './options.js'
 import { Budget, lifecycleOf, since } from '../../src/lifecycle.js'

@@ -60,4 +60,3 @@ export function exitOnSignals ({ log, timeout, close, pending }: ExitOnSignalsOp
   })
   return grace.uninstall
 }
-
