@@ -31,6 +31,9 @@ function optionsTable (schema: TSchema, prefix: string): string {
   return ['| Option | Accepts | Default | Description |', '|---|---|---|---|', ...rows(schema, prefix)].join('\n')
 }
 
+/** What the shorthand line of each feature shows. */
+const SHORTHAND_EXAMPLES: Record<string, string> = { shutdown: '20s', timeout: '10s', rateLimit: '100', bodyLimit: '512kb' }
+
 export function generatedSections (): Record<string, string> {
   const sections: Record<string, string> = {
     server: optionsTable(ServerSchema, 'server.'),
@@ -40,7 +43,10 @@ export function generatedSections (): Record<string, string> {
       ...Object.entries(errorDefinitions).map(([code, d]) => `| \`${code}\` | ${d.status} | \`${PROBLEM_TYPE_BASE}${d.type}\` | ${cell(d.when)} |`)
     ].join('\n')
   }
-  for (const [name, { schema }] of Object.entries(features)) sections[name] = optionsTable(schema, `${name}.`)
+  for (const [name, feature] of Object.entries(features)) {
+    const shorthand = 'shorthand' in feature ? `; a single value sets \`${name}.${feature.shorthand}\` (\`${name}: ${SHORTHAND_EXAMPLES[name] ?? '...'}\`)` : ''
+    sections[name] = `${feature.enabledByDefault ? 'On' : 'Off'} by default${shorthand}.\n\n${optionsTable(feature.schema, `${name}.`)}`
+  }
   return sections
 }
 

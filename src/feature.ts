@@ -3,9 +3,9 @@
  * object (on), a scalar shorthand for its one main option (`bodyLimit: 512kb`), or absent:
  * then the feature's default state. Decodes to `false` or the fully defaulted options.
  */
-import { Kind, Type, type StaticDecode, type TObject, type TSchema } from '@sinclair/typebox'
+import { Type, type StaticDecode, type TObject, type TSchema } from '@sinclair/typebox'
 import type { RouteOptions } from 'fastify'
-import { validate } from './schema.js'
+import { describe, validate } from './schema.js'
 
 export interface FeatureShape<T extends TObject = TObject> {
   schema: T
@@ -26,7 +26,7 @@ export function Feature<T extends TObject> ({ schema, summary, enabledByDefault,
     default: enabledByDefault,
     expected: shorthand === undefined
       ? 'true, false or an options object'
-      : `true, false, an options object or a ${shorthand} value (${describeScalar(scalar)})`
+      : `true, false, an options object or ${describe(scalar as TSchema)} (its ${shorthand})`
   }))
     .Decode((value): false | StaticDecode<T> => {
       if (value === false) return false
@@ -36,11 +36,6 @@ export function Feature<T extends TObject> ({ schema, summary, enabledByDefault,
       return { ...(validate(schema, {}) as object), [shorthand as string]: value } as StaticDecode<T>
     })
     .Encode((value) => value as never)
-}
-
-function describeScalar (schema: TSchema | undefined): string {
-  if (schema === undefined) return ''
-  return typeof schema.expected === 'string' ? schema.expected : String(schema[Kind]).toLowerCase()
 }
 
 /** A per-route column of the route table `spikard check` prints. */

@@ -1,6 +1,7 @@
 /* eslint-disable no-template-curly-in-string -- config texts hold ${VAR} substitutions on purpose */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { resolveSpikardOptions } from '../src/options.js'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -62,22 +63,15 @@ test('unparsable files and missing files are refused with the file named', (t) =
   try { loadConfig({ cwd: d, file: 'bad.yaml' }) } catch (e) { assert.match((e as Error).message, /^Invalid spikard config .*bad\.yaml:\n {2}- not valid YAML/) }
 })
 
-test('an empty config file means every default', (t) => {
+test('an empty config file means every default: the production features on, auth, rateLimit and requestContext off', (t) => {
   const d = tempDir(t, { 'spikard.config.yaml': '# nothing yet\n' })
   const { config } = loadConfig({ cwd: d })
-  assert.deepEqual(config, {
+  const { raw: _raw, ...resolved } = config as typeof config & { raw?: unknown }
+  assert.deepEqual(resolved, {
     server: { host: '127.0.0.1', port: 8000, trustProxy: false, logger: { level: 'info', pretty: false, buffer: 0 } },
-    requestContext: false,
-    requestId: false,
-    logging: false,
-    shutdown: false,
-    health: false,
-    auth: false,
-    rateLimit: false,
-    bodyLimit: false,
-    timeout: false,
-    compression: false
+    ...resolveSpikardOptions({})
   })
+  assert.deepEqual(Object.entries(resolveSpikardOptions({})).filter(([, v]) => v === false).map(([k]) => k).sort(), ['auth', 'rateLimit', 'requestContext'])
 })
 
 test('createServer loads the app module relative to baseDir, JS or TS', async (t) => {

@@ -42,8 +42,46 @@ test('sizes: bytes or strings with b, kb, mb, gb (binary units)', () => {
     ['s: expected a size (bytes, or a string such as "512kb", "1mb"), found "1 tb"'])
 })
 
-test('a feature is off when absent or false, on with defaults when true, on with options when an object', () => {
-  assert.deepEqual(resolveSpikardOptions({}), { requestContext: false, requestId: false, logging: false, shutdown: false, health: false, auth: false, rateLimit: false, bodyLimit: false, timeout: false, compression: false })
+/** Every feature with its defaults, as `register(spikard)` alone resolves them. */
+const DEFAULTS = {
+  requestContext: false,
+  requestId: { header: 'x-request-id', trustIncoming: true },
+  logging: { level: 'info', headers: false, redactHeaders: [], redactQuery: [] },
+  shutdown: resolveSpikardOptions({ shutdown: true }).shutdown,
+  health: { liveness: '/livez', readiness: '/readyz' },
+  timeout: resolveSpikardOptions({ timeout: true }).timeout,
+  rateLimit: false,
+  auth: false,
+  bodyLimit: { max: 1_048_576, decode: true },
+  compression: { encodings: ['br', 'gzip'], threshold: 1024, brotliQuality: 4, gzipLevel: 6 }
+}
+
+test('absent, a feature takes its default state: production features on, auth, rateLimit and requestContext off', () => {
+  assert.deepEqual(resolveSpikardOptions({}), DEFAULTS)
+  assert.deepEqual(resolveSpikardOptions(undefined), DEFAULTS)
+  const off = Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, false]))
+  assert.deepEqual(resolveSpikardOptions(off), off)
+  assert.equal(typeof DEFAULTS.shutdown, 'object')
+  assert.equal(typeof DEFAULTS.timeout, 'object')
+})
+
+test('a scalar sets a feature\'s main option, the others keep their defaults: bodyLimit, timeout, shutdown, rateLimit', () => {
+  const o = resolveSpikardOptions({ bodyLimit: '512kb', timeout: '10s', shutdown: '20s', rateLimit: 50 })
+  assert.deepEqual(o.bodyLimit, { max: 524_288, decode: true })
+  assert.deepEqual(o.timeout, { ...(DEFAULTS.timeout as object), handler: 10_000 })
+  assert.deepEqual(o.shutdown, { ...(DEFAULTS.shutdown as object), timeout: 20_000 })
+  assert.deepEqual(o.rateLimit, { ...(resolveSpikardOptions({ rateLimit: true }).rateLimit as object), max: 50 })
+  // Objects keep working, and a bad scalar names what it would have set.
+  assert.deepEqual(resolveSpikardOptions({ bodyLimit: { max: '2mb' } }).bodyLimit, { max: 2_097_152, decode: true })
+  assert.deepEqual(problems(() => resolveSpikardOptions({ bodyLimit: 'huge', timeout: 'soon' })), [
+    'timeout: expected true, false, an options object or a duration (milliseconds, or a string such as "500ms", "30s", "1m") (its handler), found "soon"',
+    'bodyLimit: expected true, false, an options object or a size (bytes, or a string such as "512kb", "1mb") of at least 1 byte (its max), found "huge"'
+  ])
+  // Features without a shorthand take no scalar.
+  assert.deepEqual(problems(() => resolveSpikardOptions({ health: '/health' })), ['health: expected true, false or an options object, found "/health"'])
+})
+
+test('a feature is off when false, on with defaults when true, on with options when an object', () => {
   assert.deepEqual(resolveSpikardOptions({ requestId: true, logging: false }).requestId, { header: 'x-request-id', trustIncoming: true })
   assert.deepEqual(resolveSpikardOptions({ requestId: { header: 'x-trace' } }).requestId, { header: 'x-trace', trustIncoming: true })
   assert.deepEqual(resolveSpikardOptions({ logging: { level: 'debug' } }).logging, { level: 'debug', headers: false, redactHeaders: [], redactQuery: [] })
@@ -85,7 +123,7 @@ test('options passed in code fail at ready() with the key path', async () => {
 test('resolved options are visible on the instance, defaults filled in', async () => {
   const app = Fastify()
   await app.register(spikard, { requestId: true })
-  assert.deepEqual(app.spikard.options, { requestContext: false, requestId: { header: 'x-request-id', trustIncoming: true }, logging: false, shutdown: false, health: false, auth: false, rateLimit: false, bodyLimit: false, timeout: false, compression: false })
+  assert.deepEqual(app.spikard.options, DEFAULTS)
   await app.close()
 })
 

@@ -23,6 +23,5 @@ export const requestIdFeature = {
   schema: RequestIdOptionsSchema,
   summary: 'Request ids: read from the incoming header when well-formed, else a UUID v4; echoed on every response.',
   enabledByDefault: true,
-  shorthand: 'header',
   settings: (o) => `header=${o.header}${o.trustIncoming ? '' : ' trustIncoming=false'}`
 } satisfies FeatureDefinition<typeof RequestIdOptionsSchema, ResolvedRequestIdOptions>
