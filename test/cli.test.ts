@@ -12,6 +12,8 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { UUID, withTimeout } from './helpers.js'
+import { optionSources } from '../src/config/sources.js'
+import { resolveConfig } from '../src/config/schema.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'src/cli/index.ts')
@@ -219,6 +221,53 @@ const ROUTES_MJS = `export default async function routes (app) {
 /** Two children at a time: the suites run one after another, each running two tests at once. */
 const PARALLEL = { concurrency: 2 }
 
+/** optionSources on a config as parsed (before substitution) and as resolved (after), without a process. */
+describe('optionSources', () => {
+  function sources (raw: Record<string, unknown>, substituted: Record<string, unknown>, env: Record<string, string>) {
+    return optionSources(raw, resolveConfig(substituted, { coerce: true }), env)
+  }
+  const pick = (rows: Array<{ path: string, value: string, source: string }>, prefix: string) =>
+    rows.filter((o) => o.path === prefix || o.path.startsWith(`${prefix}.`)).map((o) => [o.path, o.value, o.source])
+
+  it('a Redis URL: (secret) always; a warning only when the file holds its password', () => {
+    const withPassword = sources({ rateLimit: { redis: 'redis://app:hunter2@cache:6379' } }, { rateLimit: { redis: 'redis://app:hunter2@cache:6379' } }, {})
+    assert.deepEqual(pick(withPassword.options, 'rateLimit.redis'), [['rateLimit.redis', '(secret)', 'config file']])
+    assert.deepEqual(withPassword.warnings, ['rateLimit.redis is written in the config file: whoever can read the file (or its repository) has it; ' +
+      'take it from the environment instead (rateLimit.redis: ${RATE_LIMIT_REDIS})'])
+    assert.ok(!JSON.stringify(withPassword).includes('hunter2'))
+    const withoutPassword = sources({ rateLimit: { redis: 'redis://cache:6379' } }, { rateLimit: { redis: 'redis://cache:6379' } }, {})
+    assert.deepEqual(withoutPassword.warnings, [])
+    const fromEnv = sources({ rateLimit: { redis: 'redis://app:${REDIS_PASSWORD}@cache:6379' } }, { rateLimit: { redis: 'redis://app:hunter2@cache:6379' } }, { REDIS_PASSWORD: 'hunter2' })
+    assert.deepEqual(pick(fromEnv.options, 'rateLimit.redis'), [['rateLimit.redis', '(secret)', 'environment (REDIS_PASSWORD)']])
+    assert.deepEqual(fromEnv.warnings, [])
+  })
+
+  it('a list mixing an environment secret and a literal one: from the environment, and a warning', () => {
+    const key = 'a-literal-api-key-0123'
+    const r = sources({ auth: { apiKey: { keys: ['${KEY_A}', key] } } }, { auth: { apiKey: { keys: ['k'.repeat(20), key] } } }, { KEY_A: 'k'.repeat(20) })
+    assert.deepEqual(pick(r.options, 'auth.apiKey.keys'), [['auth.apiKey.keys', '(secret)', 'environment (KEY_A)']])
+    assert.equal(r.warnings.length, 1)
+    assert.ok(!JSON.stringify(r).includes(key))
+  })
+
+  it('a shorthand from the environment: the feature and its main option come from it, the others are defaults', () => {
+    const r = sources({ timeout: '${HANDLER_TIMEOUT:-10s}' }, { timeout: '15s' }, { HANDLER_TIMEOUT: '15s' })
+    assert.deepEqual(pick(r.options, 'timeout'), [
+      ['timeout', 'on', 'environment (HANDLER_TIMEOUT)'],
+      ['timeout.handler', '15s', 'environment (HANDLER_TIMEOUT)'],
+      ['timeout.status', '408', 'default'],
+      ['timeout.headers', '10s', 'default'],
+      ['timeout.request', '1m', 'default'],
+      ['timeout.keepAlive', '72s', 'default']
+    ])
+  })
+
+  it('an inherited variable name (toString) is not taken for a set one', () => {
+    const r = sources({ server: { host: '${toString:-0.0.0.0}' } }, { server: { host: '0.0.0.0' } }, {})
+    assert.deepEqual(pick(r.options, 'server.host'), [['server.host', '0.0.0.0', 'config file (toString unset)']])
+  })
+})
+
 describe('spikard CLI', { concurrency: 1 }, () => {
   describe('arguments', PARALLEL, () => {
     it('--help and -h print the usage and exit 0', async (t) => {
@@ -388,7 +437,8 @@ ${HEADER.join('  ')}
           '  host: ${SPIKARD_TEST_UNSET:-127.0.0.1}',
           '  logger:',
           '    level: ${SPIKARD_TEST_EMPTY:-warn}',
-          'logging: warn',
+          'logging:',
+          '  level: warn',
           'bodyLimit: 512kb',
           'timeout: true',
           'rateLimit:',
@@ -411,7 +461,6 @@ ${HEADER.join('  ')}
         requestId: ['on', 'default'],
         'requestId.header': ['x-request-id', 'default'],
         'requestId.trustIncoming': ['true', 'default'],
-        // A shorthand sets its one option; the others keep their defaults.
         logging: ['on', 'config file'],
         'logging.level': ['warn', 'config file'],
         'logging.headers': ['false', 'default'],
@@ -443,6 +492,7 @@ ${HEADER.join('  ')}
         'rateLimit.onStoreError': ['allow', 'default'],
         'rateLimit.cacheSize': ['10000', 'default'],
         auth: ['off', 'default'],
+        // A shorthand sets its one option; the others keep their defaults.
         bodyLimit: ['on', 'config file'],
         'bodyLimit.max': ['512kb', 'config file'],
         'bodyLimit.decode': ['true', 'default'],
