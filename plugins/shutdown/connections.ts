@@ -87,6 +87,8 @@ export class Connections {
     let wait = 0
     const now = performance.now()
     for (const socket of this.#open) {
+      // Ending: its last response closed it (`Connection: close`), no request can follow.
+      if (!socket.writable) continue
       const connection = socket[kConnection]!
       const left = connection.responses.size > 0 ? graceMs : connection.idleSince + graceMs - now
       if (left > wait) wait = left

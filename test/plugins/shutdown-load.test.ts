@@ -48,11 +48,11 @@ interface Load { outcomes: Outcome[], sentBefore: () => number, stop: () => Prom
 /** CLIENTS keep-alive clients looping on GET /work until refused. */
 function load (port: number): Load {
   const outcomes: Outcome[] = []
-  let stopped = false
+  const state = { stopped: false }
   const clients = Array.from({ length: CLIENTS }, async (_, c) => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
     try {
-      for (let i = 0; !stopped; i++) {
+      for (let i = 0; !state.stopped; i++) {
         const outcome = await work(port, `c${c}-${i}`, agent)
         outcomes.push(outcome)
         if (outcome.kind === 'refused') break // the listener has closed: nothing more to learn
@@ -70,7 +70,7 @@ function load (port: number): Load {
       try {
         await withTimeout(Promise.all(clients), 5000, 'every client to be refused')
       } finally {
-        stopped = true
+        state.stopped = true
       }
     }
   }

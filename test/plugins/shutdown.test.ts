@@ -47,6 +47,14 @@ const routes: FastifyPluginAsync = async (app) => {
     }
     return reply.type('text/plain').send(Readable.from(chunks()))
   })
+  app.post('/upload', async (request) => ({ bytes: (request.body as string).length }))
+  app.get('/error', async () => { throw Object.assign(new Error('no coffee'), { statusCode: 418 }) })
+  // Headers written by the handler itself, outside Fastify's onSend hooks.
+  app.get('/raw', async (_request, reply) => {
+    reply.hijack()
+    reply.raw.writeHead(200, { 'content-type': 'text/plain' })
+    reply.raw.end('raw')
+  })
   app.get('/hang', async () => {
     markStarted('/hang')
     return await new Promise(() => {})
@@ -387,6 +395,48 @@ test('app.close(): a client that pipelines two requests and goes away does not h
   const elapsed = performance.now() - begin
   assert.ok(elapsed < 1500, `close took ${elapsed} ms`)
   assert.deepStrictEqual(logs.filter((l) => l.msg === 'shutdown did not finish in time'), [])
+})
+
+test('draining: every response closes its connection, errors and responses written outside onSend included', async (t) => {
+  const { app, port } = await start(t, { requestId: true, shutdown: { preCloseDelay: '400ms', timeout: '5s', signals: false } })
+  const closing = app.close()
+  await until(() => app.spikard.phase === 'draining', 'the shutdown to begin')
+  for (const [path, status] of [['/hello', 200], ['/error', 418], ['/raw', 200], ['/nowhere', 404]] as const) {
+    const agent = new http.Agent({ keepAlive: true })
+    t.after(() => agent.destroy())
+    const res = await get(port, path, { agent })
+    assert.deepStrictEqual([path, res.status, res.headers.connection], [path, status, 'close'])
+  }
+  await withTimeout(closing, 5000, 'close')
+})
+
+test('a slow upload during a shutdown is answered with a 503 problem at 90 % of the budget; close() ends in time', async (t) => {
+  const { app, logs, port } = await start(t, { requestId: true, shutdown: { timeout: '1s', signals: false } })
+  const socket = net.connect(port, '127.0.0.1')
+  let received = ''
+  socket.setEncoding('latin1').on('data', (chunk: string) => { received += chunk })
+  socket.on('error', () => {}) // the server may reset it once it has answered
+  const closed = once(socket, 'close')
+  await once(socket, 'connect')
+  socket.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10000\r\nx-request-id: upload-1\r\n\r\n')
+  // 10 bytes every 50 ms: the whole body would take 50 s.
+  const trickle = setInterval(() => { if (socket.writable) socket.write('y'.repeat(10)) }, 50)
+  t.after(() => { clearInterval(trickle); socket.destroy() })
+  await sleep(200)
+  const begin = performance.now()
+  await withTimeout(app.close(), 3000, 'close')
+  const elapsed = performance.now() - begin
+  await withTimeout(closed, 2000, 'the connection to close')
+  clearInterval(trickle)
+  assert.ok(elapsed >= 850 && elapsed < 1000, `close took ${elapsed} ms`)
+  assert.deepStrictEqual(logs.filter((l) => l.msg === 'shutdown did not finish in time'), [])
+  const split = received.indexOf('\r\n\r\n')
+  const head = received.slice(0, split).split('\r\n')
+  assert.equal(head[0], 'HTTP/1.1 503 Service Unavailable', received)
+  assert.ok(head.includes('connection: close'), received)
+  assert.ok(head.includes('content-type: application/problem+json; charset=utf-8'), received)
+  assert.deepStrictEqual(JSON.parse(received.slice(split + 4)), { type: 'https://spikard.dev/errors/shutting-down', title: 'Service Unavailable', status: 503, detail: 'The server is shutting down; retry on another instance', instance: '/upload', requestId: 'upload-1' })
+  assert.equal(logs.find((l) => l.msg === 'shutdown: cutting a request whose body is still arriving')?.url, '/upload')
 })
 
 test('budget overrun: what is pending is logged, drain hooks are aborted, connections cut, and close() still resolves', async (t) => {
