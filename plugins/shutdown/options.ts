@@ -5,11 +5,11 @@ import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
 export const ShutdownOptionsSchema = Type.Object({
   timeout: Type.Optional(Duration({
     default: '30s',
-    description: 'Budget for the whole shutdown. When it runs out, what is still pending is logged and the process exits 1.'
+    description: 'Budget for the whole shutdown. A request whose body is still arriving when 90 % of it is spent (a slow upload; `timeout.request` may be longer) is answered with a 503 problem, so it cannot overrun the budget. When the budget runs out, what is still pending is logged and the process exits 1.'
   })),
   preCloseDelay: Type.Optional(Duration({
     default: 0,
-    description: 'Once shutdown begins (a signal or `app.close()`), keep serving (readiness answering 503, responses sent with `Connection: close`) for this long so load balancers can deregister the instance.'
+    description: 'Once shutdown begins (a signal or `app.close()`), keep serving for this long so load balancers can deregister the instance: readiness answers 503 and every response closes its connection (`Connection: close`). Then new requests get a 503 problem; the listener closes once no connection has arrived for 100 ms, and each open connection gets 500 ms (a tenth of `timeout` if shorter) to send a request before it is closed.'
   })),
   signals: Type.Optional(Type.Boolean({
     default: true,

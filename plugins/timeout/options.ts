@@ -17,7 +17,7 @@ export const TimeoutOptionsSchema = Type.Object({
   })),
   request: Type.Optional(Duration({
     default: '60s',
-    description: 'Time a client has to send the whole request, body included (Node\'s `requestTimeout`); a slow client gets 408.'
+    description: 'Time a client has to send the whole request, body included (Node\'s `requestTimeout`); a slow client gets 408. During a shutdown a body still arriving at 90 % of `shutdown.timeout` is cut sooner, with a 503 problem.'
   })),
   keepAlive: Type.Optional(Duration({
     default: '72s',

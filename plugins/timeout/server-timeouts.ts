@@ -4,6 +4,7 @@
  * registering spikard on your own instance gets them too). No Fastify runtime import.
  */
 import { SpikardConfigError } from '../../src/errors.js'
+import type { Server } from 'node:http'
 import type { ResolvedTimeoutOptions } from './options.js'
 
 /** The longest delay Node's timers accept; a longer one fires after 1 ms instead. */
@@ -55,4 +56,18 @@ export function timeoutFactoryOptions (options: ResolvedTimeoutOptions, source?:
     keepAliveTimeout,
     http: { headersTimeout, requestTimeout, connectionsCheckingInterval }
   }
+}
+
+/**
+ * Sets the timeouts on a server, created by spikard or not. Node reads
+ * `connectionsCheckingInterval` once, when the server starts listening (its
+ * setupConnectionsTracking 'listening' listener): on a server already listening the new
+ * interval would never apply, and a 10 s headers timeout would still be checked every 30 s
+ * (10-40 s in practice), so that listener is run again, which restarts the check.
+ */
+export function applyServerTimeouts (server: Server, timeouts: ServerTimeouts): void {
+  Object.assign(server, timeouts)
+  if (!server.listening) return
+  const restart = server.listeners('listening').find((listener) => listener.name === 'setupConnectionsTracking')
+  restart?.call(server)
 }
