@@ -89,11 +89,25 @@ export async function createServer (config: CreateServerConfig = {}, options: Cr
   try {
     const featureOptions = Object.fromEntries(Object.keys(features).map((k) => [k, resolved[k as FeatureName]]))
     await app.register(spikard, featureOptions)
+    app.spikard.trustProxy = resolved.server.trustProxy
     if (typeof routes === 'function') await app.register(routes)
     else if (resolved.app !== undefined) await app.register(await loadAppModule(resolve(options.baseDir ?? process.cwd(), resolved.app)))
   } catch (error) {
     await app.close().catch(() => {})
     throw error
   }
+  listenWhereConfigured(app, resolved.server.host, resolved.server.port)
   return app
+}
+
+/**
+ * `app.listen()` listens at `server.host` and `server.port`, as the config says; what a call
+ * passes still wins (`app.listen({ port: 0 })`). Fastify's own defaults (localhost:3000)
+ * would otherwise ignore the config the server was built from.
+ */
+function listenWhereConfigured (app: FastifyInstance, host: string, port: number): void {
+  const listen = app.listen.bind(app) as (...args: unknown[]) => unknown
+  app.listen = ((options?: unknown, ...rest: unknown[]) => typeof options === 'function'
+    ? listen({ host, port }, options)
+    : listen({ host, port, ...(options as object | undefined) }, ...rest)) as FastifyInstance['listen']
 }

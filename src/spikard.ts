@@ -37,6 +37,7 @@ import bodyLimit from '../plugins/body-limit/index.js'
 import compression from '../plugins/compression/index.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from './lifecycle.js'
 import { flushLog } from './flush-log.js'
+import { startupSummary } from './summary.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -60,6 +61,8 @@ declare module 'fastify' {
        *     })
        */
       onDrain: (name: string, hook: DrainHook) => () => void
+      /** `server.trustProxy` as createServer gave it to Fastify, for the startup warnings (Fastify's initialConfig does not keep it). */
+      trustProxy?: unknown
     }
   }
 }
@@ -71,7 +74,7 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   const resolved = resolveSpikardOptions(options)
   const routes: RouteOptions[] = []
   const lifecycle = new Lifecycle()
-  const state = {
+  const state: FastifyInstance['spikard'] = {
     options: resolved,
     routes,
     get phase () { return lifecycle.phase },
@@ -110,6 +113,14 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   if (resolved.auth !== false) await app.register(auth, resolved.auth)
   if (resolved.bodyLimit !== false) await app.register(bodyLimit, resolved.bodyLimit)
   if (resolved.compression !== false) await app.register(compression, resolved.compression)
+
+  // What the server got, once it listens: one line, and a warning per risky choice.
+  app.addHook('onListen', function spikardSummary (done) {
+    const { record, warnings } = startupSummary(resolved, { trustProxy: state.trustProxy, bodyLimit: app.initialConfig.bodyLimit, logLevel: app.log.level })
+    app.log.info(record, 'spikard features')
+    for (const warning of warnings) app.log.warn(warning)
+    done()
+  })
 }
 
 export default fp(spikard, { name: 'spikard', fastify: '5.x' })

@@ -264,3 +264,19 @@ test('server.logger.pretty without pino-pretty installed fails at startup saying
   const app = await createServer({ server: { logger: { pretty: true, level: 'silent' } } })
   await app.close()
 })
+
+test('createServer: app.listen() listens at server.host and server.port; what the call passes wins', async (t) => {
+  const taken = await createServer({ server: { port: 0, logger: { level: 'silent' } } })
+  t.after(() => taken.close())
+  await taken.listen()
+  const port = (taken.server.address() as { port: number }).port
+  await taken.close()
+  // The port the config names (free again now), on the configured host.
+  const app = await createServer({ server: { host: '127.0.0.1', port, logger: { level: 'silent' } } })
+  t.after(() => app.close())
+  assert.equal(await app.listen(), `http://127.0.0.1:${port}`)
+  await app.close()
+  const other = await createServer({ server: { port, logger: { level: 'silent' } } })
+  t.after(() => other.close())
+  assert.notEqual(await other.listen({ port: 0 }), `http://127.0.0.1:${port}`)
+})
