@@ -3,31 +3,38 @@
  * object (on), a scalar shorthand for its one main option (`bodyLimit: 512kb`), or absent:
  * then the feature's default state. Decodes to `false` or the fully defaulted options.
  */
-import { Type, type StaticDecode, type TObject, type TSchema } from '@sinclair/typebox'
+import { Type, type StaticDecode, type TBoolean, type TObject, type TSchema, type TUnion } from '@sinclair/typebox'
 import type { RouteOptions } from 'fastify'
 import { describe, validate } from './schema.js'
 
-export interface FeatureShape<T extends TObject = TObject> {
+export interface FeatureShape<T extends TObject = TObject, K extends keyof T['properties'] & string = keyof T['properties'] & string> {
   schema: T
   /** One sentence: what the feature does (the README and `spikard check`). */
   summary: string
   /** On when its key is absent. */
   enabledByDefault: boolean
   /** The option a scalar value sets: `bodyLimit: '512kb'` is `bodyLimit: { max: '512kb' }`. */
-  shorthand?: keyof T['properties'] & string
+  shorthand?: K
 }
 
-export function Feature<T extends TObject> ({ schema, summary, enabledByDefault, shorthand }: FeatureShape<T>) {
+/** The key's accepted values: a boolean, the options object, and the shorthand's value if there is one. */
+type FeatureUnion<T extends TObject, K> = [K] extends [keyof T['properties']]
+  ? TUnion<[TBoolean, T, T['properties'][K]]>
+  : TUnion<[TBoolean, T]>
+
+export function Feature<T extends TObject, K extends keyof T['properties'] & string = never> ({ schema, summary, enabledByDefault, shorthand }: FeatureShape<T, K>) {
   const scalar = shorthand === undefined ? undefined : schema.properties[shorthand] as TSchema
   const branches: TSchema[] = [Type.Boolean(), schema]
   if (scalar !== undefined) branches.push(scalar)
-  return Type.Transform(Type.Union(branches, {
+  // Built from a list, typed as the tuple it is: TypeBox infers a union's type from a tuple only.
+  const union = Type.Union(branches, {
     description: summary,
     default: enabledByDefault,
     expected: shorthand === undefined
       ? 'true, false or an options object'
       : `true, false, an options object or ${describe(scalar as TSchema)} (its ${shorthand})`
-  }))
+  }) as unknown as FeatureUnion<T, K>
+  return Type.Transform(union)
     .Decode((value): false | StaticDecode<T> => {
       if (value === false) return false
       if (value === true) return validate(schema, {})

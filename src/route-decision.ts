@@ -41,7 +41,8 @@ export function registered (route: RouteOptions): RouteView {
 
 /** Stores a decision made in onRoute (the root gave the route a config object of its own). */
 export function decide (route: RouteOptions, key: symbol, decision: unknown): void {
-  (route.config as unknown as RouteConfig)[key] = decision
+  route.config ??= {}
+  ;(route.config as unknown as RouteConfig)[key] = decision
 }
 
 /** The route's decision for `key`; made from `request.routeOptions` on the first request of a route onRoute never saw. */

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { STATUS_CODES, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { resolve } from 'node:path'
-import Fastify, { LogController, type FastifyInstance, type FastifyHttpOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyHttpOptions, type FastifyPluginAsync } from 'fastify'
 import spikard from './spikard.js'
 import { errors, PROBLEM_TYPE_BASE, errorDefinitions, SpikardConfigError, type SpikardErrorCode } from './errors.js'
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
@@ -15,10 +15,10 @@ import { timeoutFactoryOptions } from '../plugins/timeout/server-timeouts.js'
 import { features, type FeatureName } from './options.js'
 import { logDestination } from './log-destination.js'
 import { loggerOptions } from './logger.js'
-import { loadAppModule, type RoutesPlugin } from './app-module.js'
+import { loadAppModule } from './app-module.js'
 
 /** A whole config; in code, `app` may also be the routes plugin itself. */
-export type CreateServerConfig = Omit<SpikardConfig, 'app'> & { app?: string | RoutesPlugin }
+export type CreateServerConfig = Omit<SpikardConfig, 'app'> & { app?: string | FastifyPluginAsync }
 
 export interface CreateServerOptions {
   /** Directory `config.app` is resolved against (the config file's directory). Default: the working directory. */

@@ -16,7 +16,7 @@ function warningsOf (options: SpikardOptions, facts: ServerFacts = {}): string[]
 }
 
 /** API-key auth with rate limiting on, so neither warns about the other. */
-const AUTH = { auth: { apiKey: { keys: [KEY] } }, rateLimit: true } as const
+const AUTH: SpikardOptions = { auth: { apiKey: { keys: [KEY] } }, rateLimit: true }
 
 describe('startupSummary', () => {
   it('defaults: every default feature on with its settings, the others off, no warning', () => {

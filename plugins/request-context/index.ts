@@ -3,24 +3,15 @@
  * function the handler calls, after any number of awaits), through @fastify/request-context:
  * `requestContext.get('requestId')`, `requestContext.get('log')`.
  *
- * Off by default like every feature, and worth leaving off unless used: on Node 20 its
+ * Off by default, and worth leaving off unless used: on Node 20 its
  * AsyncLocalStorage switches on async hooks for the whole process (every promise and tick
  * of every request then runs a hook), 3-12 µs per request in bench/RESULTS.md. Node 24
  * propagates the context without hooks.
  */
 import fp from 'fastify-plugin'
 import { fastifyRequestContext } from '@fastify/request-context'
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { resolveRequestContextOptions, type RequestContextOptions } from './options.js'
-
-declare module '@fastify/request-context' {
-  interface RequestContextData {
-    /** The request's id, as in the response header and every log line. */
-    requestId: string
-    /** The request's logger (bound to its id). */
-    log: FastifyBaseLogger
-  }
-}
 
 async function spikardRequestContext (app: FastifyInstance, options: RequestContextOptions): Promise<void> {
   resolveRequestContextOptions(options)

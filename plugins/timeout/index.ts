@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { resolveTimeoutOptions, routeTimeout, type TimeoutOptions } from './options.js'
-import { serverTimeouts } from './server-timeouts.js'
+import { applyServerTimeouts, serverTimeouts } from './server-timeouts.js'
 import { Deadlines, type Deadline } from './deadlines.js'
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { decide, decisionOf, registered, type RouteView } from '../../src/route-decision.js'
@@ -50,7 +50,7 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   }
   // Also passed to the factory by createServer; set here so `app.register(spikard)` on an
   // instance of your own gets them. Read by Node when the server starts listening.
-  Object.assign(app.server, serverTimeouts(resolved))
+  applyServerTimeouts(app.server, serverTimeouts(resolved))
   app.decorate('spikardTimeoutStatus', status)
   app.decorateRequest(kDeadline, null)
 

@@ -65,7 +65,7 @@ test('the access line masks the new names end to end, with the API key\'s query 
 })
 
 test('a `req` the user logs through request.log keeps Fastify\'s fields, its URL masked by the same rule, with or without the logging feature', async (t) => {
-  for (const logging of [{ redactQuery: ['ssn'] }, false] as const) {
+  for (const logging of [{ redactQuery: ['ssn'] }, false as const]) {
     const routes: FastifyPluginAsync = async (app) => {
       app.get('/user-log', { config: { auth: false } }, async (request) => {
         request.log.info({ req: request }, 'user logged req')
