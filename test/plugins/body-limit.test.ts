@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import net from 'node:net'
 import zlib from 'node:zlib'
+import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import spikard from '../../src/spikard.js'
 import bodyLimitPlugin from '../../plugins/body-limit/index.js'
@@ -138,8 +139,8 @@ function connection (port: number): { request: (data: string | Buffer) => Promis
 
 // ---------------------------------------------------------------------------------------
 
-test('off by default: not registered; Fastify\'s own 1 MiB limit applies and encoded bodies are not touched', async (t) => {
-  const app = await setup(t, {})
+test('false: not registered; Fastify\'s own 1 MiB limit applies and encoded bodies are not touched', async (t) => {
+  const app = await setup(t, { bodyLimit: false })
   assert.equal(app.hasPlugin('spikard-body-limit'), false)
   assert.deepStrictEqual((await app.inject({ url: '/limit' })).json(), { bodyLimit: MiB })
   expectEcho(await post(app, '/echo', jsonOfSize(MiB)), { s: 'x'.repeat(MiB - 8) })
@@ -150,7 +151,12 @@ test('off by default: not registered; Fastify\'s own 1 MiB limit applies and enc
   expectEcho(await post(app, '/echo', '{"a":1}', { 'content-encoding': 'zstd' }), { a: 1 }, 'zstd')
 })
 
-test('true: a 1 MiB limit on the decoded body, decoding on', async (t) => {
+test('on by default, and true: a 1 MiB limit on the decoded body, decoding on', async (t) => {
+  for (const config of [{}, { bodyLimit: true }]) {
+    const app = await setup(t, config)
+    assert.equal(app.hasPlugin('spikard-body-limit'), true)
+    expectProblem(await post(app, '/echo', zlib.gzipSync(jsonOfSize(MiB + 1)), { 'content-encoding': 'gzip' }), tooLarge(MiB))
+  }
   const app = await setup(t, { bodyLimit: true })
   assert.equal(app.hasPlugin('spikard-body-limit'), true)
   assert.deepStrictEqual((await app.inject({ url: '/limit' })).json(), { bodyLimit: MiB })
@@ -216,6 +222,43 @@ test('the plugin on its own: max as a size string, checked at ready()', async (t
     assert.deepStrictEqual(error.problems, ['bodyLimit.max: expected a size (bytes, or a string such as "512kb", "1mb") of at least 1 byte, found 0'])
     return true
   })
+})
+
+test('the shorthand: bodyLimit: 512kb is the limit', async (t) => {
+  const app = await setup(t, { bodyLimit: '512kb' })
+  assert.deepStrictEqual((await app.inject({ url: '/limit' })).json(), { bodyLimit: 512 * 1024 })
+  expectProblem(await post(app, '/echo', jsonOfSize(512 * 1024 + 1)), tooLarge(512 * 1024))
+})
+
+test('a route registered before spikard on an instance with a larger Fastify limit is held to bodyLimit.max too, encoded or not', async (t) => {
+  const app = Fastify({ bodyLimit: 10 * MiB })
+  t.after(() => app.close())
+  const echo = async (request: { body: unknown }): Promise<unknown> => request.body
+  app.post('/early', echo)
+  app.post('/early-own', { bodyLimit: 4096 }, echo)
+  await app.register(spikard, { bodyLimit: '1kb', shutdown: { signals: false } })
+  app.post('/late', echo)
+  for (const url of ['/early', '/late']) {
+    const fits = await post(app, url, jsonOfSize(1024))
+    assert.equal(fits.statusCode, 200, url)
+    assert.deepStrictEqual(fits.json(), { s: 'x'.repeat(1024 - 8) })
+    const refused = [
+      await post(app, url, jsonOfSize(1025)),
+      // Chunked: no Content-Length to refuse it on, so the count stops it.
+      await app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, payload: Readable.from([jsonOfSize(2048)]) }),
+      await post(app, url, zlib.gzipSync(jsonOfSize(2048)), { 'content-encoding': 'gzip' })
+    ]
+    for (const response of refused) {
+      assert.equal(response.statusCode, 413, `${url}: ${response.body}`)
+      assert.match(response.body, /1024/)
+    }
+  }
+  // The late route's errors are problem details; the early one keeps the error handler it
+  // was registered with (Fastify's), whatever spikard registers after it.
+  expectProblem(await post(app, '/late', jsonOfSize(1025)), tooLarge(1024, '/late'))
+  // A route's own limit stays its own.
+  assert.equal((await post(app, '/early-own', jsonOfSize(4096))).statusCode, 200)
+  assert.equal((await post(app, '/early-own', jsonOfSize(4097))).statusCode, 413)
 })
 
 test('gzip, x-gzip, deflate and br bodies are decoded and reach the handler as JSON, without Content-Encoding', async (t) => {
