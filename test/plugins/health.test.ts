@@ -5,7 +5,9 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import type { FastifyInstance, FastifyPluginAsync, LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
+import spikard from '../../src/spikard.js'
+import { SpikardConfigError } from '../../src/errors.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { assertOptionsRefused, build, listen, UUID, withTimeout, type TestApp } from '../helpers.js'
 
@@ -50,8 +52,8 @@ function assertShuttingDown (status: number, contentType: string | null, body: a
 
 // ---------------------------------------------------------------------------------------
 
-test('off by default: no probe routes', async (t) => {
-  const { app } = await setup(t, { requestId: true })
+test('false: no probe routes', async (t) => {
+  const { app } = await setup(t, { health: false })
   await assertNotFound(app, '/livez')
   await assertNotFound(app, '/readyz')
   assert.deepStrictEqual(app.spikard.routes.map((r) => r.url), ['/hello', '/hello'])
@@ -170,4 +172,29 @@ test('invalid options fail at createServer and at ready(), naming health.<key>',
     { health: { liveness: '/health', readiness: '/health' }, problems: ['health.readiness: expected a path other than health.liveness, found "/health" for both'] }
   ]
   for (const { health, problems } of cases) await assertOptionsRefused('health', health, problems)
+})
+
+test('a route of yours at a probe\'s path is refused at startup, naming both, whether registered before or after spikard', async (t) => {
+  const refused = (option: string, path: string, route: string) => (error: unknown): true => {
+    assert.ok(error instanceof SpikardConfigError, String(error))
+    assert.deepStrictEqual(error.problems, [`${option}: ${path} is spikard's ${option === 'health.liveness' ? 'liveness' : 'readiness'} probe, and ${route} is registered there too; move that route, or set ${option} to another path (or false)`])
+    return true
+  }
+  const before = Fastify()
+  t.after(() => before.close())
+  before.get('/livez', async () => 'mine')
+  before.register(spikard, { shutdown: { signals: false } })
+  await assert.rejects(before.ready(), refused('health.liveness', '/livez', 'your route GET /livez (registered before spikard)'))
+
+  const after = Fastify()
+  t.after(() => after.close())
+  await after.register(spikard, { shutdown: { signals: false }, health: { readiness: '/ready' } })
+  assert.throws(() => after.post('/ready', async () => 'mine'), refused('health.readiness', '/ready', 'your route POST /ready'))
+
+  // A probe moved elsewhere, or switched off, frees the path.
+  const moved = Fastify()
+  t.after(() => moved.close())
+  await moved.register(spikard, { shutdown: { signals: false }, health: { liveness: '/healthz' } })
+  moved.get('/livez', async () => 'mine')
+  assert.equal((await moved.inject('/livez')).body, 'mine')
 })

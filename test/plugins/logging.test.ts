@@ -5,7 +5,8 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
+import net from 'node:net'
+import { Readable, Writable } from 'node:stream'
 import Fastify, { type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { assertOptionsRefused, build, listen, UUID, type TestApp } from '../helpers.js'
@@ -66,8 +67,8 @@ function assertAccessLine (line: Record<string, any>, res: LightMyRequestRespons
 
 // ---------------------------------------------------------------------------------------
 
-test('off by default: no access line, and none of Fastify\'s request lines either', async (t) => {
-  const { app, logs } = await setup(t, { requestId: true })
+test('false: no access line, and none of Fastify\'s request lines either', async (t) => {
+  const { app, logs } = await setup(t, { logging: false })
   const res = await app.inject({ url: '/users/42' })
   assert.equal(res.statusCode, 200)
   const missing = await app.inject({ url: '/nowhere' })
@@ -292,4 +293,46 @@ const invalid: Array<{ options: unknown, problems: string[] }> = [
 
 test('invalid options fail at createServer and at ready(), naming logging.<key>', async () => {
   for (const { options, problems } of invalid) await assertOptionsRefused('logging', options, problems)
+})
+
+test('on by default: one access line per request', async (t) => {
+  const { app, logs } = await setup(t, {})
+  await app.inject({ url: '/users/42' })
+  assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.path, l.status]), [['/users/42', 200]])
+})
+
+test('a request the client aborts, and a stream that fails half-way, each get their access line, marked aborted', async (t) => {
+  const { app, logs } = await build({ server: { logger: { level: 'info' } } }, async (app) => {
+    app.get('/slow', async () => { await new Promise((resolve) => setTimeout(resolve, 300)); return 'late' })
+    app.get('/broken', async (_request, reply) => {
+      let sent = 0
+      return reply.type('text/plain').send(new Readable({
+        read () {
+          if (sent++ < 2) this.push('chunk\n')
+          else setTimeout(() => this.destroy(new Error('the source failed')), 20)
+        }
+      }))
+    })
+  })
+  t.after(() => app.close())
+  const { port } = await listen(app)
+  const send = (path: string, hangUpAfter?: number): Promise<void> => new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write(`GET ${path}?token=hunter2 HTTP/1.1\r\nHost: x\r\n\r\n`)
+      if (hangUpAfter !== undefined) setTimeout(() => socket.destroy(), hangUpAfter)
+    })
+    socket.on('data', () => {})
+    socket.on('error', () => {})
+    socket.on('close', () => resolve())
+  })
+  await send('/slow', 50)
+  await send('/broken')
+  // The access lines are written when Fastify notices, on the close that follows.
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  const lines = logs.filter((l) => l.msg === 'request aborted' || l.msg === 'request completed')
+  assert.deepStrictEqual(lines.map(({ msg, method, path, query, route, aborted, status }) => ({ msg, method, path, query, route, aborted, status })), [
+    { msg: 'request aborted', method: 'GET', path: '/slow', query: 'token=[REDACTED]', route: '/slow', aborted: true, status: undefined },
+    { msg: 'request aborted', method: 'GET', path: '/broken', query: 'token=[REDACTED]', route: '/broken', aborted: true, status: undefined }
+  ])
+  for (const line of lines) assert.match(line.reqId, UUID)
 })

@@ -65,7 +65,7 @@ test('on: each request\'s id and logger reach a service function over a real soc
 })
 
 test('on, without requestId: the context carries Fastify\'s own id', async (t) => {
-  const { app } = await setup(t, { requestContext: true })
+  const { app } = await setup(t, { requestContext: true, requestId: false })
   const res = await app.inject({ url: '/where' })
   const { id, fromContext } = res.json()
   assert.match(id, /^req-/)

@@ -55,8 +55,8 @@ function assertFreshId (res: { headers: Record<string, unknown>, json: () => any
 
 // ---------------------------------------------------------------------------------------
 
-test('off by default: no x-request-id header, Fastify\'s own ids in problem bodies and log lines', async (t) => {
-  const { app, logs } = await setup(t, { logging: true })
+test('false: no x-request-id header, Fastify\'s own ids in problem bodies and log lines', async (t) => {
+  const { app, logs } = await setup(t, { logging: true, requestId: false })
   const notFound = await app.inject({ url: '/nowhere', headers: { 'x-request-id': 'client-chosen-id' } })
   assert.equal(notFound.statusCode, 404)
   assert.equal(notFound.headers['x-request-id'], undefined)
@@ -297,7 +297,7 @@ test('spikard on a user-made Fastify with requestIdHeader set fails at ready() w
   // The same instance without spikard's request ids is fine.
   const off = Fastify({ requestIdHeader: 'x-request-id' })
   try {
-    off.register(spikard, {})
+    off.register(spikard, { requestId: false, shutdown: { signals: false } })
     await off.ready()
   } finally {
     await off.close()
