@@ -184,7 +184,7 @@ test('a route of yours at a probe\'s path is refused at startup, naming both, wh
   t.after(() => before.close())
   before.get('/livez', async () => 'mine')
   before.register(spikard, { shutdown: { signals: false } })
-  await assert.rejects(before.ready(), refused('health.liveness', '/livez', 'your route GET /livez (registered before spikard)'))
+  await assert.rejects(async () => { await before.ready() }, refused('health.liveness', '/livez', 'your route GET /livez (registered before spikard)'))
 
   const after = Fastify()
   t.after(() => after.close())
