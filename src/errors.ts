@@ -12,71 +12,122 @@ interface Definition { status: number, type: string, title: string, message: str
 
 export const errorDefinitions = {
   SPK_ERR_BAD_REQUEST: {
-    status: 400, type: 'bad-request', title: 'Bad Request', message: '%s',
+    status: 400,
+    type: 'bad-request',
+    title: 'Bad Request',
+    message: '%s',
     when: 'The request cannot be parsed: a malformed URL, request line, header or Content-Length.'
   },
   SPK_ERR_MALFORMED_BODY: {
-    status: 400, type: 'malformed-body', title: 'Bad Request', message: 'The request body is not valid %s',
+    status: 400,
+    type: 'malformed-body',
+    title: 'Bad Request',
+    message: 'The request body is not valid %s',
     when: 'The body does not parse as its Content-Type says (invalid or empty JSON), or does not decode as its Content-Encoding says (corrupt gzip, deflate or br).'
   },
   SPK_ERR_UNAUTHORIZED: {
-    status: 401, type: 'unauthorized', title: 'Unauthorized', message: '%s',
+    status: 401,
+    type: 'unauthorized',
+    title: 'Unauthorized',
+    message: '%s',
     when: 'Credentials are missing or invalid (the detail says which: missing, malformed, expired, bad signature, wrong audience...); `WWW-Authenticate` names the schemes.'
   },
   SPK_ERR_FORBIDDEN: {
-    status: 403, type: 'forbidden', title: 'Forbidden', message: '%s',
+    status: 403,
+    type: 'forbidden',
+    title: 'Forbidden',
+    message: '%s',
     when: 'The caller is authenticated but lacks a claim the route demands.'
   },
   SPK_ERR_NOT_FOUND: {
-    status: 404, type: 'not-found', title: 'Not Found', message: 'No route matches %s %s',
+    status: 404,
+    type: 'not-found',
+    title: 'Not Found',
+    message: 'No route matches %s %s',
     when: 'No route matches the path.'
   },
   SPK_ERR_METHOD_NOT_ALLOWED: {
-    status: 405, type: 'method-not-allowed', title: 'Method Not Allowed', message: '%s is not allowed on %s; allowed: %s',
+    status: 405,
+    type: 'method-not-allowed',
+    title: 'Method Not Allowed',
+    message: '%s is not allowed on %s; allowed: %s',
     when: 'The path exists but not for this method; the `Allow` header lists the methods that are.'
   },
   SPK_ERR_REQUEST_TIMEOUT: {
-    status: 408, type: 'request-timeout', title: 'Request Timeout', message: '%s',
+    status: 408,
+    type: 'request-timeout',
+    title: 'Request Timeout',
+    message: '%s',
     when: 'The client did not send the whole request in time.'
   },
   SPK_ERR_HANDLER_TIMEOUT: {
-    status: 408, type: 'handler-timeout', title: 'Request Timeout', message: 'The request was not answered within %d ms',
+    status: 408,
+    type: 'handler-timeout',
+    title: 'Request Timeout',
+    message: 'The request was not answered within %d ms',
     when: 'The route did not start its response within its handler timeout (status configurable: `timeout.status`).'
   },
   SPK_ERR_BODY_TOO_LARGE: {
-    status: 413, type: 'body-too-large', title: 'Content Too Large', message: 'The request body exceeds the limit of %d bytes',
+    status: 413,
+    type: 'body-too-large',
+    title: 'Content Too Large',
+    message: 'The request body exceeds the limit of %d bytes',
     when: 'The request body is larger than the route\'s body limit.'
   },
   SPK_ERR_UNSUPPORTED_MEDIA_TYPE: {
-    status: 415, type: 'unsupported-media-type', title: 'Unsupported Media Type', message: 'Content-Type %s is not supported here',
+    status: 415,
+    type: 'unsupported-media-type',
+    title: 'Unsupported Media Type',
+    message: 'Content-Type %s is not supported here',
     when: 'No body parser accepts the request\'s Content-Type.'
   },
   SPK_ERR_UNSUPPORTED_ENCODING: {
-    status: 415, type: 'unsupported-content-encoding', title: 'Unsupported Media Type', message: 'Content-Encoding %s is not supported; send %s',
+    status: 415,
+    type: 'unsupported-content-encoding',
+    title: 'Unsupported Media Type',
+    message: 'Content-Encoding %s is not supported; send %s',
     when: 'The request body has a `Content-Encoding` the server does not decode.'
   },
   SPK_ERR_VALIDATION: {
-    status: 422, type: 'validation-failed', title: 'Unprocessable Content', message: 'The request %s failed validation',
+    status: 422,
+    type: 'validation-failed',
+    title: 'Unprocessable Content',
+    message: 'The request %s failed validation',
     when: 'The request does not match the route\'s schema; `errors` lists each offending field.'
   },
   SPK_ERR_RATE_LIMITED: {
-    status: 429, type: 'rate-limited', title: 'Too Many Requests', message: '%s',
+    status: 429,
+    type: 'rate-limited',
+    title: 'Too Many Requests',
+    message: '%s',
     when: 'The client exceeded its rate limit; `Retry-After` says when to retry.'
   },
   SPK_ERR_HEADERS_TOO_LARGE: {
-    status: 431, type: 'headers-too-large', title: 'Request Header Fields Too Large', message: 'The request headers are too large',
+    status: 431,
+    type: 'headers-too-large',
+    title: 'Request Header Fields Too Large',
+    message: 'The request headers are too large',
     when: 'The request headers exceed the server\'s header size limit.'
   },
   SPK_ERR_INTERNAL: {
-    status: 500, type: 'internal-error', title: 'Internal Server Error', message: 'The server failed to handle the request',
+    status: 500,
+    type: 'internal-error',
+    title: 'Internal Server Error',
+    message: 'The server failed to handle the request',
     when: 'Any error without a 4xx status. The real message and stack go to the log, never to the client.'
   },
   SPK_ERR_RATE_LIMIT_UNAVAILABLE: {
-    status: 503, type: 'rate-limit-unavailable', title: 'Service Unavailable', message: 'The rate limit cannot be checked right now; retry shortly',
+    status: 503,
+    type: 'rate-limit-unavailable',
+    title: 'Service Unavailable',
+    message: 'The rate limit cannot be checked right now; retry shortly',
     when: 'The rate-limit store (Redis) is unreachable and `rateLimit.onStoreError` is `reject`.'
   },
   SPK_ERR_SHUTTING_DOWN: {
-    status: 503, type: 'shutting-down', title: 'Service Unavailable', message: 'The server is shutting down; retry on another instance',
+    status: 503,
+    type: 'shutting-down',
+    title: 'Service Unavailable',
+    message: 'The server is shutting down; retry on another instance',
     when: 'The server is shutting down: readiness probes, and requests arriving on open connections after it stopped accepting new ones (sent with `Connection: close`).'
   }
 } as const satisfies Record<string, Definition>

@@ -17,7 +17,10 @@ function source (total: number, chunk = 64 * 1024): Readable {
   let sent = 0
   return new Readable({
     read () {
-      if (sent >= total) return void this.push(null)
+      if (sent >= total) {
+        this.push(null)
+        return
+      }
       const n = Math.min(chunk, total - sent)
       sent += n
       this.push(Buffer.alloc(n, 0x61))

@@ -130,7 +130,7 @@ test('resolved options are visible on the instance, defaults filled in', async (
 test('a malformed secret is described in the problem, never echoed (HMAC secrets, API keys, the Redis URL)', () => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{ auth: { jwt: { secret: [{ kid: 'k1', kye: 'hs-secret-value-0123456789abcdef' }] } } }, /^auth\.jwt\.secret: expected .*, found a list \(not shown: it may hold a secret\)$/],
-    [{ auth: { jwt: { secret: 12345678901234567890 } } }, /^auth\.jwt\.secret: expected a secret, or a list of secrets and \{ kid, key \} objects, found a number \(not shown: it may hold a secret\)$/],
+    [{ auth: { jwt: { secret: 1234567890123456 } } }, /^auth\.jwt\.secret: expected a secret, or a list of secrets and \{ kid, key \} objects, found a number \(not shown: it may hold a secret\)$/],
     [{ auth: { apiKey: { keys: 'api-key-value-0123456789' } } }, /^auth\.apiKey\.keys: expected .*, found a string \(not shown: it may hold a secret\)$/],
     [{ rateLimit: { redis: 'http://user:redis-password-value@host:6379' } }, /^rateLimit\.redis: expected a Redis URL .*, found a string \(not shown: it may hold a secret\)$/]
   ]

@@ -170,7 +170,6 @@ function serverNote (run: ServerRun | undefined): string {
 
 export function renderTables (results: Results): string {
   const out: string[] = []
-  const runs = new Map(results.servers.map((s) => [s.name, s]))
   for (const scenario of SCENARIOS.filter((s) => results.scenarios.includes(s.id))) {
     if (scenario.id === 'stream') {
       out.push(`### ${scenario.title} (GET ${scenario.path}): throughput and memory against ${results.streamBase}`, '')

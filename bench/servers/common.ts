@@ -61,7 +61,10 @@ export function streamSource (total = STREAM_BYTES): Readable {
   let sent = 0
   return new Readable({
     read () {
-      if (sent >= total) return void this.push(null)
+      if (sent >= total) {
+        this.push(null)
+        return
+      }
       const chunk = total - sent >= CHUNK.length ? CHUNK : CHUNK.subarray(0, total - sent)
       sent += chunk.length
       this.push(chunk)

@@ -12,7 +12,10 @@ await serve(async () => {
   app.get(ROUTES.jwt, get)
   app.get(ROUTES.limited, get)
   app.post(ROUTES.post, express.json(), (req, res) => {
-    if (!validItem(req.body)) return void res.status(422).json({ error: 'invalid body' })
+    if (!validItem(req.body)) {
+      res.status(422).json({ error: 'invalid body' })
+      return
+    }
     res.json(req.body)
   })
   app.get(ROUTES.stream, (_req, res) => {

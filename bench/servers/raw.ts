@@ -36,7 +36,8 @@ await serve(async () => {
           return json(res, 200, PAYLOAD)
         case ROUTES.stream:
           res.writeHead(200, { 'content-type': 'application/octet-stream' })
-          return void pipeline(streamSource(), res, () => {})
+          pipeline(streamSource(), res, () => {})
+          return
       }
     } else if (req.method === 'POST' && req.url === ROUTES.post) {
       return post(req, res)

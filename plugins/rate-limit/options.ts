@@ -39,7 +39,6 @@ export function parseAddressEntry (entry: string): { address: string, prefix?: n
   return { address, prefix, family }
 }
 
-
 export const RateLimitOptionsSchema = Type.Object({
   max: Type.Optional(max(
     'Requests a client may make per `timeWindow`, counted across every route without a limit of its own. A route sets its own with `config: { rateLimit: { max } }` (counted apart), or opts out with `config: { rateLimit: false }`. `0` refuses every request with 429: it never means "unlimited".',
@@ -69,6 +68,7 @@ export const RateLimitOptionsSchema = Type.Object({
     pattern: '^rediss?://[^\\s]+$',
     expected: 'a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS)',
     secret: true,
+    // eslint-disable-next-line no-template-curly-in-string -- the config file syntax, shown to users
     description: 'Redis server the counts are kept in, shared by every instance using it (`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS; use `${REDIS_URL}` in a config file). Absent: counted in this process\'s memory. The client is closed on shutdown.'
   })),
   redisPrefix: Type.Optional(Type.String({

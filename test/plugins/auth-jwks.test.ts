@@ -5,7 +5,7 @@
  * a fetch that fails keeps the known keys; keys of other uses and types are skipped; `jku`,
  * `x5u`, `jwk` and `x5c` headers are never fetched nor trusted; close() aborts a fetch.
  */
-import { describe, test, after, before, type TestContext } from 'node:test'
+import { describe, test, before, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'

@@ -391,7 +391,9 @@ test('a fetch Response is compressed with its own status and type; an event-stre
 test('request bodies are not decoded by this feature: with bodyLimit off, a gzip body reaches the parser as is', async (t) => {
   const { app } = await setup(t, { compression: true, bodyLimit: false }, async (app) => { app.post('/echo', async (request) => request.body) })
   const res = await app.inject({
-    method: 'POST', url: '/echo', payload: gzipSync(JSON.stringify({ a: 1 })),
+    method: 'POST',
+    url: '/echo',
+    payload: gzipSync(JSON.stringify({ a: 1 })),
     headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }
   })
   assert.equal(res.statusCode, 400)

@@ -21,7 +21,6 @@ async function setup (t: TestContext, config: CreateServerConfig): Promise<TestA
   return built
 }
 
-
 const OK = { status: 'ok' }
 
 function assertOk (res: LightMyRequestResponse, where: string): void {

@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { Readable, Writable } from 'node:stream'
-import Fastify, { type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
+import type { FastifyPluginAsync, LightMyRequestResponse } from 'fastify'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { assertOptionsRefused, build, listen, UUID, type TestApp } from '../helpers.js'
 

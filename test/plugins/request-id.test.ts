@@ -133,8 +133,6 @@ test('malformed incoming ids are replaced with a fresh UUID and never reflected'
 // ---------------------------------------------------------------------------------------
 // Raw sockets: header bytes that inject() would normalise away.
 
-
-
 function get (headerLines: string): string {
   return `GET /id HTTP/1.1\r\nHost: localhost\r\n${headerLines}Connection: close\r\n\r\n`
 }
