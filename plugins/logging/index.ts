@@ -56,11 +56,11 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
   }
 
   app.decorate('spikardAccessLog', accessLog)
-  app.addHook('onResponse', (request, reply, done) => {
+  app.addHook('onResponse', function spikardAccessLog (request, reply, done) {
     accessLog(request, reply)
     done()
   })
-  app.addHook('onRequestAbort', (request, done) => {
+  app.addHook('onRequestAbort', function spikardAccessLogAborted (request, done) {
     accessLog(request, undefined)
     done()
   })

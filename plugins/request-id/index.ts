@@ -17,7 +17,7 @@ async function spikardRequestId (app: FastifyInstance, options: RequestIdOptions
     const incoming = req.headers[name]
     return trustIncoming && typeof incoming === 'string' && WELL_FORMED.test(incoming) ? incoming : randomUUID()
   })
-  app.addHook('onRequest', (request, reply, done) => {
+  app.addHook('onRequest', function spikardRequestId (request, reply, done) {
     reply.header(name, request.id)
     done()
   })

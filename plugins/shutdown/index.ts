@@ -183,7 +183,7 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
     }
   }
 
-  app.addHook('onRequest', (request, _reply, done) => {
+  app.addHook('onRequest', function spikardShutdown (request, _reply, done) {
     if (lifecycle.phase === 'serving' || lifecycle.phase === 'draining' || request.routeOptions.config?.shutdown === false) return done()
     done(new errors.SPK_ERR_SHUTTING_DOWN())
   })

@@ -1,0 +1,77 @@
+/**
+ * The root plugin: every feature attaches once, for the whole app, and its hooks run in the
+ * order of the features list; the not-found handler gets them too.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import Fastify from 'fastify'
+import spikard from '../src/spikard.js'
+import { features } from '../src/options.js'
+
+/** Each lifecycle hook of one route, as printRoutes({ includeHooks: true }) lists them. */
+function hooksOf (tree: string, route: string): Record<string, string[]> {
+  const lines = tree.split('\n')
+  const start = lines.findIndex((line) => line.endsWith(route))
+  assert.notEqual(start, -1, `${route} not in\n${tree}`)
+  const hooks: Record<string, string[]> = {}
+  for (const line of lines.slice(start + 1)) {
+    const match = /• \((\w+)\) (\[.*\])$/.exec(line)
+    if (match === null) break
+    hooks[match[1]] = (JSON.parse(match[2]) as string[]).map((name) => name.replace(/\(\)$/, ''))
+  }
+  return hooks
+}
+
+test('every feature on: one hook per feature and lifecycle point, in the order of the features list', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  // A route registered before spikard, one after, and one in a prefixed plugin: the same hooks.
+  app.post('/before', async () => 'before')
+  await app.register(spikard, {
+    requestContext: true,
+    auth: { apiKey: { keys: ['k'.repeat(20)] } },
+    rateLimit: true,
+    shutdown: { signals: false }
+  })
+  app.post('/after', async () => 'after')
+  await app.register(async (child) => { child.post('/child', async () => 'child') }, { prefix: '/v1' })
+  await app.ready()
+  const tree = app.printRoutes({ includeHooks: true, commonPrefix: false })
+  const expected = {
+    onRequest: ['requestContextHook', 'spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'spikardRateLimit', 'spikardAuth'],
+    preParsing: ['spikardRateLimitIdentity', 'spikardBodyLimit'],
+    preValidation: ['requestContextPreValidationHook'],
+    onSend: ['spikardTimeoutStop', 'spikardCompress'],
+    onResponse: ['spikardAccessLog'],
+    onRequestAbort: ['spikardAccessLogAborted']
+  }
+  for (const route of ['/before (POST)', '/after (POST)', '/v1/child (POST)']) assert.deepStrictEqual(hooksOf(tree, route), expected, route)
+  // The registration order (and so the hook order) is the order of the features list.
+  assert.deepStrictEqual(Object.keys(features), ['requestContext', 'requestId', 'logging', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'compression'])
+})
+
+test('register(spikard) alone: the default features, and nothing of auth, rate limiting or the request context', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(spikard)
+  app.post('/x', async () => 'x')
+  await app.ready()
+  assert.deepStrictEqual(hooksOf(app.printRoutes({ includeHooks: true, commonPrefix: false }), '/x (POST)'), {
+    onRequest: ['spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart'],
+    preParsing: ['spikardBodyLimit'],
+    onSend: ['spikardTimeoutStop', 'spikardCompress'],
+    onResponse: ['spikardAccessLog'],
+    onRequestAbort: ['spikardAccessLogAborted']
+  })
+  for (const plugin of ['spikard-request-id', 'spikard-logging', 'spikard-shutdown', 'spikard-health', 'spikard-timeout', 'spikard-body-limit', 'spikard-compression']) {
+    assert.equal(app.hasPlugin(plugin), true, plugin)
+  }
+  for (const plugin of ['spikard-auth', 'spikard-rate-limit', 'spikard-request-context']) assert.equal(app.hasPlugin(plugin), false, plugin)
+  // What a route gets, over inject: an id, the probes, a problem for an unknown path.
+  const response = await app.inject({ method: 'POST', url: '/x' })
+  assert.match(String(response.headers['x-request-id']), /^[0-9a-f-]{36}$/)
+  assert.equal((await app.inject('/livez')).statusCode, 200)
+  const missing = await app.inject('/nowhere')
+  assert.equal(missing.headers['content-type'], 'application/problem+json; charset=utf-8')
+  assert.match(String(missing.headers['x-request-id']), /^[0-9a-f-]{36}$/)
+})
