@@ -9,7 +9,7 @@
  * latency, the server's CPU time per response (from /proc, not from the server's own
  * report) and its peak RSS; the 1 GiB stream records throughput and RSS growth.
  * Medians over the repetitions, ratios against bare Fastify taken within each repetition,
- * the budget lines of issue 6, and the whole report into bench/RESULTS.md.
+ * the budget lines (bench/lib/plan.ts), and the whole report into bench/RESULTS.md.
  *
  * Options: --quick, --check (exit 1 when a budget line fails), --reps N, --duration S,
  * --warmup-requests N, --warmup S (its time limit), --connections N, --rate R (fixed
@@ -369,7 +369,7 @@ async function main (): Promise<number> {
   log('')
   log(renderTables(results))
   if (budgets.length > 0) {
-    log('Budget (issue 6):')
+    log('Budget:')
     log(renderBudgets(budgets))
   }
   if (retried > 0) log(`\n${retried} run(s) measured again because other processes were using the CPU`)

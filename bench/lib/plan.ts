@@ -103,12 +103,16 @@ export interface StreamBudget {
 
 export type Budget = CpuBudget | StreamBudget
 
-/** Issue 6's budget. */
+/**
+ * The budget (issue 15, after issue 6's): spikard with its defaults (the access line
+ * included) at most 1.5x bare Fastify's CPU per request, aiming for 1.3x; with every
+ * feature on, at most 1.8x, aiming for 1.5x, on Node 20 and on Node 24.
+ */
 export const BUDGETS: Budget[] = [
-  { kind: 'cpu', server: 'spikard-all', scenario: 'json', max: 2.0 },
-  { kind: 'cpu', server: 'spikard-all', scenario: 'jwt', max: 2.0 },
-  { kind: 'cpu', server: 'spikard-defaults', scenario: 'json', max: 1.3 },
-  { kind: 'cpu', server: 'spikard-defaults', scenario: 'post', max: 1.3 },
+  { kind: 'cpu', server: 'spikard-all', scenario: 'json', max: 1.8 },
+  { kind: 'cpu', server: 'spikard-all', scenario: 'jwt', max: 1.8 },
+  { kind: 'cpu', server: 'spikard-defaults', scenario: 'json', max: 1.5 },
+  { kind: 'cpu', server: 'spikard-defaults', scenario: 'post', max: 1.5 },
   { kind: 'stream', server: 'spikard-all', maxRssGrowth: 50 * 1024 * 1024, minThroughputRatio: 0.8 },
   { kind: 'stream', server: 'spikard-defaults', maxRssGrowth: 50 * 1024 * 1024, minThroughputRatio: 0.8 }
 ]

@@ -1,11 +1,16 @@
-/** spikard with only its defaults: createServer({}) plus the routes (log lines, of which there are none per request, to a file). */
+/**
+ * spikard with its defaults: createServer with no feature key, so request ids, the access
+ * line, the body limit, the timeouts, compression, health and shutdown are on, and auth, rate
+ * limiting and the request context off. The access line goes to a file through spikard's
+ * own destination (`server.logger.file`), unbuffered, as a config with only `app:` gives.
+ */
 import { createServer } from '../../src/index.js'
-import { HOST, logDestination, serve } from './common.js'
+import { HOST, logPath, serve } from './common.js'
 import { benchRoutes } from './fastify-routes.js'
 
 await serve(async () => {
-  const { path: log, stream: logStream } = logDestination('spikard-defaults')
-  const app = await createServer({ app: benchRoutes() }, { logStream })
+  const log = logPath('spikard-defaults')
+  const app = await createServer({ server: { logger: { file: log } }, app: benchRoutes() })
   await app.listen({ host: HOST, port: 0 })
   return { server: app.server, close: () => app.close(), info: { verifiesJwt: false, limitsRate: false, log } }
 })

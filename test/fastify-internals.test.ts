@@ -1,0 +1,40 @@
+/**
+ * What src/fastify-internals.ts relies on in Fastify's private state. These fail when a
+ * Fastify release renames or reshapes it: then spikard falls back to the public API
+ * (slower: request.routeOptions builds an object per read, fastify/fastify#6141) or warns
+ * (request.signal stays Fastify's, fastify/fastify#6725), and this is where to look.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import Fastify, { type FastifyRequest } from 'fastify'
+import { internals, provideRequestSignal, routeConfig } from '../src/fastify-internals.js'
+
+async function requestOf (handler: (request: FastifyRequest) => unknown = () => {}): Promise<FastifyRequest> {
+  const app = Fastify()
+  let seen: FastifyRequest | undefined
+  app.get('/x', { config: { mark: 'x' } as never }, async (request) => { seen = request; handler(request); return 'ok' })
+  await app.inject('/x')
+  await app.close()
+  assert.ok(seen !== undefined)
+  return seen
+}
+
+test('a request holds its route context under Fastify\'s `fastify.context` symbol, whose config is routeOptions.config', async () => {
+  const request = await requestOf()
+  const symbol = Object.getOwnPropertySymbols(request).find((s) => s.description === internals.ROUTE_CONTEXT)
+  assert.ok(symbol !== undefined, `no ${internals.ROUTE_CONTEXT} symbol on the request: Fastify changed it`)
+  const context = (request as unknown as Record<symbol, { config?: object }>)[symbol]
+  // The very object the public getter returns, which features write their decisions on.
+  assert.equal(context.config, request.routeOptions.config)
+  assert.equal(routeConfig(request), request.routeOptions.config)
+  assert.equal((routeConfig(request) as { mark?: string }).mark, 'x')
+})
+
+test('request.signal reads its controller from Fastify\'s `fastify.request.signal` slot, created on first read', async () => {
+  const request = await requestOf((request) => { void request.signal })
+  assert.ok(Object.getOwnPropertySymbols(request).some((s) => s.description === internals.REQUEST_SIGNAL),
+    `no ${internals.REQUEST_SIGNAL} symbol on the request: Fastify changed it`)
+  const controller = new AbortController()
+  const fresh = await requestOf((request) => { assert.equal(provideRequestSignal(request, controller), true) })
+  assert.equal(fresh.signal, controller.signal)
+})
