@@ -4,7 +4,7 @@
  * then the feature's default state. Decodes to `false` or the fully defaulted options.
  */
 import { Type, type StaticDecode, type TBoolean, type TObject, type TSchema, type TUnion } from '@sinclair/typebox'
-import type { RouteOptions } from 'fastify'
+import type { FastifyServerOptions, RouteOptions } from 'fastify'
 import { describe, validate } from './schema.js'
 
 export interface FeatureShape<T extends TObject = TObject, K extends keyof T['properties'] & string = keyof T['properties'] & string> {
@@ -61,6 +61,10 @@ export interface FeatureDefinition<T extends TObject = TObject, O = any> extends
   /** The settings that matter at a glance, e.g. `max=1mb decode=on`. */
   settings: (options: O) => string
   columns?: Array<RouteColumn<O>>
+  /** Options the Fastify factory needs from the feature, from the server's creation on (createServer, spikardFastifyOptions). */
+  factory?: (options: O) => Partial<FastifyServerOptions> & { http?: Record<string, unknown> }
+  /** Header and query parameter names whose values are secrets: masked in every log line. */
+  secrets?: (options: O) => { headers: string[], query: string[] }
 }
 
 /** `1mb`, `512kb`, `100b`: the largest binary unit that divides it. */

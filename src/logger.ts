@@ -1,28 +1,24 @@
 /** The pino options of the server logger: level, destination, pretty printing and the redaction of secrets. */
 import { createRequire } from 'node:module'
 import type { FastifyServerOptions } from 'fastify'
-import { DEFAULT_SECRET_HEADERS, redactQuery } from '../plugins/logging/redact.js'
-import { apiKeyCarriers } from '../plugins/auth/options.js'
+import { redactQuery, secretNames } from './redact.js'
 import { SpikardConfigError } from './errors.js'
 import type { ResolvedConfig } from './config/schema.js'
 
 export function loggerOptions (
   logger: ResolvedConfig['server']['logger'],
-  logging: ResolvedConfig['logging'],
-  auth: ResolvedConfig['auth'],
+  config: ResolvedConfig,
   stream: { write: (line: string) => unknown } | undefined
 ): Exclude<FastifyServerOptions['logger'], boolean | undefined> {
   if (logger.pretty) assertPrettyInstalled()
-  // The same query names as the access line: the secret-looking ones, logging.redactQuery, the API key's parameter.
-  const hiddenQuery = new Set([...(logging === false ? [] : logging.redactQuery), ...apiKeyCarriers(auth).query].map((q) => q.toLowerCase()))
+  // The same names as the access line: the secret-looking ones, and those the features declare.
+  const { headers, query: hiddenQuery } = secretNames(config)
   return {
     level: logger.level,
     // Fastify keeps its own err and res serializers and takes this req over its default.
     serializers: { req: requestSerializer(hiddenQuery) },
     redact: {
-      paths: [...DEFAULT_SECRET_HEADERS, ...(logging === false ? [] : logging.redactHeaders), ...apiKeyCarriers(auth).headers]
-        .map((h) => h.toLowerCase())
-        .flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
+      paths: [...headers].flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
       censor: '[REDACTED]'
     },
     ...(stream === undefined ? {} : { stream }),

@@ -11,8 +11,8 @@ import spikard from './spikard.js'
 import { errors, PROBLEM_TYPE_BASE, errorDefinitions, type SpikardErrorCode } from './errors.js'
 import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
 import { resolveConfig, type SpikardConfig } from './config/schema.js'
-import { timeoutFactoryOptions } from '../plugins/timeout/server-timeouts.js'
 import { features, type FeatureName } from './options.js'
+import type { FeatureDefinition } from './feature.js'
 import { logDestination } from './log-destination.js'
 import { loggerOptions } from './logger.js'
 import { loadAppModule } from './app-module.js'
@@ -35,19 +35,23 @@ export interface CreateServerOptions {
  * even for requests Fastify rejects before routing.
  */
 export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: NodeJS.WritableStream, baseDir = process.cwd()): FastifyHttpOptions<Server> {
-  const { server, requestId, logging, bodyLimit, auth, timeout } = resolveConfig(config)
+  const resolved = resolveConfig(config)
+  const { server, requestId } = resolved
   const stream = logStream ?? (server.logger.pretty ? undefined : logDestination(server.logger, baseDir))
   const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
+  // What the features need from the factory: the body limit, Node's server timeouts.
+  const fromFeatures = Object.entries(features).flatMap(([name, feature]: [string, FeatureDefinition]) => {
+    const options = resolved[name as FeatureName]
+    return options === false || feature.factory === undefined ? [] : [feature.factory(options)]
+  })
   return {
-    logger: loggerOptions(server.logger, logging, auth, stream),
+    ...Object.assign({}, ...fromFeatures),
+    logger: loggerOptions(server.logger, resolved, stream),
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     // Requests during app.close() reach spikard (shutdown answers them with a 503 problem,
     // readiness keeps answering); Fastify's own 503 is plain JSON and skips the pre-close delay.
     return503OnClosing: false,
-    ...(bodyLimit === false ? {} : { bodyLimit: bodyLimit.max }),
-    // Node's server timeouts, from the server's creation on (the handler timeout is the plugin's).
-    ...(timeout === false ? {} : timeoutFactoryOptions(timeout, 'config')),
     // Fastify 5.12 turns a numeric trustProxy into "trust nothing"; a hop count is
     // expressed as a function instead (safe only when clients cannot bypass the proxies).
     trustProxy: typeof server.trustProxy === 'number'

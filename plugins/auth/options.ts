@@ -139,5 +139,7 @@ export const authFeature = {
       apiKey === undefined ? undefined : `apiKey(${apiKey.keys.length} key${apiKey.keys.length === 1 ? '' : 's'}, header=${apiKey.header}${apiKey.query === false ? '' : `, query=${apiKey.query}`})`
     ].filter((s) => s !== undefined).join(' ')
   },
-  columns: [{ title: 'AUTH', value: (route, o) => routeAuthLabel(route, o) }]
+  columns: [{ title: 'AUTH', value: (route, o) => routeAuthLabel(route, o) }],
+  // A custom API-key header or query parameter is as secret as the default ones.
+  secrets: apiKeyCarriers
 } satisfies FeatureDefinition<typeof AuthOptionsSchema, ResolvedAuthOptions>

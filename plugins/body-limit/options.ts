@@ -23,6 +23,8 @@ export const bodyLimitFeature = {
   summary: 'Request body size limit, on the decoded size of compressed bodies too.',
   enabledByDefault: true,
   shorthand: 'max',
+  // Fastify's own limit, for every route and its parsers (404s included).
+  factory: (o) => ({ bodyLimit: o.max }),
   settings: (o) => `max=${formatBytes(o.max)} decode=${o.decode ? 'on' : 'off'}`,
   columns: [{ title: 'BODY LIMIT', value: (route, o) => o === false ? 'off' : formatBytes(route.bodyLimit ?? o.max) }]
 } satisfies FeatureDefinition<typeof BodyLimitOptionsSchema, ResolvedBodyLimitOptions>

@@ -1,8 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest, FastifyReply } from 'fastify'
 import { resolveLoggingOptions, type LoggingOptions } from './options.js'
-import { redactHeaders, redactQuery, secretHeaders } from './redact.js'
-import { apiKeyCarriers } from '../auth/options.js'
+import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { routeConfig } from '../../src/fastify-internals.js'
 
 declare module 'fastify' {
@@ -26,11 +25,10 @@ declare module 'fastify' {
  * onRequestAbort hook; it has no reply then, so no status, duration or size.
  */
 async function spikardLogging (app: FastifyInstance, options: LoggingOptions): Promise<void> {
-  const { level, headers, redactHeaders: extraHeaders, redactQuery: extraQuery } = resolveLoggingOptions(options)
-  // A custom API-key header or query parameter is as secret as the default ones.
-  const apiKey = apiKeyCarriers(app.spikard?.options.auth)
-  const hidden = secretHeaders([...extraHeaders, ...apiKey.headers])
-  const hiddenQuery = new Set([...extraQuery, ...apiKey.query].map((q) => q.toLowerCase()))
+  const resolved = resolveLoggingOptions(options)
+  const { level, headers } = resolved
+  // This feature's own names and the other features' (a custom API-key header or parameter).
+  const { headers: hidden, query: hiddenQuery } = secretNames({ ...app.spikard?.options, logging: resolved })
 
   function accessLog (request: FastifyRequest, reply: FastifyReply | undefined): void {
     const config = routeConfig(request)

@@ -34,6 +34,7 @@ export const loggingFeature = {
   schema: LoggingOptionsSchema,
   summary: 'One structured JSON access line per request, secrets redacted.',
   enabledByDefault: true,
+  secrets: (o) => ({ headers: o.redactHeaders, query: o.redactQuery }),
   settings: (o) => `level=${o.level}${o.headers ? ' headers' : ''}`,
   columns: [{ title: 'ACCESS LOG', value: (route, o) => o === false || route.config?.logging === false ? 'off' : 'on' }]
 } satisfies FeatureDefinition<typeof LoggingOptionsSchema, ResolvedLoggingOptions>

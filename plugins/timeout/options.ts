@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
 import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
+import { timeoutFactoryOptions } from './server-timeouts.js'
 
 export const TimeoutOptionsSchema = Type.Object({
   handler: Type.Optional(Duration({
@@ -39,6 +40,7 @@ export const timeoutFeature = {
   summary: 'Handler timeout, and safe server timeouts for slow headers, slow bodies and idle connections.',
   enabledByDefault: true,
   shorthand: 'handler',
+  factory: (o) => timeoutFactoryOptions(o),
   settings: (o) => `handler=${formatDuration(o.handler)} headers=${formatDuration(o.headers)} request=${formatDuration(o.request)} keepAlive=${formatDuration(o.keepAlive)}`,
   columns: [{
     title: 'TIMEOUT',

@@ -7,7 +7,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyPluginAsync } from 'fastify'
-import { REDACTED, redactQuery } from '../../plugins/logging/redact.js'
+import { REDACTED, redactQuery } from '../../src/redact.js'
 import { build, listen } from '../helpers.js'
 
 const none = new Set<string>()

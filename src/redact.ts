@@ -1,11 +1,9 @@
-/** Redaction of secrets in access lines: header values and query-string values. */
+/** Redaction of secrets in every log line: header values and query-string values. */
+import { features, type FeatureName } from './options.js'
+import type { FeatureDefinition } from './feature.js'
 
 export const REDACTED = '[REDACTED]'
 export const DEFAULT_SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key']
-
-export function secretHeaders (extra: string[]): Set<string> {
-  return new Set([...DEFAULT_SECRET_HEADERS, ...extra].map((h) => h.toLowerCase()))
-}
 
 export function redactHeaders (headers: Record<string, unknown>, hidden: Set<string>): Record<string, unknown> {
   const out: Record<string, unknown> = {}
@@ -65,4 +63,23 @@ export function redactQuery (query: string, extra: Set<string>): string {
     const hidden = extra.has(lower) || (bracket > 0 && extra.has(lower.slice(0, bracket))) || secretQueryName(name)
     return hidden ? `${pair.slice(0, eq)}=${REDACTED}` : pair
   }).join('&')
+}
+
+/**
+ * Every header and query parameter name whose value is a secret, for the options in force:
+ * the defaults above plus what each feature declares (`secrets` in its definition: the
+ * logging feature's redactHeaders and redactQuery, the API key's header and parameter).
+ * Lower-cased. The query names add to those matched by name (secretQueryName).
+ */
+export function secretNames (options: Partial<Record<FeatureName, unknown>>): { headers: Set<string>, query: Set<string> } {
+  const headers = new Set(DEFAULT_SECRET_HEADERS)
+  const query = new Set<string>()
+  for (const [name, feature] of Object.entries(features) as Array<[FeatureName, FeatureDefinition]>) {
+    const value = options[name]
+    if (value === false || value === undefined || feature.secrets === undefined) continue
+    const secrets = feature.secrets(value)
+    for (const h of secrets.headers) headers.add(h.toLowerCase())
+    for (const q of secrets.query) query.add(q.toLowerCase())
+  }
+  return { headers, query }
 }
