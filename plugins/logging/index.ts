@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest, FastifyReply } from 'fastify'
 import { resolveLoggingOptions, type LoggingOptions } from './options.js'
 import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { routeConfig } from '../../src/fastify-internals.js'
+import { ProxyWatch } from './proxies.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -30,7 +31,10 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
   // This feature's own names and the other features' (a custom API-key header or parameter).
   const { headers: hidden, query: hiddenQuery } = secretNames({ ...app.spikard?.options, logging: resolved })
 
+  const proxies = new ProxyWatch(app.log)
+
   function accessLog (request: FastifyRequest, reply: FastifyReply | undefined): void {
+    if (proxies.watching) proxies.look(request)
     const config = routeConfig(request)
     if (config.logging === false) return
     const url = request.url

@@ -19,9 +19,6 @@ export type PreParsing = preParsingHookHandler
 
 /** What every limit of one app shares. */
 export class Shared {
-  /** Until a request with a proxy header shows whether Fastify resolves proxies, each is looked at. */
-  watchingProxies = true
-
   constructor (
     readonly options: ResolvedRateLimitOptions,
     readonly allow: AllowList,
@@ -29,31 +26,6 @@ export class Shared {
     readonly outage: Outage,
     readonly log: FastifyBaseLogger
   ) {}
-
-  /**
-   * Warns once when requests carry proxy headers that Fastify ignores, so every client
-   * behind the proxy shares the proxy's count: `server.trustProxy` unset, or not trusting
-   * the peer (a hop count trusts no one since Fastify 5.12). Ignoring them is right (a
-   * forged X-Forwarded-For changes nothing), but behind a real proxy it is seldom what
-   * was meant. Looked at until the first request with a proxy header.
-   */
-  noteProxyHeaders (request: FastifyRequest, address: string): void {
-    const headers = request.headers
-    const header = headers['x-forwarded-for'] !== undefined
-      ? 'x-forwarded-for'
-      : headers.forwarded !== undefined ? 'forwarded' : headers['x-real-ip'] !== undefined ? 'x-real-ip' : undefined
-    if (header === undefined) return
-    this.watchingProxies = false
-    const peer = request.socket?.remoteAddress
-    if (request.ip !== peer) return
-    // Fastify defines `ips` only when trustProxy is set.
-    const why = 'ips' in request
-      ? 'server.trustProxy does not trust the peer they come from (a hop count trusts no proxy since Fastify 5.12: list the proxies\' addresses or CIDRs)'
-      : 'server.trustProxy is not set'
-    this.log.warn({ header, remoteAddress: peer, countedAs: address },
-      `rateLimit: requests carry ${header} but ${why}, so clients are counted by the address of the proxy they come through ` +
-      '(all of them in one count) (logged once)')
-  }
 }
 
 export interface LimitSpec {
@@ -87,7 +59,6 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
     const own = value === undefined ? undefined : value(request)
     let storeKey: string
     if (own === undefined) {
-      if (shared.watchingProxies) shared.noteProxyHeaders(request, address)
       storeKey = addressKey(address)
     } else {
       if (allow.values !== undefined && allow.values.has(own)) return next()

@@ -336,3 +336,14 @@ test('a request the client aborts, and a stream that fails half-way, each get th
   ])
   for (const line of lines) assert.match(line.reqId, UUID)
 })
+
+test('proxy headers Fastify ignores (trustProxy unset) are warned about once, rate limiting on or not (real socket)', async (t) => {
+  const { app, logs } = await setup(t, {})
+  const { url } = await listen(app)
+  for (const xff of ['203.0.113.1', '203.0.113.2']) await (await fetch(`${url}/users/1`, { headers: { 'x-forwarded-for': xff } })).text()
+  const warned = logs.filter((l) => l.level === 40 && /x-forwarded-for/.test(l.msg))
+  assert.deepStrictEqual(warned.map((l) => [l.header, l.remoteAddress]), [['x-forwarded-for', '127.0.0.1']])
+  assert.match(warned[0].msg, /server\.trustProxy is not set/)
+  // The access line has the peer's address, not the forged one.
+  assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => l.remoteAddress), ['127.0.0.1', '127.0.0.1'])
+})
