@@ -12,7 +12,7 @@
  *   responses, so caches could not tell the two apart (see negotiate.ts);
  * - sends a body whose first bytes merely look like gzip or deflate (any text starting
  *   with `80` or `x `) unchanged, under the negotiated Content-Encoding: a corrupt
- *   response (fastify/fastify-compress#347);
+ *   response (fastify/fastify-compress#347); here only a real gzip file is left as it is;
  * - holds a stream's output until zlib's buffers fill, so a slow stream arrived all at
  *   the end;
  * - compresses a response that says `Content-Encoding: identity`;
@@ -95,7 +95,7 @@ function compressible (reply: FastifyReply, body: unknown, settings: Settings): 
   if (reply.hasHeader('content-encoding') ||
     reply.statusCode === 206 || reply.hasHeader('content-range') ||
     !settings.compressible(String(reply.getHeader('content-type') ?? 'application/json'))) return undefined
-  return kind === 'buffered' && looksCompressed(body as string | Buffer) ? undefined : kind
+  return kind === 'buffered' && isGzip(body as string | Buffer) ? undefined : kind
 }
 
 /** A fetch Response as Fastify would send it: its status and headers on the reply, its body as the payload. */
@@ -106,13 +106,13 @@ function unwrap (reply: FastifyReply, response: Response): ReadableStream | null
 }
 
 /**
- * @fastify/compress's test for a body that is already gzip or deflate (lib/utils.js,
- * isGzip and isDeflate): two or three bytes, which plain text matches often enough.
+ * A gzip file (its magic bytes and method), sent as the resource itself: compressing it
+ * again gains nothing. Only the three-byte gzip signature counts; a looser test (the
+ * two-byte zlib header @fastify/compress also checks) matches plain text such as `80,...`.
  */
-function looksCompressed (body: string | Buffer): boolean {
-  const b = typeof body === 'string' ? Buffer.from(body.slice(0, 3)) : body
-  if (b.length > 2 && b[0] === 0x1f && b[1] === 0x8b && b[2] === 0x08) return true
-  return b.length > 1 && (b[0] & 0x0f) === 0x08 && (b[0] & 0x80) === 0 && ((b[0] << 8) + b[1]) % 31 === 0
+function isGzip (body: string | Buffer): boolean {
+  if (typeof body === 'string') return false
+  return body.length > 2 && body[0] === 0x1f && body[1] === 0x8b && body[2] === 0x08
 }
 
 /**
