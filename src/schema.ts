@@ -42,6 +42,8 @@ export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, ...option
     Type.String({ pattern: DURATION.source })
   ], {
     ...options,
+    // What a value of it is, for `spikard check` (which shows 30000 as 30s).
+    unit: 'duration',
     expected: minimum > 0
       ? `a duration of at least ${minimumText} (milliseconds, or a string such as "30s", "1m", "1h")`
       : 'a duration (milliseconds, or a string such as "500ms", "30s", "1m")'
@@ -60,6 +62,7 @@ export const Size = ({ minimum = 0, maximum, maximumText = `${maximum} bytes`, .
     Type.String({ pattern: SIZE.source })
   ], {
     ...options,
+    unit: 'size',
     expected: 'a size (bytes, or a string such as "512kb", "1mb")' +
       (minimum > 0 ? ` of at least ${minimum} byte${minimum === 1 ? '' : 's'}` : '') +
       (maximum === undefined ? '' : ` of at most ${maximumText}`)

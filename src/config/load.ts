@@ -76,15 +76,25 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   return { file, config: resolveConfig(substituted, { coerce: true, source }), raw }
 }
 
-const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+/** `${VAR}` or `${VAR:-default}`: the name is group 1, the default group 2. */
+export const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+
+/**
+ * A variable's value, when it counts as set: an own, non-empty string entry of the
+ * environment (env['toString'] would otherwise be a function of Object.prototype; empty
+ * counts as unset, as `${VAR:-x}` does in the shell).
+ */
+export function envValue (env: Record<string, string | undefined>, name: string): string | undefined {
+  const v = Object.hasOwn(env, name) ? env[name] : undefined
+  return typeof v === 'string' && v !== '' ? v : undefined
+}
 
 /** Replaces ${VAR} and ${VAR:-default} (default when unset or empty, as in the shell) in every string. */
 export function substitute (value: unknown, path: string, env: Record<string, string | undefined>, problems: string[]): unknown {
   if (typeof value === 'string') {
     return value.replace(VARIABLE, (_match, name: string, fallback: string | undefined) => {
-      // Own string entries only: env['toString'] would otherwise be a function of Object.prototype.
-      const v = Object.hasOwn(env, name) ? env[name] : undefined
-      if (typeof v === 'string' && v !== '') return v
+      const v = envValue(env, name)
+      if (v !== undefined) return v
       if (fallback !== undefined) return fallback
       problems.push(`${path || '(root)'}: environment variable ${name} is not set and has no default (write \${${name}:-default} to give one)`)
       return ''

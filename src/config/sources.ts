@@ -14,6 +14,7 @@
  */
 import { Kind, TransformKind, type TSchema } from '@sinclair/typebox'
 import { ConfigSchema, type ResolvedConfig } from './schema.js'
+import { envValue, VARIABLE } from './load.js'
 import { features, type FeatureName } from '../options.js'
 import { formatBytes, formatDuration } from '../feature.js'
 
@@ -36,8 +37,6 @@ export interface Sources {
   warnings: string[]
 }
 
-/** As config/load.ts substitutes: `${VAR}` or `${VAR:-fallback}`, set when a non-empty string. */
-const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}/g
 /** Values that name or hash a secret rather than hold it (`{ name, sha256 }` API keys, `kid`). */
 const NOT_SECRET_KEYS = new Set(['name', 'kid', 'sha256'])
 const MAX_VALUE = 60
@@ -92,8 +91,7 @@ function sourceOf (rawValue: unknown, env: Record<string, string | undefined>): 
   if (rawValue === undefined) return 'default'
   const names = [...new Set(strings(rawValue).flatMap((s) => [...s.matchAll(VARIABLE)].map((m) => m[1])))]
   if (names.length === 0) return 'config file'
-  const isSet = (name: string): boolean => Object.hasOwn(env, name) && typeof env[name] === 'string' && env[name] !== ''
-  const set = names.filter(isSet)
+  const set = names.filter((name) => envValue(env, name) !== undefined)
   return set.length > 0 ? `environment (${set.join(', ')})` : `config file (${names.join(', ')} unset)`
 }
 
@@ -123,7 +121,7 @@ function envName (path: string): string {
 
 /** A value in a few words: durations and sizes with their unit, long values cut. */
 function show (schema: TSchema, value: unknown): string {
-  const unit = unitOf(schema)
+  const unit = schema.unit as 'duration' | 'size' | undefined
   let text: string
   if (typeof value === 'number' && unit === 'duration') text = formatDuration(value)
   else if (typeof value === 'number' && unit === 'size') text = formatBytes(value)
@@ -135,17 +133,6 @@ function show (schema: TSchema, value: unknown): string {
 function item (value: unknown): string {
   if (typeof value === 'string') return value === '' || /[\s"',[\]]/.test(value) ? JSON.stringify(value) : value
   return JSON.stringify(value) ?? String(value)
-}
-
-/** Duration and Size options (src/schema.ts) accept a string with a unit: tell which by what it accepts. */
-function unitOf (schema: TSchema): 'duration' | 'size' | undefined {
-  if ((schema as any)[TransformKind] === undefined || schema[Kind] !== 'Union') return undefined
-  const pattern = (schema.anyOf as TSchema[]).find((b) => b[Kind] === 'String' && typeof b.pattern === 'string')?.pattern as string | undefined
-  if (pattern === undefined) return undefined
-  const accepts = (text: string): boolean => new RegExp(pattern, 'i').test(text)
-  if (accepts('30s') && !accepts('1mb')) return 'duration'
-  if (accepts('1mb') && !accepts('30s')) return 'size'
-  return undefined
 }
 
 function asObject (value: unknown): Record<string, unknown> | undefined {
