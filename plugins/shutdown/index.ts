@@ -175,7 +175,9 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
   /** Answers the requests whose body is still arriving with a 503 problem. */
   function cutUploads (): void {
     for (const request of connections.receiving()) {
-      app.log.warn({ url: request.url, elapsedMs: since(started) }, 'shutdown: cutting a request whose body is still arriving')
+      // The path only: a query string may carry a secret (this line is not the access line's redaction).
+      const url = request.url ?? ''
+      app.log.warn({ url: url.split('?', 1)[0], elapsedMs: since(started) }, 'shutdown: cutting a request whose body is still arriving')
       // Whoever reads the body (Fastify's parser, or the handler's stream) gets the error and
       // the reply renders it; nobody reading it: nobody could answer, so the connection goes.
       if (request.listenerCount('error') > 0) request.emit('error', new errors.SPK_ERR_SHUTTING_DOWN())
