@@ -6,6 +6,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { startupSummary, type ServerFacts } from '../src/summary.js'
 import { resolveSpikardOptions, type SpikardOptions } from '../src/options.js'
+import { build, listen } from './helpers.js'
 
 const FACTS: ServerFacts = { trustProxy: false, bodyLimit: 1024 * 1024, logLevel: 'info' }
 const KEY = 'k3y-0f-at-least-16-chars'
@@ -162,5 +163,21 @@ describe('startupSummary', () => {
     for (const secret of [jwtSecret, rotated, apiKey, namedKey, password, 'redis.internal', 'redis://']) {
       assert.ok(!text.includes(secret), `${secret} in ${text}`)
     }
+  })
+})
+
+describe('the startup line', () => {
+  it('is logged once the server listens on a real socket, with one warn line per risky choice; not before', async (t) => {
+    const { app, logs } = await build({ server: { trustProxy: true, logger: { level: 'info' } }, bodyLimit: false })
+    t.after(() => app.close())
+    await app.ready()
+    assert.equal(logs.filter((l) => l.msg === 'spikard features').length, 0)
+    await listen(app)
+    const lines = logs.filter((l) => l.msg === 'spikard features')
+    assert.equal(lines.length, 1)
+    const expected = startupSummary(app.spikard.options, { trustProxy: true, bodyLimit: app.initialConfig.bodyLimit, logLevel: 'info' })
+    assert.deepStrictEqual({ features: lines[0].features, off: lines[0].off }, expected.record)
+    assert.ok(expected.warnings.length >= 2)
+    assert.deepStrictEqual(logs.filter((l) => l.level === 40).map((l) => l.msg), expected.warnings)
   })
 })
