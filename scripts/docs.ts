@@ -45,7 +45,7 @@ export function generatedSections (): Record<string, string> {
   }
   for (const [name, feature] of Object.entries(features)) {
     const shorthand = 'shorthand' in feature ? `; a single value sets \`${name}.${feature.shorthand}\` (\`${name}: ${SHORTHAND_EXAMPLES[name] ?? '...'}\`)` : ''
-    sections[name] = `${feature.enabledByDefault ? 'On' : 'Off'} by default${shorthand}.\n\n${optionsTable(feature.schema, `${name}.`)}`
+    sections[name] = `${feature.enabledByDefault ? 'On' : 'Off'} by default${'offInProduction' in feature ? ' (off when `NODE_ENV=production` unless the key is set)' : ''}${shorthand}.\n\n${optionsTable(feature.schema, `${name}.`)}`
   }
   return sections
 }

@@ -6,6 +6,7 @@
 import { Type, type StaticDecode, type TBoolean, type TObject, type TSchema, type TUnion } from '@sinclair/typebox'
 import type { FastifyServerOptions, RouteOptions } from 'fastify'
 import { describe, validate } from './schema.js'
+import type { SpikardErrorCode } from './errors.js'
 
 export interface FeatureShape<T extends TObject = TObject, K extends keyof T['properties'] & string = keyof T['properties'] & string> {
   schema: T
@@ -13,6 +14,8 @@ export interface FeatureShape<T extends TObject = TObject, K extends keyof T['pr
   summary: string
   /** On when its key is absent. */
   enabledByDefault: boolean
+  /** ...except when NODE_ENV is `production`: then on only when its key is set. */
+  offInProduction?: boolean
   /** The option a scalar value sets: `bodyLimit: '512kb'` is `bodyLimit: { max: '512kb' }`. */
   shorthand?: K
 }
@@ -65,6 +68,34 @@ export interface FeatureDefinition<T extends TObject = TObject, O = any> extends
   factory?: (options: O) => Partial<FastifyServerOptions> & { http?: Record<string, unknown> }
   /** Header and query parameter names whose values are secrets: masked in every log line. */
   secrets?: (options: O) => { headers: string[], query: string[] }
+  /** What the feature adds to the OpenAPI document (plugins/openapi), so no user writes it by hand. */
+  openapi?: FeatureOpenApi<O>
+}
+
+/** A response header in the OpenAPI document. */
+export interface HeaderDoc { description: string, schema: { type: 'string' | 'integer' } }
+
+/** What a feature adds to one route's operation. */
+export interface OperationDoc {
+  /**
+   * Errors the route may answer with, by their code in src/errors.ts (which gives the
+   * status, title and meaning); `status` where the feature's options change it, `note` for
+   * this route's setting (`limit 1mb`), `headers` for the headers the error carries.
+   */
+  errors?: Array<{ code: SpikardErrorCode, status?: number, note?: string, headers?: Record<string, HeaderDoc> }>
+  /** Headers on every response of the route, its successes and its problems. */
+  headers?: Record<string, HeaderDoc>
+  /** The route's security requirement: alternatives, `[]` for a public route. */
+  security?: Array<Record<string, string[]>>
+  /** Sentences for the operation's description (`Rate limit: 100/1m.`). */
+  notes?: string[]
+}
+
+export interface FeatureOpenApi<O> {
+  /** The route as registered, with the features' decisions on its config; undefined when the feature adds nothing. */
+  operation?: (route: RouteOptions, options: O) => OperationDoc | undefined
+  /** `components.securitySchemes`, and the document's `security` (any one scheme suffices). */
+  security?: (options: O) => { schemes: Record<string, Record<string, unknown>>, requirement: Array<Record<string, string[]>> }
 }
 
 /** `1mb`, `512kb`, `100b`: the largest binary unit that divides it. */

@@ -16,9 +16,11 @@ import { rateLimitFeature } from '../plugins/rate-limit/options.js'
 import { authFeature } from '../plugins/auth/options.js'
 import { bodyLimitFeature } from '../plugins/body-limit/options.js'
 import { compressionFeature } from '../plugins/compression/options.js'
+import { openapiFeature } from '../plugins/openapi/options.js'
 
 /** Every feature, in the order the root plugin registers them (and their hooks run). */
 export const features = {
+  openapi: openapiFeature,
   requestContext: requestContextFeature,
   requestId: requestIdFeature,
   logging: loggingFeature,
@@ -34,6 +36,7 @@ export const features = {
 export type FeatureName = keyof typeof features
 
 export const SpikardOptionsSchema = Type.Object({
+  openapi: Type.Optional(Feature(features.openapi)),
   requestContext: Type.Optional(Feature(features.requestContext)),
   requestId: Type.Optional(Feature(features.requestId)),
   logging: Type.Optional(Feature(features.logging)),
@@ -52,5 +55,14 @@ export type SpikardOptions = Static<typeof SpikardOptionsSchema>
 export type ResolvedSpikardOptions = Defaulted<typeof SpikardOptionsSchema>
 
 export function resolveSpikardOptions (options: unknown, source?: string): ResolvedSpikardOptions {
-  return validate(SpikardOptionsSchema, options ?? {}, { source }) as ResolvedSpikardOptions
+  return offInProduction(options, validate(SpikardOptionsSchema, options ?? {}, { source }) as ResolvedSpikardOptions)
+}
+
+/** With NODE_ENV=production, the features that are `offInProduction` and absent from `given` turn off. */
+export function offInProduction<T extends Partial<Record<FeatureName, unknown>>> (given: unknown, resolved: T): T {
+  if (process.env.NODE_ENV !== 'production') return resolved
+  for (const [name, feature] of Object.entries(features)) {
+    if ('offInProduction' in feature && (given as Record<string, unknown> | undefined)?.[name] === undefined) (resolved as Record<string, unknown>)[name] = false
+  }
+  return resolved
 }

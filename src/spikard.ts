@@ -3,9 +3,11 @@
  * by one handler, then each enabled feature in this order, which is also the order their
  * hooks run in at each point of the request lifecycle:
  *
- *   1. requestContext  2. requestId  3. logging  4. shutdown  5. health  6. timeout
- *   7. rateLimit  8. auth  9. bodyLimit  10. compression
+ *   1. openapi  2. requestContext  3. requestId  4. logging  5. shutdown  6. health
+ *   7. timeout  8. rateLimit  9. auth  10. bodyLimit  11. compression
  *
+ * The OpenAPI document first: it adds no request hooks, and its collector must see every
+ * route registered after it, the health probes included.
  * The request context first, so every later hook runs inside it; request ids and the
  * access log next so every later hook's errors and logs carry the id; shutdown before
  * health so readiness can see the shutdown phase; the handler timeout's clock before
@@ -25,6 +27,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import problemDetails from './problem-details.js'
 import { SpikardConfigError } from './errors.js'
 import { resolveSpikardOptions, type ResolvedSpikardOptions, type SpikardOptions } from './options.js'
+import openapi from '../plugins/openapi/index.js'
 import requestContext from '../plugins/request-context/index.js'
 import requestId from '../plugins/request-id/index.js'
 import logging from '../plugins/logging/index.js'
@@ -102,6 +105,7 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   })
 
   await app.register(problemDetails)
+  if (resolved.openapi !== false) await app.register(openapi, resolved.openapi)
   if (resolved.requestContext !== false) await app.register(requestContext, resolved.requestContext)
   if (resolved.requestId !== false) await app.register(requestId, resolved.requestId)
   if (resolved.logging !== false) await app.register(logging, resolved.logging)

@@ -7,8 +7,8 @@
  */
 import { Type, type Static, type TUnsafe } from '@sinclair/typebox'
 import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
-import type { FeatureDefinition } from '../../src/feature.js'
-import { routeAuthLabel } from './route.js'
+import type { FeatureDefinition, OperationDoc } from '../../src/feature.js'
+import { declaredPolicy, routeAuthLabel } from './route.js'
 
 /** Every algorithm spikard verifies. `none` is not one of them, in any spelling. */
 export const JWT_ALGORITHMS = [
@@ -141,5 +141,39 @@ export const authFeature = {
   },
   columns: [{ title: 'AUTH', value: (route, o) => routeAuthLabel(route, o) }],
   // A custom API-key header or query parameter is as secret as the default ones.
-  secrets: apiKeyCarriers
+  secrets: apiKeyCarriers,
+  openapi: {
+    security: (o) => {
+      const schemes = securitySchemes(o)
+      return { schemes, requirement: Object.keys(schemes).map((name) => ({ [name]: [] })) }
+    },
+    operation: (route, o) => {
+      const policy = declaredPolicy(route, o)
+      if (policy === 'invalid') return undefined
+      if (policy === null) return { security: [], notes: ['Public: no credentials needed.'] }
+      const schemes = securitySchemes(o)
+      const accepted = Object.keys(schemes).filter((name) => policy[name.startsWith('apiKey') ? 'apiKey' : 'jwt'])
+      const doc: OperationDoc = {
+        security: accepted.map((name) => ({ [name]: [] })),
+        errors: [{ code: 'SPK_ERR_UNAUTHORIZED', headers: { 'WWW-Authenticate': { description: 'The challenge: the schemes this route accepts.', schema: { type: 'string' } } } }]
+      }
+      if (policy.claims.length > 0) {
+        const claims = policy.claims.map((c) => `\`${c.name}\` ${c.accepted.size === 1 ? 'equal to' : 'one of'} ${[...c.accepted].map((v) => `\`${String(v)}\``).join(', ')}`)
+        doc.errors?.push({ code: 'SPK_ERR_FORBIDDEN', note: `the token lacks a required claim: ${claims.join('; ')}` })
+        doc.notes = [`Requires a JWT with the claims ${claims.join('; ')}.`]
+      }
+      return doc
+    }
+  }
 } satisfies FeatureDefinition<typeof AuthOptionsSchema, ResolvedAuthOptions>
+
+/** The OpenAPI security schemes of the configured auth: a bearer JWT, an API key in its header and, when allowed, in the query. */
+function securitySchemes (o: ResolvedAuthOptions): Record<string, Record<string, unknown>> {
+  const schemes: Record<string, Record<string, unknown>> = {}
+  if (o.jwt !== undefined) schemes.bearerAuth = { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: `A JWT signed with ${o.jwt.algorithms.join(', ')}, in \`Authorization: Bearer <token>\`.` }
+  if (o.apiKey !== undefined) {
+    schemes.apiKey = { type: 'apiKey', in: 'header', name: o.apiKey.header, description: `An API key in the \`${o.apiKey.header}\` header.` }
+    if (o.apiKey.query !== false) schemes.apiKeyQuery = { type: 'apiKey', in: 'query', name: o.apiKey.query, description: `An API key in the \`${o.apiKey.query}\` query parameter (for clients that cannot set headers).` }
+  }
+  return schemes
+}

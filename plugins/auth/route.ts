@@ -128,11 +128,16 @@ function satisfies (value: unknown, rule: ClaimRule): boolean {
  */
 export function routeAuthLabel (route: { config?: unknown }, auth: false | { jwt?: unknown, apiKey?: unknown } | undefined): string {
   if (auth === false || auth === undefined) return 'off'
-  const configured = { jwt: auth.jwt !== undefined, apiKey: auth.apiKey !== undefined }
-  const problems: string[] = []
-  const policy = read((route.config as { auth?: unknown } | undefined)?.auth, configured, problems)
-  if (problems.length > 0) return 'invalid'
+  const policy = declaredPolicy(route, auth)
+  if (policy === 'invalid') return 'invalid'
   if (policy === null) return 'public'
   const schemes = (['jwt', 'apiKey'] as const).filter((s) => policy[s]).join('|')
   return [schemes, ...policy.claims.map((c) => `${c.name}=${[...c.accepted].join('|')}`)].join(' ')
+}
+
+/** The policy a route declares (`null`: public), or `invalid` where routePolicy would refuse it; for descriptions. */
+export function declaredPolicy (route: { config?: unknown }, auth: { jwt?: unknown, apiKey?: unknown }): RoutePolicy | null | 'invalid' {
+  const problems: string[] = []
+  const policy = read((route.config as { auth?: unknown } | undefined)?.auth, { jwt: auth.jwt !== undefined, apiKey: auth.apiKey !== undefined }, problems)
+  return problems.length > 0 ? 'invalid' : policy
 }

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Size, optionsResolver, type Defaulted } from '../../src/schema.js'
 import { formatBytes, type FeatureDefinition } from '../../src/feature.js'
+import type { RouteOptions } from 'fastify'
 
 export const BodyLimitOptionsSchema = Type.Object({
   max: Type.Optional(Size({
@@ -26,5 +27,23 @@ export const bodyLimitFeature = {
   // Fastify's own limit, for every route and its parsers (404s included).
   factory: (o) => ({ bodyLimit: o.max }),
   settings: (o) => `max=${formatBytes(o.max)} decode=${o.decode ? 'on' : 'off'}`,
-  columns: [{ title: 'BODY LIMIT', value: (route, o) => o === false ? 'off' : formatBytes(route.bodyLimit ?? o.max) }]
+  columns: [{ title: 'BODY LIMIT', value: (route, o) => o === false ? 'off' : formatBytes(route.bodyLimit ?? o.max) }],
+  openapi: {
+    operation: (route, o) => {
+      if (!takesBody(route)) return undefined
+      const limit = formatBytes(route.bodyLimit ?? o.max)
+      return {
+        errors: [
+          { code: 'SPK_ERR_BODY_TOO_LARGE', note: `limit ${limit}${o.decode ? ', after decoding' : ''}` },
+          ...(o.decode ? [] : [{ code: 'SPK_ERR_UNSUPPORTED_ENCODING' as const, note: 'bodies with a Content-Encoding are refused' }])
+        ],
+        notes: [`Request body limit: ${limit}${o.decode ? ' (gzip, deflate and br bodies are decoded; the limit applies to the decoded size)' : ''}.`]
+      }
+    }
+  }
 } satisfies FeatureDefinition<typeof BodyLimitOptionsSchema, ResolvedBodyLimitOptions>
+
+/** A route that reads a request body: it declares one, or its method carries one. */
+export function takesBody (route: Pick<RouteOptions, 'method' | 'schema'>): boolean {
+  return route.schema?.body !== undefined || [route.method].flat().some((m) => m === 'POST' || m === 'PUT' || m === 'PATCH')
+}

@@ -25,14 +25,17 @@ const config: ProbeConfig = { logging: false, auth: false, rateLimit: false, shu
 
 const OK = { status: 'ok' } as const
 
-const probe: RouteShorthandOptions = {
+/** A probe's route options; the summary and the `health` tag are for the OpenAPI document. */
+const probe = (summary: string): RouteShorthandOptions => ({
   config,
   schema: {
+    tags: ['health'],
+    summary,
     response: {
       200: { type: 'object', properties: { status: { type: 'string', const: 'ok' } }, required: ['status'], additionalProperties: false }
     }
   }
-}
+})
 
 async function spikardHealth (app: FastifyInstance, options: HealthOptions): Promise<void> {
   const { liveness, readiness } = resolveHealthOptions(options)
@@ -51,17 +54,17 @@ async function spikardHealth (app: FastifyInstance, options: HealthOptions): Pro
   }
 
   await app.register(async function healthRoutes (child: FastifyInstance) {
-    const add = (path: string, handler: () => Promise<typeof OK>): void => {
+    const add = (path: string, summary: string, handler: () => Promise<typeof OK>): void => {
       try {
-        child.get(path, probe, handler)
+        child.get(path, probe(summary), handler)
       } catch (error) {
         if ((error as { code?: string }).code !== 'FST_ERR_DUPLICATED_ROUTE') throw error
         throw taken(probes.get(path) as string, path, `your route GET ${path} (registered before spikard)`)
       }
     }
-    if (liveness !== false) add(liveness, async () => OK)
+    if (liveness !== false) add(liveness, 'Liveness: 200 while the process runs, during shutdown too.', async () => OK)
     if (readiness !== false) {
-      add(readiness, async () => {
+      add(readiness, 'Readiness: 200 while serving, a 503 problem from the moment shutdown begins.', async () => {
         if (app.spikard.phase !== 'serving') throw new errors.SPK_ERR_SHUTTING_DOWN()
         return OK
       })

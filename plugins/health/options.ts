@@ -21,5 +21,6 @@ export const healthFeature = {
   schema: HealthOptionsSchema,
   summary: 'Liveness and readiness routes, public and kept out of the access log.',
   enabledByDefault: true,
-  settings: (o) => `liveness=${o.liveness === false ? 'off' : o.liveness} readiness=${o.readiness === false ? 'off' : o.readiness}`
+  settings: (o) => `liveness=${o.liveness === false ? 'off' : o.liveness} readiness=${o.readiness === false ? 'off' : o.readiness}`,
+  openapi: { operation: (route, o) => route.url === o.readiness ? { errors: [{ code: 'SPK_ERR_SHUTTING_DOWN' }] } : undefined }
 } satisfies FeatureDefinition<typeof HealthOptionsSchema, ResolvedHealthOptions>

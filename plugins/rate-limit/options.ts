@@ -7,7 +7,7 @@
 import { isIP } from 'node:net'
 import { Type, type Static } from '@sinclair/typebox'
 import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
-import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
+import { formatDuration, type FeatureDefinition, type HeaderDoc } from '../../src/feature.js'
 import { describeRouteLimit } from './describe.js'
 
 /** An HTTP token (RFC 9110 §5.6.2): what a header or cookie name is made of. */
@@ -115,5 +115,26 @@ export const rateLimitFeature = {
   enabledByDefault: false,
   shorthand: 'max',
   settings: (o) => `${o.max}/${formatDuration(o.timeWindow)} by ${o.keyBy} store=${o.redis === undefined ? 'memory' : 'redis'}`,
-  columns: [{ title: 'RATE LIMIT', value: (route, o) => describeRouteLimit(route.config?.rateLimit, o) }]
+  columns: [{ title: 'RATE LIMIT', value: (route, o) => describeRouteLimit(route.config?.rateLimit, o) }],
+  openapi: {
+    operation: (route, o) => {
+      const limit = describeRouteLimit(route.config?.rateLimit, o)
+      if (limit === 'off') return undefined
+      const count = (description: string) => ({ description, schema: { type: 'integer' as const } })
+      const text = (description: string) => ({ description, schema: { type: 'string' as const } })
+      const headers: Record<string, HeaderDoc> = o.headers === 'x-ratelimit'
+        ? { 'X-RateLimit-Limit': count('Requests allowed in the window.'), 'X-RateLimit-Remaining': count('Requests left in the window.'), 'X-RateLimit-Reset': count('Seconds until the window resets.') }
+        : o.headers === 'ietf'
+          ? { 'RateLimit-Policy': text('The quota policy (draft-ietf-httpapi-ratelimit-headers).'), RateLimit: text('Requests left and seconds until the window resets.') }
+          : {}
+      return {
+        headers,
+        errors: [
+          { code: 'SPK_ERR_RATE_LIMITED', note: `limit ${limit}`, headers: { 'Retry-After': count('Seconds to wait before retrying.') } },
+          ...(o.redis !== undefined && o.onStoreError === 'reject' ? [{ code: 'SPK_ERR_RATE_LIMIT_UNAVAILABLE' as const }] : [])
+        ],
+        notes: [`Rate limit: ${limit}.`]
+      }
+    }
+  }
 } satisfies FeatureDefinition<typeof RateLimitOptionsSchema, ResolvedRateLimitOptions>

@@ -23,5 +23,10 @@ export const requestIdFeature = {
   schema: RequestIdOptionsSchema,
   summary: 'Request ids: read from the incoming header when well-formed, else a UUID v4; echoed on every response.',
   enabledByDefault: true,
-  settings: (o) => `header=${o.header}${o.trustIncoming ? '' : ' trustIncoming=false'}`
+  settings: (o) => `header=${o.header}${o.trustIncoming ? '' : ' trustIncoming=false'}`,
+  openapi: {
+    operation: (_route, o) => ({
+      headers: { [o.header]: { description: `The request's id${o.trustIncoming ? ' (the one the client sent, when well-formed)' : ''}; also in the access line and in every problem's \`requestId\`.`, schema: { type: 'string' } } }
+    })
+  }
 } satisfies FeatureDefinition<typeof RequestIdOptionsSchema, ResolvedRequestIdOptions>

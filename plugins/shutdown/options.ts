@@ -27,5 +27,7 @@ export const shutdownFeature = {
   summary: 'Graceful shutdown in phases within one time budget, on signals and on app.close().',
   enabledByDefault: true,
   shorthand: 'timeout',
-  settings: (o) => `timeout=${formatDuration(o.timeout)}${o.preCloseDelay > 0 ? ` preCloseDelay=${formatDuration(o.preCloseDelay)}` : ''} signals=${o.signals ? 'on' : 'off'}`
+  settings: (o) => `timeout=${formatDuration(o.timeout)}${o.preCloseDelay > 0 ? ` preCloseDelay=${formatDuration(o.preCloseDelay)}` : ''} signals=${o.signals ? 'on' : 'off'}`,
+  // Routes with `config.shutdown: false` are still served while draining (liveness).
+  openapi: { operation: (route) => (route.config as { shutdown?: unknown } | undefined)?.shutdown === false ? undefined : { errors: [{ code: 'SPK_ERR_SHUTTING_DOWN' }] } }
 } satisfies FeatureDefinition<typeof ShutdownOptionsSchema, ResolvedShutdownOptions>

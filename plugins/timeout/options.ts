@@ -48,5 +48,12 @@ export const timeoutFeature = {
       const ms = o === false ? route.handlerTimeout ?? 0 : routeTimeout(route, o)
       return ms > 0 ? formatDuration(ms) : 'off'
     }
-  }]
+  }],
+  openapi: {
+    operation: (route, o) => {
+      const ms = routeTimeout(route, o)
+      if (ms === 0) return undefined
+      return { errors: [{ code: 'SPK_ERR_HANDLER_TIMEOUT', status: o.status, note: `after ${formatDuration(ms)}` }], notes: [`Handler timeout: ${formatDuration(ms)}.`] }
+    }
+  }
 } satisfies FeatureDefinition<typeof TimeoutOptionsSchema, ResolvedTimeoutOptions>

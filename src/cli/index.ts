@@ -10,7 +10,7 @@ import { formatTable, routeTable } from './routes.js'
 import { features, type FeatureName } from '../options.js'
 import { startupSummary } from '../summary.js'
 import { optionSources } from '../config/sources.js'
-import { packageVersion } from './version.js'
+import { packageVersion } from '../package-json.js'
 
 const HELP = `spikard - a production preset for Fastify
 

@@ -1,0 +1,190 @@
+/**
+ * What spikard knows about a route, written into its OpenAPI operation: the security it
+ * accepts, the problems it may answer with (each feature says which, through its entry in
+ * the features table), the headers every response carries. @fastify/swagger turns the
+ * route schemas into operations; these functions are its `transform` (which route is
+ * which operation, its operationId, hidden routes) and `transformObject` (the rest, once
+ * every operation exists). No Fastify runtime import.
+ */
+import type { RouteOptions } from 'fastify'
+import { errorDefinitions, PROBLEM_TYPE_BASE, type SpikardErrorCode } from '../../src/errors.js'
+import { features, type FeatureName, type ResolvedSpikardOptions } from '../../src/options.js'
+import type { FeatureDefinition, HeaderDoc, OperationDoc } from '../../src/feature.js'
+import { takesBody } from '../body-limit/options.js'
+import { documented } from './options.js'
+
+type Json = Record<string, any>
+
+const PROBLEM = 'application/problem+json'
+const ROUTE_KEY = 'x-spikard-route'
+const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']
+
+export const problemSchemas = {
+  Problem: {
+    type: 'object',
+    description: 'RFC 9457 problem details: the body of every error response.',
+    required: ['type', 'title', 'status', 'detail'],
+    properties: {
+      type: { type: 'string', format: 'uri', description: `What went wrong, as a URI (${PROBLEM_TYPE_BASE}<slug>).`, examples: [`${PROBLEM_TYPE_BASE}validation-failed`] },
+      title: { type: 'string', description: 'The HTTP reason phrase of the status.' },
+      status: { type: 'integer', minimum: 400, maximum: 599, description: 'The HTTP status, repeated.' },
+      detail: { type: 'string', description: 'What happened to this request, for a human. 5xx details never carry internal messages.' },
+      instance: { type: 'string', description: 'The request path.' },
+      requestId: { type: 'string', description: 'The request id, as in the access log.' },
+      errors: { type: 'array', items: { $ref: '#/components/schemas/FieldError' }, description: 'On a 422: each field that failed validation.' }
+    }
+  },
+  FieldError: {
+    type: 'object',
+    required: ['location', 'field', 'message'],
+    properties: {
+      location: { type: 'string', enum: ['body', 'querystring', 'params', 'headers'], description: 'Where the field is.' },
+      field: { type: 'string', description: 'The field as a dotted path (`items.0.name`); empty for the whole value.' },
+      message: { type: 'string', description: 'What was expected.' }
+    }
+  }
+}
+
+/** The errors every route may answer with, whatever the features: spikard's problem-details handler. */
+function coreDoc (route: RouteOptions): OperationDoc {
+  const schema = route.schema as Json | undefined
+  const validated = ['body', 'querystring', 'params', 'headers'].some((part) => schema?.[part] !== undefined)
+  const errors: NonNullable<OperationDoc['errors']> = [{ code: 'SPK_ERR_BAD_REQUEST' }]
+  if (takesBody(route)) errors.push({ code: 'SPK_ERR_MALFORMED_BODY' }, { code: 'SPK_ERR_UNSUPPORTED_MEDIA_TYPE' })
+  if (validated) errors.push({ code: 'SPK_ERR_VALIDATION' })
+  errors.push({ code: 'SPK_ERR_INTERNAL' })
+  return { errors }
+}
+
+/**
+ * @fastify/swagger's `transform`: hidden routes stay out; every other route is marked with
+ * its index in `routes` (an `x-` key, which @fastify/swagger copies to the operation) so
+ * `transformObject` finds it, and gets its operationId.
+ */
+export function markRoute (routes: RouteOptions[]) {
+  return ({ schema, url, route }: { schema: Json | undefined, url: string, route: RouteOptions }): { schema: Json, url: string } => {
+    if (!documented(route)) return { schema: { ...schema, hide: true }, url }
+    const configured = (route.config as { operationId?: unknown } | undefined)?.operationId
+    routes.push(route)
+    return {
+      schema: {
+        ...schema,
+        operationId: typeof configured === 'string' ? configured : schema?.operationId ?? operationId(route.method, url),
+        [ROUTE_KEY]: routes.length - 1
+      },
+      url
+    }
+  }
+}
+
+/** `GET /users/:id/posts` → `getUsersByIdPosts`: stable, from the method and the path. */
+export function operationId (method: string | string[], url: string): string {
+  const words = url.split('/').filter((s) => s !== '').flatMap((segment) => {
+    const param = segment.startsWith(':') || segment.startsWith('{')
+    const name = segment.replace(/^[:{]|}$/g, '').replace(/\(.*\)$/, '')
+    const parts = name.split(/[^A-Za-z0-9]+/).filter((p) => p !== '')
+    return param ? ['by', ...parts] : parts
+  })
+  const verb = [method].flat()[0].toLowerCase()
+  return [verb, ...words.map((w) => w[0].toUpperCase() + w.slice(1))].join('')
+}
+
+/** @fastify/swagger's `transformObject`: the security schemes, the Problem schema, and each operation's share of spikard. */
+export function completeDocument (routes: RouteOptions[], options: ResolvedSpikardOptions) {
+  return ({ openapiObject: doc }: { openapiObject: Json }): Json => {
+    doc.components ??= {}
+    doc.components.schemas = { ...problemSchemas, ...doc.components.schemas }
+    // Answers to requests no operation matches: an unknown path, a method the path does not serve.
+    doc.components.responses = {
+      NotFound: problemResponse('SPK_ERR_NOT_FOUND'),
+      MethodNotAllowed: { ...problemResponse('SPK_ERR_METHOD_NOT_ALLOWED'), headers: { Allow: { description: 'The methods the path serves.', schema: { type: 'string' } } } },
+      ...doc.components.responses
+    }
+    const enabled = (Object.entries(features) as Array<[FeatureName, FeatureDefinition]>)
+      .filter(([name]) => options[name] !== false)
+      .map(([name, feature]) => ({ feature, options: options[name] }))
+    for (const { feature, options: o } of enabled) {
+      const security = feature.openapi?.security?.(o)
+      if (security === undefined || Object.keys(security.schemes).length === 0) continue
+      doc.components.securitySchemes = { ...doc.components.securitySchemes, ...security.schemes }
+      doc.security = security.requirement
+    }
+
+    const ids = new Set<string>()
+    const usedTags = new Set<string>()
+    for (const path of Object.values(doc.paths ?? {}) as Json[]) {
+      for (const method of METHODS) {
+        const operation = path[method] as Json | undefined
+        if (operation === undefined) continue
+        const route = routes[operation[ROUTE_KEY]]
+        delete operation[ROUTE_KEY]
+        operation.operationId = unique(operation.operationId, ids)
+        for (const tag of operation.tags ?? []) usedTags.add(tag)
+        if (route === undefined) continue
+        const docs = [coreDoc(route), ...enabled.map(({ feature, options: o }) => feature.openapi?.operation?.(route, o))]
+        apply(operation, docs.filter((d): d is OperationDoc => d !== undefined), doc.components)
+      }
+    }
+    if (usedTags.has('health') && !(doc.tags as Json[] | undefined)?.some((t) => t.name === 'health')) {
+      doc.tags = [...(doc.tags ?? []), { name: 'health', description: 'Liveness and readiness probes (spikard).' }]
+    }
+    return doc
+  }
+}
+
+function unique (id: string, taken: Set<string>): string {
+  let candidate = id
+  for (let n = 2; taken.has(candidate); n++) candidate = `${id}${n}`
+  taken.add(candidate)
+  return candidate
+}
+
+/**
+ * Writes the features' share into one operation; a response the route declares itself is
+ * left as it is. Headers are defined once, in `components.headers`, and referenced.
+ */
+function apply (operation: Json, docs: OperationDoc[], components: Json): void {
+  const refs = (headers: Record<string, HeaderDoc>): Json => Object.fromEntries(Object.entries(headers).map(([name, header]) => {
+    components.headers = { ...components.headers, [name]: header }
+    return [name, { $ref: `#/components/headers/${name}` }]
+  }))
+  const notes: string[] = []
+  const headers: Record<string, HeaderDoc> = {}
+  const byStatus = new Map<string, { lines: string[], headers: Record<string, HeaderDoc>, validation: boolean }>()
+  for (const doc of docs) {
+    if (doc.security !== undefined) operation.security = doc.security
+    notes.push(...doc.notes ?? [])
+    Object.assign(headers, doc.headers)
+    for (const error of doc.errors ?? []) {
+      const d = errorDefinitions[error.code as SpikardErrorCode]
+      const status = String(error.status ?? d.status)
+      const entry = byStatus.get(status) ?? { lines: [], headers: {}, validation: false }
+      entry.lines.push(`${problemResponse(error.code).description as string}${error.note === undefined ? '' : ` Here: ${error.note}.`}`)
+      Object.assign(entry.headers, error.headers)
+      entry.validation ||= error.code === 'SPK_ERR_VALIDATION'
+      byStatus.set(status, entry)
+    }
+  }
+  if (notes.length > 0) operation.description = [operation.description, notes.join(' ')].filter((s) => s !== undefined && s !== '').join('\n\n')
+  const responses = operation.responses as Json
+  for (const [status, entry] of [...byStatus].sort(([a], [b]) => Number(a) - Number(b))) {
+    if (responses[status] !== undefined) continue
+    const schema = entry.validation ? { allOf: [{ $ref: '#/components/schemas/Problem' }, { required: ['errors'] }] } : { $ref: '#/components/schemas/Problem' }
+    responses[status] = {
+      description: entry.lines.length === 1 ? entry.lines[0] : entry.lines.map((l) => `- ${l}`).join('\n'),
+      ...(Object.keys(entry.headers).length > 0 ? { headers: refs(entry.headers) } : {}),
+      content: { [PROBLEM]: { schema } }
+    }
+  }
+  if (Object.keys(headers).length === 0) return
+  const shared = refs(headers)
+  for (const response of Object.values(responses) as Json[]) {
+    if (response.$ref !== undefined) continue
+    response.headers = { ...shared, ...response.headers }
+  }
+}
+
+function problemResponse (code: SpikardErrorCode): Json {
+  const d = errorDefinitions[code]
+  return { description: `\`${PROBLEM_TYPE_BASE}${d.type}\`: ${d.when}`, content: { [PROBLEM]: { schema: { $ref: '#/components/schemas/Problem' } } } }
+}

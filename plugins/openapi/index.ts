@@ -1,0 +1,123 @@
+/**
+ * The OpenAPI 3.1 document, built by @fastify/swagger (dynamic mode) from the route schemas
+ * and completed with what spikard knows of each route (plugins/openapi/document.ts), served
+ * from memory with an ETag; Swagger UI (@fastify/swagger-ui) and Redoc (the `redoc`
+ * package's bundle), both from local files.
+ *
+ * Registered first of the features: @fastify/swagger sees only the routes registered after
+ * its onRoute hook, and the health probes come later in the list. The docs routes are added
+ * here too, before the other features' onRoute hooks exist: they are decided on their first
+ * request (src/route-decision.ts), from the config this plugin gives them.
+ */
+import { createHash } from 'node:crypto'
+import { createRequire } from 'node:module'
+import { readFile } from 'node:fs/promises'
+import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import { SpikardConfigError } from '../../src/errors.js'
+import { nearestPackageJson } from '../../src/package-json.js'
+import { resolveOpenApiOptions, type OpenApiOptions, type ResolvedOpenApiOptions } from './options.js'
+import { completeDocument, markRoute } from './document.js'
+import { redocPage, REDOC_CSP } from './redoc.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `false` leaves the route out of the OpenAPI document (as `schema.hide: true` does). */
+    openapi?: boolean
+    /** The operation's operationId; default: derived from the method and path (`getUsersById`). */
+    operationId?: string
+  }
+}
+
+/** A document served from memory: its body and its validator. */
+interface Served { body: string, etag: string }
+
+/** Swagger UI's pages load everything from this server, and send nothing elsewhere. */
+const SWAGGER_UI_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+
+async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): Promise<void> {
+  const o = resolveOpenApiOptions(options)
+  const auth = app.spikard.options.auth !== false
+  if (o.auth && !auth) throw new SpikardConfigError(['openapi.auth: true protects the docs with the app\'s auth, and the auth feature is off; configure auth or remove openapi.auth'])
+
+  const routes: RouteOptions[] = []
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: info(o),
+      servers: o.servers,
+      tags: o.tags,
+      ...(o.externalDocs === undefined ? {} : { externalDocs: o.externalDocs })
+    },
+    transform: markRoute(routes) as never,
+    transformObject: completeDocument(routes, app.spikard.options) as never
+  })
+
+  const served: { json?: Served, yaml?: Served } = {}
+  app.addHook('onReady', async function spikardOpenApiDocument () {
+    served.json = serve(JSON.stringify(app.swagger()))
+    served.yaml = serve(app.swagger({ yaml: true }))
+  })
+
+  await app.register(async function docsRoutes (child: FastifyInstance) {
+    // The docs routes: out of the document, public unless openapi.auth (while no other
+    // feature's onRoute hook exists yet: they read this config on the first request).
+    child.addHook('onRoute', (route) => {
+      route.config = { ...route.config, openapi: false, ...(auth ? { auth: o.auth } : {}) }
+    })
+    const document = (type: string, which: 'json' | 'yaml') => (request: FastifyRequest, reply: FastifyReply) => send(request, reply, type, served[which] as Served)
+    if (o.json !== false) child.get(o.json, document('application/json; charset=utf-8', 'json'))
+    if (o.yaml !== false) child.get(o.yaml, document('application/yaml; charset=utf-8', 'yaml'))
+    if (o.docs !== false) {
+      await child.register(swaggerUi, {
+        routePrefix: o.docs,
+        staticCSP: SWAGGER_UI_CSP,
+        // Swagger UI would send the document to validator.swagger.io for its badge.
+        validatorUrl: null,
+        uiConfig: { persistAuthorization: false, tryItOutEnabled: false }
+      } as never)
+    }
+    if (o.redoc !== false) await child.register(redocRoutes(o.redoc, served), { prefix: o.redoc })
+  })
+}
+
+/** The document's info: the options' fields, the title and version from package.json where absent. */
+function info (o: ResolvedOpenApiOptions): ResolvedOpenApiOptions['info'] & { title: string, version: string } {
+  const pkg = o.info.title === undefined || o.info.version === undefined ? nearestPackageJson(process.cwd()) : undefined
+  return {
+    ...o.info,
+    title: o.info.title ?? (typeof pkg?.name === 'string' ? pkg.name : 'API'),
+    version: o.info.version ?? (typeof pkg?.version === 'string' ? pkg.version : '0.0.0')
+  }
+}
+
+function serve (body: string): Served {
+  return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"` }
+}
+
+function send (request: FastifyRequest, reply: FastifyReply, type: string, served: Served): FastifyReply | string {
+  reply.header('etag', served.etag).header('cache-control', 'no-cache')
+  if (request.headers['if-none-match']?.split(',').some((tag) => tag.trim().replace(/^W\//, '') === served.etag) === true) return reply.code(304).send()
+  return reply.type(type).send(served.body)
+}
+
+/** Redoc: its page, its bundle (read from the `redoc` package once, on the first request) and the document it renders. */
+function redocRoutes (prefix: string, served: { json?: Served }) {
+  return async function redoc (child: FastifyInstance): Promise<void> {
+    let bundle: Promise<Served> | undefined
+    const page = serve(redocPage(prefix))
+    child.get('/', (request, reply) => {
+      reply.header('content-security-policy', REDOC_CSP)
+      return send(request, reply, 'text/html; charset=utf-8', page)
+    })
+    child.get('/redoc.standalone.js', async (request, reply) => {
+      bundle ??= readFile(createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js'), 'utf8').then(serve)
+      return send(request, reply, 'text/javascript; charset=utf-8', await bundle)
+    })
+    child.get('/openapi.json', (request, reply) => send(request, reply, 'application/json; charset=utf-8', served.json as Served))
+  }
+}
+
+export default fp(spikardOpenApi, { name: 'spikard-openapi', fastify: '5.x' })

@@ -1,0 +1,60 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { optionsResolver, type Defaulted } from '../../src/schema.js'
+import type { FeatureDefinition } from '../../src/feature.js'
+
+const Path = (path: string, description: string) => Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
+  default: path,
+  expected: 'a path starting with "/", or false',
+  description
+})
+
+const Url = Type.String({ minLength: 1 })
+
+export const OpenApiOptionsSchema = Type.Object({
+  json: Type.Optional(Path('/openapi.json', 'Route of the OpenAPI 3.1 document as JSON. `false` removes it.')),
+  yaml: Type.Optional(Path('/openapi.yaml', 'Route of the same document as YAML. `false` removes it.')),
+  docs: Type.Optional(Path('/docs', 'Swagger UI (@fastify/swagger-ui), served from the package: no CDN. `false` removes it.')),
+  redoc: Type.Optional(Path('/redoc', 'Redoc, from the `redoc` package\'s own bundle: no CDN. `false` removes it.')),
+  info: Type.Optional(Type.Object({
+    title: Type.Optional(Type.String({ minLength: 1, description: 'Default: `name` of the app\'s package.json (the one nearest the config file, else the working directory).' })),
+    version: Type.Optional(Type.String({ minLength: 1, description: 'Default: `version` of that package.json.' })),
+    description: Type.Optional(Type.String()),
+    termsOfService: Type.Optional(Url),
+    contact: Type.Optional(Type.Object({ name: Type.Optional(Type.String()), url: Type.Optional(Url), email: Type.Optional(Type.String()) }, { additionalProperties: false })),
+    license: Type.Optional(Type.Object({ name: Type.String({ minLength: 1 }), identifier: Type.Optional(Type.String()), url: Type.Optional(Url) }, { additionalProperties: false }))
+  }, { additionalProperties: false, default: {}, description: 'The document\'s `info`: title, version, description, contact, license.' })),
+  servers: Type.Optional(Type.Array(Type.Object({
+    url: Url,
+    description: Type.Optional(Type.String())
+  }, { additionalProperties: false }), { default: [], description: 'The document\'s `servers`, e.g. `[{ url: "https://api.example.com" }]`.' })),
+  tags: Type.Optional(Type.Array(Type.Object({
+    name: Type.String({ minLength: 1 }),
+    description: Type.Optional(Type.String())
+  }, { additionalProperties: false }), { default: [], description: 'Tags with their descriptions, in the order the UIs list them.' })),
+  externalDocs: Type.Optional(Type.Object({
+    url: Url,
+    description: Type.Optional(Type.String())
+  }, { additionalProperties: false, description: 'A link to more documentation.' })),
+  auth: Type.Optional(Type.Boolean({
+    default: false,
+    description: 'Protect the document and the UIs with the app\'s auth (the `auth` feature must be on). Default: public.'
+  }))
+}, { additionalProperties: false })
+
+export type OpenApiOptions = Static<typeof OpenApiOptionsSchema>
+export type ResolvedOpenApiOptions = Defaulted<typeof OpenApiOptionsSchema>
+export const resolveOpenApiOptions = optionsResolver(OpenApiOptionsSchema, 'openapi')
+
+/** The route's operation is in the document: not hidden by `schema.hide` or `config.openapi: false`, and not a HEAD route Fastify added. */
+export function documented (route: { method: string | string[], schema?: { hide?: boolean }, config?: unknown }): boolean {
+  return route.method !== 'HEAD' && route.schema?.hide !== true && (route.config as { openapi?: unknown } | undefined)?.openapi !== false
+}
+
+export const openapiFeature = {
+  schema: OpenApiOptionsSchema,
+  summary: 'OpenAPI 3.1 document (@fastify/swagger) with auth, limits, timeouts and problems documented for every route, Swagger UI and Redoc, served offline. Off when NODE_ENV=production unless set.',
+  enabledByDefault: true,
+  offInProduction: true,
+  settings: (o) => ['json', 'yaml', 'docs', 'redoc'].map((k) => `${k}=${o[k as 'json'] === false ? 'off' : o[k as 'json'] as string}`).join(' ') + (o.auth ? ' auth' : ''),
+  columns: [{ title: 'DOCS', value: (route, o) => o === false ? 'off' : documented(route) ? 'yes' : 'hidden' }]
+} satisfies FeatureDefinition<typeof OpenApiOptionsSchema, ResolvedOpenApiOptions>
