@@ -68,6 +68,8 @@ export interface FeatureDefinition<T extends TObject = TObject, O = any> extends
   factory?: (options: O) => Partial<FastifyServerOptions> & { http?: Record<string, unknown> }
   /** Header and query parameter names whose values are secrets: masked in every log line. */
   secrets?: (options: O) => { headers: string[], query: string[] }
+  /** Defaults found next to the config file (createServer's `baseDir`), filled in before the plugin is registered. */
+  besideConfig?: (options: O, baseDir: string) => O
   /** What the feature adds to the OpenAPI document (plugins/openapi), so no user writes it by hand. */
   openapi?: FeatureOpenApi<O>
 }

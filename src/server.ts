@@ -91,7 +91,10 @@ export async function createServer (config: CreateServerConfig = {}, options: Cr
   const resolved = resolveConfig(typeof routes === 'function' ? rest : config)
   const app = Fastify(spikardFastifyOptions(resolved, options.logStream, options.baseDir))
   try {
-    const featureOptions = Object.fromEntries(Object.keys(features).map((k) => [k, resolved[k as FeatureName]]))
+    const featureOptions = Object.fromEntries(Object.entries(features).map(([name, feature]: [string, FeatureDefinition]) => {
+      const given = resolved[name as FeatureName]
+      return [name, given === false || feature.besideConfig === undefined ? given : feature.besideConfig(given, options.baseDir ?? process.cwd())]
+    }))
     await app.register(spikard, featureOptions)
     app.spikard.trustProxy = resolved.server.trustProxy
     if (typeof routes === 'function') await app.register(routes)

@@ -47,7 +47,7 @@ declare module 'fastify' {
     /** The options spikard resolved (every default filled in). */
     spikard: {
       options: ResolvedSpikardOptions
-      /** Every route registered after spikard, as declared (`spikard check` prints them). */
+      /** Every route registered after spikard, as Fastify registered it (`spikard check` prints them). */
       routes: RouteOptions[]
       /** Where the server is in its life: `serving`, then `draining`, `closing`, `closed` as it shuts down. */
       readonly phase: LifecyclePhase
@@ -98,10 +98,11 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
         throw new SpikardConfigError([`route ${[route.method].flat().join(',')} ${route.url}: ${WANTS[feature]} is set but the ${feature} feature is off; configure ${feature} or remove ${WANTS[feature]}`])
       }
     }
-    routes.push({ ...route })
     // The route's own config object, for the features' decisions: the one a route was
     // given may be shared with other routes.
     route.config = { ...route.config }
+    // Kept by reference: what later onRoute hooks set (the docs routes' config.auth) shows too.
+    routes.push(route)
   })
 
   await app.register(problemDetails)

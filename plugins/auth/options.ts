@@ -145,7 +145,7 @@ export const authFeature = {
   openapi: {
     security: (o) => {
       const schemes = securitySchemes(o)
-      return { schemes, requirement: Object.keys(schemes).map((name) => ({ [name]: [] })) }
+      return { schemes, requirement: Object.keys(schemes).map((name): Record<string, string[]> => ({ [name]: [] })) }
     },
     operation: (route, o) => {
       const policy = declaredPolicy(route, o)

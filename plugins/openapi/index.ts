@@ -17,8 +17,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { SpikardConfigError } from '../../src/errors.js'
-import { nearestPackageJson } from '../../src/package-json.js'
-import { resolveOpenApiOptions, type OpenApiOptions, type ResolvedOpenApiOptions } from './options.js'
+import { resolveOpenApiOptions, withPackageInfo, type OpenApiOptions, type ResolvedOpenApiOptions } from './options.js'
 import { completeDocument, markRoute } from './document.js'
 import { redocPage, REDOC_CSP } from './redoc.js'
 
@@ -83,14 +82,10 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
   })
 }
 
-/** The document's info: the options' fields, the title and version from package.json where absent. */
+/** The document's info: the options' fields; the title and version from package.json where absent (createServer looked beside the config file already). */
 function info (o: ResolvedOpenApiOptions): ResolvedOpenApiOptions['info'] & { title: string, version: string } {
-  const pkg = o.info.title === undefined || o.info.version === undefined ? nearestPackageJson(process.cwd()) : undefined
-  return {
-    ...o.info,
-    title: o.info.title ?? (typeof pkg?.name === 'string' ? pkg.name : 'API'),
-    version: o.info.version ?? (typeof pkg?.version === 'string' ? pkg.version : '0.0.0')
-  }
+  const { info } = withPackageInfo(o, process.cwd())
+  return { ...info, title: info.title ?? 'API', version: info.version ?? '0.0.0' }
 }
 
 function serve (body: string): Served {

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { optionsResolver, type Defaulted } from '../../src/schema.js'
 import type { FeatureDefinition } from '../../src/feature.js'
+import { nearestPackageJson } from '../../src/package-json.js'
 
 const Path = (path: string, description: string) => Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
   default: path,
@@ -55,6 +56,15 @@ export const openapiFeature = {
   summary: 'OpenAPI 3.1 document (@fastify/swagger) with auth, limits, timeouts and problems documented for every route, Swagger UI and Redoc, served offline. Off when NODE_ENV=production unless set.',
   enabledByDefault: true,
   offInProduction: true,
+  besideConfig: withPackageInfo,
   settings: (o) => ['json', 'yaml', 'docs', 'redoc'].map((k) => `${k}=${o[k as 'json'] === false ? 'off' : o[k as 'json'] as string}`).join(' ') + (o.auth ? ' auth' : ''),
   columns: [{ title: 'DOCS', value: (route, o) => o === false ? 'off' : documented(route) ? 'yes' : 'hidden' }]
 } satisfies FeatureDefinition<typeof OpenApiOptionsSchema, ResolvedOpenApiOptions>
+
+/** The title and version, where not set, from the `name` and `version` of the package.json nearest `dir`. */
+export function withPackageInfo (o: ResolvedOpenApiOptions, dir: string): ResolvedOpenApiOptions {
+  if (o.info.title !== undefined && o.info.version !== undefined) return o
+  const pkg = nearestPackageJson(dir)
+  const text = (value: unknown) => typeof value === 'string' && value !== '' ? value : undefined
+  return { ...o, info: { ...o.info, title: o.info.title ?? text(pkg?.name), version: o.info.version ?? text(pkg?.version) } }
+}
