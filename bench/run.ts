@@ -250,6 +250,7 @@ async function main (): Promise<number> {
         const server = running.get(def.name)
         if (server === undefined) continue
         if (def.scenarios !== undefined && !def.scenarios.includes(scenario.id)) continue
+        if (scenario.only !== undefined && !scenario.only.includes(def.name)) continue
         // --quick streams only what the budget compares (each transfer takes a second or two).
         if (scenario.id === 'stream' && mode === 'quick' && !QUICK_STREAM.has(def.name)) continue
         const problem = scenario.id === 'stream' ? undefined : await probe(server, scenario, headers, postBody)

@@ -1,7 +1,7 @@
 /** The servers, the scenarios and the budget: what a run measures and checks. */
 import { resolve } from 'node:path'
 
-export type ScenarioId = 'json' | 'post' | 'jwt' | 'limited' | 'stream'
+export type ScenarioId = 'json' | 'post' | 'jwt' | 'limited' | 'stream' | 'openapi'
 
 export interface ServerDef {
   name: string
@@ -24,6 +24,10 @@ export interface ScenarioDef {
   path: string
   /** A feature the route needs; servers without it serve the plain route (marked †). */
   feature?: 'jwt' | 'rateLimit'
+  /** Only these servers have the route. */
+  only?: string[]
+  /** Its requests/s are reported beside this scenario's, on the same server. */
+  beside?: ScenarioId
 }
 
 export const SERVERS: ServerDef[] = [
@@ -81,7 +85,9 @@ export const SCENARIOS: ScenarioDef[] = [
   { id: 'post', title: 'JSON POST with schema validation', method: 'POST', path: '/items' },
   { id: 'jwt', title: 'JWT-protected GET', method: 'GET', path: '/jwt', feature: 'jwt' },
   { id: 'limited', title: 'rate-limited GET', method: 'GET', path: '/limited', feature: 'rateLimit' },
-  { id: 'stream', title: '1 GiB streamed response', method: 'GET', path: '/stream' }
+  { id: 'stream', title: '1 GiB streamed response', method: 'GET', path: '/stream' },
+  // Issue 16: the document is served from memory, so it should cost about what a small JSON route does.
+  { id: 'openapi', title: 'the OpenAPI document', method: 'GET', path: '/openapi.json', only: ['spikard-all'], beside: 'json' }
 ]
 
 export interface CpuBudget {

@@ -213,6 +213,14 @@ export function renderTables (results: Results): string {
       ].filter((x) => x !== '').join('; ')
       out.push(`| ${run.name}${isPlain ? ' †' : ''} | ${fmt(s.rps, 0)} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${fmt(s.cpuUsPerReq, 1)} | ${ratio(s.cpuRatio)} | ${ratio(s.rpsRatio)} | ${pct(s.cpuSpread)} | ${fmt(s.peakRss / MB, 0)} | ${s.logBytesPerReq === undefined ? '' : fmt(s.logBytesPerReq, 0)} | ${s.n} | ${notes} |`)
     }
+    if (scenario.beside !== undefined) {
+      const other = SCENARIOS.find((s) => s.id === scenario.beside) as typeof scenario
+      for (const run of results.servers) {
+        const s = summarizeLoad(results, scenario.id, run.name)
+        const b = summarizeLoad(results, other.id, run.name)
+        if (s !== undefined && b !== undefined) out.push('', `${run.name}: ${fmt(s.rps, 0)} req/s on ${scenario.path}, ${pct(s.rps / b.rps)} of its ${fmt(b.rps, 0)} req/s on the ${other.title} (${other.path}).`)
+      }
+    }
     if (plain) {
       out.push('', `† serves the same handler without the ${scenario.feature === 'jwt' ? 'JWT check' : 'rate limiter'} (it has none), so its figure is the cost of the route alone; the ratios of the servers that do check are against bare Fastify's plain route, i.e. they include the whole cost of the feature. \`fastify-lib\` is bare Fastify with only the library that does the check (${scenario.feature === 'jwt' ? '@fastify/jwt' : '@fastify/rate-limit'}), the reference for what the feature itself costs.`)
     }

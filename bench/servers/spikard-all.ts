@@ -1,5 +1,6 @@
 /**
- * spikard with every feature that exists switched on: request context, request ids, the
+ * spikard with every feature that exists switched on: the OpenAPI document and its pages
+ * (set explicitly: the bench runs with NODE_ENV=production), request context, request ids, the
  * one-line access log (to a file, buffered), graceful shutdown, health probes, JWT on
  * GET /jwt (every other route opts out with `config: { auth: false }`), an in-memory
  * rate limit that never trips, the body limit, the handler timeout, and compression
@@ -32,6 +33,7 @@ await serve(async () => {
   const log = logPath('spikard-all')
   const config: Record<string, unknown> = {
     server: { logger: { level: 'info', file: log, buffer: Number(process.env.BENCH_LOG_BUFFER ?? 16 * 1024) } },
+    openapi: true,
     requestContext: true,
     requestId: true,
     logging: true,

@@ -1,8 +1,9 @@
 /**
  * spikard with its defaults: createServer with no feature key, so request ids, the access
  * line, the body limit, the timeouts, compression, health and shutdown are on, and auth, rate
- * limiting and the request context off. The access line goes to a file through spikard's
- * own destination (`server.logger.file`), unbuffered, as a config with only `app:` gives.
+ * limiting, the request context and (NODE_ENV=production in the bench) the OpenAPI document
+ * off. The access line goes to a file through spikard's own destination
+ * (`server.logger.file`), unbuffered, as a config with only `app:` gives.
  */
 import { createServer } from '../../src/index.js'
 import { HOST, logPath, serve } from './common.js'
