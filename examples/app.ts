@@ -1,32 +1,72 @@
-/** The demo's routes: a plain Fastify plugin, loaded by `spikard start` from spikard.config.yaml. */
+/**
+ * The demo's routes: a plain Fastify plugin, loaded by `spikard start` from spikard.config.yaml.
+ * Each route declares what it takes and answers; spikard documents the rest (auth, limits,
+ * timeouts, problems) at /openapi.json, /docs and /redoc.
+ */
 import type { FastifyInstance } from 'fastify'
+import { Type } from '@sinclair/typebox'
 import { requestContext } from '../src/index.js'
 
+const Item = Type.Object({
+  name: Type.String({ minLength: 1, description: 'What the item is called.' }),
+  price: Type.Number({ minimum: 0, description: 'In euros.' })
+}, { $id: 'Item', additionalProperties: false })
+
 export default async function routes (app: FastifyInstance): Promise<void> {
+  app.addSchema(Item)
+
   // Public: every other route needs credentials, since the config turns auth on.
-  app.get('/hello', { config: { auth: false } }, async (request) => ({ hello: 'world', requestId: request.id }))
+  app.get('/hello', {
+    config: { auth: false },
+    schema: {
+      summary: 'Say hello',
+      tags: ['demo'],
+      response: { 200: { type: 'object', properties: { hello: { type: 'string' }, requestId: { type: 'string' } }, required: ['hello', 'requestId'] } }
+    }
+  }, async (request) => ({ hello: 'world', requestId: request.id }))
 
   // A JWT (see the README for minting a demo token), an API key, or a JWT with a role.
-  app.get('/me', { config: { auth: 'jwt' } }, async (request) => ({ identity: request.identity, claims: request.user }))
-  app.get('/reports', { config: { auth: 'apiKey' } }, async (request) => ({ caller: request.identity?.id, reports: [] }))
-  app.delete('/items/:id', { config: { auth: { claims: { role: 'admin' } } } }, async (_request, reply) => reply.code(204).send())
+  app.get('/me', {
+    config: { auth: 'jwt' },
+    schema: {
+      summary: 'Who the token says you are',
+      tags: ['demo'],
+      response: { 200: { type: 'object', properties: { identity: { type: 'object', additionalProperties: true }, claims: { type: 'object', additionalProperties: true } } } }
+    }
+  }, async (request) => ({ identity: request.identity, claims: request.user }))
+  app.get('/reports', {
+    config: { auth: 'apiKey' },
+    schema: {
+      summary: 'Reports, for API-key callers',
+      tags: ['reports'],
+      response: { 200: { type: 'object', properties: { caller: { type: 'string' }, reports: { type: 'array', items: { type: 'string' } } } } }
+    }
+  }, async (request) => ({ caller: request.identity?.id, reports: [] }))
+  app.delete('/items/:id', {
+    config: { auth: { claims: { role: 'admin' } } },
+    schema: {
+      summary: 'Delete an item (admins)',
+      tags: ['items'],
+      params: Type.Object({ id: Type.String({ description: 'The item\'s id.' }) }),
+      response: { 204: { type: 'null', description: 'Deleted.' } }
+    }
+  }, async (_request, reply) => reply.code(204).send())
 
   app.post('/items', {
     config: { auth: false },
+    bodyLimit: 16 * 1024,
     schema: {
-      body: {
-        type: 'object',
-        required: ['name', 'price'],
-        additionalProperties: false,
-        properties: { name: { type: 'string', minLength: 1 }, price: { type: 'number', minimum: 0 } }
-      }
+      summary: 'Create an item',
+      tags: ['items'],
+      body: Type.Ref(Item),
+      response: { 201: Type.Ref(Item) }
     }
   }, async (request, reply) => {
     requestContext.get('log')?.info({ item: request.body }, 'item created')
     return reply.code(201).send(request.body)
   })
 
-  app.get('/boom', { config: { auth: false } }, async () => {
+  app.get('/boom', { config: { auth: false }, schema: { summary: 'Fail on purpose: a 500 problem, the cause only in the log', tags: ['demo'] } }, async () => {
     throw new Error('database password=hunter2 rejected') // the client sees a generic 500, the log sees this
   })
 }

@@ -50,6 +50,8 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
       tags: o.tags,
       ...(o.externalDocs === undefined ? {} : { externalDocs: o.externalDocs })
     },
+    // A shared schema (app.addSchema) is a component named by its $id (`Item`), not `def-0`.
+    refResolver: { buildLocalReference: componentNames() },
     transform: markRoute(routes) as never,
     transformObject: completeDocument(routes, app.spikard.options) as never
   })
@@ -80,6 +82,23 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     }
     if (o.redoc !== false) await child.register(redocRoutes(o.redoc, served), { prefix: o.redoc })
   })
+}
+
+/**
+ * Component names from the schemas' `$id`s (`http://example.com/pet.json` is `pet`), reduced to
+ * the characters OpenAPI allows; `def-<i>` without one, and `<name>-<i>` when two `$id`s
+ * reduce to the same name.
+ */
+function componentNames () {
+  const owners = new Map<string, string>()
+  return (json: { $id?: unknown }, _baseUri: unknown, _fragment: unknown, i: number): string => {
+    if (typeof json.$id !== 'string') return `def-${i}`
+    const name = json.$id.replace(/#$/, '').replace(/^.*\//, '').replace(/\.json$/, '').replace(/[^A-Za-z0-9._-]/g, '_')
+    if (name === '') return `def-${i}`
+    if ((owners.get(name) ?? json.$id) !== json.$id) return `${name}-${i}`
+    owners.set(name, json.$id)
+    return name
+  }
 }
 
 /** The document's info: the options' fields; the title and version from package.json where absent (createServer looked beside the config file already). */
