@@ -10,6 +10,10 @@ import { describe } from '../src/schema.js'
 import { features } from '../src/options.js'
 import { ServerSchema } from '../src/config/schema.js'
 import { errorDefinitions, PROBLEM_TYPE_BASE } from '../src/errors.js'
+import Fastify from 'fastify'
+import { stringify } from 'yaml'
+import spikard from '../src/index.js'
+import exampleRoutes, { options as exampleOptions } from '../examples/openapi-route.js'
 
 export const README = join(import.meta.dirname, '..', 'README.md')
 
@@ -34,8 +38,26 @@ function optionsTable (schema: TSchema, prefix: string): string {
 /** What the shorthand line of each feature shows. */
 const SHORTHAND_EXAMPLES: Record<string, string> = { shutdown: '20s', timeout: '10s', rateLimit: '100', bodyLimit: '512kb' }
 
-export function generatedSections (): Record<string, string> {
+/** The example route's source, and the path item spikard documents for it. */
+async function openapiExample (): Promise<string> {
+  const source = readFileSync(join(import.meta.dirname, '..', 'examples', 'openapi-route.ts'), 'utf8')
+  const code = /\/\/ readme:start\n([\s\S]*?)\n\s*\/\/ readme:end/.exec(source)?.[1] ?? ''
+  const app = Fastify({ logger: false })
+  try {
+    await app.register(spikard, { ...exampleOptions, openapi: { info: { title: 'example', version: '1.0.0' } } })
+    await app.register(exampleRoutes)
+    await app.ready()
+    const document = app.swagger() as { paths: Record<string, unknown> }
+    const indent = (text: string) => text.replace(/^ {2}/gm, '')
+    return ['```ts', indent(code), '```', '', 'What `/openapi.yaml` says of it:', '', '```yaml', stringify({ '/orders': document.paths['/orders'] }).trimEnd(), '```'].join('\n')
+  } finally {
+    await app.close()
+  }
+}
+
+export async function generatedSections (): Promise<Record<string, string>> {
   const sections: Record<string, string> = {
+    'openapi-example': await openapiExample(),
     server: optionsTable(ServerSchema, 'server.'),
     errors: [
       '| Code | Status | `type` | When |',
@@ -50,9 +72,9 @@ export function generatedSections (): Record<string, string> {
   return sections
 }
 
-export function renderReadme (text: string): string {
+export async function renderReadme (text: string): Promise<string> {
   let out = text
-  for (const [name, body] of Object.entries(generatedSections())) {
+  for (const [name, body] of Object.entries(await generatedSections())) {
     const pattern = new RegExp(`(<!-- generated:${name} -->\\n)[\\s\\S]*?(<!-- /generated:${name} -->)`)
     if (!pattern.test(out)) throw new Error(`README.md has no <!-- generated:${name} --> section`)
     out = out.replace(pattern, (_m, open: string, close: string) => `${open}${body}\n${close}`)
@@ -61,6 +83,6 @@ export function renderReadme (text: string): string {
 }
 
 if (process.argv[1] !== undefined && import.meta.filename === process.argv[1]) {
-  writeFileSync(README, renderReadme(readFileSync(README, 'utf8')))
+  writeFileSync(README, await renderReadme(readFileSync(README, 'utf8')))
   console.log('README.md tables regenerated')
 }

@@ -29,7 +29,7 @@ test('every error code has a row in the README error table', () => {
   }
 })
 
-test('the README option and error tables match the schemas (run `npm run docs` to update)', () => {
+test('the README option and error tables, and its OpenAPI example, match the code (run `npm run docs` to update)', async () => {
   const readme = readFileSync(README, 'utf8')
-  assert.equal(renderReadme(readme), readme)
+  assert.equal(await renderReadme(readme), readme)
 })
