@@ -9,7 +9,6 @@
  * here too, before the other features' onRoute hooks exist: they are decided on their first
  * request (src/route-decision.ts), from the config this plugin gives them.
  */
-import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { readFile } from 'node:fs/promises'
 import fp from 'fastify-plugin'
@@ -20,6 +19,8 @@ import { SpikardConfigError } from '../../src/errors.js'
 import { resolveOpenApiOptions, withPackageInfo, type OpenApiOptions, type ResolvedOpenApiOptions } from './options.js'
 import { completeDocument, markRoute } from './document.js'
 import { redocPage, REDOC_CSP } from './redoc.js'
+import { serve, send, type Served } from './served.js'
+import type { Encoding } from '../compression/negotiate.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -29,9 +30,6 @@ declare module 'fastify' {
     operationId?: string
   }
 }
-
-/** A document served from memory: its body and its validator. */
-interface Served { body: string, etag: string }
 
 /** Swagger UI's pages load everything from this server, and send nothing elsewhere. */
 const SWAGGER_UI_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
@@ -56,10 +54,12 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     transformObject: completeDocument(routes, app.spikard.options) as never
   })
 
+  const compression = app.spikard.options.compression
+  const encodings = compression === false ? [] : compression.encodings
   const served: { json?: Served, yaml?: Served } = {}
   app.addHook('onReady', async function spikardOpenApiDocument () {
-    served.json = serve(JSON.stringify(app.swagger()))
-    served.yaml = serve(app.swagger({ yaml: true }))
+    served.json = await serve(JSON.stringify(app.swagger()), 'application/json; charset=utf-8', encodings)
+    served.yaml = await serve(app.swagger({ yaml: true }), 'application/yaml; charset=utf-8', encodings)
   })
 
   await app.register(async function docsRoutes (child: FastifyInstance) {
@@ -68,9 +68,9 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     child.addHook('onRoute', (route) => {
       route.config = { ...route.config, openapi: false, ...(auth ? { auth: o.auth } : {}) }
     })
-    const document = (type: string, which: 'json' | 'yaml') => (request: FastifyRequest, reply: FastifyReply) => send(request, reply, type, served[which] as Served)
-    if (o.json !== false) child.get(o.json, document('application/json; charset=utf-8', 'json'))
-    if (o.yaml !== false) child.get(o.yaml, document('application/yaml; charset=utf-8', 'yaml'))
+    const document = (which: 'json' | 'yaml') => (request: FastifyRequest, reply: FastifyReply) => send(request, reply, served[which] as Served)
+    if (o.json !== false) child.get(o.json, document('json'))
+    if (o.yaml !== false) child.get(o.yaml, document('yaml'))
     if (o.docs !== false) {
       await child.register(swaggerUi, {
         routePrefix: o.docs,
@@ -80,7 +80,7 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
         uiConfig: { persistAuthorization: false, tryItOutEnabled: false }
       } as never)
     }
-    if (o.redoc !== false) await child.register(redocRoutes(o.redoc, served), { prefix: o.redoc })
+    if (o.redoc !== false) await child.register(redocRoutes(o.redoc, served, encodings), { prefix: o.redoc })
   })
 }
 
@@ -107,30 +107,21 @@ function info (o: ResolvedOpenApiOptions): ResolvedOpenApiOptions['info'] & { ti
   return { ...info, title: info.title ?? 'API', version: info.version ?? '0.0.0' }
 }
 
-function serve (body: string): Served {
-  return { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"` }
-}
-
-function send (request: FastifyRequest, reply: FastifyReply, type: string, served: Served): FastifyReply | string {
-  reply.header('etag', served.etag).header('cache-control', 'no-cache')
-  if (request.headers['if-none-match']?.split(',').some((tag) => tag.trim().replace(/^W\//, '') === served.etag) === true) return reply.code(304).send()
-  return reply.type(type).send(served.body)
-}
-
 /** Redoc: its page, its bundle (read from the `redoc` package once, on the first request) and the document it renders. */
-function redocRoutes (prefix: string, served: { json?: Served }) {
+function redocRoutes (prefix: string, served: { json?: Served }, encodings: readonly Encoding[]) {
   return async function redoc (child: FastifyInstance): Promise<void> {
+    let page: Promise<Served> | undefined
     let bundle: Promise<Served> | undefined
-    const page = serve(redocPage(prefix))
-    child.get('/', (request, reply) => {
+    child.get('/', async (request, reply) => {
+      page ??= serve(redocPage(prefix), 'text/html; charset=utf-8', encodings)
       reply.header('content-security-policy', REDOC_CSP)
-      return send(request, reply, 'text/html; charset=utf-8', page)
+      return send(request, reply, await page)
     })
     child.get('/redoc.standalone.js', async (request, reply) => {
-      bundle ??= readFile(createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js'), 'utf8').then(serve)
-      return send(request, reply, 'text/javascript; charset=utf-8', await bundle)
+      bundle ??= readFile(createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js')).then((js) => serve(js, 'text/javascript; charset=utf-8', encodings))
+      return send(request, reply, await bundle)
     })
-    child.get('/openapi.json', (request, reply) => send(request, reply, 'application/json; charset=utf-8', served.json as Served))
+    child.get('/openapi.json', (request, reply) => send(request, reply, served.json as Served))
   }
 }
 
