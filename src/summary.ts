@@ -52,7 +52,7 @@ export function startupSummary (options: ResolvedSpikardOptions, facts: ServerFa
 function warnings (o: ResolvedSpikardOptions, facts: ServerFacts): string[] {
   const out: string[] = []
   const warn = (when: boolean, message: string): void => { if (when) out.push(message) }
-  const { auth, rateLimit, bodyLimit, timeout, shutdown, logging, compression } = o
+  const { auth, rateLimit, bodyLimit, timeout, shutdown, logging, compression, openapi } = o
 
   warn(facts.trustProxy === true,
     'server.trustProxy is true: any client can forge X-Forwarded-For and so choose its own address, in the logs and for rate limits; ' +
@@ -120,6 +120,13 @@ function warnings (o: ResolvedSpikardOptions, facts: ServerFacts): string[] {
   warn(shutdown === false,
     'shutdown is off: a SIGTERM (every deploy) is not turned into a graceful shutdown: readiness does not turn 503 first and in-flight requests get no time budget; ' +
     'turn it on (shutdown: 30s)')
+
+  // Outside production the docs are on by default and public on purpose; in production only when asked for.
+  if (openapi !== false) {
+    warn(!openapi.auth && process.env.NODE_ENV === 'production',
+      `openapi is on and public in production: every route, parameter and schema of the API is listed for anyone at ${[openapi.json, openapi.yaml, openapi.docs, openapi.redoc].filter((p) => p !== false).join(', ')}; ` +
+      'protect it (openapi.auth: true) or turn it off (openapi: false) unless the API is public')
+  }
 
   if (compression !== false && compression.encodings.includes('br')) {
     warn(compression.brotliQuality >= 10,
