@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `spikard` command: start a server from a config file, or check one. */
+/** The `spikard` command: start a server from a config file, check one, or print its OpenAPI document. */
 import { parseArgs } from 'node:util'
 import { dirname } from 'node:path'
 import closeWithGrace from 'close-with-grace'
@@ -11,6 +11,7 @@ import { features, type FeatureName } from '../options.js'
 import { startupSummary } from '../summary.js'
 import { optionSources } from '../config/sources.js'
 import { packageVersion } from '../package-json.js'
+import { openapi } from './openapi.js'
 
 const HELP = `spikard - a production preset for Fastify
 
@@ -18,6 +19,13 @@ Usage:
   spikard start [--config FILE] [--port N] [--host HOST]   start the server
   spikard check [--config FILE]                            validate the config; show the features, warnings,
                                                            where each option came from and every route
+  spikard openapi [--config FILE] [--format json|yaml] [--out FILE]
+                                                           print the OpenAPI document the server serves, without
+                                                           listening: stdout holds the document alone (logs go
+                                                           to stderr); JSON is indented by 2 spaces (the served
+                                                           /openapi.json is compact), YAML is /openapi.yaml.
+                                                           --out (-o) writes FILE instead; --format defaults to
+                                                           yaml when FILE ends with .yaml or .yml, else json
   spikard --help | --version
 
 Without --config, spikard reads spikard.config.json, .yaml or .yml from the working directory.
@@ -32,6 +40,8 @@ function parse (argv: string[]) {
         config: { type: 'string', short: 'c' },
         port: { type: 'string', short: 'p' },
         host: { type: 'string' },
+        format: { type: 'string' },
+        out: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' }
       }
@@ -43,16 +53,31 @@ function parse (argv: string[]) {
   }
 }
 
+/** The options each command takes (besides --help and --version); any other is refused. */
+const COMMANDS = {
+  start: ['config', 'port', 'host'],
+  check: ['config', 'port', 'host'],
+  openapi: ['config', 'format', 'out']
+} as const
+type Command = keyof typeof COMMANDS
+
+function isCommand (name: string | undefined): name is Command {
+  return name !== undefined && Object.hasOwn(COMMANDS, name)
+}
+
 async function main (argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv)
   if (values.help === true) { process.stdout.write(HELP); return 0 }
   if (values.version === true) { process.stdout.write(`${packageVersion()}\n`); return 0 }
   const [command, ...extra] = positionals
-  if (command !== 'start' && command !== 'check') {
+  if (!isCommand(command)) {
     process.stderr.write(`spikard: ${command === undefined ? 'no command given' : `unknown command "${command}"`}\n\n${HELP}`)
     return 1
   }
+  const refused = Object.keys(values).find((name) => !(COMMANDS[command] as readonly string[]).includes(name))
+  if (refused !== undefined) throw new Error(`unknown option "--${refused}" for spikard ${command} (see spikard --help)`)
   if (extra.length > 0) throw new Error(`unexpected argument "${extra[0]}"`)
+  if (command === 'openapi') return await openapi(values)
 
   const { file, config, raw } = loadConfig({ file: values.config })
   const overrides: Record<string, string> = {}
