@@ -94,8 +94,10 @@ async function main (argv: string[]): Promise<number> {
 
   // check writes its report on stdout: what the app logs while it is built goes to stderr
   // (or to server.logger.file, which check thereby proves it can open).
+  // pino-pretty writes to stdout whatever the stream, so check builds the app without it.
   const toStderr = command === 'check' && config.server.logger.file === undefined
-  const app = await createServer(config, { baseDir: dirname(file), ...(toStderr ? { logStream: process.stderr } : {}) })
+  const built = command === 'check' ? { ...config, server: { ...config.server, logger: { ...config.server.logger, pretty: false } } } : config
+  const app = await createServer(built, { baseDir: dirname(file), ...(toStderr ? { logStream: process.stderr } : {}) })
   if (command === 'check') {
     await app.ready()
     const sources = optionSources(raw, config, process.env, { overrides })
