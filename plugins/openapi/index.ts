@@ -18,7 +18,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import { SpikardConfigError } from '../../src/errors.js'
 import { resolveOpenApiOptions, withPackageInfo, type OpenApiOptions, type ResolvedOpenApiOptions } from './options.js'
 import { completeDocument, markRoute } from './document.js'
-import { redocPage, REDOC_CSP } from './redoc.js'
+import { redocPage, REDOC_CSP, REDOC_LOGO } from './redoc.js'
 import { serve, send, type Served } from './served.js'
 import type { Encoding } from '../compression/negotiate.js'
 
@@ -118,7 +118,8 @@ function redocRoutes (prefix: string, served: { json?: Served }, encodings: read
       return send(request, reply, await page)
     })
     child.get('/redoc.standalone.js', async (request, reply) => {
-      bundle ??= readFile(createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js')).then((js) => serve(js, 'text/javascript; charset=utf-8', encodings))
+      bundle ??= readFile(createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js'), 'utf8')
+        .then((js) => serve(js.replace(REDOC_LOGO, ''), 'text/javascript; charset=utf-8', encodings))
       return send(request, reply, await bundle)
     })
     child.get('/openapi.json', (request, reply) => send(request, reply, served.json as Served))

@@ -3,9 +3,12 @@
  * page, rendering `<prefix>/openapi.json` with the bundle served from `<prefix>/`.
  *
  * Redoc 2.x shows a "Redocly" logo from its CDN in the sidebar, with no option to turn it
- * off: the page's Content-Security-Policy allows images from this server only, so the
- * browser never requests it.
+ * off. The bundle is served with that URL removed (an image without a source loads nothing
+ * and removes itself), and the page's Content-Security-Policy allows this server only, in
+ * case a later Redoc names another.
  */
+export const REDOC_LOGO = 'https://cdn.redoc.ly/redoc/logo-mini.svg'
+
 export const REDOC_CSP = [
   "default-src 'none'",
   "script-src 'self'",
