@@ -168,16 +168,29 @@ function problems (stderr: string): string[] {
 }
 
 /** METHOD and PATH, then each feature's columns in registration order. */
-const HEADER = ['METHOD', 'PATH', 'ACCESS LOG', 'TIMEOUT', 'RATE LIMIT', 'AUTH', 'BODY LIMIT', 'COMPRESSION']
-/** The health routes, on by default: outside the access log, the rate limit and auth. */
+const HEADER = ['METHOD', 'PATH', 'DOCS', 'ACCESS LOG', 'TIMEOUT', 'RATE LIMIT', 'AUTH', 'BODY LIMIT', 'COMPRESSION']
+/**
+ * The docs routes, on by default outside production: left out of the document they serve,
+ * public. One row per route as its onRoute hooks saw it: a UI's root is `/docs` (Fastify
+ * serves `/docs/` too), and the HEAD twins Fastify adds are left out.
+ */
+const DOCS_ROWS = [
+  '/openapi.json', '/openapi.yaml',
+  '/docs', '/docs/static/index.html', '/docs/static/swagger-initializer.js', '/docs/json', '/docs/yaml', ['HEAD,GET', '/docs/static/*'],
+  '/redoc', '/redoc/redoc.standalone.js', '/redoc/openapi.json'
+].map((route) => [...(Array.isArray(route) ? route : ['GET', route]), 'hidden', 'on', '30s', 'off', 'off', '1mb', 'on'])
+/** The health routes, on by default: in the document, outside the access log, the rate limit and auth. */
 const HEALTH_ROWS = [
-  ['GET', '/livez', 'off', '30s', 'off', 'off', '1mb', 'on'],
-  ['GET', '/readyz', 'off', '30s', 'off', 'off', '1mb', 'on']
+  ['GET', '/livez', 'yes', 'off', '30s', 'off', 'off', '1mb', 'on'],
+  ['GET', '/readyz', 'yes', 'off', '30s', 'off', 'off', '1mb', 'on']
 ]
+/** `rows` as they are with the openapi feature off: `off` in the DOCS column. */
+const docsOff = (rows: string[][]): string[][] => rows.map(([method, path, , ...rest]) => [method, path, 'off', ...rest])
 
 /** The features table of a config that leaves every feature at its default. */
 const DEFAULT_FEATURES = [
   ['FEATURE', 'STATE', 'SETTINGS'],
+  ['openapi', 'on', 'json=/openapi.json yaml=/openapi.yaml docs=/docs redoc=/redoc'],
   ['requestContext', 'off'],
   ['requestId', 'on', 'header=x-request-id'],
   ['logging', 'on', 'level=info'],
@@ -337,11 +350,12 @@ describe('spikard CLI', { concurrency: 1 }, () => {
       assert.deepEqual(check.warnings, [])
       assert.deepEqual(check.routes, [
         HEADER,
+        ...DOCS_ROWS,
         ...HEALTH_ROWS,
-        ['GET', '/users', 'on', '30s', 'off', 'off', '1mb', 'on'],
-        ['POST', '/users', 'on', '30s', 'off', 'off', '2kb', 'on'],
-        ['DELETE', '/users/:id', 'off', '30s', 'off', 'off', '1mb', 'on'],
-        ['PUT', '/admin/settings', 'on', '30s', 'off', 'off', '100b', 'on']
+        ['GET', '/users', 'yes', 'on', '30s', 'off', 'off', '1mb', 'on'],
+        ['POST', '/users', 'yes', 'on', '30s', 'off', 'off', '2kb', 'on'],
+        ['DELETE', '/users/:id', 'yes', 'off', '30s', 'off', 'off', '1mb', 'on'],
+        ['PUT', '/admin/settings', 'yes', 'on', '30s', 'off', 'off', '100b', 'on']
       ])
       // Every table lines up: each cell starts where its header does.
       for (const table of r.stdout.split('\n\n').slice(1)) assertAligned(table.trimEnd())
@@ -349,7 +363,7 @@ describe('spikard CLI', { concurrency: 1 }, () => {
 
     it('a valid config with a .mjs app, given by absolute path from another directory: app resolves against the config file', async (t) => {
       const dir = await fixture(t, {
-        'conf/spikard.config.json': JSON.stringify({ app: './routes.mjs', logging: false, compression: false, timeout: '5s' }),
+        'conf/spikard.config.json': JSON.stringify({ app: './routes.mjs', openapi: false, logging: false, compression: false, timeout: '5s' }),
         'conf/routes.mjs': ROUTES_MJS
       })
       const file = join(dir, 'conf/spikard.config.json')
@@ -360,11 +374,11 @@ describe('spikard CLI', { concurrency: 1 }, () => {
       // Features turned off show off in every route's column.
       assert.deepEqual(tableRows(r.stdout), [
         HEADER,
-        ['GET', '/livez', 'off', '5s', 'off', 'off', '1mb', 'off'],
-        ['GET', '/readyz', 'off', '5s', 'off', 'off', '1mb', 'off'],
-        ['GET', '/items', 'off', '5s', 'off', 'off', '1mb', 'off'],
-        ['POST', '/items', 'off', '5s', 'off', 'off', '2mb', 'off'],
-        ['PUT,PATCH', '/items/:id', 'off', '5s', 'off', 'off', '1mb', 'off']
+        ['GET', '/livez', 'off', 'off', '5s', 'off', 'off', '1mb', 'off'],
+        ['GET', '/readyz', 'off', 'off', '5s', 'off', 'off', '1mb', 'off'],
+        ['GET', '/items', 'off', 'off', '5s', 'off', 'off', '1mb', 'off'],
+        ['POST', '/items', 'off', 'off', '5s', 'off', 'off', '2mb', 'off'],
+        ['PUT,PATCH', '/items/:id', 'off', 'off', '5s', 'off', 'off', '1mb', 'off']
       ])
     })
 
@@ -376,6 +390,7 @@ describe('spikard CLI', { concurrency: 1 }, () => {
       assert.equal(r.stdout, `${join(dir, 'spikard.config.yaml')}: valid
 
 FEATURE         STATE  SETTINGS
+openapi         on     json=/openapi.json yaml=/openapi.yaml docs=/docs redoc=/redoc
 requestContext  off
 requestId       on     header=x-request-id
 logging         on     level=info
@@ -387,45 +402,64 @@ auth            off
 bodyLimit       on     max=1mb decode=on
 compression     on     br,gzip threshold=1kb
 
-OPTION                     VALUE         SOURCE
-server.host                127.0.0.1     default
-server.port                8080          config file
-server.trustProxy          false         default
-server.logger.level        info          default
-server.logger.pretty       false         default
-server.logger.buffer       0b            default
-requestContext             off           default
-requestId                  on            default
-requestId.header           x-request-id  default
-requestId.trustIncoming    true          default
-logging                    on            default
-logging.level              info          default
-logging.headers            false         default
-logging.redactHeaders      []            default
-logging.redactQuery        []            default
-shutdown                   on            default
-shutdown.timeout           30s           default
-shutdown.preCloseDelay     0             default
-shutdown.signals           true          default
-health                     off           config file
-timeout                    on            default
-timeout.handler            30s           default
-timeout.status             408           default
-timeout.headers            10s           default
-timeout.request            1m            default
-timeout.keepAlive          72s           default
-rateLimit                  off           default
-auth                       off           default
-bodyLimit                  on            default
-bodyLimit.max              1mb           default
-bodyLimit.decode           true          default
-compression                on            default
-compression.encodings      [br, gzip]    default
-compression.threshold      1kb           default
-compression.brotliQuality  4             default
-compression.gzipLevel      6             default
+OPTION                     VALUE          SOURCE
+server.host                127.0.0.1      default
+server.port                8080           config file
+server.trustProxy          false          default
+server.logger.level        info           default
+server.logger.pretty       false          default
+server.logger.buffer       0b             default
+openapi                    on             default
+openapi.json               /openapi.json  default
+openapi.yaml               /openapi.yaml  default
+openapi.docs               /docs          default
+openapi.redoc              /redoc         default
+openapi.servers            []             default
+openapi.tags               []             default
+openapi.auth               false          default
+requestContext             off            default
+requestId                  on             default
+requestId.header           x-request-id   default
+requestId.trustIncoming    true           default
+logging                    on             default
+logging.level              info           default
+logging.headers            false          default
+logging.redactHeaders      []             default
+logging.redactQuery        []             default
+shutdown                   on             default
+shutdown.timeout           30s            default
+shutdown.preCloseDelay     0              default
+shutdown.signals           true           default
+health                     off            config file
+timeout                    on             default
+timeout.handler            30s            default
+timeout.status             408            default
+timeout.headers            10s            default
+timeout.request            1m             default
+timeout.keepAlive          72s            default
+rateLimit                  off            default
+auth                       off            default
+bodyLimit                  on             default
+bodyLimit.max              1mb            default
+bodyLimit.decode           true           default
+compression                on             default
+compression.encodings      [br, gzip]     default
+compression.threshold      1kb            default
+compression.brotliQuality  4              default
+compression.gzipLevel      6              default
 
-${HEADER.join('  ')}
+METHOD    PATH                                 DOCS    ACCESS LOG  TIMEOUT  RATE LIMIT  AUTH  BODY LIMIT  COMPRESSION
+GET       /openapi.json                        hidden  on          30s      off         off   1mb         on
+GET       /openapi.yaml                        hidden  on          30s      off         off   1mb         on
+GET       /docs                                hidden  on          30s      off         off   1mb         on
+GET       /docs/static/index.html              hidden  on          30s      off         off   1mb         on
+GET       /docs/static/swagger-initializer.js  hidden  on          30s      off         off   1mb         on
+GET       /docs/json                           hidden  on          30s      off         off   1mb         on
+GET       /docs/yaml                           hidden  on          30s      off         off   1mb         on
+HEAD,GET  /docs/static/*                       hidden  on          30s      off         off   1mb         on
+GET       /redoc                               hidden  on          30s      off         off   1mb         on
+GET       /redoc/redoc.standalone.js           hidden  on          30s      off         off   1mb         on
+GET       /redoc/openapi.json                  hidden  on          30s      off         off   1mb         on
 `)
     })
 
@@ -457,6 +491,14 @@ ${HEADER.join('  ')}
         'server.logger.level': ['warn', 'config file (SPIKARD_TEST_EMPTY unset)'],
         'server.logger.pretty': ['false', 'default'],
         'server.logger.buffer': ['0b', 'default'],
+        openapi: ['on', 'default'],
+        'openapi.json': ['/openapi.json', 'default'],
+        'openapi.yaml': ['/openapi.yaml', 'default'],
+        'openapi.docs': ['/docs', 'default'],
+        'openapi.redoc': ['/redoc', 'default'],
+        'openapi.servers': ['[]', 'default'],
+        'openapi.tags': ['[]', 'default'],
+        'openapi.auth': ['false', 'default'],
         requestContext: ['off', 'default'],
         requestId: ['on', 'default'],
         'requestId.header': ['x-request-id', 'default'],
@@ -696,12 +738,12 @@ ${HEADER.join('  ')}
   describe('config discovery without --config', PARALLEL, () => {
     for (const name of ['spikard.config.json', 'spikard.config.yaml', 'spikard.config.yml']) {
       it(`finds ${name} in the working directory`, async (t) => {
-        const content = name.endsWith('.json') ? JSON.stringify({ app: './routes.mjs' }) : 'app: ./routes.mjs\n'
+        const content = name.endsWith('.json') ? JSON.stringify({ app: './routes.mjs', openapi: false }) : 'app: ./routes.mjs\nopenapi: false\n'
         const dir = await fixture(t, { [name]: content, 'routes.mjs': HELLO_MJS })
         const r = await run(t, ['check'], { cwd: dir })
         assert.equal(r.code, 0, r.stderr)
         assert.equal(r.stdout.split('\n')[0], `${join(dir, name)}: valid`)
-        assert.deepEqual(tableRows(r.stdout), [HEADER, ...HEALTH_ROWS, ['GET', '/hello', 'on', '30s', 'off', 'off', '1mb', 'on']])
+        assert.deepEqual(tableRows(r.stdout), [HEADER, ...docsOff(HEALTH_ROWS), ['GET', '/hello', 'off', 'on', '30s', 'off', 'off', '1mb', 'on']])
       })
     }
   })

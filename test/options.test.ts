@@ -42,8 +42,9 @@ test('sizes: bytes or strings with b, kb, mb, gb (binary units)', () => {
     ['s: expected a size (bytes, or a string such as "512kb", "1mb"), found "1 tb"'])
 })
 
-/** Every feature with its defaults, as `register(spikard)` alone resolves them. */
+/** Every feature with its defaults, as `register(spikard)` alone resolves them (outside production). */
 const DEFAULTS = {
+  openapi: { json: '/openapi.json', yaml: '/openapi.yaml', docs: '/docs', redoc: '/redoc', info: {}, servers: [], tags: [], auth: false },
   requestContext: false,
   requestId: { header: 'x-request-id', trustIncoming: true },
   logging: { level: 'info', headers: false, redactHeaders: [], redactQuery: [] },
@@ -63,6 +64,30 @@ test('absent, a feature takes its default state: production features on, auth, r
   assert.deepEqual(resolveSpikardOptions(off), off)
   assert.equal(typeof DEFAULTS.shutdown, 'object')
   assert.equal(typeof DEFAULTS.timeout, 'object')
+})
+
+test('NODE_ENV=production turns openapi off when its key is absent, and only then; in code and in a config file', (t) => {
+  const nodeEnv = process.env.NODE_ENV
+  t.after(() => {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV
+    else process.env.NODE_ENV = nodeEnv
+  })
+  process.env.NODE_ENV = 'development'
+  const config = resolveConfig({})
+  assert.deepEqual(config.openapi, DEFAULTS.openapi)
+  process.env.NODE_ENV = 'production'
+  // Absent: off, and nothing else changes.
+  assert.deepEqual(resolveSpikardOptions({}), { ...DEFAULTS, openapi: false })
+  assert.deepEqual(resolveConfig({}), { ...config, openapi: false })
+  // Set: as given, on with its defaults or its options.
+  assert.deepEqual(resolveSpikardOptions({ openapi: true }).openapi, DEFAULTS.openapi)
+  assert.deepEqual(resolveConfig({ openapi: true }).openapi, DEFAULTS.openapi)
+  assert.deepEqual(resolveConfig({ openapi: 'true' }, { coerce: true }).openapi, DEFAULTS.openapi)
+  assert.deepEqual(resolveSpikardOptions({ openapi: { docs: false } }).openapi, { ...DEFAULTS.openapi, docs: false })
+  assert.equal(resolveSpikardOptions({ openapi: false }).openapi, false)
+  // Read when options are resolved, not once: outside production the default is on again.
+  process.env.NODE_ENV = 'development'
+  assert.deepEqual(resolveSpikardOptions({}).openapi, DEFAULTS.openapi)
 })
 
 test('a scalar sets a feature\'s main option, the others keep their defaults: bodyLimit, timeout, shutdown, rateLimit', () => {

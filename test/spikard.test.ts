@@ -47,7 +47,7 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
   }
   for (const route of ['/before (POST)', '/after (POST)', '/v1/child (POST)']) assert.deepStrictEqual(hooksOf(tree, route), expected, route)
   // The registration order (and so the hook order) is the order of the features list.
-  assert.deepStrictEqual(Object.keys(features), ['requestContext', 'requestId', 'logging', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'compression'])
+  assert.deepStrictEqual(Object.keys(features), ['openapi', 'requestContext', 'requestId', 'logging', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'compression'])
 })
 
 test('register(spikard) alone: the default features, and nothing of auth, rate limiting or the request context', async (t) => {
@@ -63,7 +63,7 @@ test('register(spikard) alone: the default features, and nothing of auth, rate l
     onResponse: ['spikardAccessLog'],
     onRequestAbort: ['spikardAccessLogAborted']
   })
-  for (const plugin of ['spikard-request-id', 'spikard-logging', 'spikard-shutdown', 'spikard-health', 'spikard-timeout', 'spikard-body-limit', 'spikard-compression']) {
+  for (const plugin of ['spikard-openapi', 'spikard-request-id', 'spikard-logging', 'spikard-shutdown', 'spikard-health', 'spikard-timeout', 'spikard-body-limit', 'spikard-compression']) {
     assert.equal(app.hasPlugin(plugin), true, plugin)
   }
   for (const plugin of ['spikard-auth', 'spikard-rate-limit', 'spikard-request-context']) assert.equal(app.hasPlugin(plugin), false, plugin)

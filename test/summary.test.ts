@@ -24,6 +24,7 @@ describe('startupSummary', () => {
     assert.deepEqual(startupSummary(resolveSpikardOptions({}), FACTS), {
       record: {
         features: {
+          openapi: 'json=/openapi.json yaml=/openapi.yaml docs=/docs redoc=/redoc',
           requestId: 'header=x-request-id',
           logging: 'level=info',
           shutdown: 'timeout=30s signals=on',
@@ -46,6 +47,7 @@ describe('startupSummary', () => {
     }), FACTS)
     assert.deepEqual(record, {
       features: {
+        openapi: 'json=/openapi.json yaml=/openapi.yaml docs=/docs redoc=/redoc',
         requestContext: 'on',
         requestId: 'header=x-request-id',
         shutdown: 'timeout=20s signals=on',
@@ -58,7 +60,7 @@ describe('startupSummary', () => {
       },
       off: ['logging']
     })
-    assert.deepEqual(Object.keys(record.features), ['requestContext', 'requestId', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'compression'])
+    assert.deepEqual(Object.keys(record.features), ['openapi', 'requestContext', 'requestId', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'compression'])
   })
 
   describe('one warning per risky choice, caused by the option it names', () => {

@@ -421,8 +421,13 @@ describe('spikard check: the AUTH column', () => {
       app.get('/admin', { config: { auth: { claims: { role: 'admin' } } } }, async () => 'x')
     }, { health: true })
     t.after(() => app.close())
-    const rows = app.spikard.routes.filter((r) => r.method === 'GET').map((r) => `${r.url} ${routeAuthLabel(r, app.spikard.options.auth)}`)
-    assert.deepEqual(rows, ['/livez public', '/readyz public', '/me jwt', '/public public', '/admin jwt role=admin'])
+    const gets = app.spikard.routes.filter((r) => r.method === 'GET')
+    const row = (r: (typeof gets)[number]) => `${r.url} ${routeAuthLabel(r, app.spikard.options.auth)}`
+    // The docs routes (openapi, on by default) are public unless openapi.auth says otherwise.
+    const docs = gets.filter((r) => (r.config as { openapi?: unknown }).openapi === false)
+    assert.equal(docs.length, 10)
+    for (const r of docs) assert.match(row(r), /^\/(openapi\.json|openapi\.yaml|docs|redoc)(\/\S*)? public$/)
+    assert.deepEqual(gets.filter((r) => !docs.includes(r)).map(row), ['/livez public', '/readyz public', '/me jwt', '/public public', '/admin jwt role=admin'])
   })
 })
 
