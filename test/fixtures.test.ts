@@ -30,7 +30,7 @@ interface Fixture {
   requests: Array<{
     name?: string
     request: { method: string, url: string, headers?: Record<string, string>, body?: unknown, payload?: string }
-    expect: { status: number, headers?: Record<string, string>, body?: unknown }
+    expect: { status: number, headers?: Record<string, string>, body?: unknown, select?: Record<string, unknown> }
   }>
 }
 
@@ -71,6 +71,17 @@ function match (actual: unknown, expected: unknown, headers: Record<string, unkn
   assert.equal(actual, expected, where)
 }
 
+/** The value at an RFC 6901 JSON Pointer (`/paths/~1users~1{id}/get`; "" is the whole value); undefined where there is none. */
+function at (value: unknown, pointer: string): unknown {
+  if (pointer === '') return value
+  assert.ok(pointer.startsWith('/'), `${JSON.stringify(pointer)}: a JSON Pointer starts with "/"`)
+  for (const token of pointer.slice(1).split('/').map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'))) {
+    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, token)) return undefined
+    value = (value as Record<string, unknown>)[token]
+  }
+  return value
+}
+
 async function run (fixture: Fixture): Promise<void> {
   const routes = async (app: FastifyInstance): Promise<void> => {
     for (const r of fixture.routes ?? []) app.route({ ...r.options, method: r.method, url: r.url, handler: handlerFor(r.handler) })
@@ -87,10 +98,11 @@ async function run (fixture: Fixture): Promise<void> {
       })
       assert.equal(response.statusCode, expect.status, `${where}: status (body: ${response.body})`)
       for (const [name, value] of Object.entries(expect.headers ?? {})) match(response.headers[name.toLowerCase()], value, response.headers, `${where} header ${name}`)
-      if (expect.body !== undefined) {
-        const json = /json/.test(String(response.headers['content-type']))
-        match(json ? response.json() : response.body, expect.body, response.headers, `${where} body`)
-      }
+      if (expect.body === undefined && expect.select === undefined) continue
+      const json = /json/.test(String(response.headers['content-type']))
+      const body: unknown = json ? response.json() : response.body
+      if (expect.body !== undefined) match(body, expect.body, response.headers, `${where} body`)
+      for (const [pointer, value] of Object.entries(expect.select ?? {})) match(at(body, pointer), value, response.headers, `${where} body at ${pointer}`)
     }
   } finally {
     await app.close()

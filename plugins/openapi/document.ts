@@ -59,7 +59,8 @@ function coreDoc (route: RouteOptions): OperationDoc {
 /**
  * @fastify/swagger's `transform`: hidden routes stay out; every other route is marked with
  * its index in `routes` (an `x-` key, which @fastify/swagger copies to the operation) so
- * `transformObject` finds it, and gets its operationId.
+ * `transformObject` finds it, and gets the operationId it asks for (`config.operationId`,
+ * else `schema.operationId`); `transformObject` derives the others, per method.
  */
 export function markRoute (routes: RouteOptions[]) {
   return ({ schema, url, route }: { schema: Json | undefined, url: string, route: RouteOptions }): { schema: Json, url: string } => {
@@ -69,7 +70,7 @@ export function markRoute (routes: RouteOptions[]) {
     return {
       schema: {
         ...schema,
-        operationId: typeof configured === 'string' ? configured : schema?.operationId ?? operationId(route.method, url),
+        ...(typeof configured === 'string' ? { operationId: configured } : {}),
         [ROUTE_KEY]: routes.length - 1
       },
       url
@@ -110,20 +111,31 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
       doc.security = security.requirement
     }
 
-    const ids = new Set<string>()
-    const usedTags = new Set<string>()
-    for (const path of Object.values(doc.paths ?? {}) as Json[]) {
+    // Every operation, each its own object: @fastify/swagger gives the methods of one route
+    // (`method: ['GET', 'POST']`) the same one.
+    const operations: Array<{ operation: Json, method: string, path: string, route: RouteOptions | undefined }> = []
+    const seen = new Set<Json>()
+    for (const [path, item] of Object.entries(doc.paths ?? {}) as Array<[string, Json]>) {
       for (const method of METHODS) {
-        const operation = path[method] as Json | undefined
-        if (operation === undefined) continue
-        const route = routes[operation[ROUTE_KEY]]
+        if (item[method] === undefined) continue
+        if (seen.has(item[method])) item[method] = structuredClone(item[method])
+        const operation = item[method] as Json
+        seen.add(operation)
+        operations.push({ operation, method, path, route: routes[operation[ROUTE_KEY]] })
         delete operation[ROUTE_KEY]
-        operation.operationId = unique(operation.operationId, ids)
-        for (const tag of operation.tags ?? []) usedTags.add(tag)
-        if (route === undefined) continue
-        const docs = [coreDoc(route), ...enabled.map(({ feature, options: o }) => feature.openapi?.operation?.(route, o))]
-        apply(operation, docs.filter((d): d is OperationDoc => d !== undefined), doc.components)
       }
+    }
+    // The operationIds routes ask for first, so a derived one never takes theirs.
+    const ids = new Set<string>()
+    for (const { operation } of operations) if (operation.operationId !== undefined) operation.operationId = unique(operation.operationId, ids)
+    for (const { operation, method, path, route } of operations) operation.operationId ??= unique(operationId(method, route?.url ?? path), ids)
+
+    const usedTags = new Set<string>()
+    for (const { operation, route } of operations) {
+      for (const tag of operation.tags ?? []) usedTags.add(tag)
+      if (route === undefined) continue
+      const docs = [coreDoc(route), ...enabled.map(({ feature, options: o }) => feature.openapi?.operation?.(route, o))]
+      apply(operation, docs.filter((d): d is OperationDoc => d !== undefined), doc.components)
     }
     if (usedTags.has('health') && !(doc.tags as Json[] | undefined)?.some((t) => t.name === 'health')) {
       doc.tags = [...(doc.tags ?? []), { name: 'health', description: 'Liveness and readiness probes (spikard).' }]
@@ -177,10 +189,9 @@ function apply (operation: Json, docs: OperationDoc[], components: Json): void {
     }
   }
   if (Object.keys(headers).length === 0) return
-  const shared = refs(headers)
   for (const response of Object.values(responses) as Json[]) {
-    if (response.$ref !== undefined) continue
-    response.headers = { ...shared, ...response.headers }
+    // Objects of their own: shared ones would be YAML anchors and aliases in /openapi.yaml.
+    if (response.$ref === undefined) response.headers = { ...refs(headers), ...response.headers }
   }
 }
 
