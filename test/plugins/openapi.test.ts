@@ -1046,6 +1046,8 @@ describe('serving', () => {
     assert.equal(yaml.statusCode, 200)
     assert.equal(yaml.headers['content-type'], 'application/yaml; charset=utf-8')
     assert.deepEqual(parseYaml(yaml.body), await documentOf(app))
+    // Plain YAML for every reader: no anchors and aliases for the objects repeated in it.
+    assert.doesNotMatch(yaml.body, /[&*]a\d+\b/)
   })
 
   test('custom paths; the defaults are then not found', async (t) => {
