@@ -47,7 +47,7 @@ declare module 'fastify' {
     /** The options spikard resolved (every default filled in). */
     spikard: {
       options: ResolvedSpikardOptions
-      /** Every route registered after spikard, as Fastify registered it (`spikard check` prints them). */
+      /** Every route registered after spikard, as declared, with the config every onRoute hook left (`spikard check` prints them). */
       routes: RouteOptions[]
       /** Where the server is in its life: `serving`, then `draining`, `closing`, `closed` as it shuts down. */
       readonly phase: LifecyclePhase
@@ -101,8 +101,9 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
     // The route's own config object, for the features' decisions: the one a route was
     // given may be shared with other routes.
     route.config = { ...route.config }
-    // Kept by reference: what later onRoute hooks set (the docs routes' config.auth) shows too.
-    routes.push(route)
+    // A copy (Fastify reuses this object for the `/prefix/` twin of a prefix's `/` route),
+    // whose config is read live: what later onRoute hooks set (the docs routes' config.auth) shows too.
+    routes.push(Object.defineProperty({ ...route }, 'config', { get: () => route.config, enumerable: true }))
   })
 
   await app.register(problemDetails)

@@ -602,6 +602,31 @@ GET       /redoc/openapi.json                  hidden  on          30s      off 
       assert.deepEqual(check.features.filter(([, state]) => state === 'off').map(([name]) => name), ['requestContext', 'shutdown', 'rateLimit', 'bodyLimit'])
       assert.deepEqual(check.features.find(([name]) => name === 'auth'), ['auth', 'on', 'apiKey(1 key, header=x-api-key, query=api_key)'])
     })
+
+    it('in production, the OpenAPI document is off unless set, and set without openapi.auth it is a warning', async (t) => {
+      const dir = await fixture(t, { 'spikard.config.yaml': 'openapi: true\n', 'off.yaml': 'health: true\n' })
+      const on = await run(t, ['check'], { cwd: dir, env: { NODE_ENV: 'production' } })
+      assert.equal(on.code, 0, on.stderr)
+      assert.deepEqual(checkOutput(on.stdout).warnings, [
+        'openapi is on and public in production: every route, parameter and schema of the API is listed for anyone at /openapi.json, /openapi.yaml, /docs, /redoc; ' +
+        'protect it (openapi.auth: true) or turn it off (openapi: false) unless the API is public'
+      ])
+      const off = await run(t, ['check', '--config', 'off.yaml'], { cwd: dir, env: { NODE_ENV: 'production' } })
+      assert.equal(off.code, 0, off.stderr)
+      assert.deepEqual(checkOutput(off.stdout).features.find(([name]) => name === 'openapi'), ['openapi', 'off'])
+      assert.deepEqual(checkOutput(off.stdout).warnings, [])
+    })
+
+    it('with server.logger.pretty, what the app logs while it is built goes to stderr, never into the report', async (t) => {
+      const dir = await fixture(t, { 'spikard.config.yaml': 'server:\n  logger:\n    pretty: true\nrateLimit:\n  keyBy: identity\n' })
+      const r = await run(t, ['check'], { cwd: dir })
+      assert.equal(r.code, 0, r.stderr)
+      // The rate limiter warns while it registers (identity keys without auth).
+      assert.match(r.stderr, /keyBy is \\?"identity\\?" but spikard's auth is off/)
+      assert.doesNotMatch(r.stdout, /keyBy is .identity. but/)
+      assert.match(r.stdout, /^\S+spikard\.config\.yaml: valid\n/)
+      assert.match(r.stdout, /server\.logger\.pretty +true +config file/)
+    })
   })
 
   describe('bad configs exit 1 naming the key path, what was expected and what was found', PARALLEL, () => {

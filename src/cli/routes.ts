@@ -24,9 +24,11 @@ export function routeColumns (options: ResolvedSpikardOptions): Column[] {
 
 /** `routes` as declared (app.spikard.routes), `options` as resolved (app.spikard.options). */
 export function routeTable (routes: RouteOptions[], options: ResolvedSpikardOptions): string {
-  // Leave out the HEAD routes Fastify adds for every GET; keep HEAD routes declared alone.
-  const gets = new Set(routes.filter((r) => [r.method].flat().includes('GET')).map((r) => r.url))
-  const shown = routes.filter((r) => !(r.method === 'HEAD' && gets.has(r.url)))
+  // Leave out the HEAD routes Fastify adds for every GET (a prefix's `/` route is both
+  // `/prefix` and `/prefix/`); keep HEAD routes declared alone.
+  const bare = (url: string | undefined) => url?.replace(/(.)\/$/, '$1')
+  const gets = new Set(routes.filter((r) => [r.method].flat().includes('GET')).map((r) => bare(r.url)))
+  const shown = routes.filter((r) => !(r.method === 'HEAD' && gets.has(bare(r.url))))
   const columns = routeColumns(options)
   return formatTable([columns.map(([title]) => title), ...shown.map((r) => columns.map(([, value]) => value(r)))])
 }
