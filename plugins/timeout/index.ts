@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
-import { resolveTimeoutOptions, routeTimeout, type TimeoutOptions } from './options.js'
+import { kOwnTimeout, resolveTimeoutOptions, routeTimeout, type TimeoutOptions } from './options.js'
 import { applyServerTimeouts, serverTimeouts } from './server-timeouts.js'
 import { Deadlines, type Deadline } from './deadlines.js'
 import { errors, SpikardConfigError } from '../../src/errors.js'
@@ -94,7 +94,9 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
     const list = listOf(registered(route))
     decide(route, kTimeout, list)
     if (list === null) return
-    // Off for Fastify (see above); spikard times the route.
+    // Off for Fastify (see above); spikard times the route. Its own timeout stays readable
+    // (spikard check, the OpenAPI document) on its config.
+    if (route.handlerTimeout !== undefined) decide(route, kOwnTimeout, route.handlerTimeout)
     route.handlerTimeout = undefined
     route.handler = dropLateResults(route.handler)
   })

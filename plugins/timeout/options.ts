@@ -30,9 +30,13 @@ export type TimeoutOptions = Static<typeof TimeoutOptionsSchema>
 export type ResolvedTimeoutOptions = Defaulted<typeof TimeoutOptionsSchema>
 export const resolveTimeoutOptions = optionsResolver(TimeoutOptionsSchema, 'timeout')
 
+/** Where a route's own `handlerTimeout` is kept once the plugin has taken the route off Fastify's timer. */
+export const kOwnTimeout = Symbol('spikard.timeout.own')
+
 /** A route's handler timeout in ms (0: none): its own `handlerTimeout`, else `timeout.handler`. */
-export function routeTimeout (route: { handlerTimeout?: number }, options: Pick<ResolvedTimeoutOptions, 'handler'>): number {
-  return route.handlerTimeout ?? options.handler
+export function routeTimeout (route: { handlerTimeout?: number, config?: unknown }, options: Pick<ResolvedTimeoutOptions, 'handler'>): number {
+  const own = (route.config as Record<symbol, number | undefined> | undefined)?.[kOwnTimeout]
+  return own ?? route.handlerTimeout ?? options.handler
 }
 
 export const timeoutFeature = {
