@@ -28,6 +28,8 @@ export interface ScenarioDef {
   only?: string[]
   /** Its requests/s are reported beside this scenario's, on the same server. */
   beside?: ScenarioId
+  /** What its answer must be, when not the shared payload: undefined when right, else what is wrong (it may be compressed). */
+  answer?: (body: unknown) => string | undefined
 }
 
 export const SERVERS: ServerDef[] = [
@@ -68,7 +70,7 @@ export function serverFromSpec (spec: string): ServerDef {
 }
 
 /** Every feature spikard-all switches on, in registration order. */
-export const SPIKARD_FEATURES = ['requestContext', 'requestId', 'logging', 'shutdown', 'health', 'auth', 'rateLimit', 'bodyLimit', 'timeout', 'compression'] as const
+export const SPIKARD_FEATURES = ['openapi', 'requestContext', 'requestId', 'logging', 'shutdown', 'health', 'auth', 'rateLimit', 'bodyLimit', 'timeout', 'compression'] as const
 
 /**
  * `--ablate`: spikard-all with one feature off at a time, next to spikard-all, spikard's
@@ -87,7 +89,15 @@ export const SCENARIOS: ScenarioDef[] = [
   { id: 'limited', title: 'rate-limited GET', method: 'GET', path: '/limited', feature: 'rateLimit' },
   { id: 'stream', title: '1 GiB streamed response', method: 'GET', path: '/stream' },
   // Issue 16: the document is served from memory, so it should cost about what a small JSON route does.
-  { id: 'openapi', title: 'the OpenAPI document', method: 'GET', path: '/openapi.json', only: ['spikard-all'], beside: 'json' }
+  {
+    id: 'openapi',
+    title: 'the OpenAPI document',
+    method: 'GET',
+    path: '/openapi.json',
+    only: ['spikard-all'],
+    beside: 'json',
+    answer: (body) => (body as { openapi?: unknown } | null)?.openapi === '3.1.0' ? undefined : 'not an OpenAPI 3.1 document'
+  }
 ]
 
 export interface CpuBudget {
