@@ -17,6 +17,9 @@ import { authFeature } from '../plugins/auth/options.js'
 import { bodyLimitFeature } from '../plugins/body-limit/options.js'
 import { compressionFeature } from '../plugins/compression/options.js'
 import { openapiFeature } from '../plugins/openapi/options.js'
+import { streamFeature } from '../plugins/stream/options.js'
+import { sseFeature } from '../plugins/sse/options.js'
+import { staticFeature } from '../plugins/static/options.js'
 
 /** Every feature, in the order the root plugin registers them (and their hooks run). */
 export const features = {
@@ -30,6 +33,9 @@ export const features = {
   rateLimit: rateLimitFeature,
   auth: authFeature,
   bodyLimit: bodyLimitFeature,
+  stream: streamFeature,
+  sse: sseFeature,
+  static: staticFeature,
   compression: compressionFeature
 } as const
 
@@ -46,6 +52,9 @@ export const SpikardOptionsSchema = Type.Object({
   rateLimit: Type.Optional(Feature(features.rateLimit)),
   auth: Type.Optional(Feature(features.auth)),
   bodyLimit: Type.Optional(Feature(features.bodyLimit)),
+  stream: Type.Optional(Feature(features.stream)),
+  sse: Type.Optional(Feature(features.sse)),
+  static: Type.Optional(Feature(features.static)),
   compression: Type.Optional(Feature(features.compression))
 }, { additionalProperties: false })
 

@@ -4,7 +4,8 @@
  * hooks run in at each point of the request lifecycle:
  *
  *   1. openapi  2. requestContext  3. requestId  4. logging  5. shutdown  6. health
- *   7. timeout  8. rateLimit  9. auth  10. bodyLimit  11. compression
+ *   7. timeout  8. rateLimit  9. auth  10. bodyLimit  11. stream  12. sse  13. static
+ *   14. compression
  *
  * The OpenAPI document first: it adds no request hooks, and its collector must see every
  * route registered after it, the health probes included.
@@ -12,8 +13,9 @@
  * access log next so every later hook's errors and logs carry the id; shutdown before
  * health so readiness can see the shutdown phase; the handler timeout's clock before
  * anything that may wait (a Redis count, a JWKS fetch); rate limiting before auth, so a
- * flood of bad credentials is counted; compression last so it sees every other
- * feature's responses.
+ * flood of bad credentials is counted; streams, event streams and static files after
+ * every check that refuses a request; compression last so it sees every other feature's
+ * responses.
  *
  * How a feature attaches: its hooks are added once, to the whole app (every feature is a
  * fastify-plugin plugin), so they run for every route, those registered before spikard
@@ -37,6 +39,9 @@ import timeout from '../plugins/timeout/index.js'
 import rateLimit from '../plugins/rate-limit/index.js'
 import auth from '../plugins/auth/index.js'
 import bodyLimit from '../plugins/body-limit/index.js'
+import stream from '../plugins/stream/index.js'
+import sse from '../plugins/sse/index.js'
+import staticFiles from '../plugins/static/index.js'
 import compression from '../plugins/compression/index.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from './lifecycle.js'
 import { flushLog } from './flush-log.js'
@@ -118,6 +123,9 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   if (resolved.rateLimit !== false) await app.register(rateLimit, resolved.rateLimit)
   if (resolved.auth !== false) await app.register(auth, resolved.auth)
   if (resolved.bodyLimit !== false) await app.register(bodyLimit, resolved.bodyLimit)
+  if (resolved.stream !== false) await app.register(stream, resolved.stream)
+  if (resolved.sse !== false) await app.register(sse, resolved.sse)
+  if (resolved.static !== false) await app.register(staticFiles, resolved.static)
   if (resolved.compression !== false) await app.register(compression, resolved.compression)
 
   // What the server got, once it listens: one line, and a warning per risky choice.
