@@ -88,6 +88,13 @@ export const errorDefinitions = {
     message: 'Content-Encoding %s is not supported; send %s',
     when: 'The request body has a `Content-Encoding` the server does not decode.'
   },
+  SPK_ERR_RANGE_NOT_SATISFIABLE: {
+    status: 416,
+    type: 'range-not-satisfiable',
+    title: 'Range Not Satisfiable',
+    message: 'The requested range starts past the end of the file (%d bytes)',
+    when: 'A static file was asked for a `Range` that starts past its end; `Content-Range: bytes */<size>` gives its size.'
+  },
   SPK_ERR_VALIDATION: {
     status: 422,
     type: 'validation-failed',
@@ -129,6 +136,13 @@ export const errorDefinitions = {
     title: 'Service Unavailable',
     message: 'The server is shutting down; retry on another instance',
     when: 'The server is shutting down: readiness probes, and requests arriving on open connections after it stopped accepting new ones (sent with `Connection: close`).'
+  },
+  SPK_ERR_SSE_TOO_MANY_STREAMS: {
+    status: 503,
+    type: 'too-many-streams',
+    title: 'Service Unavailable',
+    message: 'This server already has %d open event streams; retry shortly or on another instance',
+    when: 'A request would open an event stream (a route with `sse`) while `sse.maxConnections` streams are open in this process.'
   }
 } as const satisfies Record<string, Definition>
 

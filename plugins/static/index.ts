@@ -1,10 +1,134 @@
-/** Static files: see plugins/static/options.ts. */
+/**
+ * Static files from one or more mounts, each served by @fastify/static's wildcard route
+ * (`GET,HEAD <prefix>*`) in an encapsulated child of its own, so the mounts' error
+ * handlers and options never meet (and no reply decorator is added: `decorateReply: false`).
+ *
+ * What @fastify/static and @fastify/send give: ETag, Last-Modified and 304, Range and 206
+ * (the compression feature leaves 206 and precompressed responses alone), `.br`/`.gz`
+ * siblings, HEAD, the index file of a directory, and the refusal of `..`, `.` and empty
+ * segments, backslashes, NUL bytes and dotfiles. What spikard adds:
+ *
+ * - every refusal, and a missing file, is a 404 problem (nothing says whether a refused
+ *   file exists); a range past the end is a 416 problem with `Content-Range: bytes *\/<size>`;
+ * - a file reached through a symlink that leads out of the root is refused (its real path
+ *   is checked before the file is opened) unless the mount sets `followSymlinks`;
+ * - the mount's `Cache-Control`, and a year, immutable, for content-hashed names;
+ * - the spa fallback: the mount's `spa` file for a path under the prefix that has no file,
+ *   when the client accepts HTML;
+ * - the routes are public unless the mount sets `auth`, and out of the OpenAPI document.
+ *
+ * The route's config must be in place when it is registered: the features registered
+ * before this one (auth, rate limits, timeouts) decide each route in their onRoute hooks,
+ * which run before any hook of this child, and @fastify/static takes no route config. So
+ * the child's `route` method adds it, and wraps the handler: @fastify/static answers a
+ * missing file with `reply.callNotFound()`, which would reach the app's not-found handler
+ * (a 405 there, since HEAD exists for the path); the wrapper answers it here.
+ */
+import { realpath } from 'node:fs/promises'
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import fastifyStatic from '@fastify/static'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
+import { errors, SpikardConfigError } from '../../src/errors.js'
+import { sendProblem } from '../../src/problem-details.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
+import { acceptsHtml, checkMounts, IMMUTABLE, isHashed, isInside, OutsideRoot, refusal, spaUrl, type CheckedMount, type Mount } from './files.js'
 
-async function spikardStatic (_app: FastifyInstance, options: StaticOptions): Promise<void> {
-  resolveStaticOptions(options)
+async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {
+  const { mounts } = resolveStaticOptions(options)
+  const authOn = app.spikard.options.auth !== false
+  const { checked, problems } = checkMounts(mounts as Mount[], authOn)
+  if (problems.length > 0) throw new SpikardConfigError(problems)
+  for (const m of checked) await app.register(staticMount(m, authOn))
 }
 
-export default fp(spikardStatic, { name: 'spikard-static', fastify: '5.x' })
+/** A 404 problem for the request's path. */
+function notFoundError (request: FastifyRequest): Error {
+  const q = request.url.indexOf('?')
+  return new errors.SPK_ERR_NOT_FOUND(request.method, q === -1 ? request.url : request.url.slice(0, q))
+}
+
+/** One mount: @fastify/static in an encapsulated child, with the child's error handler and route method set first. */
+function staticMount (m: CheckedMount, authOn: boolean) {
+  const { mount, key, realRoot } = m
+  const fallback = spaUrl(m)
+
+  return async function spikardStaticMount (child: FastifyInstance): Promise<void> {
+    child.setErrorHandler(function spikardStaticError (error, request, reply) {
+      if (error instanceof OutsideRoot) {
+        request.log.warn({ path: error.path }, `static: refused a file reached through a symlink that leads outside ${key}.root (set ${key}.followSymlinks to serve it)`)
+        return sendProblem(reply, notFoundError(request))
+      }
+      const refused = refusal(error)
+      if (refused === undefined) return sendProblem(reply, error)
+      if (refused.kind === 'refused') return sendProblem(reply, notFoundError(request))
+      const range = Object.assign(new errors.SPK_ERR_RANGE_NOT_SATISFIABLE(refused.size), { headers: { 'content-range': `bytes */${refused.size}` } })
+      return sendProblem(reply, range)
+    })
+
+    const route = child.route.bind(child)
+    child.route = function spikardStaticRoute (options: RouteOptions) {
+      const config = { ...options.config, openapi: false, ...(authOn ? { auth: mount.auth } : {}) }
+      try {
+        return route({ ...options, config, handler: answeringNotFound(options.handler as RouteHandlerMethod, child) })
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'FST_ERR_DUPLICATED_ROUTE') throw error
+        throw new SpikardConfigError([`${key}.prefix: ${m.prefix} is taken: a route GET ${options.url} was registered before spikard; move it, or give the mount another prefix`])
+      }
+    } as FastifyInstance['route']
+
+    await child.register(fastifyStatic, {
+      root: m.root,
+      prefix: m.prefix,
+      index: mount.index === false ? false : [mount.index],
+      dotfiles: 'deny',
+      list: false,
+      redirect: false,
+      wildcard: true,
+      decorateReply: false,
+      preCompressed: mount.precompressed,
+      // Set by setHeaders below, per file.
+      cacheControl: false,
+      etag: true,
+      lastModified: true,
+      acceptRanges: true,
+      schemaHide: true,
+      setHeaders: (reply: FastifyReply, path: string) => {
+        const cacheControl = mount.immutable && isHashed(path) ? IMMUTABLE : mount.cacheControl
+        if (cacheControl !== '') reply.header('cache-control', cacheControl)
+      },
+      ...(mount.followSymlinks
+        ? {}
+        : {
+            // The file @fastify/send is about to open (an index file or a .br sibling
+            // included): its real path must be under the root's.
+            onFile: async (path: string) => {
+              if (!isInside(realRoot, await realpath(path))) throw new OutsideRoot(path)
+            }
+          })
+    })
+  }
+
+  /** The route's handler, answering a missing file itself: the spa file, or a 404 problem. */
+  function answeringNotFound (serve: RouteHandlerMethod, server: FastifyInstance): RouteHandlerMethod {
+    function missing (this: FastifyReply): FastifyReply {
+      return this.send(notFoundError(this.request))
+    }
+    function notFound (this: FastifyReply): FastifyReply {
+      if (fallback === undefined || !acceptsHtml(this.request.headers.accept)) return missing.call(this)
+      this.callNotFound = missing
+      // The same route serves the spa file: @fastify/static reads the path from the raw
+      // URL, so it gets a view of the request whose raw URL is the file's (the request
+      // itself, and what the access log shows, keep the URL asked for).
+      const request = this.request
+      const view = Object.create(request, { raw: { value: Object.create(request.raw, { url: { value: fallback } }) } }) as FastifyRequest
+      Promise.resolve(serve.call(server, view, this)).catch((error: unknown) => this.send(error))
+      return this
+    }
+    return function spikardStaticFile (this: FastifyInstance, request, reply) {
+      reply.callNotFound = notFound
+      return serve.call(this, request, reply)
+    }
+  }
+}
+
+export default fp(spikardStatic, { name: 'spikard-static', fastify: '5.x', decorators: { fastify: ['spikard'] } })
