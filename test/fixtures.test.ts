@@ -10,7 +10,8 @@ import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Ajv } from 'ajv'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
-import { build, UUID } from './helpers.js'
+import { createServer } from '../src/server.js'
+import { UUID } from './helpers.js'
 
 const root = join(import.meta.dirname, '..', 'testing_data')
 const validateFixture = new Ajv({ allErrors: true }).compile(JSON.parse(readFileSync(join(root, 'fixture.schema.json'), 'utf8')))
@@ -86,7 +87,9 @@ async function run (fixture: Fixture): Promise<void> {
   const routes = async (app: FastifyInstance): Promise<void> => {
     for (const r of fixture.routes ?? []) app.route({ ...r.options, method: r.method, url: r.url, handler: handlerFor(r.handler) })
   }
-  const { app } = await build({ ...fixture.options, server: { logger: { level: 'silent' }, ...(fixture.options.server as object) } }, routes)
+  // Relative paths in the options (a static mount's root) are relative to the repository, as
+  // a config file's are to its directory, whatever the working directory.
+  const app = await createServer({ ...fixture.options, server: { logger: { level: 'silent' }, ...(fixture.options.server as object) }, app: routes }, { baseDir: join(root, '..') })
   try {
     for (const [i, { name, request, expect }] of fixture.requests.entries()) {
       const where = `request ${name ?? i}`
