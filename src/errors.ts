@@ -92,8 +92,8 @@ export const errorDefinitions = {
     status: 416,
     type: 'range-not-satisfiable',
     title: 'Range Not Satisfiable',
-    message: 'The requested range starts past the end of the file (%d bytes)',
-    when: 'A static file was asked for a `Range` that starts past its end; `Content-Range: bytes */<size>` gives its size.'
+    message: 'No part of the requested range is within the file (%d bytes)',
+    when: 'A static file was asked for a `Range` it cannot serve (starting past its end, or malformed); `Content-Range: bytes */<size>` gives its size.'
   },
   SPK_ERR_VALIDATION: {
     status: 422,

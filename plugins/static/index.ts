@@ -72,7 +72,7 @@ function staticMount (m: CheckedMount, authOn: boolean) {
         return route({ ...options, config, handler: answeringNotFound(options.handler as RouteHandlerMethod, child) })
       } catch (error) {
         if ((error as { code?: string }).code !== 'FST_ERR_DUPLICATED_ROUTE') throw error
-        throw new SpikardConfigError([`${key}.prefix: ${m.prefix} is taken: a route GET ${options.url} was registered before spikard; move it, or give the mount another prefix`])
+        throw new SpikardConfigError([`${key}.prefix: ${m.prefix} is taken: a route GET ${options.url ?? (options as { path?: string }).path} was registered before spikard; move it, or give the mount another prefix`])
       }
     } as FastifyInstance['route']
 
