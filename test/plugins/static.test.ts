@@ -523,7 +523,7 @@ test('a mount whose prefix is already a route of the app is refused at startup',
   t.after(() => app.close())
   app.get('/*', async () => 'mine')
   app.register(spikard, { static: { mounts: [{ root }] } })
-  await assert.rejects(app.ready(), (error: unknown) => {
+  await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
     assert.ok(error instanceof SpikardConfigError, String(error))
     assert.deepStrictEqual(error.problems, ['static.mounts[0].prefix: / is taken: a route GET /* was registered before spikard; move it, or give the mount another prefix'])
     return true
