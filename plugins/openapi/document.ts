@@ -11,6 +11,7 @@ import { errorDefinitions, PROBLEM_TYPE_BASE, type SpikardErrorCode } from '../.
 import { features, type FeatureName, type ResolvedSpikardOptions } from '../../src/options.js'
 import type { FeatureDefinition, HeaderDoc, OperationDoc } from '../../src/feature.js'
 import { takesBody } from '../body-limit/options.js'
+import { sseRoute, type SseRoute } from '../sse/events.js'
 import { documented } from './options.js'
 
 type Json = Record<string, any>
@@ -136,12 +137,28 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
       if (route === undefined) continue
       const docs = [coreDoc(route), ...enabled.map(({ feature, options: o }) => feature.openapi?.operation?.(route, o))]
       apply(operation, docs.filter((d): d is OperationDoc => d !== undefined), doc.components)
+      const stream = options.sse === false ? undefined : sseRoute(route as { sse?: unknown, schema?: unknown })
+      if (stream !== undefined) eventStream(operation, stream)
     }
     if (usedTags.has('health') && !(doc.tags as Json[] | undefined)?.some((t) => t.name === 'health')) {
       doc.tags = [...(doc.tags ?? []), { name: 'health', description: 'Liveness and readiness probes (spikard).' }]
     }
     return doc
   }
+}
+
+/**
+ * An event-stream route (its `sse` option) answers `text/event-stream`: beside the JSON a
+ * dual or manual route may also answer, or instead of any other content for `sse: 'only'`.
+ * (An OperationDoc cannot say it: it has no field for a success response's content.)
+ */
+function eventStream (operation: Json, stream: SseRoute): void {
+  const responses = operation.responses as Json
+  const status = Object.keys(responses).find((s) => /^2\d\d$/.test(s)) ?? '200'
+  const response = responses[status] ??= { description: 'Default Response' }
+  const names = stream.events === undefined ? [] : Object.keys(stream.events).filter((n) => n !== '*')
+  const schema = { type: 'string', description: `Server-Sent Events${names.length === 0 ? '' : `: ${names.map((n) => `\`${n}\``).join(', ')}`}.` }
+  response.content = { ...(stream.kind === 'only' ? {} : response.content), 'text/event-stream': { schema } }
 }
 
 function unique (id: string, taken: Set<string>): string {

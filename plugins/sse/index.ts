@@ -1,10 +1,163 @@
-/** Server-Sent Events: see plugins/sse/options.ts. */
+/**
+ * Server-Sent Events on @fastify/sse: a route opts in with its `sse` option (`sse: true`,
+ * `'only'`, `'dual'`, `'manual'` or an object, as @fastify/sse defines it) and sends with
+ * `reply.sse.send(event | string | asyncIterable | Readable)`. What spikard adds:
+ *
+ * - every event checked and made safe (./events.ts): data strings as the text, objects as
+ *   JSON, CR and LF unable to inject a field or an event;
+ * - a comment line every `sse.keepAlive` (@fastify/sse's heartbeat): proxies keep the stream
+ *   open, and a client that went away is noticed at the latest by that write;
+ * - `sse.maxConnections` open streams per process, then a 503 problem
+ *   (SPK_ERR_SSE_TOO_MANY_STREAMS) before anything is written;
+ * - at shutdown (a drain hook) each open stream gets `sse.shutdownEvent` and is closed,
+ *   within the drain budget; what is left when it runs out is cut;
+ * - `schema.sse`, the schema of a route's events (./events.ts), validated outside production.
+ *
+ * Never compressed: @fastify/sse writes to the response itself, so no onSend hook (the
+ * compression feature's) sees an event stream. Auth and rate limits run in onRequest, before
+ * the handler opens the stream: their 401 and 429 problems come before any event.
+ * The route's handler is wrapped when Fastify registers it, so an SSE route must be
+ * registered after spikard (as @fastify/sse itself requires).
+ */
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import fastifySseModule, { type SSEPluginOptions } from '@fastify/sse'
+import type { FastifyInstance, FastifyPluginAsync, RouteHandlerMethod, RouteOptions } from 'fastify'
+import { errors, SpikardConfigError } from '../../src/errors.js'
+import { routeName } from '../../src/route-decision.js'
 import { resolveSseOptions, type SseOptions } from './options.js'
+import { eventSchemas, type SseEvent } from './events.js'
+import { OpenStream, type Validate } from './stream.js'
 
-async function spikardSse (_app: FastifyInstance, options: SseOptions): Promise<void> {
-  resolveSseOptions(options)
+export type { SseEvent, SseChunk } from './events.js'
+
+/**
+ * The package's module.exports: @fastify/sse wrapped with fastify-plugin, so its onRoute
+ * hook reaches every route. (Its `.default` and `.fastifySSE` are the bare function, whose
+ * hook would stay inside its own context; its types call the namespace the default.)
+ */
+const fastifySse = fastifySseModule as unknown as FastifyPluginAsync<SSEPluginOptions>
+
+declare module 'fastify' {
+  interface FastifySchema {
+    /**
+     * The route's events (a route with `sse`): a JSON Schema the `data` of every event
+     * matches, or `{ events: { <name>: <schema> } }` by event name (`message` for events
+     * sent without one). Validated outside production; shown in the API documents.
+     */
+    sse?: unknown
+  }
 }
 
-export default fp(spikardSse, { name: 'spikard-sse', fastify: '5.x' })
+/** Thrown by `reply.sse.send` outside production for an event that does not match the route's `schema.sse`. */
+export class SseEventError extends Error {
+  constructor (message: string, readonly route: string, readonly event: string) {
+    super(message)
+    this.name = 'SseEventError'
+  }
+}
+
+interface Ajv {
+  compile: (schema: unknown) => ((data: unknown) => boolean) & { errors?: unknown[] | null }
+  addSchema: (schema: unknown) => void
+  errorsText: (errors: unknown, options: { dataVar: string }) => string
+}
+
+/** Ajv (a dependency of Fastify's) for validating events, loaded outside production only; undefined when it cannot be found. */
+async function loadAjv (): Promise<Ajv | undefined> {
+  try {
+    const { Ajv } = await import('ajv') as unknown as { Ajv: new (options: object) => Ajv }
+    return new Ajv({ allErrors: true, strict: false, validateFormats: false })
+  } catch {
+    return undefined
+  }
+}
+
+async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<void> {
+  const { keepAlive, maxConnections, shutdownEvent } = resolveSseOptions(options)
+  const streams = new Set<OpenStream>()
+  const validating = process.env.NODE_ENV !== 'production'
+  const ajv = validating ? await loadAjv() : undefined
+  const shared = new Set<string>()
+
+  /** The route's event validator, compiled at registration: an invalid schema fails at ready(). */
+  function validatorOf (instance: FastifyInstance, route: RouteOptions): Validate | undefined {
+    const name = routeName(route)
+    let schemas: Record<string, unknown> | undefined
+    try {
+      schemas = eventSchemas((route.schema as { sse?: unknown } | undefined)?.sse)
+    } catch (error) {
+      throw new SpikardConfigError([(error as Error).message], `route ${name}`)
+    }
+    if (schemas === undefined || !validating) return undefined
+    if (ajv === undefined) {
+      app.log.warn({ route: name }, 'sse: schema.sse is not validated: the ajv package cannot be loaded')
+      return undefined
+    }
+    for (const [id, schema] of Object.entries(instance.getSchemas())) {
+      if (shared.has(id)) continue
+      shared.add(id)
+      ajv.addSchema(schema)
+    }
+    const compiled = Object.fromEntries(Object.entries(schemas).map(([event, schema]) => {
+      try {
+        return [event, ajv.compile(schema)]
+      } catch (error) {
+        throw new SpikardConfigError([`schema.sse${event === '*' ? '' : `.events.${event}`}: ${(error as Error).message}`], `route ${name}`)
+      }
+    }))
+    return (event: SseEvent) => {
+      const type = event.event ?? 'message'
+      const check = compiled[type] ?? compiled['*']
+      if (check === undefined) {
+        throw new SseEventError(`sse: event "${type}" on ${name} is not declared in schema.sse.events (declared: ${Object.keys(compiled).join(', ')})`, name, type)
+      }
+      if (!check(event.data)) {
+        throw new SseEventError(`sse: event "${type}" on ${name} does not match schema.sse: ${ajv.errorsText(check.errors, { dataVar: 'data' })}`, name, type)
+      }
+    }
+  }
+
+  app.addHook('onRoute', function spikardSseRoute (this: FastifyInstance, route) {
+    if (route.sse === undefined || route.sse === false) return
+    const validate = validatorOf(this, route)
+    const handler = route.handler as RouteHandlerMethod
+    // Runs inside @fastify/sse's handler (its onRoute hook comes after this one), with
+    // `reply.sse` set when the request is served as an event stream.
+    route.handler = async function spikardSseHandler (this: FastifyInstance, request, reply) {
+      const sse = reply.sse as ConstructorParameters<typeof OpenStream>[2] | undefined
+      if (sse === undefined) return await handler.call(this, request, reply)
+      if (streams.size >= maxConnections) throw new errors.SPK_ERR_SSE_TOO_MANY_STREAMS(maxConnections)
+      const stream = new OpenStream(request, reply, sse, validate)
+      streams.add(stream)
+      void stream.gone.then(() => streams.delete(stream))
+      const result: unknown = await handler.call(this, request, reply)
+      // Kept open with nothing sent yet: commit the stream now, or Fastify would answer
+      // the request with an empty body and end it.
+      if (sse.shouldKeepAlive && sse.isConnected && !stream.committed) sse.sendHeaders()
+      return result
+    }
+  })
+  await app.register(fastifySse, { heartbeatInterval: keepAlive })
+
+  app.spikard.onDrain('sse', async ({ signal }) => {
+    if (streams.size === 0) return
+    const open = [...streams]
+    app.log.info({ streams: open.length }, 'sse: closing open event streams')
+    const event = shutdownEvent === false ? false : { event: shutdownEvent.event, data: shutdownEvent.data, retry: shutdownEvent.retry }
+    const cut = (): void => { for (const stream of open) stream.reply.raw.destroy() }
+    signal.addEventListener('abort', cut, { once: true })
+    try {
+      await Promise.all(open.map(async (stream) => {
+        // A client that reads nothing holds the final event back: cut at the budget's end.
+        await Promise.race([stream.finish(event).catch((error: unknown) => {
+          stream.request.log.warn({ err: error }, 'sse: could not send the shutdown event')
+        }), stream.gone])
+        await stream.gone
+      }))
+    } finally {
+      signal.removeEventListener('abort', cut)
+    }
+  })
+}
+
+export default fp(spikardSse, { name: 'spikard-sse', fastify: '5.x', decorators: { fastify: ['spikard'] } })

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
-import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
+import { formatDuration, type FeatureDefinition, type OperationDoc } from '../../src/feature.js'
+import { sseRoute } from './events.js'
 
 export const SseOptionsSchema = Type.Object({
   keepAlive: Type.Optional(Duration({
@@ -36,5 +37,18 @@ export const sseFeature = {
   schema: SseOptionsSchema,
   summary: 'Server-Sent Events (@fastify/sse) on routes with `sse: true`: keep-alive comments, never compressed, a final event at shutdown.',
   enabledByDefault: true,
-  settings: (o) => `keepAlive=${formatDuration(o.keepAlive)} maxConnections=${o.maxConnections}`
+  settings: (o) => `keepAlive=${formatDuration(o.keepAlive)} maxConnections=${o.maxConnections}`,
+  // The response's media type (text/event-stream) is written by plugins/openapi/document.ts:
+  // an OperationDoc has no field for a success response's content.
+  openapi: { operation: (route, o) => sseRoute(route as { sse?: unknown, schema?: unknown }) === undefined ? undefined : sseOperation(o) }
 } satisfies FeatureDefinition<typeof SseOptionsSchema, ResolvedSseOptions>
+
+function sseOperation (o: ResolvedSseOptions): OperationDoc {
+  const shutdown = o.shutdownEvent === false
+    ? 'at shutdown the stream is closed'
+    : `at shutdown a final \`${o.shutdownEvent.event}\` event (retry ${formatDuration(o.shutdownEvent.retry)}) ends it`
+  return {
+    errors: [{ code: 'SPK_ERR_SSE_TOO_MANY_STREAMS', note: `${o.maxConnections} open streams per process` }],
+    notes: [`Server-Sent Events (text/event-stream): a comment line every ${formatDuration(o.keepAlive)}; ${shutdown}.`]
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * One open event stream: @fastify/sse's `reply.sse` with spikard's checks in front of it.
+ *
+ * - Every event, sent alone, from an async iterable or a Readable, or written to
+ *   `reply.sse.stream()`, goes through `prepare`: checked and made safe (./events.ts), and
+ *   validated against the route's `schema.sse` outside production.
+ * - An async iterable is read only while the client is there: when the stream closes, the
+ *   wait for the next event ends at once and the source's `return()` is called, so a
+ *   generator's `finally` runs (at its next `await` or `yield`) and a Readable is destroyed.
+ * - Once the response head is written the reply is hijacked: Fastify then never tries to
+ *   answer it again (the handler timeout's problem, a late return value), and a handler that
+ *   fails after the first event is logged, not answered.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { SSEReplyInterface } from '@fastify/sse'
+import { safeEvent, toEvent, type SafeEvent, type SseEvent } from './events.js'
+
+/** Throws when an event does not match the route's schema. */
+export type Validate = (event: SseEvent) => void
+
+const CLOSED = Symbol('closed')
+
+/** What @fastify/sse's context has beyond its typed interface. */
+type Context = SSEReplyInterface & { serializer: (data: unknown) => string }
+
+export class OpenStream {
+  /** Resolves when the stream closes: the client went away, or it was closed (handler, shutdown). */
+  readonly closed: Promise<typeof CLOSED>
+  /** Resolves when the response itself is gone (its `close` event). */
+  readonly gone: Promise<void>
+  #committed = false
+  readonly #send: (source: unknown) => Promise<void>
+
+  constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly sse: Context, readonly validate: Validate | undefined) {
+    let closed!: (value: typeof CLOSED) => void
+    this.closed = new Promise((resolve) => { closed = resolve })
+    sse.onClose(() => closed(CLOSED))
+    const raw = reply.raw
+    this.gone = raw.destroyed ? Promise.resolve() : new Promise((resolve) => raw.once('close', resolve))
+    if (raw.destroyed) closed(CLOSED)
+
+    // The data is text already (./events.ts): @fastify/sse only splits it into lines.
+    sse.serializer = (data) => data as string
+    const send = sse.send.bind(sse)
+    const sendHeaders = sse.sendHeaders.bind(sse)
+    const stream = sse.stream.bind(sse)
+    this.#send = send as (source: unknown) => Promise<void>
+    sse.sendHeaders = (statusCode?: number) => {
+      sendHeaders(statusCode)
+      if (this.#committed) return
+      this.#committed = true
+      reply.hijack()
+    }
+    sse.send = async (source) => {
+      if (isAsyncIterable(source)) return await send(this.#guard(source) as AsyncIterable<never>)
+      return await send(this.prepare(source) as never)
+    }
+    sse.stream = () => {
+      const transform = stream() as NodeJS.WritableStream & { _write: (chunk: unknown, encoding: string, callback: (error?: Error | null) => void) => void }
+      const write = transform._write
+      transform._write = (chunk, encoding, callback) => {
+        let event: SafeEvent
+        try {
+          event = this.prepare(chunk)
+        } catch (error) {
+          callback(error as Error)
+          return
+        }
+        write.call(transform, event, encoding, callback)
+      }
+      return transform
+    }
+  }
+
+  /** Whether the response head has been written. */
+  get committed (): boolean { return this.#committed }
+
+  /** A chunk as @fastify/sse will write it; throws a TypeError, or the validation error, for one that is not a valid event. */
+  prepare (chunk: unknown): SafeEvent {
+    const event = toEvent(chunk)
+    this.validate?.(event)
+    return safeEvent(event)
+  }
+
+  /** Sends `event` (trusted: spikard's own) and closes the stream; commits an empty stream if nothing was sent yet. */
+  async finish (event: SseEvent | false): Promise<void> {
+    if (!this.sse.isConnected) return
+    try {
+      if (event === false) this.sse.sendHeaders()
+      else await this.#send(safeEvent(event))
+    } finally {
+      this.sse.close()
+    }
+  }
+
+  /** The source's events while the stream is open; ends the source when it closes first. */
+  async * #guard (source: AsyncIterable<unknown>): AsyncGenerator<SafeEvent> {
+    const iterator = source[Symbol.asyncIterator]()
+    let finished = false
+    try {
+      while (true) {
+        const next = await Promise.race([iterator.next(), this.closed])
+        if (next === CLOSED) return
+        if (next.done === true) {
+          finished = true
+          return
+        }
+        yield this.prepare(next.value)
+      }
+    } finally {
+      // A generator's return() waits for the step it is in to settle: not awaited.
+      if (!finished && typeof iterator.return === 'function') {
+        Promise.resolve().then(async () => await iterator.return?.()).catch((error: unknown) => {
+          this.request.log.warn({ err: error }, 'sse: the event source failed while being closed')
+        })
+      }
+    }
+  }
+}
+
+function isAsyncIterable (value: unknown): value is AsyncIterable<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function' && !Buffer.isBuffer(value)
+}

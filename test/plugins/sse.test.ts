@@ -1,0 +1,771 @@
+/**
+ * Server-Sent Events (`sse`), with real clients on a listening server at 127.0.0.1: the
+ * `eventsource` npm client (what a Node consumer uses) and node:http reads of the raw
+ * stream (the exact bytes). The browser's own EventSource is in test/browser/sse.test.ts.
+ * Every wait is bounded; keep-alive is the option's minimum, 1s.
+ */
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import http, { type IncomingHttpHeaders } from 'node:http'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import { EventSource } from 'eventsource'
+import spikard from '../../src/spikard.js'
+import type { CreateServerConfig } from '../../src/server.js'
+import { SpikardConfigError } from '../../src/errors.js'
+import { assertOptionsRefused, build, listen, withTimeout, UUID } from '../helpers.js'
+
+const QUIET = { logger: { level: 'silent' as const } }
+
+/** A listening app, closed when the test ends. */
+async function serve (t: TestContext, config: CreateServerConfig, routes: FastifyPluginAsync) {
+  const built = await build({ server: { logger: { level: 'info' } }, ...config }, routes)
+  t.after(() => built.app.close())
+  const { url, port } = await listen(built.app)
+  return { ...built, url, port }
+}
+
+/** A raw read of a response: its head, and its body as it arrives, with when each piece came. */
+interface RawStream {
+  status: number
+  headers: IncomingHttpHeaders
+  text: () => string
+  /** Resolves once the body so far contains `what`; rejects after `ms`. */
+  waitFor: (what: string, ms?: number) => Promise<number>
+  /** Resolves when the server ends the response (or the connection goes). */
+  ended: Promise<'end' | 'close'>
+  close: () => void
+}
+
+async function openRaw (url: string, path: string, headers: Record<string, string> = {}): Promise<RawStream> {
+  return await withTimeout(new Promise<RawStream>((resolve, reject) => {
+    const request = http.get(url + path, { agent: false, headers: { accept: 'text/event-stream', ...headers } }, (response) => {
+      let body = ''
+      const waiters: Array<{ what: string, resolve: (at: number) => void }> = []
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => {
+        body += chunk
+        for (const w of [...waiters]) if (body.includes(w.what)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(Date.now()) }
+      })
+      const ended = new Promise<'end' | 'close'>((resolve) => {
+        response.on('end', () => resolve('end'))
+        response.on('close', () => resolve('close'))
+        response.on('error', () => resolve('close'))
+      })
+      resolve({
+        status: response.statusCode ?? 0,
+        headers: response.headers,
+        text: () => body,
+        waitFor: async (what, ms = 5000) => {
+          if (body.includes(what)) return Date.now()
+          return await withTimeout(new Promise<number>((resolve) => waiters.push({ what, resolve })), ms, `${JSON.stringify(what)} in ${JSON.stringify(body)}`)
+        },
+        ended,
+        close: () => request.destroy()
+      })
+    })
+    request.on('error', reject)
+  }), 5000, `GET ${path}`)
+}
+
+interface Received { type: string, data: string, lastEventId: string }
+
+/** An `eventsource` client collecting every event of the given names (and `message`). */
+function eventSource (url: string, names: string[] = [], init: { headers?: Record<string, string> } = {}) {
+  const received: Received[] = []
+  const errors: Array<{ code?: number, message?: string }> = []
+  const source = new EventSource(url, {
+    fetch: async (input, options) => await fetch(input, { ...options, headers: { ...options?.headers, ...init.headers } })
+  })
+  for (const name of new Set(['message', ...names])) {
+    source.addEventListener(name, (event) => { received.push({ type: event.type, data: event.data, lastEventId: event.lastEventId }) })
+  }
+  source.addEventListener('error', (event) => { errors.push({ code: (event as { code?: number }).code, message: (event as { message?: string }).message }) })
+  return { source, received, errors }
+}
+
+async function until (condition: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await sleep(10)
+  }
+}
+
+test('events: ids, names, JSON and text data, multi-line data, retry; the eventsource client reads them as sent', async (t) => {
+  const { url } = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      await reply.sse.send({ id: '1', event: 'greeting', data: 'hello' })
+      await reply.sse.send({ id: 2 as unknown as string, data: { n: 2, text: 'two' } })
+      await reply.sse.send({ id: 0 as unknown as string, event: 'lines', data: 'first\nsecond\r\nthird\rfourth' })
+      await reply.sse.send({ event: 'greeting', data: '', retry: 5000 })
+      await reply.sse.send('a plain string')
+      await reply.sse.send(Buffer.from('a buffer'))
+    })
+  })
+  const raw = await openRaw(url, '/events')
+  assert.equal(await raw.ended, 'end')
+  assert.equal(raw.text(),
+    'id: 1\nevent: greeting\ndata: hello\n\n' +
+    'id: 2\ndata: {"n":2,"text":"two"}\n\n' +
+    'id: 0\nevent: lines\ndata: first\ndata: second\ndata: third\ndata: fourth\n\n' +
+    'event: greeting\ndata: \nretry: 5000\n\n' +
+    'data: a plain string\n\n' +
+    'data: a buffer\n\n')
+
+  const { source, received } = eventSource(`${url}/events`, ['greeting', 'lines'])
+  t.after(() => source.close())
+  await until(() => received.length >= 6, 'six events')
+  source.close()
+  assert.deepEqual(received.slice(0, 6), [
+    { type: 'greeting', data: 'hello', lastEventId: '1' },
+    { type: 'message', data: '{"n":2,"text":"two"}', lastEventId: '2' },
+    { type: 'lines', data: 'first\nsecond\nthird\nfourth', lastEventId: '0' },
+    { type: 'greeting', data: '', lastEventId: '0' },
+    { type: 'message', data: 'a plain string', lastEventId: '0' },
+    { type: 'message', data: 'a buffer', lastEventId: '0' }
+  ])
+})
+
+test('a data string holding CR or LF cannot inject a field or a second event; an id or name holding them is refused', async (t) => {
+  const attacks = ['x\r\rdata: injected', 'x\n\nevent: evil\ndata: injected', 'x\revent: evil', 'x\r\nid: 666\r\n\r\ndata: injected', 'x\n: comment\nretry: 1']
+  const refused: string[] = []
+  const { url } = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      for (const data of attacks) await reply.sse.send({ id: 'safe', data })
+      for (const event of [{ id: 'a\nevent: evil', data: 'x' }, { id: 'a\rb', data: 'x' }, { id: 'a\0b', data: 'x' }, { event: 'a\r\ndata: evil', data: 'x' }, { event: '', data: 'x' }, { data: 'x', retry: -1 }, { data: 'x', retry: 1.5 }, { payload: 'x' }]) {
+        try {
+          await reply.sse.send(event as never)
+        } catch (error) {
+          refused.push((error as Error).message)
+        }
+      }
+      await reply.sse.send({ event: 'end', data: 'done' })
+    })
+  })
+  const { source, received } = eventSource(`${url}/events`, ['evil', 'end'])
+  t.after(() => source.close())
+  await until(() => received.some((e) => e.type === 'end'), 'the end event')
+  source.close()
+  assert.deepEqual(received.map((e) => e.type), ['message', 'message', 'message', 'message', 'message', 'end'])
+  assert.deepEqual(received.slice(0, 5).map((e) => e.data), [
+    'x\n\ndata: injected', 'x\n\nevent: evil\ndata: injected', 'x\nevent: evil', 'x\nid: 666\n\ndata: injected', 'x\n: comment\nretry: 1'
+  ])
+  assert.ok(received.every((e) => e.lastEventId === 'safe'))
+  assert.deepEqual(refused, [
+    'sse: an event id must be a string or a number without CR, LF or NUL, found "a\\nevent: evil"',
+    'sse: an event id must be a string or a number without CR, LF or NUL, found "a\\rb"',
+    'sse: an event id must be a string or a number without CR, LF or NUL, found "a\\u0000b"',
+    'sse: an event name must be a non-empty string without CR or LF, found "a\\r\\ndata: evil"',
+    'sse: an event name must be a non-empty string without CR or LF, found ""',
+    'sse: retry must be a whole number of milliseconds >= 0, found -1',
+    'sse: retry must be a whole number of milliseconds >= 0, found 1.5',
+    'sse: an event has id, event, data and retry; found "payload" (put the payload in data)'
+  ])
+})
+
+test('headers: text/event-stream, Cache-Control no-cache, X-Accel-Buffering no, the request id; never compressed, whatever the client accepts', async (t) => {
+  const { url } = await serve(t, { server: QUIET, compression: { threshold: 1 } }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      for (let i = 0; i < 50; i++) await reply.sse.send({ id: String(i), data: { text: 'compressible '.repeat(20) } })
+    })
+    app.get('/json', async () => ({ text: 'compressible '.repeat(20) }))
+  })
+  for (const encoding of ['gzip', 'br', 'gzip, deflate, br', '*']) {
+    const raw = await openRaw(url, '/events', { 'accept-encoding': encoding })
+    await raw.ended
+    assert.equal(raw.status, 200)
+    assert.equal(raw.headers['content-type'], 'text/event-stream')
+    assert.equal(raw.headers['cache-control'], 'no-cache')
+    assert.equal(raw.headers['x-accel-buffering'], 'no')
+    assert.match(String(raw.headers['x-request-id']), UUID)
+    assert.equal(raw.headers['content-encoding'], undefined, encoding)
+    assert.ok(raw.text().startsWith(`id: 0\ndata: {"text":"${'compressible '.repeat(20)}"}\n\n`))
+    assert.equal(raw.text().split('\n\n').length - 1, 50)
+  }
+  // The same app compresses its JSON: the compression feature is on.
+  const json = await fetch(`${url}/json`, { headers: { 'accept-encoding': 'gzip' } })
+  assert.equal(json.headers.get('content-encoding'), 'gzip')
+})
+
+test('keep-alive: a comment line every sse.keepAlive on an idle stream; a route with heartbeat: false gets none', async (t) => {
+  const { url } = await serve(t, { server: QUIET, sse: { keepAlive: '1s' } }, async (app) => {
+    app.get('/idle', { sse: true }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      await reply.sse.send({ event: 'ready', data: 'ok' })
+    })
+    app.get('/quiet', { sse: { heartbeat: false } }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      await reply.sse.send({ event: 'ready', data: 'ok' })
+    })
+  })
+  const idle = await openRaw(url, '/idle')
+  const quiet = await openRaw(url, '/quiet')
+  t.after(() => { idle.close(); quiet.close() })
+  const start = await idle.waitFor('event: ready\ndata: ok\n\n')
+  const first = await idle.waitFor(': heartbeat\n\n', 2000)
+  assert.ok(first - start >= 900 && first - start <= 1500, `first comment after ${first - start} ms`)
+  await idle.waitFor(': heartbeat\n\n: heartbeat\n\n', 2000)
+  assert.equal(idle.text(), 'event: ready\ndata: ok\n\n: heartbeat\n\n: heartbeat\n\n')
+  assert.equal(quiet.text(), 'event: ready\ndata: ok\n\n')
+})
+
+test('Last-Event-ID: the handler sees it (request.headers and reply.sse.lastEventId) and resumes; the eventsource client sends it on reconnect', async (t) => {
+  const seen: Array<string | null> = []
+  const { url } = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/feed', { sse: true }, async (request, reply) => {
+      seen.push(reply.sse.lastEventId)
+      assert.equal(request.headers['last-event-id'], reply.sse.lastEventId ?? undefined)
+      const from = Number(reply.sse.lastEventId ?? 0) + 1
+      // Two events a connection, then the stream ends and the client reconnects in 50 ms.
+      for (let id = from; id < from + 2 && id <= 5; id++) await reply.sse.send({ id: String(id), data: `event ${id}`, retry: 50 })
+    })
+  })
+  const raw = await openRaw(url, '/feed', { 'last-event-id': '3' })
+  await raw.ended
+  assert.equal(raw.text(), 'id: 4\ndata: event 4\nretry: 50\n\nid: 5\ndata: event 5\nretry: 50\n\n')
+
+  const { source, received } = eventSource(`${url}/feed`)
+  t.after(() => source.close())
+  await until(() => received.length >= 5, 'five events over three connections')
+  source.close()
+  assert.deepEqual(received.map((e) => [e.data, e.lastEventId]), [['event 1', '1'], ['event 2', '2'], ['event 3', '3'], ['event 4', '4'], ['event 5', '5']])
+  assert.deepEqual(seen.slice(0, 4), ['3', null, '2', '4'])
+})
+
+test('a client that goes away: noticed at once (reply.sse.onClose, request.signal), an async source is ended and its finally runs; within one keep-alive at the latest', async (t) => {
+  const log: Array<{ what: string, at: number }> = []
+  let opened = 0
+  const { url, logs } = await serve(t, { sse: { keepAlive: '1s' } }, async (app) => {
+    app.get('/generator', { sse: true }, async (request, reply) => {
+      opened = Date.now()
+      reply.sse.onClose(() => log.push({ what: 'onClose', at: Date.now() }))
+      request.signal.addEventListener('abort', () => log.push({ what: 'signal', at: Date.now() }))
+      async function * ticks () {
+        try {
+          for (let i = 0; ; i++) {
+            yield { id: String(i), data: 'tick' }
+            // A wait that ends when the client goes away.
+            await sleep(60_000, undefined, { signal: request.signal }).catch(() => {})
+          }
+        } finally {
+          log.push({ what: 'finally', at: Date.now() })
+        }
+      }
+      await reply.sse.send(ticks())
+      log.push({ what: 'handler returned', at: Date.now() })
+    })
+    app.get('/slow-generator', { sse: true }, async (_request, reply) => {
+      async function * slow () {
+        try {
+          for (let i = 0; ; i++) {
+            yield { data: String(i) }
+            await sleep(300)
+          }
+        } finally {
+          log.push({ what: 'slow finally', at: Date.now() })
+        }
+      }
+      await reply.sse.send(slow())
+    })
+    app.get('/readable', { sse: true }, async (_request, reply) => {
+      const source = new Readable({ objectMode: true, read () {} })
+      source.push({ data: 'first' })
+      source.on('close', () => log.push({ what: 'readable destroyed', at: Date.now() }))
+      await reply.sse.send(source)
+    })
+  })
+
+  const raw = await openRaw(url, '/generator')
+  await raw.waitFor('id: 0\ndata: tick\n\n')
+  const closedAt = Date.now()
+  raw.close()
+  await until(() => log.some((l) => l.what === 'finally') && log.some((l) => l.what === 'handler returned'), 'the cleanup')
+  for (const what of ['onClose', 'signal', 'finally', 'handler returned']) {
+    const entry = log.find((l) => l.what === what)
+    assert.ok(entry !== undefined && entry.at - closedAt < 1000, `${what} ${entry === undefined ? 'never ran' : `after ${entry.at - closedAt} ms`}`)
+  }
+  assert.ok(opened > 0)
+
+  const slow = await openRaw(url, '/slow-generator')
+  await slow.waitFor('data: 0\n\n')
+  const slowClosed = Date.now()
+  slow.close()
+  await until(() => log.some((l) => l.what === 'slow finally'), 'the slow generator\'s finally', 2000)
+  assert.ok((log.find((l) => l.what === 'slow finally')?.at ?? Infinity) - slowClosed < 1000)
+
+  const readable = await openRaw(url, '/readable')
+  await readable.waitFor('data: first\n\n')
+  const readableClosed = Date.now()
+  readable.close()
+  await until(() => log.some((l) => l.what === 'readable destroyed'), 'the Readable destroyed', 2000)
+  assert.ok((log.find((l) => l.what === 'readable destroyed')?.at ?? Infinity) - readableClosed < 1000)
+  // The access log has the stream, marked aborted.
+  await until(() => logs.filter((l) => l.msg === 'request aborted' && l.route === '/generator').length === 1, 'the access line')
+})
+
+test('a client that stops without closing is noticed by the keep-alive write: the stream is closed and cleaned up', async (t) => {
+  let closed = 0
+  const { url } = await serve(t, { server: QUIET, sse: { keepAlive: '1s' } }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      reply.sse.onClose(() => { closed = Date.now() })
+      await reply.sse.send({ data: 'hello' })
+    })
+  })
+  // Half-closed: the client ends its side (FIN) but the socket stays; Node notices the end
+  // or, at the latest, the next comment's write fails.
+  const { port } = new URL(url)
+  const net = await import('node:net')
+  const socket = net.connect(Number(port), '127.0.0.1')
+  t.after(() => socket.destroy())
+  let received = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk) => { received += chunk })
+  socket.write('GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+  await until(() => received.includes('data: hello\n\n'), 'the first event')
+  const ended = Date.now()
+  socket.end()
+  await until(() => closed > 0, 'the stream noticed closed', 3000)
+  assert.ok(closed - ended <= 1500, `noticed after ${closed - ended} ms`)
+})
+
+test('auth and rate limits apply to the request that opens the stream: 401 and 429 problems, never an event', async (t) => {
+  let handled = 0
+  const { url } = await serve(t, { server: QUIET, auth: { apiKey: { keys: ['k-0123456789abcdef'] } }, rateLimit: { max: 2, timeWindow: '1m' } }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      handled++
+      await reply.sse.send({ data: 'secret' })
+    })
+  })
+  const anonymous = await openRaw(url, '/events')
+  await anonymous.ended
+  assert.equal(anonymous.status, 401)
+  assert.equal(anonymous.headers['content-type'], 'application/problem+json; charset=utf-8')
+  assert.equal(JSON.parse(anonymous.text()).type, 'https://spikard.dev/errors/unauthorized')
+
+  const { source, errors } = eventSource(`${url}/events`)
+  t.after(() => source.close())
+  await until(() => errors.length > 0, 'the client\'s error')
+  assert.equal(errors[0].code, 429)
+  assert.equal(source.readyState, source.CLOSED)
+
+  // Two requests per minute, the 401 and the eventsource's included: the third is refused before auth.
+  const limited = await openRaw(url, '/events', { 'x-api-key': 'k-0123456789abcdef' })
+  await limited.ended
+  assert.equal(limited.status, 429)
+  assert.equal(JSON.parse(limited.text()).type, 'https://spikard.dev/errors/rate-limited')
+  assert.equal(handled, 0)
+})
+
+test('authenticated, the stream opens', async (t) => {
+  const { url } = await serve(t, { server: QUIET, auth: { apiKey: { keys: ['k-0123456789abcdef'] } } }, async (app) => {
+    app.get('/events', { sse: true }, async (request, reply) => {
+      await reply.sse.send({ data: { caller: request.identity?.id ?? null } })
+    })
+  })
+  const { source, received, errors } = eventSource(`${url}/events`, [], { headers: { 'x-api-key': 'k-0123456789abcdef' } })
+  t.after(() => source.close())
+  await until(() => received.length > 0, 'the event')
+  source.close()
+  assert.deepEqual(errors, [])
+  assert.equal(typeof JSON.parse(received[0].data).caller, 'string')
+})
+
+test('sse.maxConnections: past it, a 503 problem before any event; a closed stream frees its place', async (t) => {
+  const { url } = await serve(t, { server: QUIET, sse: { maxConnections: 2 } }, async (app) => {
+    app.get('/events', { sse: 'only' }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      await reply.sse.send({ data: 'open' })
+    })
+    app.get('/json', async () => ({ ok: true }))
+  })
+  const first = await openRaw(url, '/events')
+  const second = await openRaw(url, '/events')
+  t.after(() => { first.close(); second.close() })
+  await first.waitFor('data: open')
+  await second.waitFor('data: open')
+  const third = await openRaw(url, '/events')
+  await third.ended
+  assert.equal(third.status, 503)
+  assert.equal(third.headers['content-type'], 'application/problem+json; charset=utf-8')
+  const problem = JSON.parse(third.text())
+  assert.deepEqual({ ...problem, requestId: undefined }, {
+    type: 'https://spikard.dev/errors/too-many-streams',
+    title: 'Service Unavailable',
+    status: 503,
+    detail: 'This server already has 2 open event streams; retry shortly or on another instance',
+    instance: '/events',
+    requestId: undefined
+  })
+  // Other routes are not counted.
+  assert.equal((await fetch(`${url}/json`)).status, 200)
+
+  first.close()
+  await sleep(100)
+  const fourth = await openRaw(url, '/events')
+  t.after(() => fourth.close())
+  assert.equal(fourth.status, 200)
+  await fourth.waitFor('data: open')
+})
+
+test('shutdown: each open stream gets sse.shutdownEvent (retry included) and is closed within the drain budget; the eventsource client is told to retry', async (t) => {
+  const cleaned: string[] = []
+  const { app, url } = await serve(t, { server: QUIET, sse: { keepAlive: '1s' }, shutdown: { timeout: '5s' } }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      reply.sse.onClose(() => cleaned.push('keep-alive stream'))
+      await reply.sse.send({ id: '7', data: 'hello' })
+    })
+    app.get('/generator', { sse: true }, async (_request, reply) => {
+      async function * forever () {
+        try {
+          for (let i = 0; ; i++) {
+            yield { data: String(i) }
+            await sleep(100)
+          }
+        } finally {
+          cleaned.push('generator')
+        }
+      }
+      await reply.sse.send(forever())
+    })
+    app.get('/not-started', { sse: true }, async (_request, reply) => {
+      // Still waiting for its first event at shutdown.
+      await sleep(60_000)
+      await reply.sse.send({ data: 'late' }).catch(() => {})
+    })
+  })
+  const a = await openRaw(url, '/events')
+  const b = await openRaw(url, '/generator')
+  const c = openRaw(url, '/not-started')
+  await a.waitFor('data: hello')
+  await b.waitFor('data: 0')
+  await sleep(100)
+  const started = Date.now()
+  await withTimeout(app.close(), 4000, 'app.close()')
+  assert.ok(Date.now() - started < 3000, `closed in ${Date.now() - started} ms`)
+  const final = 'event: shutdown\ndata: server shutting down\nretry: 1000\n\n'
+  assert.equal(await a.ended, 'end')
+  assert.equal(a.text(), `id: 7\ndata: hello\n\n${final}`)
+  assert.equal(await b.ended, 'end')
+  assert.ok(b.text().endsWith(`\n\n${final}`), b.text())
+  const notStarted = await c
+  await notStarted.ended
+  assert.equal(notStarted.status, 200)
+  assert.equal(notStarted.text(), final)
+  await until(() => cleaned.length === 2, 'both cleanups', 1000)
+  assert.deepEqual(cleaned.sort(), ['generator', 'keep-alive stream'])
+})
+
+test('shutdown with a custom sse.shutdownEvent, and with false (closed without one); the eventsource client reconnects as told', async (t) => {
+  for (const [shutdownEvent, expected] of [
+    [{ event: 'bye', data: 'moving', retry: 250 }, 'data: 1\n\nevent: bye\ndata: moving\nretry: 250\n\n'],
+    [false, 'data: 1\n\n']
+  ] as const) {
+    const { app, url } = await serve(t, { server: QUIET, sse: { shutdownEvent } }, async (app) => {
+      app.get('/events', { sse: true }, async (_request, reply) => {
+        reply.sse.keepAlive()
+        await reply.sse.send({ data: '1' })
+      })
+    })
+    const raw = await openRaw(url, '/events')
+    await raw.waitFor('data: 1')
+    await withTimeout(app.close(), 4000, 'app.close()')
+    assert.equal(await raw.ended, 'end')
+    assert.equal(raw.text(), expected)
+  }
+
+  // A browser-like client: the final event's retry sends it to "another instance" (here a second server).
+  const other = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      await reply.sse.send({ data: 'from the other instance' })
+      reply.sse.close()
+    })
+  })
+  const { app, url } = await serve(t, { server: QUIET, sse: { shutdownEvent: { retry: 100 } } }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      await reply.sse.send({ data: 'from the first instance' })
+    })
+  })
+  let target = `${url}/events`
+  const received: string[] = []
+  const source = new EventSource(`${url}/events`, { fetch: async (_input, init) => await fetch(target, init) })
+  t.after(() => source.close())
+  source.addEventListener('message', (event) => received.push(event.data))
+  source.addEventListener('shutdown', (event) => { received.push(`shutdown: ${event.data}`); target = `${other.url}/events` })
+  await until(() => received.length === 1, 'the first event')
+  await app.close()
+  await until(() => received.length === 3, 'the event from the other instance')
+  source.close()
+  assert.deepEqual(received, ['from the first instance', 'shutdown: server shutting down', 'from the other instance'])
+})
+
+test('the handler timeout covers the time until the stream opens, not the stream', async (t) => {
+  const { url, logs } = await serve(t, { timeout: { handler: '300ms' } }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      for (let i = 0; i < 5; i++) {
+        await reply.sse.send({ data: String(i) })
+        await sleep(150)
+      }
+    })
+    app.get('/late', { sse: true }, async (_request, reply) => {
+      await sleep(600)
+      await reply.sse.send({ data: 'too late' }).catch(() => {})
+    })
+  })
+  const raw = await openRaw(url, '/events')
+  assert.equal(await raw.ended, 'end')
+  assert.equal(raw.text(), 'data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n')
+  const late = await openRaw(url, '/late')
+  await late.ended
+  assert.equal(late.status, 408)
+  assert.equal(JSON.parse(late.text()).type, 'https://spikard.dev/errors/handler-timeout')
+  await sleep(400)
+  assert.deepEqual(logs.filter((l) => l.level >= 40).map((l) => l.msg), [])
+})
+
+test('errors: before the first event a problem response; after it the stream ends and the error is logged with the request id', async (t) => {
+  const { url, logs } = await serve(t, {}, async (app) => {
+    app.get('/before', { sse: true }, async () => { throw Object.assign(new Error('no such feed'), { statusCode: 404 }) })
+    app.get('/after', { sse: true }, async (_request, reply) => {
+      await reply.sse.send({ data: 'one' })
+      throw new Error('the feed broke')
+    })
+    app.get('/source-fails', { sse: true }, async (_request, reply) => {
+      async function * failing () {
+        yield { data: 'one' }
+        throw new Error('the source broke')
+      }
+      await reply.sse.send(failing())
+    })
+  })
+  const before = await openRaw(url, '/before')
+  await before.ended
+  assert.equal(before.status, 404)
+  assert.equal(JSON.parse(before.text()).detail, 'no such feed')
+  for (const path of ['/after', '/source-fails']) {
+    const raw = await openRaw(url, path)
+    assert.equal(await raw.ended, 'end')
+    assert.equal(raw.status, 200)
+    assert.equal(raw.text(), 'data: one\n\n')
+    const requestId = String(raw.headers['x-request-id'])
+    await until(() => logs.some((l) => l.level === 50 && l.reqId === requestId), `the error line of ${path}`)
+    const line = logs.find((l) => l.level === 50 && l.reqId === requestId)
+    assert.equal(line?.err.message, path === '/after' ? 'the feed broke' : 'the source broke')
+  }
+})
+
+test('route kinds: dual serves JSON to other clients, only refuses them, a Readable and reply.sse.stream() are sanitized too', async (t) => {
+  const { url } = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/dual', { sse: 'dual' }, async (_request, reply) => {
+      if (reply.sse === undefined) return { mode: 'json' }
+      await reply.sse.send({ data: { mode: 'sse' } })
+    })
+    app.get('/readable', { sse: true }, async (_request, reply) => {
+      await reply.sse.send(Readable.from([{ event: 'a', data: 'x\ry' }, 'plain\r\nline']))
+    })
+    app.get('/pipeline', { sse: true }, async (_request, reply) => {
+      await pipeline(Readable.from([{ id: 1, data: { n: 1 } }, { data: 'a\rb' }]), reply.sse.stream(), reply.raw, { end: false })
+    })
+  })
+  assert.deepEqual(await (await fetch(`${url}/dual`)).json(), { mode: 'json' })
+  const dual = await openRaw(url, '/dual')
+  await dual.ended
+  assert.equal(dual.text(), 'data: {"mode":"sse"}\n\n')
+  const readable = await openRaw(url, '/readable')
+  await readable.ended
+  assert.equal(readable.text(), 'event: a\ndata: x\ndata: y\n\ndata: plain\ndata: line\n\n')
+  const piped = await openRaw(url, '/pipeline')
+  await piped.ended
+  assert.equal(piped.text(), 'id: 1\ndata: {"n":1}\n\ndata: a\ndata: b\n\n')
+})
+
+test('reply.sse.keepAlive() with nothing sent yet: the stream opens at once and stays open', async (t) => {
+  const { url } = await serve(t, { server: QUIET, sse: { keepAlive: '1s' } }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      setTimeout(() => { void reply.sse.send({ data: 'later' }).catch(() => {}) }, 200).unref()
+    })
+  })
+  const raw = await openRaw(url, '/events')
+  t.after(() => raw.close())
+  assert.equal(raw.status, 200)
+  assert.equal(raw.headers['content-type'], 'text/event-stream')
+  await raw.waitFor('data: later\n\n', 2000)
+})
+
+test('schema.sse: events are validated outside production, by data schema or by event name; an invalid event throws a clear error that is logged', async (t) => {
+  const thrown: string[] = []
+  const { url, logs } = await serve(t, {}, async (app) => {
+    app.addSchema({ $id: 'Tick', type: 'object', properties: { n: { type: 'integer' } }, required: ['n'], additionalProperties: false })
+    app.get('/ticks', { sse: true, schema: { sse: { $ref: 'Tick#' } } }, async (_request, reply) => {
+      await reply.sse.send({ data: { n: 1 } })
+      for (const data of [{ n: 'one' }, { n: 1, extra: true }]) {
+        try { await reply.sse.send({ data }) } catch (error) { thrown.push((error as Error).message) }
+      }
+      await reply.sse.send(async function * () { yield { data: { n: 2 } }; yield { data: {} } }())
+    })
+    app.get('/named', { sse: true, schema: { sse: { events: { tick: { type: 'integer' }, message: { type: 'string' } } } } }, async (_request, reply) => {
+      await reply.sse.send({ event: 'tick', data: 1 })
+      await reply.sse.send('text is a message')
+      for (const event of [{ event: 'tick', data: 'one' }, { event: 'other', data: 1 }, { data: 1 }]) {
+        try { await reply.sse.send(event) } catch (error) { thrown.push((error as Error).message) }
+      }
+    })
+  })
+  const ticks = await openRaw(url, '/ticks')
+  await ticks.ended
+  assert.equal(ticks.text(), 'data: {"n":1}\n\ndata: {"n":2}\n\n')
+  const named = await openRaw(url, '/named')
+  await named.ended
+  assert.equal(named.text(), 'event: tick\ndata: 1\n\ndata: text is a message\n\n')
+  assert.deepEqual(thrown, [
+    'sse: event "message" on GET /ticks does not match schema.sse: data/n must be integer',
+    'sse: event "message" on GET /ticks does not match schema.sse: data must NOT have additional properties',
+    'sse: event "tick" on GET /named does not match schema.sse: data must be integer',
+    'sse: event "other" on GET /named is not declared in schema.sse.events (declared: tick, message)',
+    'sse: event "message" on GET /named does not match schema.sse: data must be string'
+  ])
+  // The generator's invalid event ended the stream; the error is logged with its message.
+  await until(() => logs.some((l) => l.level === 50 && l.err?.type === 'SseEventError'), 'the logged error')
+  assert.equal(logs.find((l) => l.level === 50 && l.err?.type === 'SseEventError')?.err.message, 'sse: event "message" on GET /ticks does not match schema.sse: data must have required property \'n\'')
+})
+
+test('schema.sse: not validated when NODE_ENV is production; an invalid schema fails at ready() naming the route', async (t) => {
+  const previous = process.env.NODE_ENV
+  process.env.NODE_ENV = 'production'
+  try {
+    const { url } = await serve(t, { server: QUIET, openapi: false }, async (app) => {
+      app.get('/ticks', { sse: true, schema: { sse: { type: 'integer' } } }, async (_request, reply) => {
+        await reply.sse.send({ data: 'not an integer' })
+      })
+    })
+    const raw = await openRaw(url, '/ticks')
+    await raw.ended
+    assert.equal(raw.text(), 'data: not an integer\n\n')
+  } finally {
+    if (previous === undefined) delete process.env.NODE_ENV
+    else process.env.NODE_ENV = previous
+  }
+
+  for (const [schema, problem] of [
+    [{ type: 'integr' }, 'schema.sse: schema is invalid: data/type must be equal to one of the allowed values, data/type must be array, data/type must match a schema in anyOf'],
+    [{ events: {} }, 'schema.sse.events: expected an object mapping each event name to the schema of its data'],
+    ['integer', 'schema.sse: expected a JSON Schema for the data of every event, or { events: { <name>: <schema> } }, found "integer"']
+  ] as const) {
+    const app = Fastify({ logger: false })
+    await app.register(spikard, { openapi: false })
+    app.get('/ticks', { sse: true, schema: { sse: schema } }, async () => {})
+    await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+      assert.ok(error instanceof SpikardConfigError, String(error))
+      assert.deepEqual(error.problems, [problem])
+      assert.match(error.message, /^Invalid spikard route GET \/ticks:/)
+      return true
+    })
+    await app.close()
+  }
+})
+
+test('options: on by default, true gives the defaults, false leaves @fastify/sse out; invalid options fail at ready()', async (t) => {
+  const on = await build({ server: QUIET })
+  t.after(() => on.app.close())
+  await on.app.ready()
+  assert.deepEqual(on.app.spikard.options.sse, { keepAlive: 15_000, maxConnections: 10_000, shutdownEvent: { event: 'shutdown', data: 'server shutting down', retry: 1000 } })
+  assert.ok(on.app.hasPlugin('spikard-sse'))
+  assert.ok(on.app.hasPlugin('@fastify/sse'))
+  assert.ok(on.app.spikard.onDrain !== undefined)
+
+  const explicit = await build({ server: QUIET, sse: true })
+  t.after(() => explicit.app.close())
+  assert.deepEqual(explicit.app.spikard.options.sse, on.app.spikard.options.sse)
+
+  const off = await build({ server: QUIET, sse: false })
+  t.after(() => off.app.close())
+  await off.app.ready()
+  assert.equal(off.app.hasPlugin('spikard-sse'), false)
+  assert.equal(off.app.hasPlugin('@fastify/sse'), false)
+
+  await assertOptionsRefused('sse', { keepAlive: '200ms' }, ['sse.keepAlive: expected a duration of at least 1s (milliseconds, or a string such as "30s", "1m", "1h"), found "200ms"'])
+  await assertOptionsRefused('sse', { maxConnections: 0 }, ['sse.maxConnections: expected an integer >= 1, found 0'])
+  await assertOptionsRefused('sse', { shutdownEvent: { event: '' } }, ['sse.shutdownEvent.event: expected a non-empty string, found ""'])
+  await assertOptionsRefused('sse', { shutdownEvent: true }, ['sse.shutdownEvent: expected { event, data, retry } or false, found true'])
+  await assertOptionsRefused('sse', { nope: 1 }, ['sse.nope: unknown key'])
+})
+
+test('resources: open streams and their keep-alive timers are released when the app closes; nothing keeps the process alive', async (t) => {
+  const { app, url } = await serve(t, { server: QUIET, sse: { keepAlive: '1s' }, shutdown: false }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      await reply.sse.send({ data: 'open' })
+    })
+  })
+  const streams = await Promise.all([1, 2, 3].map(async () => await openRaw(url, '/events')))
+  await Promise.all(streams.map(async (s) => await s.waitFor('data: open')))
+  await withTimeout(app.close(), 3000, 'app.close() with three open streams and the shutdown feature off')
+  for (const s of streams) {
+    assert.equal(await s.ended, 'end')
+    assert.equal(s.text(), 'data: open\n\nevent: shutdown\ndata: server shutting down\nretry: 1000\n\n')
+  }
+})
+
+test('OpenAPI: an SSE route answers text/event-stream, lists its event names and the 503 of sse.maxConnections', async (t) => {
+  const { app } = await build({ server: QUIET }, async (app) => {
+    app.get('/events', { sse: true, schema: { summary: 'Live ticks', sse: { events: { tick: { type: 'integer' }, done: { type: 'string' } } } } }, async () => {})
+    app.get('/dual', { sse: 'dual', schema: { response: { 200: { type: 'object', properties: { n: { type: 'integer' } } } } } }, async () => ({ n: 1 }))
+    app.get('/json', async () => ({}))
+  })
+  t.after(() => app.close())
+  const doc = (await app.inject('/openapi.json')).json()
+  const events = doc.paths['/events'].get
+  assert.deepEqual(Object.keys(events.responses['200'].content), ['text/event-stream'])
+  assert.deepEqual(events.responses['200'].content['text/event-stream'].schema, { type: 'string', description: 'Server-Sent Events: `tick`, `done`.' })
+  assert.match(events.responses['503'].description, /too-many-streams/)
+  assert.match(events.description, /Server-Sent Events \(text\/event-stream\): a comment line every 15s/)
+  const dual = doc.paths['/dual'].get
+  assert.deepEqual(Object.keys(dual.responses['200'].content).sort(), ['application/json', 'text/event-stream'])
+  assert.equal(doc.paths['/json'].get.responses['200'].content?.['text/event-stream'], undefined)
+  assert.equal(doc.paths['/json'].get.responses['503'], undefined)
+})
+
+/** testing_data/sse/streams/*.json: a route's events, and what the raw stream and the eventsource client get. */
+interface StreamFixture {
+  description: string
+  options?: Record<string, unknown>
+  route: { options?: Record<string, unknown>, steps: Array<{ send?: unknown, sleep?: number, echoLastEventId?: true }> }
+  request?: { headers?: Record<string, string> }
+  expect: { status: number, headers?: Record<string, string>, body: string, events?: Received[] }
+}
+
+const fixtures = join(import.meta.dirname, '..', '..', 'testing_data', 'sse', 'streams')
+for (const file of readdirSync(fixtures).filter((f) => f.endsWith('.json')).sort()) {
+  const fixture = JSON.parse(readFileSync(join(fixtures, file), 'utf8')) as StreamFixture
+  test(`testing_data/sse/streams/${file}: ${fixture.description}`, async (t) => {
+    const { url } = await serve(t, { server: QUIET, ...fixture.options } as CreateServerConfig, async (app: FastifyInstance) => {
+      app.get('/events', { sse: true, ...fixture.route.options }, async (request, reply) => {
+        for (const step of fixture.route.steps) {
+          if (step.sleep !== undefined) await sleep(step.sleep)
+          if (step.echoLastEventId === true) await reply.sse.send({ event: 'resumed', data: { lastEventId: request.headers['last-event-id'] ?? null } })
+          if (step.send !== undefined) await reply.sse.send(step.send as never)
+        }
+      })
+    })
+    const raw = await openRaw(url, '/events', fixture.request?.headers)
+    await withTimeout(raw.ended, 10_000, 'the end of the stream')
+    assert.equal(raw.status, fixture.expect.status)
+    for (const [name, value] of Object.entries(fixture.expect.headers ?? {})) assert.equal(raw.headers[name], value, name)
+    assert.equal(raw.text(), fixture.expect.body)
+    if (fixture.expect.events === undefined) return
+    const names = [...new Set(fixture.expect.events.map((e) => e.type))]
+    const { source, received } = eventSource(`${url}/events`, names, { headers: fixture.request?.headers })
+    t.after(() => source.close())
+    await until(() => received.length >= (fixture.expect.events?.length ?? 0), 'the events', 10_000)
+    source.close()
+    assert.deepEqual(received.slice(0, fixture.expect.events.length), fixture.expect.events)
+  })
+}
