@@ -15,7 +15,8 @@
  * - the mount's `Cache-Control`, and a year, immutable, for content-hashed names;
  * - the spa fallback: the mount's `spa` file for a path under the prefix that has no file,
  *   when the client accepts HTML;
- * - the routes are public unless the mount sets `auth`, and out of the OpenAPI document.
+ * - the routes are public unless the mount sets `auth`, and out of the OpenAPI document;
+ * - the prefix without its slash (`/assets`) redirects to it (`/assets/`), 301.
  *
  * The route's config must be in place when it is registered: the features registered
  * before this one (auth, rate limits, timeouts) decide each route in their onRoute hooks,
@@ -106,6 +107,19 @@ function staticMount (m: CheckedMount, authOn: boolean) {
             }
           })
     })
+    // `/assets` (no slash) goes to `/assets/`, where the mount's index file is and where
+    // its relative URLs resolve, as a web server does for a directory.
+    if (m.prefix !== '/') {
+      child.route({
+        method: ['GET', 'HEAD'],
+        url: m.prefix.slice(0, -1),
+        schema: { hide: true },
+        handler: (request, reply) => {
+          const q = request.url.indexOf('?')
+          return reply.redirect(m.prefix + (q === -1 ? '' : request.url.slice(q)), 301)
+        }
+      })
+    }
   }
 
   /** The route's handler, answering a missing file itself: the spa file, or a 404 problem. */

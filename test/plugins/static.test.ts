@@ -480,7 +480,9 @@ test('public unless auth: true, which asks for the app\'s credentials; every mou
   const mounts = app.spikard.routes.filter((r) => String(r.url).startsWith('/p'))
   assert.deepStrictEqual(mounts.map((r) => [r.url, r.method, r.config?.auth, (r.config as { openapi?: boolean }).openapi]), [
     ['/public/*', ['HEAD', 'GET'], false, false],
-    ['/private/*', ['HEAD', 'GET'], true, false]
+    ['/public', ['GET', 'HEAD'], false, false],
+    ['/private/*', ['HEAD', 'GET'], true, false],
+    ['/private', ['GET', 'HEAD'], true, false]
   ])
   const paths = Object.keys((app.swagger() as { paths: Record<string, unknown> }).paths)
   assert.deepStrictEqual(paths.filter((p) => !p.startsWith('/api') && !['/livez', '/readyz'].includes(p)), [])
@@ -528,4 +530,22 @@ test('a mount whose prefix is already a route of the app is refused at startup',
     assert.deepStrictEqual(error.problems, ['static.mounts[0].prefix: / is taken: a route GET /* was registered before spikard; move it, or give the mount another prefix'])
     return true
   })
+})
+
+test('the prefix without its trailing slash redirects to it, keeping the query string', async (t) => {
+  const { root } = site(t)
+  const key = 'static-test-key-0123456789abcdef'
+  const { app } = await setup(t, { auth: { apiKey: { keys: [key] } }, static: { mounts: [{ root, prefix: '/app' }, { root, prefix: '/private/', auth: true }] } })
+  for (const [url, location] of [['/app', '/app/'], ['/app?tab=2', '/app/?tab=2']]) {
+    const res = await app.inject({ url })
+    assert.equal(res.statusCode, 301, url)
+    assert.equal(res.headers.location, location, url)
+  }
+  assert.equal((await app.inject({ method: 'HEAD', url: '/app' })).statusCode, 301)
+  assert.equal((await app.inject({ url: '/app/' })).body, INDEX)
+  // The redirect of a mount with auth asks for credentials like its files.
+  assert.equal((await app.inject({ url: '/private' })).statusCode, 401)
+  assert.equal((await app.inject({ url: '/private', headers: { 'x-api-key': key } })).statusCode, 301)
+  // Not in the document either.
+  assert.deepStrictEqual(Object.keys((app.swagger() as { paths: Record<string, unknown> }).paths).filter((p) => p.startsWith('/app') || p.startsWith('/private')), [])
 })
