@@ -11,6 +11,7 @@
  *   answer it again (the handler timeout's problem, a late return value), and a handler that
  *   fails after the first event is logged, not answered.
  */
+import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { SSEReplyInterface } from '@fastify/sse'
 import { safeEvent, toEvent, type SafeEvent, type SseEvent } from './events.js'
@@ -108,6 +109,8 @@ export class OpenStream {
         yield this.prepare(next.value)
       }
     } finally {
+      // A Readable's iterator waits for its next chunk before it can return: destroyed here.
+      if (!finished && source instanceof Readable) source.destroy()
       // A generator's return() waits for the step it is in to settle: not awaited.
       if (!finished && typeof iterator.return === 'function') {
         Promise.resolve().then(async () => await iterator.return?.()).catch((error: unknown) => {

@@ -351,10 +351,10 @@ test('auth and rate limits apply to the request that opens the stream: 401 and 4
   const { source, errors } = eventSource(`${url}/events`)
   t.after(() => source.close())
   await until(() => errors.length > 0, 'the client\'s error')
-  assert.equal(errors[0].code, 429)
+  assert.equal(errors[0].code, 401)
   assert.equal(source.readyState, source.CLOSED)
 
-  // Two requests per minute, the 401 and the eventsource's included: the third is refused before auth.
+  // Two requests per minute, the two 401s included: the third is refused before auth.
   const limited = await openRaw(url, '/events', { 'x-api-key': 'k-0123456789abcdef' })
   await limited.ended
   assert.equal(limited.status, 429)
@@ -372,7 +372,8 @@ test('authenticated, the stream opens', async (t) => {
   t.after(() => source.close())
   await until(() => received.length > 0, 'the event')
   source.close()
-  assert.deepEqual(errors, [])
+  // (The stream ended after its event: the client reports it, without a status, and reconnects.)
+  assert.deepEqual(errors.filter((e) => e.code !== undefined), [])
   assert.equal(typeof JSON.parse(received[0].data).caller, 'string')
 })
 
@@ -501,9 +502,9 @@ test('shutdown with a custom sse.shutdownEvent, and with false (closed without o
   source.addEventListener('shutdown', (event) => { received.push(`shutdown: ${event.data}`); target = `${other.url}/events` })
   await until(() => received.length === 1, 'the first event')
   await app.close()
-  await until(() => received.length === 3, 'the event from the other instance')
+  await until(() => received.length >= 3, `the event from the other instance; received ${JSON.stringify(received)}`)
   source.close()
-  assert.deepEqual(received, ['from the first instance', 'shutdown: server shutting down', 'from the other instance'])
+  assert.deepEqual(received.slice(0, 3), ['from the first instance', 'shutdown: server shutting down', 'from the other instance'])
 })
 
 test('the handler timeout covers the time until the stream opens, not the stream', async (t) => {
@@ -637,7 +638,7 @@ test('schema.sse: events are validated outside production, by data schema or by 
   assert.equal(logs.find((l) => l.level === 50 && l.err?.type === 'SseEventError')?.err.message, 'sse: event "message" on GET /ticks does not match schema.sse: data must have required property \'n\'')
 })
 
-test('schema.sse: not validated when NODE_ENV is production; an invalid schema fails at ready() naming the route', async (t) => {
+test('schema.sse: not validated when NODE_ENV is production; an invalid schema is refused at registration, naming the route', async (t) => {
   const previous = process.env.NODE_ENV
   process.env.NODE_ENV = 'production'
   try {
@@ -659,10 +660,10 @@ test('schema.sse: not validated when NODE_ENV is production; an invalid schema f
     [{ events: {} }, 'schema.sse.events: expected an object mapping each event name to the schema of its data'],
     ['integer', 'schema.sse: expected a JSON Schema for the data of every event, or { events: { <name>: <schema> } }, found "integer"']
   ] as const) {
+    // Refused as the route is registered, like every per-route option spikard reads.
     const app = Fastify({ logger: false })
     await app.register(spikard, { openapi: false })
-    app.get('/ticks', { sse: true, schema: { sse: schema } }, async () => {})
-    await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+    assert.throws(() => app.get('/ticks', { sse: true, schema: { sse: schema } }, async () => {}), (error: unknown) => {
       assert.ok(error instanceof SpikardConfigError, String(error))
       assert.deepEqual(error.problems, [problem])
       assert.match(error.message, /^Invalid spikard route GET \/ticks:/)
@@ -730,7 +731,8 @@ test('OpenAPI: an SSE route answers text/event-stream, lists its event names and
   const dual = doc.paths['/dual'].get
   assert.deepEqual(Object.keys(dual.responses['200'].content).sort(), ['application/json', 'text/event-stream'])
   assert.equal(doc.paths['/json'].get.responses['200'].content?.['text/event-stream'], undefined)
-  assert.equal(doc.paths['/json'].get.responses['503'], undefined)
+  assert.doesNotMatch(doc.paths['/json'].get.responses['503'].description, /too-many-streams/)
+  assert.doesNotMatch(doc.paths['/json'].get.description ?? '', /Server-Sent Events/)
 })
 
 /** testing_data/sse/streams/*.json: a route's events, and what the raw stream and the eventsource client get. */
