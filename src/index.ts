@@ -10,6 +10,8 @@ export { resolveSpikardOptions, SpikardOptionsSchema, type SpikardOptions, type 
 export { errors, errorDefinitions, SpikardConfigError, PROBLEM_TYPE_BASE, type SpikardErrorCode } from './errors.js'
 export { PROBLEM_CONTENT_TYPE, type Problem, type FieldError } from './problem-details.js'
 export { parseDuration, parseSize } from './schema.js'
+export { ndjson, NDJSON_CONTENT_TYPE } from '../plugins/stream/ndjson.js'
+export type { StreamOptions } from '../plugins/stream/options.js'
 export type { RequestContextOptions } from '../plugins/request-context/options.js'
 export type { RequestIdOptions } from '../plugins/request-id/options.js'
 export type { LoggingOptions } from '../plugins/logging/options.js'

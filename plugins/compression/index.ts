@@ -45,10 +45,15 @@ declare module 'fastify' {
 
 /** Where a route keeps its settings, or null for `compress: false` (src/route-decision.ts). */
 const kCompression = Symbol('spikard.compression')
+/** The reply's stream is being compressed: its Content-Encoding is this feature's. */
+const kEncodedStream = Symbol('spikard.compression.stream')
+
+type Encoded = FastifyReply & { [kEncodedStream]: boolean }
 
 async function spikardCompression (app: FastifyInstance, options: CompressionOptions): Promise<void> {
   const global = globalSettings(resolveCompressionOptions(options))
   const settingsOf = (_route: RouteView): Settings => global
+  app.decorateReply(kEncodedStream, false)
 
   app.addHook('onRoute', (route) => {
     const compress = route.compress as unknown
@@ -56,6 +61,14 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
     decide(route, kCompression, compress === false ? null : compress === undefined ? global : routeSettings(global, compress, where))
   })
   app.addHook('onSend', function spikardCompress (request, reply, payload, done) {
+    // A compressed stream failed before its first byte (a timeout, an error, a file that
+    // does not exist) and this is the error handler's answer: it is not in that encoding.
+    // Fastify had copied the stream's headers onto the response, hence both places.
+    if ((reply as Encoded)[kEncodedStream]) {
+      (reply as Encoded)[kEncodedStream] = false
+      reply.removeHeader('content-encoding')
+      if (!reply.raw.headersSent) reply.raw.removeHeader('content-encoding')
+    }
     const settings = decisionOf(request, kCompression, settingsOf)
     if (settings === null || request.method === 'HEAD') return done(null, payload)
     const body = payload instanceof Response ? unwrap(reply, payload) : payload
@@ -125,6 +138,7 @@ function compressStream (reply: FastifyReply, body: Readable | ReadableStream, e
   const source = body instanceof ReadableStream ? Readable.fromWeb(body as WebReadableStream) : body
   const zip = encoding === 'br' ? createBrotliCompress(settings.brotliOptions) : createGzip(settings.zlibOptions)
   reply.header('content-encoding', encoding).removeHeader('content-length')
+  ;(reply as Encoded)[kEncodedStream] = true
   pipeline(source, zip, () => {})
   return zip
 }

@@ -35,9 +35,10 @@ type TypeTest = RegExp | ((contentType: string) => boolean)
 // Which types compress, after the default test below: the IANA-based database most of the
 // ecosystem (compressible, @fastify/compress) consults.
 const mimeDb = createRequire(import.meta.url)('mime-db') as Record<string, { compressible?: boolean } | undefined>
-// Text, JSON, XML and their +suffix types, and octet streams (what @fastify/compress also
-// compresses by default).
-const DEFAULT_TYPES = /^text\/(?!event-stream)|(?:\+|\/)json(?:;|$)|(?:\+|\/)text(?:;|$)|(?:\+|\/)xml(?:;|$)|octet-stream(?:;|$)/u
+// Text, JSON, XML and their +suffix types, newline-delimited JSON (`ndjson()` streams,
+// which mime-db does not list), and octet streams (what @fastify/compress also compresses
+// by default).
+const DEFAULT_TYPES = /^text\/(?!event-stream)|(?:\+|\/)json(?:;|$)|\/(?:x-)?ndjson(?:;|$)|\/jsonl(?:;|$)|(?:\+|\/)text(?:;|$)|(?:\+|\/)xml(?:;|$)|octet-stream(?:;|$)/u
 // Never compressed, whatever a route's customTypes or a future mime-db say: an event
 // stream must reach the client event by event.
 const EVENT_STREAM = /^\s*text\/event-stream\s*(?:;|$)/i

@@ -4,6 +4,7 @@ import { resolveLoggingOptions, type LoggingOptions } from './options.js'
 import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { routeConfig } from '../../src/fastify-internals.js'
 import { ProxyWatch } from './proxies.js'
+import { streamedOf } from '../stream/state.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -23,7 +24,10 @@ declare module 'fastify' {
  *
  * A request that never completes (the client went away first, or a streamed response
  * failed half-way) gets its line too, marked `aborted: true`, from Fastify's
- * onRequestAbort hook; it has no reply then, so no status, duration or size.
+ * onRequestAbort hook; it has no reply then, so no status, duration or size. A streamed
+ * response (the stream feature) has them: its line, completed or aborted, says the body
+ * bytes written and, when spikard cut it, why (`cut`: error, idle-timeout, shutdown); an
+ * aborted one gets its line from the stream feature when the response closes.
  */
 async function spikardLogging (app: FastifyInstance, options: LoggingOptions): Promise<void> {
   const resolved = resolveLoggingOptions(options)
@@ -40,6 +44,9 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
     const url = request.url
     const q = url.indexOf('?')
     const length = reply?.getHeader('content-length')
+    const streamed = streamedOf(request)
+    if (streamed !== null) streamed.logged = true
+    const aborted = reply === undefined || streamed?.aborted === true
     const line: Record<string, unknown> = {
       method: request.method,
       path: q === -1 ? url : url.slice(0, q),
@@ -47,14 +54,15 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
       route: config.url ?? null,
       status: reply?.statusCode,
       durationMs: reply === undefined ? undefined : Math.round(reply.elapsedTime * 1000) / 1000,
-      bytes: length === undefined ? undefined : Number(length),
-      aborted: reply === undefined ? true : undefined,
+      bytes: streamed !== null ? streamed.bytes : length === undefined ? undefined : Number(length),
+      aborted: aborted ? true : undefined,
+      cut: streamed?.cut,
       remoteAddress: request.ip,
       // Who called, when authenticated: the JWT subject or the API key's name, never the credential.
       caller: request.identity === undefined ? undefined : `${request.identity.scheme}:${request.identity.id}`
     }
     if (headers) line.headers = redactHeaders(request.headers, hidden)
-    request.log[level](line, reply === undefined ? 'request aborted' : 'request completed')
+    request.log[level](line, aborted ? 'request aborted' : 'request completed')
   }
 
   app.decorate('spikardAccessLog', accessLog)
@@ -63,7 +71,8 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
     done()
   })
   app.addHook('onRequestAbort', function spikardAccessLogAborted (request, done) {
-    accessLog(request, undefined)
+    // A streamed response's line is written when its response closes, with its status and bytes.
+    if (streamedOf(request) === null) accessLog(request, undefined)
     done()
   })
 }

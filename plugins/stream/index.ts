@@ -1,10 +1,160 @@
-/** Streamed responses: see plugins/stream/options.ts. */
+/**
+ * Streamed responses. What Fastify 5.12 already does, and is left to it:
+ *
+ * - a Node Readable is piped to the response with backpressure and destroyed when the
+ *   client goes away; a web ReadableStream is read chunk by chunk, waiting for `drain`,
+ *   and cancelled when the client goes away; a fetch Response sends its body so;
+ * - an error before the first chunk goes to the error handler (a problem response); an
+ *   error after it destroys the response, so no terminating chunk is sent.
+ *
+ * What it does not, and this feature adds:
+ *
+ * - an async iterable (a generator) is not a stream to Fastify: without a Content-Type it
+ *   is serialized as JSON (`{}`), with one (`text/csv`) it fails with
+ *   FST_ERR_REP_INVALID_PAYLOAD_TYPE. It becomes a byte Readable (iterable.ts), which asks
+ *   for the next item only when the previous ones are taken, and calls the iterator's
+ *   `return()` when destroyed, so a generator's `finally` runs when the client goes away;
+ * - a web ReadableStream (or a Response's body) becomes a Node Readable (`Readable.fromWeb`),
+ *   so every stream can be failed the same way before its first byte (the timeout, a
+ *   shutdown): Fastify holds the web stream's reader, nothing else can make it fail;
+ * - the error after the first chunk is logged, once, with the request id (spikard's server
+ *   turns Fastify's request logging, which held that line, off);
+ * - the bytes sent and the abort reach the access line; the handler timeout runs to the
+ *   first byte; `idleTimeout`; the cut at shutdown, logged (response.ts);
+ * - HEAD: an async iterable is not started (Fastify would fail on it);
+ * - `ndjson()` (ndjson.ts) sets its content type.
+ */
+import { Readable } from 'node:stream'
+import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { errors } from '../../src/errors.js'
 import { resolveStreamOptions, type StreamOptions } from './options.js'
+import { isStreamPayload, kStreamed, responseStarted } from './state.js'
+import { StreamedResponse, type Streams } from './response.js'
+import { kContentType } from './ndjson.js'
+import { IterableReadable } from './iterable.js'
 
-async function spikardStream (_app: FastifyInstance, options: StreamOptions): Promise<void> {
-  resolveStreamOptions(options)
+/** Where in the time left at shutdown the open streams are cut: the rest is for the close. */
+const SHUTDOWN_CUT_AT = 0.9
+
+type Tracked = FastifyRequest & { [kStreamed]?: StreamedResponse | null }
+
+async function spikardStream (app: FastifyInstance, options: StreamOptions): Promise<void> {
+  const { idleTimeout } = resolveStreamOptions(options)
+  const open = new Set<StreamedResponse>()
+  let waiting: Array<() => void> = []
+  /** Past the shutdown's cut: a stream handed over now gets a 503 problem. */
+  let cutting = false
+  const streams: Streams = {
+    open,
+    idleTimeout,
+    onEmpty: () => { for (const resolve of waiting.splice(0)) resolve() },
+    get accessLog () { return app.spikardAccessLog }
+  }
+  app.decorateRequest(kStreamed, null)
+
+  // An async iterable without a Content-Type, or with a JSON one, would be serialized:
+  // it is sent as a stream instead, with the type Fastify already chose for it.
+  app.addHook('preSerialization', function spikardStreamIterable (request, reply, payload, done) {
+    if (payload === null || typeof payload !== 'object' || typeof (payload as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') return done(null, payload)
+    reply.serializer(passThrough)
+    done(null, request.method === 'HEAD' ? unstarted(payload as AsyncIterable<unknown>) : new IterableReadable(payload as AsyncIterable<unknown>))
+  })
+
+  app.addHook('onSend', function spikardStream (request, reply, payload, done) {
+    const previous = (request as Tracked)[kStreamed]
+    if (previous != null) { // undefined in a context created before this plugin decorated requests
+      // A stream of this reply failed before its first byte; this is the error handler's answer.
+      previous.release()
+      ;(request as Tracked)[kStreamed] = null
+    }
+    if (!isStreamPayload(payload)) return done(null, payload)
+    if (request.method === 'HEAD') {
+      responseStarted(request)
+      // Fastify discards a stream's body on HEAD (reading a Readable to its end); an
+      // iterable it cannot send at all, and reading it could last forever: it is not started.
+      return done(null, isIterableOnly(payload) ? unstarted(payload as AsyncIterable<unknown>) : payload)
+    }
+    const source = toReadable(reply, payload)
+    const type = (source as { [kContentType]?: string })[kContentType]
+    if (type !== undefined && !reply.hasHeader('content-type')) reply.header('content-type', type)
+    if (reply.raw.destroyed) {
+      // The client went away while the handler worked.
+      source.destroy()
+      responseStarted(request)
+      return done(null, source)
+    }
+    if (cutting) {
+      source.destroy()
+      return done(new errors.SPK_ERR_SHUTTING_DOWN())
+    }
+    if (!drainHook) onFirstStream()
+    ;(request as Tracked)[kStreamed] = new StreamedResponse(request, reply, source, streams)
+    done(null, source)
+  })
+
+  // At shutdown the open streams get what is left of the budget (but a tenth, for the
+  // close), then each is cut and logged. Registered with the first stream, so an app that
+  // never streams has no drain hook to run or log. A stream first handed over once the
+  // server is closing (drain hooks already running) is cut with the connections when the
+  // budget runs out.
+  let drainHook = false
+  function onFirstStream (): void {
+    drainHook = true
+    const lifecycle = app.spikard
+    if (lifecycle === undefined || lifecycle.phase === 'closing' || lifecycle.phase === 'closed') return
+    lifecycle.onDrain('stream', async ({ remainingMs, signal }) => {
+      if (open.size > 0) {
+        await new Promise<void>((resolve) => {
+          const finish = (): void => {
+            clearTimeout(timer)
+            signal.removeEventListener('abort', finish)
+            resolve()
+          }
+          const timer = setTimeout(finish, Math.round(remainingMs * SHUTDOWN_CUT_AT)).unref()
+          signal.addEventListener('abort', finish, { once: true })
+          waiting.push(finish)
+        })
+      }
+      cutting = true
+      for (const stream of [...open]) stream.cutOff('shutdown')
+    })
+  }
+  app.addHook('onClose', (_app, done) => {
+    cutting = true
+    for (const stream of [...open]) stream.cutOff('shutdown')
+    waiting = []
+    done()
+  })
+}
+
+/** An async iterable that is not a stream Fastify knows (a generator). */
+function isIterableOnly (payload: unknown): boolean {
+  return typeof (payload as Readable).pipe !== 'function' && typeof (payload as ReadableStream).getReader !== 'function' && !(payload instanceof Response)
+}
+
+/** An empty body in place of an iterable that is never read (HEAD); a generator is closed without running. */
+function unstarted (iterable: AsyncIterable<unknown>): Readable {
+  iterable[Symbol.asyncIterator]().return?.().catch(() => {})
+  return Readable.from([])
+}
+
+function passThrough (payload: unknown): string {
+  return payload as string
+}
+
+/** The payload as a Node Readable (see the top of this file). */
+function toReadable (reply: FastifyReply, payload: unknown): Readable {
+  if (typeof (payload as Readable).pipe === 'function') return payload as Readable
+  if (payload instanceof Response) {
+    // As Fastify would send it: its status and headers on the reply, its body as the payload.
+    reply.code(payload.status)
+    for (const [name, value] of payload.headers) reply.header(name, value)
+    return Readable.fromWeb(payload.body as WebReadableStream)
+  }
+  if (typeof (payload as ReadableStream).getReader === 'function') return Readable.fromWeb(payload as WebReadableStream)
+  return new IterableReadable(payload as AsyncIterable<unknown>)
 }
 
 export default fp(spikardStream, { name: 'spikard-stream', fastify: '5.x' })

@@ -6,6 +6,7 @@ import { Deadlines, type Deadline } from './deadlines.js'
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { decide, decisionOf, registered, type RouteView } from '../../src/route-decision.js'
 import { provideRequestSignal } from '../../src/fastify-internals.js'
+import { isStreamPayload, kResponseStarted, streamedOf } from '../stream/state.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -28,8 +29,11 @@ type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<TimedRequest> | typ
  * arrival to the start of its response. When it fires, request.signal is aborted, the
  * request is answered with a problem (status `timeout.status`, rendered by
  * problem-details), and the handler's late result is dropped without a log line. A
- * streamed response is timed to its start, not its end. Node's server timeouts (slow
- * headers, slow bodies, idle keep-alive) are set on `app.server`.
+ * streamed response is timed to its first byte, not its end: with the stream feature on,
+ * it tells this one when that byte is written (kResponseStarted), and a stream still
+ * silent at the timeout is failed with the timeout error, so the client gets the problem;
+ * without it, a stream is timed to its hand-over. Node's server timeouts (slow headers,
+ * slow bodies, idle keep-alive) are set on `app.server`.
  *
  * Why not Fastify's `handlerTimeout` (5.12): it stops timing a request, and aborts its
  * request.signal, as soon as a request body has been read, because it takes the request's
@@ -53,6 +57,14 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   applyServerTimeouts(app.server, serverTimeouts(resolved))
   app.decorate('spikardTimeoutStatus', status)
   app.decorateRequest(kDeadline, null)
+  // Called by the stream feature at a streamed response's first byte (a method: on the prototype, nothing per request).
+  app.decorateRequest(kResponseStarted, function (this: FastifyRequest) { stopClock(this) })
+  /** The stream feature is on: it reports first bytes, so a stream is timed to its first byte. */
+  let streaming = false
+  app.addHook('onReady', function (done) {
+    streaming = this.hasPlugin('spikard-stream')
+    done()
+  })
 
   // One list per duration, shared by the routes that have it.
   const lists = new Map<number, Deadlines<TimedRequest>>()
@@ -83,8 +95,17 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
     const { request, reply } = timed
     // Already answered (or hijacked), or the client is gone: nothing to send.
     if (reply.sent || reply.raw.destroyed) return
+    const streamed = streamedOf(request)
+    if (streamed?.started === true) return
     ;(request as WithDeadline)[kDeadline] = EXPIRED
     const error = Object.assign(new errors.SPK_ERR_HANDLER_TIMEOUT(ms), { statusCode: status })
+    if (streamed !== null) {
+      // Handed over, not a byte yet: the stream fails with the timeout error (its source is
+      // destroyed with it) and the error handler answers, as for any error before the first byte.
+      streamed.fail(error)
+      timed.abort(error)
+      return
+    }
     timed.abort(error)
     if (reply.sent) return // a request.signal listener answered
     reply.send(error)
@@ -112,14 +133,20 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
     }
     done()
   })
-  // The response has started (any payload: buffered, stream or Response): in time. A
-  // stream is timed to this point, not to its first chunk.
+  // The response has started (a buffered payload): in time. A stream is timed to its first
+  // byte when the stream feature reports it, else to this point.
   app.addHook('onSend', function spikardTimeoutStop (request, _reply, payload, done) {
     // Null when the route is not timed, or an earlier hook answered before the timer began.
     const deadline = (request as WithDeadline)[kDeadline]
-    if (deadline !== null && deadline !== EXPIRED) deadline.list.remove(deadline)
+    if (deadline !== null && deadline !== EXPIRED && !(streaming && isStreamPayload(payload))) deadline.list.remove(deadline)
     done(null, payload)
   })
+}
+
+/** Stops timing a request (its response has started). */
+function stopClock (request: FastifyRequest): void {
+  const deadline = (request as WithDeadline)[kDeadline]
+  if (deadline !== null && deadline !== EXPIRED) deadline.list.remove(deadline)
 }
 
 /**

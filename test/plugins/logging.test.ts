@@ -330,9 +330,11 @@ test('a request the client aborts, and a stream that fails half-way, each get th
   // The access lines are written when Fastify notices, on the close that follows.
   await new Promise((resolve) => setTimeout(resolve, 400))
   const lines = logs.filter((l) => l.msg === 'request aborted' || l.msg === 'request completed')
-  assert.deepStrictEqual(lines.map(({ msg, method, path, query, route, aborted, status }) => ({ msg, method, path, query, route, aborted, status })), [
-    { msg: 'request aborted', method: 'GET', path: '/slow', query: 'token=[REDACTED]', route: '/slow', aborted: true, status: undefined },
-    { msg: 'request aborted', method: 'GET', path: '/broken', query: 'token=[REDACTED]', route: '/broken', aborted: true, status: undefined }
+  // The stream started (status 200, two chunks): its line has the status and the body bytes
+  // written, and says spikard cut it on the error (the stream feature, on by default).
+  assert.deepStrictEqual(lines.map(({ msg, method, path, query, route, aborted, status, bytes, cut }) => ({ msg, method, path, query, route, aborted, status, bytes, cut })), [
+    { msg: 'request aborted', method: 'GET', path: '/slow', query: 'token=[REDACTED]', route: '/slow', aborted: true, status: undefined, bytes: undefined, cut: undefined },
+    { msg: 'request aborted', method: 'GET', path: '/broken', query: 'token=[REDACTED]', route: '/broken', aborted: true, status: 200, bytes: 12, cut: 'error' }
   ])
   for (const line of lines) assert.match(line.reqId, UUID)
 })

@@ -1,0 +1,136 @@
+/**
+ * One streamed response in flight: what it has written (bytes, first byte, last write),
+ * its idle timer, and how it ends when spikard ends it. Fastify (5.12) pipes the source
+ * with backpressure, destroys it when the client goes away, answers an error before the
+ * first byte through the error handler, and destroys the response on an error after it;
+ * this class watches the response's writes rather than wrapping the source, so the pipe
+ * stays Fastify's (and compression's) and costs nothing per chunk beyond a counter.
+ */
+import { performance } from 'node:perf_hooks'
+import type { ServerResponse } from 'node:http'
+import type { Readable } from 'node:stream'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { errors } from '../../src/errors.js'
+import { kStreamed, responseStarted, type CutReason, type StreamProgress } from './state.js'
+
+/** What the streams of one app share: the open ones, the idle timeout, the access line. */
+export interface Streams {
+  readonly open: Set<StreamedResponse>
+  /** ms; 0: no idle timeout. */
+  readonly idleTimeout: number
+  /** Called when the last open stream closes. */
+  readonly onEmpty: () => void
+  /** The logging feature's access line, when it is on. */
+  readonly accessLog: ((request: FastifyRequest, reply: FastifyReply) => void) | undefined
+}
+
+type Write = (this: ServerResponse, chunk: unknown, ...rest: unknown[]) => boolean
+
+export class StreamedResponse implements StreamProgress {
+  bytes = 0
+  started = false
+  cut: CutReason | undefined
+  logged = false
+  #closed = false
+  #released = false
+  #lastWrite = 0
+  #timer: NodeJS.Timeout | undefined
+
+  constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly source: Readable, readonly streams: Streams) {
+    const res = reply.raw as ServerResponse
+    const write = res.write as unknown as Write
+    const wrote = (chunk: unknown): void => this.#wrote(chunk)
+    // An own property of this response only: every body byte passes here, after compression.
+    res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+      wrote(chunk)
+      return write.call(this, chunk, ...rest)
+    } as ServerResponse['write']
+    res.once('close', () => this.#onClose())
+    source.on('error', (error) => this.#onSourceError(error))
+    streams.open.add(this)
+  }
+
+  get aborted (): boolean { return this.#closed && !this.reply.raw.writableFinished }
+
+  fail (error: Error): void {
+    if (this.started) return this.cutOff('error')
+    if (!this.source.destroyed) this.source.destroy(error)
+  }
+
+  /**
+   * Ends the response now. After its first byte: the response is destroyed, so no
+   * terminating chunk is sent and the client can tell the body is truncated. Before it
+   * (a shutdown): a 503 problem instead.
+   */
+  cutOff (reason: CutReason): void {
+    const res = this.reply.raw
+    if (this.cut !== undefined || this.#released || res.destroyed || res.writableFinished) return
+    const log = { cut: reason, bytes: this.bytes, durationMs: Math.round(this.reply.elapsedTime) }
+    if (reason === 'idle-timeout') {
+      this.request.log.warn({ ...log, idleTimeoutMs: this.streams.idleTimeout }, `stream cut: nothing sent for ${this.streams.idleTimeout} ms`)
+    } else if (reason === 'shutdown') {
+      this.request.log.warn(log, this.started ? 'stream cut: the server is shutting down' : 'stream cut before its first byte: the server is shutting down (503)')
+    }
+    if (!this.started && reason === 'shutdown') return this.fail(new errors.SPK_ERR_SHUTTING_DOWN())
+    this.cut = reason
+    res.destroy()
+  }
+
+  /** The reply sends something else (the error handler's problem after a failure before the first byte): stop watching. */
+  release (): void {
+    this.#released = true
+    clearTimeout(this.#timer)
+    const res = this.reply.raw as unknown as Record<string, unknown>
+    delete res.write
+    this.#forget()
+  }
+
+  #wrote (chunk: unknown): void {
+    this.bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Uint8Array | null)?.byteLength ?? 0
+    const idle = this.streams.idleTimeout
+    if (idle > 0) this.#lastWrite = performance.now()
+    if (this.started) return
+    this.started = true
+    responseStarted(this.request)
+    if (idle > 0) this.#timer = setTimeout(this.#checkIdle, idle).unref()
+  }
+
+  readonly #checkIdle = (): void => {
+    const idle = this.streams.idleTimeout
+    const quiet = performance.now() - this.#lastWrite
+    // A timer may fire a fraction of a millisecond early.
+    if (quiet >= idle - 1) return this.cutOff('idle-timeout')
+    this.#timer = setTimeout(this.#checkIdle, Math.ceil(idle - quiet)).unref()
+  }
+
+  #onSourceError (error: Error): void {
+    const res = this.reply.raw
+    // Cut by spikard, the client is gone (the pipe's premature close), or no byte sent yet:
+    // then the error handler answers with a problem and logs it.
+    if (this.#released || this.cut !== undefined || res.destroyed || !this.started) return
+    this.cut = 'error'
+    this.request.log.error({ err: error, cut: 'error', bytes: this.bytes, durationMs: Math.round(this.reply.elapsedTime) }, 'stream failed after its first byte; response cut')
+    // Fastify destroys it too; here it is certain, whatever sits between source and response.
+    res.destroy()
+  }
+
+  #onClose (): void {
+    if (this.#released) return
+    this.#closed = true
+    clearTimeout(this.#timer)
+    if (!this.started) responseStarted(this.request)
+    this.#forget()
+    // Neither onResponse (no 'finish') nor, for every request, onRequestAbort runs: the access line is written here.
+    if (!this.logged && !this.reply.raw.writableFinished) this.streams.accessLog?.(this.request, this.reply)
+  }
+
+  #forget (): void {
+    const { open } = this.streams
+    if (open.delete(this) && open.size === 0) this.streams.onEmpty()
+  }
+}
+
+/** The request's tracked stream (decorated null by the stream feature). */
+export function trackedOf (request: FastifyRequest): StreamedResponse | null {
+  return (request as FastifyRequest & { [kStreamed]?: StreamedResponse | null })[kStreamed] ?? null
+}

@@ -1,0 +1,63 @@
+/**
+ * What the stream feature shares with the features that meet a streamed response on its
+ * way (timeout, logging): which payloads are streams, and the state of a streamed
+ * response in flight, kept on its request. No Fastify runtime import.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+/** Why spikard ended a streamed response without its terminating chunk. */
+export type CutReason = 'error' | 'idle-timeout' | 'shutdown'
+
+/** A streamed response in flight (or ended), as the other features read it. */
+export interface StreamProgress {
+  readonly reply: FastifyReply
+  /** Body bytes written to the response so far (after compression). */
+  readonly bytes: number
+  /** Its first byte has been written: the status and headers are on their way. */
+  readonly started: boolean
+  /** It ended without its terminating chunk: the client went away, or spikard cut it. */
+  readonly aborted: boolean
+  /** Why spikard cut it, when it did. */
+  readonly cut: CutReason | undefined
+  /** Its access line has been written (by onResponse or by the stream feature). */
+  logged: boolean
+  /**
+   * Fails the stream before its first byte with `error`: the source is destroyed with it,
+   * and the one error handler answers with its problem. After the first byte, cuts it.
+   */
+  fail: (error: Error) => void
+}
+
+/** Where a request keeps its streamed response (null: none). */
+export const kStreamed = Symbol('spikard.stream.response')
+
+/**
+ * A request method the stream feature calls once when a streamed response writes its first
+ * byte, or closes without one: the timeout feature decorates requests with it, and stops
+ * the handler timeout's clock there rather than at the hand-over.
+ */
+export const kResponseStarted = Symbol('spikard.stream.started')
+
+type Streamed = FastifyRequest & { [kStreamed]?: StreamProgress | null, [kResponseStarted]?: () => void }
+
+/** The request's streamed response, or null. */
+export function streamedOf (request: FastifyRequest): StreamProgress | null {
+  return (request as Streamed)[kStreamed] ?? null
+}
+
+/** Tells the timeout feature (when on) that the response has started. */
+export function responseStarted (request: FastifyRequest): void {
+  (request as Streamed)[kResponseStarted]?.()
+}
+
+/**
+ * Whether a payload is sent as a stream: a Node Readable, a web ReadableStream, a fetch
+ * Response with a body, or an async iterable (a generator). Strings and Buffers are not.
+ */
+export function isStreamPayload (payload: unknown): boolean {
+  if (payload === null || typeof payload !== 'object' || Buffer.isBuffer(payload)) return false
+  const p = payload as Record<string | symbol, unknown>
+  if (typeof p.pipe === 'function' || typeof p.getReader === 'function') return true
+  if (payload instanceof Response) return payload.body !== null
+  return typeof p[Symbol.asyncIterator] === 'function'
+}
