@@ -42,6 +42,12 @@ async function spikardStatic (app: FastifyInstance, options: StaticOptions): Pro
   for (const m of checked) await app.register(staticMount(m, authOn))
 }
 
+/** Whether the router takes `/a/` for `/a` (Fastify's `ignoreTrailingSlash`, in `routerOptions` or, deprecated, at the top level). */
+function ignoresTrailingSlash (app: FastifyInstance): boolean {
+  const initial = app.initialConfig as { routerOptions?: { ignoreTrailingSlash?: boolean }, ignoreTrailingSlash?: boolean }
+  return initial.routerOptions?.ignoreTrailingSlash ?? initial.ignoreTrailingSlash ?? false
+}
+
 /** A 404 problem for the request's path. */
 function notFoundError (request: FastifyRequest): Error {
   const q = request.url.indexOf('?')
@@ -108,8 +114,9 @@ function staticMount (m: CheckedMount, authOn: boolean) {
           })
     })
     // `/assets` (no slash) goes to `/assets/`, where the mount's index file is and where
-    // its relative URLs resolve, as a web server does for a directory.
-    if (m.prefix !== '/') {
+    // its relative URLs resolve, as a web server does for a directory. Not when the router
+    // ignores trailing slashes: `/assets/` would reach the redirect too, and loop.
+    if (m.prefix !== '/' && !ignoresTrailingSlash(child)) {
       child.route({
         method: ['GET', 'HEAD'],
         url: m.prefix.slice(0, -1),

@@ -549,3 +549,14 @@ test('the prefix without its trailing slash redirects to it, keeping the query s
   // Not in the document either.
   assert.deepStrictEqual(Object.keys((app.swagger() as { paths: Record<string, unknown> }).paths).filter((p) => p.startsWith('/app') || p.startsWith('/private')), [])
 })
+
+test('a router that ignores trailing slashes: no redirect (it would loop), the files still served', async (t) => {
+  const { root } = site(t)
+  for (const options of [{ routerOptions: { ignoreTrailingSlash: true } }, { ignoreTrailingSlash: true }]) {
+    const app = Fastify(options)
+    t.after(() => app.close())
+    await app.register(spikard, { static: { mounts: [{ root, prefix: '/assets' }] } })
+    for (const url of ['/assets', '/assets/']) assert.notEqual((await app.inject({ url })).statusCode, 301, `${JSON.stringify(options)} ${url}`)
+    assert.equal((await app.inject({ url: '/assets/hello.txt' })).body, HELLO)
+  }
+})
