@@ -38,6 +38,9 @@ import { IterableReadable } from './iterable.js'
 /** Where in the time left at shutdown the open streams are cut: the rest is for the close. */
 const SHUTDOWN_CUT_AT = 0.9
 
+/** Marks a stream made in preSerialization, whose reply has the pass-through serializer. */
+const kSerialized = Symbol('spikard.stream.serialized')
+
 type Tracked = FastifyRequest & { [kStreamed]?: StreamedResponse | null }
 
 async function spikardStream (app: FastifyInstance, options: StreamOptions): Promise<void> {
@@ -59,7 +62,8 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
   app.addHook('preSerialization', function spikardStreamIterable (request, reply, payload, done) {
     if (payload === null || typeof payload !== 'object' || typeof (payload as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function') return done(null, payload)
     reply.serializer(passThrough)
-    done(null, request.method === 'HEAD' ? unstarted(payload as AsyncIterable<unknown>) : new IterableReadable(payload as AsyncIterable<unknown>))
+    const stream = request.method === 'HEAD' ? unstarted(payload as AsyncIterable<unknown>) : new IterableReadable(payload as AsyncIterable<unknown>)
+    done(null, Object.assign(stream, { [kSerialized]: true }))
   })
 
   app.addHook('onSend', function spikardStream (request, reply, payload, done) {
@@ -70,6 +74,9 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
       ;(request as Tracked)[kStreamed] = null
     }
     if (!isStreamPayload(payload)) return done(null, payload)
+    // The pass-through serializer of preSerialization has been used: an error answer that
+    // follows must be serialized as usual.
+    if ((payload as { [kSerialized]?: true })[kSerialized] === true) reply.serializer(null as unknown as typeof passThrough)
     if (request.method === 'HEAD') {
       responseStarted(request)
       // Fastify discards a stream's body on HEAD (reading a Readable to its end); an
