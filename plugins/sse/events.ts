@@ -98,14 +98,40 @@ export function eventSchemas (schema: unknown): Record<string, unknown> | undefi
   return { '*': schema }
 }
 
+/**
+ * Whether an `Accept` header admits `text/event-stream` (RFC 9110 12.5.1): yes when it is
+ * absent or empty, else as its most specific matching range says (`text/event-stream`,
+ * then `text/*`, then `*\/*`), refused only by `q=0`. As @fastify/sse decides for
+ * `sse: 'only'` routes, which spikard serves itself so the refusal is a problem (406).
+ */
+export function acceptsEventStream (accept: string | undefined): boolean {
+  if (accept === undefined || accept.trim() === '' || accept === 'text/event-stream' || accept === '*/*') return true
+  let best = 0
+  let refused = false
+  for (const range of accept.split(',')) {
+    const [type, ...params] = range.split(';').map((p) => p.trim().toLowerCase())
+    const rank = type === 'text/event-stream' ? 3 : type === 'text/*' ? 2 : type === '*/*' ? 1 : 0
+    if (rank === 0 || rank < best) continue
+    const zero = params.some((p) => /^q=0(\.0{0,3})?$/.test(p))
+    if (rank === best) refused = refused && zero
+    else refused = zero
+    best = rank
+  }
+  return best > 0 && !refused
+}
+
+/** Where a route registered with `sse: 'only'` keeps that kind (spikard serves it as `'manual'`). */
+export const kDeclaredKind = Symbol.for('spikard.sse.kind')
+
 /** A route as the OpenAPI and AsyncAPI documents see it: what `sse` says, if it is an event stream. */
 export interface SseRoute { kind: 'only' | 'dual' | 'manual' | 'legacy', events: Record<string, unknown> | undefined }
 
 /** The route's event-stream declaration (`sse` route option and `schema.sse`), or undefined for other routes. */
-export function sseRoute (route: { sse?: unknown, schema?: unknown }): SseRoute | undefined {
+export function sseRoute (route: { sse?: unknown, schema?: unknown, config?: unknown }): SseRoute | undefined {
   const sse = route.sse
   if (sse === undefined || sse === false || sse === null) return undefined
-  const kind = sse === true ? 'legacy' : typeof sse === 'string' ? sse : (sse as { kind?: string }).kind ?? 'legacy'
+  const declared = (route as { config?: Record<symbol, unknown> }).config?.[kDeclaredKind]
+  const kind = declared ?? (sse === true ? 'legacy' : typeof sse === 'string' ? sse : (sse as { kind?: string }).kind ?? 'legacy')
   let events: Record<string, unknown> | undefined
   try {
     events = eventSchemas((route.schema as { sse?: unknown } | undefined)?.sse)

@@ -23,9 +23,9 @@ import fp from 'fastify-plugin'
 import fastifySseModule, { type SSEPluginOptions } from '@fastify/sse'
 import type { FastifyInstance, FastifyPluginAsync, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
-import { routeName } from '../../src/route-decision.js'
+import { decide, routeName } from '../../src/route-decision.js'
 import { resolveSseOptions, type SseOptions } from './options.js'
-import { eventSchemas, type SseEvent } from './events.js'
+import { acceptsEventStream, eventSchemas, kDeclaredKind, type SseEvent } from './events.js'
 import { OpenStream, type Validate } from './stream.js'
 
 export type { SseEvent, SseChunk } from './events.js'
@@ -121,11 +121,23 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
     if (route.sse === undefined || route.sse === false) return
     const validate = validatorOf(this, route)
     const handler = route.handler as RouteHandlerMethod
+    const name = routeName(route)
+    // @fastify/sse answers a client that refuses an `'only'` route's stream with a JSON body
+    // of its own; spikard negotiates instead (the route runs as `'manual'`), so it is a
+    // 406 problem like every other error.
+    const only = route.sse === 'only' || (typeof route.sse === 'object' && route.sse !== null && route.sse.kind === 'only')
+    if (only) {
+      decide(route, kDeclaredKind, 'only')
+      route.sse = typeof route.sse === 'object' && route.sse !== null ? { ...route.sse, kind: 'manual' } : 'manual'
+    }
     // Runs inside @fastify/sse's handler (its onRoute hook comes after this one), with
     // `reply.sse` set when the request is served as an event stream.
     route.handler = async function spikardSseHandler (this: FastifyInstance, request, reply) {
       const sse = reply.sse as ConstructorParameters<typeof OpenStream>[2] | undefined
       if (sse === undefined) return await handler.call(this, request, reply)
+      if (only && !acceptsEventStream(request.headers.accept)) {
+        throw Object.assign(new Error(`${name} only sends text/event-stream, which the request's Accept header excludes`), { statusCode: 406 })
+      }
       if (streams.size >= maxConnections) throw new errors.SPK_ERR_SSE_TOO_MANY_STREAMS(maxConnections)
       const stream = new OpenStream(request, reply, sse, validate)
       streams.add(stream)

@@ -562,11 +562,17 @@ test('errors: before the first event a problem response; after it the stream end
   }
 })
 
-test('route kinds: dual serves JSON to other clients, only refuses them, a Readable and reply.sse.stream() are sanitized too', async (t) => {
+test('route kinds: dual serves JSON to other clients, only refuses them with a 406 problem, a Readable and reply.sse.stream() are sanitized too', async (t) => {
   const { url } = await serve(t, { server: QUIET }, async (app) => {
     app.get('/dual', { sse: 'dual' }, async (_request, reply) => {
       if (reply.sse === undefined) return { mode: 'json' }
       await reply.sse.send({ data: { mode: 'sse' } })
+    })
+    app.get('/only', { sse: 'only' }, async (_request, reply) => {
+      await reply.sse.send({ data: 'only' })
+    })
+    app.get('/only-object', { sse: { kind: 'only', heartbeat: false } }, async (_request, reply) => {
+      await reply.sse.send({ data: 'only' })
     })
     app.get('/readable', { sse: true }, async (_request, reply) => {
       await reply.sse.send(Readable.from([{ event: 'a', data: 'x\ry' }, 'plain\r\nline']))
@@ -579,6 +585,28 @@ test('route kinds: dual serves JSON to other clients, only refuses them, a Reada
   const dual = await openRaw(url, '/dual')
   await dual.ended
   assert.equal(dual.text(), 'data: {"mode":"sse"}\n\n')
+  // 'only' streams for any Accept that does not exclude text/event-stream; a 406 problem otherwise.
+  for (const path of ['/only', '/only-object']) {
+    for (const accept of ['', '*/*', 'text/*', 'text/html, */*;q=0.8', 'application/json, text/event-stream;q=0.5']) {
+      const raw = await openRaw(url, path, { accept })
+      await raw.ended
+      assert.equal(raw.text(), 'data: only\n\n', `${path} Accept: ${accept}`)
+    }
+    for (const accept of ['application/json', 'text/html', '*/*, text/event-stream;q=0', 'text/*;q=0']) {
+      const raw = await openRaw(url, path, { accept })
+      await raw.ended
+      assert.equal(raw.status, 406, `${path} Accept: ${accept}`)
+      assert.equal(raw.headers['content-type'], 'application/problem+json; charset=utf-8')
+      assert.deepEqual({ ...JSON.parse(raw.text()), requestId: undefined }, {
+        type: 'https://spikard.dev/errors/not-acceptable',
+        title: 'Not Acceptable',
+        status: 406,
+        detail: `GET ${path} only sends text/event-stream, which the request's Accept header excludes`,
+        instance: path,
+        requestId: undefined
+      })
+    }
+  }
   const readable = await openRaw(url, '/readable')
   await readable.ended
   assert.equal(readable.text(), 'event: a\ndata: x\ndata: y\n\ndata: plain\ndata: line\n\n')
@@ -719,6 +747,7 @@ test('OpenAPI: an SSE route answers text/event-stream, lists its event names and
   const { app } = await build({ server: QUIET }, async (app) => {
     app.get('/events', { sse: true, schema: { summary: 'Live ticks', sse: { events: { tick: { type: 'integer' }, done: { type: 'string' } } } } }, async () => {})
     app.get('/dual', { sse: 'dual', schema: { response: { 200: { type: 'object', properties: { n: { type: 'integer' } } } } } }, async () => ({ n: 1 }))
+    app.get('/only', { sse: 'only', schema: { response: { 200: { type: 'object', properties: { n: { type: 'integer' } } } } } }, async () => {})
     app.get('/json', async () => ({}))
   })
   t.after(() => app.close())
@@ -730,6 +759,8 @@ test('OpenAPI: an SSE route answers text/event-stream, lists its event names and
   assert.match(events.description, /Server-Sent Events \(text\/event-stream\): a comment line every 15s/)
   const dual = doc.paths['/dual'].get
   assert.deepEqual(Object.keys(dual.responses['200'].content).sort(), ['application/json', 'text/event-stream'])
+  assert.deepEqual(dual.responses['200'].content['text/event-stream'].schema, { type: 'string', description: 'Server-Sent Events.' })
+  assert.deepEqual(Object.keys(doc.paths['/only'].get.responses['200'].content), ['text/event-stream'])
   assert.equal(doc.paths['/json'].get.responses['200'].content?.['text/event-stream'], undefined)
   assert.doesNotMatch(doc.paths['/json'].get.responses['503'].description, /too-many-streams/)
   assert.doesNotMatch(doc.paths['/json'].get.description ?? '', /Server-Sent Events/)
