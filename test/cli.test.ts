@@ -200,6 +200,9 @@ const DEFAULT_FEATURES = [
   ['rateLimit', 'off'],
   ['auth', 'off'],
   ['bodyLimit', 'on', 'max=1mb decode=on'],
+  ['stream', 'on'],
+  ['sse', 'on', 'keepAlive=15s maxConnections=10000'],
+  ['static', 'off'],
   ['compression', 'on', 'br,gzip threshold=1kb']
 ]
 
@@ -400,53 +403,63 @@ timeout         on     handler=30s headers=10s request=1m keepAlive=72s
 rateLimit       off
 auth            off
 bodyLimit       on     max=1mb decode=on
+stream          on
+sse             on     keepAlive=15s maxConnections=10000
+static          off
 compression     on     br,gzip threshold=1kb
 
-OPTION                     VALUE          SOURCE
-server.host                127.0.0.1      default
-server.port                8080           config file
-server.trustProxy          false          default
-server.logger.level        info           default
-server.logger.pretty       false          default
-server.logger.buffer       0b             default
-openapi                    on             default
-openapi.json               /openapi.json  default
-openapi.yaml               /openapi.yaml  default
-openapi.docs               /docs          default
-openapi.redoc              /redoc         default
-openapi.servers            []             default
-openapi.tags               []             default
-openapi.auth               false          default
-requestContext             off            default
-requestId                  on             default
-requestId.header           x-request-id   default
-requestId.trustIncoming    true           default
-logging                    on             default
-logging.level              info           default
-logging.headers            false          default
-logging.redactHeaders      []             default
-logging.redactQuery        []             default
-shutdown                   on             default
-shutdown.timeout           30s            default
-shutdown.preCloseDelay     0              default
-shutdown.signals           true           default
-health                     off            config file
-timeout                    on             default
-timeout.handler            30s            default
-timeout.status             408            default
-timeout.headers            10s            default
-timeout.request            1m             default
-timeout.keepAlive          72s            default
-rateLimit                  off            default
-auth                       off            default
-bodyLimit                  on             default
-bodyLimit.max              1mb            default
-bodyLimit.decode           true           default
-compression                on             default
-compression.encodings      [br, gzip]     default
-compression.threshold      1kb            default
-compression.brotliQuality  4              default
-compression.gzipLevel      6              default
+OPTION                     VALUE                                                         SOURCE
+server.host                127.0.0.1                                                     default
+server.port                8080                                                          config file
+server.trustProxy          false                                                         default
+server.logger.level        info                                                          default
+server.logger.pretty       false                                                         default
+server.logger.buffer       0b                                                            default
+openapi                    on                                                            default
+openapi.json               /openapi.json                                                 default
+openapi.yaml               /openapi.yaml                                                 default
+openapi.docs               /docs                                                         default
+openapi.redoc              /redoc                                                        default
+openapi.servers            []                                                            default
+openapi.tags               []                                                            default
+openapi.auth               false                                                         default
+requestContext             off                                                           default
+requestId                  on                                                            default
+requestId.header           x-request-id                                                  default
+requestId.trustIncoming    true                                                          default
+logging                    on                                                            default
+logging.level              info                                                          default
+logging.headers            false                                                         default
+logging.redactHeaders      []                                                            default
+logging.redactQuery        []                                                            default
+shutdown                   on                                                            default
+shutdown.timeout           30s                                                           default
+shutdown.preCloseDelay     0                                                             default
+shutdown.signals           true                                                          default
+health                     off                                                           config file
+timeout                    on                                                            default
+timeout.handler            30s                                                           default
+timeout.status             408                                                           default
+timeout.headers            10s                                                           default
+timeout.request            1m                                                            default
+timeout.keepAlive          72s                                                           default
+rateLimit                  off                                                           default
+auth                       off                                                           default
+bodyLimit                  on                                                            default
+bodyLimit.max              1mb                                                           default
+bodyLimit.decode           true                                                          default
+stream                     on                                                            default
+stream.idleTimeout         0                                                             default
+sse                        on                                                            default
+sse.keepAlive              15s                                                           default
+sse.maxConnections         10000                                                         default
+sse.shutdownEvent          {"event":"shutdown","data":"server shutting down","retry"...  default
+static                     off                                                           default
+compression                on                                                            default
+compression.encodings      [br, gzip]                                                    default
+compression.threshold      1kb                                                           default
+compression.brotliQuality  4                                                             default
+compression.gzipLevel      6                                                             default
 
 METHOD    PATH                                 DOCS    ACCESS LOG  TIMEOUT  RATE LIMIT  AUTH  BODY LIMIT  COMPRESSION
 GET       /openapi.json                        hidden  on          30s      off         off   1mb         on
@@ -538,6 +551,14 @@ GET       /redoc/openapi.json                  hidden  on          30s      off 
         bodyLimit: ['on', 'config file'],
         'bodyLimit.max': ['512kb', 'config file'],
         'bodyLimit.decode': ['true', 'default'],
+        stream: ['on', 'default'],
+        'stream.idleTimeout': ['0', 'default'],
+        sse: ['on', 'default'],
+        'sse.keepAlive': ['15s', 'default'],
+        'sse.maxConnections': ['10000', 'default'],
+        // An option that is an object or false is one value, as JSON, cut at 60 characters.
+        'sse.shutdownEvent': ['{"event":"shutdown","data":"server shutting down","retry"...', 'default'],
+        static: ['off', 'default'],
         compression: ['off', 'config file (SPIKARD_TEST_UNSET unset)']
       })
       assert.deepEqual(checkOutput(r.stdout).features.find(([name]) => name === 'rateLimit'), ['rateLimit', 'on', '25/30s by ip store=memory'])
@@ -599,7 +620,7 @@ GET       /redoc/openapi.json                  hidden  on          30s      off 
         'shutdown is off: a SIGTERM (every deploy) is not turned into a graceful shutdown: readiness does not turn 503 first and in-flight requests get no time budget; ' +
         'turn it on (shutdown: 30s)'
       ])
-      assert.deepEqual(check.features.filter(([, state]) => state === 'off').map(([name]) => name), ['requestContext', 'shutdown', 'rateLimit', 'bodyLimit'])
+      assert.deepEqual(check.features.filter(([, state]) => state === 'off').map(([name]) => name), ['requestContext', 'shutdown', 'rateLimit', 'bodyLimit', 'static'])
       assert.deepEqual(check.features.find(([name]) => name === 'auth'), ['auth', 'on', 'apiKey(1 key, header=x-api-key, query=api_key)'])
     })
 

@@ -63,7 +63,7 @@ test('unparsable files and missing files are refused with the file named', (t) =
   try { loadConfig({ cwd: d, file: 'bad.yaml' }) } catch (e) { assert.match((e as Error).message, /^Invalid spikard config .*bad\.yaml:\n {2}- not valid YAML/) }
 })
 
-test('an empty config file means every default: the production features on, auth, rateLimit and requestContext off', (t) => {
+test('an empty config file means every default: the production features on, auth, rateLimit, requestContext and static off', (t) => {
   const d = tempDir(t, { 'spikard.config.yaml': '# nothing yet\n' })
   const { config } = loadConfig({ cwd: d })
   const { raw: _raw, ...resolved } = config as typeof config & { raw?: unknown }
@@ -71,7 +71,7 @@ test('an empty config file means every default: the production features on, auth
     server: { host: '127.0.0.1', port: 8000, trustProxy: false, logger: { level: 'info', pretty: false, buffer: 0 } },
     ...resolveSpikardOptions({})
   })
-  assert.deepEqual(Object.entries(resolveSpikardOptions({})).filter(([, v]) => v === false).map(([k]) => k).sort(), ['auth', 'rateLimit', 'requestContext'])
+  assert.deepEqual(Object.entries(resolveSpikardOptions({})).filter(([, v]) => v === false).map(([k]) => k).sort(), ['auth', 'rateLimit', 'requestContext', 'static'])
 })
 
 test('createServer loads the app module relative to baseDir, JS or TS', async (t) => {

@@ -54,10 +54,13 @@ const DEFAULTS = {
   rateLimit: false,
   auth: false,
   bodyLimit: { max: 1_048_576, decode: true },
+  stream: { idleTimeout: 0 },
+  sse: { keepAlive: 15_000, maxConnections: 10_000, shutdownEvent: { event: 'shutdown', data: 'server shutting down', retry: 1000 } },
+  static: false,
   compression: { encodings: ['br', 'gzip'], threshold: 1024, brotliQuality: 4, gzipLevel: 6 }
 }
 
-test('absent, a feature takes its default state: production features on, auth, rateLimit and requestContext off', () => {
+test('absent, a feature takes its default state: production features on, auth, rateLimit, requestContext and static off', () => {
   assert.deepEqual(resolveSpikardOptions({}), DEFAULTS)
   assert.deepEqual(resolveSpikardOptions(undefined), DEFAULTS)
   const off = Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, false]))

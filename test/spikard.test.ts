@@ -4,9 +4,15 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import Fastify from 'fastify'
 import spikard from '../src/spikard.js'
 import { features } from '../src/options.js'
+
+/** A feature's plugin name: `spikard-` and its key in kebab case (`bodyLimit` is `spikard-body-limit`). */
+const pluginName = (feature: string): string => `spikard-${feature.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
 
 /** Each lifecycle hook of one route, as printRoutes({ includeHooks: true }) lists them. */
 function hooksOf (tree: string, route: string): Record<string, string[]> {
@@ -23,6 +29,9 @@ function hooksOf (tree: string, route: string): Record<string, string[]> {
 }
 
 test('every feature on: one hook per feature and lifecycle point, in the order of the features list', async (t) => {
+  // The static mount's root must exist.
+  const root = await mkdtemp(join(tmpdir(), 'spikard-static-'))
+  t.after(() => rm(root, { recursive: true, force: true }))
   const app = Fastify()
   t.after(() => app.close())
   // A route registered before spikard, one after, and one in a prefixed plugin: the same hooks.
@@ -31,7 +40,10 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
     requestContext: true,
     auth: { apiKey: { keys: ['k'.repeat(20)] } },
     rateLimit: true,
-    shutdown: { signals: false }
+    shutdown: { signals: false },
+    stream: { idleTimeout: '5m' },
+    sse: true,
+    static: { mounts: [{ root, prefix: '/assets' }] }
   })
   app.post('/after', async () => 'after')
   await app.register(async (child) => { child.post('/child', async () => 'child') }, { prefix: '/v1' })
@@ -41,16 +53,25 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
     onRequest: ['requestContextHook', 'spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'spikardRateLimit', 'spikardAuth'],
     preParsing: ['spikardRateLimitIdentity', 'spikardBodyLimit'],
     preValidation: ['requestContextPreValidationHook'],
-    onSend: ['spikardTimeoutStop', 'spikardCompress'],
+    preSerialization: ['spikardStreamIterable'],
+    onSend: ['spikardTimeoutStop', 'spikardStream', 'spikardCompress'],
     onResponse: ['spikardAccessLog'],
     onRequestAbort: ['spikardAccessLogAborted']
   }
   for (const route of ['/before (POST)', '/after (POST)', '/v1/child (POST)']) assert.deepStrictEqual(hooksOf(tree, route), expected, route)
+  // Every feature is on here, and each registered its plugin.
+  assert.deepStrictEqual(Object.keys(app.spikard.options), Object.keys(features))
+  for (const feature of Object.keys(features)) {
+    assert.notEqual(app.spikard.options[feature as keyof typeof features], false, `${feature} is off`)
+    assert.equal(app.hasPlugin(pluginName(feature)), true, pluginName(feature))
+  }
   // The registration order (and so the hook order) is the order of the features list.
-  assert.deepStrictEqual(Object.keys(features), ['openapi', 'requestContext', 'requestId', 'logging', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'compression'])
+  assert.deepStrictEqual(Object.keys(features), [
+    'openapi', 'requestContext', 'requestId', 'logging', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse', 'static', 'compression'
+  ])
 })
 
-test('register(spikard) alone: the default features, and nothing of auth, rate limiting or the request context', async (t) => {
+test('register(spikard) alone: the default features, and nothing of auth, rate limiting, the request context or static files', async (t) => {
   const app = Fastify()
   t.after(() => app.close())
   await app.register(spikard)
@@ -59,14 +80,18 @@ test('register(spikard) alone: the default features, and nothing of auth, rate l
   assert.deepStrictEqual(hooksOf(app.printRoutes({ includeHooks: true, commonPrefix: false }), '/x (POST)'), {
     onRequest: ['spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart'],
     preParsing: ['spikardBodyLimit'],
-    onSend: ['spikardTimeoutStop', 'spikardCompress'],
+    preSerialization: ['spikardStreamIterable'],
+    onSend: ['spikardTimeoutStop', 'spikardStream', 'spikardCompress'],
     onResponse: ['spikardAccessLog'],
     onRequestAbort: ['spikardAccessLogAborted']
   })
-  for (const plugin of ['spikard-openapi', 'spikard-request-id', 'spikard-logging', 'spikard-shutdown', 'spikard-health', 'spikard-timeout', 'spikard-body-limit', 'spikard-compression']) {
+  for (const plugin of [
+    'spikard-openapi', 'spikard-request-id', 'spikard-logging', 'spikard-shutdown', 'spikard-health', 'spikard-timeout', 'spikard-body-limit',
+    'spikard-stream', 'spikard-sse', 'spikard-compression'
+  ]) {
     assert.equal(app.hasPlugin(plugin), true, plugin)
   }
-  for (const plugin of ['spikard-auth', 'spikard-rate-limit', 'spikard-request-context']) assert.equal(app.hasPlugin(plugin), false, plugin)
+  for (const plugin of ['spikard-auth', 'spikard-rate-limit', 'spikard-request-context', 'spikard-static']) assert.equal(app.hasPlugin(plugin), false, plugin)
   // What a route gets, over inject: an id, the probes, a problem for an unknown path.
   const response = await app.inject({ method: 'POST', url: '/x' })
   assert.match(String(response.headers['x-request-id']), /^[0-9a-f-]{36}$/)

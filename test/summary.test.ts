@@ -4,12 +4,17 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { startupSummary, type ServerFacts } from '../src/summary.js'
 import { resolveSpikardOptions, type SpikardOptions } from '../src/options.js'
 import { build, listen } from './helpers.js'
 
 const FACTS: ServerFacts = { trustProxy: false, bodyLimit: 1024 * 1024, logLevel: 'info' }
 const KEY = 'k3y-0f-at-least-16-chars'
+/** Directories that exist, for static mounts. */
+const TEST_DIR = dirname(fileURLToPath(import.meta.url))
+const FIXTURES_DIR = join(TEST_DIR, 'fixtures')
 
 /** The warnings of `options` (and `facts` over the safe FACTS). */
 function warningsOf (options: SpikardOptions, facts: ServerFacts = {}): string[] {
@@ -31,9 +36,11 @@ describe('startupSummary', () => {
           health: 'liveness=/livez readiness=/readyz',
           timeout: 'handler=30s headers=10s request=1m keepAlive=72s',
           bodyLimit: 'max=1mb decode=on',
+          stream: 'on',
+          sse: 'keepAlive=15s maxConnections=10000',
           compression: 'br,gzip threshold=1kb'
         },
-        off: ['requestContext', 'rateLimit', 'auth']
+        off: ['requestContext', 'rateLimit', 'auth', 'static']
       },
       warnings: []
     })
@@ -43,7 +50,16 @@ describe('startupSummary', () => {
 
   it('features keep registration order; shorthands and `true` show their settings; a feature without settings says on', () => {
     const { record } = startupSummary(resolveSpikardOptions({
-      requestContext: true, bodyLimit: '512kb', timeout: '10s', shutdown: '20s', logging: false, rateLimit: 50, auth: { jwt: { secret: 'x'.repeat(32) } }
+      requestContext: true,
+      bodyLimit: '512kb',
+      timeout: '10s',
+      shutdown: '20s',
+      logging: false,
+      rateLimit: 50,
+      auth: { jwt: { secret: 'x'.repeat(32) } },
+      stream: '5m',
+      sse: { keepAlive: '30s' },
+      static: [{ root: FIXTURES_DIR, prefix: '/assets', immutable: true }, { root: TEST_DIR }]
     }), FACTS)
     assert.deepEqual(record, {
       features: {
@@ -56,11 +72,15 @@ describe('startupSummary', () => {
         rateLimit: '50/1m by ip store=memory',
         auth: 'jwt(HS256)',
         bodyLimit: 'max=512kb decode=on',
+        stream: 'idleTimeout=5m',
+        sse: 'keepAlive=30s maxConnections=10000',
+        static: `/assets=${FIXTURES_DIR} /=${TEST_DIR}`,
         compression: 'br,gzip threshold=1kb'
       },
       off: ['logging']
     })
-    assert.deepEqual(Object.keys(record.features), ['openapi', 'requestContext', 'requestId', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'compression'])
+    assert.deepEqual(Object.keys(record.features),
+      ['openapi', 'requestContext', 'requestId', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse', 'static', 'compression'])
   })
 
   describe('one warning per risky choice, caused by the option it names', () => {
