@@ -14,6 +14,7 @@
 import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { SSEReplyInterface } from '@fastify/sse'
+import { provideRequestSignal } from '../../src/fastify-internals.js'
 import { safeEvent, toEvent, type SafeEvent, type SseEvent } from './events.js'
 
 /** Throws when an event does not match the route's schema. */
@@ -35,7 +36,11 @@ export class OpenStream {
   constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly sse: Context, readonly validate: Validate | undefined) {
     let closed!: (value: typeof CLOSED) => void
     this.closed = new Promise((resolve) => { closed = resolve })
-    sse.onClose(() => closed(CLOSED))
+    const signal = streamSignal(request)
+    sse.onClose(() => {
+      closed(CLOSED)
+      signal.abort()
+    })
     const raw = reply.raw
     this.gone = raw.destroyed ? Promise.resolve() : new Promise((resolve) => raw.once('close', resolve))
     if (raw.destroyed) closed(CLOSED)
@@ -119,6 +124,24 @@ export class OpenStream {
       }
     }
   }
+}
+
+/**
+ * The request's `request.signal` for a stream: aborted when the stream closes (the client
+ * went away, the handler or the shutdown closed it), and at the handler timeout while the
+ * stream is not open yet. Fastify's own is not aborted once the reply is hijacked (and,
+ * with the timeout feature off, not when the client goes away); the timeout feature's is
+ * aborted only at a timeout or a disconnect. Where the slot cannot be found,
+ * request.signal stays as it was.
+ */
+function streamSignal (request: FastifyRequest): AbortController {
+  const previous = request.signal
+  const controller = new AbortController()
+  previous.addEventListener('abort', () => {
+    if ((previous.reason as { code?: unknown } | undefined)?.code === 'SPK_ERR_HANDLER_TIMEOUT') controller.abort(previous.reason)
+  }, { once: true })
+  provideRequestSignal(request, controller)
+  return controller
 }
 
 function isAsyncIterable (value: unknown): value is AsyncIterable<unknown> {

@@ -308,6 +308,38 @@ test('a client that goes away: noticed at once (reply.sse.onClose, request.signa
   await until(() => logs.filter((l) => l.msg === 'request aborted' && l.route === '/generator').length === 1, 'the access line')
 })
 
+test('request.signal is aborted when the stream closes, with the timeout feature off too, and at a handler timeout before the stream opens', async (t) => {
+  for (const timeout of [false, { handler: '300ms' }] as const) {
+    const aborted: Array<{ path: string, reason: string }> = []
+    const { url } = await serve(t, { server: QUIET, timeout }, async (app) => {
+      for (const path of ['/client-leaves', '/server-closes', '/slow-start']) {
+        app.get(path, { sse: true }, async (request, reply) => {
+          request.signal.addEventListener('abort', () => {
+            const reason = request.signal.reason as { name?: string, code?: unknown }
+            aborted.push({ path, reason: reason?.name === 'AbortError' ? 'AbortError' : String(reason?.code) })
+          })
+          if (path === '/slow-start') await sleep(600, undefined, { signal: request.signal }).catch(() => {})
+          if (path === '/client-leaves') reply.sse.keepAlive()
+          await reply.sse.send({ data: 'open' }).catch(() => {})
+        })
+      }
+    })
+    const leaves = await openRaw(url, '/client-leaves')
+    await leaves.waitFor('data: open')
+    leaves.close()
+    const closes = await openRaw(url, '/server-closes')
+    await closes.ended
+    const slow = await openRaw(url, '/slow-start')
+    await slow.ended
+    await until(() => aborted.length >= 3, `the aborts (${JSON.stringify(aborted)})`, 2000)
+    await sleep(50)
+    assert.deepEqual(aborted.sort((a, b) => a.path.localeCompare(b.path)), timeout === false
+      ? [{ path: '/client-leaves', reason: 'AbortError' }, { path: '/server-closes', reason: 'AbortError' }, { path: '/slow-start', reason: 'AbortError' }]
+      : [{ path: '/client-leaves', reason: 'AbortError' }, { path: '/server-closes', reason: 'AbortError' }, { path: '/slow-start', reason: 'SPK_ERR_HANDLER_TIMEOUT' }])
+    assert.equal(slow.status, timeout === false ? 200 : 408)
+  }
+})
+
 test('a client that stops without closing is noticed by the keep-alive write: the stream is closed and cleaned up', async (t) => {
   let closed = 0
   const { url } = await serve(t, { server: QUIET, sse: { keepAlive: '1s' } }, async (app) => {
