@@ -12,6 +12,7 @@ import { Ajv } from 'ajv'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import { createServer } from '../src/server.js'
 import { UUID } from './helpers.js'
+import { ndjson } from '../src/index.js'
 
 const root = join(import.meta.dirname, '..', 'testing_data')
 const validateFixture = new Ajv({ allErrors: true }).compile(JSON.parse(readFileSync(join(root, 'fixture.schema.json'), 'utf8')))
@@ -20,7 +21,8 @@ interface Handler {
   sleep?: number
   reply?: { status?: number, headers?: Record<string, string>, body?: unknown }
   throw?: { message: string, status?: number }
-  stream?: { chunks: string[], contentType?: string }
+  stream?: { chunks: Array<string | { base64: string }>, contentType?: string, headers?: Record<string, string>, source?: 'readable' | 'generator' | 'web' }
+  ndjson?: unknown[]
   echo?: true
 }
 
@@ -31,7 +33,7 @@ interface Fixture {
   requests: Array<{
     name?: string
     request: { method: string, url: string, headers?: Record<string, string>, body?: unknown, payload?: string }
-    expect: { status: number, headers?: Record<string, string>, body?: unknown, select?: Record<string, unknown> }
+    expect: { status: number, headers?: Record<string, string>, body?: unknown, bodyBase64?: string, select?: Record<string, unknown> }
   }>
 }
 
@@ -39,11 +41,31 @@ function handlerFor (h: Handler) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     if (h.sleep !== undefined) await sleep(h.sleep)
     if (h.throw !== undefined) throw Object.assign(new Error(h.throw.message), h.throw.status === undefined ? {} : { statusCode: h.throw.status })
-    if (h.stream !== undefined) return reply.type(h.stream.contentType ?? 'text/plain').send(Readable.from(h.stream.chunks))
+    if (h.stream !== undefined) {
+      if (h.stream.headers !== undefined) reply.headers(h.stream.headers)
+      return reply.type(h.stream.contentType ?? 'text/plain').send(streamOf(h.stream.chunks.map((c) => typeof c === 'string' ? c : Buffer.from(c.base64, 'base64')), h.stream.source))
+    }
+    if (h.ndjson !== undefined) return ndjson(generate(h.ndjson))
     if (h.echo === true) return { method: request.method, params: request.params, query: request.query, body: request.body ?? null }
     if (h.reply?.headers !== undefined) reply.headers(h.reply.headers)
     return reply.code(h.reply?.status ?? 200).send(h.reply?.body ?? null)
   }
+}
+
+async function * generate<T> (items: T[]): AsyncGenerator<T> {
+  yield * items
+}
+
+/** The chunks as the handler returns them: a Node Readable, an async generator or a web ReadableStream. */
+function streamOf (chunks: Array<string | Buffer>, source: 'readable' | 'generator' | 'web' = 'readable'): unknown {
+  if (source === 'generator') return generate(chunks)
+  if (source === 'readable') return Readable.from(chunks)
+  return new ReadableStream<Uint8Array>({
+    start (controller) {
+      for (const chunk of chunks) controller.enqueue(typeof chunk === 'string' ? new TextEncoder().encode(chunk) : new Uint8Array(chunk))
+      controller.close()
+    }
+  })
 }
 
 /** Compares actual against expected, where expected strings may be markers. */
@@ -101,9 +123,12 @@ async function run (fixture: Fixture): Promise<void> {
       })
       assert.equal(response.statusCode, expect.status, `${where}: status (body: ${response.body})`)
       for (const [name, value] of Object.entries(expect.headers ?? {})) match(response.headers[name.toLowerCase()], value, response.headers, `${where} header ${name}`)
+      if (expect.bodyBase64 !== undefined) assert.equal(response.rawPayload.toString('base64'), expect.bodyBase64, `${where}: body bytes`)
       if (expect.body === undefined && expect.select === undefined) continue
-      const json = /json/.test(String(response.headers['content-type']))
-      const body: unknown = json ? response.json() : response.body
+      const type = String(response.headers['content-type'])
+      const body: unknown = /ndjson/.test(type)
+        ? response.body.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as unknown)
+        : /json/.test(type) ? response.json() : response.body
       if (expect.body !== undefined) match(body, expect.body, response.headers, `${where} body`)
       for (const [pointer, value] of Object.entries(expect.select ?? {})) match(at(body, pointer), value, response.headers, `${where} body at ${pointer}`)
     }

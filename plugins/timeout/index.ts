@@ -61,7 +61,7 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   app.decorateRequest(kResponseStarted, function (this: FastifyRequest) { stopClock(this) })
   /** The stream feature is on: it reports first bytes, so a stream is timed to its first byte. */
   let streaming = false
-  app.addHook('onReady', function (done) {
+  app.addHook('onReady', function spikardTimeoutStreaming (done) {
     streaming = this.hasPlugin('spikard-stream')
     done()
   })
