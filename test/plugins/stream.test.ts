@@ -471,6 +471,15 @@ test('an error before the first chunk is a problem response, logged once with th
   assert.equal(lineOf(logs, '/fail/before-first')?.status, 500)
 })
 
+test('an error before the first chunk of a compressed stream: the problem is sent without the stream\'s Content-Encoding', async (t) => {
+  const { port } = await setup(t)
+  const res = await rawGet(port, '/fail/before-first', { 'accept-encoding': 'gzip' })
+  assert.equal(res.statusLine, 'HTTP/1.1 500 Internal Server Error')
+  assert.equal(res.headers['content-encoding'], undefined)
+  assert.equal(res.headers['content-type'], PROBLEM_JSON)
+  assert.equal(JSON.parse(res.body).status, 500)
+})
+
 test('an error after the first chunk: no terminating chunk, the error logged once with the request id, the access line aborted', async (t) => {
   const { port, logs } = await setup(t)
   const res = await rawGet(port, '/fail/after-first')
