@@ -539,6 +539,42 @@ test('shutdown with a custom sse.shutdownEvent, and with false (closed without o
   assert.deepEqual(received.slice(0, 3), ['from the first instance', 'shutdown: server shutting down', 'from the other instance'])
 })
 
+test('shutdown: a client that reads nothing cannot hold the close past the budget; its stream is cut', async (t) => {
+  const { app, url, logs } = await serve(t, { shutdown: { timeout: '1s' } }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      await reply.sse.send({ data: 'open' })
+      // Fills the socket's buffers: the final event cannot be written.
+      void (async () => {
+        for (let i = 0; i < 10_000 && reply.sse.isConnected; i++) await reply.sse.send({ data: 'x'.repeat(65_536) }).catch(() => {})
+      })()
+    })
+  })
+  const net = await import('node:net')
+  const socket = net.connect(Number(new URL(url).port), '127.0.0.1')
+  t.after(() => socket.destroy())
+  let received = 0
+  const closed = new Promise((resolve) => socket.on('close', resolve))
+  socket.on('error', () => {})
+  socket.on('data', (chunk) => {
+    received += chunk.length
+    socket.pause()
+  })
+  socket.write('GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+  await until(() => received > 0, 'the first bytes')
+  await sleep(200)
+  const started = Date.now()
+  await withTimeout(app.close(), 3000, 'app.close()')
+  const took = Date.now() - started
+  assert.ok(took >= 900 && took < 2000, `closed in ${took} ms`)
+  // What was sent before the cut is still there to read, then the connection ends.
+  socket.removeAllListeners('data')
+  socket.on('data', () => {})
+  socket.resume()
+  await withTimeout(closed, 2000, 'the connection cut')
+  assert.ok(logs.some((l) => l.msg === 'sse: closing open event streams' && l.streams === 1))
+})
+
 test('the handler timeout covers the time until the stream opens, not the stream', async (t) => {
   const { url, logs } = await serve(t, { timeout: { handler: '300ms' } }, async (app) => {
     app.get('/events', { sse: true }, async (_request, reply) => {
