@@ -24,6 +24,7 @@
  * - HEAD: an async iterable is not started (Fastify would fail on it);
  * - `ndjson()` (ndjson.ts) sets its content type.
  */
+import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
 import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import fp from 'fastify-plugin'
@@ -47,8 +48,8 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
   const { idleTimeout } = resolveStreamOptions(options)
   const open = new Set<StreamedResponse>()
   let waiting: Array<() => void> = []
-  /** Past the shutdown's cut: a stream handed over now gets a 503 problem. */
-  let cutting = false
+  /** When a shutdown cuts the open streams (performance.now()); from then a stream handed over gets a 503 problem. */
+  let cutAt: number | undefined
   const streams: Streams = {
     open,
     idleTimeout,
@@ -92,44 +93,50 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
       responseStarted(request)
       return done(null, source)
     }
-    if (cutting) {
+    const left = cutAt === undefined ? Infinity : cutAt - performance.now()
+    if (left <= 0) {
       source.destroy()
       return done(new errors.SPK_ERR_SHUTTING_DOWN())
     }
     if (!drainHook) onFirstStream()
-    ;(request as Tracked)[kStreamed] = new StreamedResponse(request, reply, source, streams)
+    const streamed = new StreamedResponse(request, reply, source, streams)
+    ;(request as Tracked)[kStreamed] = streamed
+    // Handed over during a shutdown: it gets the same time as the others.
+    if (left !== Infinity) setTimeout(() => streamed.cutOff('shutdown'), left).unref()
     done(null, source)
   })
 
-  // At shutdown the open streams get what is left of the budget (but a tenth, for the
-  // close), then each is cut and logged. Registered with the first stream, so an app that
-  // never streams has no drain hook to run or log. A stream first handed over once the
-  // server is closing (drain hooks already running) is cut with the connections when the
-  // budget runs out.
+  // At shutdown the open streams, and those handed over meanwhile, get what is left of the
+  // budget (but a tenth, for the close), then each is cut and logged. Registered with the
+  // first stream, so an app that never streams has no drain hook to run or log. A first
+  // stream handed over once the server is closing (drain hooks already running) is cut with
+  // the connections when the budget runs out.
   let drainHook = false
   function onFirstStream (): void {
     drainHook = true
     const lifecycle = app.spikard
     if (lifecycle === undefined || lifecycle.phase === 'closing' || lifecycle.phase === 'closed') return
     lifecycle.onDrain('stream', async ({ remainingMs, signal }) => {
-      if (open.size > 0) {
-        await new Promise<void>((resolve) => {
-          const finish = (): void => {
-            clearTimeout(timer)
-            signal.removeEventListener('abort', finish)
-            resolve()
-          }
-          const timer = setTimeout(finish, Math.round(remainingMs * SHUTDOWN_CUT_AT)).unref()
-          signal.addEventListener('abort', finish, { once: true })
-          waiting.push(finish)
-        })
-      }
-      cutting = true
-      for (const stream of [...open]) stream.cutOff('shutdown')
+      const ms = Math.round(remainingMs * SHUTDOWN_CUT_AT)
+      cutAt = performance.now() + ms
+      if (open.size === 0) return
+      let cut = false
+      await new Promise<void>((resolve) => {
+        const finish = (): void => {
+          clearTimeout(timer)
+          signal.removeEventListener('abort', onAbort)
+          resolve()
+        }
+        const onAbort = (): void => { cut = true; finish() }
+        const timer = setTimeout(onAbort, ms).unref()
+        signal.addEventListener('abort', onAbort, { once: true })
+        waiting.push(finish)
+      })
+      if (cut) for (const stream of [...open]) stream.cutOff('shutdown')
     })
   }
   app.addHook('onClose', (_app, done) => {
-    cutting = true
+    cutAt = 0
     for (const stream of [...open]) stream.cutOff('shutdown')
     waiting = []
     done()

@@ -151,6 +151,10 @@ const routes: FastifyPluginAsync = async (app) => {
   app.get('/idle', async (_request, reply) => reply.type('text/plain').send(steps('one\n', 60, 'two\n', 400, 'three\n')))
   app.get('/steady', async (_request, reply) => reply.type('text/plain').send(steps('a', 100, 'b', 100, 'c', 100, 'd')))
   app.get('/events', async (_request, reply) => reply.type('text/event-stream').send(steps('data: one\n\n', 'data: two\n\n')))
+  app.get('/handed-over-late', async (request, reply) => {
+    await sleep(150)
+    return reply.type('text/plain').send(ticks(20, request.signal))
+  })
   app.get('/short', async (_request, reply) => reply.type('text/plain').send(steps('short ', 200, 'stream')))
   // Size in MiB, 64 KiB chunks, each a fresh Buffer (a leak would show).
   app.get('/large', async (request, reply) => {
@@ -640,6 +644,25 @@ test('shutdown: an in-flight stream gets what is left of the budget, then is cut
   assert.equal(logs.filter((l) => l.msg === 'shutdown did not finish in time').length, 0)
   assert.deepStrictEqual([lineOf(logs, '/ticks')?.aborted, lineOf(logs, '/ticks')?.cut], [true, 'shutdown'])
   await until(() => seen.finally === 2, 1000, 'both generators finished')
+})
+
+test('shutdown: a stream handed over while the server closes gets the same time, then is cut and logged', async (t) => {
+  const { app, port, logs } = await setup(t, { shutdown: { timeout: 1000, signals: false } })
+  assert.equal((await rawGet(port, '/readable')).body, 'one two') // a first stream: the drain hook is there
+  const late = rawGet(port, '/handed-over-late')
+  await sleep(50)
+  const started = Date.now()
+  await withTimeout(app.close(), 3000, 'close')
+  const closeMs = Date.now() - started
+  const res = await late
+  assert.ok(res.body.startsWith('tick 0\n'), res.body)
+  assert.ok(res.body.split('\n').length > 10, `it streamed for a while: ${res.body.split('\n').length - 1} lines`)
+  assert.equal(res.terminated, false)
+  assert.ok(closeMs < 1000, `close() within the budget: ${closeMs} ms`)
+  assert.deepStrictEqual(logs.filter((l) => l.msg?.startsWith('stream cut')).map((l) => [l.msg, l.reqId]), [
+    ['stream cut: the server is shutting down', res.headers['x-request-id']]
+  ])
+  assert.equal(logs.filter((l) => l.msg === 'shutdown did not finish in time').length, 0)
 })
 
 test('shutdown: the stream drain hook is registered with the first stream, so an app that never streamed runs none', async (t) => {
