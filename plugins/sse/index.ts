@@ -27,6 +27,7 @@ import { decide, routeName } from '../../src/route-decision.js'
 import { resolveSseOptions, type SseOptions } from './options.js'
 import { acceptsEventStream, eventSchemas, kDeclaredKind, type SseEvent } from './events.js'
 import { OpenStream, type Validate } from './stream.js'
+import type { DrainContext } from '../../src/lifecycle.js'
 
 export type { SseEvent, SseChunk } from './events.js'
 
@@ -117,8 +118,11 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
     }
   }
 
+  let drainHook: (() => void) | undefined
   app.addHook('onRoute', function spikardSseRoute (this: FastifyInstance, route) {
     if (route.sse === undefined || route.sse === false) return
+    // An app without event-stream routes has nothing to drain.
+    drainHook ??= app.spikard.onDrain('sse', drain)
     const validate = validatorOf(this, route)
     const handler = route.handler as RouteHandlerMethod
     const name = routeName(route)
@@ -151,7 +155,8 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
   })
   await app.register(fastifySse, { heartbeatInterval: keepAlive })
 
-  app.spikard.onDrain('sse', async ({ signal }) => {
+  /** At shutdown: each open stream gets the final event and is closed; what is left when the budget runs out is cut. */
+  async function drain ({ signal }: DrainContext): Promise<void> {
     if (streams.size === 0) return
     const open = [...streams]
     app.log.info({ streams: open.length }, 'sse: closing open event streams')
@@ -169,7 +174,7 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
     } finally {
       signal.removeEventListener('abort', cut)
     }
-  })
+  }
 }
 
 export default fp(spikardSse, { name: 'spikard-sse', fastify: '5.x', decorators: { fastify: ['spikard'] } })
