@@ -124,7 +124,14 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   // The clock starts before anything of the route runs that may wait.
   app.addHook('onRequest', function spikardTimeoutStart (request, reply, done) {
     const list = decisionOf(request, kTimeout, listOf)
-    if (list === null) return done()
+    if (list === null) {
+      // Not timed, with a body (a POST returning a stream): Fastify's request.signal would
+      // abort as soon as the body is read (fastify/fastify#6725); this one aborts when the
+      // client goes away. Left alone where Fastify's own handler timeout runs (its signal).
+      if (request.method !== 'GET' && request.method !== 'HEAD' && factoryDefault === 0 &&
+        !((request.routeOptions as { handlerTimeout?: number }).handlerTimeout! > 0)) provideRequestSignal(request, new TimedRequest(request, reply))
+      return done()
+    }
     const timed = new TimedRequest(request, reply)
     ;(request as WithDeadline)[kDeadline] = list.add(timed)
     if (!provideRequestSignal(request, timed) && !warned) {

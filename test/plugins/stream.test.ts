@@ -103,6 +103,7 @@ const routes: FastifyPluginAsync = async (app) => {
   app.get('/ticks/ndjson', async (request) => ndjson((async function * () {
     for await (const line of ticks(20, request.signal)) yield { line }
   })()))
+  app.post('/ticks', async (request, reply) => reply.type('text/plain').send(ticks(20, request.signal)))
   app.get('/ticks/readable', async (request, reply) => {
     let i = 0
     const stream = new Readable({
@@ -432,6 +433,28 @@ for (const path of ['/ticks', '/ticks/ndjson', '/ticks/readable', '/ticks/web'])
     assert.match(line.reqId, UUID)
     assert.equal(logs.filter((l) => l.path === path).length, 1, 'one access line')
     assert.deepStrictEqual(logs.filter((l) => l.level >= 40), [], 'no warning or error: the client chose to go')
+  })
+}
+
+for (const timeout of [{ handler: 0 }, { handler: 5000 }]) {
+  test(`client goes away from a POST stream (timeout.handler ${timeout.handler}): request.signal aborts then, not when the body has been read`, async (t) => {
+    const { url } = await setup(t, { timeout })
+    const lines = await withTimeout(new Promise<number>((resolve, reject) => {
+      const request = http.request(`${url}/ticks`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (response) => {
+        let n = 0
+        response.on('data', () => {
+          if (++n === 4) {
+            resolve(seen.aborted)
+            request.destroy()
+          }
+        })
+        response.on('error', () => {})
+      })
+      request.on('error', (error) => { if (!request.destroyed) reject(error) })
+      request.end('{"query":"all"}')
+    }), 5000, 'four chunks')
+    assert.equal(lines, 0, 'not aborted while the client reads')
+    await until(() => seen.aborted === 1 && seen.finally === 1, 1000, 'aborted and released once the client left')
   })
 }
 
