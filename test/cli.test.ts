@@ -408,58 +408,60 @@ sse             on     keepAlive=15s maxConnections=10000
 static          off
 compression     on     br,gzip threshold=1kb
 
-OPTION                     VALUE                                                         SOURCE
-server.host                127.0.0.1                                                     default
-server.port                8080                                                          config file
-server.trustProxy          false                                                         default
-server.logger.level        info                                                          default
-server.logger.pretty       false                                                         default
-server.logger.buffer       0b                                                            default
-openapi                    on                                                            default
-openapi.json               /openapi.json                                                 default
-openapi.yaml               /openapi.yaml                                                 default
-openapi.docs               /docs                                                         default
-openapi.redoc              /redoc                                                        default
-openapi.servers            []                                                            default
-openapi.tags               []                                                            default
-openapi.auth               false                                                         default
-requestContext             off                                                           default
-requestId                  on                                                            default
-requestId.header           x-request-id                                                  default
-requestId.trustIncoming    true                                                          default
-logging                    on                                                            default
-logging.level              info                                                          default
-logging.headers            false                                                         default
-logging.redactHeaders      []                                                            default
-logging.redactQuery        []                                                            default
-shutdown                   on                                                            default
-shutdown.timeout           30s                                                           default
-shutdown.preCloseDelay     0                                                             default
-shutdown.signals           true                                                          default
-health                     off                                                           config file
-timeout                    on                                                            default
-timeout.handler            30s                                                           default
-timeout.status             408                                                           default
-timeout.headers            10s                                                           default
-timeout.request            1m                                                            default
-timeout.keepAlive          72s                                                           default
-rateLimit                  off                                                           default
-auth                       off                                                           default
-bodyLimit                  on                                                            default
-bodyLimit.max              1mb                                                           default
-bodyLimit.decode           true                                                          default
-stream                     on                                                            default
-stream.idleTimeout         0                                                             default
-sse                        on                                                            default
-sse.keepAlive              15s                                                           default
-sse.maxConnections         10000                                                         default
-sse.shutdownEvent          {"event":"shutdown","data":"server shutting down","retry"...  default
-static                     off                                                           default
-compression                on                                                            default
-compression.encodings      [br, gzip]                                                    default
-compression.threshold      1kb                                                           default
-compression.brotliQuality  4                                                             default
-compression.gzipLevel      6                                                             default
+OPTION                     VALUE                   SOURCE
+server.host                127.0.0.1               default
+server.port                8080                    config file
+server.trustProxy          false                   default
+server.logger.level        info                    default
+server.logger.pretty       false                   default
+server.logger.buffer       0b                      default
+openapi                    on                      default
+openapi.json               /openapi.json           default
+openapi.yaml               /openapi.yaml           default
+openapi.docs               /docs                   default
+openapi.redoc              /redoc                  default
+openapi.servers            []                      default
+openapi.tags               []                      default
+openapi.auth               false                   default
+requestContext             off                     default
+requestId                  on                      default
+requestId.header           x-request-id            default
+requestId.trustIncoming    true                    default
+logging                    on                      default
+logging.level              info                    default
+logging.headers            false                   default
+logging.redactHeaders      []                      default
+logging.redactQuery        []                      default
+shutdown                   on                      default
+shutdown.timeout           30s                     default
+shutdown.preCloseDelay     0                       default
+shutdown.signals           true                    default
+health                     off                     config file
+timeout                    on                      default
+timeout.handler            30s                     default
+timeout.status             408                     default
+timeout.headers            10s                     default
+timeout.request            1m                      default
+timeout.keepAlive          72s                     default
+rateLimit                  off                     default
+auth                       off                     default
+bodyLimit                  on                      default
+bodyLimit.max              1mb                     default
+bodyLimit.decode           true                    default
+stream                     on                      default
+stream.idleTimeout         0                       default
+sse                        on                      default
+sse.keepAlive              15s                     default
+sse.maxConnections         10000                   default
+sse.shutdownEvent.event    shutdown                default
+sse.shutdownEvent.data     "server shutting down"  default
+sse.shutdownEvent.retry    1s                      default
+static                     off                     default
+compression                on                      default
+compression.encodings      [br, gzip]              default
+compression.threshold      1kb                     default
+compression.brotliQuality  4                       default
+compression.gzipLevel      6                       default
 
 METHOD    PATH                                 DOCS    ACCESS LOG  TIMEOUT  RATE LIMIT  AUTH  BODY LIMIT  COMPRESSION
 GET       /openapi.json                        hidden  on          30s      off         off   1mb         on
@@ -556,8 +558,10 @@ GET       /redoc/openapi.json                  hidden  on          30s      off 
         sse: ['on', 'default'],
         'sse.keepAlive': ['15s', 'default'],
         'sse.maxConnections': ['10000', 'default'],
-        // An option that is an object or false is one value, as JSON, cut at 60 characters.
-        'sse.shutdownEvent': ['{"event":"shutdown","data":"server shutting down","retry"...', 'default'],
+        // An option that is an object or false shows each of its options when it is an object.
+        'sse.shutdownEvent.event': ['shutdown', 'default'],
+        'sse.shutdownEvent.data': ['"server shutting down"', 'default'],
+        'sse.shutdownEvent.retry': ['1s', 'default'],
         static: ['off', 'default'],
         compression: ['off', 'config file (SPIKARD_TEST_UNSET unset)']
       })

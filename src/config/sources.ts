@@ -56,11 +56,13 @@ export function optionSources (raw: unknown, config: ResolvedConfig, env: Record
   }
   const walk = (schema: TSchema, value: unknown, rawValue: unknown, path: string, secret: boolean): void => {
     const isSecret = secret || schema.secret === true
-    if (schema[Kind] !== 'Object' || (schema as any)[TransformKind] !== undefined || asObject(value) === undefined) {
+    // An object, or a union with an object branch holding an object (`{ event, retry } or false`): one line per option.
+    const object = schema[Kind] === 'Union' ? (schema.anyOf as TSchema[]).find((s) => s[Kind] === 'Object') : schema
+    if (object?.[Kind] !== 'Object' || (schema as any)[TransformKind] !== undefined || asObject(value) === undefined) {
       return leaf(schema, value, rawValue, path, isSecret)
     }
     const rawObject = asObject(rawValue)
-    for (const [key, property] of Object.entries(schema.properties as Record<string, TSchema>)) {
+    for (const [key, property] of Object.entries(object.properties as Record<string, TSchema>)) {
       const v = (value as Record<string, unknown>)[key]
       if (v !== undefined) walk(property, v, rawObject?.[key], path === '' ? key : `${path}.${key}`, isSecret)
     }
