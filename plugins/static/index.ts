@@ -36,6 +36,8 @@ import { acceptsHtml, checkMounts, IMMUTABLE, isHashed, isInside, OutsideRoot, r
 
 async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {
   const { mounts } = resolveStaticOptions(options)
+  // `static: true` alone would be on and serve nothing.
+  if (mounts.length === 0) throw new SpikardConfigError(['static.mounts: expected at least one mount (static: [{ root: ./public }]), found none; or leave static off'])
   const authOn = app.spikard.options.auth !== false
   const { checked, problems } = checkMounts(mounts as Mount[], authOn)
   if (problems.length > 0) throw new SpikardConfigError(problems)

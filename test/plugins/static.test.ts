@@ -93,14 +93,18 @@ function assertNotFound (res: LightMyRequestResponse, method: string, path: stri
 // ---------------------------------------------------------------------------------------
 // On and off
 
-test('absent or false: off, nothing served; true: on with no mounts, nothing served', async (t) => {
+test('absent or false: off, nothing served; true with no mounts is refused at startup; a list of mounts is the shorthand', async (t) => {
   const { root } = site(t)
-  for (const value of [undefined, false, true] as const) {
+  for (const value of [undefined, false] as const) {
     const { app } = await setup(t, value === undefined ? {} : { static: value })
-    assert.deepStrictEqual(app.spikard.options.static, value === true ? { mounts: [] } : false, String(value))
-    assert.equal(app.hasPlugin('spikard-static'), value === true, String(value))
+    assert.equal(app.spikard.options.static, false, String(value))
+    assert.equal(app.hasPlugin('spikard-static'), false, String(value))
     assertNotFound(await app.inject({ url: '/hello.txt' }), 'GET', '/hello.txt')
   }
+  await assert.rejects(setup(t, { static: true }), (error: Error) => {
+    assert.match(error.message, /static\.mounts: expected at least one mount \(static: \[\{ root: \.\/public \}\]\), found none; or leave static off/)
+    return true
+  })
   // The shorthand: a list of mounts.
   const { app } = await setup(t, { static: [{ root }] } as CreateServerConfig)
   assert.equal(app.spikard.options.static === false ? undefined : app.spikard.options.static.mounts[0].root, root)
