@@ -204,7 +204,10 @@ export function sendProblem (reply: FastifyReply, error: unknown): FastifyReply 
 async function problemDetails (app: FastifyInstance): Promise<void> {
   // Which paths exist for which methods, to answer 405 instead of 404. Consulted only when
   // no route matched, so it costs nothing on the routes that do.
-  const { ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive } = app.initialConfig
+  // The router's options: `routerOptions` (Fastify 5.x), else the deprecated top-level ones.
+  type Router = { ignoreTrailingSlash?: boolean, ignoreDuplicateSlashes?: boolean, caseSensitive?: boolean }
+  const config = app.initialConfig as Router & { routerOptions?: Router }
+  const { ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive } = { ...config, ...config.routerOptions }
   const known = FindMyWay({ ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive, defaultRoute: () => {} })
   const methods = new Set<string>()
   app.addHook('onRoute', (route) => {
@@ -221,7 +224,9 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error))
   app.setNotFoundHandler((request, reply) => {
     const path = pathOf(request.url)
-    const allowed = [...methods].filter((m) => m !== request.method && known.find(m as never, path) !== null)
+    // A route of this method and path exists: its handler called reply.callNotFound().
+    const own = known.find(request.method as never, path) !== null
+    const allowed = own ? [] : [...methods].filter((m) => m !== request.method && known.find(m as never, path) !== null)
     if (allowed.length > 0) {
       reply.header('allow', allowed.join(', '))
       return sendProblem(reply, new errors.SPK_ERR_METHOD_NOT_ALLOWED(request.method, path, allowed.join(', ')))

@@ -6,7 +6,8 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import type { FastifyInstance, FastifyPluginAsync, LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
+import spikard from '../src/index.js'
 import { build, listen, rawRequest, UUID, type TestApp } from './helpers.js'
 
 const TYPE = 'https://spikard.dev/errors/'
@@ -121,6 +122,22 @@ test('wrong method on an existing path: 405 with Allow', async (t) => {
   })
   assert.equal(res.headers.allow, 'POST')
   await assertStillServing(app)
+})
+
+test('a route whose handler calls reply.callNotFound(): 404, not a 405 naming the methods of its own path', async (t) => {
+  for (const routerOptions of [{}, { ignoreTrailingSlash: true }]) {
+    const app = Fastify({ routerOptions })
+    t.after(() => app.close())
+    await app.register(spikard, { requestId: true })
+    app.get('/files/*', async (_request, reply) => reply.callNotFound())
+    app.delete('/other', async () => ({ ok: true }))
+    const res = await app.inject({ url: '/files/missing.txt' })
+    expectProblem(res, 404, { type: 'not-found', title: 'Not Found', detail: 'No route matches GET /files/missing.txt', instance: '/files/missing.txt' })
+    assert.equal(res.headers.allow, undefined)
+    // The router's own options (routerOptions, Fastify 5's place for them) decide which paths exist.
+    const slash = await app.inject({ method: 'GET', url: '/other/' })
+    assert.equal(slash.statusCode, 'ignoreTrailingSlash' in routerOptions ? 405 : 404, JSON.stringify(routerOptions))
+  }
 })
 
 test('wrong method on a route with a path parameter: 405 with every allowed method, query string left out', async (t) => {
