@@ -24,7 +24,6 @@ import fastifySseModule, { type SSEPluginOptions } from '@fastify/sse'
 import type { FastifyInstance, FastifyPluginAsync, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { decide, routeName } from '../../src/route-decision.js'
-import { routeConfig } from '../../src/fastify-internals.js'
 import { resolveSseOptions, type SseOptions } from './options.js'
 import { acceptsEventStream, eventSchemas, kDeclaredKind, type SseEvent } from './events.js'
 import { OpenStream, type Validate } from './stream.js'
@@ -49,11 +48,6 @@ declare module 'fastify' {
     sse?: unknown
   }
 }
-
-/** Marks the routes whose handler this feature wrapped. */
-const kSseRoute = Symbol('spikard.sse')
-/** The TypeError of a handler using `reply.sse` where it is undefined (as @fastify/sse recognizes it). */
-const MISSING_SSE = /Cannot read prop(?:erties|erty)? of undefined.*'(?:send|stream|keepAlive|close|sendHeaders|replay|onClose|lastEventId|isConnected)'/
 
 /** Thrown by `reply.sse.send` outside production for an event that does not match the route's `schema.sse`. */
 export class SseEventError extends Error {
@@ -135,7 +129,6 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
     // @fastify/sse answers a client that refuses an `'only'` route's stream with a JSON body
     // of its own; spikard negotiates instead (the route runs as `'manual'`), so it is a
     // 406 problem like every other error.
-    decide(route, kSseRoute, true)
     const only = route.sse === 'only' || (typeof route.sse === 'object' && route.sse !== null && route.sse.kind === 'only')
     if (only) {
       decide(route, kDeclaredKind, 'only')
@@ -161,14 +154,6 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
     }
   })
   await app.register(fastifySse, { heartbeatInterval: keepAlive })
-  // A route that Fastify registered before this plugin loaded never had its handler wrapped:
-  // `reply.sse` is undefined there. Its TypeError says nothing of why; the log line does.
-  app.addHook('onError', function spikardSseMissed (request, _reply, error, done) {
-    if (error instanceof TypeError && MISSING_SSE.test(error.message) && routeConfig(request)[kSseRoute] !== true) {
-      request.log.error({ route: routeConfig(request).url }, 'sse: this route uses reply.sse but was registered before spikard\'s sse feature loaded, so it is not an event-stream route: register it after `await app.register(spikard)` (or in a plugin registered after it), with its `sse` option')
-    }
-    done()
-  })
 
   /** At shutdown: each open stream gets the final event and is closed; what is left when the budget runs out is cut. */
   async function drain ({ signal }: DrainContext): Promise<void> {

@@ -769,26 +769,6 @@ test('schema.sse: not validated when NODE_ENV is production; an invalid schema i
   }
 })
 
-test('a route registered before spikard loaded is not an event-stream route: its error is logged with how to fix it', async (t) => {
-  const logs: Array<Record<string, any>> = []
-  const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { logs.push(JSON.parse(line)) } } } })
-  t.after(() => app.close())
-  app.get('/early', { sse: true }, async (_request, reply) => { await reply.sse.send({ data: 'x' }) })
-  await app.register(spikard, { openapi: false })
-  app.get('/late', { sse: true }, async (_request, reply) => { await reply.sse.send({ data: 'x' }) })
-  app.get('/broken', { sse: true }, async () => { (undefined as unknown as { send: () => void }).send() })
-  const early = await app.inject({ url: '/early', headers: { accept: 'text/event-stream' } })
-  assert.equal(early.statusCode, 500)
-  const advice = logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('sse: this route uses reply.sse but was registered before'))
-  assert.equal(advice.length, 1)
-  assert.equal(advice[0].route, '/early')
-  const late = await app.inject({ url: '/late', headers: { accept: 'text/event-stream' } })
-  assert.equal(late.body, 'data: x\n\n')
-  // The same TypeError on a route spikard did wrap is the handler's own bug: no advice.
-  assert.equal((await app.inject({ url: '/broken', headers: { accept: 'text/event-stream' } })).statusCode, 500)
-  assert.equal(logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('sse: this route uses reply.sse')).length, 1)
-})
-
 test('options: on by default, true gives the defaults, false leaves @fastify/sse out; invalid options fail at ready()', async (t) => {
   const on = await build({ server: QUIET })
   t.after(() => on.app.close())
