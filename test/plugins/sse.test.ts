@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import { EventSource } from 'eventsource'
+import { Validator } from '@seriousme/openapi-schema-validator'
 import spikard from '../../src/spikard.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
@@ -832,6 +833,9 @@ test('OpenAPI: an SSE route answers text/event-stream, lists its event names and
   assert.equal(doc.paths['/json'].get.responses['200'].content?.['text/event-stream'], undefined)
   assert.doesNotMatch(doc.paths['/json'].get.responses['503'].description, /too-many-streams/)
   assert.doesNotMatch(doc.paths['/json'].get.description ?? '', /Server-Sent Events/)
+  // Still a valid OpenAPI 3.1 document.
+  const result = await new Validator().validate(structuredClone(doc))
+  assert.ok(result.valid, JSON.stringify(result.errors))
 })
 
 /** testing_data/sse/streams/*.json: a route's events, and what the raw stream and the eventsource client get. */
