@@ -11,13 +11,18 @@
  *   (SPK_ERR_SSE_TOO_MANY_STREAMS) before anything is written;
  * - at shutdown (a drain hook) each open stream gets `sse.shutdownEvent` and is closed,
  *   within the drain budget; what is left when it runs out is cut;
- * - `schema.sse`, the schema of a route's events (./events.ts), validated outside production.
+ * - `schema.sse`, the schema of a route's events (./events.ts), validated outside production;
+ * - `request.signal` aborted when the stream closes, and the reply hijacked once it opens,
+ *   so the handler timeout and Fastify leave an open stream alone (./stream.ts);
+ * - `sse: 'only'` negotiated here, so a client refusing text/event-stream gets a 406
+ *   problem rather than @fastify/sse's own JSON body.
  *
  * Never compressed: @fastify/sse writes to the response itself, so no onSend hook (the
  * compression feature's) sees an event stream. Auth and rate limits run in onRequest, before
  * the handler opens the stream: their 401 and 429 problems come before any event.
  * The route's handler is wrapped when Fastify registers it, so an SSE route must be
- * registered after spikard (as @fastify/sse itself requires).
+ * registered once spikard has loaded (as @fastify/sse itself requires). The drain hook is
+ * registered with the first SSE route: an app without one has nothing to drain.
  */
 import fp from 'fastify-plugin'
 import fastifySseModule, { type SSEPluginOptions } from '@fastify/sse'
