@@ -3,9 +3,10 @@
  * Each route declares what it takes and answers; spikard documents the rest (auth, limits,
  * timeouts, problems) at /openapi.json, /docs and /redoc.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { requestContext } from '../src/index.js'
+import { ndjson, requestContext } from '../src/index.js'
 
 const Item = Type.Object({
   name: Type.String({ minLength: 1, description: 'What the item is called.' }),
@@ -64,6 +65,33 @@ export default async function routes (app: FastifyInstance): Promise<void> {
   }, async (request, reply) => {
     requestContext.get('log')?.info({ item: request.body }, 'item created')
     return reply.code(201).send(request.body)
+  })
+
+  // Newline-delimited JSON, one line per item as it is produced (try: curl -N localhost:8000/export).
+  app.get('/export', {
+    config: { auth: false },
+    schema: { summary: 'Export the catalogue as ndjson, a line every 200 ms', tags: ['items'], querystring: Type.Object({ count: Type.Integer({ minimum: 1, maximum: 100, default: 10 }) }) }
+  }, async (request) => ndjson((async function * () {
+    const { count } = request.query as { count: number }
+    for (let n = 1; n <= count; n++) {
+      yield { n, name: `item ${n}`, price: n * 1.5 }
+      await sleep(200, undefined, { signal: request.signal })
+    }
+  })()))
+
+  // Server-Sent Events: a tick every second; index.html (the static mount) subscribes to it.
+  app.get('/ticks', {
+    sse: true,
+    config: { auth: false },
+    schema: { summary: 'A tick every second, as Server-Sent Events', tags: ['demo'], sse: Type.Object({ n: Type.Integer(), at: Type.String() }) }
+  }, async (request, reply) => {
+    let n = Number(reply.sse.lastEventId ?? 0)
+    reply.sse.keepAlive()
+    const timer = setInterval(() => {
+      n += 1
+      void reply.sse.send({ id: String(n), event: 'tick', data: { n, at: new Date().toISOString() } })
+    }, 1000)
+    reply.sse.onClose(() => clearInterval(timer))
   })
 
   app.get('/boom', { config: { auth: false }, schema: { summary: 'Fail on purpose: a 500 problem, the cause only in the log', tags: ['demo'] } }, async () => {

@@ -7,8 +7,12 @@ import { IterableReadable } from './iterable.js'
 
 export const NDJSON_CONTENT_TYPE = 'application/x-ndjson'
 
-/** The content type a stream asks for when the route sets none (read by the stream feature). */
-export const kContentType = Symbol('spikard.stream.contentType')
+/**
+ * The content type a stream asks for when the route sets none (read by the stream feature).
+ * A registered symbol: a routes module loaded by `spikard start` through tsx gets its own
+ * instance of spikard's modules, and its ndjson() must still be recognised.
+ */
+export const kContentType = Symbol.for('spikard.stream.contentType')
 
 /**
  * A stream of `application/x-ndjson`: one JSON text per value, each followed by `\n`,
