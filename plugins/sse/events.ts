@@ -35,13 +35,14 @@ const KEYS = new Set(['id', 'event', 'data', 'retry'])
 const LINE_BREAK = /\r\n?/g
 
 /** The data's text, every line break an LF, so @fastify/sse writes one `data:` line per line. */
-export function serializeData (data: unknown): string | undefined {
+export function serializeData (data: unknown, serializer?: (data: unknown) => unknown): string | undefined {
   if (data === undefined) return undefined
   let text: unknown
-  if (typeof data === 'string') text = data
+  if (serializer !== undefined) text = serializer(data)
+  else if (typeof data === 'string') text = data
   else if (Buffer.isBuffer(data) || data instanceof Uint8Array) text = Buffer.from(data).toString('utf8')
   else text = JSON.stringify(data)
-  if (typeof text !== 'string') throw new TypeError(`sse: event data must be a string or a JSON value, found ${typeof data}`)
+  if (typeof text !== 'string') throw new TypeError(serializer === undefined ? `sse: event data must be a string or a JSON value, found ${typeof data}` : `sse: the route's serializer must return a string, returned ${typeof text}`)
   return text.includes('\r') ? text.replace(LINE_BREAK, '\n') : text
 }
 
@@ -57,8 +58,8 @@ export function toEvent (chunk: unknown): SseEvent {
 }
 
 /** The event as @fastify/sse will write it, its fields checked. */
-export function safeEvent (event: SseEvent): SafeEvent {
-  const safe: SafeEvent = { data: serializeData(event.data) }
+export function safeEvent (event: SseEvent, serializer?: (data: unknown) => unknown): SafeEvent {
+  const safe: SafeEvent = { data: serializeData(event.data, serializer) }
   if (event.id !== undefined) {
     const id = typeof event.id === 'number' && Number.isFinite(event.id) ? String(event.id) : event.id
     if (typeof id !== 'string' || /[\r\n\0]/.test(id)) throw new TypeError(`sse: an event id must be a string or a number without CR, LF or NUL, found ${JSON.stringify(event.id)}`)

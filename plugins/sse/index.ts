@@ -131,6 +131,8 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
     const validate = validatorOf(this, route)
     const handler = route.handler as RouteHandlerMethod
     const name = routeName(route)
+    const own = typeof route.sse === 'object' && route.sse !== null ? route.sse.serializer : undefined
+    const serializer = typeof own === 'function' ? own : undefined
     // @fastify/sse answers a client that refuses an `'only'` route's stream with a JSON body
     // of its own; spikard negotiates instead (the route runs as `'manual'`), so it is a
     // 406 problem like every other error.
@@ -148,7 +150,7 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
         throw Object.assign(new Error(`${name} only sends text/event-stream, which the request's Accept header excludes`), { statusCode: 406 })
       }
       if (streams.size >= maxConnections) throw new errors.SPK_ERR_SSE_TOO_MANY_STREAMS(maxConnections)
-      const stream = new OpenStream(request, reply, sse, validate)
+      const stream = new OpenStream(request, reply, sse, validate, serializer)
       streams.add(stream)
       void stream.gone.then(() => streams.delete(stream))
       const result: unknown = await handler.call(this, request, reply)

@@ -33,7 +33,11 @@ export class OpenStream {
   #committed = false
   readonly #send: (source: unknown) => Promise<void>
 
-  constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly sse: Context, readonly validate: Validate | undefined) {
+  /**
+   * `serializer`: the route's own (`sse: { serializer }`), applied to all data, strings
+   * included, as @fastify/sse would; its output's line breaks are made safe all the same.
+   */
+  constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly sse: Context, readonly validate: Validate | undefined, readonly serializer?: (data: unknown) => unknown) {
     let closed!: (value: typeof CLOSED) => void
     this.closed = new Promise((resolve) => { closed = resolve })
     const signal = streamSignal(request)
@@ -85,7 +89,7 @@ export class OpenStream {
   prepare (chunk: unknown): SafeEvent {
     const event = toEvent(chunk)
     this.validate?.(event)
-    return safeEvent(event)
+    return safeEvent(event, this.serializer)
   }
 
   /** Sends `event` (trusted: spikard's own) and closes the stream; commits an empty stream if nothing was sent yet. */

@@ -643,6 +643,10 @@ test('route kinds: dual serves JSON to other clients, only refuses them with a 4
     app.get('/only-object', { sse: { kind: 'only', heartbeat: false } }, async (_request, reply) => {
       await reply.sse.send({ data: 'only' })
     })
+    app.get('/serializer', { sse: { serializer: (data) => `custom ${JSON.stringify(data)}\r\nevent: evil` } }, async (_request, reply) => {
+      await reply.sse.send({ data: { n: 1 } })
+      await reply.sse.send('text')
+    })
     app.get('/readable', { sse: true }, async (_request, reply) => {
       await reply.sse.send(Readable.from([{ event: 'a', data: 'x\ry' }, 'plain\r\nline']))
     })
@@ -676,6 +680,10 @@ test('route kinds: dual serves JSON to other clients, only refuses them with a 4
       })
     }
   }
+  // A route's own serializer (@fastify/sse's option) serializes all data; its line breaks are made safe too.
+  const serialized = await openRaw(url, '/serializer')
+  await serialized.ended
+  assert.equal(serialized.text(), 'data: custom {"n":1}\ndata: event: evil\n\ndata: custom "text"\ndata: event: evil\n\n')
   const readable = await openRaw(url, '/readable')
   await readable.ended
   assert.equal(readable.text(), 'event: a\ndata: x\ndata: y\n\ndata: plain\ndata: line\n\n')
