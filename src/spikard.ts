@@ -76,7 +76,7 @@ declare module 'fastify' {
 }
 
 /** Route options a feature reads that make no sense while that feature is off. */
-const WANTS = { auth: 'config.auth', rateLimit: 'config.rateLimit' } as const
+const WANTS = { auth: 'config.auth', rateLimit: 'config.rateLimit', sse: 'the sse route option' } as const
 
 async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<void> {
   const resolved = resolveSpikardOptions(options)
@@ -95,10 +95,10 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   app.addHook('onClose', async (instance) => { await flushLog(instance.log) })
   // First among spikard's onRoute hooks, so the features below see its copy.
   app.addHook('onRoute', (route) => {
-    // A route asking for auth or its own rate limit while that feature is off would
-    // otherwise be silently public or unlimited.
-    for (const feature of ['auth', 'rateLimit'] as const) {
-      const wants = (route.config as Record<string, unknown> | undefined)?.[feature]
+    // A route asking for auth, its own rate limit or an event stream while that feature is
+    // off would otherwise be silently public, unlimited, or fail at its first request.
+    for (const feature of ['auth', 'rateLimit', 'sse'] as const) {
+      const wants = feature === 'sse' ? (route as { sse?: unknown }).sse : (route.config as Record<string, unknown> | undefined)?.[feature]
       if (resolved[feature] === false && wants !== undefined && wants !== false) {
         throw new SpikardConfigError([`route ${[route.method].flat().join(',')} ${route.url}: ${WANTS[feature]} is set but the ${feature} feature is off; configure ${feature} or remove ${WANTS[feature]}`])
       }

@@ -882,3 +882,13 @@ for (const file of readdirSync(fixtures).filter((f) => f.endsWith('.json')).sort
     assert.deepEqual(received.slice(0, fixture.expect.events.length), fixture.expect.events)
   })
 }
+
+test('a route with the sse option while the sse feature is off is refused at startup, naming the route', async () => {
+  await assert.rejects(build({ sse: false }, async (app) => {
+    app.get('/feed', { sse: true }, async () => {})
+  }), (error: Error) => {
+    assert.ok(error instanceof SpikardConfigError)
+    assert.match(error.message, /route GET \/feed: the sse route option is set but the sse feature is off; configure sse or remove the sse route option/)
+    return true
+  })
+})
