@@ -81,7 +81,8 @@ export default async function routes (app: FastifyInstance): Promise<void> {
 
   // Server-Sent Events: a tick every second; index.html (the static mount) subscribes to it.
   app.get('/ticks', {
-    sse: true,
+    // 'only': an event stream for any client (curl's Accept: */* too), not just those asking for one.
+    sse: 'only',
     config: { auth: false },
     schema: { summary: 'A tick every second, as Server-Sent Events', tags: ['demo'], sse: Type.Object({ n: Type.Integer(), at: Type.String() }) }
   }, async (request, reply) => {
