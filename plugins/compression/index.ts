@@ -105,6 +105,8 @@ function compressible (reply: FastifyReply, body: unknown, settings: Settings): 
   if (kind === undefined) return undefined
   // The size first: most JSON responses are under the threshold, and it is the cheapest test.
   if (kind === 'buffered' && Buffer.byteLength(body as string | Buffer) < settings.threshold) return undefined
+  // A stream of a known size (a static file) under the threshold is sent as it is, with its length.
+  if (kind === 'stream' && Number(reply.getHeader('content-length') ?? Infinity) < settings.threshold) return undefined
   if (reply.hasHeader('content-encoding') ||
     reply.statusCode === 206 || reply.hasHeader('content-range') ||
     !settings.compressible(String(reply.getHeader('content-type') ?? 'application/json'))) return undefined

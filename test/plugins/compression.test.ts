@@ -515,3 +515,21 @@ const invalid: Array<{ options: unknown, problems: string[] }> = [
 test('invalid options fail at createServer and at ready(), naming compression.<key>', async () => {
   for (const { options, problems } of invalid) await assertOptionsRefused('compression', options, problems)
 })
+
+test('a stream of a known size under the threshold (a small static file) is sent as it is, with its length; over it, compressed', async (t) => {
+  const { app } = await setup(t, { compression: true }, async (app) => {
+    for (const size of [200, 3000]) {
+      app.get(`/sized/${size}`, async (_request, reply) => {
+        const stream = new PassThrough()
+        stream.end(text(size))
+        return reply.type('text/plain').header('content-length', size).send(stream)
+      })
+    }
+  })
+  const small = await get(app, '/sized/200', 'gzip')
+  assertPlain(small, text(200), undefined)
+  assert.equal(small.headers['content-length'], '200')
+  const large = await get(app, '/sized/3000', 'gzip')
+  assert.equal(large.headers['content-encoding'], 'gzip')
+  assert.equal(decoded(large), text(3000))
+})
