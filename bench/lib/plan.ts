@@ -1,7 +1,7 @@
 /** The servers, the scenarios and the budget: what a run measures and checks. */
 import { resolve } from 'node:path'
 
-export type ScenarioId = 'json' | 'post' | 'jwt' | 'limited' | 'stream' | 'openapi'
+export type ScenarioId = 'json' | 'post' | 'jwt' | 'limited' | 'stream' | 'openapi' | 'static'
 
 export interface ServerDef {
   name: string
@@ -29,7 +29,9 @@ export interface ScenarioDef {
   /** Its requests/s are reported beside this scenario's, on the same server. */
   beside?: ScenarioId
   /** What its answer must be, when not the shared payload: undefined when right, else what is wrong (it may be compressed). */
-  answer?: (body: unknown) => string | undefined
+  answer?: (text: string) => string | undefined
+  /** Its requests/s are reported as a share of this server's. */
+  against?: string
 }
 
 export const SERVERS: ServerDef[] = [
@@ -42,7 +44,8 @@ export const SERVERS: ServerDef[] = [
   { name: 'spikard-defaults', file: 'spikard-defaults.ts', label: 'spikard, defaults' },
   { name: 'express', file: 'express.ts', label: 'Express 5', fullOnly: true },
   { name: 'hono', file: 'hono.ts', label: 'Hono (node-server)', fullOnly: true },
-  { name: 'fastify-lib', file: 'fastify-lib.ts', label: 'Fastify + the one library', scenarios: ['jwt', 'limited'] }
+  { name: 'fastify-lib', file: 'fastify-lib.ts', label: 'Fastify + the one library', scenarios: ['jwt', 'limited'] },
+  { name: 'static-bare', file: 'static-bare.ts', label: 'Fastify + @fastify/static alone', scenarios: ['static'] }
 ]
 
 /**
@@ -96,7 +99,17 @@ export const SCENARIOS: ScenarioDef[] = [
     path: '/openapi.json',
     only: ['spikard-all'],
     beside: 'json',
-    answer: (body) => (body as { openapi?: unknown } | null)?.openapi === '3.1.0' ? undefined : 'not an OpenAPI 3.1 document'
+    answer: (text) => (JSON.parse(text) as { openapi?: unknown } | null)?.openapi === '3.1.0' ? undefined : 'not an OpenAPI 3.1 document'
+  },
+  // Issue 17: a static file through spikard (its defaults and a mount) against @fastify/static alone.
+  {
+    id: 'static',
+    title: 'a static file (6 KiB of HTML)',
+    method: 'GET',
+    path: '/static/page.html',
+    only: ['static-bare', 'spikard-defaults'],
+    against: 'static-bare',
+    answer: (text) => text.startsWith('<!doctype html>') && text.includes('Paragraph 89') ? undefined : 'not bench/servers/static/page.html'
   }
 ]
 
@@ -108,6 +121,14 @@ export interface CpuBudget {
   max: number
 }
 
+export interface RpsBudget {
+  kind: 'rps'
+  server: string
+  scenario: ScenarioId
+  /** Its requests/s at least this fraction of the scenario's `against` server's (median of per-repetition ratios). */
+  min: number
+}
+
 export interface StreamBudget {
   kind: 'stream'
   server: string
@@ -117,7 +138,7 @@ export interface StreamBudget {
   minThroughputRatio: number
 }
 
-export type Budget = CpuBudget | StreamBudget
+export type Budget = CpuBudget | StreamBudget | RpsBudget
 
 /**
  * The budget (issue 15, after issue 6's): spikard with its defaults (the access line
@@ -130,5 +151,7 @@ export const BUDGETS: Budget[] = [
   { kind: 'cpu', server: 'spikard-defaults', scenario: 'json', max: 1.5 },
   { kind: 'cpu', server: 'spikard-defaults', scenario: 'post', max: 1.5 },
   { kind: 'stream', server: 'spikard-all', maxRssGrowth: 50 * 1024 * 1024, minThroughputRatio: 0.8 },
-  { kind: 'stream', server: 'spikard-defaults', maxRssGrowth: 50 * 1024 * 1024, minThroughputRatio: 0.8 }
+  { kind: 'stream', server: 'spikard-defaults', maxRssGrowth: 50 * 1024 * 1024, minThroughputRatio: 0.8 },
+  // Issue 17: static files at 90% of @fastify/static's requests/s.
+  { kind: 'rps', server: 'spikard-defaults', scenario: 'static', min: 0.9 }
 ]

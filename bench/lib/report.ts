@@ -92,6 +92,13 @@ function pairedRatio<T extends { rep: number, invalid?: string }> (a: T[] = [], 
   return median(valid(a).filter((s) => byRep.has(s.rep)).map((s) => pick(s) / (byRep.get(s.rep) as number)))
 }
 
+/** A server's requests/s on a scenario as a share of the scenario's `against` server's, paired by repetition. */
+export function rpsAgainst (results: Results, scenario: ScenarioId, server: string): number {
+  const against = SCENARIOS.find((s) => s.id === scenario)?.against
+  const load = results.load[scenario]
+  return against === undefined ? NaN : pairedRatio(load?.[server], load?.[against], (s) => s.rps)
+}
+
 export function summarizeLoad (results: Results, scenario: ScenarioId, server: string): LoadSummary | undefined {
   const samples = results.load[scenario]?.[server]
   if (samples === undefined || samples.length === 0) return undefined
@@ -213,6 +220,12 @@ export function renderTables (results: Results): string {
       ].filter((x) => x !== '').join('; ')
       out.push(`| ${run.name}${isPlain ? ' †' : ''} | ${fmt(s.rps, 0)} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${fmt(s.cpuUsPerReq, 1)} | ${ratio(s.cpuRatio)} | ${ratio(s.rpsRatio)} | ${pct(s.cpuSpread)} | ${fmt(s.peakRss / MB, 0)} | ${s.logBytesPerReq === undefined ? '' : fmt(s.logBytesPerReq, 0)} | ${s.n} | ${notes} |`)
     }
+    if (scenario.against !== undefined) {
+      for (const run of results.servers) {
+        const ratio = rpsAgainst(results, scenario.id, run.name)
+        if (run.name !== scenario.against && Number.isFinite(ratio)) out.push('', `${run.name}: ${pct(ratio)} of ${scenario.against}'s requests/s on ${scenario.path} (median of the per-repetition ratios).`)
+      }
+    }
     if (scenario.beside !== undefined) {
       const other = SCENARIOS.find((s) => s.id === scenario.beside) as typeof scenario
       for (const run of results.servers) {
@@ -244,6 +257,13 @@ export function evaluateBudgets (results: Results, budgets: Budget[] = BUDGETS):
       if (results.base !== 'fastify') return { pass: undefined, text: `${b.server}: CPU/request on the ${title} ≤ ${b.max.toFixed(1)}x fastify: not measured (no fastify in this run)` }
       if (s === undefined || !Number.isFinite(s.cpuRatio)) return { pass: undefined, text: `${b.server}: CPU/request on the ${title} ≤ ${b.max.toFixed(1)}x ${results.base}: not measured` }
       return { pass: s.cpuRatio <= b.max, text: `${b.server}: CPU/request on the ${title} ${s.cpuRatio.toFixed(2)}x ${results.base} (${fmt(s.cpuUsPerReq)} µs vs ${fmt(summarizeLoad(results, b.scenario, results.base)?.cpuUsPerReq ?? NaN)} µs; budget ≤ ${b.max.toFixed(1)}x)${incomplete}` }
+    }
+    if (b.kind === 'rps') {
+      const scenario = SCENARIOS.find((s) => s.id === b.scenario)
+      const ratio = rpsAgainst(results, b.scenario, b.server)
+      const what = `${b.server}: requests/s on ${scenario?.title ?? b.scenario}`
+      if (!Number.isFinite(ratio)) return { pass: undefined, text: `${what} ≥ ${pct(b.min)} of ${scenario?.against ?? '?'}'s: not measured` }
+      return { pass: ratio >= b.min, text: `${what} ${pct(ratio)} of ${scenario?.against ?? '?'}'s (budget ≥ ${pct(b.min)})${incomplete}` }
     }
     const s = summarizeStream(results, b.server)
     if (s === undefined || !Number.isFinite(s.throughputRatio)) return { pass: undefined, text: `${b.server}: 1 GiB stream: not measured` }
