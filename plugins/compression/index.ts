@@ -81,19 +81,28 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
       ? negotiate(request.headers['accept-encoding'], settings.encodings)
       : 'identity'
     if (encoding === 'identity') return done(null, body)
-    if (kind === 'stream') return done(null, compressStream(reply, body as Readable | ReadableStream, encoding, settings))
 
-    const input = typeof body === 'string' ? Buffer.from(body) : body as Buffer
     const send = (compressed: Buffer): void => {
       reply.header('content-encoding', encoding).header('content-length', compressed.length)
       done(null, compressed)
     }
-    if (input.length <= settings.syncThreshold) {
-      return send(encoding === 'br' ? brotliCompressSync(input, settings.brotliOptions) : gzipSync(input, settings.zlibOptions))
+    const compress = (input: Buffer): void => {
+      if (input.length <= settings.syncThreshold) {
+        return send(encoding === 'br' ? brotliCompressSync(input, settings.brotliOptions) : gzipSync(input, settings.zlibOptions))
+      }
+      const finished = (error: Error | null, compressed: Buffer): void => { if (error === null) send(compressed); else done(error) }
+      if (encoding === 'br') brotliCompress(input, settings.brotliOptions, finished)
+      else gzip(input, settings.zlibOptions, finished)
     }
-    const finished = (error: Error | null, compressed: Buffer): void => { if (error === null) send(compressed); else done(error) }
-    if (encoding === 'br') brotliCompress(input, settings.brotliOptions, finished)
-    else gzip(input, settings.zlibOptions, finished)
+    if (kind === 'buffered') return compress(typeof body === 'string' ? Buffer.from(body) : body as Buffer)
+    // A Node stream of a known size under the sync threshold (a small static file) is read
+    // whole and compressed in one call: a streaming compressor per response, with its
+    // thread-pool round trips, cost about 1 ms of CPU per request (bench/RESULTS.md).
+    if (!(body instanceof ReadableStream) && Number(reply.getHeader('content-length')) <= settings.syncThreshold) {
+      readAll(body as Readable).then(compress, done)
+      return
+    }
+    done(null, compressStream(reply, body as Readable | ReadableStream, encoding, settings))
   })
 }
 
@@ -111,6 +120,13 @@ function compressible (reply: FastifyReply, body: unknown, settings: Settings): 
     reply.statusCode === 206 || reply.hasHeader('content-range') ||
     !settings.compressible(String(reply.getHeader('content-type') ?? 'application/json'))) return undefined
   return kind === 'buffered' && isGzip(body as string | Buffer) ? undefined : kind
+}
+
+/** A small stream's bytes, whole. */
+async function readAll (stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array))
+  return Buffer.concat(chunks)
 }
 
 /** A fetch Response as Fastify would send it: its status and headers on the reply, its body as the payload. */

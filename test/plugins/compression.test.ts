@@ -516,7 +516,7 @@ test('invalid options fail at createServer and at ready(), naming compression.<k
   for (const { options, problems } of invalid) await assertOptionsRefused('compression', options, problems)
 })
 
-test('a stream of a known size under the threshold (a small static file) is sent as it is, with its length; over it, compressed', async (t) => {
+test('a stream of a known size: under the threshold sent as it is, with its length; under the sync threshold read whole and compressed in one call, with the compressed length', async (t) => {
   const { app } = await setup(t, { compression: true }, async (app) => {
     for (const size of [200, 3000]) {
       app.get(`/sized/${size}`, async (_request, reply) => {
@@ -529,7 +529,11 @@ test('a stream of a known size under the threshold (a small static file) is sent
   const small = await get(app, '/sized/200', 'gzip')
   assertPlain(small, text(200), undefined)
   assert.equal(small.headers['content-length'], '200')
-  const large = await get(app, '/sized/3000', 'gzip')
-  assert.equal(large.headers['content-encoding'], 'gzip')
-  assert.equal(decoded(large), text(3000))
+  for (const encoding of ['gzip', 'br']) {
+    const large = await get(app, '/sized/3000', encoding)
+    assert.equal(large.headers['content-encoding'], encoding)
+    assert.equal(large.headers['content-length'], String(large.rawPayload.length))
+    assert.equal(large.headers['transfer-encoding'], undefined)
+    assert.equal(decoded(large), text(3000))
+  }
 })
