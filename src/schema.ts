@@ -36,6 +36,13 @@ export function parseSize (value: number | string): number {
  * A duration option: milliseconds, or a string such as `500ms`, `30s`, `1m`. Decodes to ms.
  * `minimum` (ms) is shown to users as `minimumText` (`1s`).
  */
+/** A route a feature serves: a path starting with "/" (default `path`), or `false` for none. */
+export const RoutePath = (path: string, description: string) => Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
+  default: path,
+  expected: 'a path starting with "/", or false',
+  description
+})
+
 export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, ...options }: { description: string, default?: number | string, minimum?: number, minimumText?: string }) =>
   Type.Transform(Type.Union([
     Type.Integer({ minimum }),

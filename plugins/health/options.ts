@@ -1,16 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { optionsResolver, type Defaulted } from '../../src/schema.js'
+import { optionsResolver, RoutePath, type Defaulted } from '../../src/schema.js'
 import type { FeatureDefinition } from '../../src/feature.js'
 
-const Path = (path: string, description: string) => Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
-  default: path,
-  expected: 'a path starting with "/", or false',
-  description
-})
-
 export const HealthOptionsSchema = Type.Object({
-  liveness: Type.Optional(Path('/livez', 'Liveness route: 200 while the process runs, during shutdown too. `false` removes it.')),
-  readiness: Type.Optional(Path('/readyz', 'Readiness route: 200 while serving, 503 problem from the moment shutdown begins. `false` removes it.'))
+  liveness: Type.Optional(RoutePath('/livez', 'Liveness route: 200 while the process runs, during shutdown too. `false` removes it.')),
+  readiness: Type.Optional(RoutePath('/readyz', 'Readiness route: 200 while serving, 503 problem from the moment shutdown begins. `false` removes it.'))
 }, { additionalProperties: false })
 
 export type HealthOptions = Static<typeof HealthOptionsSchema>

@@ -80,15 +80,14 @@ export function markRoute (routes: RouteOptions[]) {
 }
 
 /** `GET /users/:id/posts` → `getUsersByIdPosts`: stable, from the method and the path. */
-export function operationId (method: string | string[], url: string): string {
+export function operationId (method: string, url: string): string {
   const words = url.split('/').filter((s) => s !== '').flatMap((segment) => {
     const param = segment.startsWith(':') || segment.startsWith('{')
     const name = segment.replace(/^[:{]|}$/g, '').replace(/\(.*\)$/, '')
     const parts = name.split(/[^A-Za-z0-9]+/).filter((p) => p !== '')
     return param ? ['by', ...parts] : parts
   })
-  const verb = [method].flat()[0].toLowerCase()
-  return [verb, ...words.map((w) => w[0].toUpperCase() + w.slice(1))].join('')
+  return [method.toLowerCase(), ...words.map((w) => w[0].toUpperCase() + w.slice(1))].join('')
 }
 
 /** @fastify/swagger's `transformObject`: the security schemes, the Problem schema, and each operation's share of spikard. */

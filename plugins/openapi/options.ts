@@ -1,21 +1,15 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { optionsResolver, type Defaulted } from '../../src/schema.js'
+import { optionsResolver, RoutePath, type Defaulted } from '../../src/schema.js'
 import type { FeatureDefinition } from '../../src/feature.js'
 import { nearestPackageJson } from '../../src/package-json.js'
-
-const Path = (path: string, description: string) => Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
-  default: path,
-  expected: 'a path starting with "/", or false',
-  description
-})
 
 const Url = Type.String({ minLength: 1 })
 
 export const OpenApiOptionsSchema = Type.Object({
-  json: Type.Optional(Path('/openapi.json', 'Route of the OpenAPI 3.1 document as JSON. `false` removes it.')),
-  yaml: Type.Optional(Path('/openapi.yaml', 'Route of the same document as YAML. `false` removes it.')),
-  docs: Type.Optional(Path('/docs', 'Swagger UI (@fastify/swagger-ui), served from the package: no CDN. `false` removes it.')),
-  redoc: Type.Optional(Path('/redoc', 'Redoc, from the `redoc` package\'s own bundle: no CDN. `false` removes it.')),
+  json: Type.Optional(RoutePath('/openapi.json', 'Route of the OpenAPI 3.1 document as JSON. `false` removes it.')),
+  yaml: Type.Optional(RoutePath('/openapi.yaml', 'Route of the same document as YAML. `false` removes it.')),
+  docs: Type.Optional(RoutePath('/docs', 'Swagger UI (@fastify/swagger-ui), served from the package: no CDN. `false` removes it.')),
+  redoc: Type.Optional(RoutePath('/redoc', 'Redoc, from the `redoc` package\'s own bundle: no CDN. `false` removes it.')),
   info: Type.Optional(Type.Object({
     title: Type.Optional(Type.String({ minLength: 1, description: 'Default: `name` of the app\'s package.json (the one nearest the config file, else the working directory).' })),
     version: Type.Optional(Type.String({ minLength: 1, description: 'Default: `version` of that package.json.' })),
