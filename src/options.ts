@@ -17,6 +17,7 @@ import { authFeature } from '../plugins/auth/options.js'
 import { bodyLimitFeature } from '../plugins/body-limit/options.js'
 import { compressionFeature } from '../plugins/compression/options.js'
 import { openapiFeature } from '../plugins/openapi/options.js'
+import { asyncapiFeature } from '../plugins/asyncapi/options.js'
 import { streamFeature } from '../plugins/stream/options.js'
 import { sseFeature } from '../plugins/sse/options.js'
 import { staticFeature } from '../plugins/static/options.js'
@@ -24,6 +25,7 @@ import { staticFeature } from '../plugins/static/options.js'
 /** Every feature, in the order the root plugin registers them (and their hooks run). */
 export const features = {
   openapi: openapiFeature,
+  asyncapi: asyncapiFeature,
   requestContext: requestContextFeature,
   requestId: requestIdFeature,
   logging: loggingFeature,
@@ -43,6 +45,7 @@ export type FeatureName = keyof typeof features
 
 export const SpikardOptionsSchema = Type.Object({
   openapi: Type.Optional(Feature(features.openapi)),
+  asyncapi: Type.Optional(Feature(features.asyncapi)),
   requestContext: Type.Optional(Feature(features.requestContext)),
   requestId: Type.Optional(Feature(features.requestId)),
   logging: Type.Optional(Feature(features.logging)),

@@ -8,7 +8,8 @@
  *   14. compression
  *
  * The OpenAPI document first: it adds no request hooks, and its collector must see every
- * route registered after it, the health probes included.
+ * route registered after it, the health probes included. The AsyncAPI document next: no
+ * request hooks either, it reads the routes (WebSocket, event streams) when the app is ready.
  * The request context first, so every later hook runs inside it; request ids and the
  * access log next so every later hook's errors and logs carry the id; shutdown before
  * health so readiness can see the shutdown phase; the handler timeout's clock before
@@ -30,6 +31,7 @@ import problemDetails from './problem-details.js'
 import { SpikardConfigError } from './errors.js'
 import { resolveSpikardOptions, type ResolvedSpikardOptions, type SpikardOptions } from './options.js'
 import openapi from '../plugins/openapi/index.js'
+import asyncapi from '../plugins/asyncapi/index.js'
 import requestContext from '../plugins/request-context/index.js'
 import requestId from '../plugins/request-id/index.js'
 import logging from '../plugins/logging/index.js'
@@ -113,6 +115,7 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
 
   await app.register(problemDetails)
   if (resolved.openapi !== false) await app.register(openapi, resolved.openapi)
+  if (resolved.asyncapi !== false) await app.register(asyncapi, resolved.asyncapi)
   if (resolved.requestContext !== false) await app.register(requestContext, resolved.requestContext)
   if (resolved.requestId !== false) await app.register(requestId, resolved.requestId)
   if (resolved.logging !== false) await app.register(logging, resolved.logging)

@@ -1,0 +1,83 @@
+/**
+ * The AsyncAPI 3.0 document of the app's WebSocket and event-stream routes
+ * (plugins/asyncapi/document.ts), generated once when the app is ready from
+ * `app.spikard.routes` and served from memory with an ETag, as the OpenAPI document is; and
+ * a viewer page (@asyncapi/react-component's standalone bundle, from the package).
+ *
+ * Its `servers` are `asyncapi.servers`, else the address the app listens on: an app that
+ * does not listen (inject, `spikard asyncapi`) has none unless configured, and one that
+ * listens gets them once it does (the document is then served anew, once).
+ */
+import fp from 'fastify-plugin'
+import { stringify } from 'yaml'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { SpikardConfigError } from '../../src/errors.js'
+import { resolveAsyncApiOptions, withPackageInfo, type AsyncApiOptions } from './options.js'
+import { asyncapiDocument } from './document.js'
+import { listeningUrl, type ServerUrl } from './servers.js'
+import { viewerRoutes } from './viewer.js'
+import { serve, send, type Served } from '../openapi/served.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `false` leaves a WebSocket or event-stream route out of the AsyncAPI document (as `schema.hide: true` does). */
+    asyncapi?: boolean
+  }
+  interface FastifyInstance {
+    /** The AsyncAPI document (a new copy on each call), once the app is ready. */
+    asyncapi: () => Record<string, any>
+  }
+}
+
+async function spikardAsyncApi (app: FastifyInstance, options: AsyncApiOptions): Promise<void> {
+  const o = resolveAsyncApiOptions(options)
+  const auth = app.spikard.options.auth !== false
+  if (o.auth && !auth) throw new SpikardConfigError(['asyncapi.auth: true protects the document with the app\'s auth, and the auth feature is off; configure auth or remove asyncapi.auth'])
+  const { info } = withPackageInfo(o, process.cwd())
+  const resolved = { ...o, info: { ...info, title: info.title ?? 'API', version: info.version ?? '0.0.0' } }
+
+  const compression = app.spikard.options.compression
+  const encodings = compression === false ? [] : compression.encodings
+  let document: Record<string, any> | undefined
+  const served: { json?: Served, yaml?: Served } = {}
+  const build = async (servers: readonly ServerUrl[]) => {
+    document = asyncapiDocument({ routes: app.spikard.routes, options: resolved, spikard: app.spikard.options, shared: { ...app.getSchemas(), ...shared }, servers })
+    served.json = await serve(JSON.stringify(document), 'application/json; charset=utf-8', encodings)
+    served.yaml = await serve(yaml(document), 'application/yaml; charset=utf-8', encodings)
+  }
+  app.decorate('asyncapi', () => {
+    if (document === undefined) throw new Error('spikard: the AsyncAPI document exists once the app is ready')
+    return structuredClone(document)
+  })
+  // Shared schemas are encapsulated: those the channel routes see, from the context each is registered in.
+  const shared: Record<string, unknown> = {}
+  app.addHook('onRoute', function spikardAsyncApiSchemas (this: FastifyInstance, route) {
+    if ((route as { websocket?: unknown }).websocket !== true && (route as { sse?: unknown }).sse === undefined) return
+    for (const [id, schema] of Object.entries(this.getSchemas())) if (!Object.hasOwn(shared, id)) shared[id] = schema
+  })
+  app.addHook('onReady', async function spikardAsyncApiDocument () { await build(o.servers) })
+  if (o.servers.length === 0) {
+    app.addHook('onListen', async function spikardAsyncApiServers () {
+      const address = app.server.address()
+      if (address !== null && typeof address === 'object') await build([{ url: listeningUrl(address) }])
+    })
+  }
+
+  await app.register(async function asyncapiRoutes (child: FastifyInstance) {
+    // Out of the OpenAPI document; public unless asyncapi.auth (read by auth on the first request).
+    child.addHook('onRoute', (route) => {
+      route.config = { ...route.config, openapi: false, ...(auth ? { auth: o.auth } : {}) }
+    })
+    const route = (which: 'json' | 'yaml') => (request: FastifyRequest, reply: FastifyReply) => send(request, reply, served[which] as Served)
+    if (o.json !== false) child.get(o.json, route('json'))
+    if (o.yaml !== false) child.get(o.yaml, route('yaml'))
+    if (o.docs !== false) await child.register(viewerRoutes(o.docs, served, encodings), { prefix: o.docs })
+  })
+}
+
+/** YAML without anchors and aliases (a shared object is written out each time), lines unfolded. */
+export function yaml (document: unknown): string {
+  return stringify(document, { aliasDuplicateObjects: false, lineWidth: 0 })
+}
+
+export default fp(spikardAsyncApi, { name: 'spikard-asyncapi', fastify: '5.x' })
