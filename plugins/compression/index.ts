@@ -33,6 +33,7 @@ import { decide, decisionOf, type RouteView } from '../../src/route-decision.js'
 import { resolveCompressionOptions, type CompressionOptions } from './options.js'
 import { globalSettings, routeSettings, type RouteCompress, type Settings } from './settings.js'
 import { negotiate, varyAcceptEncoding, type Encoding } from './negotiate.js'
+import { CompressedFiles } from './cache.js'
 
 export type { RouteCompress as RouteCompressOptions } from './settings.js'
 
@@ -53,6 +54,7 @@ type Encoded = FastifyReply & { [kEncodedStream]: boolean }
 async function spikardCompression (app: FastifyInstance, options: CompressionOptions): Promise<void> {
   const global = globalSettings(resolveCompressionOptions(options))
   const settingsOf = (_route: RouteView): Settings => global
+  const files = new CompressedFiles()
   app.decorateReply(kEncodedStream, false)
 
   app.addHook('onRoute', (route) => {
@@ -86,9 +88,11 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
       reply.header('content-encoding', encoding).header('content-length', compressed.length)
       done(null, compressed)
     }
-    const compress = (input: Buffer): void => {
+    const compress = (input: Buffer, key?: string): void => {
       if (input.length <= settings.syncThreshold) {
-        return send(encoding === 'br' ? brotliCompressSync(input, settings.brotliOptions) : gzipSync(input, settings.zlibOptions))
+        const compressed = encoding === 'br' ? brotliCompressSync(input, settings.brotliOptions) : gzipSync(input, settings.zlibOptions)
+        if (key !== undefined) files.set(key, compressed)
+        return send(compressed)
       }
       const finished = (error: Error | null, compressed: Buffer): void => { if (error === null) send(compressed); else done(error) }
       if (encoding === 'br') brotliCompress(input, settings.brotliOptions, finished)
@@ -97,9 +101,16 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
     if (kind === 'buffered') return compress(typeof body === 'string' ? Buffer.from(body) : body as Buffer)
     // A Node stream of a known size under the sync threshold (a small static file) is read
     // whole and compressed in one call: a streaming compressor per response, with its
-    // thread-pool round trips, cost about 1 ms of CPU per request (bench/RESULTS.md).
+    // thread-pool round trips, cost about 1 ms of CPU per request (bench/RESULTS.md). A
+    // file (a path and an ETag) is compressed once per version (./cache.ts).
     if (!(body instanceof ReadableStream) && Number(reply.getHeader('content-length')) <= settings.syncThreshold) {
-      readAll(body as Readable).then(compress, done)
+      const key = settings === global ? CompressedFiles.key(body as Readable, reply, encoding) : undefined
+      const cached = key === undefined ? undefined : files.get(key)
+      if (cached !== undefined) {
+        (body as Readable).destroy()
+        return send(cached)
+      }
+      readAll(body as Readable).then((input) => compress(input, key), done)
       return
     }
     done(null, compressStream(reply, body as Readable | ReadableStream, encoding, settings))

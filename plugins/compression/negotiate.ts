@@ -25,6 +25,22 @@ const QVALUE = /^(?:0(?:\.\d*)?|1(?:\.0*)?)$/
  */
 export function negotiate (header: string | string[] | undefined, offered: readonly Encoding[]): Choice {
   if (header === undefined) return 'identity'
+  // Clients send a handful of distinct headers, each over and over: each is parsed once.
+  if (typeof header !== 'string') return choose(header, offered)
+  const key = `${offered.join()}\n${header}`
+  let choice = chosen.get(key)
+  if (choice === undefined) {
+    if (chosen.size >= MEMO_SIZE) chosen.clear()
+    chosen.set(key, choice = choose(header, offered))
+  }
+  return choice
+}
+
+/** Answers by offered codings and header, for `negotiate`; emptied when full, so a client sending random headers costs nothing lasting. */
+const chosen = new Map<string, Choice>()
+const MEMO_SIZE = 256
+
+function choose (header: string | string[], offered: readonly Encoding[]): Choice {
   const weights = new Map<string, number>()
   for (const entry of [header].flat().join(',').split(',')) {
     const [name, ...params] = entry.split(';')

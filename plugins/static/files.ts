@@ -5,6 +5,7 @@
  * into spikard's problems.
  */
 import { realpathSync, statSync } from 'node:fs'
+import { opendir } from 'node:fs/promises'
 import { isAbsolute, relative, resolve, sep } from 'node:path'
 import type { Static } from '@sinclair/typebox'
 import type { StaticMountSchema } from './options.js'
@@ -87,6 +88,25 @@ export function checkMounts (mounts: readonly Mount[], authOn: boolean): { check
     if (ok) checked.push({ mount, key, root, realRoot: realpathSync(root), prefix })
   })
   return { checked, problems }
+}
+
+/** Entries looked at before `hasPrecompressed` stops and assumes the root has siblings. */
+const SCAN_LIMIT = 50_000
+
+/**
+ * Whether a root holds any `.br` or `.gz` file, looked at once, at startup. @fastify/static
+ * looks for a sibling per coding the client accepts before it opens the file itself: each
+ * miss is a readdir and a stat, most of the cost of a small file (bench/RESULTS.md). A root
+ * without precompressed files skips those lookups; one too large to scan (past SCAN_LIMIT
+ * entries) keeps them.
+ */
+export async function hasPrecompressed (root: string): Promise<boolean> {
+  let seen = 0
+  for await (const entry of await opendir(root, { recursive: true })) {
+    if (entry.name.endsWith('.br') || entry.name.endsWith('.gz')) return true
+    if (++seen >= SCAN_LIMIT) return true
+  }
+  return false
 }
 
 /** The path of the spa file as a URL under the mount's prefix (`/app/index.html`). */

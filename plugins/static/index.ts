@@ -32,7 +32,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod,
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { sendProblem } from '../../src/problem-details.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
-import { acceptsHtml, checkMounts, IMMUTABLE, isHashed, isInside, OutsideRoot, refusal, spaUrl, type CheckedMount, type Mount } from './files.js'
+import { acceptsHtml, checkMounts, hasPrecompressed, IMMUTABLE, isHashed, isInside, OutsideRoot, refusal, spaUrl, type CheckedMount, type Mount } from './files.js'
 
 async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {
   const { mounts } = resolveStaticOptions(options)
@@ -94,7 +94,7 @@ function staticMount (m: CheckedMount, authOn: boolean) {
       redirect: false,
       wildcard: true,
       decorateReply: false,
-      preCompressed: mount.precompressed,
+      preCompressed: mount.precompressed && await hasPrecompressed(m.root),
       // Set by setHeaders below, per file.
       cacheControl: false,
       etag: true,

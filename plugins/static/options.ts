@@ -21,7 +21,7 @@ export const StaticMountSchema = Type.Object({
     expected: 'a file path relative to the root, or false',
     description: 'Single-page app fallback: this file (e.g. `index.html`) for unknown paths under the prefix when the client accepts HTML.'
   })),
-  precompressed: Type.Optional(Type.Boolean({ default: true, description: 'Serve a `.br` or `.gz` sibling of a file when the client accepts that coding.' })),
+  precompressed: Type.Optional(Type.Boolean({ default: true, description: 'Serve a `.br` or `.gz` sibling of a file when the client accepts that coding. Siblings are looked for only if the root holds any `.br` or `.gz` file at startup.' })),
   followSymlinks: Type.Optional(Type.Boolean({ default: false, description: 'Serve files reached through symlinks that lead outside the root (refused by default).' })),
   auth: Type.Optional(Type.Boolean({ default: false, description: 'Require the app\'s auth for this mount (the `auth` feature must be on). Default: public.' }))
 }, { additionalProperties: false })

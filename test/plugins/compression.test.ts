@@ -10,11 +10,15 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import { once } from 'node:events'
 import { PassThrough, type Readable } from 'node:stream'
+import { createReadStream, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { brotliCompressSync, brotliDecompressSync, constants, createBrotliDecompress, createGunzip, gunzipSync, gzipSync } from 'node:zlib'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import spikard from '../../src/spikard.js'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
+import { CompressedFiles } from '../../plugins/compression/cache.js'
 import { assertOptionsRefused, build, listen, rawRequest, withTimeout, type TestApp } from '../helpers.js'
 
 /** A JSON body of ~2.8 KB: over the default threshold, under the synchronous limit (64 KiB). */
@@ -536,4 +540,50 @@ test('a stream of a known size: under the threshold sent as it is, with its leng
     assert.equal(large.headers['transfer-encoding'], undefined)
     assert.equal(decoded(large), text(3000))
   }
+})
+
+test('a small file is compressed once per version: the same ETag gets the kept bytes, a changed file (new ETag) is compressed again', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'spikard-compress-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'page.txt')
+  let opened = 0
+  const { app } = await setup(t, { compression: true }, async (app) => {
+    app.get('/file', async (_request, reply) => {
+      opened++
+      const { size, mtimeMs } = statSync(file)
+      return reply.type('text/plain').header('content-length', size).header('etag', `W/"${size}-${mtimeMs}"`).send(createReadStream(file))
+    })
+  })
+  writeFileSync(file, text(3000))
+  utimesSync(file, 1_000_000, 1_000_000)
+  const first = await get(app, '/file', 'br')
+  const second = await get(app, '/file', 'br')
+  assert.equal(decoded(first), text(3000))
+  assert.deepEqual(second.rawPayload, first.rawPayload)
+  assert.equal(second.headers['content-length'], String(first.rawPayload.length))
+  // The ETag is the version: other bytes under the same ETag still get the kept ones.
+  writeFileSync(file, text(3000).replaceAll('text', 'TEXT'))
+  utimesSync(file, 1_000_000, 1_000_000)
+  assert.equal(decoded(await get(app, '/file', 'br')), text(3000))
+  // Each coding is kept apart: gzip is compressed from the file as it is now.
+  assert.equal(decoded(await get(app, '/file', 'gzip')), text(3000).replaceAll('text', 'TEXT'))
+  // Same size, new content and modification time: a new ETag, compressed again.
+  writeFileSync(file, text(3000).toUpperCase())
+  utimesSync(file, 2_000_000, 2_000_000)
+  assert.equal(decoded(await get(app, '/file', 'br')), text(3000).toUpperCase())
+  assert.equal(opened, 5)
+})
+
+test('the compressed-file cache keeps the most recently used files within its byte limit', () => {
+  const cache = new CompressedFiles(10)
+  cache.set('a', Buffer.alloc(4))
+  cache.set('b', Buffer.alloc(4))
+  assert.equal(cache.get('a')?.length, 4) // a is now the most recent
+  cache.set('c', Buffer.alloc(4)) // 12 bytes: b, the least recently used, goes
+  assert.equal(cache.get('b'), undefined)
+  assert.deepEqual([cache.size, cache.bytes], [2, 8])
+  cache.set('huge', Buffer.alloc(11)) // larger than the whole cache: not kept
+  assert.deepEqual([cache.size, cache.bytes, cache.get('huge')], [2, 8, undefined])
+  cache.set('a', Buffer.alloc(2)) // replaced, its bytes recounted
+  assert.deepEqual([cache.size, cache.bytes], [2, 6])
 })

@@ -18,7 +18,7 @@ import Fastify, { type LightMyRequestResponse } from 'fastify'
 import spikard from '../../src/spikard.js'
 import { SpikardConfigError } from '../../src/errors.js'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
-import { acceptsHtml, isHashed } from '../../plugins/static/files.js'
+import { acceptsHtml, hasPrecompressed, isHashed } from '../../plugins/static/files.js'
 import { assertOptionsRefused, build, listen, rawRequest, type TestApp } from '../helpers.js'
 
 const SECRET = 'TOP-SECRET-OUTSIDE-THE-ROOT'
@@ -563,4 +563,24 @@ test('a router that ignores trailing slashes: no redirect (it would loop), the f
     for (const url of ['/assets', '/assets/']) assert.notEqual((await app.inject({ url })).statusCode, 301, `${JSON.stringify(options)} ${url}`)
     assert.equal((await app.inject({ url: '/assets/hello.txt' })).body, HELLO)
   }
+})
+
+test('precompressed siblings are looked for only in a root that holds a .br or .gz file at startup, at any depth', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'spikard-precompressed-'))
+  t.after(() => rmSync(root, { recursive: true, force: true }))
+  mkdirSync(join(root, 'a', 'b'), { recursive: true })
+  writeFileSync(join(root, 'a', 'page.html'), '<p>hi</p>')
+  assert.equal(await hasPrecompressed(root), false)
+  writeFileSync(join(root, 'a', 'b', 'app.js.gz'), gzipSync('x'))
+  assert.equal(await hasPrecompressed(root), true)
+  // Without siblings at startup, a file added later is not looked for: the file itself is sent.
+  const empty = mkdtempSync(join(tmpdir(), 'spikard-precompressed-'))
+  t.after(() => rmSync(empty, { recursive: true, force: true }))
+  writeFileSync(join(empty, 'app.js'), 'console.log(1)\n')
+  const { app } = await setup(t, { compression: false, static: { mounts: [{ root: empty }] } })
+  await app.ready()
+  writeFileSync(join(empty, 'app.js.gz'), gzipSync('console.log(2)\n'))
+  const res = await app.inject({ url: '/app.js', headers: { 'accept-encoding': 'gzip' } })
+  assert.equal(res.headers['content-encoding'], undefined)
+  assert.equal(res.body, 'console.log(1)\n')
 })
