@@ -56,22 +56,29 @@ async function spikardAsyncApi (app: FastifyInstance, options: AsyncApiOptions):
     for (const [id, schema] of Object.entries(this.getSchemas())) if (!Object.hasOwn(shared, id)) shared[id] = schema
   })
   app.addHook('onReady', async function spikardAsyncApiDocument () { await build(o.servers) })
-  if (o.servers.length === 0) {
-    app.addHook('onListen', async function spikardAsyncApiServers () {
-      const address = app.server.address()
-      if (address !== null && typeof address === 'object') await build([{ url: listeningUrl(address) }])
-    })
+  // Without asyncapi.servers: where the app listens, once it does. On the first request after
+  // that too, since Fastify's listen() resolves before the onListen hooks have run.
+  let listening: Promise<void> | undefined
+  const atListen = (): Promise<void> | undefined => {
+    if (listening !== undefined || o.servers.length > 0 || !app.server.listening) return listening
+    const address = app.server.address()
+    if (address === null || typeof address !== 'object') return undefined
+    return (listening = build([{ url: listeningUrl(address) }]))
   }
+  if (o.servers.length === 0) app.addHook('onListen', async function spikardAsyncApiServers () { await atListen() })
 
   await app.register(async function asyncapiRoutes (child: FastifyInstance) {
     // Out of the OpenAPI document; public unless asyncapi.auth (read by auth on the first request).
     child.addHook('onRoute', (route) => {
       route.config = { ...route.config, openapi: false, ...(auth ? { auth: o.auth } : {}) }
     })
-    const route = (which: 'json' | 'yaml') => (request: FastifyRequest, reply: FastifyReply) => send(request, reply, served[which] as Served)
+    const route = (which: 'json' | 'yaml') => async (request: FastifyRequest, reply: FastifyReply) => {
+      await atListen()
+      return send(request, reply, served[which] as Served)
+    }
     if (o.json !== false) child.get(o.json, route('json'))
     if (o.yaml !== false) child.get(o.yaml, route('yaml'))
-    if (o.docs !== false) await child.register(viewerRoutes(o.docs, served, encodings), { prefix: o.docs })
+    if (o.docs !== false) await child.register(viewerRoutes(o.docs, served, encodings, atListen), { prefix: o.docs })
   })
 }
 

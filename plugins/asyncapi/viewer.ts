@@ -57,8 +57,8 @@ const SCRIPT = `(function () {
 })()
 `
 
-/** The viewer under `prefix`: its page, the bundle, the styles, its script and the document (`served.json`, filled in when the app is ready). */
-export function viewerRoutes (prefix: string, served: { json?: Served }, encodings: readonly Encoding[]) {
+/** The viewer under `prefix`: its page, the bundle, the styles, its script and the document (`served.json`, filled in when the app is ready; `current()` brings it up to date). */
+export function viewerRoutes (prefix: string, served: { json?: Served }, encodings: readonly Encoding[], current: () => Promise<void> | undefined) {
   const base = prefix.replace(/\/$/, '')
   return async function asyncapiViewer (child: FastifyInstance): Promise<void> {
     const files = new Map<string, Promise<Served>>()
@@ -78,6 +78,9 @@ export function viewerRoutes (prefix: string, served: { json?: Served }, encodin
       send(request, reply, await file('styles', () => readFile(require.resolve(STYLES), 'utf8'), 'text/css; charset=utf-8')))
     child.get('/viewer.js', async (request, reply) =>
       send(request, reply, await file('script', async () => SCRIPT, 'text/javascript; charset=utf-8')))
-    child.get('/asyncapi.json', (request, reply) => send(request, reply, served.json as Served))
+    child.get('/asyncapi.json', async (request, reply) => {
+      await current()
+      return send(request, reply, served.json as Served)
+    })
   }
 }

@@ -7,7 +7,7 @@
  * declared the same way with or without spikard's websocket feature.
  */
 import { Type } from '@sinclair/typebox'
-import type { FastifyInstance, RouteShorthandOptions } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 
 /** A chat line, shared (`app.addSchema`) and referenced by the `said` message. */
 export const Line = Type.Object({
@@ -28,20 +28,24 @@ export const ChatOut = Type.Union([
 
 export const EchoIn = Type.Object({ text: Type.String() })
 
+/**
+ * A WebSocket route at `url`. Typed loosely: `websocket: true` is a route option only once
+ * @fastify/websocket's types are loaded, and its handler then takes the socket.
+ */
+export function websocket (app: FastifyInstance, url: string, options: Record<string, unknown> = {}): void {
+  app.route({ method: 'GET', url, websocket: true, ...options, handler: (socket: { close?: () => void }) => { socket.close?.() } } as never)
+}
+
 /** Declares the chat and the echo on `app` (and the shared schema they reference). */
 export async function websocketRoutes (app: FastifyInstance): Promise<void> {
   app.addSchema(Line)
-  app.get('/chat/:room', {
-    websocket: true,
+  websocket(app, '/chat/:room', {
     schema: {
       summary: 'A chat room',
       params: Type.Object({ room: Type.String({ description: 'The room\'s name.', examples: ['lobby'] }) }),
       querystring: Type.Object({ nick: Type.Optional(Type.String()) })
     },
     config: { websocket: { receive: ChatIn, send: ChatOut, accessToken: true } }
-  } as RouteShorthandOptions, (socket: unknown) => { (socket as { close?: () => void }).close?.() })
-  app.get('/echo', {
-    websocket: true,
-    config: { auth: false, websocket: { receive: EchoIn, binary: true, closeOnInvalid: true } }
-  } as RouteShorthandOptions, (socket: unknown) => { (socket as { close?: () => void }).close?.() })
+  })
+  websocket(app, '/echo', { config: { auth: false, websocket: { receive: EchoIn, binary: true, closeOnInvalid: true } } })
 }
