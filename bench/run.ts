@@ -13,14 +13,15 @@
  *
  * Options: --quick, --check (exit 1 when a budget line fails), --reps N, --duration S,
  * --warmup-requests N, --warmup S (its time limit), --connections N, --rate R (fixed
- * offered load), --servers a,b, --scenarios json,post,jwt,limited,stream,
- * --server name=file.ts (add a server of your own), --stream-mb N, --tsx-check, --ablate,
- * --pin, --restart / --no-restart (a fresh process per repetition; default in full runs),
- * --write / --no-write, --json FILE.
+ * offered load), --servers a,b, --scenarios json,post,jwt,limited,stream,stream-gen,sse,...,
+ * --server name=file.ts (add a server of your own), --stream-mb N, --sse-clients N,
+ * --sse-window S, --tsx-check, --ablate, --pin, --restart / --no-restart (a fresh process
+ * per repetition; default in full runs), --write / --no-write, --section NAME (the section
+ * of RESULTS.md a run writes; default: its mode), --json FILE.
  * See bench/README.md.
  */
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -31,7 +32,8 @@ import { ITEM, JWT, PAYLOAD } from './servers/common.js'
 import { cpuMicros, cpuSource, machineBusyMicros, memory, pageFaults, pinProcess, resetPeak, startServer, stopServer, type ServerProcess } from './lib/proc.js'
 import { runLoad, SPIN } from './lib/load.js'
 import { runStream } from './lib/stream-client.js'
-import { ABLATION_SERVERS, BUDGETS, SCENARIOS, SERVERS, TSX_CHECK_SERVERS, serverFromSpec, type ScenarioDef, type ScenarioId, type ServerDef } from './lib/plan.js'
+import { ABLATION_SERVERS, BUDGETS, SCENARIOS, SECTIONS, SERVERS, TSX_CHECK_SERVERS, serverFromSpec, type ScenarioDef, type ScenarioId, type SectionDef, type ServerDef } from './lib/plan.js'
+import { runSseFanout } from './lib/sse-fanout.js'
 import { NOISY_CPU, evaluateBudgets, renderBudgets, renderReport, renderServers, renderTables, writeResults, type LoadSample, type Results, type ServerRun, type StreamSample } from './lib/report.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -51,6 +53,9 @@ const { values: args } = parseArgs({
     server: { type: 'string', multiple: true },
     scenarios: { type: 'string' },
     'stream-mb': { type: 'string' },
+    'sse-clients': { type: 'string' },
+    'sse-window': { type: 'string' },
+    section: { type: 'string' },
     pin: { type: 'boolean', default: false },
     restart: { type: 'boolean' },
     'no-restart': { type: 'boolean', default: false },
@@ -90,13 +95,19 @@ const settings = {
   connections: Math.round(num(args.connections, 10, 'connections')),
   rate: args.rate === undefined ? undefined : num(args.rate, 0, 'rate'),
   streamBytes: Math.round(num(args['stream-mb'], 1024, 'stream-mb') * 1024 * 1024),
+  /** The SSE fan-out: open event streams, and the broadcasts its window spans (one a second). */
+  sseClients: Math.round(num(args['sse-clients'], 10_000, 'sse-clients')),
+  sseWindow: Math.round(num(args['sse-window'], 15, 'sse-window')),
   /** Re-measurements of a run during which other processes were busy: per run, and in all (so a busy machine cannot stretch the run much). */
   retries: quick ? 1 : 2,
   retryBudget: quick ? 3 : 20
 }
-const custom = [args.restart, args.server, args.reps, args.duration, args.warmup, args['warmup-requests'], args.connections, args.rate, args.servers, args.scenarios, args['stream-mb']].some((v) => v !== undefined)
+const custom = [args.restart, args.server, args.reps, args.duration, args.warmup, args['warmup-requests'], args.connections, args.rate, args.servers, args.scenarios, args['stream-mb'], args['sse-clients'], args['sse-window']].some((v) => v !== undefined)
 const mode = tsxCheck ? 'tsx-check' : ablate ? 'ablate' : custom ? 'custom' : quick ? 'quick' : 'full'
 const write = args['no-write'] ? false : args.write ?? mode !== 'custom'
+/** The section of RESULTS.md the run replaces: its mode's, unless named (so a custom run of a few scenarios can keep the last general custom run). */
+const section = args.section ?? mode
+if (!/^[\w.-]+$/.test(section)) throw new Error(`--section: letters, digits, '.', '-' and '_' only, found ${JSON.stringify(section)}`)
 /**
  * A fresh process per server and repetition: one process can stay 20-30% slower (or
  * faster) than an identical one for its whole life (see RESULTS.md), which repetitions in
@@ -122,15 +133,34 @@ for (const name of pickedServers ?? []) {
 const serverDefs: ServerDef[] = pickedServers === undefined
   ? allServers.filter((s) => !(quick && s.fullOnly === true))
   : [...pickedServers.map((name) => allServers.find((s) => s.name === name) as ServerDef), ...extraServers.filter((s) => !pickedServers.includes(s.name))]
-const pickedScenarios = (args.scenarios?.split(',').map((s) => s.trim()) ?? (tsxCheck || ablate ? ['json'] : SCENARIOS.map((s) => s.id)))
+// Without --scenarios: every scenario and section, but those marked fullOnly in --quick.
+const pickedScenarios = (args.scenarios?.split(',').map((s) => s.trim()) ??
+  (tsxCheck || ablate ? ['json'] : [...SCENARIOS, ...SECTIONS].filter((s) => !(quick && s.fullOnly === true)).map((s) => s.id)))
 for (const id of pickedScenarios) {
-  if (!SCENARIOS.some((s) => s.id === id)) throw new Error(`--scenarios: unknown scenario ${JSON.stringify(id)} (known: ${SCENARIOS.map((s) => s.id).join(', ')})`)
+  if (![...SCENARIOS, ...SECTIONS].some((s) => s.id === id)) throw new Error(`--scenarios: unknown scenario ${JSON.stringify(id)} (known: ${[...SCENARIOS, ...SECTIONS].map((s) => s.id).join(', ')})`)
 }
 const scenarios: ScenarioDef[] = SCENARIOS.filter((s) => pickedScenarios.includes(s.id))
+const sections: SectionDef[] = SECTIONS.filter((s) => pickedScenarios.includes(s.id))
 // The reference of the ratios: bare Fastify (the first server when it is not in the run).
 const base = serverDefs.some((s) => s.name === (tsxCheck ? TSX_CHECK_SERVERS[0].name : 'fastify')) ? (tsxCheck ? TSX_CHECK_SERVERS[0].name : 'fastify') : serverDefs[0]?.name ?? 'fastify'
 const streamBase = 'raw'
-const QUICK_STREAM = new Set([streamBase, base, ...BUDGETS.filter((b) => b.kind === 'stream').map((b) => b.server)])
+const QUICK_STREAM = new Set([streamBase, base, ...BUDGETS.filter((b) => b.kind === 'stream' && b.scenario === 'stream').map((b) => b.server)])
+
+/** Whether a server is measured on a scenario (its own list and the scenario's). */
+function serves (def: ServerDef, scenario: ScenarioDef): boolean {
+  return (def.scenarios === undefined || def.scenarios.includes(scenario.id)) && (scenario.only === undefined || scenario.only.includes(def.name))
+}
+
+/** The stream-file scenario's file: `bytes` of the stream's 64 KB pattern, written in 1 MiB blocks. */
+function writeStreamFile (file: string, bytes: number): void {
+  const block = Buffer.alloc(1024 * 1024, 'spikard streams ')
+  const fd = openSync(file, 'w')
+  try {
+    for (let written = 0; written < bytes; written += block.length) writeSync(fd, block, 0, Math.min(block.length, bytes - written))
+  } finally {
+    closeSync(fd)
+  }
+}
 
 function commandLine (): string {
   const rest = process.argv.slice(2).join(' ')
@@ -166,7 +196,7 @@ async function main (): Promise<number> {
       mode,
       machine: `${cpus.length} cores, ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, Linux ${os.release()}`,
       versions: `Node ${process.version}, spikard ${gitRevision()}, fastify ${version('fastify')}, express ${version('express')}, hono ${version('hono')}, autocannon ${version('autocannon')}`,
-      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${settings.firstWarmupFactor} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}${SPIN ? ' with the harness polling rather than sleeping' : ''}, visiting order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)`,
+      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${settings.firstWarmupFactor} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}${SPIN ? ' with the harness polling rather than sleeping' : ''}, visiting order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)${sections.some((s) => s.id === 'sse') ? `, SSE fan-out ${settings.sseClients} clients over ${settings.sseWindow} broadcasts` : ''}`,
       cpuSource: ''
     },
     base,
@@ -190,13 +220,18 @@ async function main (): Promise<number> {
   const headers = { authorization: `Bearer ${token}`, 'accept-encoding': 'gzip, deflate, br' }
   const postBody = JSON.stringify(ITEM)
 
+  // The temporary directory of the run (log files, the stream-file scenario's file), removed at the end.
   const logDir = mkdtempSync(join(os.tmpdir(), 'spikard-bench-'))
+  const streamFile = join(logDir, 'stream-source.bin')
   const running = new Map<string, ServerProcess>()
   let interrupted = false
+  // Stops the SSE fan-out's processes (bench/lib/sse-fanout.ts) on an interruption.
+  const abort = new AbortController()
   const onSignal = (): void => {
     if (interrupted) return
     interrupted = true
     log('\ninterrupted: stopping the servers')
+    abort.abort()
     void Promise.allSettled([...running.values()].map(stopServer)).then(() => {
       rmSync(logDir, { recursive: true, force: true })
       process.exit(130)
@@ -211,11 +246,25 @@ async function main (): Promise<number> {
     results.meta.settings += `, servers pinned to CPU ${cpus.length - 1} and the harness to the others (taskset)`
   }
   if (tsxCheck) await compileRaw()
+  if (scenarios.some((s) => s.id === 'stream-file')) {
+    const t = performance.now()
+    writeStreamFile(streamFile, settings.streamBytes)
+    log(`wrote the ${settings.streamBytes / 1024 ** 2} MiB file of the stream-file scenario in ${Math.round(performance.now() - t)} ms (removed at the end)`)
+  }
   log(`spikard bench (${mode}): ${results.meta.settings}`)
-  log(`servers: ${serverDefs.map((s) => s.name).join(', ')}; scenarios: ${scenarios.map((s) => s.id).join(', ')}`)
+  log(`servers: ${serverDefs.map((s) => s.name).join(', ')}; scenarios: ${[...scenarios, ...sections].map((s) => s.id).join(', ')}`)
 
   let failures = 0
   let retried = 0
+  async function stopRunning (): Promise<void> {
+    for (const [name, server] of running) {
+      const { code, signal, forced } = await stopServer(server)
+      const run = results.servers.find((r) => r.name === name)
+      if (run !== undefined && (code !== 0 || forced)) run.exit = `exit: code ${code}, signal ${signal}${forced ? ' (had to be killed)' : ''}`
+      if (code !== 0 || forced) log(`  ${name} did not exit cleanly: code ${code}, signal ${signal}${forced ? ', killed' : ''}\n${server.stderr().trim().split('\n').slice(-5).join('\n')}`)
+    }
+    running.clear()
+  }
   try {
     // Start the servers one at a time (so the start-up times are comparable).
     const spawnServer = async (def: ServerDef): Promise<ServerProcess> => startServer({
@@ -223,9 +272,10 @@ async function main (): Promise<number> {
       file: def.file,
       tsx: def.tsx,
       ...(args.pin ? { cpu: os.cpus().length - 1 } : {}),
-      env: { BENCH_LOG_DIR: logDir, BENCH_STREAM_BYTES: String(settings.streamBytes), NODE_ENV: 'production', BENCH_SERVER_NAME: def.name, ...def.env }
+      env: { BENCH_LOG_DIR: logDir, BENCH_STREAM_BYTES: String(settings.streamBytes), BENCH_STREAM_FILE: streamFile, NODE_ENV: 'production', BENCH_SERVER_NAME: def.name, ...def.env }
     })
-    for (const def of serverDefs) {
+    // A server with nothing to measure in this run (--scenarios stream-gen, sse) is not started.
+    for (const def of serverDefs.filter((d) => scenarios.some((s) => serves(d, s)))) {
       const run: ServerRun = { name: def.name, label: def.label }
       results.servers.push(run)
       try {
@@ -249,11 +299,10 @@ async function main (): Promise<number> {
       for (const def of serverDefs) {
         const server = running.get(def.name)
         if (server === undefined) continue
-        if (def.scenarios !== undefined && !def.scenarios.includes(scenario.id)) continue
-        if (scenario.only !== undefined && !scenario.only.includes(def.name)) continue
+        if (!serves(def, scenario)) continue
         // --quick streams only what the budget compares (each transfer takes a second or two).
         if (scenario.id === 'stream' && mode === 'quick' && !QUICK_STREAM.has(def.name)) continue
-        const problem = scenario.id === 'stream' ? undefined : await probe(server, scenario, headers, postBody)
+        const problem = scenario.stream !== undefined ? undefined : await probe(server, scenario, headers, postBody)
         if (problem !== undefined) {
           failures++
           skip(scenario.id, def.name, problem)
@@ -296,19 +345,19 @@ async function main (): Promise<number> {
           if (interrupted) return 130
           const server = running.get(name)
           if (server === undefined) continue
-          if (scenario.id === 'stream') {
+          if (scenario.stream !== undefined) {
             // Server on the last CPU, the harness (the client) on the others, for every transfer.
             const cpuCount = os.cpus().length
             const pinned = cpuCount > 1 && pinProcess(server.pid, String(cpuCount - 1)) && pinProcess(process.pid, `0-${cpuCount - 2}`)
-            if (!warmed.has(`${name}\0stream`)) {
+            if (!warmed.has(`${name}\0${scenario.id}`)) {
               // Warm both ends of the streaming path: 64 MiB, then hang up.
-              await runStream(server.port, scenario.path, () => 0, 60_000, 64 * 1024 ** 2).catch(() => {})
+              await runStream(server.port, scenario.path, () => 0, 60_000, 64 * 1024 ** 2, scenario.stream.headers).catch(() => {})
               await sleep(100)
-              warmed.add(`${name}\0stream`)
+              warmed.add(`${name}\0${scenario.id}`)
             }
-            let sample = await measureStream(server, rep)
+            let sample = await measureStream(server, rep, scenario)
             for (let retry = 0; retry < settings.retries && retried < settings.retryBudget && (sample.otherCpu ?? 0) > NOISY_CPU; retry++) {
-              const again = await measureStream(server, rep)
+              const again = await measureStream(server, rep, scenario)
               retried++
               if ((again.otherCpu ?? 0) < (sample.otherCpu ?? 0)) sample = again
             }
@@ -316,7 +365,7 @@ async function main (): Promise<number> {
               pinProcess(server.pid, `0-${cpuCount - 1}`)
               pinProcess(process.pid, `0-${cpuCount - 1}`)
             }
-            ;(results.stream[server.name] ??= []).push(sample)
+            ;((results.stream[scenario.id] ??= {})[server.name] ??= []).push(sample)
             line.push(`${server.name} ${sample.invalid === undefined ? `${Math.round(sample.mbPerS)} MB/s +${(sample.rssGrowth / 1024 ** 2).toFixed(1)} MB` : 'INVALID'}`)
             continue
           }
@@ -351,14 +400,18 @@ async function main (): Promise<number> {
         log(`  rep ${rep}/${settings.reps} ${scenario.id.padEnd(7)} ${line.join(' | ')}`)
       }
     }
-  } finally {
-    for (const [name, server] of running) {
-      const { code, signal, forced } = await stopServer(server)
-      const run = results.servers.find((r) => r.name === name)
-      if (run !== undefined && (code !== 0 || forced)) run.exit = `exit: code ${code}, signal ${signal}${forced ? ' (had to be killed)' : ''}`
-      if (code !== 0 || forced) log(`  ${name} did not exit cleanly: code ${code}, signal ${signal}${forced ? ', killed' : ''}\n${server.stderr().trim().split('\n').slice(-5).join('\n')}`)
+    // The sections run alone, once the scenarios' servers have stopped.
+    await stopRunning()
+    if (sections.some((s) => s.id === 'sse') && !interrupted) {
+      log(`  SSE fan-out: ${settings.sseClients} clients, ${settings.sseWindow} broadcasts`)
+      results.sse = await runSseFanout({ clients: settings.sseClients, broadcasts: settings.sseWindow, logDir, log: (line) => log(`    ${line}`), signal: abort.signal })
+      if (results.sse.error !== undefined) {
+        failures++
+        log(`  SSE fan-out not measured: ${results.sse.error}`)
+      }
     }
-    running.clear()
+  } finally {
+    await stopRunning()
     rmSync(logDir, { recursive: true, force: true })
   }
   results.meta.durationS = (performance.now() - t0) / 1000
@@ -376,8 +429,8 @@ async function main (): Promise<number> {
   if (retried > 0) log(`\n${retried} run(s) measured again because other processes were using the CPU`)
   log(`\nwall time ${Math.round(results.meta.durationS)} s`)
   if (write) {
-    writeResults(RESULTS_FILE, mode, renderReport(results, budgets))
-    log(`results written to bench/RESULTS.md (section "${mode}")`)
+    writeResults(RESULTS_FILE, section, renderReport(results, budgets))
+    log(`results written to bench/RESULTS.md (section "${section}")`)
   }
   if (args.json !== undefined) writeFileSync(args.json, JSON.stringify({ results, budgets }, null, 2))
 
@@ -422,7 +475,12 @@ async function main (): Promise<number> {
     }
   }
 
-  async function measureStream (server: ServerProcess, rep: number): Promise<StreamSample> {
+  async function measureStream (server: ServerProcess, rep: number, scenario: ScenarioDef): Promise<StreamSample> {
+    const requestHeaders = scenario.stream?.headers ?? {}
+    // The source's size: a scenario may ask for less than --stream-mb (`?bytes=N`).
+    const source = Math.min(settings.streamBytes, scenario.stream?.maxBytes ?? Infinity)
+    const path = source === settings.streamBytes ? scenario.path : `${scenario.path}?bytes=${source}`
+    const asked = requestHeaders['accept-encoding']
     await sleep(100)
     const rssBefore = memory(server.pid).rss
     const reset = resetPeak(server.pid)
@@ -431,23 +489,32 @@ async function main (): Promise<number> {
     const self0 = process.cpuUsage()
     const t = performance.now()
     try {
-      const r = await runStream(server.port, '/stream', () => memory(server.pid).rss)
+      const r = await runStream(server.port, path, () => memory(server.pid).rss, 60_000, Infinity, requestHeaders)
       await sleep(50)
       const cpu = cpuMicros(server.pid) - cpu0
       const self = process.cpuUsage(self0)
       const otherCpu = Math.max(0, machineBusyMicros() - busy0 - cpu - self.user - self.system) / ((performance.now() - t) * 1000)
       const peak = Math.max(reset ? memory(server.pid).peak : 0, r.sampledPeak)
-      const ok = r.status === 200 && r.bytes === settings.streamBytes
+      // Identity: every byte counted. Compressed (the scenario asked for it): a complete
+      // response in an encoding it accepts stands for the whole source (not inflated here).
+      const encoding = r.headers['content-encoding']
+      const problem = r.status !== 200
+        ? `status ${r.status}`
+        : asked === undefined
+          ? encoding !== undefined ? `content-encoding ${encoding} though the request accepted none` : r.bytes !== source ? `${r.bytes} of ${source} bytes` : undefined
+          : encoding === undefined || !asked.includes(encoding) ? `content-encoding ${encoding ?? 'none'} though the request accepted ${asked}` : !r.complete ? `the ${encoding} response ended early (${r.bytes} bytes)` : undefined
+      const bytes = problem === undefined ? source : r.bytes
       return {
         rep,
-        bytes: r.bytes,
+        bytes,
+        ...(encoding === undefined ? {} : { wire: { bytes: r.bytes, encoding } }),
         seconds: r.seconds,
-        mbPerS: r.bytes / 1024 ** 2 / r.seconds,
+        mbPerS: bytes / 1024 ** 2 / r.seconds,
         rssBefore,
         rssGrowth: peak - rssBefore,
-        cpuMsPerGiB: cpu / 1000 / (r.bytes / 1024 ** 3),
+        cpuMsPerGiB: cpu / 1000 / (bytes / 1024 ** 3),
         otherCpu,
-        ...(ok ? {} : { invalid: `status ${r.status}, ${r.bytes} of ${settings.streamBytes} bytes` })
+        ...(problem === undefined ? {} : { invalid: problem })
       }
     } catch (error) {
       return { rep, bytes: 0, seconds: NaN, mbPerS: NaN, rssBefore, rssGrowth: NaN, cpuMsPerGiB: NaN, invalid: (error as Error).message }

@@ -88,6 +88,33 @@ test('runStream over a real socket: chunked and Content-Length bodies counted ex
   }
 })
 
+test('onBody sees the body without its framing; the header fields are kept', () => {
+  const raw = Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n', 'latin1')
+  for (const step of [1, 4, raw.length]) {
+    let body = ''
+    const counter = new ResponseCounter((buf, start, end) => { body += buf.toString('latin1', start, end) })
+    for (let i = 0; i < raw.length; i += step) {
+      const piece = raw.subarray(i, i + step)
+      counter.push(piece, piece.length)
+    }
+    assert.equal(body, 'abcde', `pieces of ${step}`)
+    assert.equal(counter.headers['content-encoding'], 'gzip')
+    assert.equal(counter.complete, true)
+  }
+})
+
+test('runStream sends the headers it is given and reports the response\'s', async (t) => {
+  const server = await listen((req, res) => {
+    res.setHeader('x-seen', req.headers['accept-encoding'] ?? 'none')
+    res.end('ok')
+  })
+  t.after(server.close)
+  const plain = await runStream(server.port, '/', noRss)
+  assert.deepEqual([plain.headers['x-seen'], plain.complete, plain.bytes], ['none', true, 2])
+  const gzip = await runStream(server.port, '/', noRss, 10_000, Infinity, { 'accept-encoding': 'gzip' })
+  assert.equal(gzip.headers['x-seen'], 'gzip')
+})
+
 test('runStream: stopAfter hangs up early; a response cut short is not reported whole', async (t) => {
   const total = 8 * MiB
   const server = await listen((req, res) => {

@@ -39,14 +39,19 @@ export interface SpawnOptions {
   timeoutMs?: number
   /** Pin the server to this CPU (taskset -c), the harness keeping the others. */
   cpu?: number
+  /**
+   * A command that execs the rest in place, so the pid stays node's: e.g.
+   * `['prlimit', '--nofile=12000:']` (the SSE fan-out's file-descriptor limit).
+   */
+  wrap?: string[]
 }
 
 export async function startServer (options: SpawnOptions): Promise<ServerProcess> {
-  const { name, file, tsx = true, env = {}, nodeArgs = [], timeoutMs = 30_000, cpu } = options
+  const { name, file, tsx = true, env = {}, nodeArgs = [], timeoutMs = 30_000, cpu, wrap = [] } = options
   const args = [...nodeArgs, ...(tsx ? ['--import', 'tsx'] : []), isAbsolute(file) ? file : SERVERS_DIR + file]
   const t0 = performance.now()
-  // taskset execs node in place: the pid is node's either way.
-  const [command, commandArgs] = cpu === undefined ? [process.execPath, args] : ['taskset', ['-c', String(cpu), process.execPath, ...args]]
+  // taskset and prlimit exec node in place: the pid is node's either way.
+  const [command, ...commandArgs] = [...wrap, ...(cpu === undefined ? [] : ['taskset', '-c', String(cpu)]), process.execPath, ...args]
   const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     env: { ...process.env, ...env },

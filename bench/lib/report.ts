@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { BUDGETS, SCENARIOS, type Budget, type ScenarioDef, type ScenarioId } from './plan.js'
 import { max, median, spread } from './stats.js'
 import type { ServerInfo } from '../servers/common.js'
+import { renderSse, type SseFanoutResult } from './sse-fanout.js'
 
 export interface LoadSample {
   rep: number
@@ -23,7 +24,10 @@ export interface LoadSample {
 
 export interface StreamSample {
   rep: number
+  /** Bytes of the source delivered (the whole source when a compressed response ended complete). */
   bytes: number
+  /** Body bytes on the wire, when the response was compressed (its Content-Encoding). */
+  wire?: { bytes: number, encoding: string }
   seconds: number
   mbPerS: number
   rssBefore: number
@@ -63,7 +67,10 @@ export interface Results {
   scenarios: ScenarioId[]
   /** scenario -> server -> samples */
   load: Partial<Record<ScenarioId, Record<string, LoadSample[]>>>
-  stream: Record<string, StreamSample[]>
+  /** scenario -> server -> samples, for the streamed scenarios */
+  stream: Partial<Record<ScenarioId, Record<string, StreamSample[]>>>
+  /** The SSE fan-out (bench/lib/sse-fanout.ts), when it ran. */
+  sse?: SseFanoutResult
   /** scenario -> server -> why it was not measured */
   skipped: Partial<Record<ScenarioId, Record<string, string>>>
 }
@@ -132,20 +139,25 @@ export interface StreamSummary {
   cpuRatio: number
   otherCpuMax: number
   invalid: string[]
+  /** A compressed response: its median size on the wire (MB) and its encodings. */
+  wire?: { mb: number, encodings: string[] }
 }
 
-export function summarizeStream (results: Results, server: string): StreamSummary | undefined {
-  const samples = results.stream[server]
+export function summarizeStream (results: Results, scenario: ScenarioId, server: string): StreamSummary | undefined {
+  const byServer = results.stream[scenario] ?? {}
+  const samples = byServer[server]
   if (samples === undefined || samples.length === 0) return undefined
   const ok = valid(samples)
+  const wire = ok.map((s) => s.wire).filter((w): w is NonNullable<typeof w> => w !== undefined)
   return {
     n: ok.length,
     mbPerS: median(ok.map((s) => s.mbPerS)),
-    throughputRatio: pairedRatio(samples, results.stream[results.streamBase], (s) => s.mbPerS),
+    throughputRatio: pairedRatio(samples, byServer[results.streamBase], (s) => s.mbPerS),
     rssGrowthMax: max(ok.map((s) => s.rssGrowth)),
     rssGrowthMedian: median(ok.map((s) => s.rssGrowth)),
     cpuMsPerGiB: median(ok.map((s) => s.cpuMsPerGiB)),
-    cpuRatio: pairedRatio(samples, results.stream[results.streamBase], (s) => s.cpuMsPerGiB),
+    cpuRatio: pairedRatio(samples, byServer[results.streamBase], (s) => s.cpuMsPerGiB),
+    ...(wire.length > 0 ? { wire: { mb: median(wire.map((w) => w.bytes)) / MB, encodings: [...new Set(wire.map((w) => w.encoding))] } } : {}),
     otherCpuMax: max(samples.map((s) => s.otherCpu ?? NaN)),
     invalid: [...new Set(samples.map((s) => s.invalid).filter((x): x is string => x !== undefined))]
   }
@@ -178,19 +190,22 @@ function serverNote (run: ServerRun | undefined): string {
 export function renderTables (results: Results): string {
   const out: string[] = []
   for (const scenario of SCENARIOS.filter((s) => results.scenarios.includes(s.id))) {
-    if (scenario.id === 'stream') {
-      out.push(`### ${scenario.title} (GET ${scenario.path}): throughput and memory against ${results.streamBase}`, '')
+    if (scenario.stream !== undefined) {
+      const asked = Object.entries(scenario.stream.headers ?? {}).map(([k, v]) => `${k}: ${v}`).join(', ')
+      out.push(`### ${scenario.title} (GET ${scenario.path}${asked === '' ? ', no Accept-Encoding' : `, ${asked}`}): throughput and memory against ${results.streamBase}`, '')
+      if (asked.includes('accept-encoding')) out.push('MB/s counts the source\'s bytes (what the client gets once inflated), not the compressed ones on the wire.', '')
       out.push('| server | MB/s | × ' + results.streamBase + ' | RSS growth, worst (MB) | RSS growth, median (MB) | server CPU ms/GiB | CPU × ' + results.streamBase + ' | n | notes |')
       out.push('|---|--:|--:|--:|--:|--:|--:|--:|---|')
       for (const run of results.servers) {
-        const s = summarizeStream(results, run.name)
-        const skipped = results.skipped.stream?.[run.name]
+        const s = summarizeStream(results, scenario.id, run.name)
+        const skipped = results.skipped[scenario.id]?.[run.name]
         if (s === undefined) {
           if (skipped !== undefined) out.push(`| ${run.name} | | | | | | | 0 | not measured: ${skipped} |`)
           continue
         }
         const notes = [
           serverNote(run),
+          s.wire === undefined ? '' : `${s.wire.encodings.join(', ')}: ${fmt(s.wire.mb, 2)} MB on the wire`,
           s.otherCpuMax > NOISY_CPU ? `disturbed: other processes used up to ${pct(s.otherCpuMax)} of a CPU during a transfer` : '',
           ...s.invalid.map((i) => `invalid: ${i}`)
         ].filter((x) => x !== '').join('; ')
@@ -239,6 +254,7 @@ export function renderTables (results: Results): string {
     }
     out.push('')
   }
+  if (results.sse !== undefined) out.push(renderSse(results.sse), '')
   return out.join('\n')
 }
 
@@ -265,13 +281,14 @@ export function evaluateBudgets (results: Results, budgets: Budget[] = BUDGETS):
       if (!Number.isFinite(ratio)) return { pass: undefined, text: `${what} ≥ ${pct(b.min)} of ${scenario?.against ?? '?'}'s: not measured` }
       return { pass: ratio >= b.min, text: `${what} ${pct(ratio)} of ${scenario?.against ?? '?'}'s (budget ≥ ${pct(b.min)})${incomplete}` }
     }
-    const s = summarizeStream(results, b.server)
-    if (s === undefined || !Number.isFinite(s.throughputRatio)) return { pass: undefined, text: `${b.server}: 1 GiB stream: not measured` }
+    const what = `${b.server}: ${SCENARIOS.find((s) => s.id === b.scenario)?.title ?? b.scenario}`
+    const s = summarizeStream(results, b.scenario, b.server)
+    if (s === undefined || !Number.isFinite(s.throughputRatio)) return { pass: undefined, text: `${what}: not measured` }
     const rssOk = s.rssGrowthMax < b.maxRssGrowth
     const tputOk = s.throughputRatio >= b.minThroughputRatio
     return {
       pass: rssOk && tputOk,
-      text: `${b.server}: 1 GiB stream RSS growth ${fmt(s.rssGrowthMax / MB)} MB (budget < ${b.maxRssGrowth / MB} MB)${rssOk ? '' : ' FAIL'}, throughput ${pct(s.throughputRatio)} of ${results.streamBase} (budget ≥ ${pct(b.minThroughputRatio)})${tputOk ? '' : ' FAIL'}${incomplete}`
+      text: `${what}: RSS growth ${fmt(s.rssGrowthMax / MB)} MB (budget < ${b.maxRssGrowth / MB} MB)${rssOk ? '' : ' FAIL'}, throughput ${pct(s.throughputRatio)} of ${results.streamBase} (budget ≥ ${pct(b.minThroughputRatio)})${tputOk ? '' : ' FAIL'}${incomplete}`
     }
   })
 }

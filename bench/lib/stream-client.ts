@@ -12,9 +12,13 @@
 import net from 'node:net'
 
 export interface StreamResult {
-  /** Body bytes received (after the chunked framing is taken off). */
+  /** Body bytes received (after the chunked framing is taken off; compressed bytes when the response is). */
   bytes: number
   status: number
+  /** The response's header fields, names in lower case. */
+  headers: Record<string, string>
+  /** The response ended as its framing says (a terminating chunk, its Content-Length). */
+  complete: boolean
   seconds: number
   /** Highest VmRSS seen by sampling during the transfer (bytes). */
   sampledPeak: number
@@ -30,11 +34,21 @@ type State = 'head' | 'size' | 'data' | 'crlf' | 'trailer' | 'until-close' | 'do
 /**
  * Counts the body of one HTTP/1.1 response fed to it in pieces: a Content-Length body, a
  * chunked one, or one that ends with the connection. Throws on framing it cannot read.
+ * `onBody`, when given, sees each piece of the body (without the framing) as it is counted:
+ * the SSE clients parse the events out of it.
  */
 export class ResponseCounter {
   status = 0
+  /** Header fields, names in lower case (the last of repeated ones). */
+  headers: Record<string, string> = {}
   /** Body bytes so far. */
   body = 0
+  readonly #onBody: ((buf: Buffer, start: number, end: number) => void) | undefined
+
+  constructor (onBody?: (buf: Buffer, start: number, end: number) => void) {
+    this.#onBody = onBody
+  }
+
   #state: State = 'head'
   #head = ''
   /** The current chunk-size or trailer line. */
@@ -62,6 +76,7 @@ export class ResponseCounter {
           break
         case 'data': {
           const take = Math.min(this.#left, end - i)
+          this.#onBody?.(buf, i, i + take)
           this.body += take
           this.#left -= take
           i += take
@@ -76,6 +91,7 @@ export class ResponseCounter {
           if (--this.#left === 0) this.#state = 'size'
           break
         case 'until-close':
+          this.#onBody?.(buf, i, end)
           this.body += end - i
           i = end
           break
@@ -120,7 +136,8 @@ export class ResponseCounter {
     for (const field of fields) {
       const colon = field.indexOf(':')
       const name = field.slice(0, colon).trim().toLowerCase()
-      const value = field.slice(colon + 1).trim().toLowerCase()
+      this.headers[name] = field.slice(colon + 1).trim()
+      const value = this.headers[name].toLowerCase()
       if (name === 'content-length') {
         length = Number(value)
         if (!Number.isSafeInteger(length) || length < 0) throw new Error(`stream: bad Content-Length ${JSON.stringify(value)}`)
@@ -141,8 +158,9 @@ export class ResponseCounter {
  * GETs the stream on one fresh connection, counting and dropping the body, sampling the
  * server's RSS every 20 ms. Bounded: the connection is closed after `timeoutMs`, or once
  * `stopAfter` body bytes have arrived (a warm-up reads part of the stream and hangs up).
+ * `headers` go with the request (e.g. `accept-encoding`; none by default, as curl sends).
  */
-export function runStream (port: number, path: string, sampleRss: () => number, timeoutMs = 60_000, stopAfter = Infinity): Promise<StreamResult> {
+export function runStream (port: number, path: string, sampleRss: () => number, timeoutMs = 60_000, stopAfter = Infinity, headers: Record<string, string> = {}): Promise<StreamResult> {
   return new Promise((resolve, reject) => {
     const response = new ResponseCounter()
     let sampledPeak = sampleRss()
@@ -157,7 +175,7 @@ export function runStream (port: number, path: string, sampleRss: () => number, 
       socket.destroy()
       if (error !== undefined) return reject(error)
       sampledPeak = Math.max(sampledPeak, sampleRss())
-      resolve({ bytes: response.body, status: response.status, seconds: (performance.now() - t0) / 1000, sampledPeak })
+      resolve({ bytes: response.body, status: response.status, headers: response.headers, complete: response.complete, seconds: (performance.now() - t0) / 1000, sampledPeak })
     }
     const buffer = Buffer.allocUnsafe(1024 * 1024)
     const socket = net.connect({
@@ -177,7 +195,8 @@ export function runStream (port: number, path: string, sampleRss: () => number, 
         }
       }
     })
-    socket.on('connect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`))
+    const fields = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+    socket.on('connect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${fields}Connection: close\r\n\r\n`))
     // An early end leaves the body short: the harness checks the byte count.
     socket.on('end', () => { response.end(); finish() })
     socket.on('error', (error) => finish(error))

@@ -48,7 +48,7 @@ export const JWT = {
 } as const
 
 /** The routes, the same on every server. */
-export const ROUTES = { json: '/json', post: '/items', jwt: '/jwt', limited: '/limited', stream: '/stream' } as const
+export const ROUTES = { json: '/json', post: '/items', jwt: '/jwt', limited: '/limited', stream: '/stream', streamGen: '/stream-gen', streamFile: '/stream-file' } as const
 
 export const STREAM_CHUNK_BYTES = 64 * 1024
 /** Bytes of the streamed response: 1 GiB unless the harness says otherwise. */
@@ -70,6 +70,33 @@ export function streamSource (total = STREAM_BYTES): Readable {
       this.push(chunk)
     }
   })
+}
+
+/**
+ * The same bytes from an async generator (issue 17's streaming line): the 64 KB buffer
+ * yielded until `total` bytes are out. `GET /stream-gen?bytes=N` asks for fewer (the gzip
+ * case); anything else is the whole STREAM_BYTES.
+ */
+export async function * generatorSource (total = STREAM_BYTES): AsyncGenerator<Buffer> {
+  for (let sent = 0; sent < total; sent += CHUNK.length) {
+    yield total - sent >= CHUNK.length ? CHUNK : CHUNK.subarray(0, total - sent)
+  }
+}
+
+/** The byte count a generator route was asked for (`?bytes=N`, at most STREAM_BYTES), from a request URL. */
+export function requestedBytes (url: string | undefined): number {
+  const n = Number(new URL(url ?? '/', 'http://x').searchParams.get('bytes') ?? STREAM_BYTES)
+  return Number.isSafeInteger(n) && n >= 0 ? Math.min(n, STREAM_BYTES) : STREAM_BYTES
+}
+
+/**
+ * The file of `GET /stream-file`: written by the harness into its temporary directory for
+ * the run (BENCH_STREAM_FILE, STREAM_BYTES of the same pattern) and removed afterwards.
+ */
+export function streamFile (): string {
+  const file = process.env.BENCH_STREAM_FILE
+  if (file === undefined || file === '') throw new Error('GET /stream-file: BENCH_STREAM_FILE is not set (the harness creates the file)')
+  return file
 }
 
 /**
