@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `spikard` command: start a server from a config file, check one, or print its OpenAPI document. */
+/** The `spikard` command: start a server from a config file, check one, or print its OpenAPI or AsyncAPI document. */
 import { parseArgs } from 'node:util'
 import { dirname } from 'node:path'
 import closeWithGrace from 'close-with-grace'
@@ -12,6 +12,7 @@ import { startupSummary } from '../summary.js'
 import { optionSources } from '../config/sources.js'
 import { packageVersion } from '../package-json.js'
 import { openapi } from './openapi.js'
+import { asyncapi } from './asyncapi.js'
 
 const HELP = `spikard - a production preset for Fastify
 
@@ -26,6 +27,10 @@ Usage:
                                                            /openapi.json is compact), YAML is /openapi.yaml.
                                                            --out (-o) writes FILE instead; --format defaults to
                                                            yaml when FILE ends with .yaml or .yml, else json
+  spikard asyncapi [--config FILE] [--format json|yaml] [--out FILE]
+                                                           print the AsyncAPI document (WebSocket and SSE
+                                                           routes) the same way; its servers, unless
+                                                           asyncapi.servers is set, are server.host:server.port
   spikard --help | --version
 
 Without --config, spikard reads spikard.config.json, .yaml or .yml from the working directory.
@@ -57,7 +62,8 @@ function parse (argv: string[]) {
 const COMMANDS = {
   start: ['config', 'port', 'host'],
   check: ['config', 'port', 'host'],
-  openapi: ['config', 'format', 'out']
+  openapi: ['config', 'format', 'out'],
+  asyncapi: ['config', 'format', 'out']
 } as const
 type Command = keyof typeof COMMANDS
 
@@ -78,6 +84,7 @@ async function main (argv: string[]): Promise<number> {
   if (refused !== undefined) throw new Error(`unknown option "--${refused}" for spikard ${command} (see spikard --help)`)
   if (extra.length > 0) throw new Error(`unexpected argument "${extra[0]}"`)
   if (command === 'openapi') return await openapi(values)
+  if (command === 'asyncapi') return await asyncapi(values)
 
   const { file, config, raw } = loadConfig({ file: values.config })
   const overrides: Record<string, string> = {}

@@ -90,7 +90,7 @@ function featureOff (file: string, raw: unknown): string {
  * its own problems; anything else (the routes module threw, imports a missing package, does
  * not parse) is its name and message, with where it happened in the user's code when known.
  */
-function appFailed (error: unknown, file: string, baseDir: string): string {
+export function appFailed (error: unknown, file: string, baseDir: string): string {
   if (error instanceof SpikardConfigError) return error.message
   if (!(error instanceof Error)) return `the app of ${file} did not load: it threw ${typeof error === 'string' ? JSON.stringify(error) : String(error)}`
   const lines = error.message.split('\n').filter((line) => line.trim() !== '' && !/^\s+at /.test(line))
@@ -117,7 +117,7 @@ function userFrame (stack: string, baseDir: string): string | undefined {
 }
 
 /** Sends whatever is written to process.stdout (a console.log in the routes module) to stderr until restored. */
-function redirectStdout (): { restore: () => void } {
+export function redirectStdout (): { restore: () => void } {
   const write = process.stdout.write
   process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write
   return { restore: () => { process.stdout.write = write } }
