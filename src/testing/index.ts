@@ -1,11 +1,24 @@
 /**
- * `spikard/testing`. The full test client arrives with its own feature; for now this
- * builds an app with spikard registered and the logger silenced, for `inject()` tests.
+ * `spikard/testing`: `createTestClient` builds the app as `spikard start` does, without
+ * listening, and drives it: HTTP through `inject()`, WebSockets, event streams and
+ * streamed bodies over a real socket, credentials the app accepts, background tasks
+ * drained, and a close that fails when the test left something open.
  */
 import type { FastifyInstance } from 'fastify'
 import { createServer, type CreateServerConfig } from '../server.js'
+import { withLogLevel } from './client.js'
 
+export { createTestClient } from './client.js'
+export type { RequestOptions, TestClient, TestClientOptions, TestClientSource } from './client.js'
+export type { Problem, TestResponse } from './response.js'
+export type { ReadOptions, TestEventStream, TestSseEvent, TestStream, TestWebSocket, WsOptions } from './sockets.js'
+export type { JwtOptions } from './credentials.js'
+
+/**
+ * The app alone, spikard registered and the logger silenced, not yet ready (routes may
+ * still be added), for `inject()`.
+ * @deprecated Use `createTestClient(config)`, whose `app` is the instance.
+ */
 export async function createTestApp (config: CreateServerConfig = {}): Promise<FastifyInstance> {
-  const server: CreateServerConfig['server'] = { ...config.server, logger: { level: 'silent', ...config.server?.logger } }
-  return await createServer({ ...config, server })
+  return await createServer(withLogLevel(config, config.server?.logger?.level ?? 'silent'))
 }

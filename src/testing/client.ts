@@ -1,0 +1,174 @@
+/**
+ * `createTestClient`: an app built as `spikard start` builds it, without listening, and a
+ * client for it. HTTP goes through `inject()` (light-my-request): no socket, no port. A
+ * WebSocket, an event stream or a streamed body needs a real socket: the app listens on
+ * an ephemeral port of 127.0.0.1 the first time one is asked for.
+ *
+ * No test framework is assumed: failures are thrown Errors whose message says what came
+ * back, so node:test, vitest and jest report them alike.
+ */
+import { dirname } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
+import { createServer, type CreateServerConfig } from '../server.js'
+import { loadConfig } from '../config/load.js'
+import { testResponse, type TestResponse } from './response.js'
+import { openEventStream, openStream, openWebSocket, type Opened, type ReadOptions, type TestEventStream, type TestStream, type TestWebSocket, type WsOptions } from './sockets.js'
+import { mintJwt, configuredApiKey, type JwtOptions } from './credentials.js'
+
+export interface RequestOptions {
+  query?: Record<string, string | string[]>
+  headers?: Record<string, string>
+  /** Sent as JSON, with `Content-Type: application/json`. */
+  json?: unknown
+  /** Sent as it is (set the Content-Type in `headers`). */
+  body?: string | Buffer
+  cookies?: Record<string, string>
+}
+
+export interface TestClient {
+  /** The app under test. */
+  app: FastifyInstance
+  get: (path: string, options?: RequestOptions) => Promise<TestResponse>
+  post: (path: string, options?: RequestOptions) => Promise<TestResponse>
+  put: (path: string, options?: RequestOptions) => Promise<TestResponse>
+  patch: (path: string, options?: RequestOptions) => Promise<TestResponse>
+  delete: (path: string, options?: RequestOptions) => Promise<TestResponse>
+  head: (path: string, options?: RequestOptions) => Promise<TestResponse>
+  options: (path: string, options?: RequestOptions) => Promise<TestResponse>
+  /** Any method. */
+  request: (method: HTTPMethods, path: string, options?: RequestOptions) => Promise<TestResponse>
+  /** A client sending `Authorization: Bearer <token>`, a token minted for these claims that the app accepts. */
+  withJwt: (claims?: Record<string, unknown>, options?: JwtOptions) => TestClient
+  /** A client sending this API key (by default the first configured key) in the configured header. */
+  withApiKey: (key?: string) => TestClient
+  /** A client sending these headers on every request (and upgrade). */
+  withHeaders: (headers: Record<string, string>) => TestClient
+  /** A WebSocket over a real socket. */
+  ws: (path: string, options?: WsOptions) => Promise<TestWebSocket>
+  /** An event stream over a real socket, parsed as EventSource parses it. */
+  sse: (path: string, options?: ReadOptions & { headers?: Record<string, string> }) => Promise<TestEventStream>
+  /** A response body over a real socket, chunk by chunk. */
+  stream: (path: string, options?: { headers?: Record<string, string> }) => Promise<TestStream>
+  tasks: {
+    /** Resolves once no background task is queued or running (within `timeout` ms, default 5000). */
+    drain: (options?: { timeout?: number }) => Promise<void>
+  }
+  /** Closes the app; fails, naming them, when sockets this client opened are still open (they are closed first). */
+  close: () => Promise<void>
+}
+
+/** An app to test: a Fastify instance (spikard registered on it), spikard's config (as createServer takes it), or a config file's path. */
+export type TestClientSource = FastifyInstance | CreateServerConfig | string
+
+export interface TestClientOptions {
+  /** The app's log level: `silent` unless set (a Fastify instance keeps its own logger). */
+  logLevel?: string
+}
+
+/** Builds the app and a client for it. */
+export async function createTestClient (source: TestClientSource = {}, options: TestClientOptions = {}): Promise<TestClient> {
+  const app = await build(source, options.logLevel ?? 'silent')
+  await app.ready()
+  return client(new Shared(app), {})
+}
+
+/** The config with its log level set. */
+export const withLogLevel = (config: CreateServerConfig, level: string): CreateServerConfig =>
+  ({ ...config, server: { ...config.server, logger: { ...config.server?.logger, level } } }) as CreateServerConfig
+
+async function build (source: TestClientSource, level: string): Promise<FastifyInstance> {
+  if (typeof source === 'string') {
+    const { file, config } = loadConfig({ file: source })
+    return await createServer(withLogLevel(config, level), { baseDir: dirname(file) })
+  }
+  if (isFastify(source)) return source
+  return await createServer(withLogLevel(source, level))
+}
+
+function isFastify (value: unknown): value is FastifyInstance {
+  return typeof (value as FastifyInstance).inject === 'function' && typeof (value as FastifyInstance).register === 'function'
+}
+
+/** What every client derived from one `createTestClient` shares: the app, its address, what was opened. */
+class Shared {
+  readonly opened = new Set<Opened>()
+  #origin: Promise<string> | undefined
+
+  constructor (readonly app: FastifyInstance) {}
+
+  /** `http://127.0.0.1:<port>`, listening on first use (or where the app already listens). */
+  async origin (): Promise<string> {
+    this.#origin ??= (async () => {
+      const address = this.app.server.address()
+      if (address !== null && typeof address === 'object') return `http://127.0.0.1:${address.port}`
+      await this.app.listen({ host: '127.0.0.1', port: 0 })
+      return `http://127.0.0.1:${(this.app.server.address() as { port: number }).port}`
+    })()
+    return await this.#origin
+  }
+
+  track<T extends Opened>(opened: T): T {
+    this.opened.add(opened)
+    return opened
+  }
+}
+
+function client (shared: Shared, defaults: Record<string, string>): TestClient {
+  const { app } = shared
+  const request = async (method: HTTPMethods, path: string, options: RequestOptions = {}): Promise<TestResponse> => {
+    const headers: Record<string, string> = { ...defaults, ...options.headers }
+    const inject: InjectOptions = { method, url: path, headers, query: options.query, cookies: options.cookies }
+    if (options.json !== undefined) {
+      inject.payload = JSON.stringify(options.json)
+      headers['content-type'] ??= 'application/json'
+    } else if (options.body !== undefined) {
+      inject.payload = options.body
+    }
+    return testResponse(await app.inject(inject), `${method} ${path}`)
+  }
+  const http = (method: HTTPMethods) => async (path: string, options?: RequestOptions) => await request(method, path, options)
+  const self: TestClient = {
+    app,
+    get: http('GET'),
+    post: http('POST'),
+    put: http('PUT'),
+    patch: http('PATCH'),
+    delete: http('DELETE'),
+    head: http('HEAD'),
+    options: http('OPTIONS'),
+    request,
+    withJwt: (claims = {}, options) => client(shared, { ...defaults, authorization: `Bearer ${mintJwt(app, claims, options)}` }),
+    withApiKey: (key) => {
+      const { header, key: chosen } = configuredApiKey(app, key)
+      return client(shared, { ...defaults, [header]: chosen })
+    },
+    withHeaders: (headers) => client(shared, { ...defaults, ...headers }),
+    ws: async (path, options = {}) => {
+      const url = (await shared.origin()).replace(/^http/, 'ws') + path
+      return shared.track(await openWebSocket(url, { ...options, headers: { ...defaults, ...options.headers } }))
+    },
+    sse: async (path, options = {}) => shared.track(await openEventStream((await shared.origin()) + path, { ...options, headers: { ...defaults, ...options.headers } })),
+    stream: async (path, options = {}) => shared.track(await openStream((await shared.origin()) + path, { ...defaults, ...options.headers })),
+    tasks: {
+      drain: async ({ timeout = 5000 } = {}) => {
+        const tasks = (app as unknown as { tasks?: { stats: () => { queued: number, running: number } } }).tasks
+        if (tasks === undefined) throw new Error('client.tasks.drain(): the app has no background tasks (the tasks feature is off)')
+        const deadline = Date.now() + timeout
+        for (;;) {
+          const { queued, running } = tasks.stats()
+          if (queued === 0 && running === 0) return
+          if (Date.now() >= deadline) throw new Error(`client.tasks.drain(): ${running} running and ${queued} queued after ${timeout} ms`)
+          await sleep(5)
+        }
+      }
+    },
+    close: async () => {
+      const left = [...shared.opened].filter((o) => o.isOpen())
+      for (const opened of left) opened.destroy()
+      await app.close()
+      if (left.length > 0) throw new Error(`client.close(): still open, closed now: ${left.map((o) => o.what).join(', ')}; close them in the test`)
+    }
+  }
+  return self
+}

@@ -1,0 +1,215 @@
+/**
+ * The test client, `spikard/testing`, tested with itself: apps built from options, from a
+ * Fastify instance and from a config file (the demo's); every HTTP method and request
+ * option over inject(); JSON, text and problem bodies with their failure messages; JWTs
+ * (HS from the config, RS and ES from a private key) and API keys the app accepts; event
+ * streams and streamed bodies over a real socket; and a close that names what was left open.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { generateKeyPairSync } from 'node:crypto'
+import { join } from 'node:path'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { createTestClient, createTestApp, type TestClient } from '../src/testing/index.js'
+import { EventStreamParser, type TestSseEvent } from '../src/testing/sockets.js'
+import spikard from '../src/spikard.js'
+
+const SECRET = 'a-test-secret-of-at-least-32-bytes-0123456789'
+const API_KEY = 'test-api-key-0123456789abcdef'
+
+async function routes (app: FastifyInstance): Promise<void> {
+  app.route({
+    method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
+    url: '/echo',
+    config: { auth: false },
+    handler: async (request) => ({ method: request.method, query: request.query, body: request.body ?? null, cookie: request.headers.cookie ?? null, custom: request.headers['x-custom'] ?? null })
+  })
+  app.get('/text', { config: { auth: false } }, async (_request, reply) => reply.type('text/plain').send('plain words'))
+  app.get('/me', async (request) => ({ identity: request.identity, claims: request.user }))
+  app.get('/numbers', { config: { auth: false } }, async function * () {
+    for (let i = 1; i <= 3; i++) yield `${i}\n`
+  })
+  app.get('/events', { sse: true, config: { auth: false } }, async (request, reply) => {
+    await reply.sse.send({ id: '1', event: 'greeting', data: { hello: 'world' } })
+    await reply.sse.send({ id: '2', data: 'two\nlines' })
+    await reply.sse.send({ data: `resumed after ${String(request.headers['last-event-id'] ?? 'nothing')}`, retry: 500 })
+    reply.sse.close()
+  })
+  app.get('/forever', { sse: true, config: { auth: false } }, async (_request, reply) => {
+    reply.sse.keepAlive()
+    await reply.sse.send({ data: 'open' })
+  })
+}
+
+const { privateKey: rsaPrivate, publicKey: rsaPublic } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+const { privateKey: ecPrivate, publicKey: ecPublic } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+
+async function setup (t: { after: (fn: () => Promise<void>) => void }): Promise<TestClient> {
+  const client = await createTestClient({
+    auth: {
+      jwt: { algorithms: ['HS256', 'RS256', 'ES256'], secret: SECRET, publicKey: [rsaPublic.export({ type: 'spki', format: 'pem' }).toString(), ecPublic.export({ type: 'spki', format: 'pem' }).toString()], audience: 'tests', issuer: 'me' },
+      apiKey: { keys: [{ name: 'ci', key: API_KEY }, { name: 'hashed', sha256: 'a'.repeat(64) }] }
+    },
+    app: routes
+  })
+  t.after(async () => await client.close())
+  return client
+}
+
+test('every method, with query, headers, a JSON or raw body and cookies, over inject()', async (t) => {
+  const client = await setup(t)
+  const got = await client.get('/echo', { query: { q: 'a b', tags: ['x', 'y'] }, headers: { 'x-custom': 'yes' }, cookies: { session: 's1' } })
+  assert.equal(got.status, 200)
+  assert.deepEqual(got.json(), { method: 'GET', query: { q: 'a b', tags: ['x', 'y'] }, body: null, cookie: 'session=s1', custom: 'yes' })
+  for (const method of ['post', 'put', 'patch', 'delete'] as const) {
+    const res = await client[method]('/echo', { json: { n: 1 } })
+    assert.deepEqual(res.json<{ method: string, body: unknown }>().body, { n: 1 }, method)
+    assert.equal(res.json<{ method: string }>().method, method.toUpperCase())
+  }
+  const raw = await client.post('/echo', { body: '{"raw":true}', headers: { 'content-type': 'application/json' } })
+  assert.deepEqual(raw.json<{ body: unknown }>().body, { raw: true })
+  assert.equal((await client.options('/echo')).json<{ method: string }>().method, 'OPTIONS')
+  const head = await client.head('/text')
+  assert.equal(head.status, 200)
+  assert.equal(head.text(), '')
+  assert.equal((await client.get('/text')).text(), 'plain words')
+})
+
+test('json() and problem() say what came back when the body is not what they read', async (t) => {
+  const client = await setup(t)
+  const text = await client.get('/text')
+  assert.throws(() => text.json(), { message: 'GET /text: expected a JSON body, got "plain words" (status 200, content-type text/plain)' })
+  assert.throws(() => text.problem(), { message: 'GET /text: expected application/problem+json, got text/plain (status 200): "plain words"' })
+  const missing = await client.get('/nowhere')
+  assert.equal(missing.status, 404)
+  assert.deepEqual({ ...missing.problem(), requestId: undefined }, {
+    type: 'https://spikard.dev/errors/not-found',
+    title: 'Not Found',
+    status: 404,
+    detail: 'No route matches GET /nowhere',
+    instance: '/nowhere',
+    requestId: undefined
+  })
+})
+
+test('withJwt: a token the app accepts, HS from the configured secret or RS/ES from a private key, with iat, exp, aud and iss filled in', async (t) => {
+  const client = await setup(t)
+  assert.equal((await client.get('/me')).status, 401)
+  const before = Math.floor(Date.now() / 1000)
+  const me = await client.withJwt({ sub: 'ada', role: 'admin' }).get('/me')
+  assert.equal(me.status, 200)
+  const { claims } = me.json<{ claims: Record<string, unknown> }>()
+  assert.deepEqual({ ...claims, iat: undefined, exp: undefined }, { sub: 'ada', role: 'admin', aud: 'tests', iss: 'me', iat: undefined, exp: undefined })
+  assert.ok((claims.iat as number) >= before && (claims.exp as number) === (claims.iat as number) + 3600)
+  // Claims the test sets win: an expired token is refused.
+  assert.equal((await client.withJwt({ sub: 'ada', exp: before - 60 }).get('/me')).status, 401)
+  assert.equal((await client.withJwt({ sub: 'rs' }, { privateKey: rsaPrivate.export({ type: 'pkcs8', format: 'pem' }).toString() }).get('/me')).status, 200)
+  assert.equal((await client.withJwt({ sub: 'es' }, { privateKey: ecPrivate }).get('/me')).status, 200)
+  assert.throws(() => client.withJwt({}, { algorithm: 'HS512' }), { message: 'withJwt(): no algorithm for this key among auth.jwt.algorithms (HS256, RS256, ES256): HS512 is not one of them' })
+})
+
+test('withApiKey: the first configured key in the configured header, or the one given; withHeaders adds to every request', async (t) => {
+  const client = await setup(t)
+  const me = await client.withApiKey().get('/me')
+  assert.equal(me.status, 200)
+  assert.deepEqual(me.json<{ identity: unknown }>().identity, { scheme: 'apiKey', id: 'ci' })
+  assert.equal((await client.withApiKey('not-a-configured-key-000000').get('/me')).status, 401)
+  const both = client.withApiKey().withHeaders({ 'x-custom': 'kept' })
+  assert.equal((await both.get('/echo')).json<{ custom: string }>().custom, 'kept')
+  assert.equal((await both.get('/me')).status, 200)
+})
+
+test('credential helpers fail clearly when the app has no such auth', async (t) => {
+  const client = await createTestClient({ app: routes })
+  t.after(async () => await client.close())
+  assert.throws(() => client.withJwt(), { message: 'the app has no auth configured (the auth feature is off)' })
+  const keysOnly = await createTestClient({ auth: { apiKey: { keys: [{ name: 'h', sha256: 'b'.repeat(64) }] } } })
+  t.after(async () => await keysOnly.close())
+  assert.throws(() => keysOnly.withJwt(), { message: 'withJwt(): the app does not accept JWTs (auth.jwt is not configured)' })
+  assert.throws(() => keysOnly.withApiKey(), { message: 'withApiKey(): every configured key is given by its sha256; pass the key itself: withApiKey(key)' })
+})
+
+test('sse(): events over a real socket, parsed as EventSource does, with Last-Event-ID sent', async (t) => {
+  const client = await setup(t)
+  const events = await client.sse('/events', { headers: { 'last-event-id': '7' } })
+  assert.equal(events.status, 200)
+  assert.equal(events.headers['cache-control'], 'no-cache')
+  assert.deepEqual(await events.next(), { event: 'greeting', data: '{"hello":"world"}', id: '1' })
+  assert.deepEqual(await events.next(), { event: 'message', data: 'two\nlines', id: '2' })
+  assert.deepEqual(await events.next(), { event: 'message', data: 'resumed after 7', id: '2', retry: 500 })
+  await events.ended
+  await assert.rejects(events.next(), { message: 'event stream /events: the stream ended before the next event' })
+  await assert.rejects(client.sse('/text'), { message: 'event stream /text: expected a 200 text/event-stream, got 200 text/plain: plain words' })
+})
+
+test('next() rejects after its timeout; close() ends the stream from the client side', async (t) => {
+  const client = await setup(t)
+  const events = await client.sse('/forever')
+  assert.equal((await events.next()).data, 'open')
+  await assert.rejects(events.next({ timeout: 50 }), { message: 'event stream /forever: nothing arrived within 50 ms' })
+  events.close()
+  await events.ended
+})
+
+test('stream(): the body chunk by chunk over a real socket; a break ends the request', async (t) => {
+  const client = await setup(t)
+  const stream = await client.stream('/numbers')
+  assert.equal(stream.status, 200)
+  const chunks: string[] = []
+  for await (const chunk of stream) chunks.push(chunk.toString())
+  assert.equal(chunks.join(''), '1\n2\n3\n')
+  const early = await client.stream('/numbers')
+  const iterator = early[Symbol.asyncIterator]()
+  assert.equal((await iterator.next()).value?.toString().startsWith('1'), true)
+  await iterator.return?.()
+})
+
+test('close() fails, naming them, when streams the test opened are still open, and closes them', async () => {
+  const client = await createTestClient({ app: routes })
+  const events = await client.sse('/forever')
+  await events.next()
+  await assert.rejects(client.close(), { message: 'client.close(): still open, closed now: event stream /forever; close them in the test' })
+  await events.ended
+})
+
+test('built from a Fastify instance, and from a config file as spikard start builds it (the demo)', async (t) => {
+  const app = Fastify()
+  await app.register(spikard)
+  await app.register(routes)
+  const fromApp = await createTestClient(app)
+  t.after(async () => await fromApp.close())
+  assert.equal(fromApp.app, app)
+  assert.equal((await fromApp.get('/text')).text(), 'plain words')
+
+  const demo = await createTestClient(join(import.meta.dirname, '..', 'examples', 'spikard.config.yaml'))
+  t.after(async () => await demo.close())
+  assert.equal((await demo.get('/hello')).json<{ hello: string }>().hello, 'world')
+  assert.equal((await demo.get('/me')).problem().status, 401)
+  assert.equal((await demo.withJwt({ sub: 'demo-user' }).get('/me')).status, 200)
+  assert.equal((await demo.withApiKey().get('/reports')).status, 200)
+  const ticks = await demo.sse('/ticks')
+  assert.equal((await ticks.next()).event, 'tick')
+  ticks.close()
+})
+
+test('createTestApp (deprecated) still gives the app, not yet ready, its logger silenced', async (t) => {
+  const app = await createTestApp({ requestId: true })
+  t.after(async () => await app.close())
+  app.get('/late', async () => ({ ok: true }))
+  assert.equal(app.log.level, 'silent')
+  assert.deepEqual((await app.inject('/late')).json(), { ok: true })
+})
+
+test('the event-stream parser: CR, LF and CRLF line ends (split across chunks too), comments, an id with NUL ignored, retry digits only', () => {
+  const events: TestSseEvent[] = []
+  const parser = new EventStreamParser((event) => events.push(event))
+  parser.write(': a comment\r\ndata: a\r')
+  parser.write('\ndata:b\rid: 1\n\nevent: named\ndata\nretry: 12x\n\n')
+  parser.write('id: bad\0id\ndata: kept id\nretry: 250\r\r')
+  parser.write('event: no data\n\ndata: last\r', true)
+  assert.deepEqual(events, [
+    { event: 'message', data: 'a\nb', id: '1' },
+    { event: 'named', data: '', id: '1' },
+    { event: 'message', data: 'kept id', id: '1', retry: 250 }
+  ])
+})
