@@ -252,7 +252,7 @@ async function main (): Promise<number> {
     log(`wrote the ${settings.streamBytes / 1024 ** 2} MiB file of the stream-file scenario in ${Math.round(performance.now() - t)} ms (removed at the end)`)
   }
   log(`spikard bench (${mode}): ${results.meta.settings}`)
-  log(`servers: ${serverDefs.map((s) => s.name).join(', ')}; scenarios: ${[...scenarios, ...sections].map((s) => s.id).join(', ')}`)
+  log(`servers: ${serverDefs.filter((d) => scenarios.some((s) => serves(d, s))).map((s) => s.name).join(', ') || 'none'}; scenarios: ${[...scenarios, ...sections].map((s) => s.id).join(', ')}`)
 
   let failures = 0
   let retried = 0
