@@ -137,6 +137,34 @@ export const errorDefinitions = {
     message: 'The server is shutting down; retry on another instance',
     when: 'The server is shutting down: readiness probes, and requests arriving on open connections after it stopped accepting new ones (sent with `Connection: close`).'
   },
+  SPK_ERR_WEBSOCKET_ORIGIN: {
+    status: 403,
+    type: 'websocket-origin',
+    title: 'Forbidden',
+    message: 'WebSocket connections from origin %s are not allowed',
+    when: 'A WebSocket upgrade came from a browser page whose `Origin` is not allowed (`websocket.origins`; by default, same-origin only when auth is on).'
+  },
+  SPK_ERR_WEBSOCKET_INVALID_JSON: {
+    status: 400,
+    type: 'websocket-invalid-json',
+    title: 'Bad Request',
+    message: 'The message is not valid JSON',
+    when: 'An error frame (not an HTTP response): a WebSocket message on a route with `config.websocket.receive` is not JSON. The socket stays open, or closes with 1007 when the route has `closeOnInvalid`.'
+  },
+  SPK_ERR_WEBSOCKET_INVALID_MESSAGE: {
+    status: 422,
+    type: 'websocket-invalid-message',
+    title: 'Unprocessable Content',
+    message: '%s',
+    when: 'An error frame (not an HTTP response): a WebSocket message does not match the route\'s `config.websocket.receive`; `errors` lists each offending field. The socket stays open, or closes with 1008 when the route has `closeOnInvalid`.'
+  },
+  SPK_ERR_WEBSOCKET_BINARY: {
+    status: 415,
+    type: 'websocket-binary-refused',
+    title: 'Unsupported Media Type',
+    message: 'This WebSocket route does not accept binary messages; send JSON text',
+    when: 'An error frame (not an HTTP response): a binary WebSocket message on a route without `config.websocket.binary`. The socket stays open, or closes with 1003 when the route has `closeOnInvalid`.'
+  },
   SPK_ERR_SSE_TOO_MANY_STREAMS: {
     status: 503,
     type: 'too-many-streams',

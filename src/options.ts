@@ -21,6 +21,7 @@ import { asyncapiFeature } from '../plugins/asyncapi/options.js'
 import { streamFeature } from '../plugins/stream/options.js'
 import { sseFeature } from '../plugins/sse/options.js'
 import { staticFeature } from '../plugins/static/options.js'
+import { websocketFeature } from '../plugins/websocket/options.js'
 
 /** Every feature, in the order the root plugin registers them (and their hooks run). */
 export const features = {
@@ -39,6 +40,7 @@ export const features = {
   sse: sseFeature,
   static: staticFeature,
   compression: compressionFeature
+  websocket: websocketFeature,
 } as const
 
 export type FeatureName = keyof typeof features
@@ -60,6 +62,7 @@ export const SpikardOptionsSchema = Type.Object({
   static: Type.Optional(Feature(features.static)),
   compression: Type.Optional(Feature(features.compression))
 }, { additionalProperties: false })
+  websocket: Type.Optional(Feature(features.websocket)),
 
 /** What you pass to `app.register(spikard, options)`. */
 export type SpikardOptions = Static<typeof SpikardOptionsSchema>

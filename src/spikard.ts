@@ -15,7 +15,8 @@
  * health so readiness can see the shutdown phase; the handler timeout's clock before
  * anything that may wait (a Redis count, a JWKS fetch); rate limiting before auth, so a
  * flood of bad credentials is counted; streams, event streams and static files after
- * every check that refuses a request; compression last so it sees every other feature's
+ * every check that refuses a request (a WebSocket upgrade is refused with a real HTTP
+ * problem by the same hooks); compression last so it sees every other feature's
  * responses.
  *
  * How a feature attaches: its hooks are added once, to the whole app (every feature is a
@@ -46,6 +47,8 @@ import sse from '../plugins/sse/index.js'
 import staticFiles from '../plugins/static/index.js'
 import compression from '../plugins/compression/index.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from './lifecycle.js'
+import websocket from '../plugins/websocket/index.js'
+import type { Rooms } from '../plugins/websocket/rooms.js'
 import { flushLog } from './flush-log.js'
 import { startupSummary } from './summary.js'
 
@@ -74,11 +77,16 @@ declare module 'fastify' {
       /** `server.trustProxy` as createServer gave it to Fastify, for the startup warnings (Fastify's initialConfig does not keep it). */
       trustProxy?: unknown
     }
+      /**
+       * WebSocket rooms (plugins/websocket/rooms.ts): `join(room, socket)`, `leave(room, socket)`,
+       * `publish(room, data)`, `broadcast(data)`. Reading it while the websocket feature is off throws.
+       */
+      readonly rooms: Rooms
   }
 }
 
 /** Route options a feature reads that make no sense while that feature is off. */
-const WANTS = { auth: 'config.auth', rateLimit: 'config.rateLimit', sse: 'the sse route option' } as const
+const WANTS = { auth: 'config.auth', rateLimit: 'config.rateLimit', sse: 'the sse route option', websocket: 'the websocket route option' } as const
 
 async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<void> {
   const resolved = resolveSpikardOptions(options)
@@ -88,7 +96,9 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
     options: resolved,
     routes,
     get phase () { return lifecycle.phase },
-    onDrain: (name: string, hook: DrainHook) => lifecycle.onDrain(name, hook)
+    onDrain: (name: string, hook: DrainHook) => lifecycle.onDrain(name, hook),
+    // Replaced (Object.defineProperty) by the websocket feature when it is on.
+    get rooms (): Rooms { throw new Error('app.spikard.rooms: the websocket feature is off') }
   }
   attachLifecycle(state, lifecycle)
   app.decorate('spikard', state)
@@ -99,8 +109,8 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   app.addHook('onRoute', (route) => {
     // A route asking for auth, its own rate limit or an event stream while that feature is
     // off would otherwise be silently public, unlimited, or fail at its first request.
-    for (const feature of ['auth', 'rateLimit', 'sse'] as const) {
-      const wants = feature === 'sse' ? (route as { sse?: unknown }).sse : (route.config as Record<string, unknown> | undefined)?.[feature]
+    for (const feature of ['auth', 'rateLimit', 'sse', 'websocket'] as const) {
+      const wants = feature === 'sse' || feature === 'websocket' ? (route as { sse?: unknown, websocket?: unknown })[feature] : (route.config as Record<string, unknown> | undefined)?.[feature]
       if (resolved[feature] === false && wants !== undefined && wants !== false) {
         throw new SpikardConfigError([`route ${[route.method].flat().join(',')} ${route.url}: ${WANTS[feature]} is set but the ${feature} feature is off; configure ${feature} or remove ${WANTS[feature]}`])
       }
@@ -132,6 +142,7 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   if (resolved.compression !== false) await app.register(compression, resolved.compression)
 
   // What the server got, once it listens: one line, and a warning per risky choice.
+  if (resolved.websocket !== false) await app.register(websocket, resolved.websocket)
   app.addHook('onListen', function spikardSummary (done) {
     const { record, warnings } = startupSummary(resolved, { trustProxy: state.trustProxy, bodyLimit: app.initialConfig.bodyLimit, logLevel: app.log.level })
     app.log.info(record, 'spikard features')

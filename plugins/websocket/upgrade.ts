@@ -1,0 +1,126 @@
+/**
+ * The WebSocket upgrade as an HTTP request: the checks spikard adds to it (shutdown, Origin),
+ * the headers the 101 carries, the connection's access line, and the injectWS fix.
+ */
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { errors } from '../../src/errors.js'
+import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
+import { routeConfig } from '../../src/fastify-internals.js'
+import type { ResolvedWebSocketOptions } from './options.js'
+import { kWebSocket } from './connection.js'
+
+const kReply = Symbol('spikard.websocket.reply')
+const ACCESS_TOKEN = 'access_token'
+
+/** Whether an `Origin` may open a WebSocket: the configured list, or same-host when auth is on and none is configured. */
+function originCheck (origins: string[], auth: boolean): ((origin: string, request: FastifyRequest) => boolean) | undefined {
+  if (origins.includes('*')) return undefined
+  if (origins.length > 0) {
+    const allowed = new Set(origins.map((o) => o.toLowerCase().replace(/\/$/, '')))
+    return (origin) => allowed.has(origin.toLowerCase())
+  }
+  if (!auth) return undefined
+  // Same origin: the page's host (and port) is the one the upgrade was sent to. The scheme
+  // is not compared: behind a TLS-terminating proxy the server cannot see it reliably.
+  return (origin, request) => {
+    try {
+      return new URL(origin).host === request.host.toLowerCase()
+    } catch {
+      return false
+    }
+  }
+}
+
+export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketOptions): void {
+  const allowed = originCheck(options.origins, app.spikard.options.auth !== false)
+
+  app.addHook('onRequest', function spikardWebSocketUpgrade (request, reply, done) {
+    // request.ws: set by @fastify/websocket's onRequest hook, which runs before this one.
+    if (!request.ws || routeConfig(request)[kWebSocket] === undefined) return done()
+    // Draining already: the socket would be closed with 1001 at once.
+    if (app.spikard.phase !== 'serving') return done(new errors.SPK_ERR_SHUTTING_DOWN())
+    const origin = request.headers.origin
+    if (allowed !== undefined && origin !== undefined && !allowed(origin, request)) {
+      return done(new errors.SPK_ERR_WEBSOCKET_ORIGIN(JSON.stringify(origin.slice(0, 100))))
+    }
+    ;(request.raw as IncomingMessage & { [kReply]?: FastifyReply })[kReply] = reply
+    done()
+  })
+
+  // A refused upgrade's problem is written on the upgraded socket, which no HTTP parser reads
+  // any more: it says `Connection: close` and the socket is ended once it is written. (An
+  // earlier onRequest hook refusing it, as auth does, means @fastify/websocket's own hook
+  // never marked it as a WebSocket request, and would leave the socket open.)
+  app.addHook('onSend', function spikardWebSocketRefused (request, reply, payload, done) {
+    if ((request.raw as IncomingMessage & { upgrade?: boolean }).upgrade === true) reply.raw.shouldKeepAlive = false
+    done(null, payload)
+  })
+  app.addHook('onResponse', function spikardWebSocketRefusedEnd (request, reply, done) {
+    if ((request.raw as IncomingMessage & { upgrade?: boolean }).upgrade === true) reply.raw.socket?.end()
+    done()
+  })
+
+  const wss = app.websocketServer
+  // The 101 carries the headers the HTTP features set on the upgrade (the request id, the
+  // rate limit's), as any other response of theirs would.
+  wss.on('headers', (headers: string[], raw: IncomingMessage & { [kReply]?: FastifyReply }) => {
+    const reply = raw[kReply]
+    if (reply === undefined) return
+    for (const [name, value] of Object.entries(reply.getHeaders())) {
+      if (value !== undefined) headers.push(`${name}: ${Array.isArray(value) ? value.join(', ') : String(value)}`)
+    }
+  })
+  // A browser's token comes as the two protocols `access_token, <token>`: the 101 names only
+  // `access_token`, never the token. Otherwise, ws's default: the first protocol offered.
+  wss.options.handleProtocols = (protocols: Set<string>) => protocols.has(ACCESS_TOKEN) ? ACCESS_TOKEN : protocols.values().next().value ?? false
+
+  // @fastify/websocket's injectWS (https://github.com/fastify/fastify-websocket/blob/v11.3.7/index.js,
+  // `injectWS`) emits 'upgrade' with a plain object for the request, whose
+  // `sec-websocket-version` is the number 13, while ws (8.18 on, websocket-server.js
+  // `handleUpgrade`) compares that header with the strings '13' and '8': every injected
+  // upgrade was answered 400. Made a string here, before any other 'upgrade' listener; and
+  // the object gets the event methods and socket a request has, which Fastify reads
+  // (`request.signal`, the abort hooks). Requests Node parsed are left alone.
+  const fixInjected = (request: IncomingMessage, socket: Duplex): void => {
+    const version: unknown = request.headers['sec-websocket-version']
+    if (typeof version !== 'number') return
+    request.headers['sec-websocket-version'] = String(version)
+    if (typeof request.on !== 'function') Object.setPrototypeOf(request, EventEmitter.prototype)
+    if (request.socket === undefined) Object.defineProperty(request, 'socket', { value: socket })
+    // Its in-memory stream never closes by itself once both sides ended (a TCP socket does),
+    // so ws would never see the connection close: closed when the client's side ends.
+    socket.once('end', () => { socket.destroy() })
+  }
+  app.server.prependListener('upgrade', fixInjected)
+  app.addHook('onClose', (_app, done) => { app.server.off('upgrade', fixInjected); done() })
+}
+
+/**
+ * The connection's access line, written when it closes, with the logging feature's level and
+ * redaction; undefined when that feature is off.
+ */
+export function connectionLogger (app: FastifyInstance): ((request: FastifyRequest, summary: Record<string, unknown>) => void) | undefined {
+  const logging = app.spikard.options.logging
+  if (logging === false) return undefined
+  const names = secretNames(app.spikard.options)
+  return (request, summary) => {
+    const config = routeConfig(request)
+    if (config.logging === false) return
+    const url = request.url
+    const q = url.indexOf('?')
+    const line: Record<string, unknown> = {
+      method: request.method,
+      path: q === -1 ? url : url.slice(0, q),
+      query: q === -1 ? undefined : redactQuery(url.slice(q + 1), names.query),
+      route: config.url ?? null,
+      status: 101,
+      ...summary,
+      caller: request.identity === undefined ? undefined : `${request.identity.scheme}:${request.identity.id}`
+    }
+    if (logging.headers) line.headers = redactHeaders(request.headers, names.headers)
+    request.log[logging.level](line, 'websocket closed')
+  }
+}
