@@ -15,7 +15,7 @@
  * --warmup-requests N, --warmup S (its time limit), --connections N, --rate R (fixed
  * offered load), --servers a,b, --scenarios json,post,jwt,limited,stream,stream-gen,sse,...,
  * --server name=file.ts (add a server of your own), --stream-mb N, --sse-clients N,
- * --sse-window S, --tsx-check, --ablate, --pin, --restart / --no-restart (a fresh process
+ * --sse-window S, --ws-clients N, --tsx-check, --ablate, --pin, --restart / --no-restart (a fresh process
  * per repetition; default in full runs), --write / --no-write, --section NAME (the section
  * of RESULTS.md a run writes; default: its mode), --json FILE.
  * See bench/README.md.
@@ -34,6 +34,7 @@ import { runLoad, SPIN } from './lib/load.js'
 import { runStream } from './lib/stream-client.js'
 import { ABLATION_SERVERS, BUDGETS, SCENARIOS, SECTIONS, SERVERS, TSX_CHECK_SERVERS, serverFromSpec, type ScenarioDef, type ScenarioId, type SectionDef, type ServerDef } from './lib/plan.js'
 import { runSseFanout } from './lib/sse-fanout.js'
+import { runWsBench, wsBudget } from './lib/ws-bench.js'
 import { NOISY_CPU, evaluateBudgets, renderBudgets, renderReport, renderServers, renderTables, writeResults, type LoadSample, type Results, type ServerRun, type StreamSample } from './lib/report.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -55,6 +56,7 @@ const { values: args } = parseArgs({
     'stream-mb': { type: 'string' },
     'sse-clients': { type: 'string' },
     'sse-window': { type: 'string' },
+    'ws-clients': { type: 'string' },
     section: { type: 'string' },
     pin: { type: 'boolean', default: false },
     restart: { type: 'boolean' },
@@ -98,11 +100,14 @@ const settings = {
   /** The SSE fan-out: open event streams, and the broadcasts its window spans (one a second). */
   sseClients: Math.round(num(args['sse-clients'], 10_000, 'sse-clients')),
   sseWindow: Math.round(num(args['sse-window'], 15, 'sse-window')),
+  /** The WebSocket bench: open sockets, and the echo's repetitions (a fresh process pair each). */
+  wsClients: Math.round(num(args['ws-clients'], 10_000, 'ws-clients')),
+  wsReps: 3,
   /** Re-measurements of a run during which other processes were busy: per run, and in all (so a busy machine cannot stretch the run much). */
   retries: quick ? 1 : 2,
   retryBudget: quick ? 3 : 20
 }
-const custom = [args.restart, args.server, args.reps, args.duration, args.warmup, args['warmup-requests'], args.connections, args.rate, args.servers, args.scenarios, args['stream-mb'], args['sse-clients'], args['sse-window']].some((v) => v !== undefined)
+const custom = [args.restart, args.server, args.reps, args.duration, args.warmup, args['warmup-requests'], args.connections, args.rate, args.servers, args.scenarios, args['stream-mb'], args['sse-clients'], args['sse-window'], args['ws-clients']].some((v) => v !== undefined)
 const mode = tsxCheck ? 'tsx-check' : ablate ? 'ablate' : custom ? 'custom' : quick ? 'quick' : 'full'
 const write = args['no-write'] ? false : args.write ?? mode !== 'custom'
 /** The section of RESULTS.md the run replaces: its mode's, unless named (so a custom run of a few scenarios can keep the last general custom run). */
@@ -410,6 +415,11 @@ async function main (): Promise<number> {
         log(`  SSE fan-out not measured: ${results.sse.error}`)
       }
     }
+    if (sections.some((s) => s.id === 'ws') && !interrupted) {
+      log(`  WebSocket: echo, ${settings.wsClients} sockets and a broadcast, ${settings.wsReps} repetitions`)
+      results.ws = await runWsBench({ clients: settings.wsClients, reps: settings.wsReps, echoSockets: 50, echoSeconds: 3, logDir, log: (line) => log(`    ${line}`), signal: abort.signal })
+      if (Object.values(results.ws.samples).flat().some((s) => s.invalid !== undefined)) failures++
+    }
   } finally {
     await stopRunning()
     rmSync(logDir, { recursive: true, force: true })
@@ -417,7 +427,7 @@ async function main (): Promise<number> {
   results.meta.durationS = (performance.now() - t0) / 1000
   results.meta.retried = retried
 
-  const budgets = tsxCheck || ablate ? [] : evaluateBudgets(results)
+  const budgets = tsxCheck || ablate ? [] : [...evaluateBudgets(results), ...(results.ws === undefined ? [] : [wsBudget(results.ws)])]
   log('')
   log(renderServers(results))
   log('')

@@ -3,8 +3,8 @@ import { resolve } from 'node:path'
 
 export type ScenarioId = 'json' | 'post' | 'jwt' | 'limited' | 'stream' | 'stream-gen' | 'stream-file' | 'stream-gzip' | 'openapi' | 'static'
 
-/** Measured once per run after the scenarios, by a module of their own: `sse` (bench/lib/sse-fanout.ts). */
-export type SectionId = 'sse'
+/** Measured once per run after the scenarios, by a module of their own: `sse` (bench/lib/sse-fanout.ts), `ws` (bench/lib/ws-bench.ts). */
+export type SectionId = 'sse' | 'ws'
 
 export interface ServerDef {
   name: string
@@ -143,7 +143,9 @@ export const SCENARIOS: ScenarioDef[] = [
 
 /** Issue 17: 10,000 SSE clients on one spikard process, an event broadcast to all every second (no budget: figures recorded). */
 export const SECTIONS: SectionDef[] = [
-  { id: 'sse', title: '10,000 SSE clients, an event broadcast to all every second', fullOnly: true }
+  { id: 'sse', title: '10,000 SSE clients, an event broadcast to all every second', fullOnly: true },
+  // Issue 18 (bench/lib/ws-bench.ts): echo with validation against bare @fastify/websocket, 10,000 sockets, a broadcast.
+  { id: 'ws', title: 'WebSocket echo, 10,000 sockets and a broadcast', fullOnly: true }
 ]
 
 export interface CpuBudget {

@@ -4,6 +4,7 @@ import { BUDGETS, SCENARIOS, type Budget, type ScenarioDef, type ScenarioId } fr
 import { max, median, spread } from './stats.js'
 import type { ServerInfo } from '../servers/common.js'
 import { renderSse, type SseFanoutResult } from './sse-fanout.js'
+import { renderWs, type WsBenchResult } from './ws-bench.js'
 
 export interface LoadSample {
   rep: number
@@ -71,6 +72,8 @@ export interface Results {
   stream: Partial<Record<ScenarioId, Record<string, StreamSample[]>>>
   /** The SSE fan-out (bench/lib/sse-fanout.ts), when it ran. */
   sse?: SseFanoutResult
+  /** The WebSocket bench (bench/lib/ws-bench.ts), when it ran. */
+  ws?: WsBenchResult
   /** scenario -> server -> why it was not measured */
   skipped: Partial<Record<ScenarioId, Record<string, string>>>
 }
@@ -255,6 +258,7 @@ export function renderTables (results: Results): string {
     out.push('')
   }
   if (results.sse !== undefined) out.push(renderSse(results.sse), '')
+  if (results.ws !== undefined) out.push(renderWs(results.ws), '')
   return out.join('\n')
 }
 

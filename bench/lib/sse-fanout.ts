@@ -129,7 +129,7 @@ export function windowFigures (stats: StatsReply, connected: number, cpu: { serv
 }
 
 /** The next message of `child` for which `pick` returns something; rejects after `timeoutMs` or on abort. */
-function waitFor<T> (child: ChildProcess, pick: (message: any) => T | undefined, timeoutMs: number, what: string, signal?: AbortSignal): Promise<T> {
+export function waitFor<T> (child: ChildProcess, pick: (message: any) => T | undefined, timeoutMs: number, what: string, signal?: AbortSignal): Promise<T> {
   return new Promise((resolve, reject) => {
     const done = (): void => {
       clearTimeout(timer)
