@@ -95,7 +95,9 @@ async function spikardAuth (app: FastifyInstance, options: AuthOptions): Promise
   function checkOf (route: RouteView): onRequestHookHandler | null {
     if (route.is404) return null
     const policy = routePolicy(route.config?.auth, configured, routeName(route))
-    return policy === null ? null : authenticate(policy, jwt, apiKeys)
+    // A WebSocket route's opt-in (plugins/websocket): browsers cannot set headers on an upgrade.
+    const browser = (route.config?.websocket as { accessToken?: unknown } | undefined)?.accessToken === true
+    return policy === null ? null : authenticate(policy, jwt, apiKeys, browser)
   }
 
   app.decorateRequest('identity', undefined)
@@ -116,7 +118,7 @@ async function spikardAuth (app: FastifyInstance, options: AuthOptions): Promise
 }
 
 /** A route's onRequest hook, for its policy. */
-function authenticate (policy: RoutePolicy, jwt: JwtVerifier | undefined, apiKeys: ApiKeys | undefined): onRequestHookHandler {
+function authenticate (policy: RoutePolicy, jwt: JwtVerifier | undefined, apiKeys: ApiKeys | undefined, browser: boolean): onRequestHookHandler {
   const bearer = policy.jwt ? jwt : undefined
   const keys = policy.apiKey ? apiKeys : undefined
   const challenges = new Challenges(policy, keys)
@@ -125,7 +127,9 @@ function authenticate (policy: RoutePolicy, jwt: JwtVerifier | undefined, apiKey
   function check (request: FastifyRequest): FastifyError | undefined | Promise<FastifyError | undefined> {
     let caller: ApiKeyIdentity | undefined
     if (keys !== undefined) {
-      const presented = apiKeyOf(request, keys)
+      let presented = apiKeyOf(request, keys)
+      // A browser's token is an API key on a route that takes no JWT.
+      if (presented === undefined && browser && bearer === undefined) presented = browserToken(request)
       if (presented !== undefined) {
         const result = typeof presented === 'string' ? keys.check(presented) : presented
         if (result.refused) return challenges.badApiKey(result)
@@ -134,6 +138,11 @@ function authenticate (policy: RoutePolicy, jwt: JwtVerifier | undefined, apiKey
     }
     if (bearer !== undefined) {
       const authorization = request.headers.authorization
+      const browsers = authorization === undefined && caller === undefined && browser ? browserToken(request) : undefined
+      if (browsers !== undefined) {
+        const outcome = bearer.verify(browsers)
+        return outcome instanceof Promise ? outcome.then((o) => verified(request, o)) : verified(request, outcome)
+      }
       if (authorization !== undefined) {
         if (occurrences(request.raw.rawHeaders, 'authorization') > 1) return challenges.badToken(SENT_TWICE, 'invalid_request')
         const token = bearerToken(authorization)
@@ -192,6 +201,25 @@ function apiKeyOf (request: FastifyRequest, keys: ApiKeys): string | ApiKeyRefus
   }
   if (typeof query !== 'string') return keys.refusals.duplicated
   return query === '' ? keys.refusals.empty : query
+}
+
+/**
+ * A browser's token on a WebSocket route that opted in (`config.websocket.accessToken`):
+ * the protocol after `access_token` in `Sec-WebSocket-Protocol` (a browser's
+ * `new WebSocket(url, ['access_token', token])`), or the `access_token` query parameter.
+ * Both are masked in the logs (plugins/websocket/options.ts `secrets`).
+ */
+function browserToken (request: FastifyRequest): string | undefined {
+  const protocols = request.headers['sec-websocket-protocol']
+  if (typeof protocols === 'string') {
+    const list = protocols.split(',')
+    for (let i = 0; i < list.length - 1; i++) {
+      if (list[i].trim() === 'access_token') return list[i + 1].trim()
+    }
+  }
+  const q = request.query as Record<string, unknown> | null | undefined
+  const token = q !== null && typeof q === 'object' && Object.hasOwn(q, 'access_token') ? q.access_token : undefined
+  return typeof token === 'string' && token !== '' ? token : undefined
 }
 
 /** `Bearer <token>` (RFC 6750 §2.1; the scheme is case-insensitive): the token, or undefined for another scheme. */

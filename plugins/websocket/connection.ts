@@ -68,6 +68,8 @@ export class Connection {
   bytesOut = 0
   /** Answered the last ping (the heartbeat). */
   alive = true
+  /** The code of the close frame the server sent first (ws's own included: 1009, 1007...). */
+  closeSent: number | undefined
   /** Read now: once the socket is gone, Node no longer knows it. */
   readonly remoteAddress: string | undefined
   readonly #send: WebSocket['send']
@@ -80,6 +82,11 @@ export class Connection {
     socket.emit = function (event: string | symbol, ...args: unknown[]): boolean {
       if (event === 'message') return connection.#incoming(args[0] as RawData, args[1] === true)
       return emit.call(this, event, ...args)
+    }
+    const close = socket.close
+    socket.close = function (code?: number, reason?: string | Buffer) {
+      if (connection.closeSent === undefined && this.readyState === this.OPEN) connection.closeSent = code ?? 1005
+      close.call(this, code, reason)
     }
     socket.send = function (data: unknown, options?: unknown, cb?: unknown) {
       connection.#sent(data, options, cb)
@@ -151,8 +158,13 @@ export class Connection {
     if (socket.readyState === socket.OPEN || socket.readyState === socket.CONNECTING) socket.close(CLOSE.internal, 'internal error')
   }
 
-  /** The connection's access line fields. */
-  summary (closeCode: number): Record<string, unknown> {
+  /**
+   * The connection's access line fields. `closeCode`: the code the server sent when it closed
+   * first (the client may not echo it: a socket closed for a too-big message still has that
+   * message's bytes unread, and its reset can beat the close frame), else the client's.
+   */
+  summary (received: number): Record<string, unknown> {
+    const closeCode = this.closeSent ?? received
     return {
       durationMs: Math.round((performance.now() - this.started) * 1000) / 1000,
       messagesIn: this.messagesIn,

@@ -117,7 +117,10 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
       const connection = open(socket, request, policy)
       try {
         const result = handler.call(this, socket, request)
-        if (result instanceof Promise) result.catch((error: unknown) => { connection.fail(error) })
+        // A thenable, not always a Promise: the timeout feature wraps every route's handler.
+        if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+          (result as PromiseLike<unknown>).then(undefined, (error: unknown) => { connection.fail(error) })
+        }
       } catch (error) {
         connection.fail(error)
       }

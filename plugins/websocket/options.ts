@@ -7,9 +7,8 @@ import { websocketRoute } from './messages.js'
 const ORIGIN = '^(\\*|https?://[^/?#\\s]+)$'
 
 export const WebSocketOptionsSchema = Type.Object({
-  origins: Type.Optional(Type.Array(Type.String({ pattern: ORIGIN }), {
+  origins: Type.Optional(Type.Array(Type.String({ pattern: ORIGIN, expected: 'an origin such as "https://app.example.com" (scheme, host and port, no path), or "*"' }), {
     default: [],
-    expected: 'a list of origins such as "https://app.example.com" (scheme, host and port), or ["*"]',
     description: 'The browser origins (`Origin` header) allowed to open a WebSocket; others get a 403 problem. Empty: any origin, except that the same origin only is allowed whenever auth is on (against cross-site WebSocket hijacking). `["*"]`: any origin. Clients that send no `Origin` (not browsers) are not checked.'
   })),
   heartbeat: Type.Optional(Duration({

@@ -1,0 +1,68 @@
+/** WebSocket test helpers: a listening app, a real `ws` client with a bounded message queue, refused upgrades read raw. */
+import type { TestContext } from 'node:test'
+import type { FastifyPluginAsync } from 'fastify'
+import WebSocket, { type ClientOptions } from 'ws'
+import type { CreateServerConfig } from '../../src/server.js'
+import { build, listen, withTimeout, rawRequest, type RawResponse } from '../helpers.js'
+
+export const KEY = 'k-websocket-test-key-0123456789abcdef'
+export const TYPE = 'https://spikard.dev/errors/'
+
+/** A listening app (logs at info, parsed), closed when the test ends. */
+export async function serve (t: TestContext, config: CreateServerConfig, routes: FastifyPluginAsync) {
+  const built = await build({ server: { logger: { level: 'info' } }, ...config }, routes)
+  t.after(() => built.app.close())
+  const { url, port } = await listen(built.app)
+  return { ...built, ws: url.replace('http', 'ws'), port }
+}
+
+export interface Client {
+  socket: WebSocket
+  /** The 101's headers. */
+  headers: Record<string, string | string[] | undefined>
+  /** The next message (text as a string, binary as a Buffer), within 2 s. */
+  next: () => Promise<string | Buffer>
+  /** The next message parsed as JSON. */
+  json: () => Promise<unknown>
+  /** Resolves with the close code and reason. */
+  closed: Promise<{ code: number, reason: string }>
+}
+
+/** Opens a real ws client; rejects within 2 s. */
+export async function connect (t: TestContext, url: string, protocols?: string[], options: ClientOptions = {}): Promise<Client> {
+  const socket = new WebSocket(url, protocols, options)
+  t.after(() => socket.terminate())
+  const queue: Array<string | Buffer> = []
+  const waiters: Array<(m: string | Buffer) => void> = []
+  socket.on('message', (data: Buffer, isBinary) => {
+    const m = isBinary ? data : data.toString()
+    const w = waiters.shift()
+    if (w !== undefined) w(m)
+    else queue.push(m)
+  })
+  const closed = new Promise<{ code: number, reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+  let headers: Client['headers'] = {}
+  socket.on('upgrade', (response) => { headers = response.headers })
+  await withTimeout(new Promise((resolve, reject) => { socket.once('open', resolve); socket.once('error', reject) }), 2000, `open ${url}`)
+  const next = async (): Promise<string | Buffer> => await withTimeout(new Promise<string | Buffer>((resolve) => {
+    const m = queue.shift()
+    if (m !== undefined) resolve(m)
+    else waiters.push(resolve)
+  }), 2000, 'the next message')
+  return { socket, headers, next, json: async () => JSON.parse(String(await next())), closed: withTimeout(closed, 3000, 'the close') }
+}
+
+/** An upgrade request sent raw, and the HTTP response it gets. */
+export async function upgrade (port: number, path: string, headers: Record<string, string> = {}): Promise<RawResponse> {
+  const lines = [
+    `GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Connection: Upgrade', 'Upgrade: websocket',
+    'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
+  ]
+  return await withTimeout(rawRequest(port, lines.join('\r\n') + '\r\n\r\n'), 2000, `upgrade ${path}`)
+}
+
+/** A problem's body as the error handler renders it. */
+export function problem (type: string, title: string, status: number, detail: string, instance: string): Record<string, unknown> {
+  return { type: TYPE + type, title, status, detail, instance }
+}

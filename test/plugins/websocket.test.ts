@@ -1,0 +1,237 @@
+/**
+ * WebSocket routes (`websocket`), with a real `ws` client on a listening server at
+ * 127.0.0.1: the handshake, messages, validation, error frames, limits and the access line.
+ * Refused upgrades, browser tokens, rooms, shutdown and injectWS: websocket-upgrade.test.ts.
+ * Every wait is bounded (2-3 s).
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Type } from '@sinclair/typebox'
+import type { FastifyInstance } from 'fastify'
+import { UUID, assertOptionsRefused, build } from '../helpers.js'
+import { SpikardConfigError } from '../../src/errors.js'
+import { connect, serve, TYPE } from './websocket-helpers.js'
+
+const ChatIn = Type.Union([
+  Type.Object({ type: Type.Literal('say'), text: Type.String({ maxLength: 20 }) }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('ping') }, { additionalProperties: false })
+])
+
+async function echoRoutes (app: FastifyInstance): Promise<void> {
+  app.get('/echo', { websocket: true }, (socket) => {
+    socket.on('message', (data, isBinary) => { socket.send(data, { binary: isBinary }) })
+  })
+  app.get('/chat', { websocket: true, config: { websocket: { receive: ChatIn } } }, (socket) => {
+    socket.on('message', (data) => { socket.send(String(data)) })
+  })
+  app.get('/strict', { websocket: true, config: { websocket: { receive: ChatIn, closeOnInvalid: true } } }, (socket) => {
+    socket.on('message', (data) => { socket.send(String(data)) })
+  })
+  app.get('/binary', { websocket: true, config: { websocket: { binary: true } } }, (socket) => {
+    socket.on('message', (data, isBinary) => { socket.send(data, { binary: isBinary }) })
+  })
+}
+
+test('defaults: a 101 with the request id, echo, one access line with the counters and close 1000, no HTTP access line', async (t) => {
+  const { ws, logs } = await serve(t, {}, echoRoutes)
+  const client = await connect(t, ws + '/echo?room=a&access_token=s3cret')
+  assert.match(String(client.headers['x-request-id']), UUID)
+  client.socket.send('hello')
+  assert.equal(await client.next(), 'hello')
+  client.socket.send('wörld')
+  assert.equal(await client.next(), 'wörld')
+  client.socket.close(1000, 'bye')
+  assert.equal((await client.closed).code, 1000)
+  await sleep(50)
+  const lines = logs.filter((l) => l.path === '/echo')
+  assert.equal(lines.length, 1, JSON.stringify(lines))
+  const { time, pid, hostname, durationMs, remoteAddress, ...line } = lines[0]
+  assert.equal(typeof durationMs, 'number')
+  assert.equal(remoteAddress, '127.0.0.1')
+  assert.deepEqual(line, {
+    level: 30,
+    reqId: client.headers['x-request-id'],
+    method: 'GET',
+    path: '/echo',
+    query: 'room=a&access_token=[REDACTED]',
+    route: '/echo',
+    status: 101,
+    messagesIn: 2,
+    messagesOut: 2,
+    bytesIn: 11,
+    bytesOut: 11,
+    closeCode: 1000,
+    msg: 'websocket closed'
+  })
+  assert.ok(!JSON.stringify(logs).includes('s3cret'))
+})
+
+test('messages are delivered in order', async (t) => {
+  const { ws } = await serve(t, {}, echoRoutes)
+  const client = await connect(t, ws + '/echo')
+  for (let i = 0; i < 200; i++) client.socket.send(String(i))
+  for (let i = 0; i < 200; i++) assert.equal(await client.next(), String(i))
+})
+
+test('receive: an invalid-JSON or schema-invalid message gets an error frame and the socket stays open', async (t) => {
+  const { ws } = await serve(t, {}, echoRoutes)
+  const client = await connect(t, ws + '/chat')
+  client.socket.send('{"type":')
+  assert.deepEqual(await client.json(), { type: TYPE + 'websocket-invalid-json', title: 'Bad Request', status: 400, detail: 'The message is not valid JSON' })
+  client.socket.send(JSON.stringify({ type: 'say', text: 42 }))
+  assert.deepEqual(await client.json(), {
+    type: TYPE + 'websocket-invalid-message',
+    title: 'Unprocessable Content',
+    status: 422,
+    detail: 'The message does not match the route\'s schema: message/text must be string',
+    errors: [{ path: '/text', message: 'must be string' }]
+  })
+  client.socket.send(JSON.stringify({ type: 'shout' }))
+  assert.deepEqual(await client.json(), {
+    type: TYPE + 'websocket-invalid-message',
+    title: 'Unprocessable Content',
+    status: 422,
+    detail: 'The message\'s "type" must be one of: say, ping',
+    errors: [{ path: '/type', message: 'must be one of: say, ping' }]
+  })
+  client.socket.send(JSON.stringify({ type: 'say', text: 'hi' }))
+  assert.equal(await client.next(), '{"type":"say","text":"hi"}')
+})
+
+test('closeOnInvalid: 1007 for non-JSON, 1008 for a schema mismatch, 1003 for a binary frame', async (t) => {
+  const { ws } = await serve(t, {}, echoRoutes)
+  for (const [send, code] of [['nope', 1007], ['{"type":"ping","x":1}', 1008], [Buffer.from([1, 2, 3]), 1003]] as const) {
+    const client = await connect(t, ws + '/strict')
+    client.socket.send(send)
+    assert.equal((await client.closed).code, code, String(send))
+  }
+})
+
+test('binary frames: refused with an error frame unless the route allows them', async (t) => {
+  const { ws } = await serve(t, {}, echoRoutes)
+  const refused = await connect(t, ws + '/echo')
+  refused.socket.send(Buffer.from([0, 1, 2]))
+  assert.deepEqual(await refused.json(), {
+    type: TYPE + 'websocket-binary-refused', title: 'Unsupported Media Type', status: 415, detail: 'This WebSocket route does not accept binary messages; send JSON text'
+  })
+  refused.socket.send('still open')
+  assert.equal(await refused.next(), 'still open')
+  const allowed = await connect(t, ws + '/binary')
+  allowed.socket.send(Buffer.from([0, 1, 2]))
+  assert.deepEqual(await allowed.next(), Buffer.from([0, 1, 2]))
+})
+
+test('ping/pong: the server answers a client ping; the heartbeat pings, and terminates a socket that does not answer', async (t) => {
+  const { ws, logs } = await serve(t, { websocket: { heartbeat: 100 } }, echoRoutes)
+  const client = await connect(t, ws + '/echo')
+  const pong = new Promise((resolve) => client.socket.once('pong', resolve))
+  client.socket.ping('x')
+  assert.equal(String(await pong), 'x')
+  let pings = 0
+  client.socket.on('ping', () => { pings++ })
+  const silent = await connect(t, ws + '/echo', undefined, { autoPong: false })
+  await sleep(450)
+  assert.ok(pings >= 2, `pings: ${pings}`)
+  assert.equal(client.socket.readyState, client.socket.OPEN)
+  assert.equal((await silent.closed).code, 1006)
+  assert.ok(logs.some((l) => l.msg === 'websocket: no pong to the last ping; terminating the socket'))
+})
+
+test('maxPayload: a larger message closes the socket with 1009', async (t) => {
+  const { ws, logs } = await serve(t, { websocket: { maxPayload: '1kb' } }, echoRoutes)
+  const client = await connect(t, ws + '/echo')
+  client.socket.send('x'.repeat(1024))
+  assert.equal((await client.next()).length, 1024)
+  client.socket.send('x'.repeat(1025))
+  // 1009, or 1006 when the server's reset (the big message's bytes are left unread) beats its close frame.
+  assert.ok([1009, 1006].includes((await client.closed).code))
+  await sleep(50)
+  assert.equal(logs.find((l) => l.msg === 'websocket closed')?.closeCode, 1009)
+})
+
+test('a slow consumer (a client that does not read) is closed with 1013 once maxBuffered is passed', async (t) => {
+  let sent = 0
+  const { ws, logs } = await serve(t, { websocket: { maxBuffered: '256kb' } }, async (app) => {
+    app.get('/flood', { websocket: true }, (socket) => {
+      socket.on('message', () => {
+        const chunk = 'x'.repeat(64 * 1024)
+        // Bounded: 64 MiB at most, far past any socket buffer.
+        while (socket.readyState === socket.OPEN && sent < 1024) { socket.send(chunk); sent++ }
+      })
+    })
+  })
+  const client = await connect(t, ws + '/flood')
+  client.socket.send('go')
+  ;(client.socket as unknown as { _socket: { pause: () => void } })._socket.pause()
+  await sleep(300)
+  assert.ok(sent < 1024, `the server kept sending: ${sent} chunks`)
+  ;(client.socket as unknown as { _socket: { resume: () => void } })._socket.resume()
+  assert.equal((await client.closed).code, 1013)
+  assert.ok(logs.some((l) => l.msg === 'websocket: the client does not read what is sent; closing with 1013'))
+})
+
+test('a handler error closes that socket with 1011, logged with its request id; other sockets carry on', async (t) => {
+  const { ws, logs } = await serve(t, {}, async (app) => {
+    await echoRoutes(app)
+    app.get('/throws', { websocket: true }, () => { throw new Error('boom at open') })
+    app.get('/rejects', { websocket: true }, async () => { await sleep(1); throw new Error('boom later') })
+    app.get('/listener', { websocket: true }, (socket) => {
+      socket.on('message', () => { throw new Error('boom in a listener') })
+    })
+    app.get('/async-listener', { websocket: true }, (socket) => {
+      socket.on('message', async () => { await sleep(1); throw new Error('boom in an async listener') })
+    })
+  })
+  const other = await connect(t, ws + '/echo')
+  for (const [path, message] of [['/throws', 'boom at open'], ['/rejects', 'boom later'], ['/listener', 'boom in a listener'], ['/async-listener', 'boom in an async listener']]) {
+    const client = await connect(t, ws + path)
+    client.socket.send('x')
+    assert.deepEqual(await client.closed, { code: 1011, reason: 'internal error' }, path)
+    await sleep(20)
+    const error = logs.find((l) => l.err?.message === message)
+    assert.equal(error?.msg, 'websocket: handler failed; closing the socket with 1011', path)
+    assert.equal(error?.reqId, client.headers['x-request-id'], path)
+  }
+  other.socket.send('alive')
+  assert.equal(await other.next(), 'alive')
+})
+
+test('sendJson: JSON out, validated against send outside production (a mismatch is a handler error, 1011)', async (t) => {
+  const Out = Type.Object({ type: Type.Literal('said'), text: Type.String() })
+  const { ws, logs } = await serve(t, {}, async (app) => {
+    app.get('/out', { websocket: true, config: { websocket: { send: Out } } }, (socket) => {
+      socket.on('message', (data) => {
+        // The handler's socket type comes from @fastify/websocket's CJS view of ws, which the ESM augmentation does not reach.
+        ;(socket as unknown as { sendJson: (v: unknown) => void }).sendJson(String(data) === 'bad' ? { type: 'said', text: 1 } : { type: 'said', text: String(data) })
+      })
+    })
+  })
+  const client = await connect(t, ws + '/out')
+  client.socket.send('hi')
+  assert.deepEqual(await client.json(), { type: 'said', text: 'hi' })
+  client.socket.send('bad')
+  assert.equal((await client.closed).code, 1011)
+  await sleep(20)
+  assert.match(logs.find((l) => l.err !== undefined)?.err.message, /^websocket: a message sent on GET \/out does not match config.websocket.send: /)
+})
+
+test('options: invalid ones fail at ready() naming the key; the feature off refuses a websocket route', async (t) => {
+  await assertOptionsRefused('websocket', { heartbeat: 'often' }, ['websocket.heartbeat: expected a duration of at least 10ms (milliseconds, or a string such as "30s", "1m", "1h"), found "often"'])
+  await assertOptionsRefused('websocket', { maxPayload: 0 }, ['websocket.maxPayload: expected a size (bytes, or a string such as "512kb", "1mb") of at least 1 byte, found 0'])
+  await assertOptionsRefused('websocket', { origins: ['example.com'] }, ['websocket.origins[0]: expected an origin such as "https://app.example.com" (scheme, host and port, no path), or "*", found "example.com"'])
+  await assertOptionsRefused('websocket', { maxBufered: '1mb' }, ['websocket.maxBufered: unknown key (did you mean "maxBuffered"?)'])
+  await assert.rejects(build({ websocket: false, server: { logger: { level: 'silent' } } }, async (app) => {
+    app.get('/ws', { websocket: true }, () => {})
+  }), (error: unknown) => error instanceof SpikardConfigError && /route GET \/ws: the websocket route option is set but the websocket feature is off/.test(error.message))
+  await assert.rejects(build({ server: { logger: { level: 'silent' } } }, async (app) => {
+    app.get('/plain', { config: { websocket: { binary: true } } }, async () => 'x')
+  }), (error: unknown) => error instanceof SpikardConfigError && /config.websocket is set but the route has no `websocket: true`/.test(error.message))
+  await assert.rejects(build({ server: { logger: { level: 'silent' } } }, async (app) => {
+    app.get('/ws', { websocket: true, config: { websocket: { receive: { type: 'nonsense' } } } }, () => {})
+  }), (error: unknown) => error instanceof SpikardConfigError && /route GET \/ws/.test(error.message) && /config.websocket.receive/.test(error.message))
+  const { app } = await build({ websocket: false, server: { logger: { level: 'silent' } } })
+  t.after(() => app.close())
+  assert.throws(() => app.spikard.rooms, /the websocket feature is off/)
+  assert.equal(app.hasDecorator('injectWS'), false)
+})
