@@ -155,8 +155,13 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
       void stream.gone.then(() => streams.delete(stream))
       const result: unknown = await handler.call(this, request, reply)
       // Kept open with nothing sent yet: commit the stream now, or Fastify would answer
-      // the request with an empty body and end it.
-      if (sse.shouldKeepAlive && sse.isConnected && !stream.committed) sse.sendHeaders()
+      // the request with an empty body and end it. Node holds a head written by writeHead
+      // until the first body write: flushed, so the client's EventSource opens now rather
+      // than at the first event or keep-alive.
+      if (sse.shouldKeepAlive && sse.isConnected && !stream.committed) {
+        sse.sendHeaders()
+        reply.raw.flushHeaders()
+      }
       return result
     }
   })

@@ -692,17 +692,22 @@ test('route kinds: dual serves JSON to other clients, only refuses them with a 4
   assert.equal(piped.text(), 'id: 1\ndata: {"n":1}\n\ndata: a\ndata: b\n\n')
 })
 
-test('reply.sse.keepAlive() with nothing sent yet: the stream opens at once and stays open', async (t) => {
-  const { url } = await serve(t, { server: QUIET, sse: { keepAlive: '1s' } }, async (app) => {
+test('reply.sse.keepAlive() with nothing sent yet: the stream opens at once (its head reaches the client before any event or keep-alive) and stays open', async (t) => {
+  let headReceived = (): void => {}
+  const received = new Promise<void>((resolve) => { headReceived = resolve })
+  const { url } = await serve(t, { server: QUIET }, async (app) => {
     app.get('/events', { sse: true }, async (_request, reply) => {
       reply.sse.keepAlive()
-      setTimeout(() => { void reply.sse.send({ data: 'later' }).catch(() => {}) }, 200).unref()
+      // The first event waits for the client to have the head: a head held back until the
+      // first write (Node's writeHead) would never arrive, and openRaw would time out.
+      void received.then(async () => await reply.sse.send({ data: 'later' })).catch(() => {})
     })
   })
   const raw = await openRaw(url, '/events')
   t.after(() => raw.close())
   assert.equal(raw.status, 200)
   assert.equal(raw.headers['content-type'], 'text/event-stream')
+  headReceived()
   await raw.waitFor('data: later\n\n', 2000)
 })
 
