@@ -34,10 +34,15 @@ export type AsyncApiOptions = Static<typeof AsyncApiOptionsSchema>
 export type ResolvedAsyncApiOptions = Defaulted<typeof AsyncApiOptionsSchema>
 export const resolveAsyncApiOptions = optionsResolver(AsyncApiOptionsSchema, 'asyncapi')
 
-/** The route's channel is in the document: not hidden by `schema.hide` or `config.asyncapi: false`, and not a HEAD route Fastify added. */
-export function inAsyncApi (route: { method: string | string[], schema?: unknown, config?: unknown }): boolean {
+/**
+ * The route's channel is in the document: not hidden by `config.asyncapi: false` (or, for an
+ * event stream, `schema.hide`), and not a HEAD route Fastify added. @fastify/websocket sets
+ * `schema.hide` on every WebSocket route, to keep it out of the OpenAPI document: there it
+ * hides nothing.
+ */
+export function inAsyncApi (route: { method: string | string[], schema?: unknown, config?: unknown, websocket?: unknown }): boolean {
   return route.method !== 'HEAD' &&
-    (route.schema as { hide?: unknown } | undefined)?.hide !== true &&
+    (route.websocket === true || (route.schema as { hide?: unknown } | undefined)?.hide !== true) &&
     (route.config as { asyncapi?: unknown } | undefined)?.asyncapi !== false
 }
 

@@ -133,7 +133,7 @@ describe('the document', () => {
     assert.equal(document.components.messages['a.join'].name, 'join')
   })
 
-  test('config.asyncapi false and schema.hide leave a route out; the document\'s own routes are out of the OpenAPI document', async (t) => {
+  test('config.asyncapi false, and schema.hide on an event stream, leave a route out; the document\'s own routes are out of the OpenAPI document', async (t) => {
     const app = await appWith(t, {}, async (app) => {
       websocket(app, '/hidden', { config: { asyncapi: false } })
       app.get('/secret', { sse: true, schema: { hide: true } }, async () => {})
