@@ -1,9 +1,10 @@
 /** WebSocket test helpers: a listening app, a real `ws` client with a bounded message queue, refused upgrades read raw. */
+import net from 'node:net'
 import type { TestContext } from 'node:test'
 import type { FastifyPluginAsync } from 'fastify'
 import WebSocket, { type ClientOptions } from 'ws'
 import type { CreateServerConfig } from '../../src/server.js'
-import { build, listen, withTimeout, rawRequest, type RawResponse } from '../helpers.js'
+import { build, listen, withTimeout } from '../helpers.js'
 
 export const KEY = 'k-websocket-test-key-0123456789abcdef'
 export const TYPE = 'https://spikard.dev/errors/'
@@ -52,14 +53,42 @@ export async function connect (t: TestContext, url: string, protocols?: string[]
   return { socket, headers, next, json: async () => JSON.parse(String(await next())), closed: withTimeout(closed, 3000, 'the close') }
 }
 
-/** An upgrade request sent raw, and the HTTP response it gets. */
-export async function upgrade (port: number, path: string, headers: Record<string, string> = {}): Promise<RawResponse> {
+/** An upgrade request's raw answer: its status, headers and body (read until the server closes the socket; a 101 at its head). */
+export interface Answer { status: number, headers: Record<string, string>, body: string }
+
+/** An upgrade request sent raw, and the HTTP response it gets (within 2 s). */
+export async function upgrade (port: number, path: string, headers: Record<string, string> = {}): Promise<Answer> {
   const lines = [
     `GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Connection: Upgrade', 'Upgrade: websocket',
     'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
     ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
   ]
-  return await withTimeout(rawRequest(port, lines.join('\r\n') + '\r\n\r\n'), 2000, `upgrade ${path}`)
+  return await withTimeout(new Promise<Answer>((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let received = ''
+    const parse = (): Answer => {
+      const split = received.indexOf('\r\n\r\n')
+      const [statusLine, ...rest] = received.slice(0, split).split('\r\n')
+      const found: Record<string, string> = {}
+      for (const line of rest) {
+        const colon = line.indexOf(':')
+        found[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+      }
+      return { status: Number(statusLine.split(' ')[1]), headers: found, body: received.slice(split + 4) }
+    }
+    socket.setEncoding('latin1')
+    socket.on('data', (chunk: string) => {
+      received += chunk
+      if (received.startsWith('HTTP/1.1 101') && received.includes('\r\n\r\n')) {
+        socket.destroy()
+        resolve(parse())
+      }
+    })
+    socket.on('error', reject)
+    // Not a 101: the server must close the socket once its answer is written.
+    socket.on('close', () => { if (received.includes('\r\n\r\n')) resolve(parse()); else reject(new Error(`no answer: ${JSON.stringify(received)}`)) })
+    socket.write(lines.join('\r\n') + '\r\n\r\n')
+  }), 2000, `upgrade ${path}`)
 }
 
 /** A problem's body as the error handler renders it. */

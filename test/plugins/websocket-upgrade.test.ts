@@ -1,0 +1,178 @@
+/**
+ * WebSocket upgrades through the HTTP features (refused with real problems), browser tokens,
+ * rooms, shutdown (1001) and app.injectWS, with real `ws` clients at 127.0.0.1 (injectWS
+ * aside). Every wait is bounded.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, { type FastifyInstance } from 'fastify'
+import fastifyWebsocket from '@fastify/websocket'
+import WebSocket from 'ws'
+import { build } from '../helpers.js'
+import { connect, KEY, problem, serve, upgrade } from './websocket-helpers.js'
+
+const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
+const AUTH = { apiKey: { keys: [KEY] } }
+
+async function routes (app: FastifyInstance): Promise<void> {
+  app.get('/echo', { websocket: true }, (socket) => {
+    socket.on('message', (data) => { socket.send(String(data)) })
+  })
+  app.get('/browser', { websocket: true, config: { websocket: { accessToken: true } } }, (socket, request) => {
+    socket.send(JSON.stringify({ caller: request.identity, protocol: socket.protocol }))
+  })
+}
+
+test('refused upgrades get a real HTTP problem and the socket is closed: 401 without a credential', async (t) => {
+  const { port, logs } = await serve(t, { auth: AUTH }, routes)
+  const response = await upgrade(port, '/echo')
+  assert.equal(response.status, 401)
+  assert.equal(response.headers['content-type'], PROBLEM_JSON)
+  assert.equal(response.headers.connection, 'close')
+  assert.equal(response.headers['www-authenticate'], 'ApiKey header="x-api-key"')
+  assert.deepEqual(JSON.parse(response.body), {
+    ...problem('unauthorized', 'Unauthorized', 401, 'Missing credentials: send an API key in the x-api-key header', '/echo'),
+    requestId: response.headers['x-request-id']
+  })
+  // The refused upgrade's HTTP access line, as any request's.
+  assert.equal(logs.find((l) => l.msg === 'request completed')?.status, 401)
+  const ok = await upgrade(port, '/echo', { 'x-api-key': KEY })
+  assert.equal(ok.status, 101)
+})
+
+test('403: a browser page from another origin (same-origin by default when auth is on; websocket.origins)', async (t) => {
+  const { port } = await serve(t, { auth: AUTH }, routes)
+  const headers = { 'x-api-key': KEY, Origin: 'https://evil.example' }
+  const response = await upgrade(port, '/echo', headers)
+  assert.equal(response.status, 403)
+  assert.equal(response.headers['content-type'], PROBLEM_JSON)
+  assert.deepEqual(JSON.parse(response.body), {
+    ...problem('websocket-origin', 'Forbidden', 403, 'WebSocket connections from origin "https://evil.example" are not allowed', '/echo'),
+    requestId: response.headers['x-request-id']
+  })
+  assert.equal((await upgrade(port, '/echo', { 'x-api-key': KEY, Origin: `http://127.0.0.1:${port}` })).status, 101)
+  assert.equal((await upgrade(port, '/echo', { 'x-api-key': KEY })).status, 101)
+
+  const listed = await serve(t, { websocket: { origins: ['https://app.example'] } }, routes)
+  assert.equal((await upgrade(listed.port, '/echo', { Origin: 'https://app.example' })).status, 101)
+  assert.equal((await upgrade(listed.port, '/echo', { Origin: 'https://evil.example' })).status, 403)
+  const open = await serve(t, {}, routes)
+  assert.equal((await upgrade(open.port, '/echo', { Origin: 'https://evil.example' })).status, 101)
+})
+
+test('429: the rate limit counts upgrades', async (t) => {
+  const { port } = await serve(t, { rateLimit: { max: 1, timeWindow: '1m' } }, routes)
+  assert.equal((await upgrade(port, '/echo')).status, 101)
+  const response = await upgrade(port, '/echo')
+  assert.equal(response.status, 429)
+  assert.equal(response.headers['content-type'], PROBLEM_JSON)
+  assert.equal(JSON.parse(response.body).type, 'https://spikard.dev/errors/rate-limited')
+})
+
+test('browser token: Sec-WebSocket-Protocol access_token, <token> (101 names only access_token) or ?access_token=, on routes that opt in; never logged', async (t) => {
+  const { ws, logs } = await serve(t, { auth: AUTH, logging: { headers: true } }, routes)
+  const viaProtocol = await connect(t, ws + '/browser', ['access_token', KEY])
+  assert.equal(viaProtocol.headers['sec-websocket-protocol'], 'access_token')
+  const keyId = await viaProtocol.json() as { caller: { scheme: string, id: string }, protocol: string }
+  assert.deepEqual(keyId, { caller: { scheme: 'apiKey', id: keyId.caller.id }, protocol: 'access_token' })
+  assert.match(keyId.caller.id, /^[0-9a-f]{12}$/)
+  const viaQuery = await connect(t, `${ws}/browser?access_token=${KEY}`)
+  assert.equal((await viaQuery.json() as { caller: { scheme: string } }).caller.scheme, 'apiKey')
+  viaProtocol.socket.close(1000)
+  viaQuery.socket.close(1000)
+  await viaProtocol.closed
+  await viaQuery.closed
+  // A route that did not opt in ignores them.
+  const port = Number(new URL(ws).port)
+  assert.equal((await upgrade(port, `/echo?access_token=${KEY}`)).status, 401)
+  assert.equal((await upgrade(port, '/echo', { 'Sec-WebSocket-Protocol': `access_token, ${KEY}` })).status, 401)
+  await sleep(50)
+  assert.ok(logs.some((l) => l.msg === 'websocket closed' && l.headers?.['sec-websocket-protocol'] === '[REDACTED]'))
+  assert.ok(logs.some((l) => l.msg === 'websocket closed' && l.query === 'access_token=[REDACTED]'))
+  assert.ok(!JSON.stringify(logs).includes(KEY), 'the token is in a log line')
+})
+
+test('rooms: join, publish to a room, broadcast to all, leave, and sockets leave every room on close', async (t) => {
+  let rooms!: FastifyInstance['spikard']['rooms']
+  const { ws, app } = await serve(t, {}, async (app) => {
+    app.get('/room/:name', { websocket: true }, (socket, request) => {
+      const { name } = request.params as { name: string }
+      app.spikard.rooms.join(name, socket)
+      socket.send(JSON.stringify({ type: 'joined', room: name }))
+      socket.on('message', (data) => {
+        if (String(data) === 'leave') app.spikard.rooms.leave(name, socket)
+        else void app.spikard.rooms.publish(name, { type: 'said', text: String(data) })
+      })
+    })
+  })
+  rooms = app.spikard.rooms
+  const a1 = await connect(t, ws + '/room/a')
+  const a2 = await connect(t, ws + '/room/a')
+  const b1 = await connect(t, ws + '/room/b')
+  for (const [client, room] of [[a1, 'a'], [a2, 'a'], [b1, 'b']] as const) assert.deepEqual(await client.json(), { type: 'joined', room })
+  assert.equal(rooms.size('a'), 2)
+  a1.socket.send('hi a')
+  assert.deepEqual(await a1.json(), { type: 'said', text: 'hi a' })
+  assert.deepEqual(await a2.json(), { type: 'said', text: 'hi a' })
+  await rooms.broadcast('to everyone')
+  for (const client of [a1, a2, b1]) assert.equal(await client.next(), 'to everyone')
+  a2.socket.send('leave')
+  await sleep(50)
+  assert.equal(rooms.size('a'), 1)
+  b1.socket.close(1000)
+  await b1.closed
+  await sleep(20)
+  assert.equal(rooms.size('b'), 0)
+  await rooms.publish('a', { type: 'said', text: 'only a1' })
+  assert.deepEqual(await a1.json(), { type: 'said', text: 'only a1' })
+  a2.socket.send('x')
+  await assert.rejects(a2.next(), /timed out/)
+})
+
+test('shutdown: every open socket closed with 1001; upgrades while draining get 503', async (t) => {
+  const { ws, port, app, logs } = await serve(t, { shutdown: { preCloseDelay: '300ms', timeout: '3s', signals: false } }, routes)
+  const clients = await Promise.all([1, 2, 3].map(async () => await connect(t, ws + '/echo')))
+  const closing = app.close()
+  await sleep(50)
+  const refused = await upgrade(port, '/echo')
+  assert.equal(refused.status, 503)
+  assert.equal(JSON.parse(refused.body).type, 'https://spikard.dev/errors/shutting-down')
+  for (const client of clients) assert.deepEqual(await client.closed, { code: 1001, reason: 'server shutting down' })
+  await closing
+  assert.deepEqual(logs.filter((l) => l.msg === 'websocket closed').map((l) => l.closeCode), [1001, 1001, 1001])
+})
+
+test('shutdown: a socket that does not answer the close is terminated when the budget runs out', async (t) => {
+  const { ws, app } = await serve(t, { shutdown: { timeout: '1s', signals: false } }, routes)
+  const client = await connect(t, ws + '/echo')
+  ;(client.socket as unknown as { _socket: { pause: () => void } })._socket.pause()
+  const started = Date.now()
+  await app.close()
+  assert.ok(Date.now() - started < 2000, `close took ${Date.now() - started} ms`)
+})
+
+test('app.injectWS works (ws compares Sec-WebSocket-Version as a string; injectWS sends a number)', async (t) => {
+  const { app, logs } = await build({ server: { logger: { level: 'info' } } }, routes)
+  t.after(() => app.close())
+  await app.ready()
+  const socket = await app.injectWS('/echo')
+  const reply = new Promise<string>((resolve) => socket.once('message', (data: Buffer) => resolve(String(data))))
+  socket.send('injected')
+  assert.equal(await reply, 'injected')
+  const closed = new Promise<number>((resolve) => socket.once('close', resolve))
+  socket.close(1000)
+  assert.equal(await closed, 1000)
+  await sleep(20)
+  assert.equal(logs.find((l) => l.msg === 'websocket closed')?.closeCode, 1000)
+})
+
+test('upstream: @fastify/websocket alone answers injectWS with 400 (remove the fix in plugins/websocket/upgrade.ts when this fails)', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  await app.register(fastifyWebsocket)
+  app.get('/echo', { websocket: true }, () => {})
+  await app.ready()
+  await assert.rejects(app.injectWS('/echo'), /Unexpected server response: 400/)
+  assert.equal(WebSocket.OPEN, 1)
+})
