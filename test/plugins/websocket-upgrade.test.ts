@@ -94,7 +94,6 @@ test('browser token: Sec-WebSocket-Protocol access_token, <token> (101 names onl
 })
 
 test('rooms: join, publish to a room, broadcast to all, leave, and sockets leave every room on close', async (t) => {
-  let rooms!: FastifyInstance['spikard']['rooms']
   const { ws, app } = await serve(t, {}, async (app) => {
     app.get('/room/:name', { websocket: true }, (socket, request) => {
       const { name } = request.params as { name: string }
@@ -106,7 +105,7 @@ test('rooms: join, publish to a room, broadcast to all, leave, and sockets leave
       })
     })
   })
-  rooms = app.spikard.rooms
+  const rooms = app.spikard.rooms
   const a1 = await connect(t, ws + '/room/a')
   const a2 = await connect(t, ws + '/room/a')
   const b1 = await connect(t, ws + '/room/b')
