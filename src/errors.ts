@@ -171,6 +171,20 @@ export const errorDefinitions = {
     title: 'Service Unavailable',
     message: 'This server already has %d open event streams; retry shortly or on another instance',
     when: 'A request would open an event stream (a route with `sse`) while `sse.maxConnections` streams are open in this process.'
+  },
+  SPK_ERR_TASKS_QUEUE_FULL: {
+    status: 503,
+    type: 'tasks-queue-full',
+    title: 'Service Unavailable',
+    message: 'The background task queue is full (%d tasks waiting); retry shortly',
+    when: 'A handler called `request.tasks.add()` (or `app.tasks.add()`) while `tasks.maxQueued` tasks were waiting to start. Outside a handler, `add()` throws it.'
+  },
+  SPK_ERR_TASKS_SHUTTING_DOWN: {
+    status: 503,
+    type: 'tasks-shutting-down',
+    title: 'Service Unavailable',
+    message: 'The server is shutting down and accepts no new background tasks; retry on another instance',
+    when: 'A handler called `request.tasks.add()` (or `app.tasks.add()`) after the shutdown began draining the background tasks. Outside a handler, `add()` throws it.'
   }
 } as const satisfies Record<string, Definition>
 

@@ -21,6 +21,8 @@ export type { RequestContextOptions } from '../plugins/request-context/options.j
 export type { RequestIdOptions } from '../plugins/request-id/options.js'
 export type { LoggingOptions } from '../plugins/logging/options.js'
 export type { ShutdownOptions } from '../plugins/shutdown/options.js'
+export type { TasksOptions } from '../plugins/tasks/options.js'
+export type { TaskContext, TaskFunction, TaskSpec, TaskStats, AppTasks, RequestTasks } from '../plugins/tasks/index.js'
 export type { DrainHook, DrainContext, LifecyclePhase } from './lifecycle.js'
 export type { HealthOptions } from '../plugins/health/options.js'
 export type { BodyLimitOptions } from '../plugins/body-limit/options.js'

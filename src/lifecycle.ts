@@ -40,13 +40,25 @@ export class Budget {
   readonly #deadline: number
   readonly #controller = new AbortController()
   readonly #timer: NodeJS.Timeout
+  readonly #ms: number
 
   constructor (ms: number, onExpire: () => void = () => {}) {
+    this.#ms = ms
     this.#deadline = performance.now() + ms
     this.#timer = setTimeout(() => {
-      this.#controller.abort(new Error(`shutdown budget of ${ms} ms exceeded`))
+      this.abort()
       onExpire()
     }, ms).unref()
+  }
+
+  /**
+   * Aborts the signal now, without `onExpire`: for a caller that ends the process at the
+   * budget's end itself (the shutdown's signal handler), so the drain hooks still see the
+   * end of the budget (and log what they leave unfinished) before it exits.
+   */
+  abort (): void {
+    clearTimeout(this.#timer)
+    if (!this.expired) this.#controller.abort(new Error(`shutdown budget of ${this.#ms} ms exceeded`))
   }
 
   get signal (): AbortSignal { return this.#controller.signal }

@@ -10,6 +10,7 @@ import { requestContextFeature } from '../plugins/request-context/options.js'
 import { requestIdFeature } from '../plugins/request-id/options.js'
 import { loggingFeature } from '../plugins/logging/options.js'
 import { shutdownFeature } from '../plugins/shutdown/options.js'
+import { tasksFeature } from '../plugins/tasks/options.js'
 import { healthFeature } from '../plugins/health/options.js'
 import { timeoutFeature } from '../plugins/timeout/options.js'
 import { rateLimitFeature } from '../plugins/rate-limit/options.js'
@@ -20,8 +21,8 @@ import { openapiFeature } from '../plugins/openapi/options.js'
 import { asyncapiFeature } from '../plugins/asyncapi/options.js'
 import { streamFeature } from '../plugins/stream/options.js'
 import { sseFeature } from '../plugins/sse/options.js'
-import { staticFeature } from '../plugins/static/options.js'
 import { websocketFeature } from '../plugins/websocket/options.js'
+import { staticFeature } from '../plugins/static/options.js'
 
 /** Every feature, in the order the root plugin registers them (and their hooks run). */
 export const features = {
@@ -31,6 +32,7 @@ export const features = {
   requestId: requestIdFeature,
   logging: loggingFeature,
   shutdown: shutdownFeature,
+  tasks: tasksFeature,
   health: healthFeature,
   timeout: timeoutFeature,
   rateLimit: rateLimitFeature,
@@ -38,9 +40,9 @@ export const features = {
   bodyLimit: bodyLimitFeature,
   stream: streamFeature,
   sse: sseFeature,
+  websocket: websocketFeature,
   static: staticFeature,
   compression: compressionFeature
-  websocket: websocketFeature,
 } as const
 
 export type FeatureName = keyof typeof features
@@ -52,6 +54,7 @@ export const SpikardOptionsSchema = Type.Object({
   requestId: Type.Optional(Feature(features.requestId)),
   logging: Type.Optional(Feature(features.logging)),
   shutdown: Type.Optional(Feature(features.shutdown)),
+  tasks: Type.Optional(Feature(features.tasks)),
   health: Type.Optional(Feature(features.health)),
   timeout: Type.Optional(Feature(features.timeout)),
   rateLimit: Type.Optional(Feature(features.rateLimit)),
@@ -59,10 +62,10 @@ export const SpikardOptionsSchema = Type.Object({
   bodyLimit: Type.Optional(Feature(features.bodyLimit)),
   stream: Type.Optional(Feature(features.stream)),
   sse: Type.Optional(Feature(features.sse)),
+  websocket: Type.Optional(Feature(features.websocket)),
   static: Type.Optional(Feature(features.static)),
   compression: Type.Optional(Feature(features.compression))
 }, { additionalProperties: false })
-  websocket: Type.Optional(Feature(features.websocket)),
 
 /** What you pass to `app.register(spikard, options)`. */
 export type SpikardOptions = Static<typeof SpikardOptionsSchema>

@@ -3,17 +3,19 @@
  * by one handler, then each enabled feature in this order, which is also the order their
  * hooks run in at each point of the request lifecycle:
  *
- *   1. openapi  2. requestContext  3. requestId  4. logging  5. shutdown  6. health
- *   7. timeout  8. rateLimit  9. auth  10. bodyLimit  11. stream  12. sse  13. static
- *   14. compression
+ *   1. openapi  2. requestContext  3. requestId  4. logging  5. shutdown  6. tasks
+ *   7. health  8. timeout  9. rateLimit  10. auth  11. bodyLimit  12. stream  13. sse
+ *   14. websocket  15. static  16. compression
  *
  * The OpenAPI document first: it adds no request hooks, and its collector must see every
  * route registered after it, the health probes included. The AsyncAPI document next: no
  * request hooks either, it reads the routes (WebSocket, event streams) when the app is ready.
  * The request context first, so every later hook runs inside it; request ids and the
  * access log next so every later hook's errors and logs carry the id; shutdown before
- * health so readiness can see the shutdown phase; the handler timeout's clock before
- * anything that may wait (a Redis count, a JWKS fetch); rate limiting before auth, so a
+ * health so readiness can see the shutdown phase; background tasks next to shutdown, which
+ * drains them (their hooks only settle a request's tasks once its response is done, and
+ * come after the request context and request id the tasks carry); the handler timeout's
+ * clock before anything that may wait (a Redis count, a JWKS fetch); rate limiting before auth, so a
  * flood of bad credentials is counted; streams, event streams and static files after
  * every check that refuses a request (a WebSocket upgrade is refused with a real HTTP
  * problem by the same hooks); compression last so it sees every other feature's
@@ -37,6 +39,7 @@ import requestContext from '../plugins/request-context/index.js'
 import requestId from '../plugins/request-id/index.js'
 import logging from '../plugins/logging/index.js'
 import shutdown from '../plugins/shutdown/index.js'
+import tasks from '../plugins/tasks/index.js'
 import health from '../plugins/health/index.js'
 import timeout from '../plugins/timeout/index.js'
 import rateLimit from '../plugins/rate-limit/index.js'
@@ -44,11 +47,11 @@ import auth from '../plugins/auth/index.js'
 import bodyLimit from '../plugins/body-limit/index.js'
 import stream from '../plugins/stream/index.js'
 import sse from '../plugins/sse/index.js'
+import websocket from '../plugins/websocket/index.js'
+import type { Rooms } from '../plugins/websocket/rooms.js'
 import staticFiles from '../plugins/static/index.js'
 import compression from '../plugins/compression/index.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from './lifecycle.js'
-import websocket from '../plugins/websocket/index.js'
-import type { Rooms } from '../plugins/websocket/rooms.js'
 import { flushLog } from './flush-log.js'
 import { startupSummary } from './summary.js'
 
@@ -74,14 +77,14 @@ declare module 'fastify' {
        *     })
        */
       onDrain: (name: string, hook: DrainHook) => () => void
-      /** `server.trustProxy` as createServer gave it to Fastify, for the startup warnings (Fastify's initialConfig does not keep it). */
-      trustProxy?: unknown
-    }
       /**
        * WebSocket rooms (plugins/websocket/rooms.ts): `join(room, socket)`, `leave(room, socket)`,
        * `publish(room, data)`, `broadcast(data)`. Reading it while the websocket feature is off throws.
        */
       readonly rooms: Rooms
+      /** `server.trustProxy` as createServer gave it to Fastify, for the startup warnings (Fastify's initialConfig does not keep it). */
+      trustProxy?: unknown
+    }
   }
 }
 
@@ -131,6 +134,7 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   if (resolved.logging !== false) await app.register(logging, resolved.logging)
   if (resolved.shutdown !== false) await app.register(shutdown, resolved.shutdown)
   else closeWithoutShutdown(app, lifecycle)
+  if (resolved.tasks !== false) await app.register(tasks, resolved.tasks)
   if (resolved.health !== false) await app.register(health, resolved.health)
   if (resolved.timeout !== false) await app.register(timeout, resolved.timeout)
   if (resolved.rateLimit !== false) await app.register(rateLimit, resolved.rateLimit)
@@ -138,11 +142,11 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   if (resolved.bodyLimit !== false) await app.register(bodyLimit, resolved.bodyLimit)
   if (resolved.stream !== false) await app.register(stream, resolved.stream)
   if (resolved.sse !== false) await app.register(sse, resolved.sse)
+  if (resolved.websocket !== false) await app.register(websocket, resolved.websocket)
   if (resolved.static !== false) await app.register(staticFiles, resolved.static)
   if (resolved.compression !== false) await app.register(compression, resolved.compression)
 
   // What the server got, once it listens: one line, and a warning per risky choice.
-  if (resolved.websocket !== false) await app.register(websocket, resolved.websocket)
   app.addHook('onListen', function spikardSummary (done) {
     const { record, warnings } = startupSummary(resolved, { trustProxy: state.trustProxy, bodyLimit: app.initialConfig.bodyLimit, logLevel: app.log.level })
     app.log.info(record, 'spikard features')

@@ -66,6 +66,8 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
   /** What the shutdown is waiting for, for the log line when the budget runs out. */
   let waitingFor = ''
   let overrun = false
+  /** The running shutdown's budget, for the signal handler that exits when it runs out. */
+  let current: Budget | undefined
   /** A server that never listened (`spikard check`, inject-only tests) logs its shutdown at debug level. */
   let level: 'info' | 'debug' = 'info'
 
@@ -86,7 +88,7 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
 
   async function phases (trigger: string): Promise<void> {
     started = performance.now()
-    const budget = new Budget(timeout, () => {
+    const budget = current = new Budget(timeout, () => {
       overrun = true
       app.log.error({ reason: 'budget exceeded', timeoutMs: timeout, ...pending() }, 'shutdown did not finish in time')
       // The budget is spent: cut what is left, so that close() can finish.
@@ -197,6 +199,7 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
       log: app.log,
       timeout,
       pending,
+      expire: () => current?.abort(),
       close: async (trigger) => {
         await shutdown(trigger)
         await app.close()

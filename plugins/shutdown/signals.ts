@@ -7,13 +7,19 @@
 import closeWithGrace from 'close-with-grace'
 import type { FastifyBaseLogger } from 'fastify'
 import { flushLog } from '../../src/flush-log.js'
+import { raiseUncaught, rejectionOwner } from '../../src/rejections.js'
 
 /**
  * close-with-grace listens to every terminating signal and to 'beforeExit' unless told
  * not to. spikard answers SIGTERM and SIGINT only: SIGSEGV and its kind must not run
  * JavaScript, and 'beforeExit' would turn a deliberate exit code into 0.
+ *
+ * Unhandled rejections go through spikard's own listener rather than close-with-grace's:
+ * one a background task owns (src/rejections.ts) is that task's failure, which the task logs,
+ * and must not close the server; every other one is raised as an uncaught exception, which
+ * close-with-grace handles like any other.
  */
-const SKIP: closeWithGrace.AllEvents[] = ['SIGHUP', 'SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGSEGV', 'SIGUSR2', 'beforeExit']
+const SKIP: closeWithGrace.AllEvents[] = ['SIGHUP', 'SIGQUIT', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGSEGV', 'SIGUSR2', 'beforeExit', 'unhandledRejection']
 
 export interface ExitOnSignalsOptions {
   log: FastifyBaseLogger
@@ -23,16 +29,19 @@ export interface ExitOnSignalsOptions {
   close: (trigger: string) => Promise<boolean>
   /** What the shutdown is still waiting for, logged before an early exit. */
   pending: () => Record<string, unknown>
+  /** Called when the budget runs out, before the exit: aborts the shutdown's budget, so the drain hooks log what they leave unfinished. */
+  expire?: () => void
 }
 
 /** Installs the handlers; returns the function that removes them (call it when the app closes). */
-export function exitOnSignals ({ log, timeout, close, pending }: ExitOnSignalsOptions): () => void {
+export function exitOnSignals ({ log, timeout, close, pending, expire }: ExitOnSignalsOptions): () => void {
   // close-with-grace calls process.exit() right after each of these returns: one line each.
   const grace = closeWithGrace({
     delay: timeout,
     logger: false, // every line goes through the app's logger instead
     skip: SKIP,
     onTimeout: () => {
+      expire?.()
       log.error({ reason: 'budget exceeded', timeoutMs: timeout, ...pending(), exitCode: 1 }, 'shutdown did not finish in time')
     },
     onSecondSignal: (signal) => {
@@ -58,5 +67,10 @@ export function exitOnSignals ({ log, timeout, close, pending }: ExitOnSignalsOp
     // close-with-grace exits 1 after an error or when this callback rejects, 0 otherwise.
     if (code !== 0 && err === undefined) throw new Error('graceful shutdown did not finish')
   })
-  return grace.uninstall
+  const onRejection = (reason: unknown, promise: Promise<unknown>): void => { if (rejectionOwner() === undefined) raiseUncaught(reason, promise) }
+  process.on('unhandledRejection', onRejection)
+  return () => {
+    grace.uninstall()
+    process.off('unhandledRejection', onRejection)
+  }
 }
