@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { ndjson, requestContext } from '../src/index.js'
+import { ndjson, requestContext, type TaskContext } from '../src/index.js'
 
 const Item = Type.Object({
   name: Type.String({ minLength: 1, description: 'What the item is called.' }),
@@ -67,6 +67,23 @@ export default async function routes (app: FastifyInstance): Promise<void> {
     return reply.code(201).send(request.body)
   })
 
+  // A background task after the response: the receipt is "mailed" once the 202 has been sent;
+  // its log line carries the request id (and the task's id and name).
+  app.post('/orders', {
+    config: { auth: false },
+    schema: {
+      summary: 'Place an order; the receipt is sent in the background',
+      tags: ['items'],
+      body: Type.Object({ item: Type.String({ minLength: 1 }), email: Type.String({ format: 'email' }) }, { additionalProperties: false }),
+      response: { 202: Type.Object({ orderId: Type.String(), receiptTask: Type.String() }) }
+    }
+  }, async (request, reply) => {
+    const { email } = request.body as { email: string }
+    const orderId = `order-${Date.now().toString(36)}`
+    const receiptTask = request.tasks.add(sendReceipt, orderId, email)
+    return reply.code(202).send({ orderId, receiptTask })
+  })
+
   // Newline-delimited JSON, one line per item as it is produced (try: curl -N localhost:8000/export).
   app.get('/export', {
     config: { auth: false },
@@ -98,4 +115,11 @@ export default async function routes (app: FastifyInstance): Promise<void> {
   app.get('/boom', { config: { auth: false }, schema: { summary: 'Fail on purpose: a 500 problem, the cause only in the log', tags: ['demo'] } }, async () => {
     throw new Error('database password=hunter2 rejected') // the client sees a generic 500, the log sees this
   })
+}
+
+/** The demo's background task: a stand-in for a mail API call, aborted with the task (timeout, cancel, shutdown). */
+async function sendReceipt (ctx: TaskContext, orderId: string, email: string): Promise<void> {
+  await sleep(100, undefined, { signal: ctx.signal })
+  // The address stays out of the log: only its domain.
+  ctx.log.info({ orderId, to: `…@${email.split('@')[1]}`, attempt: ctx.attempt }, 'receipt sent')
 }

@@ -24,6 +24,10 @@ interface Handler {
   stream?: { chunks: Array<string | { base64: string }>, contentType?: string, headers?: Record<string, string>, source?: 'readable' | 'generator' | 'web' }
   ndjson?: unknown[]
   echo?: true
+  /** Background tasks (request.tasks.add) recording the request body, after `sleep` ms each. */
+  task?: { count?: number, sleep?: number }
+  /** Reply with what the tasks recorded so far. */
+  recorded?: true
 }
 
 interface Fixture {
@@ -32,14 +36,19 @@ interface Fixture {
   routes?: Array<{ method: HTTPMethods, url: string, options?: Record<string, unknown>, handler: Handler }>
   requests: Array<{
     name?: string
+    afterTasks?: true
     request: { method: string, url: string, headers?: Record<string, string>, body?: unknown, payload?: string }
     expect: { status: number, headers?: Record<string, string>, body?: unknown, bodyBase64?: string, select?: Record<string, unknown> }
   }>
 }
 
-function handlerFor (h: Handler) {
+function handlerFor (h: Handler, recorded: unknown[]) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     if (h.sleep !== undefined) await sleep(h.sleep)
+    for (let i = 0; i < (h.task?.count ?? (h.task === undefined ? 0 : 1)); i++) {
+      request.tasks.add(async function record () { await sleep(h.task?.sleep ?? 0); recorded.push(request.body ?? null) })
+    }
+    if (h.recorded === true) return recorded
     if (h.throw !== undefined) throw Object.assign(new Error(h.throw.message), h.throw.status === undefined ? {} : { statusCode: h.throw.status })
     if (h.stream !== undefined) {
       if (h.stream.headers !== undefined) reply.headers(h.stream.headers)
@@ -106,15 +115,17 @@ function at (value: unknown, pointer: string): unknown {
 }
 
 async function run (fixture: Fixture): Promise<void> {
+  const recorded: unknown[] = []
   const routes = async (app: FastifyInstance): Promise<void> => {
-    for (const r of fixture.routes ?? []) app.route({ ...r.options, method: r.method, url: r.url, handler: handlerFor(r.handler) })
+    for (const r of fixture.routes ?? []) app.route({ ...r.options, method: r.method, url: r.url, handler: handlerFor(r.handler, recorded) })
   }
   // Relative paths in the options (a static mount's root) are relative to the repository, as
   // a config file's are to its directory, whatever the working directory.
   const app = await createServer({ ...fixture.options, server: { logger: { level: 'silent' }, ...(fixture.options.server as object) }, app: routes }, { baseDir: join(root, '..') })
   try {
-    for (const [i, { name, request, expect }] of fixture.requests.entries()) {
+    for (const [i, { name, afterTasks, request, expect }] of fixture.requests.entries()) {
       const where = `request ${name ?? i}`
+      if (afterTasks === true) await app.tasks.idle()
       const response = await app.inject({
         method: request.method as HTTPMethods,
         url: request.url,
