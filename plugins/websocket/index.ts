@@ -66,7 +66,8 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
   const sockets = new Set<WebSocket>()
   const connections = new WeakMap<WebSocket, Connection>()
 
-  const rooms = new Rooms(sockets, (socket, message, frame) => {
+  const rooms = new Rooms(sockets, (member, message, frame) => {
+    const socket = member as WebSocket
     const connection = connections.get(socket)
     if (connection === undefined || socket.readyState !== socket.OPEN) return
     if (typeof message === 'string' || Buffer.isBuffer(message)) socket.send(message)

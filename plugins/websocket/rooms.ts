@@ -11,7 +11,11 @@
  * handlers do not change when it comes. Written here because neither ws nor
  * @fastify/websocket has rooms. A socket leaves every room when it closes.
  */
-import type { WebSocket } from 'ws'
+/**
+ * A socket as rooms see it: any `ws` WebSocket (described by shape, since the handler's socket
+ * type comes from @fastify/websocket's CommonJS view of ws, which TypeScript sees as another type).
+ */
+export interface RoomSocket { readonly readyState: number, readonly OPEN: number }
 
 /** What a room message is: an object (sent as JSON, validated against each route's `send` schema outside production), a string or bytes (sent as they are). */
 export type RoomMessage = unknown
@@ -28,17 +32,17 @@ export interface RoomAdapter {
  * slow consumers: `message` as published, `frame` what goes on the wire (serialized once
  * for the whole room).
  */
-export type Deliver = (socket: WebSocket, message: RoomMessage, frame: string | Buffer) => void
+export type Deliver = (socket: RoomSocket, message: RoomMessage, frame: string | Buffer) => void
 
 export class Rooms {
-  readonly #members = new Map<string, Set<WebSocket>>()
-  readonly #roomsOf = new WeakMap<WebSocket, Set<string>>()
-  readonly #all: ReadonlySet<WebSocket>
+  readonly #members = new Map<string, Set<RoomSocket>>()
+  readonly #roomsOf = new WeakMap<RoomSocket, Set<string>>()
+  readonly #all: ReadonlySet<RoomSocket>
   readonly #deliver: Deliver
   #adapter: RoomAdapter
 
   /** `all`: every open socket (for broadcast); `deliver`: how a message is sent to one of them. */
-  constructor (all: ReadonlySet<WebSocket>, deliver: Deliver) {
+  constructor (all: ReadonlySet<RoomSocket>, deliver: Deliver) {
     this.#all = all
     this.#deliver = deliver
     this.#adapter = { publish: (room, message) => { this.deliver(room, message) } }
@@ -50,7 +54,7 @@ export class Rooms {
   }
 
   /** Adds the socket to the room (no-op if it is in it, or closed). */
-  join (room: string, socket: WebSocket): void {
+  join (room: string, socket: RoomSocket): void {
     if (socket.readyState !== socket.OPEN) return
     let members = this.#members.get(room)
     if (members === undefined) this.#members.set(room, members = new Set())
@@ -61,14 +65,14 @@ export class Rooms {
   }
 
   /** Removes the socket from the room. */
-  leave (room: string, socket: WebSocket): void {
+  leave (room: string, socket: RoomSocket): void {
     const members = this.#members.get(room)
     if (members !== undefined && members.delete(socket) && members.size === 0) this.#members.delete(room)
     this.#roomsOf.get(socket)?.delete(room)
   }
 
   /** Removes the socket from every room it is in (done when it closes). */
-  leaveAll (socket: WebSocket): void {
+  leaveAll (socket: RoomSocket): void {
     const rooms = this.#roomsOf.get(socket)
     if (rooms === undefined) return
     for (const room of [...rooms]) this.leave(room, socket)
@@ -76,7 +80,7 @@ export class Rooms {
   }
 
   /** The rooms the socket is in. */
-  roomsOf (socket: WebSocket): string[] {
+  roomsOf (socket: RoomSocket): string[] {
     return [...(this.#roomsOf.get(socket) ?? [])]
   }
 
@@ -90,7 +94,7 @@ export class Rooms {
     await this.#adapter.publish(room, message)
   }
 
-  /** Sends the message to every open WebSocket of this app. */
+  /** Sends the message to every open RoomSocket of this app. */
   async broadcast (message: RoomMessage): Promise<void> {
     await this.#adapter.publish(null, message)
   }
