@@ -31,6 +31,7 @@ import { compileMessages, loadAjv } from './validate.js'
 import { CLOSE, Connection, kWebSocket, type SocketPolicy } from './connection.js'
 import { Rooms } from './rooms.js'
 import { connectionLogger, guardUpgrades } from './upgrade.js'
+export type {} from './ws-types.cjs'
 
 export { WebSocketMessageError } from './connection.js'
 export type { WebSocketRouteConfig } from './messages.js'
@@ -39,13 +40,11 @@ export type { Rooms, RoomAdapter } from './rooms.js'
 /** The package's module.exports: @fastify/websocket wrapped with fastify-plugin, so its hooks reach every route. */
 const fastifyWebsocket = fastifyWebsocketModule as unknown as FastifyPluginAsync<WebsocketPluginOptions>
 
+// `socket.sendJson` is declared for ws's CommonJS types, the ones @fastify/websocket's
+// handler socket has, in ./ws-types.cts; and here for the ES module view (`import type { WebSocket } from 'ws'`).
 declare module 'ws' {
   interface WebSocket {
-    /**
-     * Sends a value as a JSON text message (spikard): validated against the route's
-     * `config.websocket.send` outside production (a WebSocketMessageError otherwise), counted,
-     * and subject to `websocket.maxBuffered`. `socket.send` still sends anything as it is.
-     */
+    /** See ./ws-types.cts. */
     sendJson: (value: unknown) => void
   }
 }
