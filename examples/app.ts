@@ -5,13 +5,30 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { ndjson, requestContext, type TaskContext } from '../src/index.js'
 
 const Item = Type.Object({
   name: Type.String({ minLength: 1, description: 'What the item is called.' }),
   price: Type.Number({ minimum: 0, description: 'In euros.' })
 }, { $id: 'Item', additionalProperties: false })
+
+// The chat's messages (/chat/:room): what a client sends, and what the server sends back, each
+// pinned by its `type`. spikard validates both and lists each in the AsyncAPI document (/asyncapi).
+const Name = Type.String({ minLength: 1, maxLength: 32, pattern: '\\S', description: 'A display name, unique in the room.' })
+const ChatIn = Type.Union([
+  Type.Object({ type: Type.Literal('join'), name: Name }, { additionalProperties: false, description: 'Join the room under a name.' }),
+  Type.Object({ type: Type.Literal('say'), text: Type.String({ minLength: 1, maxLength: 500, pattern: '\\S' }) }, { additionalProperties: false, description: 'Say something to the room (after joining).' }),
+  Type.Object({ type: Type.Literal('leave') }, { additionalProperties: false, description: 'Leave the room; the socket stays open and may join again.' })
+])
+const ChatOut = Type.Union([
+  Type.Object({ type: Type.Literal('welcome'), room: Type.String(), name: Type.String(), members: Type.Array(Type.String()) }, { additionalProperties: false, description: 'To the one who joined: the room and who is in it, themselves included.' }),
+  Type.Object({ type: Type.Literal('joined'), room: Type.String(), name: Type.String() }, { additionalProperties: false, description: 'To the others in the room: someone joined.' }),
+  Type.Object({ type: Type.Literal('said'), name: Type.String(), text: Type.String(), at: Type.String({ format: 'date-time' }) }, { additionalProperties: false, description: 'To everyone in the room, the speaker included, in the order the server received them.' }),
+  Type.Object({ type: Type.Literal('left'), name: Type.String() }, { additionalProperties: false, description: 'To everyone in the room (the one leaving included, when they asked): someone left or disconnected.' }),
+  Type.Object({ type: Type.Literal('refused'), detail: Type.String() }, { additionalProperties: false, description: 'A valid message the room cannot take: saying before joining, joining twice, a name already taken.' })
+])
+type ChatMessage = Static<typeof ChatIn>
 
 export default async function routes (app: FastifyInstance): Promise<void> {
   app.addSchema(Item)
@@ -112,6 +129,26 @@ export default async function routes (app: FastifyInstance): Promise<void> {
     reply.sse.onClose(() => clearInterval(timer))
   })
 
+  // A chat over WebSockets; public/chat.html is its page. Public, as that page is: a browser
+  // cannot set headers on a WebSocket and the page has no login to get a token from. (A route
+  // that wants one sets config.websocket.accessToken: true, and its page opens
+  // `new WebSocket(url, ['access_token', token])`.) Since the config turns auth on, spikard
+  // lets only pages of this server's own origin open it (the Origin check, against cross-site
+  // hijacking), and each upgrade counts against the rate limit.
+  const chat = chatRooms(app)
+  app.get('/chat/:room', {
+    websocket: true,
+    config: { auth: false, websocket: { receive: ChatIn, send: ChatOut } },
+    schema: {
+      summary: 'A chat room',
+      description: 'Join under a name, then say things: everyone in the room, you included, gets each message in the order the server received it.',
+      tags: ['chat'],
+      params: Type.Object({ room: Type.String({ pattern: '^[a-z0-9-]{1,32}$', description: 'The room: up to 32 lower-case letters, digits and dashes.', examples: ['lobby'] }) })
+    }
+  }, (socket, request) => {
+    chat(socket as unknown as ChatSocket, (request.params as { room: string }).room, request.log)
+  })
+
   app.get('/boom', { config: { auth: false }, schema: { summary: 'Fail on purpose: a 500 problem, the cause only in the log', tags: ['demo'] } }, async () => {
     throw new Error('database password=hunter2 rejected') // the client sees a generic 500, the log sees this
   })
@@ -122,4 +159,67 @@ async function sendReceipt (ctx: TaskContext, orderId: string, email: string): P
   await sleep(100, undefined, { signal: ctx.signal })
   // The address stays out of the log: only its domain.
   ctx.log.info({ orderId, to: `…@${email.split('@')[1]}`, attempt: ctx.attempt }, 'receipt sent')
+}
+
+/** A chat socket: the handler's `ws` WebSocket, with spikard's `sendJson` (validated against ChatOut outside production). */
+interface ChatSocket {
+  readonly readyState: number
+  readonly OPEN: number
+  sendJson: (value: Static<typeof ChatOut>) => void
+  on: ((event: 'message', listener: (data: Buffer) => Promise<void>) => unknown) & ((event: 'close', listener: () => void) => unknown)
+}
+
+/**
+ * The chat: who is in each room, by name, on top of app.spikard.rooms, which delivers to the
+ * room's sockets. Returns what a new connection runs.
+ */
+function chatRooms (app: FastifyInstance) {
+  const names = new Map<string, Map<ChatSocket, string>>()
+  const { rooms } = app.spikard
+
+  return function connect (socket: ChatSocket, room: string, log: FastifyInstance['log']): void {
+    const members = (): Map<ChatSocket, string> => {
+      let found = names.get(room)
+      if (found === undefined) names.set(room, found = new Map())
+      return found
+    }
+    /** Out of the room's names; true if the socket was in it. */
+    const forget = (): string | undefined => {
+      const name = names.get(room)?.get(socket)
+      names.get(room)?.delete(socket)
+      if (names.get(room)?.size === 0) names.delete(room)
+      return name
+    }
+
+    // Already validated against ChatIn: the listener only sees messages that match it. A
+    // rejection (a delivery that failed) closes this socket with 1011, logged.
+    socket.on('message', async (data) => {
+      const message = JSON.parse(String(data)) as ChatMessage
+      const name = names.get(room)?.get(socket)
+      if (message.type === 'join') {
+        const wanted = message.name.trim()
+        if (name !== undefined) return socket.sendJson({ type: 'refused', detail: `You are already in the room, as ${name}.` })
+        if ([...members().values()].includes(wanted)) return socket.sendJson({ type: 'refused', detail: `The name ${wanted} is taken in this room.` })
+        // The others first, then the newcomer joins and gets the list, themselves included.
+        await rooms.publish(room, { type: 'joined', room, name: wanted })
+        members().set(socket, wanted)
+        rooms.join(room, socket)
+        socket.sendJson({ type: 'welcome', room, name: wanted, members: [...members().values()] })
+      } else if (name === undefined) {
+        socket.sendJson({ type: 'refused', detail: 'Join the room first: {"type":"join","name":"..."}.' })
+      } else if (message.type === 'say') {
+        await rooms.publish(room, { type: 'said', name, text: message.text, at: new Date().toISOString() })
+      } else {
+        // The one leaving gets the `left` too: their acknowledgement.
+        await rooms.publish(room, { type: 'left', name })
+        rooms.leave(room, socket)
+        forget()
+      }
+    })
+    // spikard has already taken a closed socket out of its rooms: the others hear it left.
+    socket.on('close', () => {
+      const name = forget()
+      if (name !== undefined) rooms.publish(room, { type: 'left', name }).catch((error: unknown) => { log.error({ err: error }, 'chat: could not tell the room') })
+    })
+  }
 }
