@@ -35,6 +35,13 @@ async function routes (app: FastifyInstance): Promise<void> {
     await reply.sse.send({ data: `resumed after ${String(request.headers['last-event-id'] ?? 'nothing')}`, retry: 500 })
     reply.sse.close()
   })
+  app.get('/ws', {
+    websocket: true,
+    config: { auth: false, websocket: { receive: { type: 'object', required: ['text'], properties: { text: { type: 'string' } } } } }
+  }, (socket) => {
+    socket.on('message', (data) => { socket.sendJson({ echoed: (JSON.parse(data.toString()) as { text: string }).text }) })
+  })
+  app.get('/ws-private', { websocket: true }, (socket) => { socket.sendJson({ hello: 'member' }) })
   app.get('/forever', { sse: true, config: { auth: false } }, async (_request, reply) => {
     reply.sse.keepAlive()
     await reply.sse.send({ data: 'open' })
@@ -212,4 +219,27 @@ test('the event-stream parser: CR, LF and CRLF line ends (split across chunks to
     { event: 'named', data: '', id: '1' },
     { event: 'message', data: 'kept id', id: '1', retry: 250 }
   ])
+})
+
+test('ws(): JSON messages over a real socket, error frames parsed, credentials on the upgrade, close codes', async (t) => {
+  const client = await setup(t)
+  const ws = await client.ws('/ws')
+  ws.send({ text: 'hi' })
+  assert.deepEqual(await ws.next(), { echoed: 'hi' })
+  ws.send('not json')
+  assert.equal((await ws.next<{ status: number }>()).status, 400)
+  await assert.rejects(ws.next({ timeout: 50 }), { message: 'WebSocket /ws: nothing arrived within 50 ms' })
+  assert.deepEqual(await ws.close(), { code: 1005, reason: '' })
+  await assert.rejects(ws.next(), { message: 'WebSocket /ws: closed (1005) before the next message' })
+
+  await assert.rejects(client.ws('/ws-private'), (error: Error) => error.message.startsWith('WebSocket /ws-private: the upgrade was answered 401: {"type":"https://spikard.dev/errors/'))
+  const member = await client.withApiKey().ws('/ws-private')
+  assert.deepEqual(await member.next(), { hello: 'member' })
+  assert.deepEqual(await member.close(1000, 'done'), { code: 1000, reason: 'done' })
+})
+
+test('close() names a WebSocket the test left open', async () => {
+  const client = await createTestClient({ app: routes })
+  await client.ws('/ws')
+  await assert.rejects(client.close(), { message: 'client.close(): still open, closed now: WebSocket /ws; close them in the test' })
 })
