@@ -65,7 +65,14 @@ async function spikardAsyncApi (app: FastifyInstance, options: AsyncApiOptions):
     if (address === null || typeof address !== 'object') return undefined
     return (listening = build([{ url: listeningUrl(address) }]))
   }
-  if (o.servers.length === 0) app.addHook('onListen', async function spikardAsyncApiServers () { await atListen() })
+  // Started, not awaited: the routes wait for it, and the onListen hooks after this one
+  // (the startup line) are not held back.
+  if (o.servers.length === 0) {
+    app.addHook('onListen', function spikardAsyncApiServers (done) {
+      atListen()?.catch((error: unknown) => { app.log.error({ err: error }, 'asyncapi: could not build the document for the listening address') })
+      done()
+    })
+  }
 
   await app.register(async function asyncapiRoutes (child: FastifyInstance) {
     // Out of the OpenAPI document; public unless asyncapi.auth (read by auth on the first request).
