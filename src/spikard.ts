@@ -61,7 +61,7 @@ declare module 'fastify' {
     spikard: {
       options: ResolvedSpikardOptions
       /** Every route registered after spikard, as declared, with the config every onRoute hook left (`spikard check` prints them). */
-      routes: RouteOptions[]
+      routes: import('fastify').RouteOptions[]
       /** Where the server is in its life: `serving`, then `draining`, `closing`, `closed` as it shuts down. */
       readonly phase: LifecyclePhase
       /**

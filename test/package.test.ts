@@ -152,11 +152,11 @@ await Promise.all([app.close(), server.close(), test.close()])
     const files = packed.files.map((f) => f.path)
     for (const target of targets()) assert.ok(files.includes(target), `package.json points at ${target}, which is not in the tarball`)
     for (const file of files) {
-      assert.match(file, /^(package\.json|README\.md|dist\/(src|plugins)\/.+\.(js|d\.ts|js\.map))$/, `unexpected file in the tarball: ${file}`)
+      assert.match(file, /^(package\.json|README\.md|dist\/(src|plugins)\/.+\.(js|cjs|d\.ts|d\.cts|js\.map))$/, `unexpected file in the tarball: ${file}`)
     }
     // A build that does not clean dist/ would ship files whose source is gone.
     for (const file of files.filter((f) => f.startsWith('dist/'))) {
-      const source = file.replace(/^dist\//, '').replace(/(\.d\.ts|\.js\.map|\.js)$/, '.ts')
+      const source = file.replace(/^dist\//, '').replace(/(\.d\.ts|\.js\.map|\.js)$/, '.ts').replace(/(\.d\.cts|\.cjs)$/, '.cts')
       assert.ok(existsSync(join(ROOT, source)), `${file} is in the tarball but ${source} does not exist (stale dist/)`)
     }
   })
