@@ -158,6 +158,7 @@ test('the demo\'s AsyncAPI document parses with no error and shows the chat\'s c
   assert.deepEqual(diagnostics.filter((d) => d.severity === DiagnosticSeverity.Error).map((d) => `${d.message} at ${d.path.join('.')}`), [])
   const { document } = await new Parser().parse(text)
   assert.ok(document !== undefined)
+  assert.equal(document.info().title(), 'spikard demo')
   const channel = document.channels().all().find((c) => c.address() === '/chat/{room}')
   assert.ok(channel !== undefined, 'the chat channel')
   assert.equal(channel.id(), 'chatByRoom')
@@ -166,7 +167,9 @@ test('the demo\'s AsyncAPI document parses with no error and shows the chat\'s c
     ['receiveChatByRoom', 'receive', ['join', 'say', 'leave']],
     ['sendChatByRoom', 'send', ['welcome', 'joined', 'said', 'left', 'refused', 'problem']]
   ])
-  // Public, unlike the document's other operations: no security on the chat.
+  assert.deepEqual(channel.operations().all().map((o) => o.tags().all().map((tag) => tag.name())), [['chat'], ['chat']])
+  assert.deepEqual(document.info().tags().all().map((tag) => [tag.name(), tag.description()]), [['chat', 'Rooms where clients join under a name and talk.']])
+  // Public: no security on the chat.
   for (const operation of channel.operations().all()) assert.equal(operation.security().length, 0)
   const said = channel.messages().all().find((m) => m.name() === 'said')
   assert.deepEqual(said?.payload()?.required(), ['type', 'name', 'text', 'at'])

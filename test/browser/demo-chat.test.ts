@@ -26,7 +26,7 @@ async function setup (): Promise<{ origin: string, browser: Browser }> {
   after(() => app.close())
   // The static mount sends no Content-Security-Policy; a deployment may send a strict one, so
   // the pages here get it: nothing inline, no eval, nothing but this server (ws: included).
-  app.addHook('onSend', async (_request, reply) => { reply.header('content-security-policy', CSP) })
+  app.addHook('onSend', async (_request, reply) => { if (!reply.hasHeader('content-security-policy')) reply.header('content-security-policy', CSP) })
   const { url } = await listen(app)
   return { origin: url, browser: await launchBrowser() }
 }
@@ -108,4 +108,20 @@ test('the demo page links to the chat', { skip, timeout: 30_000 }, async () => {
   assert.deepEqual(traffic.blocked, [])
   assert.deepEqual(traffic.pageErrors, [])
   assert.deepEqual(traffic.consoleErrors, [])
+})
+
+test('the demo\'s AsyncAPI viewer shows the chat\'s channel and every message', { skip, timeout: 30_000 }, async () => {
+  const { newPage, traffic } = await offlineContext(browser, origin)
+  const page = await newPage()
+  assert.equal((await page.goto(origin + '/asyncapi'))?.status(), 200)
+  await page.locator('#operation-send-sendChatByRoom').waitFor()
+  const text = await page.locator('#asyncapi').innerText()
+  assert.match(text, /spikard demo/)
+  for (const line of ['RECEIVE /chat/{room}', 'SEND /chat/{room}', 'SEND /ticks']) assert.ok(text.includes(line), line)
+  for (const id of ['join', 'say', 'leave', 'welcome', 'joined', 'said', 'left', 'refused', 'problem']) assert.ok(text.includes(`Message ID${id}\n`), `message ${id}`)
+  assert.deepEqual(traffic.blocked, [])
+  assert.deepEqual(traffic.offOrigin, [])
+  assert.deepEqual(traffic.failed, [])
+  assert.deepEqual(traffic.consoleErrors, [])
+  assert.deepEqual(traffic.pageErrors, [])
 })
