@@ -168,21 +168,30 @@ function problems (stderr: string): string[] {
 }
 
 /** METHOD and PATH, then each feature's columns in registration order. */
-const HEADER = ['METHOD', 'PATH', 'DOCS', 'ACCESS LOG', 'TIMEOUT', 'RATE LIMIT', 'AUTH', 'BODY LIMIT', 'COMPRESSION']
+const HEADER = ['METHOD', 'PATH', 'DOCS', 'ACCESS LOG', 'TIMEOUT', 'RATE LIMIT', 'AUTH', 'BODY LIMIT', 'WS', 'COMPRESSION']
+/** The AsyncAPI document's routes and its viewer's (the asyncapi feature, on by default outside production). */
+const ASYNCAPI_ROUTES = [
+  '/asyncapi.json', '/asyncapi.yaml',
+  '/asyncapi', '/asyncapi/asyncapi.standalone.js', '/asyncapi/default.min.css', '/asyncapi/viewer.js', '/asyncapi/asyncapi.json'
+]
 /**
- * The docs routes, on by default outside production: left out of the document they serve,
- * public. One row per route as its onRoute hooks saw it: a UI's root is `/docs` (Fastify
+ * The docs routes, on by default outside production: the OpenAPI document and its UIs, then
+ * the AsyncAPI document and its viewer; left out of the OpenAPI document, public, no
+ * WebSocket. One row per route as its onRoute hooks saw it: a UI's root is `/docs` (Fastify
  * serves `/docs/` too), and the HEAD twins Fastify adds are left out.
  */
 const DOCS_ROWS = [
   '/openapi.json', '/openapi.yaml',
   '/docs', '/docs/static/index.html', '/docs/static/swagger-initializer.js', '/docs/json', '/docs/yaml', ['HEAD,GET', '/docs/static/*'],
-  '/redoc', '/redoc/redoc.standalone.js', '/redoc/openapi.json'
-].map((route) => [...(Array.isArray(route) ? route : ['GET', route]), 'hidden', 'on', '30s', 'off', 'off', '1mb', 'on'])
+  '/redoc', '/redoc/redoc.standalone.js', '/redoc/openapi.json',
+  ...ASYNCAPI_ROUTES
+].map((route) => [...(Array.isArray(route) ? route : ['GET', route]), 'hidden', 'on', '30s', 'off', 'off', '1mb', '-', 'on'])
+/** The AsyncAPI rows of DOCS_ROWS: still there with the openapi feature off. */
+const ASYNCAPI_ROWS = DOCS_ROWS.filter(([, path]) => ASYNCAPI_ROUTES.includes(path))
 /** The health routes, on by default: in the document, outside the access log, the rate limit and auth. */
 const HEALTH_ROWS = [
-  ['GET', '/livez', 'yes', 'off', '30s', 'off', 'off', '1mb', 'on'],
-  ['GET', '/readyz', 'yes', 'off', '30s', 'off', 'off', '1mb', 'on']
+  ['GET', '/livez', 'yes', 'off', '30s', 'off', 'off', '1mb', '-', 'on'],
+  ['GET', '/readyz', 'yes', 'off', '30s', 'off', 'off', '1mb', '-', 'on']
 ]
 /** `rows` as they are with the openapi feature off: `off` in the DOCS column. */
 const docsOff = (rows: string[][]): string[][] => rows.map(([method, path, , ...rest]) => [method, path, 'off', ...rest])
@@ -191,10 +200,12 @@ const docsOff = (rows: string[][]): string[][] => rows.map(([method, path, , ...
 const DEFAULT_FEATURES = [
   ['FEATURE', 'STATE', 'SETTINGS'],
   ['openapi', 'on', 'json=/openapi.json yaml=/openapi.yaml docs=/docs redoc=/redoc'],
+  ['asyncapi', 'on', 'json=/asyncapi.json yaml=/asyncapi.yaml docs=/asyncapi'],
   ['requestContext', 'off'],
   ['requestId', 'on', 'header=x-request-id'],
   ['logging', 'on', 'level=info'],
   ['shutdown', 'on', 'timeout=30s signals=on'],
+  ['tasks', 'on', 'concurrency=10 maxQueued=1000 timeout=30s retries=0'],
   ['health', 'on', 'liveness=/livez readiness=/readyz'],
   ['timeout', 'on', 'handler=30s headers=10s request=1m keepAlive=72s'],
   ['rateLimit', 'off'],
@@ -202,6 +213,7 @@ const DEFAULT_FEATURES = [
   ['bodyLimit', 'on', 'max=1mb decode=on'],
   ['stream', 'on'],
   ['sse', 'on', 'keepAlive=15s maxConnections=10000'],
+  ['websocket', 'on', 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb'],
   ['static', 'off'],
   ['compression', 'on', 'br,gzip threshold=1kb']
 ]
@@ -355,10 +367,10 @@ describe('spikard CLI', { concurrency: 1 }, () => {
         HEADER,
         ...DOCS_ROWS,
         ...HEALTH_ROWS,
-        ['GET', '/users', 'yes', 'on', '30s', 'off', 'off', '1mb', 'on'],
-        ['POST', '/users', 'yes', 'on', '30s', 'off', 'off', '2kb', 'on'],
-        ['DELETE', '/users/:id', 'yes', 'off', '30s', 'off', 'off', '1mb', 'on'],
-        ['PUT', '/admin/settings', 'yes', 'on', '30s', 'off', 'off', '100b', 'on']
+        ['GET', '/users', 'yes', 'on', '30s', 'off', 'off', '1mb', '-', 'on'],
+        ['POST', '/users', 'yes', 'on', '30s', 'off', 'off', '2kb', '-', 'on'],
+        ['DELETE', '/users/:id', 'yes', 'off', '30s', 'off', 'off', '1mb', '-', 'on'],
+        ['PUT', '/admin/settings', 'yes', 'on', '30s', 'off', 'off', '100b', '-', 'on']
       ])
       // Every table lines up: each cell starts where its header does.
       for (const table of r.stdout.split('\n\n').slice(1)) assertAligned(table.trimEnd())
@@ -374,14 +386,15 @@ describe('spikard CLI', { concurrency: 1 }, () => {
       assert.equal(r.stderr, '')
       assert.equal(r.code, 0)
       assert.equal(checkOutput(r.stdout).valid, `${file}: valid`)
-      // Features turned off show off in every route's column.
+      // Features turned off show off in every route's column (the AsyncAPI routes stay: only openapi is off).
       assert.deepEqual(tableRows(r.stdout), [
         HEADER,
-        ['GET', '/livez', 'off', 'off', '5s', 'off', 'off', '1mb', 'off'],
-        ['GET', '/readyz', 'off', 'off', '5s', 'off', 'off', '1mb', 'off'],
-        ['GET', '/items', 'off', 'off', '5s', 'off', 'off', '1mb', 'off'],
-        ['POST', '/items', 'off', 'off', '5s', 'off', 'off', '2mb', 'off'],
-        ['PUT,PATCH', '/items/:id', 'off', 'off', '5s', 'off', 'off', '1mb', 'off']
+        ...ASYNCAPI_ROUTES.map((path) => ['GET', path, 'off', 'off', '5s', 'off', 'off', '1mb', '-', 'off']),
+        ['GET', '/livez', 'off', 'off', '5s', 'off', 'off', '1mb', '-', 'off'],
+        ['GET', '/readyz', 'off', 'off', '5s', 'off', 'off', '1mb', '-', 'off'],
+        ['GET', '/items', 'off', 'off', '5s', 'off', 'off', '1mb', '-', 'off'],
+        ['POST', '/items', 'off', 'off', '5s', 'off', 'off', '2mb', '-', 'off'],
+        ['PUT,PATCH', '/items/:id', 'off', 'off', '5s', 'off', 'off', '1mb', '-', 'off']
       ])
     })
 
@@ -394,10 +407,12 @@ describe('spikard CLI', { concurrency: 1 }, () => {
 
 FEATURE         STATE  SETTINGS
 openapi         on     json=/openapi.json yaml=/openapi.yaml docs=/docs redoc=/redoc
+asyncapi        on     json=/asyncapi.json yaml=/asyncapi.yaml docs=/asyncapi
 requestContext  off
 requestId       on     header=x-request-id
 logging         on     level=info
 shutdown        on     timeout=30s signals=on
+tasks           on     concurrency=10 maxQueued=1000 timeout=30s retries=0
 health          off
 timeout         on     handler=30s headers=10s request=1m keepAlive=72s
 rateLimit       off
@@ -405,6 +420,7 @@ auth            off
 bodyLimit       on     max=1mb decode=on
 stream          on
 sse             on     keepAlive=15s maxConnections=10000
+websocket       on     origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb
 static          off
 compression     on     br,gzip threshold=1kb
 
@@ -423,6 +439,13 @@ openapi.redoc              /redoc                  default
 openapi.servers            []                      default
 openapi.tags               []                      default
 openapi.auth               false                   default
+asyncapi                   on                      default
+asyncapi.json              /asyncapi.json          default
+asyncapi.yaml              /asyncapi.yaml          default
+asyncapi.docs              /asyncapi               default
+asyncapi.servers           []                      default
+asyncapi.tags              []                      default
+asyncapi.auth              false                   default
 requestContext             off                     default
 requestId                  on                      default
 requestId.header           x-request-id            default
@@ -436,6 +459,12 @@ shutdown                   on                      default
 shutdown.timeout           30s                     default
 shutdown.preCloseDelay     0                       default
 shutdown.signals           true                    default
+tasks                      on                      default
+tasks.concurrency          10                      default
+tasks.maxQueued            1000                    default
+tasks.timeout              30s                     default
+tasks.retries              0                       default
+tasks.retryDelay           1s                      default
 health                     off                     config file
 timeout                    on                      default
 timeout.handler            30s                     default
@@ -456,6 +485,11 @@ sse.maxConnections         10000                   default
 sse.shutdownEvent.event    shutdown                default
 sse.shutdownEvent.data     "server shutting down"  default
 sse.shutdownEvent.retry    1s                      default
+websocket                  on                      default
+websocket.origins          []                      default
+websocket.heartbeat        30s                     default
+websocket.maxPayload       1mb                     default
+websocket.maxBuffered      4mb                     default
 static                     off                     default
 compression                on                      default
 compression.encodings      [br, gzip]              default
@@ -463,18 +497,25 @@ compression.threshold      1kb                     default
 compression.brotliQuality  4                       default
 compression.gzipLevel      6                       default
 
-METHOD    PATH                                 DOCS    ACCESS LOG  TIMEOUT  RATE LIMIT  AUTH  BODY LIMIT  COMPRESSION
-GET       /openapi.json                        hidden  on          30s      off         off   1mb         on
-GET       /openapi.yaml                        hidden  on          30s      off         off   1mb         on
-GET       /docs                                hidden  on          30s      off         off   1mb         on
-GET       /docs/static/index.html              hidden  on          30s      off         off   1mb         on
-GET       /docs/static/swagger-initializer.js  hidden  on          30s      off         off   1mb         on
-GET       /docs/json                           hidden  on          30s      off         off   1mb         on
-GET       /docs/yaml                           hidden  on          30s      off         off   1mb         on
-HEAD,GET  /docs/static/*                       hidden  on          30s      off         off   1mb         on
-GET       /redoc                               hidden  on          30s      off         off   1mb         on
-GET       /redoc/redoc.standalone.js           hidden  on          30s      off         off   1mb         on
-GET       /redoc/openapi.json                  hidden  on          30s      off         off   1mb         on
+METHOD    PATH                                 DOCS    ACCESS LOG  TIMEOUT  RATE LIMIT  AUTH  BODY LIMIT  WS  COMPRESSION
+GET       /openapi.json                        hidden  on          30s      off         off   1mb         -   on
+GET       /openapi.yaml                        hidden  on          30s      off         off   1mb         -   on
+GET       /docs                                hidden  on          30s      off         off   1mb         -   on
+GET       /docs/static/index.html              hidden  on          30s      off         off   1mb         -   on
+GET       /docs/static/swagger-initializer.js  hidden  on          30s      off         off   1mb         -   on
+GET       /docs/json                           hidden  on          30s      off         off   1mb         -   on
+GET       /docs/yaml                           hidden  on          30s      off         off   1mb         -   on
+HEAD,GET  /docs/static/*                       hidden  on          30s      off         off   1mb         -   on
+GET       /redoc                               hidden  on          30s      off         off   1mb         -   on
+GET       /redoc/redoc.standalone.js           hidden  on          30s      off         off   1mb         -   on
+GET       /redoc/openapi.json                  hidden  on          30s      off         off   1mb         -   on
+GET       /asyncapi.json                       hidden  on          30s      off         off   1mb         -   on
+GET       /asyncapi.yaml                       hidden  on          30s      off         off   1mb         -   on
+GET       /asyncapi                            hidden  on          30s      off         off   1mb         -   on
+GET       /asyncapi/asyncapi.standalone.js     hidden  on          30s      off         off   1mb         -   on
+GET       /asyncapi/default.min.css            hidden  on          30s      off         off   1mb         -   on
+GET       /asyncapi/viewer.js                  hidden  on          30s      off         off   1mb         -   on
+GET       /asyncapi/asyncapi.json              hidden  on          30s      off         off   1mb         -   on
 `)
     })
 
@@ -514,6 +555,13 @@ GET       /redoc/openapi.json                  hidden  on          30s      off 
         'openapi.servers': ['[]', 'default'],
         'openapi.tags': ['[]', 'default'],
         'openapi.auth': ['false', 'default'],
+        asyncapi: ['on', 'default'],
+        'asyncapi.json': ['/asyncapi.json', 'default'],
+        'asyncapi.yaml': ['/asyncapi.yaml', 'default'],
+        'asyncapi.docs': ['/asyncapi', 'default'],
+        'asyncapi.servers': ['[]', 'default'],
+        'asyncapi.tags': ['[]', 'default'],
+        'asyncapi.auth': ['false', 'default'],
         requestContext: ['off', 'default'],
         requestId: ['on', 'default'],
         'requestId.header': ['x-request-id', 'default'],
@@ -527,6 +575,12 @@ GET       /redoc/openapi.json                  hidden  on          30s      off 
         'shutdown.timeout': ['30s', 'default'],
         'shutdown.preCloseDelay': ['0', 'default'],
         'shutdown.signals': ['true', 'default'],
+        tasks: ['on', 'default'],
+        'tasks.concurrency': ['10', 'default'],
+        'tasks.maxQueued': ['1000', 'default'],
+        'tasks.timeout': ['30s', 'default'],
+        'tasks.retries': ['0', 'default'],
+        'tasks.retryDelay': ['1s', 'default'],
         health: ['on', 'default'],
         'health.liveness': ['/livez', 'default'],
         'health.readiness': ['/readyz', 'default'],
@@ -562,6 +616,11 @@ GET       /redoc/openapi.json                  hidden  on          30s      off 
         'sse.shutdownEvent.event': ['shutdown', 'default'],
         'sse.shutdownEvent.data': ['"server shutting down"', 'default'],
         'sse.shutdownEvent.retry': ['1s', 'default'],
+        websocket: ['on', 'default'],
+        'websocket.origins': ['[]', 'default'],
+        'websocket.heartbeat': ['30s', 'default'],
+        'websocket.maxPayload': ['1mb', 'default'],
+        'websocket.maxBuffered': ['4mb', 'default'],
         static: ['off', 'default'],
         compression: ['off', 'config file (SPIKARD_TEST_UNSET unset)']
       })
@@ -793,7 +852,7 @@ GET       /redoc/openapi.json                  hidden  on          30s      off 
         const r = await run(t, ['check'], { cwd: dir })
         assert.equal(r.code, 0, r.stderr)
         assert.equal(r.stdout.split('\n')[0], `${join(dir, name)}: valid`)
-        assert.deepEqual(tableRows(r.stdout), [HEADER, ...docsOff(HEALTH_ROWS), ['GET', '/hello', 'off', 'on', '30s', 'off', 'off', '1mb', 'on']])
+        assert.deepEqual(tableRows(r.stdout), [HEADER, ...docsOff(ASYNCAPI_ROWS), ...docsOff(HEALTH_ROWS), ['GET', '/hello', 'off', 'on', '30s', 'off', 'off', '1mb', '-', 'on']])
       })
     }
   })

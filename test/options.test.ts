@@ -45,10 +45,12 @@ test('sizes: bytes or strings with b, kb, mb, gb (binary units)', () => {
 /** Every feature with its defaults, as `register(spikard)` alone resolves them (outside production). */
 const DEFAULTS = {
   openapi: { json: '/openapi.json', yaml: '/openapi.yaml', docs: '/docs', redoc: '/redoc', info: {}, servers: [], tags: [], auth: false },
+  asyncapi: { json: '/asyncapi.json', yaml: '/asyncapi.yaml', docs: '/asyncapi', info: {}, servers: [], tags: [], auth: false },
   requestContext: false,
   requestId: { header: 'x-request-id', trustIncoming: true },
   logging: { level: 'info', headers: false, redactHeaders: [], redactQuery: [] },
   shutdown: resolveSpikardOptions({ shutdown: true }).shutdown,
+  tasks: { concurrency: 10, maxQueued: 1000, timeout: 30_000, retries: 0, retryDelay: 1000 },
   health: { liveness: '/livez', readiness: '/readyz' },
   timeout: resolveSpikardOptions({ timeout: true }).timeout,
   rateLimit: false,
@@ -56,6 +58,7 @@ const DEFAULTS = {
   bodyLimit: { max: 1_048_576, decode: true },
   stream: { idleTimeout: 0 },
   sse: { keepAlive: 15_000, maxConnections: 10_000, shutdownEvent: { event: 'shutdown', data: 'server shutting down', retry: 1000 } },
+  websocket: { origins: [], heartbeat: 30_000, maxPayload: 1_048_576, maxBuffered: 4_194_304 },
   static: false,
   compression: { encodings: ['br', 'gzip'], threshold: 1024, brotliQuality: 4, gzipLevel: 6 }
 }
@@ -69,7 +72,7 @@ test('absent, a feature takes its default state: production features on, auth, r
   assert.equal(typeof DEFAULTS.timeout, 'object')
 })
 
-test('NODE_ENV=production turns openapi off when its key is absent, and only then; in code and in a config file', (t) => {
+test('NODE_ENV=production turns openapi and asyncapi off when their key is absent, and only then; in code and in a config file', (t) => {
   const nodeEnv = process.env.NODE_ENV
   t.after(() => {
     if (nodeEnv === undefined) delete process.env.NODE_ENV
@@ -78,19 +81,28 @@ test('NODE_ENV=production turns openapi off when its key is absent, and only the
   process.env.NODE_ENV = 'development'
   const config = resolveConfig({})
   assert.deepEqual(config.openapi, DEFAULTS.openapi)
+  assert.deepEqual(config.asyncapi, DEFAULTS.asyncapi)
   process.env.NODE_ENV = 'production'
   // Absent: off, and nothing else changes.
-  assert.deepEqual(resolveSpikardOptions({}), { ...DEFAULTS, openapi: false })
-  assert.deepEqual(resolveConfig({}), { ...config, openapi: false })
-  // Set: as given, on with its defaults or its options.
+  assert.deepEqual(resolveSpikardOptions({}), { ...DEFAULTS, openapi: false, asyncapi: false })
+  assert.deepEqual(resolveConfig({}), { ...config, openapi: false, asyncapi: false })
+  // Set: as given, on with its defaults or its options; each independently of the other.
   assert.deepEqual(resolveSpikardOptions({ openapi: true }).openapi, DEFAULTS.openapi)
   assert.deepEqual(resolveConfig({ openapi: true }).openapi, DEFAULTS.openapi)
   assert.deepEqual(resolveConfig({ openapi: 'true' }, { coerce: true }).openapi, DEFAULTS.openapi)
   assert.deepEqual(resolveSpikardOptions({ openapi: { docs: false } }).openapi, { ...DEFAULTS.openapi, docs: false })
   assert.equal(resolveSpikardOptions({ openapi: false }).openapi, false)
+  assert.equal(resolveSpikardOptions({ openapi: true }).asyncapi, false)
+  assert.deepEqual(resolveSpikardOptions({ asyncapi: true }).asyncapi, DEFAULTS.asyncapi)
+  assert.equal(resolveSpikardOptions({ asyncapi: true }).openapi, false)
+  assert.deepEqual(resolveConfig({ asyncapi: true }).asyncapi, DEFAULTS.asyncapi)
+  assert.deepEqual(resolveConfig({ asyncapi: 'true' }, { coerce: true }).asyncapi, DEFAULTS.asyncapi)
+  assert.deepEqual(resolveSpikardOptions({ asyncapi: { docs: false } }).asyncapi, { ...DEFAULTS.asyncapi, docs: false })
+  assert.equal(resolveSpikardOptions({ asyncapi: false }).asyncapi, false)
   // Read when options are resolved, not once: outside production the default is on again.
   process.env.NODE_ENV = 'development'
   assert.deepEqual(resolveSpikardOptions({}).openapi, DEFAULTS.openapi)
+  assert.deepEqual(resolveSpikardOptions({}).asyncapi, DEFAULTS.asyncapi)
 })
 
 test('a scalar sets a feature\'s main option, the others keep their defaults: bodyLimit, timeout, shutdown, rateLimit', () => {

@@ -49,14 +49,17 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
   await app.register(async (child) => { child.post('/child', async () => 'child') }, { prefix: '/v1' })
   await app.ready()
   const tree = app.printRoutes({ includeHooks: true, commonPrefix: false })
+  // The two `anonymous` hooks are @fastify/websocket's own, registered by the websocket feature
+  // just before its hooks: onRequest marks an upgrade request (request.ws, which
+  // spikardWebSocketUpgrade reads), onResponse destroys an upgrade's socket.
   const expected = {
-    onRequest: ['requestContextHook', 'spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'spikardRateLimit', 'spikardAuth'],
+    onRequest: ['requestContextHook', 'spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'spikardRateLimit', 'spikardAuth', 'anonymous', 'spikardWebSocketUpgrade'],
     preParsing: ['spikardRateLimitIdentity', 'spikardBodyLimit'],
     preValidation: ['requestContextPreValidationHook'],
     preSerialization: ['spikardStreamIterable'],
-    onSend: ['spikardTimeoutStop', 'spikardStream', 'spikardCompress'],
-    onResponse: ['spikardAccessLog'],
-    onRequestAbort: ['spikardAccessLogAborted']
+    onSend: ['spikardTimeoutStop', 'spikardStream', 'spikardWebSocketRefused', 'spikardCompress'],
+    onResponse: ['spikardAccessLog', 'spikardTasks', 'anonymous', 'spikardWebSocketRefusedEnd'],
+    onRequestAbort: ['spikardAccessLogAborted', 'spikardTasksAborted']
   }
   for (const route of ['/before (POST)', '/after (POST)', '/v1/child (POST)']) assert.deepStrictEqual(hooksOf(tree, route), expected, route)
   // Every feature is on here, and each registered its plugin.
@@ -67,7 +70,8 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
   }
   // The registration order (and so the hook order) is the order of the features list.
   assert.deepStrictEqual(Object.keys(features), [
-    'openapi', 'requestContext', 'requestId', 'logging', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse', 'static', 'compression'
+    'openapi', 'asyncapi', 'requestContext', 'requestId', 'logging', 'shutdown', 'tasks', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse',
+    'websocket', 'static', 'compression'
   ])
 })
 
@@ -78,16 +82,16 @@ test('register(spikard) alone: the default features, and nothing of auth, rate l
   app.post('/x', async () => 'x')
   await app.ready()
   assert.deepStrictEqual(hooksOf(app.printRoutes({ includeHooks: true, commonPrefix: false }), '/x (POST)'), {
-    onRequest: ['spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart'],
+    onRequest: ['spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'anonymous', 'spikardWebSocketUpgrade'],
     preParsing: ['spikardBodyLimit'],
     preSerialization: ['spikardStreamIterable'],
-    onSend: ['spikardTimeoutStop', 'spikardStream', 'spikardCompress'],
-    onResponse: ['spikardAccessLog'],
-    onRequestAbort: ['spikardAccessLogAborted']
+    onSend: ['spikardTimeoutStop', 'spikardStream', 'spikardWebSocketRefused', 'spikardCompress'],
+    onResponse: ['spikardAccessLog', 'spikardTasks', 'anonymous', 'spikardWebSocketRefusedEnd'],
+    onRequestAbort: ['spikardAccessLogAborted', 'spikardTasksAborted']
   })
   for (const plugin of [
-    'spikard-openapi', 'spikard-request-id', 'spikard-logging', 'spikard-shutdown', 'spikard-health', 'spikard-timeout', 'spikard-body-limit',
-    'spikard-stream', 'spikard-sse', 'spikard-compression'
+    'spikard-openapi', 'spikard-asyncapi', 'spikard-request-id', 'spikard-logging', 'spikard-shutdown', 'spikard-tasks', 'spikard-health', 'spikard-timeout',
+    'spikard-body-limit', 'spikard-stream', 'spikard-sse', 'spikard-websocket', 'spikard-compression'
   ]) {
     assert.equal(app.hasPlugin(plugin), true, plugin)
   }

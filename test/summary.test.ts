@@ -30,14 +30,17 @@ describe('startupSummary', () => {
       record: {
         features: {
           openapi: 'json=/openapi.json yaml=/openapi.yaml docs=/docs redoc=/redoc',
+          asyncapi: 'json=/asyncapi.json yaml=/asyncapi.yaml docs=/asyncapi',
           requestId: 'header=x-request-id',
           logging: 'level=info',
           shutdown: 'timeout=30s signals=on',
+          tasks: 'concurrency=10 maxQueued=1000 timeout=30s retries=0',
           health: 'liveness=/livez readiness=/readyz',
           timeout: 'handler=30s headers=10s request=1m keepAlive=72s',
           bodyLimit: 'max=1mb decode=on',
           stream: 'on',
           sse: 'keepAlive=15s maxConnections=10000',
+          websocket: 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb',
           compression: 'br,gzip threshold=1kb'
         },
         off: ['requestContext', 'rateLimit', 'auth', 'static']
@@ -64,9 +67,11 @@ describe('startupSummary', () => {
     assert.deepEqual(record, {
       features: {
         openapi: 'json=/openapi.json yaml=/openapi.yaml docs=/docs redoc=/redoc',
+        asyncapi: 'json=/asyncapi.json yaml=/asyncapi.yaml docs=/asyncapi',
         requestContext: 'on',
         requestId: 'header=x-request-id',
         shutdown: 'timeout=20s signals=on',
+        tasks: 'concurrency=10 maxQueued=1000 timeout=30s retries=0',
         health: 'liveness=/livez readiness=/readyz',
         timeout: 'handler=10s headers=10s request=1m keepAlive=72s',
         rateLimit: '50/1m by ip store=memory',
@@ -74,13 +79,14 @@ describe('startupSummary', () => {
         bodyLimit: 'max=512kb decode=on',
         stream: 'idleTimeout=5m',
         sse: 'keepAlive=30s maxConnections=10000',
+        websocket: 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb',
         static: `/assets=${FIXTURES_DIR} /=${TEST_DIR}`,
         compression: 'br,gzip threshold=1kb'
       },
       off: ['logging']
     })
     assert.deepEqual(Object.keys(record.features),
-      ['openapi', 'requestContext', 'requestId', 'shutdown', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse', 'static', 'compression'])
+      ['openapi', 'asyncapi', 'requestContext', 'requestId', 'shutdown', 'tasks', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse', 'websocket', 'static', 'compression'])
   })
 
   describe('one warning per risky choice, caused by the option it names', () => {
