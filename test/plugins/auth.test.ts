@@ -423,10 +423,19 @@ describe('spikard check: the AUTH column', () => {
     t.after(() => app.close())
     const gets = app.spikard.routes.filter((r) => r.method === 'GET')
     const row = (r: (typeof gets)[number]) => `${r.url} ${routeAuthLabel(r, app.spikard.options.auth)}`
-    // The docs routes (openapi, on by default) are public unless openapi.auth says otherwise.
+    // The docs routes (openapi and asyncapi, both on by default) are public unless openapi.auth
+    // or asyncapi.auth says otherwise: 10 of the OpenAPI document and its UIs, 7 of the
+    // AsyncAPI document and its viewer (left out of the OpenAPI document too).
     const docs = gets.filter((r) => (r.config as { openapi?: unknown }).openapi === false)
-    assert.equal(docs.length, 10)
-    for (const r of docs) assert.match(row(r), /^\/(openapi\.json|openapi\.yaml|docs|redoc)(\/\S*)? public$/)
+    assert.equal(docs.length, 17)
+    const asyncapiDocs = docs.filter((r) => /^\/asyncapi(\.json|\.yaml|\/|$)/.test(r.url))
+    assert.deepEqual(asyncapiDocs.map(row), [
+      '/asyncapi.json public', '/asyncapi.yaml public', '/asyncapi public', '/asyncapi/asyncapi.standalone.js public',
+      '/asyncapi/default.min.css public', '/asyncapi/viewer.js public', '/asyncapi/asyncapi.json public'
+    ])
+    const openapiDocs = docs.filter((r) => !asyncapiDocs.includes(r))
+    assert.equal(openapiDocs.length, 10)
+    for (const r of openapiDocs) assert.match(row(r), /^\/(openapi\.json|openapi\.yaml|docs|redoc)(\/\S*)? public$/)
     assert.deepEqual(gets.filter((r) => !docs.includes(r)).map(row), ['/livez public', '/readyz public', '/me jwt', '/public public', '/admin jwt role=admin'])
   })
 })

@@ -52,8 +52,8 @@ function assertShuttingDown (status: number, contentType: string | null, body: a
 // ---------------------------------------------------------------------------------------
 
 test('false: no probe routes', async (t) => {
-  // openapi off too: its docs routes would be listed beside /hello.
-  const { app } = await setup(t, { health: false, openapi: false })
+  // openapi and asyncapi off too: their docs routes would be listed beside /hello.
+  const { app } = await setup(t, { health: false, openapi: false, asyncapi: false })
   await assertNotFound(app, '/livez')
   await assertNotFound(app, '/readyz')
   assert.deepStrictEqual(app.spikard.routes.map((r) => r.url), ['/hello', '/hello'])
@@ -92,7 +92,7 @@ test('false removes a route: liveness only, readiness only, neither', async (t) 
   await assertNotFound(readyOnly.app, '/livez')
   await assertNotFound(readyOnly.app, '/readyz')
 
-  const neither = await setup(t, { health: { liveness: false, readiness: false }, openapi: false })
+  const neither = await setup(t, { health: { liveness: false, readiness: false }, openapi: false, asyncapi: false })
   await assertNotFound(neither.app, '/livez')
   await assertNotFound(neither.app, '/readyz')
   assert.deepStrictEqual(neither.app.spikard.routes.map((r) => r.url), ['/hello', '/hello'])
