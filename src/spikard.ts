@@ -3,23 +3,26 @@
  * by one handler, then each enabled feature in this order, which is also the order their
  * hooks run in at each point of the request lifecycle:
  *
- *   1. openapi  2. requestContext  3. requestId  4. logging  5. shutdown  6. tasks
- *   7. health  8. timeout  9. rateLimit  10. auth  11. bodyLimit  12. stream  13. sse
- *   14. websocket  15. static  16. compression
+ *   1. openapi  2. asyncapi  3. requestContext  4. requestId  5. logging  6. shutdown
+ *   7. tasks  8. health  9. timeout  10. rateLimit  11. auth  12. bodyLimit  13. stream
+ *   14. sse  15. websocket  16. static  17. compression
  *
  * The OpenAPI document first: it adds no request hooks, and its collector must see every
  * route registered after it, the health probes included. The AsyncAPI document next: no
- * request hooks either, it reads the routes (WebSocket, event streams) when the app is ready.
- * The request context first, so every later hook runs inside it; request ids and the
- * access log next so every later hook's errors and logs carry the id; shutdown before
- * health so readiness can see the shutdown phase; background tasks next to shutdown, which
- * drains them (their hooks only settle a request's tasks once its response is done, and
- * come after the request context and request id the tasks carry); the handler timeout's
- * clock before anything that may wait (a Redis count, a JWKS fetch); rate limiting before auth, so a
- * flood of bad credentials is counted; streams, event streams and static files after
- * every check that refuses a request (a WebSocket upgrade is refused with a real HTTP
- * problem by the same hooks); compression last so it sees every other feature's
- * responses.
+ * request hooks either; its onRoute hook must see the WebSocket and event-stream routes
+ * registered after it (for their shared schemas), and it builds the document from the
+ * routes when the app is ready. Of the features with request hooks, the request context
+ * first, so every later hook runs inside it; request ids and the access log next so every
+ * later hook's errors and logs carry the id; shutdown before health so readiness can see
+ * the shutdown phase; background tasks next to shutdown, whose drain waits for them (they
+ * have no hook before the response: theirs queue or drop a request's tasks once it is
+ * done or aborted, after the access log's, and the tasks carry the request's context and
+ * id); the handler timeout's clock before anything that may wait (a Redis count, a JWKS
+ * fetch); rate limiting before auth, so a flood of bad credentials is counted; streams, event streams,
+ * WebSockets and static files after every check that refuses a request (a WebSocket
+ * upgrade is a request too: the shutdown, rate limit and auth hooks refuse it with a real
+ * HTTP problem carrying its id, before its own Origin check runs); compression last so it
+ * sees every other feature's responses.
  *
  * How a feature attaches: its hooks are added once, to the whole app (every feature is a
  * fastify-plugin plugin), so they run for every route, those registered before spikard
