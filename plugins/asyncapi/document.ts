@@ -16,6 +16,7 @@ import { schemaComponents } from './schemas.js'
 import { security, servers, type ServerUrl } from './servers.js'
 import { channelAddress, channelId, unique } from './paths.js'
 import { nameMessages, PROBLEM_FRAME, type Entry } from './messages.js'
+import { routeAsyncApi, type AsyncApiRouteOperation } from './route.js'
 
 type Json = Record<string, any>
 
@@ -39,6 +40,8 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
   const entries: Entry[] = []
   const channelIds = new Set<string>()
   const operationIds = new Set<string>()
+  /** Channels whose route declares its operations (`config.asyncapi.operations`): filled in once the messages are named. */
+  const declaredOps: Array<{ channel: string, operations: Array<[string, AsyncApiRouteOperation]> }> = []
   const refs = (ids: string[]) => ids.length === 0 ? {} : { servers: ids.map((id) => ({ $ref: `#/servers/${id}` })) }
 
   for (const route of channelRoutes(routes)) {
@@ -46,7 +49,8 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
     const stream = socket === undefined && spikard.sse !== false ? sseRoute(route as { sse?: unknown }) : undefined
     if (socket === undefined && stream === undefined) continue
     const schema = (route.schema ?? {}) as Json
-    const id = unique(channelId(route.url), channelIds)
+    const declared = routeAsyncApi(route.config)
+    const id = unique(declared.channel ?? channelId(route.url), channelIds)
     const { address, parameters } = channelAddress(route.url, schema.params)
     channels[id] = {
       address,
@@ -62,34 +66,67 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
       ...(schemes === undefined ? {} : { security: schemes.map((name) => ({ $ref: `#/components/securitySchemes/${name}` })) }),
       ...(Array.isArray(schema.tags) ? { tags: schema.tags.map((name: string) => ({ name })) } : {})
     }
+    const ops = declared.operations === undefined ? undefined : Object.entries(declared.operations).map(([opId, op]): [string, AsyncApiRouteOperation] => [unique(opId, operationIds), op])
+    /** The default operations, or (declared ones) the first that lists the message: the entry's operation, for naming. */
     const operation = (action: 'send' | 'receive', summary: string, extra: Json = {}) => {
+      if (ops !== undefined) return ops.find(([, op]) => op.action === action)?.[0] ?? `${action}.${id}`
       const opId = unique(`${action}${id[0].toUpperCase()}${id.slice(1)}`, operationIds)
       operations[opId] = { action, channel: { $ref: `#/channels/${id}` }, summary, ...common, ...extra, messages: [] }
       return opId
     }
+    if (ops !== undefined) {
+      const http = socket === undefined ? { bindings: { http: { method: 'GET', ...(query === undefined ? {} : { query }), bindingVersion: '0.3.0' } } } : {}
+      for (const [opId, op] of ops) {
+        operations[opId] = {
+          action: op.action,
+          channel: { $ref: `#/channels/${id}` },
+          ...(op.summary === undefined ? {} : { summary: op.summary }),
+          ...common,
+          ...(op.action === 'send' ? http : {}),
+          messages: []
+        }
+      }
+      declaredOps.push({ channel: id, operations: ops })
+    }
+    const names = declared.messages
 
     if (socket !== undefined) {
       channels[id].bindings = { ws: wsBinding(query, schema.headers === undefined ? undefined : schemas.payload(schema.headers), schemes !== undefined && socket.accessToken) }
       const receive = operation('receive', 'Messages the server receives from the client.')
       const send = operation('send', 'Messages the server sends to the client.')
-      entries.push(...messages(id, receive, 'receive', socket.receive, schemas.payload))
+      entries.push(...messages(id, receive, 'receive', socket.receive, schemas.payload, names?.receive))
       if (socket.binary) entries.push({ channel: id, operation: receive, key: 'binary', message: { name: 'binary', title: 'A binary frame', contentType: 'application/octet-stream', payload: { type: 'string', format: 'binary' } } })
-      entries.push(...messages(id, send, 'send', socket.send, schemas.payload))
+      entries.push(...messages(id, send, 'send', socket.send, schemas.payload, names?.send))
       const closeOnInvalid = ((route.config as Json | undefined)?.websocket as Json | undefined)?.closeOnInvalid === true
       if (!closeOnInvalid) entries.push({ channel: id, operation: send, key: 'problem', message: PROBLEM_FRAME })
     } else {
       const send = operation('send', 'Events the server sends on the stream (Server-Sent Events).', {
         bindings: { http: { method: 'GET', ...(query === undefined ? {} : { query }), bindingVersion: '0.3.0' } }
       })
-      entries.push(...messages(id, send, 'event', stream?.events, schemas.payload))
+      entries.push(...messages(id, send, 'event', stream?.events, schemas.payload, names?.event))
     }
   }
 
   const components: Json = {}
-  for (const { channel, operation, name, message } of nameMessages(entries)) {
+  const declaredChannels = new Set(declaredOps.map((d) => d.channel))
+  /** Each channel's message names: the name a route asked for, and the one it got. */
+  const finalNames = new Map<string, Map<string, string>>()
+  for (const { channel, operation, key, name, message } of nameMessages(entries)) {
     components.messages = { ...components.messages, [name]: message }
     channels[channel].messages[name] = { $ref: `#/components/messages/${name}` }
-    operations[operation].messages.push({ $ref: `#/channels/${channel}/messages/${name}` })
+    if (!finalNames.has(channel)) finalNames.set(channel, new Map())
+    finalNames.get(channel)?.set(key, name)
+    if (!declaredChannels.has(channel)) operations[operation].messages.push({ $ref: `#/channels/${channel}/messages/${name}` })
+  }
+  for (const { channel, operations: ops } of declaredOps) {
+    const ref = (wanted: string) => {
+      const name = finalNames.get(channel)?.get(wanted)
+      return name === undefined ? [] : [{ $ref: `#/channels/${channel}/messages/${name}` }]
+    }
+    for (const [opId, op] of ops) {
+      operations[opId].messages = op.messages.flatMap(ref)
+      if (op.reply !== undefined) operations[opId].reply = { channel: { $ref: `#/channels/${channel}` }, messages: op.reply.flatMap(ref) }
+    }
   }
   const shared_ = schemas.components()
   if (Object.keys(shared_).length > 0) components.schemas = shared_
@@ -113,7 +150,7 @@ function channelRoutes (routes: readonly RouteOptions[]): RouteOptions[] {
 }
 
 /** The messages of one direction (`event`: an event stream's), as entries to name. */
-function messages (channel: string, operation: string, direction: 'receive' | 'send' | 'event', declared: MessageSchemas | undefined, payload: (schema: unknown) => Json): Entry[] {
+function messages (channel: string, operation: string, direction: 'receive' | 'send' | 'event', declared: MessageSchemas | undefined, payload: (schema: unknown) => Json, names: Record<string, string> | undefined): Entry[] {
   const list = Object.entries(declared ?? { '*': undefined })
   return list.map(([key, schema]) => {
     const any = key === '*'
@@ -131,7 +168,7 @@ function messages (channel: string, operation: string, direction: 'receive' | 's
     // An event's data is sent as it is when it is a string, as JSON otherwise.
     if (event && data?.type === 'string') message.contentType = 'text/plain'
     if (data !== undefined) message.payload = data
-    const name = any ? `${channel}.${event ? 'event' : direction === 'receive' ? 'received' : 'sent'}` : key
+    const name = names?.[key] ?? (any ? `${channel}.${event ? 'event' : direction === 'receive' ? 'received' : 'sent'}` : key)
     return { channel, operation, key: name, message }
   })
 }

@@ -20,8 +20,11 @@ import { serve, send, type Served } from '../openapi/served.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** `false` leaves a WebSocket or event-stream route out of the AsyncAPI document (as `schema.hide: true` does). */
-    asyncapi?: boolean
+    /**
+     * `false` leaves a WebSocket or event-stream route out of the AsyncAPI document (as
+     * `schema.hide: true` does); an object names its channel, messages and operations (./route.ts).
+     */
+    asyncapi?: boolean | import('./route.js').AsyncApiRouteConfig
   }
   interface FastifyInstance {
     /** The AsyncAPI document (a new copy on each call), once the app is ready. */
@@ -93,5 +96,7 @@ async function spikardAsyncApi (app: FastifyInstance, options: AsyncApiOptions):
 export function yaml (document: unknown): string {
   return stringify(document, { aliasDuplicateObjects: false, lineWidth: 0 })
 }
+
+export type { AsyncApiRouteConfig, AsyncApiRouteOperation } from './route.js'
 
 export default fp(spikardAsyncApi, { name: 'spikard-asyncapi', fastify: '5.x' })

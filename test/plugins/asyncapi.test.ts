@@ -295,3 +295,54 @@ describe('serving', () => {
     await assert.rejects(build({ server: { logger: { level: 'silent' } }, asyncapi: { auth: true } }), /asyncapi\.auth: true protects the document with the app's auth, and the auth feature is off/)
   })
 })
+
+describe('config.asyncapi: a route names its channel, messages and operations', () => {
+  const SAY = { type: 'object', required: ['type', 'text'], properties: { type: { const: 'say' }, text: { type: 'string' } } }
+  const PING = { type: 'object', required: ['type'], properties: { type: { const: 'ping' } } }
+  const PONG = { type: 'object', required: ['type'], properties: { type: { const: 'pong' } } }
+  const NOTE = { type: 'object', properties: { text: { type: 'string' } } }
+  async function named (app: FastifyInstance): Promise<void> {
+    app.get('/rooms/:roomId', {
+      websocket: true,
+      config: {
+        websocket: { receive: { oneOf: [SAY, PING] }, send: PONG },
+        asyncapi: {
+          channel: 'room',
+          messages: { receive: { say: 'chatSay', ping: 'ping' }, send: { '*': 'pong' } },
+          operations: {
+            sendMessage: { action: 'receive', messages: ['chatSay'] },
+            ping: { action: 'receive', messages: ['ping'], reply: ['pong'], summary: 'Are you there?' }
+          }
+        }
+      }
+    }, (socket) => { socket.close() })
+    app.get('/notes', { sse: true, schema: { sse: { events: { note: NOTE } } }, config: { asyncapi: { channel: 'notes', operations: { streamNotes: { action: 'send', messages: ['note'] } } } } }, async () => {})
+  }
+
+  test('the ids are the route\'s, the payloads its schemas, the reply on its channel; the document stays valid', async (t) => {
+    const document = await documentOf(await appWith(t, {}, named))
+    assert.deepEqual(await errorsOf(document), [])
+    assert.deepEqual(Object.keys(document.channels), ['room', 'notes'])
+    assert.equal(document.channels.room.address, '/rooms/{roomId}')
+    assert.deepEqual(Object.keys(document.channels.room.messages), ['chatSay', 'ping', 'pong', 'problem'])
+    assert.deepEqual(document.operations, {
+      sendMessage: { action: 'receive', channel: { $ref: '#/channels/room' }, messages: [{ $ref: '#/channels/room/messages/chatSay' }] },
+      ping: {
+        action: 'receive',
+        channel: { $ref: '#/channels/room' },
+        summary: 'Are you there?',
+        messages: [{ $ref: '#/channels/room/messages/ping' }],
+        reply: { channel: { $ref: '#/channels/room' }, messages: [{ $ref: '#/channels/room/messages/pong' }] }
+      },
+      streamNotes: {
+        action: 'send',
+        channel: { $ref: '#/channels/notes' },
+        bindings: { http: { method: 'GET', bindingVersion: '0.3.0' } },
+        messages: [{ $ref: '#/channels/notes/messages/note' }]
+      }
+    })
+    assert.deepEqual(document.components.messages.chatSay, { name: 'say', title: 'say', payload: SAY })
+    assert.deepEqual(document.components.messages.pong.payload, PONG)
+    assert.deepEqual(document.components.messages.note, { name: 'note', title: 'note', payload: NOTE })
+  })
+})
