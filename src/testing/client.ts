@@ -64,11 +64,13 @@ export type TestClientSource = FastifyInstance | CreateServerConfig | string
 export interface TestClientOptions {
   /** The app's log level: `silent` unless set (a Fastify instance keeps its own logger). */
   logLevel?: string
+  /** Where relative paths in spikard's config (a static mount's root, the app module) start: by default the config file's directory, else the working directory. */
+  baseDir?: string
 }
 
 /** Builds the app and a client for it. */
 export async function createTestClient (source: TestClientSource = {}, options: TestClientOptions = {}): Promise<TestClient> {
-  const app = await build(source, options.logLevel ?? 'silent')
+  const app = await build(source, options.logLevel ?? 'silent', options.baseDir)
   await app.ready()
   return client(new Shared(app), {})
 }
@@ -77,13 +79,13 @@ export async function createTestClient (source: TestClientSource = {}, options: 
 export const withLogLevel = (config: CreateServerConfig, level: string): CreateServerConfig =>
   ({ ...config, server: { ...config.server, logger: { ...config.server?.logger, level } } }) as CreateServerConfig
 
-async function build (source: TestClientSource, level: string): Promise<FastifyInstance> {
+async function build (source: TestClientSource, level: string, baseDir: string | undefined): Promise<FastifyInstance> {
   if (typeof source === 'string') {
     const { file, config } = loadConfig({ file: source })
-    return await createServer(withLogLevel(config, level), { baseDir: dirname(file) })
+    return await createServer(withLogLevel(config, level), { baseDir: baseDir ?? dirname(file) })
   }
   if (isFastify(source)) return source
-  return await createServer(withLogLevel(source, level))
+  return await createServer(withLogLevel(source, level), { baseDir })
 }
 
 function isFastify (value: unknown): value is FastifyInstance {

@@ -13,6 +13,12 @@ export type { RequestOptions, TestClient, TestClientOptions, TestClientSource } 
 export type { Problem, TestResponse } from './response.js'
 export type { ReadOptions, TestEventStream, TestSseEvent, TestStream, TestWebSocket, WsOptions } from './sockets.js'
 export type { JwtOptions } from './credentials.js'
+export { runFixtures, runFixture, loadFixtures, FixtureFailures } from './fixtures.js'
+export type { Fixture, FixtureExchange, FixtureOptions, FixtureResult, HttpExchange, LoadedFixture, SseExchange, StreamExchange, WsExchange, WsStep } from './fixtures.js'
+export { fixtureRoutes } from './fixture-routes.js'
+export type { FixtureChunk, FixtureClose, FixtureHandler, FixtureRoute } from './fixture-routes.js'
+export { fixtureSchema } from './fixture-schema.js'
+export { expectMatch, valueAt, MARKERS } from './match.js'
 
 /**
  * The app alone, spikard registered and the logger silenced, not yet ready (routes may

@@ -69,10 +69,16 @@ export interface WsOptions extends ReadOptions {
 export interface TestWebSocket {
   /** The `ws` client itself. */
   socket: WebSocket
+  /** The upgrade's response: 101. */
+  status: number
+  /** The upgrade's response headers (the request id, the subprotocol chosen...). */
+  headers: IncomingHttpHeaders
   /** Sends a value as JSON text; a string or a Buffer goes as it is. */
   send: (message: unknown) => void
   /** The next message: parsed when it is JSON text, the text otherwise, a Buffer when binary. */
   next: <T = unknown>(options?: ReadOptions) => Promise<T>
+  /** Sends a ping (with this payload) and resolves with the payload of the pong that answers it; rejects on timeout. */
+  ping: (data?: string | Buffer, options?: ReadOptions) => Promise<Buffer>
   /** Resolves with the close code and reason once the socket has closed. */
   closed: Promise<{ code: number, reason: string }>
   /** Closes (1000 unless told) and resolves once closed. */
@@ -83,6 +89,10 @@ export async function openWebSocket (url: string, options: WsOptions = {}): Prom
   const what = `WebSocket ${new URL(url).pathname}`
   const socket = new WebSocket(url, options.protocols ?? [], { headers: options.headers })
   const inbox = new Inbox<unknown>(what)
+  const pongs = new Inbox<Buffer>(`${what} (pong)`)
+  socket.on('pong', (data) => pongs.push(data))
+  let upgrade: IncomingMessage | undefined
+  socket.once('upgrade', (response) => { upgrade = response })
   socket.on('message', (data, binary) => {
     if (binary) return inbox.push(Buffer.concat([data].flat() as Buffer[]))
     const text = data.toString()
@@ -95,6 +105,7 @@ export async function openWebSocket (url: string, options: WsOptions = {}): Prom
   const closed = new Promise<{ code: number, reason: string }>((resolve) => {
     socket.on('close', (code, reason) => {
       inbox.end(new Error(`${what}: closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''}) before the next message`))
+      pongs.end(new Error(`${what}: closed (${code}) before the pong`))
       resolve({ code, reason: reason.toString() })
     })
   })
@@ -108,6 +119,12 @@ export async function openWebSocket (url: string, options: WsOptions = {}): Prom
   return {
     socket,
     what,
+    status: upgrade?.statusCode ?? 0,
+    headers: upgrade?.headers ?? {},
+    ping: async (data?: string | Buffer, read: ReadOptions = {}) => {
+      socket.ping(data)
+      return await pongs.next(read.timeout ?? options.timeout ?? 2000)
+    },
     send: (message) => socket.send(typeof message === 'string' || Buffer.isBuffer(message) ? message : JSON.stringify(message)),
     next: async <T>(read: ReadOptions = {}) => await inbox.next(read.timeout ?? options.timeout ?? 2000) as T,
     closed,
