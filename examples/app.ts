@@ -200,20 +200,25 @@ function chatRooms (app: FastifyInstance) {
         const wanted = message.name.trim()
         if (name !== undefined) return socket.sendJson({ type: 'refused', detail: `You are already in the room, as ${name}.` })
         if ([...members().values()].includes(wanted)) return socket.sendJson({ type: 'refused', detail: `The name ${wanted} is taken in this room.` })
-        // The others first, then the newcomer joins and gets the list, themselves included.
-        await rooms.publish(room, { type: 'joined', room, name: wanted })
+        // Named before anything is awaited: a `say` sent right behind the `join` finds the name.
+        // The others are told first (in process, publish delivers at once), then the newcomer
+        // joins and gets the list, themselves included.
         members().set(socket, wanted)
+        const told = rooms.publish(room, { type: 'joined', room, name: wanted })
         rooms.join(room, socket)
         socket.sendJson({ type: 'welcome', room, name: wanted, members: [...members().values()] })
+        await told
       } else if (name === undefined) {
         socket.sendJson({ type: 'refused', detail: 'Join the room first: {"type":"join","name":"..."}.' })
       } else if (message.type === 'say') {
         await rooms.publish(room, { type: 'said', name, text: message.text, at: new Date().toISOString() })
       } else {
-        // The one leaving gets the `left` too: their acknowledgement.
-        await rooms.publish(room, { type: 'left', name })
+        // The one leaving gets the `left` too: their acknowledgement. Out of the room before
+        // anything is awaited, as for `join`.
+        const told = rooms.publish(room, { type: 'left', name })
         rooms.leave(room, socket)
         forget()
+        await told
       }
     })
     // spikard has already taken a closed socket out of its rooms: the others hear it left.

@@ -72,9 +72,17 @@ test('two clients in a room: welcome, joined, every said message to both in the 
     assert.deepEqual(atAda.filter(([name]) => name === who).map(([, text]) => text), lines.filter(([name]) => name === who).map(([, , text]) => text))
   }
 
-  // Another room hears nothing of the lobby.
-  const cy = await enter(t, ws, 'kitchen', 'cy')
-  assert.deepEqual(cy.welcome, { type: 'welcome', room: 'kitchen', name: 'cy', members: ['cy'] })
+  // Another room hears nothing of the lobby. A `say` sent right behind the `join`, without
+  // waiting for the welcome, is taken: the join is done before the next message is read.
+  const cy = await connect(t, `${ws}/chat/kitchen`)
+  cy.socket.send(JSON.stringify({ type: 'join', name: 'cy' }))
+  cy.socket.send(JSON.stringify({ type: 'say', text: 'first!' }))
+  cy.socket.send(JSON.stringify({ type: 'leave' }))
+  cy.socket.send(JSON.stringify({ type: 'say', text: 'gone' }))
+  assert.deepEqual(await cy.json(), { type: 'welcome', room: 'kitchen', name: 'cy', members: ['cy'] })
+  assert.deepEqual({ ...await cy.json() as object, at: undefined }, { type: 'said', name: 'cy', text: 'first!', at: undefined })
+  assert.deepEqual(await cy.json(), { type: 'left', name: 'cy' })
+  assert.deepEqual(await cy.json(), { type: 'refused', detail: 'Join the room first: {"type":"join","name":"..."}.' })
 
   // Leaving: acknowledged by the room's own `left`; closing: the others are told.
   bob.client.socket.send(JSON.stringify({ type: 'leave' }))
@@ -88,7 +96,7 @@ test('two clients in a room: welcome, joined, every said message to both in the 
   ada.client.socket.close(1000)
   assert.deepEqual(await ada.client.closed, { code: 1000, reason: '' })
   assert.deepEqual(await bob.client.json(), { type: 'left', name: 'ada' })
-  await nothingMore(cy.client)
+  await nothingMore(cy)
 })
 
 test('invalid messages get an error frame and the socket stays open; what the room cannot take is refused', async (t) => {
