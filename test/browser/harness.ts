@@ -77,6 +77,10 @@ export interface OfflineContext { context: BrowserContext, traffic: Traffic, new
 /**
  * A context that reaches `origin` (`http://127.0.0.1:<port>`) and nothing else: every other
  * request is aborted and recorded in `traffic.blocked`. Closed by `scope.after`.
+ *
+ * To change what a page gets (a header), do it in the server (a hook), not with
+ * `route.fulfill`: Chromium then refuses the page's WebSocket to 127.0.0.1
+ * (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
  */
 export async function offlineContext (browser: Browser, origin: string, scope: Scope = { after }): Promise<OfflineContext> {
   const allowed = new URL(origin)
