@@ -265,7 +265,8 @@ async function within<T> (promise: Promise<T>, ms: number, what: string): Promis
 /** Bytes for a message: text when they are UTF-8 text, else base64. */
 function showBytes (bytes: Buffer): string {
   const text = bytes.toString('utf8')
-  return Buffer.from(text, 'utf8').equals(bytes) ? JSON.stringify(text) : `(base64) ${bytes.toString('base64')}`
+  // eslint-disable-next-line no-control-regex
+  return Buffer.from(text, 'utf8').equals(bytes) && !/[\x00-\x08\x0e-\x1f]/.test(text) ? JSON.stringify(text) : `(base64) ${bytes.toString('base64')}`
 }
 
 async function stream (client: TestClient, { stream: request, expect }: StreamExchange, where: string, timeout: number): Promise<void> {
@@ -356,6 +357,6 @@ async function ws (client: TestClient, exchange: WsExchange, where: string, time
       }
     }
   } finally {
-    if (socket.socket.readyState !== socket.socket.CLOSED) await within(socket.close(), timeout, `${where}: closing the socket`).catch(() => socket.socket.terminate())
+    if (socket.socket.readyState !== socket.socket.CLOSED) await within(socket.close(1000), timeout, `${where}: closing the socket`).catch(() => socket.socket.terminate())
   }
 }

@@ -81,7 +81,7 @@ export interface TestWebSocket {
   ping: (data?: string | Buffer, options?: ReadOptions) => Promise<Buffer>
   /** Resolves with the close code and reason once the socket has closed. */
   closed: Promise<{ code: number, reason: string }>
-  /** Closes (1000 unless told) and resolves once closed. */
+  /** Closes with this code (none unless told: the server answers 1005, no status) and resolves with the code and reason the server answered. */
   close: (code?: number, reason?: string) => Promise<{ code: number, reason: string }>
 }
 
