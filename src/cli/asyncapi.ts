@@ -14,7 +14,12 @@ import { yaml } from '../../plugins/asyncapi/index.js'
 import { listeningUrl } from '../../plugins/asyncapi/servers.js'
 import { appFailed, openapiFormat, redirectStdout, type OpenApiArgs } from './openapi.js'
 
-export async function asyncapi (args: OpenApiArgs): Promise<number> {
+export interface AsyncApiArgs extends OpenApiArgs { client?: boolean, force?: boolean }
+
+export async function asyncapi (args: AsyncApiArgs, positionals: string[] = []): Promise<number> {
+  if (positionals[0] === 'generate') return await generateCommand(args, positionals.slice(1))
+  if (positionals.length > 0) throw new Error(`unexpected argument "${positionals[0]}" (spikard asyncapi generate SPEC --out DIR generates code)`)
+  for (const flag of ['client', 'force'] as const) if (args[flag] !== undefined) throw new Error(`--${flag} belongs to spikard asyncapi generate`)
   const format = openapiFormat(args.format, args.out)
   if (args.out === '') throw new Error('--out: expected a file path')
   const { file, config, raw } = loadConfig({ file: args.config })
@@ -60,6 +65,19 @@ export async function asyncapi (args: OpenApiArgs): Promise<number> {
   }
   process.stderr.write(`spikard: wrote the AsyncAPI document (${format}) to ${out}\n`)
   return 0
+}
+
+/** `spikard asyncapi generate SPEC --out DIR [--client] [--force]` (src/codegen/, loaded only here). */
+async function generateCommand (args: AsyncApiArgs, positionals: string[]): Promise<number> {
+  const [spec, ...extra] = positionals
+  if (spec === undefined) throw new Error('asyncapi generate: expected the AsyncAPI document (spikard asyncapi generate SPEC --out DIR)')
+  if (extra.length > 0) throw new Error(`unexpected argument "${extra[0]}"`)
+  for (const flag of ['config', 'format'] as const) if (args[flag] !== undefined) throw new Error(`--${flag} does not apply to spikard asyncapi generate`)
+  if (args.out === undefined || args.out === '') throw new Error('asyncapi generate: --out DIR is required (where the files go)')
+  const { generate } = await import('../codegen/index.js')
+  const result = await generate(spec, { out: args.out, client: args.client === true, force: args.force === true })
+  for (const line of result.lines) process.stderr.write(`spikard: ${line}\n`)
+  return result.code
 }
 
 /** Why there is no document: the config turns the feature off, or production does. */

@@ -31,6 +31,11 @@ Usage:
                                                            print the AsyncAPI document (WebSocket and SSE
                                                            routes) the same way; its servers, unless
                                                            asyncapi.servers is set, are server.host:server.port
+  spikard asyncapi generate SPEC --out DIR [--client] [--force]
+                                                           generate typed WebSocket and SSE routes from an
+                                                           AsyncAPI document (3.0; 2.x is converted): DIR gets
+                                                           messages.ts, routes.ts and handlers.ts (yours, kept
+                                                           unless --force), and client.ts with --client
   spikard --help | --version
 
 Without --config, spikard reads spikard.config.json, .yaml or .yml from the working directory.
@@ -47,6 +52,8 @@ function parse (argv: string[]) {
         host: { type: 'string' },
         format: { type: 'string' },
         out: { type: 'string', short: 'o' },
+        client: { type: 'boolean' },
+        force: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' }
       }
@@ -63,7 +70,7 @@ const COMMANDS = {
   start: ['config', 'port', 'host'],
   check: ['config', 'port', 'host'],
   openapi: ['config', 'format', 'out'],
-  asyncapi: ['config', 'format', 'out']
+  asyncapi: ['config', 'format', 'out', 'client', 'force']
 } as const
 type Command = keyof typeof COMMANDS
 
@@ -82,9 +89,9 @@ async function main (argv: string[]): Promise<number> {
   }
   const refused = Object.keys(values).find((name) => !(COMMANDS[command] as readonly string[]).includes(name))
   if (refused !== undefined) throw new Error(`unknown option "--${refused}" for spikard ${command} (see spikard --help)`)
+  if (command === 'asyncapi') return await asyncapi(values, extra)
   if (extra.length > 0) throw new Error(`unexpected argument "${extra[0]}"`)
   if (command === 'openapi') return await openapi(values)
-  if (command === 'asyncapi') return await asyncapi(values)
 
   const { file, config, raw } = loadConfig({ file: values.config })
   const overrides: Record<string, string> = {}
