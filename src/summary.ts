@@ -52,7 +52,7 @@ export function startupSummary (options: ResolvedSpikardOptions, facts: ServerFa
 function warnings (o: ResolvedSpikardOptions, facts: ServerFacts): string[] {
   const out: string[] = []
   const warn = (when: boolean, message: string): void => { if (when) out.push(message) }
-  const { auth, rateLimit, bodyLimit, timeout, shutdown, logging, compression, openapi } = o
+  const { auth, rateLimit, bodyLimit, timeout, shutdown, logging, compression, openapi, asyncapi } = o
 
   warn(facts.trustProxy === true,
     'server.trustProxy is true: any client can forge X-Forwarded-For and so choose its own address, in the logs and for rate limits; ' +
@@ -126,6 +126,12 @@ function warnings (o: ResolvedSpikardOptions, facts: ServerFacts): string[] {
     warn(!openapi.auth && process.env.NODE_ENV === 'production',
       `openapi is on and public in production: every route, parameter and schema of the API is listed for anyone at ${[openapi.json, openapi.yaml, openapi.docs, openapi.redoc].filter((p) => p !== false).join(', ')}; ` +
       'protect it (openapi.auth: true) or turn it off (openapi: false) unless the API is public')
+  }
+
+  if (asyncapi !== false) {
+    warn(!asyncapi.auth && process.env.NODE_ENV === 'production',
+      `asyncapi is on and public in production: every WebSocket and event-stream channel and its messages are listed for anyone at ${[asyncapi.json, asyncapi.yaml, asyncapi.docs].filter((p) => p !== false).join(', ')}; ` +
+      'protect it (asyncapi.auth: true) or turn it off (asyncapi: false) unless the API is public')
   }
 
   if (compression !== false && compression.encodings.includes('br')) {

@@ -687,13 +687,15 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
       assert.deepEqual(check.features.find(([name]) => name === 'auth'), ['auth', 'on', 'apiKey(1 key, header=x-api-key, query=api_key)'])
     })
 
-    it('in production, the OpenAPI document is off unless set, and set without openapi.auth it is a warning', async (t) => {
-      const dir = await fixture(t, { 'spikard.config.yaml': 'openapi: true\n', 'off.yaml': 'health: true\n' })
+    it('in production, the OpenAPI and AsyncAPI documents are off unless set, and set without their auth each is a warning', async (t) => {
+      const dir = await fixture(t, { 'spikard.config.yaml': 'openapi: true\nasyncapi: true\n', 'off.yaml': 'health: true\n' })
       const on = await run(t, ['check'], { cwd: dir, env: { NODE_ENV: 'production' } })
       assert.equal(on.code, 0, on.stderr)
       assert.deepEqual(checkOutput(on.stdout).warnings, [
         'openapi is on and public in production: every route, parameter and schema of the API is listed for anyone at /openapi.json, /openapi.yaml, /docs, /redoc; ' +
-        'protect it (openapi.auth: true) or turn it off (openapi: false) unless the API is public'
+        'protect it (openapi.auth: true) or turn it off (openapi: false) unless the API is public',
+        'asyncapi is on and public in production: every WebSocket and event-stream channel and its messages are listed for anyone at /asyncapi.json, /asyncapi.yaml, /asyncapi; ' +
+        'protect it (asyncapi.auth: true) or turn it off (asyncapi: false) unless the API is public'
       ])
       const off = await run(t, ['check', '--config', 'off.yaml'], { cwd: dir, env: { NODE_ENV: 'production' } })
       assert.equal(off.code, 0, off.stderr)
