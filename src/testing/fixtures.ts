@@ -147,7 +147,7 @@ export async function loadFixtures (dir: string): Promise<LoadedFixture[]> {
   const check = await validate()
   const files = (await readdir(dir, { recursive: true, withFileTypes: true }))
     .filter((entry) => entry.isFile() && entry.name.endsWith('.json') && !entry.name.endsWith('.schema.json'))
-    .map((entry) => join(entry.parentPath, entry.name))
+    .map((entry) => join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name)) // parentPath: Node 20.12
     .sort()
   return await Promise.all(files.map(async (path): Promise<LoadedFixture> => {
     const name = relative(dir, path).split(sep).join('/')
