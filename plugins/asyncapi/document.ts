@@ -71,7 +71,7 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
     const operation = (action: 'send' | 'receive', summary: string, extra: Json = {}) => {
       if (ops !== undefined) return ops.find(([, op]) => op.action === action)?.[0] ?? `${action}.${id}`
       const opId = unique(`${action}${id[0].toUpperCase()}${id.slice(1)}`, operationIds)
-      operations[opId] = { action, channel: { $ref: `#/channels/${id}` }, summary, ...common, ...extra, messages: [] }
+      operations[opId] = { action, channel: { $ref: `#/channels/${pointer(id)}` }, summary, ...common, ...extra, messages: [] }
       return opId
     }
     if (ops !== undefined) {
@@ -79,7 +79,7 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
       for (const [opId, op] of ops) {
         operations[opId] = {
           action: op.action,
-          channel: { $ref: `#/channels/${id}` },
+          channel: { $ref: `#/channels/${pointer(id)}` },
           ...(op.summary === undefined ? {} : { summary: op.summary }),
           ...common,
           ...(op.action === 'send' ? http : {}),
@@ -112,20 +112,23 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
   /** Each channel's message names: the name a route asked for, and the one it got. */
   const finalNames = new Map<string, Map<string, string>>()
   for (const { channel, operation, key, name, message } of nameMessages(entries)) {
+    // A route that declares its operations has the messages they name (and the problem frame), no others.
+    const listed = declaredOps.find((d) => d.channel === channel)?.operations.some(([, op]) => op.messages.includes(key) || op.reply?.includes(key))
+    if (listed === false && message !== PROBLEM_FRAME) continue
     components.messages = { ...components.messages, [name]: message }
-    channels[channel].messages[name] = { $ref: `#/components/messages/${name}` }
+    channels[channel].messages[name] = { $ref: `#/components/messages/${pointer(name)}` }
     if (!finalNames.has(channel)) finalNames.set(channel, new Map())
     finalNames.get(channel)?.set(key, name)
-    if (!declaredChannels.has(channel)) operations[operation].messages.push({ $ref: `#/channels/${channel}/messages/${name}` })
+    if (!declaredChannels.has(channel)) operations[operation].messages.push({ $ref: `#/channels/${pointer(channel)}/messages/${pointer(name)}` })
   }
   for (const { channel, operations: ops } of declaredOps) {
     const ref = (wanted: string) => {
       const name = finalNames.get(channel)?.get(wanted)
-      return name === undefined ? [] : [{ $ref: `#/channels/${channel}/messages/${name}` }]
+      return name === undefined ? [] : [{ $ref: `#/channels/${pointer(channel)}/messages/${pointer(name)}` }]
     }
     for (const [opId, op] of ops) {
       operations[opId].messages = op.messages.flatMap(ref)
-      if (op.reply !== undefined) operations[opId].reply = { channel: { $ref: `#/channels/${channel}` }, messages: op.reply.flatMap(ref) }
+      if (op.reply !== undefined) operations[opId].reply = { channel: { $ref: `#/channels/${pointer(channel)}` }, messages: op.reply.flatMap(ref) }
     }
   }
   const shared_ = schemas.components()
@@ -141,6 +144,11 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
     operations,
     ...(Object.keys(components).length === 0 ? {} : { components })
   }
+}
+
+/** An id in a `$ref`: a JSON pointer's segment (RFC 6901), as ids from a converted 2.x document (`/ticker/{symbol}`) need. */
+function pointer (id: string): string {
+  return id.replace(/~/g, '~0').replace(/\//g, '~1')
 }
 
 /** The routes with a channel, once each: not hidden, and not the `/prefix/` twin Fastify adds for a prefix's `/` route. */
