@@ -43,6 +43,8 @@ export function messagesFile (model: Model): string {
     }
   }
   for (const channel of model.channels) {
+    parts.push(`/** The path parameters of channel "${channel.id}" (${channel.address}). */`)
+    parts.push(channel.params.length === 0 ? `export type ${channel.type}Params = Record<never, never>` : `export interface ${channel.type}Params {\n${channel.params.map((p) => `  ${key(p)}: string`).join('\n')}\n}`)
     parts.push(direction(channel, channel.receives, 'Received', channel.kind === 'sse' ? 'Nothing is received' : 'The messages the server receives (the client sends)'))
     parts.push(direction(channel, channel.sends, 'Sent', channel.kind === 'sse' ? 'The events the server sends' : 'The messages the server sends (the client receives)') + '\n')
   }
@@ -95,7 +97,7 @@ export function routesFile (model: Model): string {
   const types = new Set<string>()
   const values = new Set<string>(['identify'])
   for (const c of model.channels) {
-    types.add(`${c.type}Sent`)
+    types.add(`${c.type}Sent`); types.add(`${c.type}Params`)
     values.add(`${c.name}Received`); values.add(`${c.name}ReceivedNames`)
     for (const m of c.messages) { types.add(m.type); values.add(m.schemaConst) }
   }
@@ -115,9 +117,6 @@ export function routesFile (model: Model): string {
     ''
   ]
   for (const c of model.channels) {
-    lines.push(`/** The path parameters of channel "${c.id}" (${c.address}). */`)
-    lines.push(c.params.length === 0 ? `export type ${c.type}Params = Record<never, never>` : `export interface ${c.type}Params {\n${c.params.map((p) => `  ${key(p)}: string`).join('\n')}\n}`)
-    lines.push('')
     lines.push(`/** What a handler of channel "${c.id}" gets besides the message. */`)
     lines.push(`export interface ${c.type}Context {`)
     lines.push(`  params: ${c.type}Params`, '  request: FastifyRequest')
@@ -192,7 +191,8 @@ function websocketRoute (c: ChannelModel, handlers: HandlerModel[]): string {
     return `        case ${JSON.stringify(name)}:\n${calls.join('\n')}\n          break`
   })
   const websocket = [
-    receive.schema === undefined ? undefined : `receive: ${receive.schema}`,
+    // A channel the server receives nothing on refuses every message.
+    `receive: ${receive.schema ?? '{ not: {} }'}`,
     send.schema === undefined ? undefined : `send: ${send.schema}`
   ].filter((s) => s !== undefined).join(', ')
   return `  app.get(${JSON.stringify(c.path)}, {
