@@ -30,7 +30,7 @@ import type { FastifyInstance, FastifyPluginAsync, RouteHandlerMethod, RouteOpti
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { decide, routeName } from '../../src/route-decision.js'
 import { resolveSseOptions, type SseOptions } from './options.js'
-import { acceptsEventStream, eventSchemas, kDeclaredKind, type SseEvent } from './events.js'
+import { acceptsEventStream, eventSchemas, kDeclaredKind, sseRoute, type SseEvent } from './events.js'
 import { OpenStream, type Validate } from './stream.js'
 import type { DrainContext } from '../../src/lifecycle.js'
 
@@ -61,6 +61,9 @@ export class SseEventError extends Error {
     this.name = 'SseEventError'
   }
 }
+
+/** The error of a handler reading reply.sse's methods while reply.sse is undefined. */
+const USES_REPLY_SSE = /of undefined \(reading '(?:send|stream|keepAlive|close|sendHeaders|replay|onClose)'\)/
 
 interface Ajv {
   compile: (schema: unknown) => ((data: unknown) => boolean) & { errors?: unknown[] | null }
@@ -143,9 +146,26 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
     }
     // Runs inside @fastify/sse's handler (its onRoute hook comes after this one), with
     // `reply.sse` set when the request is served as an event stream.
+    const legacy = sseRoute(route)?.kind === 'legacy'
+    let warned = false
     route.handler = async function spikardSseHandler (this: FastifyInstance, request, reply) {
       const sse = reply.sse as ConstructorParameters<typeof OpenStream>[2] | undefined
-      if (sse === undefined) return await handler.call(this, request, reply)
+      if (sse === undefined && !legacy) return await handler.call(this, request, reply)
+      if (sse === undefined) {
+        // `sse: true` streams only to a request that names text/event-stream in Accept
+        // (@fastify/sse's rule): for curl's `*/*`, or no Accept, reply.sse is undefined, and a
+        // handler that uses it would fail as a 500. A 406 problem says what to send instead.
+        try {
+          return await handler.call(this, request, reply)
+        } catch (error) {
+          if (!(error instanceof TypeError) || !USES_REPLY_SSE.test(error.message)) throw error
+          if (!warned) {
+            warned = true
+            request.log.warn({ route: name }, "sse: a request without 'Accept: text/event-stream' reached a route with sse: true, which streams only to those that ask; register it with sse: 'only' to stream to any client that does not refuse it")
+          }
+          throw Object.assign(new Error(`${name} sends text/event-stream to requests that ask for it: send Accept: text/event-stream`), { statusCode: 406 })
+        }
+      }
       if (only && !acceptsEventStream(request.headers.accept)) {
         throw Object.assign(new Error(`${name} only sends text/event-stream, which the request's Accept header excludes`), { statusCode: 406 })
       }

@@ -631,7 +631,7 @@ test('errors: before the first event a problem response; after it the stream end
   }
 })
 
-test('route kinds: dual serves JSON to other clients, only refuses them with a 406 problem, a Readable and reply.sse.stream() are sanitized too', async (t) => {
+test('route kinds: dual serves JSON to other clients, only refuses them with a 406 problem, true answers them with a 406 problem, a Readable and reply.sse.stream() are sanitized too', async (t) => {
   const { url } = await serve(t, { server: QUIET }, async (app) => {
     app.get('/dual', { sse: 'dual' }, async (_request, reply) => {
       if (reply.sse === undefined) return { mode: 'json' }
@@ -679,6 +679,21 @@ test('route kinds: dual serves JSON to other clients, only refuses them with a 4
         requestId: undefined
       })
     }
+  }
+  // sse: true streams to requests that ask for text/event-stream (@fastify/sse's rule); to
+  // others a handler that uses reply.sse gets a 406 problem, not a 500.
+  for (const accept of ['', '*/*']) {
+    const raw = await openRaw(url, '/readable', { accept })
+    await raw.ended
+    assert.equal(raw.status, 406, `Accept: ${accept}`)
+    assert.deepEqual({ ...JSON.parse(raw.text()), requestId: undefined }, {
+      type: 'https://spikard.dev/errors/not-acceptable',
+      title: 'Not Acceptable',
+      status: 406,
+      detail: 'GET /readable sends text/event-stream to requests that ask for it: send Accept: text/event-stream',
+      instance: '/readable',
+      requestId: undefined
+    })
   }
   // A route's own serializer (@fastify/sse's option) serializes all data; its line breaks are made safe too.
   const serialized = await openRaw(url, '/serializer')
