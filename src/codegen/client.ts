@@ -52,9 +52,14 @@ export interface ClientOptions {
 
 /** A message that breaks the contract: refused before it is sent, or received and not delivered. */
 export class ContractError extends Error {
-  constructor (message: string, readonly errors: string[], readonly payload: unknown) {
+  readonly errors: string[]
+  readonly payload: unknown
+  // Fields declared apart from the constructor: Node's type stripping runs this file as it is.
+  constructor (message: string, errors: string[], payload: unknown) {
     super(message)
     this.name = 'ContractError'
+    this.errors = errors
+    this.payload = payload
   }
 }
 
