@@ -1,7 +1,7 @@
 /** The servers, the scenarios and the budget: what a run measures and checks. */
 import { resolve } from 'node:path'
 
-export type ScenarioId = 'json' | 'post' | 'jwt' | 'limited' | 'stream' | 'stream-gen' | 'stream-file' | 'stream-gzip' | 'openapi' | 'static'
+export type ScenarioId = 'json' | 'post' | 'jwt' | 'limited' | 'stream' | 'stream-gen' | 'stream-file' | 'stream-gzip' | 'openapi' | 'static' | 'task'
 
 /** Measured once per run after the scenarios, by a module of their own: `sse` (bench/lib/sse-fanout.ts), `ws` (bench/lib/ws-bench.ts). */
 export type SectionId = 'sse' | 'ws'
@@ -138,7 +138,9 @@ export const SCENARIOS: ScenarioDef[] = [
     only: ['static-bare', 'spikard-defaults'],
     against: 'static-bare',
     answer: (text) => text.startsWith('<!doctype html>') && text.includes('Paragraph 89') ? undefined : 'not bench/servers/static/page.html'
-  }
+  },
+  // Issue 19: the small GET queuing an empty background task, beside the same GET without it.
+  { id: 'task', title: 'the small JSON GET queuing an empty background task', method: 'GET', path: '/task', only: ['spikard-defaults'], beside: 'json' }
 ]
 
 /** Issue 17: 10,000 SSE clients on one spikard process, an event broadcast to all every second (no budget: figures recorded). */

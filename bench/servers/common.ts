@@ -48,7 +48,7 @@ export const JWT = {
 } as const
 
 /** The routes, the same on every server. */
-export const ROUTES = { json: '/json', post: '/items', jwt: '/jwt', limited: '/limited', stream: '/stream', streamGen: '/stream-gen', streamFile: '/stream-file' } as const
+export const ROUTES = { json: '/json', post: '/items', jwt: '/jwt', limited: '/limited', stream: '/stream', streamGen: '/stream-gen', streamFile: '/stream-file', task: '/task' } as const
 
 export const STREAM_CHUNK_BYTES = 64 * 1024
 /** Bytes of the streamed response: 1 GiB unless the harness says otherwise. */

@@ -21,12 +21,20 @@ function merge (a: RouteShorthandOptions | undefined, b: RouteShorthandOptions |
   return { ...a, ...b, config: { ...a?.config, ...b?.config } as RouteShorthandOptions['config'] }
 }
 
+/** The task of the task scenario: nothing, so what is measured is queuing and running a task. */
+async function emptyTask (): Promise<void> {}
+
 export function benchRoutes (extras: RouteExtras = {}) {
   return async function routes (app: FastifyInstance): Promise<void> {
     const get = async () => PAYLOAD
     app.get(ROUTES.json, merge(extras.all, extras.json), get)
     app.post(ROUTES.post, merge(extras.all, { ...extras.post, schema: { body: ITEM_SCHEMA } }), async (request) => request.body)
     app.get(ROUTES.jwt, merge(extras.all, extras.jwt), get)
+    // spikard only (its tasks feature): the small GET, with an empty task queued after the response.
+    app.get(ROUTES.task, merge(extras.all, extras.json), async (request) => {
+      request.tasks.add(emptyTask)
+      return PAYLOAD
+    })
     app.get(ROUTES.limited, merge(extras.all, extras.limited), get)
     app.get(ROUTES.stream, merge(extras.all, extras.stream), async (_request, reply) => {
       reply.type('application/octet-stream')

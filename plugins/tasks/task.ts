@@ -55,7 +55,9 @@ export class Task implements RejectionOwner {
   readonly timeout: number
   readonly retries: number
   readonly always: boolean
-  readonly log: FastifyBaseLogger
+  /** The logger of whoever added the task (the request's); `log` is its child, made when first used. */
+  readonly #parentLog: FastifyBaseLogger
+  #log: FastifyBaseLogger | undefined
   /** The async context of the caller of add() (the request's, with its request context). */
   readonly #resource = new AsyncResource('SpikardTask')
   state: TaskState = 'queued'
@@ -80,7 +82,16 @@ export class Task implements RejectionOwner {
     if (!(this.timeout > 0)) throw new TypeError(`tasks.add: timeout must be a duration of at least 1 ms, found ${String(spec.timeout)}`)
     this.retries = spec.retries ?? defaults.retries
     this.always = spec.always === true
-    this.log = log.child({ taskId: this.id, task: this.name })
+    this.#parentLog = log
+  }
+
+  /**
+   * A logger carrying the task's id and name (and the request id of its parent). Made on
+   * first use: a child logger cost about a third of an empty task (bench/RESULTS.md), and
+   * most tasks that succeed log nothing of their own.
+   */
+  get log (): FastifyBaseLogger {
+    return (this.#log ??= this.#parentLog.child({ taskId: this.id, task: this.name }))
   }
 
   /** A rejection nobody handled, from a promise this task created (./rejections.ts). */
@@ -97,7 +108,8 @@ export class Task implements RejectionOwner {
     this.attempt++
     const controller = new AbortController()
     this.controller = controller
-    const ctx: TaskContext = { id: this.id, name: this.name, signal: controller.signal, log: this.log, attempt: this.attempt }
+    const task = this
+    const ctx: TaskContext = { id: this.id, name: this.name, signal: controller.signal, get log () { return task.log }, attempt: this.attempt }
     const timer = setTimeout(() => {
       controller.abort(new DOMException(`task ${this.name} timed out after ${this.timeout} ms`, 'TimeoutError'))
     }, this.timeout).unref()
