@@ -9,7 +9,6 @@
  */
 import { before, describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, readdir, realpath, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -17,26 +16,14 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { WebSocket } from 'ws'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
-import { build, listen, withTimeout } from './helpers.js'
+import { build, listen, runCli, withTimeout, type CliResult } from './helpers.js'
 import { asProject, contract, parse, ROOT, tsc } from './codegen-helpers.js'
 import { convert } from '@asyncapi/converter'
 
-const CLI = join(ROOT, 'src/cli/index.ts')
-const TSX = import.meta.resolve('tsx')
 const DATA = join(ROOT, 'testing_data/asyncapi')
 
-interface Result { code: number | null, stdout: string, stderr: string }
-
-async function run (args: string[], cwd = ROOT): Promise<Result> {
-  const env: NodeJS.ProcessEnv = { ...process.env }
-  for (const name of ['NODE_ENV', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS']) delete env[name]
-  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })
-  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
-  const code = new Promise<number | null>((resolve) => child.once('close', resolve))
-  return { code: await withTimeout(code, 60_000, `spikard ${args.join(' ')}`), stdout, stderr }
+async function run (args: string[], cwd = ROOT): Promise<CliResult> {
+  return await runCli(args, { cwd, timeoutMs: 60_000 })
 }
 
 async function temp (t: TestContext | undefined): Promise<string> {

@@ -5,34 +5,19 @@
  */
 import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
-import { withTimeout } from './helpers.js'
+import { runCli, type CliResult } from './helpers.js'
 import { loadConfig } from '../src/config/load.js'
 import { createServer } from '../src/server.js'
 
-const CLI = join(fileURLToPath(new URL('..', import.meta.url)), 'src/cli/index.ts')
-const TSX = import.meta.resolve('tsx')
 const PARALLEL = { concurrency: 2 }
 
-interface Result { code: number | null, stdout: string, stderr: string }
-
-async function run (t: TestContext, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Result> {
-  const base: NodeJS.ProcessEnv = { ...process.env }
-  for (const name of ['NODE_ENV', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS']) delete base[name]
-  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const code = new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)))
-  return { code: await withTimeout(code, 30_000, `spikard ${args.join(' ')}`), stdout, stderr }
+async function run (t: TestContext, args: string[], cwd: string, env: Record<string, string> = {}): Promise<CliResult> {
+  return await runCli(args, { cwd, env, t })
 }
 
 /** A chat (WebSocket) and a clock (event stream), and a console.log that must not reach stdout. */
@@ -69,7 +54,7 @@ async function served (dir: string, url = 'http://127.0.0.1:8123'): Promise<{ js
   }
 }
 
-function failed (r: Result): string {
+function failed (r: CliResult): string {
   assert.equal(r.code, 1, r.stderr)
   assert.equal(r.stdout, '')
   assert.doesNotMatch(r.stderr, /\n {4}at /, 'no stack trace')

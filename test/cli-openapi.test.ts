@@ -5,38 +5,22 @@
  */
 import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
-import { withTimeout } from './helpers.js'
+import { runCli, type CliResult } from './helpers.js'
 import { loadConfig } from '../src/config/load.js'
 import { createServer } from '../src/server.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const CLI = join(ROOT, 'src/cli/index.ts')
 /** tsx as an absolute URL, so the child can load it whatever its working directory. */
-const TSX = import.meta.resolve('tsx')
 const PARALLEL = { concurrency: 2 }
 
-interface Result { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
-
-/** Runs the CLI in `cwd` to completion (killed after 30 s) and collects its output. */
-async function run (t: TestContext, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Result> {
-  const base: NodeJS.ProcessEnv = { ...process.env }
-  for (const name of ['NODE_ENV', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS']) delete base[name]
-  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  // 'close' comes after 'exit' and after both pipes have ended.
-  const closed = new Promise<Pick<Result, 'code' | 'signal'>>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
-  return { ...await withTimeout(closed, 30_000, `spikard ${args.join(' ')}`), stdout, stderr }
+async function run (t: TestContext, args: string[], cwd: string, env: Record<string, string> = {}): Promise<CliResult> {
+  return await runCli(args, { cwd, env, t })
 }
 
 /** A temp dir (its real path) holding `files`; removed after the test. */
@@ -64,7 +48,7 @@ async function served (dir: string, configFile = 'spikard.config.yaml'): Promise
 }
 
 /** The command failed: exit 1, nothing on stdout, no stack trace; its stderr without the app's own output (log lines, console). */
-function failed (r: Result): string {
+function failed (r: CliResult): string {
   assert.equal(r.code, 1, `expected exit 1, got ${r.code}; stdout: ${r.stdout}; stderr: ${r.stderr}`)
   assert.equal(r.stdout, '')
   assert.doesNotMatch(r.stderr, /\n {4}at /, 'no stack trace')

@@ -1,5 +1,7 @@
 /** Shared test helpers: build an app with captured log lines, listen on a real socket, match UUIDs. */
 import net from 'node:net'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -116,4 +118,27 @@ export async function withTimeout<T> (promise: Promise<T>, ms: number, what: str
   } finally {
     clearTimeout(timer)
   }
+}
+
+const CLI = fileURLToPath(new URL('../src/cli/index.ts', import.meta.url))
+const TSX = import.meta.resolve('tsx')
+
+export interface CliResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+
+/**
+ * Runs the `spikard` CLI (through tsx) in `cwd` to completion, killed after `timeoutMs`
+ * (and when the test ends), without the test runner's NODE_ENV, NODE_OPTIONS and context.
+ */
+export async function runCli (args: string[], { cwd, env = {}, t, timeoutMs = 30_000 }: { cwd: string, env?: Record<string, string>, t?: { after: (fn: () => void) => void }, timeoutMs?: number }): Promise<CliResult> {
+  const base: NodeJS.ProcessEnv = { ...process.env }
+  for (const name of ['NODE_ENV', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS']) delete base[name]
+  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  t?.after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  // 'close' comes after 'exit' and after both pipes have ended.
+  const closed = new Promise<Pick<CliResult, 'code' | 'signal'>>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
+  return { ...await withTimeout(closed, timeoutMs, `spikard ${args.join(' ')}`), stdout, stderr }
 }
