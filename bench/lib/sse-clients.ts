@@ -16,6 +16,7 @@
 import net from 'node:net'
 import { ResponseCounter } from './stream-client.js'
 import { SseParser } from './sse-parse.js'
+import { pace } from './pace.js'
 
 export interface ConnectMessage { type: 'connect', port: number, path: string, count: number, concurrency: number, rate: number, timeoutMs: number }
 export interface StatsMessage { type: 'stats', from: number, to: number }
@@ -204,15 +205,7 @@ function connect ({ port, path, count, concurrency, rate, timeoutMs }: ConnectMe
         }
       })
     }
-    // Every 10 ms, the next few: `rate` a second, `concurrency` in their handshake at most.
-    const perTick = Math.max(1, Math.round(rate / 100))
-    const ticker = setInterval(() => {
-      for (let i = 0; i < perTick; i++) {
-        if (started === count || connecting >= concurrency) break
-        open1()
-      }
-      if (started === count) clearInterval(ticker)
-    }, 10)
+    const ticker = pace(count, rate, concurrency, () => connecting, open1)
     if (count === 0) finish()
   })
 }

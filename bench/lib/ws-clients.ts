@@ -15,6 +15,7 @@
  */
 import WebSocket from 'ws'
 import { ECHO_TEXT } from '../servers/ws-messages.js'
+import { pace } from './pace.js'
 
 export interface WsConnectMessage { type: 'connect', port: number, path: string, count: number, rate: number, concurrency: number, timeoutMs: number }
 export interface WsEchoMessage { type: 'echo', sockets: number, warmupSeconds: number, seconds: number }
@@ -34,7 +35,6 @@ function connect ({ port, path, count, rate, concurrency, timeoutMs }: WsConnect
   const t0 = performance.now()
   const errors: Record<string, number> = {}
   const note = (why: string): void => { errors[why] = (errors[why] ?? 0) + 1 }
-  let started = 0
   let handshaking = 0
   let answered = 0
   let opened = 0
@@ -56,7 +56,6 @@ function connect ({ port, path, count, rate, concurrency, timeoutMs }: WsConnect
       if (++answered === count) finish()
     }
     const open1 = (): void => {
-      started++
       handshaking++
       const socket = new WebSocket(`ws://127.0.0.1:${port}${path}`, { perMessageDeflate: false })
       let pending = true
@@ -86,14 +85,7 @@ function connect ({ port, path, count, rate, concurrency, timeoutMs }: WsConnect
         }
       })
     }
-    const perTick = Math.max(1, Math.round(rate / 100))
-    const ticker = setInterval(() => {
-      for (let i = 0; i < perTick; i++) {
-        if (started === count || handshaking >= concurrency) break
-        open1()
-      }
-      if (started === count) clearInterval(ticker)
-    }, 10)
+    const ticker = pace(count, rate, concurrency, () => handshaking, open1)
     if (count === 0) finish()
   })
 }
