@@ -32,6 +32,7 @@ import { decide, routeName } from '../../src/route-decision.js'
 import { resolveSseOptions, type SseOptions } from './options.js'
 import { acceptsEventStream, eventSchemas, kDeclaredKind, sseRoute, type SseEvent } from './events.js'
 import { OpenStream, type Validate } from './stream.js'
+import { loadAjv, SchemaCompiler } from '../../src/ajv.js'
 import type { DrainContext } from '../../src/lifecycle.js'
 
 export type { SseEvent, SseChunk } from './events.js'
@@ -65,28 +66,12 @@ export class SseEventError extends Error {
 /** The error of a handler reading reply.sse's methods while reply.sse is undefined. */
 const USES_REPLY_SSE = /of undefined \(reading '(?:send|stream|keepAlive|close|sendHeaders|replay|onClose)'\)/
 
-interface Ajv {
-  compile: (schema: unknown) => ((data: unknown) => boolean) & { errors?: unknown[] | null }
-  addSchema: (schema: unknown) => void
-  errorsText: (errors: unknown, options: { dataVar: string }) => string
-}
-
-/** Ajv (a dependency of Fastify's) for validating events, loaded outside production only; undefined when it cannot be found. */
-async function loadAjv (): Promise<Ajv | undefined> {
-  try {
-    const { Ajv } = await import('ajv') as unknown as { Ajv: new (options: object) => Ajv }
-    return new Ajv({ allErrors: true, strict: false, validateFormats: false })
-  } catch {
-    return undefined
-  }
-}
-
 async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<void> {
   const { keepAlive, maxConnections, shutdownEvent } = resolveSseOptions(options)
   const streams = new Set<OpenStream>()
   const validating = process.env.NODE_ENV !== 'production'
   const ajv = validating ? await loadAjv() : undefined
-  const shared = new Set<string>()
+  const compiler = ajv === undefined ? undefined : new SchemaCompiler(ajv)
 
   /** The route's event validator, compiled at registration: an invalid schema fails at ready(). */
   function validatorOf (instance: FastifyInstance, route: RouteOptions): Validate | undefined {
@@ -98,27 +83,17 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
       throw new SpikardConfigError([(error as Error).message], `route ${name}`)
     }
     if (schemas === undefined || !validating) return undefined
-    if (ajv === undefined) {
+    if (ajv === undefined || compiler === undefined) {
       app.log.warn({ route: name }, 'sse: schema.sse is not validated: the ajv package cannot be loaded')
       return undefined
     }
-    for (const [id, schema] of Object.entries(instance.getSchemas())) {
-      if (shared.has(id)) continue
-      shared.add(id)
-      ajv.addSchema(schema)
-    }
-    const compiled = Object.fromEntries(Object.entries(schemas).map(([event, schema]) => {
-      try {
-        return [event, ajv.compile(schema)]
-      } catch (error) {
-        throw new SpikardConfigError([`schema.sse${event === '*' ? '' : `.events.${event}`}: ${(error as Error).message}`], `route ${name}`)
-      }
-    }))
+    const compiled = compiler.compile(instance, schemas, (event, error) =>
+      new SpikardConfigError([`schema.sse${event === '*' ? '' : `.events.${event}`}: ${error.message}`], `route ${name}`))
     return (event: SseEvent) => {
       const type = event.event ?? 'message'
-      const check = compiled[type] ?? compiled['*']
+      const check = compiled.get(type) ?? compiled.get('*')
       if (check === undefined) {
-        throw new SseEventError(`sse: event "${type}" on ${name} is not declared in schema.sse.events (declared: ${Object.keys(compiled).join(', ')})`, name, type)
+        throw new SseEventError(`sse: event "${type}" on ${name} is not declared in schema.sse.events (declared: ${[...compiled.keys()].join(', ')})`, name, type)
       }
       if (!check(event.data)) {
         throw new SseEventError(`sse: event "${type}" on ${name} does not match schema.sse: ${ajv.errorsText(check.errors, { dataVar: 'data' })}`, name, type)

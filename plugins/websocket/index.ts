@@ -27,7 +27,8 @@ import { decide, routeName } from '../../src/route-decision.js'
 import type { DrainContext } from '../../src/lifecycle.js'
 import { resolveWebSocketOptions, type WebSocketOptions } from './options.js'
 import { websocketRoute } from './messages.js'
-import { compileMessages, loadAjv } from './validate.js'
+import { compileMessages } from './validate.js'
+import { loadAjv, SchemaCompiler } from '../../src/ajv.js'
 import { CLOSE, Connection, kWebSocket, type SocketPolicy } from './connection.js'
 import { Rooms } from './rooms.js'
 import { connectionLogger, guardUpgrades } from './upgrade.js'
@@ -61,7 +62,7 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
   const { heartbeat, maxPayload, maxBuffered } = resolved
   const validating = process.env.NODE_ENV !== 'production'
   const ajv = await loadAjv()
-  const shared = new Set<string>()
+  const compiler = ajv === undefined ? undefined : new SchemaCompiler(ajv)
   const sockets = new Set<WebSocket>()
   const connections = new WeakMap<WebSocket, Connection>()
 
@@ -87,8 +88,8 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
     if (declared === undefined) throw new Error('unreachable: not a WebSocket route')
     const compile = (schemas: Record<string, unknown> | undefined, where: string) => {
       if (schemas === undefined) return undefined
-      if (ajv === undefined) throw new SpikardConfigError([`${where}: messages cannot be validated: the ajv package cannot be loaded`], `route ${name}`)
-      return compileMessages(ajv, instance, shared, schemas, where, name)
+      if (compiler === undefined) throw new SpikardConfigError([`${where}: messages cannot be validated: the ajv package cannot be loaded`], `route ${name}`)
+      return compileMessages(compiler, instance, schemas, where, name)
     }
     return {
       route: name,

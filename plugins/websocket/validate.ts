@@ -2,19 +2,12 @@
  * A WebSocket route's message validators, compiled once when the route is registered from
  * its `config.websocket.receive` and `send` (./messages.ts reads them): a message is checked
  * against the schema its `type` names, or the route's single schema. Ajv is Fastify's own
- * validator (a dependency of @fastify/ajv-compiler), loaded as plugins/sse does.
+ * validator, loaded and shared-schema-aware through src/ajv.ts, as plugins/sse's events are.
  */
 import type { FastifyInstance } from 'fastify'
 import { SpikardConfigError } from '../../src/errors.js'
 import type { MessageSchemas } from './messages.js'
-
-interface Ajv {
-  compile: (schema: unknown) => ((data: unknown) => boolean) & { errors?: AjvError[] | null }
-  addSchema: (schema: unknown) => void
-  errorsText: (errors: unknown, options: { dataVar: string }) => string
-}
-
-interface AjvError { instancePath: string, message?: string, keyword: string, params?: unknown }
+import type { SchemaCompiler } from '../../src/ajv.js'
 
 /** Why a message was refused: the problem's detail and, for a schema mismatch, each offending field. */
 export interface Refusal { detail: string, errors?: Array<{ path: string, message: string }> }
@@ -22,29 +15,11 @@ export interface Refusal { detail: string, errors?: Array<{ path: string, messag
 /** undefined when the message is valid. */
 export type Check = (message: unknown) => Refusal | undefined
 
-export async function loadAjv (): Promise<Ajv | undefined> {
-  try {
-    const { Ajv } = await import('ajv') as unknown as { Ajv: new (options: object) => Ajv }
-    return new Ajv({ allErrors: true, strict: false, validateFormats: false })
-  } catch {
-    return undefined
-  }
-}
-
 /** Compiles one direction's schemas; an invalid schema is a SpikardConfigError naming the route and key. */
-export function compileMessages (ajv: Ajv, instance: FastifyInstance, shared: Set<string>, schemas: MessageSchemas, where: string, route: string): Check {
-  for (const [id, schema] of Object.entries(instance.getSchemas())) {
-    if (shared.has(id)) continue
-    shared.add(id)
-    ajv.addSchema(schema)
-  }
-  const compiled = new Map(Object.entries(schemas).map(([type, schema]) => {
-    try {
-      return [type, ajv.compile(schema)]
-    } catch (error) {
-      throw new SpikardConfigError([`${where}${type === '*' ? '' : ` (message "${type}")`}: ${(error as Error).message}`], `route ${route}`)
-    }
-  }))
+export function compileMessages (compiler: SchemaCompiler, instance: FastifyInstance, schemas: MessageSchemas, where: string, route: string): Check {
+  const { ajv } = compiler
+  const compiled = compiler.compile(instance, schemas, (type, error) =>
+    new SpikardConfigError([`${where}${type === '*' ? '' : ` (message "${type}")`}: ${error.message}`], `route ${route}`))
   const single = compiled.get('*')
   const declared = [...compiled.keys()].join(', ')
   return (message) => {

@@ -12,6 +12,7 @@
  * A fixture with `options` or `routes` gets an app of its own (createTestClient, closed after
  * it); one without runs against the app of the client given.
  */
+import { loadAjv, type AjvError, type AjvValidator } from '../ajv.js'
 import { readdir, readFile } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import type { HTTPMethods } from 'fastify'
@@ -108,17 +109,14 @@ export class FixtureFailures extends Error {
   }
 }
 
-interface Validator { (data: unknown): boolean, errors?: AjvError[] | null }
-interface AjvError { instancePath: string, schemaPath: string, keyword: string, message?: string, params: Record<string, unknown> }
+let validator: Promise<AjvValidator> | undefined
 
-let validator: Promise<Validator> | undefined
-
-/** The schema compiled with Ajv, Fastify's own validator (a dependency of @fastify/ajv-compiler). */
-async function validate (): Promise<Validator> {
-  validator ??= import('ajv').then((module) => {
-    const Ajv = (module as unknown as { Ajv: new (options: object) => { compile: (schema: unknown) => Validator } }).Ajv
-    return new Ajv({ allErrors: true, strict: false }).compile(fixtureSchema)
-  }, (error: Error) => { throw new Error(`runFixtures needs ajv (installed with fastify): ${error.message}`) })
+/** The schema compiled with Ajv (src/ajv.ts). */
+async function validate (): Promise<AjvValidator> {
+  validator ??= loadAjv().then((ajv) => {
+    if (ajv === undefined) throw new Error('runFixtures needs ajv (installed with fastify), which cannot be loaded')
+    return ajv.compile(fixtureSchema)
+  })
   return await validator
 }
 
