@@ -27,17 +27,18 @@ export function negotiate (header: string | string[] | undefined, offered: reado
   if (header === undefined) return 'identity'
   // Clients send a handful of distinct headers, each over and over: each is parsed once.
   if (typeof header !== 'string') return choose(header, offered)
-  const key = `${offered.join()}\n${header}`
-  let choice = chosen.get(key)
+  let answers = chosen.get(offered)
+  if (answers === undefined) chosen.set(offered, answers = new Map())
+  let choice = answers.get(header)
   if (choice === undefined) {
-    if (chosen.size >= MEMO_SIZE) chosen.clear()
-    chosen.set(key, choice = choose(header, offered))
+    if (answers.size >= MEMO_SIZE) answers.clear()
+    answers.set(header, choice = choose(header, offered))
   }
   return choice
 }
 
-/** Answers by offered codings and header, for `negotiate`; emptied when full, so a client sending random headers costs nothing lasting. */
-const chosen = new Map<string, Choice>()
+/** Answers by offered codings (the settings' own list) and header, for `negotiate`; emptied when full, so a client sending random headers costs nothing lasting. */
+const chosen = new WeakMap<readonly Encoding[], Map<string, Choice>>()
 const MEMO_SIZE = 256
 
 function choose (header: string | string[], offered: readonly Encoding[]): Choice {

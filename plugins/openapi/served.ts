@@ -14,6 +14,8 @@ export interface Served {
   type: string
   identity: Representation
   encoded: Partial<Record<Encoding, Representation>>
+  /** The codings of `encoded`, in order: one array, so negotiation's answers are kept per document. */
+  offered: readonly Encoding[]
 }
 
 interface Representation { body: Buffer, etag: string }
@@ -32,15 +34,14 @@ export async function serve (body: string | Buffer, type: string, encodings: rea
   const identity = representation(Buffer.from(body))
   const encoded: Served['encoded'] = {}
   for (const encoding of encodings) encoded[encoding] = representation(await compressors[encoding](identity.body))
-  return { type, identity, encoded }
+  return { type, identity, encoded, offered: [...encodings] }
 }
 
 export function send (request: FastifyRequest, reply: FastifyReply, served: Served): FastifyReply {
-  const offered = Object.keys(served.encoded) as Encoding[]
-  const choice = negotiate(request.headers['accept-encoding'], offered)
+  const choice = negotiate(request.headers['accept-encoding'], served.offered)
   const chosen = choice === 'identity' ? served.identity : served.encoded[choice] as Representation
   reply.header('etag', chosen.etag).header('cache-control', 'no-cache')
-  if (offered.length > 0) reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
+  if (served.offered.length > 0) reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
   if (request.headers['if-none-match']?.split(',').some((tag) => tag.trim().replace(/^W\//, '') === chosen.etag) === true) return reply.code(304).send()
   if (choice !== 'identity') reply.header('content-encoding', choice)
   return reply.type(served.type).send(chosen.body)
