@@ -9,10 +9,14 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPairSync } from 'node:crypto'
 import { join } from 'node:path'
+import { setTimeout } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { createTestClient, createTestApp, type TestClient } from '../src/testing/index.js'
 import { EventStreamParser, type TestSseEvent } from '../src/testing/sockets.js'
 import spikard from '../src/spikard.js'
+
+/** What the /later route's tasks finished, in order. */
+const done: number[] = []
 
 const SECRET = 'a-test-secret-of-at-least-32-bytes-0123456789'
 const API_KEY = 'test-api-key-0123456789abcdef'
@@ -25,6 +29,11 @@ async function routes (app: FastifyInstance): Promise<void> {
     handler: async (request) => ({ method: request.method, query: request.query, body: request.body ?? null, cookie: request.headers.cookie ?? null, custom: request.headers['x-custom'] ?? null })
   })
   app.get('/text', { config: { auth: false } }, async (_request, reply) => reply.type('text/plain').send('plain words'))
+  app.post('/later', { config: { auth: false } }, async (request) => {
+    const { ms } = request.body as { ms: number }
+    request.tasks.add(async function later (ctx) { await setTimeout(ms, undefined, { signal: ctx.signal }).catch(() => {}); done.push(ms) })
+    return { queued: true }
+  })
   app.get('/me', async (request) => ({ identity: request.identity, claims: request.user }))
   app.get('/numbers', { config: { auth: false } }, async function * () {
     for (let i = 1; i <= 3; i++) yield `${i}\n`
@@ -242,4 +251,18 @@ test('close() names a WebSocket the test left open', async () => {
   const client = await createTestClient({ app: routes })
   await client.ws('/ws')
   await assert.rejects(client.close(), { message: 'client.close(): still open, closed now: WebSocket /ws; close them in the test' })
+})
+
+test('tasks.drain() waits for the background tasks, fails naming what is left after its timeout, and says when the app has none', async (t) => {
+  const client = await setup(t)
+  done.length = 0
+  await client.post('/later', { json: { ms: 50 } })
+  await client.post('/later', { json: { ms: 10 } })
+  await client.tasks.drain()
+  assert.deepEqual(done, [10, 50])
+  await client.post('/later', { json: { ms: 2000 } })
+  await assert.rejects(client.tasks.drain({ timeout: 50 }), { message: 'client.tasks.drain(): 1 running and 0 queued after 50 ms' })
+  const none = await createTestClient({ tasks: false, app: async () => {} })
+  t.after(async () => await none.close())
+  await assert.rejects(none.tasks.drain(), { message: 'client.tasks.drain(): the app has no background tasks (the tasks feature is off)' })
 })

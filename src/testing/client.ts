@@ -154,14 +154,17 @@ function client (shared: Shared, defaults: Record<string, string>): TestClient {
     stream: async (path, options = {}) => shared.track(await openStream((await shared.origin()) + path, { ...defaults, ...options.headers })),
     tasks: {
       drain: async ({ timeout = 5000 } = {}) => {
-        const tasks = (app as unknown as { tasks?: { stats: () => { queued: number, running: number } } }).tasks
+        const tasks = (app as Partial<Pick<FastifyInstance, 'tasks'>>).tasks
         if (tasks === undefined) throw new Error('client.tasks.drain(): the app has no background tasks (the tasks feature is off)')
-        const deadline = Date.now() + timeout
-        for (;;) {
+        const timer = new AbortController()
+        const late = sleep(timeout, undefined, { signal: timer.signal }).then(() => {
           const { queued, running } = tasks.stats()
-          if (queued === 0 && running === 0) return
-          if (Date.now() >= deadline) throw new Error(`client.tasks.drain(): ${running} running and ${queued} queued after ${timeout} ms`)
-          await sleep(5)
+          throw new Error(`client.tasks.drain(): ${running} running and ${queued} queued after ${timeout} ms`)
+        }, () => {})
+        try {
+          await Promise.race([tasks.idle(), late])
+        } finally {
+          timer.abort()
         }
       }
     },
