@@ -54,7 +54,7 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
       route: config.url ?? null,
       status: reply?.statusCode,
       durationMs: reply === undefined ? undefined : Math.round(reply.elapsedTime * 1000) / 1000,
-      bytes: streamed !== null ? streamed.bytes : length === undefined ? undefined : Number(length),
+      bytes: streamed !== null && (streamed.piped || length === undefined) ? streamed.bytes : length === undefined ? undefined : Number(length),
       aborted: aborted ? true : undefined,
       cut: streamed?.cut,
       remoteAddress: request.ip,

@@ -30,6 +30,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
+import { LinkedList } from '../../src/linked-list.js'
 import { resolveStreamOptions, type StreamOptions } from './options.js'
 import { isStreamPayload, kStreamed, responseStarted } from './state.js'
 import { StreamedResponse, type Streams } from './response.js'
@@ -46,7 +47,7 @@ type Tracked = FastifyRequest & { [kStreamed]?: StreamedResponse | null }
 
 async function spikardStream (app: FastifyInstance, options: StreamOptions): Promise<void> {
   const { idleTimeout } = resolveStreamOptions(options)
-  const open = new Set<StreamedResponse>()
+  const open = new LinkedList<StreamedResponse>()
   let waiting: Array<() => void> = []
   /** When a shutdown cuts the open streams (performance.now()); from then a stream handed over gets a 503 problem. */
   let cutAt: number | undefined
@@ -132,12 +133,12 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
         signal.addEventListener('abort', onAbort, { once: true })
         waiting.push(finish)
       })
-      if (cut) for (const stream of [...open]) stream.cutOff('shutdown')
+      if (cut) for (const stream of open.toArray()) stream.cutOff('shutdown')
     })
   }
   app.addHook('onClose', (_app, done) => {
     cutAt = 0
-    for (const stream of [...open]) stream.cutOff('shutdown')
+    for (const stream of open.toArray()) stream.cutOff('shutdown')
     waiting = []
     done()
   })

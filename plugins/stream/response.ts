@@ -3,19 +3,26 @@
  * its idle timer, and how it ends when spikard ends it. Fastify (5.12) pipes the source
  * with backpressure, destroys it when the client goes away, answers an error before the
  * first byte through the error handler, and destroys the response on an error after it;
- * this class watches the response's writes rather than wrapping the source, so the pipe
- * stays Fastify's (and compression's) and costs nothing per chunk beyond a counter.
+ * this class watches what Fastify pipes into the response (the 'pipe' event gives the
+ * final payload: the source, or compression's stream of it) rather than wrapping the
+ * source, so the pipe stays Fastify's and costs nothing per chunk beyond a counter. A
+ * payload that compression turned into a buffer (a small file, compressed once) is never
+ * piped: the response is then not a stream any more, and its length is its Content-Length.
+ *
+ * Not by replacing `res.write` on each response: an own property on every ServerResponse
+ * cost more in garbage collection than the rest of serving a 6 KiB static file
+ * (bench/RESULTS.md, the static scenario).
  */
 import { performance } from 'node:perf_hooks'
-import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
+import type { LinkedList, ListNode } from '../../src/linked-list.js'
 import { kStreamed, responseStarted, type CutReason, type StreamProgress } from './state.js'
 
 /** What the streams of one app share: the open ones, the idle timeout, the access line. */
 export interface Streams {
-  readonly open: Set<StreamedResponse>
+  readonly open: LinkedList<StreamedResponse>
   /** ms; 0: no idle timeout. */
   readonly idleTimeout: number
   /** Called when the last open stream closes. */
@@ -24,30 +31,27 @@ export interface Streams {
   readonly accessLog: ((request: FastifyRequest, reply: FastifyReply) => void) | undefined
 }
 
-type Write = (this: ServerResponse, chunk: unknown, ...rest: unknown[]) => boolean
-
-export class StreamedResponse implements StreamProgress {
+export class StreamedResponse implements StreamProgress, ListNode<StreamedResponse> {
+  prev: StreamedResponse | undefined
+  next: StreamedResponse | undefined
+  linked = false
   bytes = 0
   started = false
   cut: CutReason | undefined
   logged = false
+  /** Fastify piped a stream into the response (compression may have sent a buffer instead). */
+  piped = false
   #closed = false
   #released = false
   #lastWrite = 0
   #timer: NodeJS.Timeout | undefined
 
   constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly source: Readable, readonly streams: Streams) {
-    const res = reply.raw as ServerResponse
-    const write = res.write as unknown as Write
-    const wrote = (chunk: unknown): void => this.#wrote(chunk)
-    // An own property of this response only: every body byte passes here, after compression.
-    res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
-      wrote(chunk)
-      return write.call(this, chunk, ...rest)
-    } as ServerResponse['write']
+    const res = reply.raw
+    res.once('pipe', this.#onPipe)
     res.once('close', () => this.#onClose())
     source.on('error', (error) => this.#onSourceError(error))
-    streams.open.add(this)
+    streams.open.push(this)
   }
 
   get aborted (): boolean { return this.#closed && !this.reply.raw.writableFinished }
@@ -80,9 +84,14 @@ export class StreamedResponse implements StreamProgress {
   release (): void {
     this.#released = true
     clearTimeout(this.#timer)
-    const res = this.reply.raw as unknown as Record<string, unknown>
-    delete res.write
+    this.reply.raw.removeListener('pipe', this.#onPipe)
     this.#forget()
+  }
+
+  /** Every body byte passes here, after compression: each chunk Fastify's pipe is about to write. */
+  readonly #onPipe = (piped: Readable): void => {
+    this.piped = true
+    piped.on('data', (chunk) => this.#wrote(chunk))
   }
 
   #wrote (chunk: unknown): void {
@@ -126,7 +135,7 @@ export class StreamedResponse implements StreamProgress {
 
   #forget (): void {
     const { open } = this.streams
-    if (open.delete(this) && open.size === 0) this.streams.onEmpty()
+    if (open.remove(this) && open.size === 0) this.streams.onEmpty()
   }
 }
 

@@ -13,6 +13,8 @@ export interface StreamProgress {
   readonly reply: FastifyReply
   /** Body bytes written to the response so far (after compression). */
   readonly bytes: number
+  /** A stream was piped into the response; false when compression sent the small file as a buffer (its Content-Length counts). */
+  readonly piped: boolean
   /** Its first byte has been written: the status and headers are on their way. */
   readonly started: boolean
   /** It ended without its terminating chunk: the client went away, or spikard cut it. */

@@ -135,6 +135,18 @@ test('a mount serves its files with their type, length, validators and the defau
   assert.equal(post.headers.allow, 'GET, HEAD')
 })
 
+test('the access line has the bytes sent: the file piped as it is, or compressed once and sent from memory', async (t) => {
+  const { root } = site(t)
+  const { app, logs } = await setup(t, { static: { mounts: [{ root }] } })
+  const plain = await app.inject({ url: '/big.txt' })
+  const compressed = [await app.inject({ url: '/big.txt', headers: { 'accept-encoding': 'br' } }), await app.inject({ url: '/big.txt', headers: { 'accept-encoding': 'br' } })]
+  assert.equal(plain.body, BIG)
+  for (const res of compressed) assert.equal(brotliDecompressSync(res.rawPayload).toString(), BIG)
+  const lines = logs.filter((l) => l.msg === 'request completed' && l.path === '/big.txt')
+  assert.deepEqual(lines.map((l) => l.bytes), [BIG.length, ...compressed.map((res) => res.rawPayload.length)])
+  assert.ok(compressed[0].rawPayload.length < BIG.length / 10)
+})
+
 test('ETag, Last-Modified and 304', async (t) => {
   const { root } = site(t)
   const modified = new Date('2024-01-02T03:04:05Z')
@@ -374,6 +386,28 @@ test('dotfiles are refused at any depth, as are symlinks that leave the root (lo
     [join(root, 'dir-out', 'page.html'), 'static: refused a file reached through a symlink that leads outside static.mounts[0].root (set static.mounts[0].followSymlinks to serve it)']
   ])
   assert.equal((await app.inject({ url: '/link-in.txt' })).body, 'reached through a symlink inside the root\n')
+})
+
+test('a symlink checked once is checked again when it leads elsewhere: retargeted, or a directory on the way swapped', async (t) => {
+  const { dir, root } = site(t)
+  const { app } = await setup(t, { static: { mounts: [{ root }] } })
+  const link = join(root, 'moving.txt')
+  symlinkSync(join(root, 'inside-target.txt'), link)
+  for (let i = 0; i < 2; i++) assert.equal((await app.inject({ url: '/moving.txt' })).body, 'reached through a symlink inside the root\n')
+  rmSync(link)
+  symlinkSync(join(dir, 'secret.txt'), link)
+  const retargeted = await app.inject({ url: '/moving.txt' })
+  assertNotFound(retargeted, 'GET', '/moving.txt')
+  assert.doesNotMatch(retargeted.body, new RegExp(SECRET))
+  // A directory of the root, served, then replaced by a symlink to one outside with the same file name.
+  mkdirSync(join(root, 'swap'))
+  writeFileSync(join(root, 'swap', 'page.html'), '<p>inside</p>')
+  assert.equal((await app.inject({ url: '/swap/page.html' })).body, '<p>inside</p>')
+  rmSync(join(root, 'swap'), { recursive: true })
+  symlinkSync(join(dir, 'outside'), join(root, 'swap'))
+  const swapped = await app.inject({ url: '/swap/page.html' })
+  assertNotFound(swapped, 'GET', '/swap/page.html')
+  assert.doesNotMatch(swapped.body, new RegExp(SECRET))
 })
 
 test('followSymlinks: true serves files reached through symlinks that leave the root; dotfiles stay refused', async (t) => {
