@@ -4,8 +4,8 @@
  * test of the spa fallback, and the refusals of @fastify/static and @fastify/send turned
  * into spikard's problems.
  */
-import { realpathSync, statSync } from 'node:fs'
-import { opendir } from 'node:fs/promises'
+import { realpathSync, statSync, type Stats } from 'node:fs'
+import { opendir, realpath } from 'node:fs/promises'
 import { isAbsolute, relative, resolve, sep } from 'node:path'
 import type { Static } from '@sinclair/typebox'
 import type { StaticMountSchema } from './options.js'
@@ -129,6 +129,32 @@ export function isHashed (path: string): boolean {
 /** Whether a file at `path` (a real path) is the root or under it. */
 export function isInside (realRoot: string, path: string): boolean {
   return path === realRoot || path.startsWith(realRoot.endsWith(sep) ? realRoot : realRoot + sep)
+}
+
+/** How many paths a mount remembers as checked (then it starts again). */
+const CHECKED_PATHS = 10_000
+
+/**
+ * The symlink check of one mount, for @fastify/send's `onFile`: throws OutsideRoot for a
+ * file whose real path is not under the root. A path is resolved (`realpath`, a round trip
+ * through the thread pool per request, about a tenth of a static file's cost) once, then
+ * remembered with the device and inode its stat gave: while the same path still leads to
+ * the same file, it was checked. A symlink retargeted, or a directory on the way swapped
+ * for one, leads to another inode and is resolved again. Only files that exist reach
+ * `onFile`, so the paths remembered are files of the mount.
+ */
+export function symlinkCheck (realRoot: string): (path: string, stat: Stats) => Promise<void> | undefined {
+  const checked = new Map<string, { dev: number, ino: number }>()
+  async function resolveAndCheck (path: string, stat: Stats): Promise<void> {
+    if (!isInside(realRoot, await realpath(path))) throw new OutsideRoot(path)
+    if (checked.size >= CHECKED_PATHS) checked.clear()
+    checked.set(path, { dev: stat.dev, ino: stat.ino })
+  }
+  return function onFile (path, stat) {
+    const known = checked.get(path)
+    if (known !== undefined && known.ino === stat.ino && known.dev === stat.dev) return undefined
+    return resolveAndCheck(path, stat)
+  }
 }
 
 /**

@@ -11,7 +11,8 @@
  * - every refusal, and a missing file, is a 404 problem (nothing says whether a refused
  *   file exists); a range past the end is a 416 problem with `Content-Range: bytes *\/<size>`;
  * - a file reached through a symlink that leads out of the root is refused (its real path
- *   is checked before the file is opened) unless the mount sets `followSymlinks`;
+ *   is checked before the file is opened, files.ts symlinkCheck) unless the mount sets
+ *   `followSymlinks`;
  * - the mount's `Cache-Control`, and a year, immutable, for content-hashed names;
  * - the spa fallback: the mount's `spa` file for a path under the prefix that has no file,
  *   when the client accepts HTML;
@@ -25,14 +26,13 @@
  * missing file with `reply.callNotFound()`, which would reach the app's not-found handler
  * (a 405 there, since HEAD exists for the path); the wrapper answers it here.
  */
-import { realpath } from 'node:fs/promises'
 import fp from 'fastify-plugin'
 import fastifyStatic from '@fastify/static'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { sendProblem } from '../../src/problem-details.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
-import { acceptsHtml, checkMounts, hasPrecompressed, IMMUTABLE, isHashed, isInside, OutsideRoot, refusal, spaUrl, type CheckedMount, type Mount } from './files.js'
+import { acceptsHtml, checkMounts, hasPrecompressed, IMMUTABLE, isHashed, OutsideRoot, refusal, spaUrl, symlinkCheck, type CheckedMount, type Mount } from './files.js'
 
 async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {
   const { mounts } = resolveStaticOptions(options)
@@ -110,9 +110,7 @@ function staticMount (m: CheckedMount, authOn: boolean) {
         : {
             // The file @fastify/send is about to open (an index file or a .br sibling
             // included): its real path must be under the root's.
-            onFile: async (path: string) => {
-              if (!isInside(realRoot, await realpath(path))) throw new OutsideRoot(path)
-            }
+            onFile: symlinkCheck(realRoot)
           })
     })
     // `/assets` (no slash) goes to `/assets/`, where the mount's index file is and where
