@@ -88,7 +88,7 @@ export class StreamedResponse implements StreamProgress, ListNode<StreamedRespon
     this.#forget()
   }
 
-  /** Every body byte passes here, after compression: each chunk Fastify's pipe is about to write. */
+  /** Every body byte passes here, after compression: each chunk, once the pipe (whose listener came first) has written it. */
   readonly #onPipe = (piped: Readable): void => {
     this.piped = true
     piped.on('data', (chunk) => this.#wrote(chunk))
