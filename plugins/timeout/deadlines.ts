@@ -4,9 +4,9 @@
  *
  * All entries of a list share one duration, so they expire in the order they were added:
  * the timer only ever waits for the oldest, and finishing a request is unlinking it (a
- * doubly linked list, O(1): src/linked-list.ts). Per request that is one small object, against Fastify's
- * setTimeout, AbortController and `close` listener (see index.ts for why spikard does not
- * use Fastify's handler timeout).
+ * doubly linked list, O(1): src/linked-list.ts). Per request that is one small object,
+ * against Fastify's setTimeout, AbortController and `close` listener (see index.ts for why
+ * spikard does not use Fastify's handler timeout).
  */
 import { performance } from 'node:perf_hooks'
 import { LinkedList, type ListNode } from '../../src/linked-list.js'
