@@ -643,14 +643,15 @@ for (const encoding of ['gzip', 'br'] as const) {
   })
 }
 
-test('compression: a text/event-stream response is never compressed; a text one is', async (t) => {
-  const { port } = await setup(t)
+test('compression: a text/event-stream response is never compressed; a text one is, and its access line has the compressed bytes sent', async (t) => {
+  const { port, logs } = await setup(t)
   const events = await rawGet(port, '/events', { 'accept-encoding': 'gzip, br' })
   assert.equal(events.headers['content-encoding'], undefined)
   assert.equal(events.body, 'data: one\n\ndata: two\n\n')
   const text = await rawGet(port, '/csv', { 'accept-encoding': 'gzip' })
   assert.equal(text.headers['content-encoding'], 'gzip')
   assert.equal(zlib.gunzipSync(Buffer.from(text.body, 'latin1')).toString(), 'id,name\n1,ada\n2,grace\n')
+  assert.equal(lineOf(logs, '/csv')?.bytes, Buffer.byteLength(text.body, 'latin1'))
 })
 
 // ---------------------------------------------------------------------------------------
