@@ -1,9 +1,9 @@
 /**
  * A doubly linked list of nodes that carry their own links: adding and removing are O(1)
  * and allocate nothing. Used for what is in flight per request (the timeout's deadlines,
- * the open streams) instead of a Set: a Set with an entry added and deleted for every
- * request kept rebuilding its table, and the static-file scenario of `npm run bench` spent
- * more time in garbage collection than in serving the file (bench/RESULTS.md).
+ * the open streams) instead of a Set: with the open streams in a Set, an entry added and
+ * deleted per request, serving a small static file spent four to six times as long in
+ * garbage collection (bench/RESULTS.md, eleventh session).
  */
 export interface ListNode<T> {
   prev: T | undefined

@@ -9,9 +9,9 @@
  * payload that compression turned into a buffer (a small file, compressed once) is never
  * piped: the response is then not a stream any more, and its length is its Content-Length.
  *
- * Not by replacing `res.write` on each response: an own property on every ServerResponse
- * cost more in garbage collection than the rest of serving a 6 KiB static file
- * (bench/RESULTS.md, the static scenario).
+ * Not by replacing `res.write` on each response: that own property on every streamed
+ * ServerResponse made garbage collection four times as long when serving a small static
+ * file (bench/RESULTS.md, eleventh session).
  */
 import { performance } from 'node:perf_hooks'
 import type { Readable } from 'node:stream'
