@@ -13,7 +13,7 @@
  *   does a WebSocket error frame (a problem object).
  */
 import type { ChannelModel, Model } from './model.js'
-import { GENERATED } from './emit.js'
+import { GENERATED, messagesImports } from './emit.js'
 import { key } from './names.js'
 
 const RUNTIME = `export interface ReconnectOptions {
@@ -301,8 +301,7 @@ export function clientFile (model: Model): string {
     ' * Messages that break the contract are refused (send throws a ContractError) and received',
     ' * ones that do go to onError.',
     ' */',
-    `import { ${[...values].join(', ')} } from './messages.js'`,
-    `import type { ${[...types].join(', ')} } from './messages.js'`,
+    ...messagesImports(values, types),
     '',
     RUNTIME,
     'export function createClient (options: ClientOptions) {',

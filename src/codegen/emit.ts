@@ -92,6 +92,14 @@ function handlerDoc (h: HandlerModel): string {
   return `operation "${h.op.id}"${h.op.summary === undefined ? '.' : `: ${h.op.summary}`} ${what}`
 }
 
+/** The import lines of a generated file that uses these values and types of ./messages.ts. */
+export function messagesImports (values: Iterable<string>, types: Iterable<string>): string[] {
+  return [
+    `import { ${[...values].join(', ')} } from './messages.js'`,
+    `import type { ${[...types].join(', ')} } from './messages.js'`
+  ]
+}
+
 export function routesFile (model: Model): string {
   const handlers = handlersOf(model)
   const types = new Set<string>()
@@ -112,8 +120,7 @@ export function routesFile (model: Model): string {
     'import type { FastifyInstance, FastifyRequest } from \'fastify\'',
     'import type {} from \'spikard\'',
     'import * as handlers from \'./handlers.js\'',
-    `import { ${[...values].join(', ')} } from './messages.js'`,
-    `import type { ${[...types].join(', ')} } from './messages.js'`,
+    ...messagesImports(values, types),
     ''
   ]
   for (const c of model.channels) {
