@@ -23,6 +23,12 @@ export async function loadAjv (): Promise<Ajv | undefined> {
   }
 }
 
+/** A SchemaCompiler on a new Ajv; undefined when Ajv cannot be loaded. */
+export async function loadSchemaCompiler (): Promise<SchemaCompiler | undefined> {
+  const ajv = await loadAjv()
+  return ajv === undefined ? undefined : new SchemaCompiler(ajv)
+}
+
 /**
  * Compiles a route's schemas by name (an event name, a message type, `*`), the shared
  * schemas of the route's context (`app.addSchema`) added first, each once per Ajv instance.

@@ -32,7 +32,7 @@ import { decide, routeName } from '../../src/route-decision.js'
 import { resolveSseOptions, type SseOptions } from './options.js'
 import { acceptsEventStream, eventSchemas, kDeclaredKind, sseRoute, type SseEvent } from './events.js'
 import { OpenStream, type Validate } from './stream.js'
-import { loadAjv, SchemaCompiler } from '../../src/ajv.js'
+import { loadSchemaCompiler } from '../../src/ajv.js'
 import type { DrainContext } from '../../src/lifecycle.js'
 
 export type { SseEvent, SseChunk } from './events.js'
@@ -70,8 +70,7 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
   const { keepAlive, maxConnections, shutdownEvent } = resolveSseOptions(options)
   const streams = new Set<OpenStream>()
   const validating = process.env.NODE_ENV !== 'production'
-  const ajv = validating ? await loadAjv() : undefined
-  const compiler = ajv === undefined ? undefined : new SchemaCompiler(ajv)
+  const compiler = validating ? await loadSchemaCompiler() : undefined
 
   /** The route's event validator, compiled at registration: an invalid schema fails at ready(). */
   function validatorOf (instance: FastifyInstance, route: RouteOptions): Validate | undefined {
@@ -83,7 +82,7 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
       throw new SpikardConfigError([(error as Error).message], `route ${name}`)
     }
     if (schemas === undefined || !validating) return undefined
-    if (ajv === undefined || compiler === undefined) {
+    if (compiler === undefined) {
       app.log.warn({ route: name }, 'sse: schema.sse is not validated: the ajv package cannot be loaded')
       return undefined
     }
@@ -96,7 +95,7 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
         throw new SseEventError(`sse: event "${type}" on ${name} is not declared in schema.sse.events (declared: ${[...compiled.keys()].join(', ')})`, name, type)
       }
       if (!check(event.data)) {
-        throw new SseEventError(`sse: event "${type}" on ${name} does not match schema.sse: ${ajv.errorsText(check.errors, { dataVar: 'data' })}`, name, type)
+        throw new SseEventError(`sse: event "${type}" on ${name} does not match schema.sse: ${compiler.ajv.errorsText(check.errors, { dataVar: 'data' })}`, name, type)
       }
     }
   }

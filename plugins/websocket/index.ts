@@ -28,7 +28,7 @@ import type { DrainContext } from '../../src/lifecycle.js'
 import { resolveWebSocketOptions, type WebSocketOptions } from './options.js'
 import { websocketRoute } from './messages.js'
 import { compileMessages } from './validate.js'
-import { loadAjv, SchemaCompiler } from '../../src/ajv.js'
+import { loadSchemaCompiler } from '../../src/ajv.js'
 import { CLOSE, Connection, kWebSocket, type SocketPolicy } from './connection.js'
 import { Rooms } from './rooms.js'
 import { connectionLogger, guardUpgrades } from './upgrade.js'
@@ -61,8 +61,7 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
   const resolved = resolveWebSocketOptions(options)
   const { heartbeat, maxPayload, maxBuffered } = resolved
   const validating = process.env.NODE_ENV !== 'production'
-  const ajv = await loadAjv()
-  const compiler = ajv === undefined ? undefined : new SchemaCompiler(ajv)
+  const compiler = await loadSchemaCompiler()
   const sockets = new Set<WebSocket>()
   const connections = new WeakMap<WebSocket, Connection>()
 
