@@ -7,16 +7,15 @@
  * contract refused on both sides, and the generated client exchanging messages with the
  * generated server over real sockets (WebSocket, and SSE resuming with Last-Event-ID).
  */
-import { before, describe, it, type TestContext } from 'node:test'
+import { after, before, describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, readdir, realpath, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { WebSocket } from 'ws'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
-import { build, listen, runCli, withTimeout, type CliResult } from './helpers.js'
+import { build, listen, runCli, tempDir, withTimeout, type CliResult } from './helpers.js'
 import { asProject, contract, parse, ROOT, tsc } from './codegen-helpers.js'
 import { convert } from '@asyncapi/converter'
 
@@ -26,15 +25,9 @@ async function run (args: string[], cwd = ROOT): Promise<CliResult> {
   return await runCli(args, { cwd, timeoutMs: 60_000 })
 }
 
-async function temp (t: TestContext | undefined): Promise<string> {
-  const dir = await realpath(await mkdtemp(join(tmpdir(), 'spikard-generate-')))
-  if (t !== undefined) t.after(() => rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
 describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   it('the chat: writes messages.ts, routes.ts, handlers.ts (and client.ts with --client), the generated ones headed "do not edit"', async (t) => {
-    const out = join(await temp(t), 'chat')
+    const out = join(tempDir(t), 'chat')
     const r = await run(['asyncapi', 'generate', join(DATA, 'chat.yaml'), '--out', out, '--client'])
     assert.equal(r.code, 0, r.stderr)
     assert.equal(r.stdout, '')
@@ -50,7 +43,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   })
 
   it('again: the generated files are rewritten, handlers.ts is kept (and what it lacks named); --force rewrites it', async (t) => {
-    const out = await temp(t)
+    const out = tempDir(t)
     assert.equal((await run(['asyncapi', 'generate', join(DATA, 'chat.yaml'), '--out', out])).code, 0)
     const mine = '// mine\nexport async function joinRoom () {}\n'
     await writeFile(join(out, 'handlers.ts'), mine)
@@ -67,7 +60,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   })
 
   it('a file of the same name the generator did not write: exit 1, nothing written; --force overwrites it', async (t) => {
-    const out = await temp(t)
+    const out = tempDir(t)
     await writeFile(join(out, 'routes.ts'), 'export default 1\n')
     const r = await run(['asyncapi', 'generate', join(DATA, 'chat.yaml'), '--out', out])
     assert.equal(r.code, 1)
@@ -78,7 +71,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   })
 
   it('a document with errors: exit 1, each diagnostic with its JSON path and line, nothing written', async (t) => {
-    const out = join(await temp(t), 'never')
+    const out = join(tempDir(t), 'never')
     const r = await run(['asyncapi', 'generate', join(DATA, 'errors.yaml'), '--out', out])
     assert.equal(r.code, 1)
     assert.equal(r.stderr, [
@@ -91,7 +84,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   })
 
   it('not YAML: exit 1 with the line', async (t) => {
-    const dir = await temp(t)
+    const dir = tempDir(t)
     await writeFile(join(dir, 'bad.yaml'), 'asyncapi: 3.0.0\ninfo:\n  title: [unclosed\n')
     const r = await run(['asyncapi', 'generate', join(dir, 'bad.yaml'), '--out', join(dir, 'out')])
     assert.equal(r.code, 1)
@@ -100,7 +93,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   })
 
   it('Kafka channels next to a WebSocket one: listed and skipped with a warning; the WebSocket channel generated', async (t) => {
-    const out = await temp(t)
+    const out = tempDir(t)
     const r = await run(['asyncapi', 'generate', join(DATA, 'mixed.yaml'), '--out', out])
     assert.equal(r.code, 0, r.stderr)
     assert.equal(r.stderr, [
@@ -113,7 +106,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   })
 
   it('only channels it cannot serve: exit 1 saying so, nothing written', async (t) => {
-    const dir = await temp(t)
+    const dir = tempDir(t)
     const kafka = (await readFile(join(DATA, 'mixed.yaml'), 'utf8')).replace(/protocol: ws/, 'protocol: mqtt')
     await writeFile(join(dir, 'kafka.yaml'), kafka)
     const r = await run(['asyncapi', 'generate', join(dir, 'kafka.yaml'), '--out', join(dir, 'out')])
@@ -124,7 +117,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   })
 
   it('a 2.6 document: converted, and the command says so', async (t) => {
-    const out = await temp(t)
+    const out = tempDir(t)
     const r = await run(['asyncapi', 'generate', join(DATA, 'legacy-2.6.yaml'), '--out', out])
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stderr, /^spikard: note: converted from AsyncAPI 2\.6\.0 to 3\.0\.0/)
@@ -188,10 +181,8 @@ export async function streamNotifications (ctx: NotificationsContext): Promise<v
 `
 
 describe('spikard asyncapi generate: the generated projects', () => {
-  let root: string
+  const root = tempDir({ after })
   before(async () => {
-    root = await temp(undefined)
-    process.on('exit', () => { void rm(root, { recursive: true, force: true }) })
     for (const name of ['chat', 'notifications', 'mixed', 'legacy-2.6']) {
       const r = await run(['asyncapi', 'generate', join(DATA, `${name}.yaml`), '--out', join(root, name), '--client'])
       assert.equal(r.code, 0, r.stderr)
@@ -211,7 +202,7 @@ describe('spikard asyncapi generate: the generated projects', () => {
   })
 
   it('a handler that drifts from the document does not compile', async (t) => {
-    const dir = await temp(t)
+    const dir = tempDir(t)
     assert.equal((await run(['asyncapi', 'generate', join(DATA, 'chat.yaml'), '--out', join(dir, 'chat')])).code, 0)
     const handlers = await readFile(join(dir, 'chat/handlers.ts'), 'utf8')
     await writeFile(join(dir, 'chat/handlers.ts'), handlers.replace("throw new Error('ping: not implemented yet (handlers.ts)')", "return { type: 'pong', id: 'one' }"))
