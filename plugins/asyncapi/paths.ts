@@ -52,11 +52,3 @@ export function channelId (url: string): string {
   if (words.length === 0) return 'root'
   return words.map((w, i) => i === 0 ? w[0].toLowerCase() + w.slice(1) : w[0].toUpperCase() + w.slice(1)).join('')
 }
-
-/** `id`, else `id2`, `id3`...: the first not in `taken`, which then takes it. */
-export function unique (id: string, taken: Set<string>): string {
-  let candidate = id
-  for (let n = 2; taken.has(candidate); n++) candidate = `${id}${n}`
-  taken.add(candidate)
-  return candidate
-}

@@ -10,6 +10,7 @@ import type { RouteOptions } from 'fastify'
 import { errorDefinitions, PROBLEM_TYPE_BASE, type SpikardErrorCode } from '../../src/errors.js'
 import { features, type FeatureName, type ResolvedSpikardOptions } from '../../src/options.js'
 import type { FeatureDefinition, HeaderDoc, OperationDoc } from '../../src/feature.js'
+import { unique } from '../../src/unique.js'
 import { takesBody } from '../body-limit/options.js'
 import { sseRoute, type SseRoute } from '../sse/events.js'
 import { documented } from './options.js'
@@ -158,13 +159,6 @@ function eventStream (operation: Json, stream: SseRoute): void {
   const names = stream.events === undefined ? [] : Object.keys(stream.events).filter((n) => n !== '*')
   const schema = { type: 'string', description: `Server-Sent Events${names.length === 0 ? '' : `: ${names.map((n) => `\`${n}\``).join(', ')}`}.` }
   response.content = { ...(stream.kind === 'only' ? {} : response.content), 'text/event-stream': { schema } }
-}
-
-function unique (id: string, taken: Set<string>): string {
-  let candidate = id
-  for (let n = 2; taken.has(candidate); n++) candidate = `${id}${n}`
-  taken.add(candidate)
-  return candidate
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import type { ChannelModel, MessageModel, Model, OperationModel } from './model.js'
 import { key } from './names.js'
+import { unique } from '../unique.js'
 import { tsType } from './types.js'
 import { VALIDATOR_SOURCE } from './runtime.js'
 
@@ -65,9 +66,7 @@ export function handlersOf (model: Model): HandlerModel[] {
       }
       list.push({ name: op.handler, channel, op, kind: 'open', messages: [], returns: [] })
       if (op.reply !== undefined && op.reply.length > 0) {
-        let name = `${op.handler}Reply`
-        for (let n = 2; taken.has(name); n++) name = `${op.handler}Reply${n}`
-        taken.add(name)
+        const name = unique(`${op.handler}Reply`, taken)
         list.push({ name, channel, op, kind: 'reply', messages: op.reply, returns: [] })
       }
     }

@@ -5,7 +5,8 @@
  * @asyncapi/parser's models, so every `$ref` is already resolved (other files included).
  */
 import type { AsyncAPIDocumentInterface, ChannelInterface, MessageInterface, OperationInterface } from '@asyncapi/parser'
-import { identifier, typeName, unique } from './names.js'
+import { identifier, typeName } from './names.js'
+import { unique } from '../unique.js'
 
 type Json = Record<string, any>
 

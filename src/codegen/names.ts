@@ -19,15 +19,6 @@ export function typeName (id: string): string {
   return /^[0-9]/.test(name) ? `T${name}` : name
 }
 
-/** `name`, else `<prefix><Name>`, else with a number: the first not taken, which then is. */
-export function unique (name: string, taken: Set<string>, prefix = ''): string {
-  let candidate = name
-  if (taken.has(candidate) && prefix !== '') candidate = `${prefix}${name}`
-  for (let n = 2; taken.has(candidate); n++) candidate = `${name}${n}`
-  taken.add(candidate)
-  return candidate
-}
-
 /** A property key in generated code: as it is when it is an identifier, quoted otherwise. */
 export function key (name: string): string {
   return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? name : JSON.stringify(name)
