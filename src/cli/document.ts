@@ -32,7 +32,7 @@ export interface DocumentCommand {
 }
 
 /** `--format`, else yaml when `--out` ends with .yaml or .yml, else json. */
-export function documentFormat (format: string | undefined, out: string | undefined): DocumentFormat {
+function documentFormat (format: string | undefined, out: string | undefined): DocumentFormat {
   if (format !== undefined) {
     if (!(DOCUMENT_FORMATS as readonly string[]).includes(format)) throw new Error(`--format: expected json or yaml, found "${format}"`)
     return format as DocumentFormat
@@ -99,7 +99,7 @@ function featureOff (feature: string, title: string, file: string, raw: unknown)
  * its own problems; anything else (the routes module threw, imports a missing package, does
  * not parse) is its name and message, with where it happened in the user's code when known.
  */
-export function appFailed (error: unknown, file: string, baseDir: string): string {
+function appFailed (error: unknown, file: string, baseDir: string): string {
   if (error instanceof SpikardConfigError) return error.message
   if (!(error instanceof Error)) return `the app of ${file} did not load: it threw ${typeof error === 'string' ? JSON.stringify(error) : String(error)}`
   const lines = error.message.split('\n').filter((line) => line.trim() !== '' && !/^\s+at /.test(line))
@@ -126,7 +126,7 @@ function userFrame (stack: string, baseDir: string): string | undefined {
 }
 
 /** Sends whatever is written to process.stdout (a console.log in the routes module) to stderr until restored. */
-export function redirectStdout (): { restore: () => void } {
+function redirectStdout (): { restore: () => void } {
   const write = process.stdout.write
   process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write
   return { restore: () => { process.stdout.write = write } }

@@ -16,7 +16,6 @@ export interface GenerateResult {
   code: 0 | 1
   /** What to print on stderr, a line each (without the `spikard: ` prefix). */
   lines: string[]
-  written: string[]
 }
 
 const located = (d: Located): string => `${d.path}${d.file === undefined ? '' : ` in ${d.file}`}${d.line === undefined ? '' : ` (line ${d.line})`}: ${d.message}`
@@ -28,14 +27,14 @@ export async function generate (spec: string, options: GenerateOptions): Promise
   if (!loaded.ok) {
     lines.push(`${spec}: ${loaded.errors.length} error${loaded.errors.length === 1 ? '' : 's'}; nothing written`)
     for (const e of loaded.errors) lines.push(`error: ${located(e)}`)
-    return { code: 1, lines, written: [] }
+    return { code: 1, lines }
   }
   for (const w of loaded.warnings) lines.push(`warning: ${located(w)}`)
   const model = buildModel(loaded.document)
   for (const w of model.warnings) lines.push(`warning: ${w}`)
   if (model.channels.length === 0) {
     lines.push(`${spec}: no WebSocket or HTTP (Server-Sent Events) channel to generate; nothing written`)
-    return { code: 1, lines, written: [] }
+    return { code: 1, lines }
   }
 
   const out = resolve(options.out)
@@ -59,12 +58,12 @@ export async function generate (spec: string, options: GenerateOptions): Promise
     }
     if (!existing.startsWith(GENERATED)) {
       lines.push(`${path} exists and was not generated (no "${GENERATED.slice(3, 40)}..." first line); nothing written (--force overwrites it)`)
-      return { code: 1, lines, written: [] }
+      return { code: 1, lines }
     }
     plan.push([path, text])
   }
   await mkdir(out, { recursive: true })
   for (const [path, text] of plan) await writeFile(path, text)
   lines.push(`wrote ${plan.map(([p]) => p).join(', ')} (${model.channels.length} channel${model.channels.length === 1 ? '' : 's'}: ${model.channels.map((c) => `${c.id} ${c.kind === 'sse' ? 'SSE' : 'WebSocket'} ${c.address}`).join(', ')})`)
-  return { code: 0, lines, written: plan.map(([p]) => p) }
+  return { code: 0, lines }
 }

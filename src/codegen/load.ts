@@ -10,7 +10,7 @@ import type { AsyncAPIDocumentInterface, Diagnostic } from '@asyncapi/parser'
 import { parse as parseYaml } from 'yaml'
 
 /** A problem found in the document: where (a JSON path, and the line from 1 when known) and what. */
-export interface Located { path: string, line: number | undefined, message: string, code: string, /** Another file than the document's (a `$ref` to it). */ file?: string }
+export interface Located { path: string, line: number | undefined, message: string, /** Another file than the document's (a `$ref` to it). */ file?: string }
 
 export type Loaded =
   | { ok: true, document: AsyncAPIDocumentInterface, converted: string | undefined, warnings: Located[] }
@@ -29,7 +29,7 @@ export async function loadDocument (file: string): Promise<Loaded> {
     raw = parseYaml(text, { prettyErrors: true })
   } catch (error) {
     const line = (error as { linePos?: Array<{ line: number }> }).linePos?.[0]?.line
-    return { ok: false, converted: undefined, errors: [{ path: '$', line, message: `not YAML or JSON: ${(error as Error).message.split('\n')[0]}`, code: 'syntax' }] }
+    return { ok: false, converted: undefined, errors: [{ path: '$', line, message: `not YAML or JSON: ${(error as Error).message.split('\n')[0]}` }] }
   }
   const version = (raw as { asyncapi?: unknown } | null)?.asyncapi
   let converted: string | undefined
@@ -43,7 +43,7 @@ export async function loadDocument (file: string): Promise<Loaded> {
     try {
       text = convert(text, '3.0.0') as string
     } catch (error) {
-      return { ok: false, converted: undefined, errors: [{ path: '$', line: undefined, message: `cannot convert AsyncAPI ${version} to 3.0: ${(error as Error).message}`, code: 'convert' }] }
+      return { ok: false, converted: undefined, errors: [{ path: '$', line: undefined, message: `cannot convert AsyncAPI ${version} to 3.0: ${(error as Error).message}` }] }
     } finally {
       console.log = log
       console.warn = warn
@@ -59,17 +59,16 @@ export async function loadDocument (file: string): Promise<Loaded> {
     // A converted document's lines are the conversion's, not the file's: left out.
     line: converted === undefined && d.range !== undefined ? d.range.start.line + 1 : undefined,
     message: d.message,
-    code: String(d.code),
     ...(d.source === undefined || resolve(d.source) === source ? {} : { file: d.source })
   })
   const errors = diagnostics.filter((d) => d.severity === DiagnosticSeverity.Error)
   if (errors.length > 0 || document === undefined) {
-    return { ok: false, converted, errors: errors.length > 0 ? errors.map(located) : [{ path: '$', line: undefined, message: 'the parser returned no document', code: 'parser' }] }
+    return { ok: false, converted, errors: errors.length > 0 ? errors.map(located) : [{ path: '$', line: undefined, message: 'the parser returned no document' }] }
   }
   return { ok: true, document, converted, warnings: diagnostics.filter((d) => d.severity === DiagnosticSeverity.Warning && d.code !== 'asyncapi-latest-version').map(located) }
 }
 
 /** `['operations', 'readFeed', 'action']` is `$.operations.readFeed.action`; keys that are not identifiers are bracketed. */
-export function jsonPath (path: ReadonlyArray<string | number>): string {
+function jsonPath (path: ReadonlyArray<string | number>): string {
   return '$' + path.map((p) => typeof p === 'number' ? `[${p}]` : /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(p) ? `.${p}` : `[${JSON.stringify(p)}]`).join('')
 }

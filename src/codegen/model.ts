@@ -56,7 +56,6 @@ export interface ChannelModel {
 export interface Model {
   title: string
   version: string
-  description: string | undefined
   channels: ChannelModel[]
   warnings: string[]
 }
@@ -143,7 +142,7 @@ export function buildModel (document: AsyncAPIDocumentInterface): Model {
     })
   }
   const info = document.info()
-  return { title: info.title(), version: info.version(), description: info.description() ?? undefined, channels, warnings }
+  return { title: info.title(), version: info.version(), channels, warnings }
 }
 
 /** `websocket`, `sse`, `!<protocol>` (one spikard cannot serve) or undefined (none said). */
@@ -164,7 +163,7 @@ function messagesOf (op: OperationInterface, channel: ChannelInterface): string[
 }
 
 /** `/chat/{roomId}` is `/chat/:roomId`; an address is a path, so it starts with `/`. */
-export function routePath (address: string): string {
+function routePath (address: string): string {
   const path = address.replace(/\{([^}]+)\}/g, (_, name: string) => `:${name}`)
   return path.startsWith('/') ? path : `/${path}`
 }
