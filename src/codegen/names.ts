@@ -19,6 +19,11 @@ export function typeName (id: string): string {
   return /^[0-9]/.test(name) ? `T${name}` : name
 }
 
+/** A doc comment in generated code (the end-of-comment sequence escaped, on one line), or nothing for an empty text. */
+export function comment (text: string | undefined, indent = ''): string {
+  return text === undefined || text.trim() === '' ? '' : `${indent}/** ${text.trim().replace(/\*\//g, '*\\/').replace(/\s*\n\s*/g, ' ')} */\n`
+}
+
 /** A property key in generated code: as it is when it is an identifier, quoted otherwise. */
 export function key (name: string): string {
   return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? name : JSON.stringify(name)

@@ -4,7 +4,7 @@
  * properties, allOf/anyOf/oneOf, nullable types); anything else is `unknown`, which is
  * never wrong, only less precise. The schema stays the contract: it is what gets validated.
  */
-import { key } from './names.js'
+import { comment, key } from './names.js'
 
 type Json = Record<string, any>
 
@@ -53,7 +53,8 @@ function objectType (s: Json, indent: string): string {
   const required = new Set<string>(Array.isArray(s.required) ? s.required : [])
   const inner = `${indent}  `
   const lines = Object.entries(properties).map(([name, schema]) => {
-    const doc = typeof (schema as Json)?.description === 'string' ? `${inner}/** ${String((schema as Json).description).replace(/\*\//g, '*\\/').replace(/\s*\n\s*/g, ' ')} */\n` : ''
+    const description = (schema as Json)?.description
+    const doc = comment(typeof description === 'string' ? description : undefined, inner)
     return `${doc}${inner}${key(name)}${required.has(name) ? '' : '?'}: ${tsType(schema, inner)}`
   })
   // Required keys the schema gives no schema for are still there.
