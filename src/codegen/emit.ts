@@ -71,12 +71,13 @@ export function handlersOf (model: Model): HandlerModel[] {
   return list
 }
 
-function handlerSignature (h: HandlerModel): { params: string, returns: string } {
+/** A handler's parameters and return type, and what it resolves to (`output`). */
+function handlerSignature (h: HandlerModel): { params: string, returns: string, output: string } {
   const ctx = `ctx: ${h.channel.type}Context`
-  if (h.kind === 'open') return { params: ctx, returns: 'void | Promise<void>' }
+  if (h.kind === 'open') return { params: ctx, returns: 'void | Promise<void>', output: 'void' }
   const input = h.messages.map((n) => message(h.channel, n).type).join(' | ') || 'never'
   const output = h.returns.length === 0 ? 'void' : h.returns.map((n) => message(h.channel, n).type).join(' | ')
-  return { params: `message: ${input}, ${ctx}`, returns: `${output} | Promise<${output}>` }
+  return { params: `message: ${input}, ${ctx}`, returns: `${output} | Promise<${output}>`, output }
 }
 
 function handlerDoc (h: HandlerModel): string {
@@ -272,14 +273,13 @@ export function handlersFile (model: Model): string {
     ''
   ]
   for (const h of handlers) {
-    const { params, returns } = handlerSignature(h)
-    const isAsync = returns.startsWith('void') ? 'Promise<void>' : `Promise<${returns.slice(0, returns.indexOf(' | Promise<'))}>`
+    const { params, output } = handlerSignature(h)
     const body = h.returns.length > 0
       ? `  throw new Error('${h.name}: not implemented yet (handlers.ts)')`
       : h.kind === 'open'
         ? '  // Send what the operation sends, now or as it happens: ctx.send(name, payload).'
         : '  // Handle the message.'
-    lines.push(`${comment(handlerDoc(h))}export async function ${h.name} (${params}): ${isAsync} {\n${body}\n}\n`)
+    lines.push(`${comment(handlerDoc(h))}export async function ${h.name} (${params}): Promise<${output}> {\n${body}\n}\n`)
   }
   return lines.join('\n')
 }

@@ -119,10 +119,10 @@ export function buildModel (document: AsyncAPIDocumentInterface): Model {
       if (!receives.has(name) && !sends.has(name)) { warnings.push(`message "${name}" of channel "${id}" left out: no operation sends or receives it`); continue }
       messages.push(messageModel(message, name, channelType, types, (w) => warnings.push(`message "${name}" of channel "${id}": ${w}`)))
     }
-    // Replies may name messages of another channel: they travel on this one's socket.
-    for (const op of own) {
+    // Replies may name messages of another channel: they travel on this one's socket (an event stream has no replies).
+    for (const op of kind === 'sse' ? [] : own) {
       for (const message of op.reply()?.messages().all() ?? []) {
-        if (kind === 'sse' || messages.some((m) => m.name === message.id())) continue
+        if (messages.some((m) => m.name === message.id())) continue
         messages.push(messageModel(message, message.id(), channelType, types, (w) => warnings.push(`message "${message.id()}": ${w}`)))
       }
     }
