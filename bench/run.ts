@@ -3,8 +3,8 @@
  *
  * Starts every server of bench/servers/ in its own process, checks that each answers the
  * same payloads (and that the ones claiming JWT verification refuse a missing token),
- * then loads them with autocannon from this process, interleaved: for each repetition,
- * for each scenario, every server in turn (A B C A B C ...), the first visit of each
+ * then loads them with autocannon from this process: for each repetition, every server
+ * in turn (rotated), each running all its scenarios back to back, the first visit of each
  * server and scenario preceded by a warm-up. For each run it records requests/s, p50/p99
  * latency, the server's CPU time per response (from /proc, not from the server's own
  * report) and its peak RSS; the 1 GiB stream records throughput and RSS growth.
@@ -322,14 +322,31 @@ async function main (): Promise<number> {
     /** `server\0scenario` pairs warmed up, and the server processes past their first, longer warm-up. */
     const warmed = new Set<string>()
     const pastFirstWarmup = new Set<string>()
+    /** Forgets what a server's process has been through: a fresh one is warmed up again. */
+    const forget = (name: string): void => {
+      for (const scenario of scenarios) warmed.delete(`${name}\0${scenario.id}`)
+      pastFirstWarmup.delete(name)
+    }
+    // Every server measured in at least one scenario, in the servers' order.
+    const visited = serverDefs.map((d) => d.name).filter((name) => [...measured.values()].some((list) => list.includes(name)))
     for (let rep = 1; rep <= settings.reps; rep++) {
-      if (rep > 1 && restart) {
-        // --restart: a fresh process per server and repetition (warmed up again), so one
-        // process's luck (JIT decisions, memory layout) does not carry through every repetition.
-        // A server that fails to start again leaves the rest of the run to the others.
-        for (const [name, server] of [...running]) {
-          await stopServer(server)
+      // Each repetition starts one server further along (A B C, B C A, C A B): no server
+      // always runs first or last. A server runs all its scenarios back to back, so no
+      // measurement follows a wait: a process left idle while the others are measured
+      // has its heap shrunk by V8's memory reducer, and under load again it pays for
+      // extra collections for seconds (bench/RESULTS.md, twelfth session).
+      const shift = visited.length === 0 ? 0 : (rep - 1) % visited.length
+      const lines = new Map<ScenarioId, string[]>()
+      for (const name of [...visited.slice(shift), ...visited.slice(0, shift)]) {
+        if (interrupted) return 130
+        if (restart && running.has(name)) {
+          // --restart: a fresh process for each server and repetition, started when its turn
+          // comes, so one process's luck (JIT decisions, memory layout) does not carry
+          // through every repetition. One that fails to start again leaves the rest of the
+          // run to the others.
+          await stopServer(running.get(name) as ServerProcess)
           running.delete(name)
+          forget(name)
           try {
             running.set(name, await spawnServer(serverDefs.find((d) => d.name === name) as ServerDef))
           } catch (error) {
@@ -337,19 +354,13 @@ async function main (): Promise<number> {
             log(`  FAILED to restart ${name} for repetition ${rep} (its later repetitions are not measured): ${(error as Error).message}`)
           }
         }
-        warmed.clear()
-        pastFirstWarmup.clear()
-      }
-      for (const scenario of scenarios) {
-        // Each repetition starts one server further along (A B C, B C A, C A B): no server
-        // always runs first or last.
-        const names = measured.get(scenario.id) ?? []
-        const shift = names.length === 0 ? 0 : (rep - 1) % names.length
-        const line: string[] = []
-        for (const name of [...names.slice(shift), ...names.slice(0, shift)]) {
+        const server = running.get(name)
+        if (server === undefined) continue
+        for (const scenario of scenarios) {
           if (interrupted) return 130
-          const server = running.get(name)
-          if (server === undefined) continue
+          if (!(measured.get(scenario.id) ?? []).includes(name)) continue
+          const line = lines.get(scenario.id) ?? []
+          lines.set(scenario.id, line)
           if (scenario.stream !== undefined) {
             // Server on the last CPU, the harness (the client) on the others, for every transfer.
             const cpuCount = os.cpus().length
@@ -402,8 +413,8 @@ async function main (): Promise<number> {
           ;((results.load[scenario.id] ??= {})[server.name] ??= []).push(sample)
           line.push(`${server.name} ${sample.invalid === undefined ? `${sample.cpuUsPerReq.toFixed(1)}µs` : 'INVALID'}`)
         }
-        log(`  rep ${rep}/${settings.reps} ${scenario.id.padEnd(7)} ${line.join(' | ')}`)
       }
+      for (const [id, line] of lines) log(`  rep ${rep}/${settings.reps} ${id.padEnd(7)} ${line.join(' | ')}`)
     }
     // The sections run alone, once the scenarios' servers have stopped.
     await stopRunning()
