@@ -414,7 +414,10 @@ async function main (): Promise<number> {
           line.push(`${server.name} ${sample.invalid === undefined ? `${sample.cpuUsPerReq.toFixed(1)}µs` : 'INVALID'}`)
         }
       }
-      for (const [id, line] of lines) log(`  rep ${rep}/${settings.reps} ${id.padEnd(7)} ${line.join(' | ')}`)
+      for (const scenario of scenarios) {
+        const line = lines.get(scenario.id)
+        if (line !== undefined) log(`  rep ${rep}/${settings.reps} ${scenario.id.padEnd(7)} ${line.join(' | ')}`)
+      }
     }
     // The sections run alone, once the scenarios' servers have stopped.
     await stopRunning()
