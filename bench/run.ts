@@ -16,7 +16,7 @@
  * offered load), --servers a,b, --scenarios json,post,jwt,limited,stream,stream-gen,sse,...,
  * --server name=file.ts (add a server of your own), --stream-mb N, --sse-clients N,
  * --sse-window S, --ws-clients N, --tsx-check, --ablate, --pin, --restart / --no-restart (a fresh process
- * per repetition; default in full runs), --write / --no-write, --section NAME (the section
+ * per repetition; default in every run but a custom one), --write / --no-write, --section NAME (the section
  * of RESULTS.md a run writes; default: its mode), --json FILE.
  * See bench/README.md.
  */
@@ -116,10 +116,11 @@ if (!/^[\w.-]+$/.test(section)) throw new Error(`--section: letters, digits, '.'
 /**
  * A fresh process per server and repetition: one process can stay 20-30% slower (or
  * faster) than an identical one for its whole life (see RESULTS.md), which repetitions in
- * the same process cannot average out. On by default except in --quick (too slow for its
- * two minutes) and custom runs.
+ * the same process cannot average out; and a process kept through the repetitions waits
+ * while the others run theirs, so its later repetitions carry V8's memory reducer (see
+ * the visiting order below). On by default except in custom runs.
  */
-const restart = args['no-restart'] ? false : args.restart ?? (mode === 'full' || mode === 'tsx-check' || mode === 'ablate')
+const restart = args['no-restart'] ? false : args.restart ?? mode !== 'custom'
 
 // --server name=path/to/server.ts (repeatable): a server of your own next to the others, e.g. a variant being tried.
 const extraServers: ServerDef[] = (args.server ?? []).map((spec) => {
@@ -201,7 +202,7 @@ async function main (): Promise<number> {
       mode,
       machine: `${cpus.length} cores, ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, Linux ${os.release()}`,
       versions: `Node ${process.version}, spikard ${gitRevision()}, fastify ${version('fastify')}, express ${version('express')}, hono ${version('hono')}, autocannon ${version('autocannon')}`,
-      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${settings.firstWarmupFactor} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}${SPIN ? ' with the harness polling rather than sleeping' : ''}, visiting order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)${sections.some((s) => s.id === 'sse') ? `, SSE fan-out ${settings.sseClients} clients over ${settings.sseWindow} broadcasts` : ''}`,
+      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${settings.firstWarmupFactor} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}${SPIN ? ' with the harness polling rather than sleeping' : ''}, each server's scenarios back to back, the servers' order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)${sections.some((s) => s.id === 'sse') ? `, SSE fan-out ${settings.sseClients} clients over ${settings.sseWindow} broadcasts` : ''}`,
       cpuSource: ''
     },
     base,
