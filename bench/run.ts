@@ -16,7 +16,7 @@
  * offered load), --servers a,b, --scenarios json,post,jwt,limited,stream,stream-gen,sse,...,
  * --server name=file.ts (add a server of your own), --stream-mb N, --sse-clients N,
  * --sse-window S, --ws-clients N, --tsx-check, --ablate, --pin, --restart / --no-restart (a fresh process
- * per repetition; default in every run but a custom one), --write / --no-write, --section NAME (the section
+ * per repetition; the default), --write / --no-write, --section NAME (the section
  * of RESULTS.md a run writes; default: its mode), --json FILE.
  * See bench/README.md.
  */
@@ -118,9 +118,9 @@ if (!/^[\w.-]+$/.test(section)) throw new Error(`--section: letters, digits, '.'
  * faster) than an identical one for its whole life (see RESULTS.md), which repetitions in
  * the same process cannot average out; and a process kept through the repetitions waits
  * while the others run theirs, so its later repetitions carry V8's memory reducer (see
- * the visiting order below). On by default except in custom runs.
+ * the visiting order below). Always, unless --no-restart (--restart is the default).
  */
-const restart = args['no-restart'] ? false : args.restart ?? mode !== 'custom'
+const restart = !args['no-restart']
 
 // --server name=path/to/server.ts (repeatable): a server of your own next to the others, e.g. a variant being tried.
 const extraServers: ServerDef[] = (args.server ?? []).map((spec) => {
@@ -341,7 +341,7 @@ async function main (): Promise<number> {
       for (const name of [...visited.slice(shift), ...visited.slice(0, shift)]) {
         if (interrupted) return 130
         if (restart && running.has(name)) {
-          // --restart: a fresh process for each server and repetition, started when its turn
+          // A fresh process for each server and repetition (unless --no-restart), started when its turn
           // comes, so one process's luck (JIT decisions, memory layout) does not carry
           // through every repetition. One that fails to start again leaves the rest of the
           // run to the others.
