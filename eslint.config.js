@@ -1,10 +1,11 @@
 // neostandard, the Fastify organisation's style, with TypeScript.
-import neostandard from 'neostandard'
+import neostandard, { resolveIgnoresFromGitignore } from 'neostandard'
 
 export default [
   ...neostandard({
     ts: true,
-    ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'coverage/**']
+    // What git ignores (dist, node_modules, scratch files) is not linted either.
+    ignores: [...resolveIgnoresFromGitignore(), 'bench/results/**', 'coverage/**']
   }),
   {
     rules: {

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import Fastify from 'fastify'
 import spikard from '../src/spikard.js'
 import { features } from '../src/options.js'
@@ -103,4 +105,33 @@ test('register(spikard) alone: the default features, and nothing of auth, rate l
   const missing = await app.inject('/nowhere')
   assert.equal(missing.headers['content-type'], 'application/problem+json; charset=utf-8')
   assert.match(String(missing.headers['x-request-id']), /^[0-9a-f-]{36}$/)
+})
+
+test('a feature that is off loads nothing of its own: in production, no OpenAPI, YAML, JWT, rate-limit or static-file library', async () => {
+  // A fresh process, so what the other tests loaded does not count. Most of these
+  // libraries are CommonJS, yaml is required when a YAML file is read: require's cache
+  // lists what was loaded.
+  const script = `
+    import { createRequire } from 'node:module'
+    import Fastify from 'fastify'
+    const { default: spikard } = await import(${JSON.stringify(import.meta.resolve('../src/index.ts'))})
+    const app = Fastify()
+    await app.register(spikard, process.env.OPTIONS === undefined ? {} : JSON.parse(process.env.OPTIONS))
+    await app.ready()
+    const packages = Object.keys(createRequire(import.meta.url).cache).map((file) => /.*node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(file)?.[1])
+    console.log(JSON.stringify([...new Set(packages)]))
+    await app.close()`
+  const loaded = async (options?: object): Promise<string[]> => {
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', ...(options === undefined ? {} : { OPTIONS: JSON.stringify(options) }) }
+    delete env.NODE_TEST_CONTEXT
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env, timeout: 30_000 })
+    return JSON.parse(stdout.trim().split('\n').at(-1) as string) as string[]
+  }
+  const OWN = ['@fastify/swagger', '@fastify/swagger-ui', 'yaml', 'fast-jwt', '@fastify/rate-limit', '@fastify/static']
+  const defaults = await loaded()
+  assert.ok(defaults.includes('fastify') && defaults.includes('ws'), `the features on by default load theirs (websocket: ws): ${defaults.join(', ')}`)
+  assert.deepStrictEqual(OWN.filter((name) => defaults.includes(name)), [])
+  // Switched on, each feature loads its library.
+  const on = await loaded({ openapi: true, rateLimit: { max: 10 }, auth: { jwt: { secret: 's'.repeat(32) } }, static: [{ root: '.', prefix: '/files' }] })
+  assert.deepStrictEqual(OWN.filter((name) => !on.includes(name)), [])
 })

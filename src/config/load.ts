@@ -1,7 +1,8 @@
 /** Finds, parses and validates a config file, substituting ${VAR} and ${VAR:-default} from the environment. */
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { extname, resolve } from 'node:path'
-import { parse as parseYaml, Parser as YamlParser, type CST } from 'yaml'
+import { createRequire } from 'node:module'
+import type { CST } from 'yaml'
 import { SpikardConfigError } from '../errors.js'
 import { resolveConfig, type ResolvedConfig } from './schema.js'
 
@@ -38,6 +39,12 @@ export interface LoadConfigOptions {
   env?: Record<string, string | undefined>
 }
 
+/** yaml, loaded with the first YAML file read: a server configured in code never holds it (about 1 MB of heap). */
+let yamlModule: typeof import('yaml') | undefined
+function yaml (): typeof import('yaml') {
+  return (yamlModule ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'))
+}
+
 export function findConfigFile (cwd: string): string {
   const found = CONFIG_FILES.map((name) => resolve(cwd, name)).find((f) => existsSync(f))
   if (found === undefined) throw new SpikardConfigError([`no config file found in ${cwd} (looked for ${CONFIG_FILES.join(', ')}); name one with --config`], 'config')
@@ -63,7 +70,7 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   if (!json && yamlTooDeep(text)) throw new SpikardConfigError([TOO_DEEP], source)
   let raw: unknown
   try {
-    raw = json ? JSON.parse(text) : parseYaml(text, { maxAliasCount: 100 })
+    raw = json ? JSON.parse(text) : yaml().parse(text, { maxAliasCount: 100 })
   } catch (error) {
     throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${(error as Error).message}`], source)
   }
@@ -129,7 +136,7 @@ function checkShape (root: unknown): string | undefined {
 /** Whether a YAML text nests collections deeper than MAX_CONFIG_DEPTH, read from yaml's CST (built without recursion). */
 function yamlTooDeep (text: string): boolean {
   const stack: Array<[CST.Token, number]> = []
-  for (const token of new YamlParser().parse(text)) stack.push([token, 0])
+  for (const token of new (yaml().Parser)().parse(text)) stack.push([token, 0])
   while (stack.length > 0) {
     const [token, outer] = stack.pop()!
     const depth = token.type === 'block-map' || token.type === 'block-seq' || token.type === 'flow-collection' ? outer + 1 : outer
