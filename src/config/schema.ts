@@ -24,7 +24,7 @@ export const ServerSchema = Type.Object({
       default: 0,
       maximum: 1024 * 1024,
       maximumText: '1mb',
-      description: 'Bytes of log lines to gather before a write; a line waits at most 1 s for the buffer to fill. Lines are written in the background either way; `0` gathers the lines of at most 10 ms into one write, a few KiB makes fewer, larger writes under load. What is not written yet is flushed when the server closes and when the process exits, and lost only if the process is killed (SIGKILL) or dies in native code; a buffer holds more of it.'
+      description: 'Bytes of log lines to gather before a write; a line waits at most 1 s for the buffer to fill. Lines are written in the background either way; `0` gathers the lines of at most 10 ms (up to 64 KiB) into one write. A buffer makes fewer writes when traffic is light; under heavy load it makes more than `0` does once it is smaller than 10 ms of lines. What is not written yet is flushed when the server closes and when the process exits, and lost only if the process is killed (SIGKILL) or dies in native code; a buffer holds more of it.'
     }))
   }, { additionalProperties: false, default: {}, description: 'The server logger (pino, JSON lines on stdout).' }))
 }, { additionalProperties: false, default: {} })
