@@ -34,3 +34,18 @@ export type { AuthIdentity, AuthUser, JwtClaims, RouteAuth, RouteAuthOptions, Au
 export type { RateLimitOptions } from '../plugins/rate-limit/options.js'
 /** The request context's store (`requestContext: true`): `requestContext.get('requestId')`, `requestContext.get('log')`. */
 export { requestContext } from '@fastify/request-context'
+
+// What the features declare on Fastify's types, kept in the published declarations: the
+// `sse` and `websocket` route options (@fastify/sse's and @fastify/websocket's, with
+// `reply.sse` and the socket handler), `config.rateLimit`, `config.logging` and the other
+// route settings. The plugins themselves are loaded only when their feature is on
+// (src/spikard.ts), so nothing else in the declarations refers to them.
+export type {} from '@fastify/sse'
+export type {} from '@fastify/websocket'
+export type {} from '../plugins/asyncapi/index.js'
+export type {} from '../plugins/logging/index.js'
+export type {} from '../plugins/openapi/index.js'
+export type {} from '../plugins/rate-limit/index.js'
+export type {} from '../plugins/shutdown/index.js'
+export type {} from '../plugins/timeout/index.js'
+export type {} from '../plugins/websocket/index.js'

@@ -134,6 +134,10 @@ const options: SpikardOptions = { requestId: true, rateLimit: { max: 10 } }
 const app = Fastify()
 await app.register(spikard, options)
 app.get('/', async (request) => ({ id: request.id, context: requestContext.get('requestId') ?? null }))
+// Route options that come with features loaded only when they are on.
+app.get('/events', { sse: true }, async (_request, reply) => { await reply.sse.send({ data: 'hi' }) })
+app.get('/socket', { websocket: true }, (socket) => { socket.send('hi') })
+app.get('/small', { compress: false, config: { rateLimit: { max: 5 }, logging: false } }, async () => 'small')
 const server = await createServer({ app: async (a) => { a.get('/x', async () => 'x') } })
 const test = await createTestApp({ requestId: true })
 export const error: Error = new errors.SPK_ERR_NOT_FOUND('GET', '/')
