@@ -202,7 +202,7 @@ async function main (): Promise<number> {
       mode,
       machine: `${cpus.length} cores, ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, Linux ${os.release()}`,
       versions: `Node ${process.version}, spikard ${gitRevision()}, fastify ${version('fastify')}, express ${version('express')}, hono ${version('hono')}, autocannon ${version('autocannon')}`,
-      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${settings.firstWarmupFactor} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}${SPIN ? ' with the harness polling rather than sleeping' : ''}, each server's scenarios back to back, the servers' order rotated each repetition, ${restart ? 'a fresh process per server and repetition' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)${sections.some((s) => s.id === 'sse') ? `, SSE fan-out ${settings.sseClients} clients over ${settings.sseWindow} broadcasts` : ''}`,
+      settings: `${settings.reps} repetitions, ${settings.duration} s per run after a warm-up of ${settings.warmupRequests} requests (at most ${settings.warmup} s) per server and scenario (${settings.firstWarmupFactor} times that for a process's first), ${settings.connections} connections, pipelining 1, ${settings.rate === undefined ? 'closed loop (as fast as each server answers)' : `a fixed ${settings.rate} requests/s`}${SPIN ? ' with the harness polling rather than sleeping' : ''}, each server's scenarios back to back, the servers' order rotated each repetition, ${restart ? 'a fresh process per server and repetition, alone while it is measured' : 'one process per server for the whole run'}, stream ${settings.streamBytes / 1024 ** 2} MiB (server and harness on separate CPUs during transfers)${sections.some((s) => s.id === 'sse') ? `, SSE fan-out ${settings.sseClients} clients over ${settings.sseWindow} broadcasts` : ''}`,
       cpuSource: ''
     },
     base,
@@ -262,14 +262,17 @@ async function main (): Promise<number> {
 
   let failures = 0
   let retried = 0
+  async function stopOne (name: string): Promise<void> {
+    const server = running.get(name)
+    if (server === undefined) return
+    running.delete(name)
+    const { code, signal, forced } = await stopServer(server)
+    const run = results.servers.find((r) => r.name === name)
+    if (run !== undefined && (code !== 0 || forced)) run.exit = `exit: code ${code}, signal ${signal}${forced ? ' (had to be killed)' : ''}`
+    if (code !== 0 || forced) log(`  ${name} did not exit cleanly: code ${code}, signal ${signal}${forced ? ', killed' : ''}\n${server.stderr().trim().split('\n').slice(-5).join('\n')}`)
+  }
   async function stopRunning (): Promise<void> {
-    for (const [name, server] of running) {
-      const { code, signal, forced } = await stopServer(server)
-      const run = results.servers.find((r) => r.name === name)
-      if (run !== undefined && (code !== 0 || forced)) run.exit = `exit: code ${code}, signal ${signal}${forced ? ' (had to be killed)' : ''}`
-      if (code !== 0 || forced) log(`  ${name} did not exit cleanly: code ${code}, signal ${signal}${forced ? ', killed' : ''}\n${server.stderr().trim().split('\n').slice(-5).join('\n')}`)
-    }
-    running.clear()
+    for (const name of [...running.keys()]) await stopOne(name)
   }
   try {
     // Start the servers one at a time (so the start-up times are comparable).
@@ -319,6 +322,8 @@ async function main (): Promise<number> {
       }
       measured.set(scenario.id, list)
     }
+    // Each repetition starts its own processes (see below): these have answered and stop.
+    if (restart) await stopRunning()
 
     /** `server\0scenario` pairs warmed up, and the server processes past their first, longer warm-up. */
     const warmed = new Set<string>()
@@ -340,19 +345,19 @@ async function main (): Promise<number> {
       const lines = new Map<ScenarioId, string[]>()
       for (const name of [...visited.slice(shift), ...visited.slice(0, shift)]) {
         if (interrupted) return 130
-        if (restart && running.has(name)) {
-          // A fresh process for each server and repetition (unless --no-restart), started when its turn
-          // comes, so one process's luck (JIT decisions, memory layout) does not carry
-          // through every repetition. One that fails to start again leaves the rest of the
-          // run to the others.
-          await stopServer(running.get(name) as ServerProcess)
-          running.delete(name)
+        if (restart) {
+          // A fresh process for each server and repetition (unless --no-restart), started when
+          // its turn comes and stopped when it ends, so one process's luck (JIT decisions,
+          // memory layout) does not carry through every repetition, and no other server's
+          // process is alive, even idle, while one is measured. One that fails to start
+          // leaves this repetition to the others.
+          await stopOne(name)
           forget(name)
           try {
             running.set(name, await spawnServer(serverDefs.find((d) => d.name === name) as ServerDef))
           } catch (error) {
             failures++
-            log(`  FAILED to restart ${name} for repetition ${rep} (its later repetitions are not measured): ${(error as Error).message}`)
+            log(`  FAILED to start ${name} for repetition ${rep} (not measured in it): ${(error as Error).message}`)
           }
         }
         const server = running.get(name)
@@ -414,6 +419,7 @@ async function main (): Promise<number> {
           ;((results.load[scenario.id] ??= {})[server.name] ??= []).push(sample)
           line.push(`${server.name} ${sample.invalid === undefined ? `${sample.cpuUsPerReq.toFixed(1)}µs` : 'INVALID'}`)
         }
+        if (restart) await stopOne(name)
       }
       for (const scenario of scenarios) {
         const line = lines.get(scenario.id)
