@@ -366,9 +366,8 @@ async function main (): Promise<number> {
           // A fresh process for each server and repetition (unless --no-restart), started when
           // its turn comes and stopped when it ends, so one process's luck (JIT decisions,
           // memory layout) does not carry through every repetition, and no other server's
-          // process is alive, even idle, while one is measured. One that fails to start
-          // leaves this repetition to the others.
-          await stopOne(name)
+          // process is alive, even idle, while one is measured (the processes of the answer
+          // check were stopped after it). One that fails to start misses this repetition only.
           forget(name)
           try {
             running.set(name, await spawnServer(serverDefs.find((d) => d.name === name) as ServerDef))
