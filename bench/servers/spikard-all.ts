@@ -48,11 +48,13 @@ await serve(async () => {
     app: benchRoutes({ json: publicRoute, post: publicRoute, limited: publicRoute, stream: publicRoute })
   }
   // `bench/run.ts --ablate`: the same server with some features switched off (BENCH_SPIKARD_OFF=timeout,logging).
+  // `false`, not a missing key: most features are on by default.
   const off = (process.env.BENCH_SPIKARD_OFF ?? '').split(',').filter((f) => f !== '')
   for (const feature of off) {
     if (!(feature in config) || feature === 'server' || feature === 'app') throw new Error(`BENCH_SPIKARD_OFF: no feature ${JSON.stringify(feature)}`)
-    delete config[feature]
+    config[feature] = false
   }
+  const on = (feature: string): boolean => config[feature] !== undefined && config[feature] !== false
   const missing: Record<string, string> = {}
   let app: FastifyInstance | undefined
   while (app === undefined) {
@@ -61,7 +63,7 @@ await serve(async () => {
     } catch (error) {
       // A refusal that names auth or rateLimit: start without that feature and say so.
       const message = error instanceof Error ? error.message : String(error)
-      const feature = OPTIONAL.find((f) => f in config && new RegExp(`(^|[\\s"'])${f}[.:"']`).test(message))
+      const feature = OPTIONAL.find((f) => on(f) && new RegExp(`(^|[\\s"'])${f}[.:"']`).test(message))
       if (feature === undefined) throw error
       missing[feature] = message.split('\n').map((l) => l.trim()).filter((l) => l.includes(feature)).join(' ').slice(0, 200)
       delete config[feature]
@@ -73,8 +75,8 @@ await serve(async () => {
     server: server.server,
     close: () => server.close(),
     info: {
-      verifiesJwt: 'auth' in config,
-      limitsRate: 'rateLimit' in config,
+      verifiesJwt: on('auth'),
+      limitsRate: on('rateLimit'),
       log,
       ...(Object.keys(missing).length > 0 ? { missing } : {}),
       ...(off.length > 0 ? { notes: [`switched off: ${off.join(', ')}`] } : {})

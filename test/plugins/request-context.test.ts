@@ -4,6 +4,7 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import http from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyPluginAsync } from 'fastify'
 import { requestContext } from '../../src/index.js'
@@ -33,6 +34,10 @@ const routes: FastifyPluginAsync = async (app) => {
   }, async (request) => {
     const { delayMs } = request.body as { delayMs: number }
     return { id: request.id, fromContext: await chargeCard(delayMs) }
+  })
+  app.post('/late', async (request) => {
+    await sleep(1)
+    return { id: request.id, fromContext: requestContext.get('requestId') ?? null }
   })
 }
 
@@ -78,6 +83,23 @@ test('on: each request\'s id and logger reach a service function over a real soc
   assert.deepStrictEqual(charged.map((l) => l.reqId).sort(), [...ids].sort())
   // Finished in the reverse order of sending, each with its own context.
   assert.deepStrictEqual(charged.map((l) => l.reqId), [...ids].reverse())
+})
+
+test('on: a body that arrives after the headers, in another packet, is handled in its request\'s context', async (t) => {
+  const { app } = await setup(t, { requestContext: true, requestId: true })
+  const { port } = await listen(app)
+  // The body is read from the socket after the request's first hooks have returned.
+  const body = JSON.stringify({ late: true })
+  const answer = await new Promise<string>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/late', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': 'trace-late-body' } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => { text += chunk }).on('end', () => resolve(text))
+    })
+    req.on('error', reject)
+    req.flushHeaders()
+    setTimeout(() => { req.end(body) }, 50)
+  })
+  assert.deepStrictEqual(JSON.parse(answer), { id: 'trace-late-body', fromContext: 'trace-late-body' })
 })
 
 test('on, without requestId: the context carries Fastify\'s own id', async (t) => {
