@@ -5,8 +5,8 @@
  *
  * Off by default, and worth leaving off unless used: on Node 20 its
  * AsyncLocalStorage switches on async hooks for the whole process (every promise and tick
- * of every request then runs a hook), 3-12 µs per request in bench/RESULTS.md. Node 24
- * propagates the context without hooks.
+ * of every request then runs a hook), about 1.7 µs per small GET in bench/RESULTS.md
+ * (`--ablate`). Node 24 propagates the context without hooks.
  */
 import fp from 'fastify-plugin'
 import { fastifyRequestContext } from '@fastify/request-context'
