@@ -104,10 +104,11 @@ function headerWriter (mode: ResolvedRateLimitOptions['headers'], max: number, w
     }
   }
   const limit = String(max)
+  // Strings: Node would turn a number into one twice, to check the value and to write it.
   return (reply, remaining, reset) => {
     reply.header('x-ratelimit-limit', limit)
-    reply.header('x-ratelimit-remaining', remaining)
-    reply.header('x-ratelimit-reset', reset)
+    reply.header('x-ratelimit-remaining', String(remaining))
+    reply.header('x-ratelimit-reset', String(reset))
   }
 }
 
