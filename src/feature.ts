@@ -4,7 +4,7 @@
  * then the feature's default state. Decodes to `false` or the fully defaulted options.
  */
 import { Type, type StaticDecode, type TBoolean, type TObject, type TSchema, type TUnion } from '@sinclair/typebox'
-import type { FastifyServerOptions, RouteOptions } from 'fastify'
+import type { FastifyPluginAsync, FastifyServerOptions, RouteOptions } from 'fastify'
 import { describe, validate } from './schema.js'
 import type { SpikardErrorCode } from './errors.js'
 
@@ -57,10 +57,16 @@ export interface RouteColumn<O> {
 
 /**
  * What a feature tells the root: its key's schema and default state, its key settings in
- * words (the startup line and `spikard check`), its route-table columns. No Fastify runtime
- * import, so the config loader and the CLI can read it cheaply.
+ * words (the startup line and `spikard check`), its route-table columns, and how to load its
+ * plugin. No Fastify runtime import, so the config loader and the CLI can read it cheaply.
  */
 export interface FeatureDefinition<T extends TObject = TObject, O = any> extends FeatureShape<T> {
+  /**
+   * The feature's Fastify plugin, imported when the root registers the feature: a feature
+   * that is off loads nothing of its own (@fastify/swagger, fast-jwt, @fastify/static...),
+   * which saves start-up time and heap.
+   */
+  plugin: () => Promise<{ default: FastifyPluginAsync<any> }>
   /** The settings that matter at a glance, e.g. `max=1mb decode=on`. */
   settings: (options: O) => string
   columns?: Array<RouteColumn<O>>

@@ -32,9 +32,10 @@
  * property access (src/route-decision.ts).
  */
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify'
+import type { FastifyInstance, RouteOptions } from 'fastify'
 import problemDetails from './problem-details.js'
 import { SpikardConfigError } from './errors.js'
+import type { FeatureDefinition } from './feature.js'
 import { features, resolveSpikardOptions, type FeatureName, type ResolvedSpikardOptions, type SpikardOptions } from './options.js'
 import type { Rooms } from '../plugins/websocket/rooms.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from './lifecycle.js'
@@ -72,33 +73,6 @@ declare module 'fastify' {
       trustProxy?: unknown
     }
   }
-}
-
-/**
- * Each feature's plugin, loaded only when the feature is on: one that is off costs neither
- * start-up time nor memory (with the plugins of the features off by default go
- * @fastify/static, @fastify/swagger and its YAML parser, fast-jwt, @fastify/rate-limit...).
- * A smaller heap also makes each full garbage collection shorter: a response streamed from
- * a file collects its dead read buffers every few tens of megabytes (bench/RESULTS.md).
- */
-const plugins: Record<FeatureName, () => Promise<{ default: FastifyPluginAsync<any> }>> = {
-  openapi: async () => await import('../plugins/openapi/index.js'),
-  asyncapi: async () => await import('../plugins/asyncapi/index.js'),
-  requestContext: async () => await import('../plugins/request-context/index.js'),
-  requestId: async () => await import('../plugins/request-id/index.js'),
-  logging: async () => await import('../plugins/logging/index.js'),
-  shutdown: async () => await import('../plugins/shutdown/index.js'),
-  tasks: async () => await import('../plugins/tasks/index.js'),
-  health: async () => await import('../plugins/health/index.js'),
-  timeout: async () => await import('../plugins/timeout/index.js'),
-  rateLimit: async () => await import('../plugins/rate-limit/index.js'),
-  auth: async () => await import('../plugins/auth/index.js'),
-  bodyLimit: async () => await import('../plugins/body-limit/index.js'),
-  stream: async () => await import('../plugins/stream/index.js'),
-  sse: async () => await import('../plugins/sse/index.js'),
-  websocket: async () => await import('../plugins/websocket/index.js'),
-  static: async () => await import('../plugins/static/index.js'),
-  compression: async () => await import('../plugins/compression/index.js')
 }
 
 /** Route options a feature reads that make no sense while that feature is off. */
@@ -140,10 +114,10 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   })
 
   await app.register(problemDetails)
-  // In the order of the features list (src/options.ts), which is the order above.
-  for (const name of Object.keys(features) as FeatureName[]) {
+  // In the order of the features list (src/options.ts); each plugin is loaded only when its feature is on.
+  for (const [name, feature] of Object.entries(features) as Array<[FeatureName, FeatureDefinition]>) {
     const options = resolved[name]
-    if (options !== false) await app.register((await plugins[name]()).default, options)
+    if (options !== false) await app.register((await feature.plugin()).default, options)
     else if (name === 'shutdown') closeWithoutShutdown(app, lifecycle)
   }
 

@@ -47,6 +47,7 @@ export function inAsyncApi (route: { method: string | string[], schema?: unknown
 }
 
 export const asyncapiFeature = {
+  plugin: async () => await import('./index.js'),
   schema: AsyncApiOptionsSchema,
   summary: 'AsyncAPI 3.0 document of the WebSocket and Server-Sent Events routes (channels, messages from their schemas, servers, security), with a viewer, served offline. Off when NODE_ENV=production unless set.',
   enabledByDefault: true,

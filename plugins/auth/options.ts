@@ -128,6 +128,7 @@ export function apiKeyCarriers (auth: false | ResolvedAuthOptions | undefined): 
 }
 
 export const authFeature = {
+  plugin: async () => await import('./index.js'),
   schema: AuthOptionsSchema,
   summary: 'JWT (HS/RS/ES/PS) and API-key authentication, required on every route unless it opts out. Off until configured.',
   enabledByDefault: false,

@@ -20,6 +20,7 @@ export type ResolvedBodyLimitOptions = Defaulted<typeof BodyLimitOptionsSchema>
 export const resolveBodyLimitOptions = optionsResolver(BodyLimitOptionsSchema, 'bodyLimit')
 
 export const bodyLimitFeature = {
+  plugin: async () => await import('./index.js'),
   schema: BodyLimitOptionsSchema,
   summary: 'Request body size limit, on the decoded size of compressed bodies too.',
   enabledByDefault: true,

@@ -30,6 +30,7 @@ export type ResolvedCompressionOptions = Defaulted<typeof CompressionOptionsSche
 export const resolveCompressionOptions = optionsResolver(CompressionOptionsSchema, 'compression')
 
 export const compressionFeature = {
+  plugin: async () => await import('./index.js'),
   schema: CompressionOptionsSchema,
   summary: 'Brotli and gzip response compression, never for event streams or partial content.',
   enabledByDefault: true,

@@ -12,6 +12,7 @@ export type ResolvedHealthOptions = Defaulted<typeof HealthOptionsSchema>
 export const resolveHealthOptions = optionsResolver(HealthOptionsSchema, 'health')
 
 export const healthFeature = {
+  plugin: async () => await import('./index.js'),
   schema: HealthOptionsSchema,
   summary: 'Liveness and readiness routes, public and kept out of the access log.',
   enabledByDefault: true,

@@ -31,6 +31,7 @@ export type ResolvedLoggingOptions = Defaulted<typeof LoggingOptionsSchema>
 export const resolveLoggingOptions = optionsResolver(LoggingOptionsSchema, 'logging')
 
 export const loggingFeature = {
+  plugin: async () => await import('./index.js'),
   schema: LoggingOptionsSchema,
   summary: 'One structured JSON access line per request, secrets redacted.',
   enabledByDefault: true,

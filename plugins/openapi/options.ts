@@ -46,6 +46,7 @@ export function documented (route: { method: string | string[], schema?: { hide?
 }
 
 export const openapiFeature = {
+  plugin: async () => await import('./index.js'),
   schema: OpenApiOptionsSchema,
   summary: 'OpenAPI 3.1 document (@fastify/swagger) with auth, limits, timeouts and problems documented for every route, Swagger UI and Redoc, served offline. Off when NODE_ENV=production unless set.',
   enabledByDefault: true,

@@ -110,6 +110,7 @@ export const resolveRateLimitOptions: (options?: RateLimitOptions) => ResolvedRa
   optionsResolver(RateLimitOptionsSchema, 'rateLimit')
 
 export const rateLimitFeature = {
+  plugin: async () => await import('./index.js'),
   schema: RateLimitOptionsSchema,
   summary: 'Rate limiting (@fastify/rate-limit), global and per route, keyed by client, header, cookie or identity; in memory or in Redis. Off until configured.',
   enabledByDefault: false,

@@ -23,6 +23,7 @@ export type ResolvedRequestContextOptions = Defaulted<typeof RequestContextOptio
 export const resolveRequestContextOptions = optionsResolver(RequestContextOptionsSchema, 'requestContext')
 
 export const requestContextFeature = {
+  plugin: async () => await import('./index.js'),
   schema: RequestContextOptionsSchema,
   summary: 'The request id and logger anywhere in the request\'s async context (@fastify/request-context). Off by default: on Node 20 its async hooks cost every request.',
   enabledByDefault: false,

@@ -20,6 +20,7 @@ export type ResolvedRequestIdOptions = Defaulted<typeof RequestIdOptionsSchema>
 export const resolveRequestIdOptions = optionsResolver(RequestIdOptionsSchema, 'requestId')
 
 export const requestIdFeature = {
+  plugin: async () => await import('./index.js'),
   schema: RequestIdOptionsSchema,
   summary: 'Request ids: read from the incoming header when well-formed, else a UUID v4; echoed on every response.',
   enabledByDefault: true,

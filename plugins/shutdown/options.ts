@@ -23,6 +23,7 @@ export const resolveShutdownOptions = optionsResolver(ShutdownOptionsSchema, 'sh
 export const defaultShutdownOptions = resolveShutdownOptions()
 
 export const shutdownFeature = {
+  plugin: async () => await import('./index.js'),
   schema: ShutdownOptionsSchema,
   summary: 'Graceful shutdown in phases within one time budget, on signals and on app.close().',
   enabledByDefault: true,

@@ -34,6 +34,7 @@ export type ResolvedSseOptions = Defaulted<typeof SseOptionsSchema>
 export const resolveSseOptions = optionsResolver(SseOptionsSchema, 'sse')
 
 export const sseFeature = {
+  plugin: async () => await import('./index.js'),
   schema: SseOptionsSchema,
   summary: 'Server-Sent Events (@fastify/sse) on routes with `sse: true`: keep-alive comments, never compressed, a final event at shutdown.',
   enabledByDefault: true,

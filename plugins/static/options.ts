@@ -35,6 +35,7 @@ export type ResolvedStaticOptions = Defaulted<typeof StaticOptionsSchema>
 export const resolveStaticOptions = optionsResolver(StaticOptionsSchema, 'static')
 
 export const staticFeature = {
+  plugin: async () => await import('./index.js'),
   schema: StaticOptionsSchema,
   summary: 'Static files (@fastify/static) from one or more mounts, with caching headers, ranges and precompressed files, and every traversal refused. Off until mounts are configured.',
   enabledByDefault: false,

@@ -14,6 +14,7 @@ export type ResolvedStreamOptions = Defaulted<typeof StreamOptionsSchema>
 export const resolveStreamOptions = optionsResolver(StreamOptionsSchema, 'stream')
 
 export const streamFeature = {
+  plugin: async () => await import('./index.js'),
   schema: StreamOptionsSchema,
   summary: 'Streamed responses (Node streams, async iterables, web streams, ndjson()) with backpressure, cleanup when the client goes away, and truncation a client can see.',
   enabledByDefault: true,

@@ -36,6 +36,7 @@ export type ResolvedTasksOptions = Defaulted<typeof TasksOptionsSchema>
 export const resolveTasksOptions = optionsResolver(TasksOptionsSchema, 'tasks')
 
 export const tasksFeature = {
+  plugin: async () => await import('./index.js'),
   schema: TasksOptionsSchema,
   summary: 'Background tasks after the response (`request.tasks.add(fn, ...args)`) or now (`app.tasks.add`): bounded concurrency and queue, timeouts, retries, drained at shutdown. In memory: a crash loses them.',
   enabledByDefault: true,

@@ -40,6 +40,7 @@ export function routeTimeout (route: { handlerTimeout?: number, config?: unknown
 }
 
 export const timeoutFeature = {
+  plugin: async () => await import('./index.js'),
   schema: TimeoutOptionsSchema,
   summary: 'Handler timeout, and safe server timeouts for slow headers, slow bodies and idle connections.',
   enabledByDefault: true,

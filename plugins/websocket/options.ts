@@ -34,6 +34,7 @@ export type ResolvedWebSocketOptions = Defaulted<typeof WebSocketOptionsSchema>
 export const resolveWebSocketOptions = optionsResolver(WebSocketOptionsSchema, 'websocket')
 
 export const websocketFeature = {
+  plugin: async () => await import('./index.js'),
   schema: WebSocketOptionsSchema,
   summary: 'WebSocket routes (@fastify/websocket) with `websocket: true`: the upgrade checked like any request (auth, rate limit, origin, shutdown), validated JSON messages, heartbeats, rooms, 1001 at shutdown.',
   enabledByDefault: true,
