@@ -11,6 +11,7 @@ export { errors, errorDefinitions, SpikardConfigError, PROBLEM_TYPE_BASE, type S
 export { PROBLEM_CONTENT_TYPE, type Problem, type FieldError } from './problem-details.js'
 export { parseDuration, parseSize } from './schema.js'
 export { ndjson, NDJSON_CONTENT_TYPE } from '../plugins/stream/ndjson.js'
+export { fileStream, type FileStreamOptions } from '../plugins/stream/file.js'
 export type { StreamOptions } from '../plugins/stream/options.js'
 export { SseEventError } from '../plugins/sse/index.js'
 export type { SseEvent } from '../plugins/sse/events.js'

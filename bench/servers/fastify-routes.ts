@@ -3,8 +3,9 @@
  * the same handlers, schema and payloads; each server adds only route options of its own
  * (a JWT hook on /jwt, a route config for auth or rate limiting).
  */
-import { createReadStream } from 'node:fs'
 import type { FastifyInstance, RouteShorthandOptions } from 'fastify'
+// The module alone, not spikard's index: the bare Fastify servers load these routes too.
+import { fileStream } from '../../plugins/stream/file.js'
 import { generatorSource, ITEM_SCHEMA, PAYLOAD, requestedBytes, ROUTES, streamFile, streamSource } from './common.js'
 
 /** Extra route options per route; `all` goes on every route (merged under the route's own). */
@@ -41,15 +42,16 @@ export function benchRoutes (extras: RouteExtras = {}) {
       return streamSource()
     })
     // Issue 17's streaming lines, written as a spikard user would: the handler returns the
-    // async generator, or the file's Readable (bare Fastify would serialize the generator
-    // as JSON: the scenarios measure these routes on spikard and raw node:http only).
+    // async generator, or the file as the README says to send one, with fileStream() (bare
+    // Fastify would serialize the generator as JSON: the scenarios measure these routes on
+    // spikard and raw node:http only).
     app.get(ROUTES.streamGen, merge(extras.all, extras.stream), async (request, reply) => {
       reply.type('application/octet-stream')
       return generatorSource(requestedBytes(request.url))
     })
     app.get(ROUTES.streamFile, merge(extras.all, extras.stream), async (_request, reply) => {
       reply.type('application/octet-stream')
-      return createReadStream(streamFile())
+      return fileStream(streamFile())
     })
   }
 }

@@ -18,6 +18,7 @@ import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
 import type { LinkedList, ListNode } from '../../src/linked-list.js'
+import { kKeepsNoChunk } from './file.js'
 import { kStreamed, responseStarted, type CutReason, type StreamProgress } from './state.js'
 
 /** What the streams of one app share: the open ones, the idle timeout, the access line. */
@@ -91,7 +92,7 @@ export class StreamedResponse implements StreamProgress, ListNode<StreamedRespon
   /** Every body byte passes here, after compression: each chunk, once the pipe (whose listener came first) has written it. */
   readonly #onPipe = (piped: Readable): void => {
     this.piped = true
-    piped.on('data', (chunk) => this.#wrote(chunk))
+    piped.on('data', Object.assign((chunk: unknown) => { this.#wrote(chunk) }, { [kKeepsNoChunk]: true }))
   }
 
   #wrote (chunk: unknown): void {
