@@ -6,19 +6,25 @@
  * Why not `fs.createReadStream`: it reads every 64 KiB into a new buffer. Each one is dead
  * as soon as the socket has written it, but its memory goes back only when V8 next
  * collects, and V8 collects for that memory late: on Node 24 a 1 GiB download piped by
- * bare node:http grew the server's RSS by 35-73 MB, and the collections it ends with
- * (full ones, driven by that memory) slowed the transfer (bench/RESULTS.md). A response
- * that reuses its buffers makes no such garbage: +0.0-0.3 MB, at the same speed or better.
- * Node has no API that reads a file into buffers the caller recycles, so it is done here.
+ * bare node:http grew the server's RSS by up to 54 MB in the bench, and the collections
+ * that memory set off slowed the transfer. Reusing the buffers, spikard grew by 0.5 MB and
+ * sent the file 1.6 times as fast (bench/RESULTS.md). Node has no API that reads a file
+ * into buffers the caller recycles, so it is done here.
  *
  * A buffer is reused only when nothing can still hold any chunk read before: the stream
  * is piped into one `http.ServerResponse` (as Fastify pipes a stream a handler returns)
- * and read by nothing else that may keep a chunk, none of its chunks waits in its own buffer, and the response
- * has written all it was given (`writableLength` 0: its socket's write callbacks have run,
- * so the kernel has the bytes). Otherwise (compressed, so piped into zlib; piped into a
- * PassThrough; read with `on('data')`) each chunk is a new buffer, as with createReadStream.
+ * and read by nothing else that may keep a chunk, none of its chunks waits in its own
+ * buffer, and the response has written all it was given (`writableLength` 0: its socket's
+ * write callbacks have run, so the kernel has the bytes). Otherwise (compressed, so piped
+ * into zlib; piped into a PassThrough; read with `on('data')`) each chunk is a new buffer,
+ * as with createReadStream.
+ *
+ * Once open, a regular file's length is known: the stream feature sends it as
+ * `Content-Length` (index.ts), answers a HEAD without reading the file, and a file that
+ * shrinks while it is sent fails the stream, so the response is cut rather than ended
+ * short of what it announced.
  */
-import { close, open, read } from 'node:fs'
+import { close, fstat, open, read } from 'node:fs'
 import { OutgoingMessage } from 'node:http'
 import { Readable, type Writable } from 'node:stream'
 
@@ -27,6 +33,13 @@ import { Readable, type Writable } from 'node:stream'
  * stream still reuses its buffers. A registered symbol, as kContentType is (ndjson.ts).
  */
 export const kKeepsNoChunk = Symbol.for('spikard.stream.keepsNoChunk')
+
+/**
+ * On a file stream: a promise of the bytes it will send, known once the file is open and
+ * is a regular file (undefined for a pipe or a device); it rejects as the stream fails
+ * when the file cannot be opened. The stream feature sets `Content-Length` from it.
+ */
+export const kFileLength = Symbol.for('spikard.stream.fileLength')
 
 /** Bytes per read, as fs.createReadStream reads. */
 const CHUNK = 64 * 1024
@@ -42,10 +55,14 @@ export interface FileStreamOptions {
 
 class FileStream extends Readable {
   readonly path: string
+  readonly [kFileLength]: Promise<number | undefined>
   #fd: number | undefined
   #position: number
-  /** One past the last byte to read. */
-  readonly #stop: number
+  /** One past the last byte to read: `end` + 1, or the file's size when smaller. */
+  #stop: number
+  /** Whether the file had #stop bytes when opened, so that ending before is a truncation. */
+  #sized = false
+  #opened!: { resolve: (length: number | undefined) => void, reject: (error: Error) => void }
   readonly #pool: Buffer[] = []
   /** Pool buffers handed out since everything read was last known written. */
   #used = 0
@@ -60,6 +77,9 @@ class FileStream extends Readable {
     this.path = path
     this.#position = start
     this.#stop = stop
+    this[kFileLength] = new Promise((resolve, reject) => { this.#opened = { resolve, reject } })
+    // Whoever awaits it reports the error; the stream reports it too, as its 'error'.
+    this[kFileLength].catch(() => {})
   }
 
   override pipe<T extends NodeJS.WritableStream> (destination: T, options?: { end?: boolean }): T {
@@ -68,10 +88,23 @@ class FileStream extends Readable {
   }
 
   override _construct (callback: (error?: Error | null) => void): void {
+    const failed = (error: Error): void => {
+      this.#opened.reject(error)
+      callback(error)
+    }
     open(this.path, 'r', (error, fd) => {
-      if (error !== null) return callback(error)
+      if (error !== null) return failed(error)
       this.#fd = fd
-      callback()
+      fstat(fd, (error, stats) => {
+        if (error !== null) return failed(error)
+        // A pipe or a device has no length: it is read to its end.
+        if (stats.isFile()) {
+          this.#stop = Math.min(this.#stop, stats.size)
+          this.#sized = true
+        }
+        this.#opened.resolve(stats.isFile() ? Math.max(0, this.#stop - this.#position) : undefined)
+        callback()
+      })
     })
   }
 
@@ -88,7 +121,9 @@ class FileStream extends Readable {
       if (this.#closeAfterRead !== undefined) return this.#closeAfterRead()
       if (error !== null) return this.destroy(error)
       if (bytes === 0) {
-        // The file is shorter than when the stream began (truncated meanwhile).
+        // Ending early would pass a truncated body for a whole one (and break the
+        // connection's framing after a Content-Length): it fails, so the response is cut.
+        if (this.#sized) return this.destroy(new Error(`fileStream: ${this.path} was truncated while being sent (at byte ${this.#position} of ${this.#stop})`))
         this.push(null)
         return
       }

@@ -21,8 +21,8 @@
  *   turns Fastify's request logging, which held that line, off);
  * - the bytes sent and the abort reach the access line; the handler timeout runs to the
  *   first byte; `idleTimeout`; the cut at shutdown, logged (response.ts);
- * - HEAD: an async iterable is not started (Fastify would fail on it);
- * - `ndjson()` (ndjson.ts) sets its content type.
+ * - HEAD: an async iterable is not started (Fastify would fail on it), a file not read;
+ * - `ndjson()` (ndjson.ts) sets its content type, `fileStream()` (file.ts) its length.
  */
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
@@ -35,6 +35,7 @@ import { resolveStreamOptions, type StreamOptions } from './options.js'
 import { isStreamPayload, kStreamed, responseStarted } from './state.js'
 import { StreamedResponse, type Streams } from './response.js'
 import { kContentType } from './ndjson.js'
+import { kFileLength } from './file.js'
 import { IterableReadable } from './iterable.js'
 
 /** Where in the time left at shutdown the open streams are cut: the rest is for the close. */
@@ -79,11 +80,30 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
     // The pass-through serializer of preSerialization has been used: an error answer that
     // follows must be serialized as usual.
     if ((payload as { [kSerialized]?: true })[kSerialized] === true) reply.serializer(null as unknown as typeof passThrough)
+    // A fileStream(): its Content-Length once the file is open. A file that cannot be opened
+    // is answered from here (the stream's own 'error' comes first, before the pipe listens).
+    const length = (payload as { [kFileLength]?: Promise<number | undefined> })[kFileLength]
+    if (length === undefined) return handOver(request, reply, payload, done)
+    const file = payload as Readable
+    const reported = (): void => {}
+    file.on('error', reported)
+    length.then((bytes) => {
+      file.off('error', reported)
+      if (bytes !== undefined && !reply.hasHeader('content-length')) reply.header('content-length', bytes)
+      handOver(request, reply, file, done)
+    }, (error: Error) => { done(error) })
+  })
+
+  function handOver (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
     if (request.method === 'HEAD') {
       responseStarted(request)
       // Fastify discards a stream's body on HEAD (reading a Readable to its end); an
-      // iterable it cannot send at all, and reading it could last forever: it is not started.
-      return done(null, isIterableOnly(payload) ? unstarted(payload as AsyncIterable<unknown>) : payload)
+      // iterable it cannot send at all, and reading it could last forever: it is not
+      // started. A file has nothing to give a HEAD but its length: it is closed unread.
+      if (isIterableOnly(payload)) return done(null, unstarted(payload as AsyncIterable<unknown>))
+      if ((payload as { [kFileLength]?: unknown })[kFileLength] === undefined) return done(null, payload)
+      ;(payload as Readable).destroy()
+      return done(null, Readable.from([]))
     }
     const source = toReadable(reply, payload)
     const type = (source as { [kContentType]?: string })[kContentType]
@@ -105,7 +125,7 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
     // Handed over during a shutdown: it gets the same time as the others.
     if (left !== Infinity) setTimeout(() => streamed.cutOff('shutdown'), left).unref()
     done(null, source)
-  })
+  }
 
   // At shutdown the open streams, and those handed over meanwhile, get what is left of the
   // budget (but a tenth, for the close), then each is cut and logged. Registered with the

@@ -7,7 +7,8 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { readdirSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs'
+import { createRequire, syncBuiltinESMExports } from 'node:module'
 import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
@@ -16,9 +17,22 @@ import zlib from 'node:zlib'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyReply } from 'fastify'
 import { fileStream } from '../../src/index.js'
-import { build, listen, tempDir, withTimeout } from '../helpers.js'
+import { build, listen, rawRequest, tempDir, withTimeout } from '../helpers.js'
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
+
+/** How many descriptors of this process have `path` open (Linux: /proc/self/fd). */
+function openCount (path: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`) === path } catch { return false } }).length
+}
+
+async function until (check: () => boolean, ms: number, what: string): Promise<void> {
+  const start = Date.now()
+  while (!check()) {
+    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`)
+    await sleep(5)
+  }
+}
 
 /** A file of random bytes whose size is not a multiple of the 64 KiB read. */
 function randomFile (t: TestContext, bytes: number): { path: string, data: Buffer } {
@@ -98,35 +112,65 @@ test('a client that reads slowly: the socket holds chunks while the file is read
     socket.write('GET /file HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')
   }), 60_000, 'the slow download')
   const split = received.indexOf('\r\n\r\n')
-  assert.match(received.subarray(0, split).toString('latin1'), /^HTTP\/1\.1 200 /)
-  const body = dechunk(received.subarray(split + 4))
+  const head = received.subarray(0, split).toString('latin1')
+  assert.match(head, /^HTTP\/1\.1 200 /)
+  assert.match(head, new RegExp(`\r\ncontent-length: ${data.length}\r\n`, 'i'))
+  const body = received.subarray(split + 4)
   assert.equal(body.length, data.length)
   assert.equal(sha(body), sha(data))
   t.diagnostic(`chunks from ${memory.size} buffers`)
 })
 
-/** The body of a chunked response (no trailers). */
-function dechunk (raw: Buffer): Buffer {
-  const parts: Buffer[] = []
-  let at = 0
-  for (;;) {
-    const eol = raw.indexOf('\r\n', at)
-    const size = parseInt(raw.subarray(at, eol).toString('latin1'), 16)
-    if (size === 0) return Buffer.concat(parts)
-    parts.push(raw.subarray(eol + 2, eol + 2 + size))
-    at = eol + 2 + size + 2
-  }
-}
-
-test('start and end (included), as fs.createReadStream takes them; past the end of the file is the end of the body', async (t) => {
+test('start and end (included), as fs.createReadStream takes them; past the end of the file is the end of the body; Content-Length says each', async (t) => {
   const { path, data } = randomFile(t, 200_000)
   const { url } = await serve(t, path)
-  for (const [start, end] of [[0, 0], [1000, 150_000], [70_000, undefined], [199_999, 500_000], [200_000, undefined]] as const) {
+  for (const [start, end] of [[0, undefined], [0, 0], [1000, 150_000], [70_000, undefined], [199_999, 500_000], [200_000, undefined], [300_000, 400_000]] as const) {
     const query = `start=${start}${end === undefined ? '' : `&end=${end}`}`
-    const { status, body } = await get(`${url}/file?${query}`)
+    const { status, headers, body } = await get(`${url}/file?${query}`)
     assert.equal(status, 200, query)
-    assert.equal(sha(body), sha(data.subarray(start, end === undefined ? undefined : end + 1)), query)
+    const expected = data.subarray(start, end === undefined ? undefined : end + 1)
+    assert.equal(sha(body), sha(expected), query)
+    assert.equal(headers['content-length'], String(expected.length), query)
+    assert.equal(headers['transfer-encoding'], undefined, query)
   }
+})
+
+test('HEAD: the length, no body, and the file closed without being read', async (t) => {
+  const { path, data } = randomFile(t, 5 * 1024 * 1024)
+  const { port } = await serve(t, path)
+  const fs = createRequire(import.meta.url)('node:fs') as typeof import('node:fs')
+  const read = fs.read
+  let reads = 0
+  fs.read = ((...args: Parameters<typeof read>) => { reads++; return read(...args) }) as typeof read
+  syncBuiltinESMExports()
+  t.after(() => { fs.read = read; syncBuiltinESMExports() })
+  const response = await rawRequest(port, 'HEAD /file HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')
+  assert.equal(response.status, 200)
+  assert.equal(response.headers['content-length'], String(data.length))
+  assert.equal(response.body, '')
+  await until(() => openCount(path) === 0, 1000, 'the file closed')
+  assert.equal(reads, 0, 'reads of the file')
+})
+
+test('a file truncated while it is sent: the response is cut, not ended as if whole, and the error logged', async (t) => {
+  const { path } = randomFile(t, 32 * 1024 * 1024)
+  const { port, logs } = await serve(t, path)
+  const socket = net.connect(port, '127.0.0.1')
+  t.after(() => socket.destroy())
+  let received = 0
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+  socket.on('error', () => {})
+  socket.on('data', (chunk) => { received += chunk.length })
+  socket.write('GET /file HTTP/1.1\r\nhost: x\r\n\r\n')
+  await until(() => received > 0, 5000, 'the first bytes')
+  // Stop reading until the file is cut down to 1 MiB: the server stops at backpressure.
+  socket.pause()
+  await sleep(100)
+  truncateSync(path, 1024 * 1024)
+  socket.resume()
+  await withTimeout(closed, 10_000, 'the connection closed')
+  assert.ok(received < 32 * 1024 * 1024, `received ${received} bytes`)
+  await until(() => logs.some((l) => l.level === 50 && String(l.err?.message).includes('truncated while being sent')), 1000, 'the error logged')
 })
 
 test('compressed, or read by code of its own, it gives every chunk a buffer of its own', async (t) => {
@@ -157,20 +201,15 @@ test('a file that cannot be opened: a 500 problem before any byte, without the p
   assert.ok(logs.some((l) => l.level >= 50 && JSON.stringify(l).includes('ENOENT')), 'the error is logged')
 })
 
-test('the client goes away mid-download: the file is closed', { skip: process.platform !== 'linux' && 'reads /proc/self/fd' }, async (t) => {
+test('the client goes away mid-download: the file is closed', async (t) => {
   const { path } = randomFile(t, 32 * 1024 * 1024)
   const { port } = await serve(t, path)
-  const open = (): number => readdirSync('/proc/self/fd').filter((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`) === path } catch { return false } }).length
   const socket = net.connect(port, '127.0.0.1')
   socket.write('GET /file HTTP/1.1\r\nhost: x\r\n\r\n')
   await withTimeout(new Promise((resolve) => socket.once('data', resolve)), 5000, 'the first bytes')
-  assert.equal(open(), 1, 'the file is open while it is sent')
+  assert.equal(openCount(path), 1, 'the file is open while it is sent')
   socket.destroy()
-  const start = Date.now()
-  while (open() !== 0) {
-    assert.ok(Date.now() - start < 1000, 'the file is still open a second after the client went away')
-    await sleep(10)
-  }
+  await until(() => openCount(path) === 0, 1000, 'the file closed after the client went away')
 })
 
 test('start and end are checked when the stream is made', () => {
