@@ -89,9 +89,11 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
     file.on('error', reported)
     length.then((bytes) => {
       file.off('error', reported)
+      // Answered while the file was opening (the handler timeout): this send is over.
+      if (reply.raw.headersSent) return file.destroy()
       if (bytes !== undefined && !reply.hasHeader('content-length')) reply.header('content-length', bytes)
       handOver(request, reply, file, done)
-    }, (error: Error) => { done(error) })
+    }, (error: Error) => { if (!reply.raw.headersSent) done(error) })
   })
 
   function handOver (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {

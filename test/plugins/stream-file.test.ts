@@ -7,7 +7,8 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { readdirSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { closeSync, openSync, readdirSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs'
 import { createRequire, syncBuiltinESMExports } from 'node:module'
 import http from 'node:http'
 import net from 'node:net'
@@ -211,6 +212,34 @@ test('the client goes away mid-download: the file is closed', async (t) => {
   socket.destroy()
   await until(() => openCount(path) === 0, 1000, 'the file closed after the client went away')
 })
+
+test('a file slow to open (a FIFO with no writer yet) past the handler timeout: the 408 problem, then the file closed once it opens, and nothing else sent', { skip: !hasMkfifo() && 'no mkfifo' }, async (t) => {
+  const fifo = join(tempDir(t), 'fifo')
+  execFileSync('mkfifo', [fifo])
+  const built = await build({ server: { logger: { level: 'info' } }, timeout: { handler: '100ms' } }, async (app) => {
+    app.get('/fifo', async () => fileStream(fifo))
+  })
+  t.after(() => built.app.close())
+  const { url } = await listen(built.app)
+  const { status, body } = await get(`${url}/fifo`)
+  assert.equal(status, 408)
+  assert.equal((JSON.parse(body.toString()) as { status: number }).status, 408)
+  // A writer lets the server's open complete.
+  const writer = openSync(fifo, 'w')
+  t.after(() => closeSync(writer))
+  await sleep(200)
+  assert.equal(openCount(fifo), 1, 'the writer\'s descriptor only')
+  assert.deepStrictEqual(built.logs.filter((l) => l.level >= 40).map((l) => l.msg), [])
+})
+
+function hasMkfifo (): boolean {
+  try {
+    execFileSync('mkfifo', ['--version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
 
 test('start and end are checked when the stream is made', () => {
   assert.throws(() => fileStream('x', { start: -1 }), /^RangeError: fileStream: start must be a whole number of bytes, 0 or more; got -1$/)
