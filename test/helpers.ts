@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { AddressInfo } from 'node:net'
 import assert from 'node:assert/strict'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
@@ -105,6 +106,15 @@ export function rawRequest (port: number, data: Buffer | string): Promise<RawRes
     })
     socket.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data)
   })
+}
+
+/** Resolves once `condition()` holds (polled every 2 ms); fails after `ms`, naming `what`. */
+export async function until (condition: () => boolean, what: string, ms = 3000): Promise<void> {
+  const start = Date.now()
+  while (!condition()) {
+    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`)
+    await sleep(2)
+  }
 }
 
 /** Rejects when `promise` takes longer than `ms`. */

@@ -18,21 +18,13 @@ import zlib from 'node:zlib'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyReply } from 'fastify'
 import { fileStream } from '../../src/index.js'
-import { build, listen, rawRequest, tempDir, withTimeout } from '../helpers.js'
+import { build, listen, rawRequest, tempDir, until, withTimeout } from '../helpers.js'
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
 
 /** How many descriptors of this process have `path` open (Linux: /proc/self/fd). */
 function openCount (path: string): number {
   return readdirSync('/proc/self/fd').filter((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`) === path } catch { return false } }).length
-}
-
-async function until (check: () => boolean, ms: number, what: string): Promise<void> {
-  const start = Date.now()
-  while (!check()) {
-    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`)
-    await sleep(5)
-  }
 }
 
 /** A file of random bytes whose size is not a multiple of the 64 KiB read. */
@@ -149,7 +141,7 @@ test('HEAD: the length, no body, and the file closed without being read', async 
   assert.equal(response.status, 200)
   assert.equal(response.headers['content-length'], String(data.length))
   assert.equal(response.body, '')
-  await until(() => openCount(path) === 0, 1000, 'the file closed')
+  await until(() => openCount(path) === 0, 'the file closed', 1000)
   assert.equal(reads, 0, 'reads of the file')
 })
 
@@ -163,7 +155,7 @@ test('a file truncated while it is sent: the response is cut, not ended as if wh
   socket.on('error', () => {})
   socket.on('data', (chunk) => { received += chunk.length })
   socket.write('GET /file HTTP/1.1\r\nhost: x\r\n\r\n')
-  await until(() => received > 0, 5000, 'the first bytes')
+  await until(() => received > 0, 'the first bytes', 5000)
   // Stop reading until the file is cut down to 1 MiB: the server stops at backpressure.
   socket.pause()
   await sleep(100)
@@ -171,7 +163,7 @@ test('a file truncated while it is sent: the response is cut, not ended as if wh
   socket.resume()
   await withTimeout(closed, 10_000, 'the connection closed')
   assert.ok(received < 32 * 1024 * 1024, `received ${received} bytes`)
-  await until(() => logs.some((l) => l.level === 50 && String(l.err?.message).includes('truncated while being sent')), 1000, 'the error logged')
+  await until(() => logs.some((l) => l.level === 50 && String(l.err?.message).includes('truncated while being sent')), 'the error logged', 1000)
 })
 
 test('compressed, or read by code of its own, it gives every chunk a buffer of its own', async (t) => {
@@ -210,7 +202,7 @@ test('the client goes away mid-download: the file is closed', async (t) => {
   await withTimeout(new Promise((resolve) => socket.once('data', resolve)), 5000, 'the first bytes')
   assert.equal(openCount(path), 1, 'the file is open while it is sent')
   socket.destroy()
-  await until(() => openCount(path) === 0, 1000, 'the file closed after the client went away')
+  await until(() => openCount(path) === 0, 'the file closed after the client went away', 1000)
 })
 
 test('a file slow to open (a FIFO with no writer yet) past the handler timeout: the 408 problem, then the file closed once it opens, and nothing else sent', { skip: !hasMkfifo() && 'no mkfifo' }, async (t) => {

@@ -1,9 +1,8 @@
 /** Shared by the background-task tests: gates a test opens, waiting for a condition or a log line. */
 import type { TestContext } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyPluginAsync } from 'fastify'
 import type { CreateServerConfig } from '../../src/server.js'
-import { build, withTimeout, type TestApp } from '../helpers.js'
+import { build, type TestApp } from '../helpers.js'
 
 /** A promise the test resolves when it chooses: a task or handler waits on `opened`. */
 export interface Gate { opened: Promise<void>, open: () => void }
@@ -13,10 +12,7 @@ export function gate (): Gate {
   return { opened, open }
 }
 
-/** Resolves once `condition()` holds (polled every 2 ms); fails after `ms`. */
-export async function until (condition: () => boolean, what: string, ms = 3000): Promise<void> {
-  await withTimeout((async () => { while (!condition()) await sleep(2) })(), ms, what)
-}
+export { until } from '../helpers.js'
 
 /** The log lines with message `msg`. */
 export const linesOf = (logs: Array<Record<string, any>>, msg: string): Array<Record<string, any>> => logs.filter((l) => l.msg === msg)
