@@ -41,6 +41,11 @@ export const kKeepsNoChunk = Symbol.for('spikard.stream.keepsNoChunk')
  */
 export const kFileLength = Symbol.for('spikard.stream.fileLength')
 
+/** The length promise of a fileStream() (kFileLength), or undefined for any other payload. */
+export function fileLengthOf (payload: unknown): Promise<number | undefined> | undefined {
+  return (payload as { [kFileLength]?: Promise<number | undefined> })[kFileLength]
+}
+
 /** Bytes per read, as fs.createReadStream reads. */
 const CHUNK = 64 * 1024
 /** Buffers a stream reuses: the one being read, and those the socket and the stream's own buffer may hold. */
@@ -102,7 +107,7 @@ class FileStream extends Readable {
           this.#stop = Math.min(this.#stop, stats.size)
           this.#sized = true
         }
-        this.#opened.resolve(stats.isFile() ? Math.max(0, this.#stop - this.#position) : undefined)
+        this.#opened.resolve(this.#sized ? Math.max(0, this.#stop - this.#position) : undefined)
         callback()
       })
     })

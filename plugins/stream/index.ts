@@ -35,7 +35,7 @@ import { resolveStreamOptions, type StreamOptions } from './options.js'
 import { isStreamPayload, kStreamed, responseStarted } from './state.js'
 import { StreamedResponse, type Streams } from './response.js'
 import { kContentType } from './ndjson.js'
-import { kFileLength } from './file.js'
+import { fileLengthOf } from './file.js'
 import { IterableReadable } from './iterable.js'
 
 /** Where in the time left at shutdown the open streams are cut: the rest is for the close. */
@@ -82,7 +82,7 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
     if ((payload as { [kSerialized]?: true })[kSerialized] === true) reply.serializer(null as unknown as typeof passThrough)
     // A fileStream(): its Content-Length once the file is open. A file that cannot be opened
     // is answered from here (the stream's own 'error' comes first, before the pipe listens).
-    const length = (payload as { [kFileLength]?: Promise<number | undefined> })[kFileLength]
+    const length = fileLengthOf(payload)
     if (length === undefined) return handOver(request, reply, payload, done)
     const file = payload as Readable
     const reported = (): void => {}
@@ -103,7 +103,7 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
       // iterable it cannot send at all, and reading it could last forever: it is not
       // started. A file has nothing to give a HEAD but its length: it is closed unread.
       if (isIterableOnly(payload)) return done(null, unstarted(payload as AsyncIterable<unknown>))
-      if ((payload as { [kFileLength]?: unknown })[kFileLength] === undefined) return done(null, payload)
+      if (fileLengthOf(payload) === undefined) return done(null, payload)
       ;(payload as Readable).destroy()
       return done(null, Readable.from([]))
     }
