@@ -21,7 +21,7 @@
  *   turns Fastify's request logging, which held that line, off);
  * - the bytes sent and the abort reach the access line; the handler timeout runs to the
  *   first byte; `idleTimeout`; the cut at shutdown, logged (response.ts);
- * - HEAD: an async iterable is not started (Fastify would fail on it), a file not read;
+ * - HEAD: nothing is read (Fastify reads a stream to its end and fails on an iterable);
  * - `ndjson()` (ndjson.ts) sets its content type, `fileStream()` (file.ts) its length.
  */
 import { performance } from 'node:perf_hooks'
@@ -99,17 +99,18 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
   function handOver (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
     if (request.method === 'HEAD') {
       responseStarted(request)
-      // Fastify discards a stream's body on HEAD (reading a Readable to its end); an
-      // iterable it cannot send at all, and reading it could last forever: it is not
-      // started. A file has nothing to give a HEAD but its length: it is closed unread.
+      // Nothing is read for a HEAD. Fastify would read a stream to its end, as fast as its
+      // source goes (a 1 GiB download produced in full for no body, an endless one holding
+      // the connection until the client leaves), and cannot send an iterable at all. The
+      // response gets the status and headers a GET would; the source is closed unread (a
+      // generator without running).
       if (isIterableOnly(payload)) return done(null, unstarted(payload as AsyncIterable<unknown>))
-      if (fileLengthOf(payload) === undefined) return done(null, payload)
-      ;(payload as Readable).destroy()
+      const unread = withType(reply, toReadable(reply, payload))
+      unread.on('error', (error) => { request.log.error({ err: error }, 'a stream closed unread (HEAD) failed') })
+      unread.destroy()
       return done(null, Readable.from([]))
     }
-    const source = toReadable(reply, payload)
-    const type = (source as { [kContentType]?: string })[kContentType]
-    if (type !== undefined && !reply.hasHeader('content-type')) reply.header('content-type', type)
+    const source = withType(reply, toReadable(reply, payload))
     if (reply.raw.destroyed) {
       // The client went away while the handler worked.
       source.destroy()
@@ -175,6 +176,13 @@ function isIterableOnly (payload: unknown): boolean {
 function unstarted (iterable: AsyncIterable<unknown>): Readable {
   iterable[Symbol.asyncIterator]().return?.().catch(() => {})
   return Readable.from([])
+}
+
+/** The stream, its content type (ndjson()) on the reply unless the route set one. */
+function withType (reply: FastifyReply, source: Readable): Readable {
+  const type = (source as { [kContentType]?: string })[kContentType]
+  if (type !== undefined && !reply.hasHeader('content-type')) reply.header('content-type', type)
+  return source
 }
 
 function passThrough (payload: unknown): string {

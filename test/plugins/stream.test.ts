@@ -216,6 +216,48 @@ function rawGet (port: number, path: string, headers: Record<string, string> = {
   }), timeoutMs, `GET ${path}`)
 }
 
+/**
+ * Requests (`METHOD path`) sent at once on one connection, the last with `Connection:
+ * close`; the responses in order. A HEAD response has no body, whatever its headers say.
+ */
+function pipelined (port: number, requests: string[], timeoutMs = 5000): Promise<RawStream[]> {
+  return withTimeout(new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let received = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (chunk: string) => { received += chunk })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      const responses: RawStream[] = []
+      for (const request of requests) {
+        const split = received.indexOf('\r\n\r\n')
+        if (split === -1) return reject(new Error(`no response to ${request}: ${JSON.stringify(received)}`))
+        const [statusLine, ...lines] = received.slice(0, split).split('\r\n')
+        const head: Record<string, string> = {}
+        for (const line of lines) head[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim()
+        received = received.slice(split + 4)
+        const chunked = head['transfer-encoding'] === 'chunked'
+        let body = ''
+        let terminated = false
+        if (!request.startsWith('HEAD ')) {
+          if (chunked) {
+            const end = received.indexOf('\r\n0\r\n\r\n')
+            ;({ data: body, terminated } = dechunk(received.slice(0, end === -1 ? undefined : end + 7)))
+            received = end === -1 ? '' : received.slice(end + 7)
+          } else {
+            const length = Number(head['content-length'] ?? received.length)
+            body = received.slice(0, length)
+            received = received.slice(length)
+          }
+        }
+        responses.push({ statusLine, headers: head, body, terminated, chunked })
+      }
+      resolve(responses)
+    })
+    socket.write(requests.map((r, i) => `${r} HTTP/1.1\r\nHost: 127.0.0.1\r\n${i === requests.length - 1 ? 'Connection: close\r\n' : ''}\r\n`).join(''))
+  }), timeoutMs, requests.join(', '))
+}
+
 /** A chunked body's data, and whether it ends with the terminating chunk (`0\r\n\r\n`). */
 function dechunk (raw: string): { data: string, terminated: boolean } {
   let data = ''
@@ -351,6 +393,29 @@ test('HEAD on a generator route: the headers, no body, and the generator never s
   assert.equal(res.headers.get('content-type'), 'text/csv')
   assert.equal(await res.text(), '')
   assert.equal(seen.finally, 0)
+})
+
+test('HEAD on a stream route: the status and headers, no body, the source closed unread and the connection kept', async (t) => {
+  let read = 0
+  const { port } = await setup(t, {}, async (app) => {
+    // 1 GiB, 64 KiB at a time.
+    app.get('/gib', async (_request, reply) => reply.type('application/octet-stream').send(new Readable({
+      read () { this.push(++read > 16384 ? null : Buffer.alloc(64 * 1024)) }
+    })))
+  })
+  // Endless sources: read to their end, as Fastify reads a stream for a HEAD, they would
+  // never end, and the GET behind the HEAD on the same connection would never be answered.
+  for (const path of ['/ticks/readable', '/ticks/web', '/response', '/gib']) {
+    seen.finally = 0
+    const [head, next] = await pipelined(port, [`HEAD ${path}`, 'GET /readable'])
+    assert.match(head.statusLine, path === '/response' ? /^HTTP\/1\.1 201 / : /^HTTP\/1\.1 200 /, path)
+    assert.equal(head.body, '', path)
+    assert.match(next.statusLine, /^HTTP\/1\.1 200 /, path)
+    assert.equal(next.body, 'one two', path)
+    if (path === '/response') assert.equal(head.headers['x-from'], 'response')
+    if (path.startsWith('/ticks')) await until(() => seen.finally === 1, 2000, `${path}: its source closed`)
+    if (path === '/gib') assert.equal(read, 0)
+  }
 })
 
 test('routes registered before spikard stream too', async (t) => {
