@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { WebSocket } from 'ws'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
-import { build, listen, runCli, tempDir, withTimeout, type CliResult } from './helpers.js'
+import { build, listen, runCli, tempDir, until, withTimeout, type CliResult } from './helpers.js'
 import { asProject, contract, parse, ROOT, tsc } from './codegen-helpers.js'
 import { convert } from '@asyncapi/converter'
 
@@ -269,14 +269,14 @@ describe('spikard asyncapi generate: the generated projects', () => {
     }
     ada.send('join', { type: 'join', user: { name: 'ada', color: 'red' } })
     await withTimeout(ada.opened, 5000, 'ada open')
-    await until(() => seen.ada.length === 1)
+    await until(() => seen.ada.length === 1, 'seen.ada.length === 1', 5000)
     bob.send('join', { type: 'join', user: { name: 'bob' } })
-    await until(() => seen.ada.length === 2 && seen.bob.length === 1)
+    await until(() => seen.ada.length === 2 && seen.bob.length === 1, 'seen.ada.length === 2 && seen.bob.length === 1', 5000)
     bob.send('say', { type: 'say', text: 'hello, ada' })
     bob.send('ping', { type: 'ping', id: 7 })
-    await until(() => seen.ada.length === 3 && seen.bob.length === 3)
+    await until(() => seen.ada.length === 3 && seen.bob.length === 3, 'seen.ada.length === 3 && seen.bob.length === 3', 5000)
     ada.send('leave', { type: 'leave' })
-    await until(() => seen.bob.length === 4 && seen.ada.length === 4)
+    await until(() => seen.bob.length === 4 && seen.ada.length === 4, 'seen.bob.length === 4 && seen.ada.length === 4', 5000)
     assert.deepEqual(seen.ada, [
       { type: 'joined', user: { name: 'ada', color: 'red' } },
       { type: 'joined', user: { name: 'bob' } },
@@ -300,12 +300,12 @@ describe('spikard asyncapi generate: the generated projects', () => {
     const pongs: unknown[] = []
     chat.on('pong', (p: unknown) => pongs.push(p))
     chat.send('ping', { type: 'ping', id: 1 })
-    await until(() => pongs.length === 1)
+    await until(() => pongs.length === 1, 'pongs.length === 1', 5000)
     // The server drops every socket (as a restart would); the client comes back and the next message gets through.
     for (const client of (app as unknown as { websocketServer: { clients: Set<WebSocket> } }).websocketServer.clients) client.terminate()
     await new Promise((resolve) => setTimeout(resolve, 100))
     chat.send('ping', { type: 'ping', id: 2 })
-    await until(() => pongs.length === 2)
+    await until(() => pongs.length === 2, 'pongs.length === 2', 5000)
     assert.deepEqual(pongs, [{ type: 'pong', id: 1 }, { type: 'pong', id: 2 }])
   })
 
@@ -318,10 +318,10 @@ describe('spikard asyncapi generate: the generated projects', () => {
     const errors: unknown[] = []
     stream.on('mentioned', (p: unknown) => got.push(p))
     stream.onError((e: unknown) => errors.push(e))
-    await until(() => got.length === 4)
+    await until(() => got.length === 4, 'got.length === 4', 5000)
     assert.deepEqual(got, [1, 2, 3, 4].map((id) => ({ type: 'mentioned', by: 'u1', excerpt: `note ${id}` })))
     assert.equal(stream.lastEventId, '4')
-    await until(() => module.seen.length >= 3)
+    await until(() => module.seen.length >= 3, 'module.seen.length >= 3', 5000)
     assert.deepEqual(module.seen.slice(0, 3), [null, '2', '4'])
     assert.deepEqual(errors, [])
   })
@@ -336,16 +336,8 @@ describe('spikard asyncapi generate: the generated projects', () => {
     const errors: Error[] = []
     stream.on('mentioned', (p: unknown) => got.push(p))
     stream.onError((e: Error) => errors.push(e))
-    await until(() => got.length === 1 && errors.length === 1)
+    await until(() => got.length === 1 && errors.length === 1, 'got.length === 1 && errors.length === 1', 5000)
     assert.ok(errors[0] instanceof ContractError)
     assert.match(errors[0].message, /event "mentioned" breaks the contract: \/: must have property excerpt/)
   })
 })
-
-async function until (condition: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > end) throw new Error('timed out waiting')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}

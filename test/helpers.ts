@@ -109,12 +109,13 @@ export function rawRequest (port: number, data: Buffer | string): Promise<RawRes
 }
 
 /** Resolves once `condition()` holds (polled every 2 ms); fails after `ms`, naming `what`. */
-export async function until (condition: () => boolean, what: string, ms = 3000): Promise<void> {
+export async function until (condition: () => boolean, what: string, ms = 5000): Promise<number> {
   const start = Date.now()
   while (!condition()) {
     if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`)
     await sleep(2)
   }
+  return Date.now() - start
 }
 
 /** Rejects when `promise` takes longer than `ms`. */

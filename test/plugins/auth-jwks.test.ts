@@ -9,9 +9,8 @@ import { describe, test, before, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
-import { withTimeout } from '../helpers.js'
+import { until } from '../helpers.js'
 import { JwksKeySet, MAX_AGE_MS, MIN_REFRESH_MS } from '../../plugins/auth/jwks.js'
 import { assertAccepted, assertRefused, authApp, craft, DETAIL, keyPair, now, newSecret, secretKey, sign, type KeyPair } from './auth-helpers.js'
 
@@ -29,11 +28,6 @@ async function server (handler: http.RequestListener): Promise<JwksServer> {
     serve: (h) => { current = h },
     close: async () => { s.closeAllConnections(); await new Promise((resolve) => s.close(resolve)) }
   }
-}
-
-/** Waits (2 s at most) for a condition that some I/O will make true. */
-async function until (condition: () => boolean, what: string): Promise<void> {
-  await withTimeout((async () => { while (!condition()) await sleep(2) })(), 2000, what)
 }
 
 const json = (body: unknown): http.RequestListener => (_request, response) => {

@@ -16,7 +16,7 @@ import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import type { CreateServerConfig } from '../../src/server.js'
-import { assertOptionsRefused, build, listen, withTimeout } from '../helpers.js'
+import { assertOptionsRefused, build, listen, until, withTimeout } from '../helpers.js'
 import { assertShuttingDown, BIG, exited, get, startCli, type Child } from '../fixtures/shutdown-child.js'
 
 /** Resolves each time a route below starts handling a request, by path. */
@@ -102,10 +102,6 @@ async function accepted (app: FastifyInstance, count: number): Promise<void> {
   const connections = (): Promise<number> => new Promise((resolve, reject) => app.server.getConnections((error, n) => error === null ? resolve(n) : reject(error)))
   await withTimeout((async () => { while (await connections() < count) await sleep(2) })(), 2000, `${count} accepted connections`)
   await sleep(20)
-}
-
-async function until (condition: () => boolean, what: string, ms = 2000): Promise<void> {
-  await withTimeout((async () => { while (!condition()) await sleep(2) })(), ms, what)
 }
 
 const phaseLines = (logs: Array<Record<string, any>>): Array<[string, number]> =>

@@ -18,7 +18,7 @@ import { Validator } from '@seriousme/openapi-schema-validator'
 import spikard from '../../src/spikard.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
-import { assertOptionsRefused, build, listen, withTimeout, UUID } from '../helpers.js'
+import { assertOptionsRefused, build, listen, until, withTimeout, UUID } from '../helpers.js'
 
 const QUIET = { logger: { level: 'silent' as const } }
 
@@ -87,14 +87,6 @@ function eventSource (url: string, names: string[] = [], init: { headers?: Recor
   }
   source.addEventListener('error', (event) => { errors.push({ code: (event as { code?: number }).code, message: (event as { message?: string }).message }) })
   return { source, received, errors }
-}
-
-async function until (condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(10)
-  }
 }
 
 test('events: ids, names, JSON and text data, multi-line data, retry; the eventsource client reads them as sent', async (t) => {

@@ -14,7 +14,7 @@ import Fastify, { type FastifyPluginAsync } from 'fastify'
 import spikard from '../../src/spikard.js'
 import { ndjson } from '../../src/index.js'
 import type { CreateServerConfig } from '../../src/server.js'
-import { assertOptionsRefused, build, listen, UUID, withTimeout, type TestApp } from '../helpers.js'
+import { assertOptionsRefused, build, listen, until, UUID, withTimeout, type TestApp } from '../helpers.js'
 
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
 
@@ -296,16 +296,6 @@ function getThenHangUp (url: string, hangUpAfter: number): Promise<{ status: num
   }), 5000, `GET ${url}`)
 }
 
-/** Waits until `check` holds, polling; fails after `ms`. */
-async function until (check: () => boolean, ms: number, what: string): Promise<number> {
-  const start = Date.now()
-  while (!check()) {
-    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`)
-    await sleep(5)
-  }
-  return Date.now() - start
-}
-
 const lineOf = (logs: Array<Record<string, any>>, path: string): Record<string, any> | undefined =>
   logs.find((l) => (l.msg === 'request completed' || l.msg === 'request aborted') && l.path === path)
 
@@ -413,7 +403,7 @@ test('HEAD on a stream route: the status and headers, no body, the source closed
     assert.match(next.statusLine, /^HTTP\/1\.1 200 /, path)
     assert.equal(next.body, 'one two', path)
     if (path === '/response') assert.equal(head.headers['x-from'], 'response')
-    if (path.startsWith('/ticks')) await until(() => seen.finally === 1, 2000, `${path}: its source closed`)
+    if (path.startsWith('/ticks')) await until(() => seen.finally === 1, `${path}: its source closed`, 2000)
     if (path === '/gib') assert.equal(read, 0)
   }
 })
@@ -440,19 +430,20 @@ test('backpressure: a client that stops reading stops the generator; hanging up 
   await new Promise((resolve) => socket.once('data', resolve))
   socket.pause()
   // The socket buffers fill, then nothing more is produced.
-  await until(() => seen.produced > 0, 2000, 'the generator started')
+  await until(() => seen.produced > 0, 'the generator started', 2000)
   let last = -1
-  await until(() => {
-    const now = seen.produced
-    const stable = now === last
-    last = now
-    return stable
-  }, 5000, 'the generator stopped')
+  // Stopped: nothing more produced in 20 ms.
+  await withTimeout((async () => {
+    while (seen.produced !== last) {
+      last = seen.produced
+      await sleep(20)
+    }
+  })(), 5000, 'the generator stopped')
   await sleep(200)
   assert.equal(seen.produced, last, 'still stopped')
   assert.ok(seen.produced * 64 < 64 * 1024, `held to the socket buffers: ${seen.produced * 64} KiB produced of 1 GiB`)
   socket.destroy()
-  await until(() => seen.finally === 1, 1000, 'the generator\'s finally ran')
+  await until(() => seen.finally === 1, 'the generator\'s finally ran', 1000)
 })
 
 test('memory stays flat: 256 MiB from a generator of fresh 64 KiB Buffers to a node:http client', async (t) => {
@@ -495,9 +486,9 @@ for (const path of ['/ticks', '/ticks/ndjson', '/ticks/readable', '/ticks/web'])
     const { status, received } = await getThenHangUp(`${url}${path}`, 30)
     assert.equal(status, 200)
     assert.ok(received.includes('tick 0'), received)
-    const ms = await until(() => seen.finally === 1 && seen.aborted === 1, 1000, 'finally ran and request.signal aborted')
+    const ms = await until(() => seen.finally === 1 && seen.aborted === 1, 'finally ran and request.signal aborted', 1000)
     t.diagnostic(`released in ${ms} ms`)
-    await until(() => lineOf(logs, path) !== undefined, 1000, 'the access line')
+    await until(() => lineOf(logs, path) !== undefined, 'the access line', 1000)
     const line = lineOf(logs, path)!
     assert.equal(line.msg, 'request aborted')
     assert.equal(line.aborted, true)
@@ -528,7 +519,7 @@ for (const timeout of [{ handler: 0 }, { handler: 5000 }]) {
       request.end('{"query":"all"}')
     }), 5000, 'four chunks')
     assert.equal(lines, 0, 'not aborted while the client reads')
-    await until(() => seen.aborted === 1 && seen.finally === 1, 1000, 'aborted and released once the client left')
+    await until(() => seen.aborted === 1 && seen.finally === 1, 'aborted and released once the client left', 1000)
   })
 }
 
@@ -543,8 +534,8 @@ test('client goes away from a compressed stream: the generator is released too',
     })
     request.on('error', (error) => { if (!request.destroyed) reject(error) })
   }), 5000, 'first compressed line')
-  await until(() => seen.finally === 1 && seen.aborted === 1, 1000, 'finally ran and request.signal aborted')
-  await until(() => lineOf(logs, '/ticks') !== undefined, 1000, 'the access line')
+  await until(() => seen.finally === 1 && seen.aborted === 1, 'finally ran and request.signal aborted', 1000)
+  await until(() => lineOf(logs, '/ticks') !== undefined, 'the access line', 1000)
   assert.equal(lineOf(logs, '/ticks')?.aborted, true)
   assert.deepStrictEqual(logs.filter((l) => l.level >= 40), [])
 })
@@ -589,7 +580,7 @@ test('an error after the first chunk: no terminating chunk, the error logged onc
   assert.equal(res.body, 'first line\nsecond line\n')
   assert.equal(res.terminated, false, 'no terminating chunk: the client can tell the body is truncated')
   const requestId = res.headers['x-request-id']
-  await until(() => lineOf(logs, '/fail/after-first') !== undefined, 1000, 'the access line')
+  await until(() => lineOf(logs, '/fail/after-first') !== undefined, 'the access line', 1000)
   const errors = logs.filter((l) => l.level >= 40)
   assert.deepStrictEqual(errors.map((l) => [l.level, l.msg, l.err?.message, l.reqId, l.bytes]), [
     [50, 'stream failed after its first byte; response cut', 'the cursor died', requestId, 23]
@@ -604,7 +595,7 @@ test('a chunk that is not bytes (an object) after the first: the same truncation
   const res = await rawGet(port, '/fail/bad-chunk')
   assert.equal(res.body, 'first line\n')
   assert.equal(res.terminated, false)
-  await until(() => logs.some((l) => l.level === 50), 1000, 'the error line')
+  await until(() => logs.some((l) => l.level === 50), 'the error line', 1000)
   assert.deepStrictEqual(logs.filter((l) => l.level >= 40).map((l) => l.err?.message), [
     'stream: item 1 is object; expected a string, a Buffer or a Uint8Array (ndjson() sends objects)'
   ])
@@ -615,7 +606,7 @@ test('ndjson(): an item JSON cannot represent cuts the stream after the lines be
   const res = await rawGet(port, '/ndjson/bad-item')
   assert.equal(res.body, '{"ok":true}\n')
   assert.equal(res.terminated, false)
-  await until(() => seen.finally === 1, 1000, 'finally')
+  await until(() => seen.finally === 1, 'finally', 1000)
   assert.deepStrictEqual(logs.filter((l) => l.level >= 40).map((l) => l.err?.message), ['ndjson: item 1 (undefined) has no JSON representation'])
 })
 
@@ -632,7 +623,7 @@ test('handler timeout: covers the time to the first byte; a generator silent pas
   assert.equal((await res.json() as { type: string }).type, 'https://spikard.dev/errors/handler-timeout')
   assert.ok(elapsed >= 190 && elapsed < 350, `answered at the timeout, not when the generator woke: ${elapsed} ms`)
   assert.equal(seen.aborted, 1, 'request.signal aborted')
-  await until(() => seen.finally === 1, 1000, 'the generator\'s finally ran (at its next step)')
+  await until(() => seen.finally === 1, 'the generator\'s finally ran (at its next step)', 1000)
   assert.equal(lineOf(logs, '/late-first')?.status, 408)
   assert.deepStrictEqual(logs.filter((l) => l.level >= 40), [])
 })
@@ -654,13 +645,13 @@ test('idleTimeout: a stream that sends nothing for that long is cut (no terminat
   assert.equal(res.body, 'one\ntwo\n')
   assert.equal(res.terminated, false)
   assert.ok(elapsed >= 200 && elapsed < 400, `cut 150 ms after the last write (60 ms in): ${elapsed} ms`)
-  await until(() => lineOf(logs, '/idle') !== undefined, 1000, 'the access line')
+  await until(() => lineOf(logs, '/idle') !== undefined, 'the access line', 1000)
   const cut = logs.filter((l) => l.level >= 40)
   assert.deepStrictEqual(cut.map((l) => [l.level, l.msg, l.cut, l.idleTimeoutMs, l.bytes, l.reqId]), [
     [40, 'stream cut: nothing sent for 150 ms', 'idle-timeout', 150, 8, res.headers['x-request-id']]
   ])
   assert.deepStrictEqual([lineOf(logs, '/idle')?.aborted, lineOf(logs, '/idle')?.cut], [true, 'idle-timeout'])
-  await until(() => seen.finally === 1, 1000, 'the generator\'s finally ran')
+  await until(() => seen.finally === 1, 'the generator\'s finally ran', 1000)
 })
 
 test('idleTimeout: each write restarts it; a stream that keeps writing is never cut', async (t) => {
@@ -726,7 +717,7 @@ test('shutdown: an in-flight stream gets what is left of the budget, then is cut
   const { app, port, logs } = await setup(t, { shutdown: { timeout: 1000, signals: false } })
   const endless = rawGet(port, '/ticks')
   const short = rawGet(port, '/short')
-  await until(() => seen.produced >= 2, 1000, 'the stream started')
+  await until(() => seen.produced >= 2, 'the stream started', 1000)
   const started = Date.now()
   await withTimeout(app.close(), 3000, 'close')
   const closeMs = Date.now() - started
@@ -741,7 +732,7 @@ test('shutdown: an in-flight stream gets what is left of the budget, then is cut
   ])
   assert.equal(logs.filter((l) => l.msg === 'shutdown did not finish in time').length, 0)
   assert.deepStrictEqual([lineOf(logs, '/ticks')?.aborted, lineOf(logs, '/ticks')?.cut], [true, 'shutdown'])
-  await until(() => seen.finally === 2, 1000, 'both generators finished')
+  await until(() => seen.finally === 2, 'both generators finished', 1000)
 })
 
 test('shutdown: a stream handed over while the server closes gets the same time, then is cut and logged', async (t) => {
