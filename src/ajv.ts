@@ -1,7 +1,8 @@
 /**
  * Ajv, Fastify's own validator (a dependency of @fastify/ajv-compiler), for what spikard
  * validates outside Fastify's request schemas: event-stream events (plugins/sse) and
- * WebSocket messages (plugins/websocket). Loaded on demand; undefined when it cannot be.
+ * WebSocket messages (plugins/websocket). A dependency of spikard's own (the copy Fastify
+ * brings is not importable from here under every installer); loaded on demand.
  */
 import type { FastifyInstance } from 'fastify'
 

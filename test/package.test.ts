@@ -165,6 +165,22 @@ await Promise.all([app.close(), server.close(), test.close()])
     }
   })
 
+  it('imports no package it does not declare (a strict installer, pnpm, hides the undeclared ones)', async () => {
+    const installed = join(project, 'node_modules', 'spikard')
+    const manifest = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>, peerDependencies?: Record<string, string> }
+    const declared = new Set([...Object.keys(manifest.dependencies ?? {}), ...Object.keys(manifest.peerDependencies ?? {})])
+    const undeclared = new Set<string>()
+    for (const file of packed.files.map((f) => f.path).filter((f) => /\.c?js$/.test(f))) {
+      const code = await readFile(join(installed, file), 'utf8')
+      for (const [, specifier] of code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\brequire(?:\.resolve)?\s*\(\s*)['"]([^'"./][^'"]*)['"]/g)) {
+        if (specifier.startsWith('node:')) continue
+        const name = specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/')
+        if (!declared.has(name)) undeclared.add(`${name} (${file})`)
+      }
+    }
+    assert.deepEqual([...undeclared], [])
+  })
+
   it('installs a runnable bin: a node shebang and an executable link', async () => {
     const bin = join(project, 'node_modules', 'spikard', pkg.bin.spikard)
     assert.match(await readFile(bin, 'utf8'), /^#!\/usr\/bin\/env node\n/)
