@@ -61,9 +61,9 @@ export const errorDefinitions = {
     when: 'The client did not send the whole request in time.'
   },
   SPK_ERR_HANDLER_TIMEOUT: {
-    status: 408,
+    status: 503,
     type: 'handler-timeout',
-    title: 'Request Timeout',
+    title: 'Service Unavailable',
     message: 'The request was not answered within %d ms',
     when: 'The route did not start its response within its handler timeout (status configurable: `timeout.status`).'
   },

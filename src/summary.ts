@@ -110,6 +110,8 @@ function warnings (o: ResolvedSpikardOptions, facts: ServerFacts): string[] {
   if (timeout !== false) {
     warn(timeout.handler === 0,
       'timeout.handler is 0: a handler that never answers holds its connection and memory until the client gives up; set one (timeout.handler: 30s)')
+    warn(timeout.status === 408 && timeout.handler > 0,
+      'timeout.status is 408: browsers resend a request answered 408 on a reused connection, so a slow handler with side effects (a POST) runs again; use 503 (the default) or 504')
     for (const key of ['headers', 'request'] as const) {
       warn(timeout[key] === 0,
         `timeout.${key} is 0: a client sending ${key === 'headers' ? 'its headers' : 'its request'} a byte at a time holds a connection open forever (slowloris); ` +

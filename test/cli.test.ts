@@ -283,7 +283,7 @@ describe('optionSources', () => {
     assert.deepEqual(pick(r.options, 'timeout'), [
       ['timeout', 'on', 'environment (HANDLER_TIMEOUT)'],
       ['timeout.handler', '15s', 'environment (HANDLER_TIMEOUT)'],
-      ['timeout.status', '408', 'default'],
+      ['timeout.status', '503', 'default'],
       ['timeout.headers', '10s', 'default'],
       ['timeout.request', '1m', 'default'],
       ['timeout.keepAlive', '72s', 'default']
@@ -468,7 +468,7 @@ tasks.retryDelay           1s                      default
 health                     off                     config file
 timeout                    on                      default
 timeout.handler            30s                     default
-timeout.status             408                     default
+timeout.status             503                     default
 timeout.headers            10s                     default
 timeout.request            1m                      default
 timeout.keepAlive          72s                     default
@@ -587,7 +587,7 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
         // `true`: on as written, every option its default.
         timeout: ['on', 'config file'],
         'timeout.handler': ['30s', 'default'],
-        'timeout.status': ['408', 'default'],
+        'timeout.status': ['503', 'default'],
         'timeout.headers': ['10s', 'default'],
         'timeout.request': ['1m', 'default'],
         'timeout.keepAlive': ['72s', 'default'],

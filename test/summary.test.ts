@@ -107,6 +107,8 @@ describe('startupSummary', () => {
         'timeout.handler is 0: a handler that never answers holds its connection and memory until the client gives up; set one (timeout.handler: 30s)'],
       ['handler timeout off (the shorthand timeout: 0)', { timeout: 0 }, {},
         'timeout.handler is 0: a handler that never answers holds its connection and memory until the client gives up; set one (timeout.handler: 30s)'],
+      ['a handler timeout answered 408', { timeout: { status: 408 } }, {},
+        'timeout.status is 408: browsers resend a request answered 408 on a reused connection, so a slow handler with side effects (a POST) runs again; use 503 (the default) or 504'],
       ['no headers timeout', { timeout: { headers: 0 } }, {},
         'timeout.headers is 0: a client sending its headers a byte at a time holds a connection open forever (slowloris); set one (timeout.headers: 10s)'],
       ['no request timeout', { timeout: { request: '0s' } }, {},

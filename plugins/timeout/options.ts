@@ -9,8 +9,8 @@ export const TimeoutOptionsSchema = Type.Object({
     description: 'Time a request may take from arrival to the start of its response; a route overrides it with Fastify\'s `handlerTimeout` route option. `0` turns it off.'
   })),
   status: Type.Optional(Type.Union([Type.Literal(408), Type.Literal(503), Type.Literal(504)], {
-    default: 408,
-    description: 'Status of the problem sent when the handler timeout fires.'
+    default: 503,
+    description: 'Status of the problem sent when the handler timeout fires: 503 (as Fastify\'s own handler timeout), 504, or 408, which browsers take for "resend": Chromium sends a request answered 408 on a reused connection again, so a slow POST handler runs twice or more.'
   })),
   headers: Type.Optional(Duration({
     default: '10s',

@@ -563,7 +563,7 @@ describe('valid OpenAPI 3.1', () => {
     assert.deepEqual(Object.keys(doc.components.securitySchemes), ['bearerAuth', 'apiKey', 'apiKeyQuery'])
     assert.match(operation(doc, 'POST', '/things').responses['413'].description, /limit 4kb/)
     assert.match(operation(doc, 'POST', '/things').responses['429'].description, /limit 5\/10s/)
-    assert.match(operation(doc, 'GET', '/things').responses['408'].description, /after 5s/)
+    assert.match(operation(doc, 'GET', '/things').responses['503'].description, /handler-timeout.*after 5s/s)
     assert.match(operation(doc, 'PUT', '/things/{id}').responses['403'].description, /`scope` one of `write`, `admin`/)
     assert.deepEqual(operation(doc, 'PUT', '/things/{id}').security, [{ bearerAuth: [] }])
     assert.equal(operation(doc, 'GET', '/slow').responses['429'], undefined)
@@ -584,9 +584,9 @@ describe('valid OpenAPI 3.1', () => {
       { method: 'GET', url: '/slow', options: { handlerTimeout: 90_000 } }
     ])
     const doc = await documentOf(app)
-    assert.equal(operation(doc, 'GET', '/default').responses['408'].description, line('SPK_ERR_HANDLER_TIMEOUT', 'after 5s'))
-    assert.equal(operation(doc, 'PUT', '/quick').responses['408'].description, line('SPK_ERR_HANDLER_TIMEOUT', 'after 2s'))
-    assert.equal(operation(doc, 'GET', '/slow').responses['408'].description, line('SPK_ERR_HANDLER_TIMEOUT', 'after 90s'))
+    for (const [method, path, after] of [['GET', '/default', '5s'], ['PUT', '/quick', '2s'], ['GET', '/slow', '90s']]) {
+      assert.equal(operation(doc, method, path).responses['503'].description, `- ${line('SPK_ERR_SHUTTING_DOWN')}\n- ${line('SPK_ERR_HANDLER_TIMEOUT', `after ${after}`)}`)
+    }
   })
 
   test('the YAML document is valid too', async (t) => {
@@ -796,18 +796,18 @@ describe('what spikard documents unasked', () => {
     assert.equal(operation(doc, 'GET', '/any').responses['415'], undefined)
   })
 
-  test('408 for the handler timeout; timeout.status 503 documents it under 503', async (t) => {
+  test('503 for the handler timeout, beside the shutdown\'s; timeout.status 504 documents it under 504', async (t) => {
     const doc = await documentOf(await appWith(t, config, routes))
-    assert.equal(operation(doc, 'GET', '/any').responses['408'].description, line('SPK_ERR_HANDLER_TIMEOUT', 'after 30s'))
-    const other = await documentOf(await appWith(t, { timeout: { status: 503 } }, [{ method: 'GET', url: '/any', options: { schema: only200 } }]))
-    const r = operation(other, 'GET', '/any').responses
-    assert.equal(r['408'], undefined)
-    assert.equal(r['503'].description, [
+    assert.equal(operation(doc, 'GET', '/any').responses['503'].description, [
       `- ${line('SPK_ERR_SHUTTING_DOWN')}`,
       `- ${line('SPK_ERR_HANDLER_TIMEOUT', 'after 30s')}`
     ].join('\n'))
+    const other = await documentOf(await appWith(t, { timeout: { status: 504 } }, [{ method: 'GET', url: '/any', options: { schema: only200 } }]))
+    const r = operation(other, 'GET', '/any').responses
+    assert.equal(r['504'].description, line('SPK_ERR_HANDLER_TIMEOUT', 'after 30s'))
+    assert.equal(r['503'].description, line('SPK_ERR_SHUTTING_DOWN'))
     const none = await documentOf(await appWith(t, { timeout: false }, [{ method: 'GET', url: '/any', options: { schema: only200 } }]))
-    assert.equal(operation(none, 'GET', '/any').responses['408'], undefined)
+    assert.equal(operation(none, 'GET', '/any').responses['503'].description, line('SPK_ERR_SHUTTING_DOWN'))
   })
 
   test('400, 422 with its errors (only where a schema validates the request), 500 and 503 on every route', async (t) => {
@@ -818,15 +818,15 @@ describe('what spikard documents unasked', () => {
     }
     for (const { path, method, operation: op } of operations(doc)) {
       const where = `${method} ${path}`
-      // Liveness answers during a shutdown too: no 503.
-      for (const status of path === '/livez' ? ['400', '500'] : ['400', '500', '503']) {
+      for (const status of ['400', '500', '503']) {
         assert.ok(op.responses[status] !== undefined, `${where}: ${status}`)
         assert.deepEqual(op.responses[status].content, { [PROBLEM]: { schema: ref('schemas', 'Problem') } }, `${where}: ${status} is a problem`)
       }
       assert.match(op.responses['500'].description, /internal-error/)
       if (path !== '/livez') assert.match(op.responses['503'].description, /shutting-down/)
     }
-    assert.equal(operation(doc, 'GET', '/livez').responses['503'], undefined)
+    // Liveness answers during a shutdown: its only 503 is the handler timeout's.
+    assert.equal(operation(doc, 'GET', '/livez').responses['503'].description, line('SPK_ERR_HANDLER_TIMEOUT', 'after 30s'))
     for (const [method, path] of [['DELETE', '/admin/{id}'], ['POST', '/upload']]) {
       const { headers, ...rest } = operation(doc, method, path).responses['422']
       assert.deepEqual(rest, validation, `${method} ${path}`)

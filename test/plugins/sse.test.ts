@@ -329,7 +329,7 @@ test('request.signal is aborted when the stream closes, with the timeout feature
     assert.deepEqual(aborted.sort((a, b) => a.path.localeCompare(b.path)), timeout === false
       ? [{ path: '/client-leaves', reason: 'AbortError' }, { path: '/server-closes', reason: 'AbortError' }, { path: '/slow-start', reason: 'AbortError' }]
       : [{ path: '/client-leaves', reason: 'AbortError' }, { path: '/server-closes', reason: 'AbortError' }, { path: '/slow-start', reason: 'SPK_ERR_HANDLER_TIMEOUT' }])
-    assert.equal(slow.status, timeout === false ? 200 : 408)
+    assert.equal(slow.status, timeout === false ? 200 : 503)
   }
 })
 
@@ -586,7 +586,7 @@ test('the handler timeout covers the time until the stream opens, not the stream
   assert.equal(raw.text(), 'data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n')
   const late = await openRaw(url, '/late')
   await late.ended
-  assert.equal(late.status, 408)
+  assert.equal(late.status, 503)
   assert.equal(JSON.parse(late.text()).type, 'https://spikard.dev/errors/handler-timeout')
   await sleep(400)
   assert.deepEqual(logs.filter((l) => l.level >= 40).map((l) => l.msg), [])

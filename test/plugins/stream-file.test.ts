@@ -205,7 +205,7 @@ test('the client goes away mid-download: the file is closed', async (t) => {
   await until(() => openCount(path) === 0, 'the file closed after the client went away', 1000)
 })
 
-test('a file slow to open (a FIFO with no writer yet) past the handler timeout: the 408 problem, then the file closed once it opens, and nothing else sent', { skip: !hasMkfifo() && 'no mkfifo' }, async (t) => {
+test('a file slow to open (a FIFO with no writer yet) past the handler timeout: the 503 problem, then the file closed once it opens, and nothing else sent', { skip: !hasMkfifo() && 'no mkfifo' }, async (t) => {
   const fifo = join(tempDir(t), 'fifo')
   execFileSync('mkfifo', [fifo])
   const built = await build({ server: { logger: { level: 'info' } }, timeout: { handler: '100ms' } }, async (app) => {
@@ -214,8 +214,8 @@ test('a file slow to open (a FIFO with no writer yet) past the handler timeout: 
   t.after(() => built.app.close())
   const { url } = await listen(built.app)
   const { status, body } = await get(`${url}/fifo`)
-  assert.equal(status, 408)
-  assert.equal((JSON.parse(body.toString()) as { status: number }).status, 408)
+  assert.equal(status, 503)
+  assert.equal((JSON.parse(body.toString()) as { status: number }).status, 503)
   // A writer lets the server's open complete.
   const writer = openSync(fifo, 'w')
   t.after(() => closeSync(writer))

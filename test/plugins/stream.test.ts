@@ -613,18 +613,18 @@ test('ndjson(): an item JSON cannot represent cuts the stream after the lines be
 // ---------------------------------------------------------------------------------------
 // Timeouts.
 
-test('handler timeout: covers the time to the first byte; a generator silent past it gets the 408 problem at the timeout', async (t) => {
+test('handler timeout: covers the time to the first byte; a generator silent past it gets the 503 problem at the timeout', async (t) => {
   const { url, logs } = await setup(t, { timeout: { handler: 200 } })
   const started = Date.now()
   const res = await fetch(`${url}/late-first`)
   const elapsed = Date.now() - started
-  assert.equal(res.status, 408)
+  assert.equal(res.status, 503)
   assert.equal(res.headers.get('content-type'), PROBLEM_JSON)
   assert.equal((await res.json() as { type: string }).type, 'https://spikard.dev/errors/handler-timeout')
   assert.ok(elapsed >= 190 && elapsed < 350, `answered at the timeout, not when the generator woke: ${elapsed} ms`)
   assert.equal(seen.aborted, 1, 'request.signal aborted')
   await until(() => seen.finally === 1, 'the generator\'s finally ran (at its next step)', 1000)
-  assert.equal(lineOf(logs, '/late-first')?.status, 408)
+  assert.equal(lineOf(logs, '/late-first')?.status, 503)
   assert.deepStrictEqual(logs.filter((l) => l.level >= 40), [])
 })
 

@@ -74,11 +74,11 @@ async function setup (t: TestContext, config: CreateServerConfig): Promise<TestA
   return built
 }
 
-function timeoutProblem (res: LightMyRequestResponse | { headers: Record<string, unknown> }, ms: number, instance: string, status = 408, title = 'Request Timeout') {
+function timeoutProblem (res: LightMyRequestResponse | { headers: Record<string, unknown> }, ms: number, instance: string, status = 503, title = 'Service Unavailable') {
   return { type: TYPE + 'handler-timeout', title, status, detail: `The request was not answered within ${ms} ms`, instance, requestId: res.headers['x-request-id'] }
 }
 
-function expectTimeout (res: LightMyRequestResponse, ms: number, instance: string, status = 408, title = 'Request Timeout'): void {
+function expectTimeout (res: LightMyRequestResponse, ms: number, instance: string, status = 503, title = 'Service Unavailable'): void {
   assert.equal(res.statusCode, status, res.body)
   assert.equal(res.headers['content-type'], PROBLEM_JSON)
   assert.match(String(res.headers['x-request-id']), UUID)
@@ -116,13 +116,13 @@ test('false: no handler timeout, and the server timeouts are Fastify\'s', async 
   assert.equal(res.statusCode, 200)
   assert.deepStrictEqual(res.json(), { late: true })
   assert.deepStrictEqual(serverTimeouts(app), { headersTimeout: 60_000, requestTimeout: 0, keepAliveTimeout: 72_000, connectionsCheckingInterval: 30_000 })
-  // A route's own handlerTimeout is Fastify's; problem details still render it (408, not a 500).
+  // A route's own handlerTimeout is Fastify's; problem details still render it (503, not a 500).
   expectTimeout(await app.inject({ url: '/route-shorter' }), 50, '/route-shorter')
 })
 
-test('true: 30 s handler timeout, 408, and 10 s / 60 s / 72 s server timeouts checked every second', async (t) => {
+test('true: 30 s handler timeout, 503, and 10 s / 60 s / 72 s server timeouts checked every second', async (t) => {
   const { app } = await setup(t, { timeout: true })
-  assert.deepStrictEqual(app.spikard.options.timeout, { handler: 30_000, status: 408, headers: 10_000, request: 60_000, keepAlive: 72_000 })
+  assert.deepStrictEqual(app.spikard.options.timeout, { handler: 30_000, status: 503, headers: 10_000, request: 60_000, keepAlive: 72_000 })
   assert.equal(timeoutOf(app, '/info'), '30s')
   // spikard's timer, not Fastify's (which stops timing requests with a body once it is read).
   assert.deepStrictEqual((await app.inject({ url: '/info' })).json(), { handlerTimeout: 0 })
@@ -133,7 +133,7 @@ test('true: 30 s handler timeout, 408, and 10 s / 60 s / 72 s server timeouts ch
   assert.equal(res.headers['keep-alive'], 'timeout=72')
 })
 
-test('handler: a slow handler gets the 408 problem at the timeout; the access line says 408; the app keeps serving', async (t) => {
+test('handler: a slow handler gets the 503 problem at the timeout; the access line says 503; the app keeps serving', async (t) => {
   const { app, logs } = await setup(t, { timeout: { handler: 100 } })
   const started = Date.now()
   const res = await app.inject({ url: '/slow?ms=500' })
@@ -141,7 +141,7 @@ test('handler: a slow handler gets the 408 problem at the timeout; the access li
   expectTimeout(res, 100, '/slow')
   assert.ok(elapsed >= 90 && elapsed < 450, `answered after ${elapsed} ms, not when the handler finished`)
   await handlerFinished
-  assert.equal(accessLine(logs, '/slow')?.status, 408)
+  assert.equal(accessLine(logs, '/slow')?.status, 503)
   assert.deepStrictEqual(warnings(logs), [])
   await assertStillServing(app)
 })
@@ -186,7 +186,7 @@ for (const mode of ['return', 'throw', 'send']) {
     await handlerFinished
     // An explicit reply.send() after the timeout reaches Fastify, which says so once.
     assert.deepStrictEqual(warnings(logs).map((l) => l.err?.code), mode === 'send' ? ['FST_ERR_REP_ALREADY_SENT'] : [])
-    assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.path, l.status]), [['/slow', 408]])
+    assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.path, l.status]), [['/slow', 503]])
     await assertStillServing(app)
   })
 }
@@ -260,7 +260,7 @@ test('a request with a body is timed too, and its request.signal is not aborted 
   assert.equal(fast.status, 200)
   assert.deepStrictEqual(await fast.json(), { read: false, later: false })
   const slow = await post(400)
-  assert.equal(slow.status, 408)
+  assert.equal(slow.status, 503)
   assert.equal((await slow.json() as { type: string }).type, TYPE + 'handler-timeout')
 })
 
@@ -286,7 +286,7 @@ test('stream: one handed over in time whose first chunk comes after the timeout 
   const { url } = await listen(app)
   const started = Date.now()
   const res = await fetch(`${url}/stream/late-first-chunk`)
-  assert.equal(res.status, 408)
+  assert.equal(res.status, 503)
   assert.equal(res.headers.get('content-type'), PROBLEM_JSON)
   assert.deepStrictEqual(await res.json(), timeoutProblem({ headers: { 'x-request-id': res.headers.get('x-request-id') } }, 200, '/stream/late-first-chunk'))
   // Not before the timeout. (Readable.from's destroy waits for the busy generator's next
@@ -295,14 +295,14 @@ test('stream: one handed over in time whose first chunk comes after the timeout 
   const elapsed = Date.now() - started
   assert.ok(elapsed >= 190, `answered at the timeout: ${elapsed} ms`)
   assert.deepStrictEqual(warnings(logs), [])
-  assert.equal(accessLine(logs, '/stream/late-first-chunk')?.status, 408)
+  assert.equal(accessLine(logs, '/stream/late-first-chunk')?.status, 503)
 })
 
 test('stream: compressed, with a late first chunk, gets the timeout problem without the stream\'s Content-Encoding', async (t) => {
   const { app, logs } = await setup(t, { timeout: { handler: 200 }, compression: true })
   const { url } = await listen(app)
   const res = await fetch(`${url}/stream/late-first-chunk`, { headers: { 'accept-encoding': 'gzip' } })
-  assert.equal(res.status, 408)
+  assert.equal(res.status, 503)
   assert.equal(res.headers.get('content-encoding'), null)
   assert.deepStrictEqual(await res.json(), timeoutProblem({ headers: { 'x-request-id': res.headers.get('x-request-id') } }, 200, '/stream/late-first-chunk'))
   const long = await fetch(`${url}/stream/long`, { headers: { 'accept-encoding': 'gzip' } })
@@ -324,12 +324,12 @@ test('stream: one handed over after the timeout gets the timeout problem', async
   const { app, logs } = await setup(t, { timeout: { handler: 200 } })
   const { url } = await listen(app)
   const res = await fetch(`${url}/stream/late-handler`)
-  assert.equal(res.status, 408)
+  assert.equal(res.status, 503)
   assert.equal(res.headers.get('content-type'), PROBLEM_JSON)
   assert.deepStrictEqual(await res.json(), timeoutProblem({ headers: { 'x-request-id': res.headers.get('x-request-id') } }, 200, '/stream/late-handler'))
   await sleep(250) // the handler's late reply.send(stream): Fastify says it came too late
   assert.deepStrictEqual(warnings(logs).map((l) => l.err?.code), ['FST_ERR_REP_ALREADY_SENT'])
-  assert.equal(accessLine(logs, '/stream/late-handler')?.status, 408)
+  assert.equal(accessLine(logs, '/stream/late-handler')?.status, 503)
   assert.equal((await fetch(`${url}/fast`)).status, 200)
 })
 
@@ -403,7 +403,7 @@ test('register on your own instance: routes get timeout.handler, app.server gets
   try {
     assert.deepStrictEqual(serverTimeouts(app), { headersTimeout: 2000, requestTimeout: 4000, keepAliveTimeout: 3000, connectionsCheckingInterval: 200 })
     const res = await app.inject({ url: '/slow?ms=200' })
-    assert.equal(res.statusCode, 408)
+    assert.equal(res.statusCode, 503)
     assert.deepStrictEqual(res.json(), timeoutProblem(res, 60, '/slow'))
     await handlerFinished
   } finally {
@@ -424,7 +424,7 @@ test('register with handler: 0 keeps your instance\'s own handlerTimeout: Fastif
   await app.register(routes)
   try {
     const res = await app.inject({ url: '/slow?ms=200&mode=throw' })
-    assert.equal(res.statusCode, 408)
+    assert.equal(res.statusCode, 503)
     assert.deepStrictEqual(res.json(), timeoutProblem(res, 60, '/slow'))
     await handlerFinished
     // A route's own, longer value is Fastify's too: 600 ms, not the instance's 60.
@@ -464,7 +464,7 @@ test('routes registered before spikard are timed too; the shorthand timeout: 100
   app.get('/late', slow)
   for (const url of ['/early', '/v1/child', '/late']) {
     const res = await app.inject({ url })
-    assert.equal(res.statusCode, 408, url)
+    assert.equal(res.statusCode, 503, url)
     assert.match(res.body, /The request was not answered within 100 ms/, url)
   }
 })
