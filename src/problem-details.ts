@@ -54,12 +54,23 @@ function isErrorStatus (status: unknown): status is number {
 }
 
 /**
+ * The status of an error that is not spikard's, chosen as Fastify chooses it
+ * (setErrorStatusCode): the status the route set on the reply before it threw, else the
+ * error's `statusCode`, else its `status`. By the time the error handler runs, Fastify has
+ * put that choice on the reply; elsewhere the reply is still 200 and the error decides.
+ */
+function statusOf (e: FastifyError & { status?: unknown }, replyStatus: number): number | undefined {
+  if (isErrorStatus(replyStatus)) return replyStatus
+  return isErrorStatus(e.statusCode) ? e.statusCode : isErrorStatus(e.status) ? e.status : undefined
+}
+
+/**
  * The problem body for an error; logs 5xx errors with their stack and the request id.
  * The error may be anything a route throws (null, a string, an object with odd fields):
  * every field is checked before use. A getter that throws still throws: sendProblem
- * answers a generic 500 then.
+ * answers a generic 500 then. `replyStatus` is the reply's status when the error arrived.
  */
-export function toProblem (error: unknown, request: FastifyRequest): Problem {
+export function toProblem (error: unknown, request: FastifyRequest, replyStatus = 200): Problem {
   let e = error as FastifyError
   const isObject = e !== null && typeof e === 'object'
   if (isObject && Array.isArray(e.validation)) return validationProblem(e, request)
@@ -77,8 +88,8 @@ export function toProblem (error: unknown, request: FastifyRequest): Problem {
     const title = status === d.status ? d.title : STATUS_CODES[status] ?? d.title
     return { type: PROBLEM_TYPE_BASE + d.type, title, status, detail: typeof e.message === 'string' ? e.message : title, ...base }
   }
-  const status: unknown = isObject ? e.statusCode : undefined
-  if (isErrorStatus(status) && status < 500) {
+  const status = isObject ? statusOf(e, replyStatus) : undefined
+  if (status !== undefined && status < 500) {
     const title = STATUS_CODES[status] ?? 'Client Error'
     return { type: PROBLEM_TYPE_BASE + slug(title), title, status, detail: typeof e.message === 'string' ? e.message : title, ...base }
   }
@@ -181,7 +192,7 @@ export function sendProblem (reply: FastifyReply, error: unknown): FastifyReply 
   let headers: Array<[string, HeaderValue]> = []
   let body: string
   try {
-    problem = toProblem(error, reply.request)
+    problem = toProblem(error, reply.request, reply.statusCode)
     if (problem.status < 500) headers = errorHeaders(error, reply.request)
     body = JSON.stringify(problem)
   } catch (failure) {

@@ -55,6 +55,18 @@ const routes: FastifyPluginAsync = async (app) => {
   app.get('/slow-down', async () => {
     throw Object.assign(new Error('Try again in 5 seconds'), { statusCode: 429, headers: { 'retry-after': '5' } })
   })
+  // As Fastify reads them: `status` where `statusCode` is absent, and a status the route set before throwing.
+  app.get('/status-alias', async () => {
+    throw Object.assign(new Error('That export was deleted'), { status: 410 })
+  })
+  app.get('/code-then-throw', async (_request, reply) => {
+    reply.code(409)
+    throw new Error('Order 7 already exists')
+  })
+  app.get('/5xx-then-throw', async (_request, reply) => {
+    reply.code(502)
+    throw new Error('upstream at 10.0.0.7 said no')
+  })
   app.get('/crash', async () => {
     throw new Error('connection to db-7 refused: password=hunter2')
   })
@@ -274,6 +286,17 @@ test('a handler error with a 4xx statusCode keeps its status, message and header
 
   assert.deepStrictEqual(logs.filter((l) => l.level >= 50), [], 'client errors are not logged as failures')
   await assertStillServing(app)
+})
+
+test('a 4xx as Fastify reads it: an error\'s `status`, or the status the route set before it threw', async (t) => {
+  const { app, logs } = await setup(t)
+  expectProblem(await app.inject({ url: '/status-alias' }), 410, { type: 'gone', title: 'Gone', detail: 'That export was deleted', instance: '/status-alias' })
+  expectProblem(await app.inject({ url: '/code-then-throw' }), 409, { type: 'conflict', title: 'Conflict', detail: 'Order 7 already exists', instance: '/code-then-throw' })
+  assert.deepStrictEqual(logs.filter((l) => l.level >= 50), [], 'client errors are not logged as failures')
+  // A 5xx set so is still a generic 500, its message only in the log.
+  const failed = await app.inject({ url: '/5xx-then-throw' })
+  expectProblem(failed, 500, { type: 'internal-error', title: 'Internal Server Error', detail: 'The server failed to handle the request', instance: '/5xx-then-throw' })
+  assert.equal(logs.filter((l) => l.level === 50).at(-1)?.err.message, 'upstream at 10.0.0.7 said no')
 })
 
 test('a plain Error: 500 with the generic detail; the log gets the message and stack with the request id', async (t) => {
