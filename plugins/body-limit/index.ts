@@ -23,6 +23,7 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
 import { errors } from '../../src/errors.js'
 import { decide, decisionOf, type RouteView } from '../../src/route-decision.js'
@@ -31,6 +32,9 @@ import { acceptedCodings, DecodedBody, LimitedBody } from './decode.js'
 
 /** Where a route registered before spikard keeps the limit spikard counts itself (src/route-decision.ts). */
 const kBodyLimit = Symbol('spikard.body-limit')
+/** Marks a request (`Expect: 100-continue`, HTTP/1.1) whose client waits for the go-ahead. */
+const kAwaitingContinue = Symbol('spikard.body-limit.awaiting-continue')
+type AwaitingContinue = IncomingMessage & { [kAwaitingContinue]?: boolean }
 
 async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions): Promise<void> {
   const { max, decode } = resolveBodyLimitOptions(options)
@@ -66,8 +70,23 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
   // On an instance of your own: this gives the routes registered from now on the limit
   // (createServer also passes `max` to the Fastify factory, for every route and the parsers).
   app.addHook('onRoute', (route) => { route.bodyLimit ??= max })
+  // A client that sends `Expect: 100-continue` waits for the go-ahead before it sends its
+  // body. Node gives it as soon as the headers arrive, before anything is checked, so a
+  // body the route refuses was on its way already. Here it is given in preParsing, once
+  // the route is known and allowed the request (auth, rate limit), and only to a body whose
+  // Content-Length fits the route's limit; a request refused before that gets no 100, and
+  // Node closes the connection after the answer instead of reading the body.
+  app.server.on('checkContinue', (req, res) => {
+    (req as AwaitingContinue)[kAwaitingContinue] = true
+    app.server.emit('request', req, res)
+  })
   const counting = serverLimit > max
   app.addHook('preParsing', function spikardBodyLimit (request, reply, payload, done) {
+    if (request.headers.expect !== undefined && (request.raw as AwaitingContinue)[kAwaitingContinue] === true) {
+      (request.raw as AwaitingContinue)[kAwaitingContinue] = false
+      if (Number(request.headers['content-length']) > request.routeOptions.bodyLimit) return done(new errors.SPK_ERR_BODY_TOO_LARGE(request.routeOptions.bodyLimit))
+      reply.raw.writeContinue()
+    }
     // Fastify reads no body for GET and HEAD.
     const method = request.method
     if (method === 'GET' || method === 'HEAD') return done(null, payload)

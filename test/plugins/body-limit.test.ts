@@ -332,6 +332,44 @@ test('Content-Length over the limit: 413 from the headers alone, without waiting
   await assertServing(port)
 })
 
+/**
+ * A client that sends `Expect: 100-continue` and its headers, and its body only once told
+ * to continue (as curl does). Resolves with everything the server sent, the 100 included.
+ */
+function expectContinue (port: number, path: string, headers: string[], body: string): Promise<{ received: string, sentBody: boolean }> {
+  return withTimeout(new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let received = ''
+    let sentBody = false
+    socket.setEncoding('latin1')
+    socket.on('data', (chunk: string) => {
+      received += chunk
+      if (!sentBody && received.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+        sentBody = true
+        socket.write(body)
+      }
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => resolve({ received, sentBody }))
+    socket.write(`POST ${path} HTTP/1.1\r\n${head(['Expect: 100-continue', `Content-Length: ${Buffer.byteLength(body)}`, ...headers])}`)
+  }), 3000, `POST ${path} with Expect: 100-continue`)
+}
+
+test('Expect: 100-continue: a body over the route\'s limit is refused (413) before the client sends it; one within it is asked for', async (t) => {
+  const app = await setup(t, { bodyLimit: { max: '1kb' } })
+  const { port } = await listen(app)
+  const refused = await expectContinue(port, '/echo', ['Content-Type: application/json'], jsonOfSize(2048))
+  assert.equal(refused.sentBody, false)
+  assert.match(refused.received, /^HTTP\/1\.1 413 /)
+  assert.match(refused.received, /\r\nconnection: close\r\n/i)
+  // The route's own limit, larger than max.
+  const accepted = await expectContinue(port, '/large', ['Content-Type: application/json', 'Connection: close'], jsonOfSize(2048))
+  assert.equal(accepted.sentBody, true)
+  assert.match(accepted.received, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /)
+  assert.ok(accepted.received.endsWith(jsonOfSize(2048).replace('{', '{"body":{').replace(/}$/, '}}')), accepted.received.slice(-80))
+  await assertServing(port)
+})
+
 test('a chunked body past the limit: 413 once the limit is crossed, before the body ends', async (t) => {
   const app = await setup(t, { bodyLimit: { max: '1kb' } })
   const { port } = await listen(app)
