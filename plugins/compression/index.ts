@@ -19,8 +19,8 @@
  * - starts a route's `compress` object from its own defaults, not the global settings.
  *
  * Never compressed: `text/event-stream`, a response with a Content-Encoding, partial
- * content (206 or Content-Range), a route with `compress: false`, a buffered body under
- * the threshold, a HEAD response. A route registered before spikard takes the global
+ * content (206 or Content-Range), a 204 or 304 (Node sends no body), a route with
+ * `compress: false`, a buffered body under the threshold, a HEAD response. A route registered before spikard takes the global
  * settings (its `compress` option was never seen). Request bodies are not decoded here:
  * the bodyLimit feature owns that.
  */
@@ -128,7 +128,7 @@ function compressible (reply: FastifyReply, body: unknown, settings: Settings): 
   // A stream of a known size (a static file) under the threshold is sent as it is, with its length.
   if (kind === 'stream' && Number(reply.getHeader('content-length') ?? Infinity) < settings.threshold) return undefined
   if (reply.hasHeader('content-encoding') ||
-    reply.statusCode === 206 || reply.hasHeader('content-range') ||
+    reply.statusCode === 206 || reply.statusCode === 304 || reply.statusCode === 204 || reply.hasHeader('content-range') ||
     !settings.compressible(String(reply.getHeader('content-type') ?? 'application/json'))) return undefined
   return kind === 'buffered' && isGzip(body as string | Buffer) ? undefined : kind
 }

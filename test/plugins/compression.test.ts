@@ -245,6 +245,9 @@ const never: FastifyPluginAsync = async (app) => {
   app.get('/partial', async (_request, reply) => reply.code(206).header('content-range', 'bytes 0-2999/6000').type('text/plain').send(text(3000)))
   app.get('/range', async (_request, reply) => reply.header('content-range', 'bytes 0-2999/3000').type('text/plain').send(text(3000)))
   app.get('/off', { compress: false }, async () => data)
+  // Bodies Node never sends: a handler that answers 304 or 204 with one anyway.
+  app.get('/not-modified', async (_request, reply) => reply.code(304).header('etag', '"v1"').type('text/plain').send(text(3000)))
+  app.get('/no-content', async (_request, reply) => reply.code(204).type('text/plain').send(text(3000)))
   app.get('/png', async (_request, reply) => reply.type('image/png').send(Buffer.from(text(3000))))
 }
 
@@ -270,6 +273,17 @@ test('never compressed: partial content (206, or a Content-Range header)', async
   assert.equal(partial.statusCode, 206)
   assertPlain(partial, text(3000), undefined)
   assertPlain(await get(app, '/range', 'gzip'), text(3000), undefined)
+})
+
+test('never compressed: a 304 or 204, whose body Node does not send, on a real socket', async (t) => {
+  const { app } = await setup(t, { compression: true }, never)
+  const { port } = await listen(app)
+  for (const [url, status] of [['/not-modified', 304], ['/no-content', 204]] as const) {
+    const res = await rawRequest(port, `GET ${url} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\nConnection: close\r\n\r\n`)
+    assert.equal(res.status, status, url)
+    assert.equal(res.headers['content-encoding'], undefined, url)
+    assert.equal(res.body, '', url)
+  }
 })
 
 test('never compressed: a route with compress: false, and content types that do not compress', async (t) => {
