@@ -48,6 +48,21 @@ test('an unset variable without a default names the variable and the key', (t) =
   ])
 })
 
+test('any other ${ form is refused, not left in the value; $${ is a literal ${', (t) => {
+  const d = tempDir(t, {
+    'c.yaml': 'openapi:\n  info:\n    title: ${TITLE:?title required}\n    version: ${VER:-1.${MINOR:-0}}\n    description: costs $${PRICE}, at ${SHOP:-the shop}\nserver:\n  host: ${HOST-127.0.0.1}\n'
+  })
+  const advice = 'is not a substitution spikard knows: write ${VAR} or ${VAR:-default} (a default holds no ${), or $${ for a literal ${'
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'c.yaml', env: { TITLE: 't', MINOR: '2' } })), [
+    `openapi.info.title: "\${TITLE:?title required}" ${advice}`,
+    `openapi.info.version: "\${VER:-1.\${MINOR:-0}}" ${advice}`,
+    `server.host: "\${HOST-127.0.0.1}" ${advice}`
+  ])
+  const ok = tempDir(t, { 'c.yaml': 'openapi:\n  info:\n    description: costs $${PRICE}, at ${SHOP:-the shop}\n' })
+  const { config } = loadConfig({ cwd: ok, file: 'c.yaml', env: {} })
+  assert.equal((config.openapi as { info: { description: string } }).info.description, 'costs ${PRICE}, at the shop')
+})
+
 test('a substituted value of the wrong type is refused with what was found', (t) => {
   const d = tempDir(t, { 'spikard.config.json': '{"server":{"port":"${PORT}"}}' })
   assert.deepEqual(refused(() => loadConfig({ cwd: d, env: { PORT: 'eighty' } })), [

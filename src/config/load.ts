@@ -83,8 +83,12 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   return { file, config: resolveConfig(substituted, { coerce: true, source }), raw }
 }
 
-/** `${VAR}` or `${VAR:-default}`: the name is group 1, the default group 2. */
-export const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+/**
+ * `${VAR}` or `${VAR:-default}` (the name is group 1, the default group 2; a default holds
+ * no `${`); `$${`, a literal `${`; or any other `${` (group 3), which is refused rather
+ * than left in the value as text: `${VAR:?message}`, `${VAR-x}`, a nested `${A:-${B}}`.
+ */
+export const VARIABLE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}$]|\$(?!\{))*))?\}|(\$\{)/g
 
 /**
  * A variable's value, when it counts as set: an own, non-empty string entry of the
@@ -96,10 +100,15 @@ export function envValue (env: Record<string, string | undefined>, name: string)
   return typeof v === 'string' && v !== '' ? v : undefined
 }
 
-/** Replaces ${VAR} and ${VAR:-default} (default when unset or empty, as in the shell) in every string. */
+/** Replaces ${VAR} and ${VAR:-default} (default when unset or empty, as in the shell) in every string, and $${ with ${. */
 export function substitute (value: unknown, path: string, env: Record<string, string | undefined>, problems: string[]): unknown {
   if (typeof value === 'string') {
-    return value.replace(VARIABLE, (_match, name: string, fallback: string | undefined) => {
+    return value.replace(VARIABLE, (match, name: string | undefined, fallback: string | undefined, other: string | undefined, at: number) => {
+      if (other !== undefined) {
+        problems.push(`${path || '(root)'}: ${JSON.stringify(value.slice(at, at + 40))} is not a substitution spikard knows: write \${VAR} or \${VAR:-default} (a default holds no \${), or $\${ for a literal \${`)
+        return match
+      }
+      if (name === undefined) return '${'
       const v = envValue(env, name)
       if (v !== undefined) return v
       if (fallback !== undefined) return fallback

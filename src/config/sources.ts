@@ -91,7 +91,7 @@ export function optionSources (raw: unknown, config: ResolvedConfig, env: Record
 
 function sourceOf (rawValue: unknown, env: Record<string, string | undefined>): string {
   if (rawValue === undefined) return 'default'
-  const names = [...new Set(strings(rawValue).flatMap((s) => [...s.matchAll(VARIABLE)].map((m) => m[1])))]
+  const names = [...new Set(strings(rawValue).flatMap((s) => [...s.matchAll(VARIABLE)].flatMap((m) => m[1] ?? [])))]
   if (names.length === 0) return 'config file'
   const set = names.filter((name) => envValue(env, name) !== undefined)
   return set.length > 0 ? `environment (${set.join(', ')})` : `config file (${names.join(', ')} unset)`
