@@ -659,8 +659,13 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
       assert.deepEqual(optionsOf(other.stdout)['auth.apiKey.keys'], ['(secret)', 'config file'])
       assert.deepEqual(checkOutput(other.stdout).warnings, [
         'auth.apiKey.keys is written in the config file: whoever can read the file (or its repository) has it; ' +
-        'take it from the environment instead (auth.apiKey.keys: ${AUTH_API_KEY_KEYS})'
+        'take it from the environment instead (auth.apiKey.keys: [{ name: "ci", key: "${AUTH_API_KEY_KEYS}" }])'
       ])
+      // The advice, followed, is a valid config.
+      await writeFile(join(dir, 'advised.yaml'), 'auth:\n  apiKey:\n    keys: [{ name: "ci", key: "${AUTH_API_KEY_KEYS}" }]\nrateLimit: 100\n')
+      const advised = await run(t, ['check', '-c', 'advised.yaml'], { cwd: dir, env: { AUTH_API_KEY_KEYS: namedKey } })
+      assert.equal(advised.code, 0, advised.stderr)
+      assert.deepEqual(optionsOf(advised.stdout)['auth.apiKey.keys'], ['(secret)', 'environment (AUTH_API_KEY_KEYS)'])
       for (const [output, secret] of [[r, jwtSecret], [r, apiKey], [other, namedKey]] as const) {
         assert.ok(!output.stdout.includes(secret) && !output.stderr.includes(secret), `${secret} printed`)
       }

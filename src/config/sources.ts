@@ -51,7 +51,7 @@ export function optionSources (raw: unknown, config: ResolvedConfig, env: Record
     out.options.push({ path, value: secret ? '(secret)' : show(schema, value), source: flag === undefined ? sourceOf(rawValue, env) : `command line (${flag})` })
     if (secret && flag === undefined && holdsLiteral(rawValue)) {
       out.warnings.push(`${path} is written in the config file: whoever can read the file (or its repository) has it; ` +
-        `take it from the environment instead (${path}: \${${envName(path)}})`)
+        `take it from the environment instead (${path}: ${fromEnvironment(path, rawValue)})`)
     }
   }
   const walk = (schema: TSchema, value: unknown, rawValue: unknown, path: string, secret: boolean): void => {
@@ -87,6 +87,20 @@ export function optionSources (raw: unknown, config: ResolvedConfig, env: Record
     walk(feature.schema, value, rawOptions, key, false)
   }
   return out
+}
+
+/**
+ * What to write instead of a secret: `${NAME}`; for a list, one variable per item
+ * (`["${NAME}"]`, `["${NAME_1}", { name: ci, key: "${NAME_2}" }]`), each named key keeping its name.
+ */
+function fromEnvironment (path: string, rawValue: unknown): string {
+  const name = envName(path)
+  if (!Array.isArray(rawValue)) return `\${${name}}`
+  return `[${rawValue.map((item, i) => {
+    const variable = `"\${${name}${rawValue.length > 1 ? `_${i + 1}` : ''}}"`
+    const keyName = asObject(item)?.name
+    return typeof keyName === 'string' ? `{ name: ${JSON.stringify(keyName)}, key: ${variable} }` : variable
+  }).join(', ')}]`
 }
 
 function sourceOf (rawValue: unknown, env: Record<string, string | undefined>): string {
