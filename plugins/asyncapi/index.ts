@@ -24,7 +24,7 @@ declare module 'fastify' {
      * `false` leaves a WebSocket or event-stream route out of the AsyncAPI document (as
      * `schema.hide: true` does); an object names its channel, messages and operations (./route.ts).
      */
-    asyncapi?: boolean | import('./route.js').AsyncApiRouteConfig
+    asyncapi?: boolean | (import('./route.js').AsyncApiRouteConfig & object) // `& object`: see RouteAuth (plugins/auth/route.ts)
   }
   interface FastifyInstance {
     /** The AsyncAPI document (a new copy on each call), once the app is ready. */

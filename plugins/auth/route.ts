@@ -26,8 +26,12 @@ export interface RouteAuthOptions {
   claims?: Record<string, ClaimValue | ClaimValue[]>
 }
 
-/** A route's `config.auth`. */
-export type RouteAuth = boolean | AuthScheme | AuthScheme[] | RouteAuthOptions
+/**
+ * A route's `config.auth`. The object is `& object`: Fastify infers a route's config type
+ * from its literal and intersects it with FastifyContextConfig, and an all-optional
+ * interface intersected with `string` or `number` accepts `'oauth'` or `42`.
+ */
+export type RouteAuth = boolean | AuthScheme | AuthScheme[] | (RouteAuthOptions & object)
 
 export interface ClaimRule {
   name: string

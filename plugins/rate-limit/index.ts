@@ -39,7 +39,7 @@ declare module 'fastify' {
      * a limit of its own (`max`, `timeWindow`, `keyBy`; the others from the global options),
      * counted apart from the global one.
      */
-    rateLimit?: RouteRateLimitOptions | boolean
+    rateLimit?: (RouteRateLimitOptions & object) | boolean // `& object`: see RouteAuth (plugins/auth/route.ts)
   }
 }
 

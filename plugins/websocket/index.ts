@@ -53,7 +53,7 @@ declare module 'ws' {
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** A WebSocket route's messages and options (plugins/websocket/messages.ts). */
-    websocket?: import('./messages.js').WebSocketRouteConfig
+    websocket?: import('./messages.js').WebSocketRouteConfig & object // `& object`: see RouteAuth (plugins/auth/route.ts)
   }
 }
 

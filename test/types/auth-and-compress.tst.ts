@@ -1,4 +1,4 @@
-/** `request.user` (AuthUser, augmentable), the `compress` route option, and nothing declared that does not exist at run time. */
+/** `request.user` (AuthUser, augmentable), the `compress` route option, the route config options, and nothing declared that does not exist at run time. */
 import { describe, expect, test } from 'tstyche'
 import Fastify from 'fastify'
 import spikard, { type AuthUser } from '../../src/index.js'
@@ -36,5 +36,30 @@ describe('@fastify/jwt\'s declarations', () => {
       return 'ok'
     })
     expect(app).type.not.toHaveProperty('jwt')
+  })
+})
+
+describe('route config options', () => {
+  test('config.auth takes true, false, a scheme, schemes or an object, and nothing else', () => {
+    expect(app.get).type.toBeCallableWith('/a', { config: { auth: false } }, async () => 'ok')
+    expect(app.get).type.toBeCallableWith('/a', { config: { auth: 'jwt' } }, async () => 'ok')
+    expect(app.get).type.toBeCallableWith('/a', { config: { auth: ['jwt', 'apiKey'] } }, async () => 'ok')
+    expect(app.get).type.toBeCallableWith('/a', { config: { auth: { claims: { role: 'admin' } } } }, async () => 'ok')
+    expect(app.get).type.not.toBeCallableWith('/a', { config: { auth: 'oauth' } }, async () => 'ok')
+    expect(app.get).type.not.toBeCallableWith('/a', { config: { auth: 42 } }, async () => 'ok')
+    expect(app.route).type.not.toBeCallableWith({ method: 'GET', url: '/b', config: { auth: 'oauth' }, handler: async () => 'ok' })
+  })
+
+  test('config.rateLimit and config.logging', () => {
+    expect(app.get).type.toBeCallableWith('/a', { config: { rateLimit: { max: 5, timeWindow: '1m' }, logging: false } }, async () => 'ok')
+    expect(app.get).type.not.toBeCallableWith('/a', { config: { rateLimit: { max: 'ten' } } }, async () => 'ok')
+    expect(app.get).type.not.toBeCallableWith('/a', { config: { rateLimit: 5 } }, async () => 'ok')
+    expect(app.get).type.not.toBeCallableWith('/a', { config: { logging: 'off' } }, async () => 'ok')
+  })
+
+  test('config.asyncapi and config.websocket are objects (or, for asyncapi, a boolean)', () => {
+    expect(app.get).type.toBeCallableWith('/a', { config: { asyncapi: { channel: 'chat' }, websocket: { binary: true } } }, async () => 'ok')
+    expect(app.get).type.not.toBeCallableWith('/a', { config: { asyncapi: 42 } }, async () => 'ok')
+    expect(app.get).type.not.toBeCallableWith('/a', { config: { websocket: 'yes' } }, async () => 'ok')
   })
 })
