@@ -3,7 +3,6 @@
  * is a Fastify plugin. A TypeScript module is imported by Node itself where Node strips
  * types (22.18+, 24), else by tsx, an optional peer loaded only then.
  */
-import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { extname } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -36,46 +35,13 @@ const defaultLoaders: TypeScriptLoaders = {
 export async function loadAppModule (file: string): Promise<RoutesPlugin> {
   if (!existsSync(file)) throw new SpikardConfigError([`app: module not found: ${file}`], 'config')
   const url = pathToFileURL(file).href
-  let mod
-  try {
-    mod = TS_EXTENSIONS.has(extname(file)) ? await importTypeScript(file, url) : await import(url)
-  } catch (error) {
-    throw appModuleError(file, 'failed to load', error)
-  }
+  const mod = TS_EXTENSIONS.has(extname(file)) ? await importTypeScript(file, url) : await import(url)
   let plugin = mod?.default
   if (plugin !== null && typeof plugin === 'object' && typeof plugin.default === 'function') plugin = plugin.default
   if (typeof plugin !== 'function') {
     throw new SpikardConfigError([`app: ${file} must default-export a Fastify plugin (a function), found ${plugin === undefined ? 'no default export' : typeof plugin}`], 'config')
   }
   return plugin
-}
-
-/**
- * An error of the routes module, as it loaded or as it registered its routes: the file is
- * named, and the line in it where the error was thrown when the stack says (the module's
- * own message alone, "Unexpected token ')'", said neither). spikard's own errors, which
- * name what they are about, are left as they are.
- */
-export function appModuleError (file: string, stage: 'failed to load' | 'failed to register its routes', error: unknown): Error {
-  if (error instanceof SpikardConfigError) return error
-  const message = error instanceof Error ? error.message : String(error)
-  return new Error(`app: ${file} ${stage}: ${message}${locationIn(file, error)}`, { cause: error })
-}
-
-/** ` (at <file>:<line>[:<column>])`, the first place in `file` the error's stack names; '' when it names none. */
-function locationIn (file: string, error: unknown): string {
-  let stack = error instanceof Error && typeof error.stack === 'string' ? error.stack : ''
-  // Node keeps where a module fails to parse out of the error's stack; `node --check` prints it.
-  if (error instanceof SyntaxError && !TS_EXTENSIONS.has(extname(file))) {
-    stack = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 10_000 }).stderr ?? ''
-  }
-  for (const name of [pathToFileURL(file).href, file]) {
-    const at = stack.indexOf(`${name}:`)
-    if (at === -1) continue
-    const position = /^:(\d+)(:\d+)?/.exec(stack.slice(at + name.length))
-    if (position !== null) return ` (at ${file}${position[0]})`
-  }
-  return ''
 }
 
 /** Imports a TypeScript module: natively where Node can, else (or where Node refuses its syntax) with tsx. */

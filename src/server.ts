@@ -15,7 +15,7 @@ import { features, type FeatureName } from './options.js'
 import type { FeatureDefinition } from './feature.js'
 import { logDestination } from './log-destination.js'
 import { loggerOptions } from './logger.js'
-import { appModuleError, loadAppModule } from './app-module.js'
+import { loadAppModule } from './app-module.js'
 
 /** A whole config; in code, `app` may also be the routes plugin itself. */
 export type CreateServerConfig = Omit<SpikardConfig, 'app'> & { app?: string | FastifyPluginAsync }
@@ -98,15 +98,7 @@ export async function createServer (config: CreateServerConfig = {}, options: Cr
     await app.register(spikard, featureOptions)
     app.spikard.trustProxy = resolved.server.trustProxy
     if (typeof routes === 'function') await app.register(routes)
-    else if (resolved.app !== undefined) {
-      const file = resolve(options.baseDir ?? process.cwd(), resolved.app)
-      const plugin = await loadAppModule(file)
-      try {
-        await app.register(plugin)
-      } catch (error) {
-        throw appModuleError(file, 'failed to register its routes', error)
-      }
-    }
+    else if (resolved.app !== undefined) await app.register(await loadAppModule(resolve(options.baseDir ?? process.cwd(), resolved.app)))
   } catch (error) {
     await app.close().catch(() => {})
     throw error

@@ -14,7 +14,6 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { importTypeScript, loadAppModule, nodeStripsTypes, type TypeScriptLoaders } from '../src/app-module.js'
 import { SpikardConfigError } from '../src/errors.js'
-import { createServer } from '../src/server.js'
 import { tempDir } from './helpers.js'
 
 const realTsx: TypeScriptLoaders['tsx'] = async () => await import('tsx/esm/api')
@@ -135,36 +134,5 @@ describe('importing a TypeScript routes module', () => {
     assert.equal(tsxAsked, false)
     await assert.rejects(importTypeScript(file, url, { native: undefined, tsx }), /^Error: broken at load: 42$/)
     assert.equal(tsxAsked, true)
-  })
-})
-
-describe('a routes module that fails', () => {
-  const config = (dir: string, app: string): { app: string, server: { logger: { level: 'silent' } } } => ({ app: join(dir, app), server: { logger: { level: 'silent' } } })
-
-  it('as it loads: the error names the file and the line it was thrown at', async (t) => {
-    const dir = tempDir(t, { 'throws.mjs': 'const pool = null\nthrow new Error(\'db connection refused\')\n' })
-    await assert.rejects(createServer(config(dir, 'throws.mjs')), (error: Error) => {
-      assert.equal(error.message, `app: ${join(dir, 'throws.mjs')} failed to load: db connection refused (at ${join(dir, 'throws.mjs')}:2:7)`)
-      assert.equal((error.cause as Error).message, 'db connection refused')
-      return true
-    })
-  })
-
-  it('that does not parse: the line of the syntax error', async (t) => {
-    const dir = tempDir(t, { 'syntax.mjs': 'export default async function (app) {\n  app.get(\'/x\', async () => { return 1 ) }\n' })
-    await assert.rejects(createServer(config(dir, 'syntax.mjs')), {
-      message: `app: ${join(dir, 'syntax.mjs')} failed to load: Unexpected token ')' (at ${join(dir, 'syntax.mjs')}:2)`
-    })
-  })
-
-  it('as it registers its routes: named as such; spikard\'s own refusals pass as they are', async (t) => {
-    const dir = tempDir(t, {
-      'register.mjs': 'export default async function (app) {\n  app.get(\'/a\', async () => 1)\n  app.get(\'/a\', async () => 2)\n}\n',
-      'health.mjs': 'export default async function (app) { app.get(\'/livez\', async () => 1) }\n'
-    })
-    await assert.rejects(createServer(config(dir, 'register.mjs')), {
-      message: new RegExp(`^app: ${join(dir, 'register.mjs')} failed to register its routes: Method 'GET' already declared for route '/a' .*\\(at ${join(dir, 'register.mjs')}:3:7\\)$`)
-    })
-    await assert.rejects(createServer(config(dir, 'health.mjs')), (error: Error) => error instanceof SpikardConfigError && !error.message.includes('failed to register'))
   })
 })

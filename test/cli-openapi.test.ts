@@ -217,7 +217,7 @@ describe('spikard openapi', PARALLEL, () => {
 
     it('a routes module that does not parse, or imports a missing package', async (t) => {
       const dir = await fixture(t, app(CONFIG_YAML, 'export default async function routes (app) { app.get(\'/x\' }\n'))
-      assert.match(failed(await run(t, ['openapi'], dir)), /^spikard: the app of \S+ did not load: SyntaxError: .+\n$/)
+      assert.match(failed(await run(t, ['openapi'], dir)), /^spikard: the app of \S+ did not load: SyntaxError: .+ \(at \S+routes\.mjs:1\)\n$/)
       await writeFile(join(dir, 'routes.mjs'), 'import "no-such-package-spikard"\nexport default async function routes () {}\n')
       assert.match(failed(await run(t, ['openapi'], dir)), /^spikard: the app of \S+ did not load: Cannot find package 'no-such-package-spikard'/)
     })

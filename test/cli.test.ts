@@ -798,6 +798,24 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
       assert.deepEqual(problems(stderr), [`app: ${join(dir, 'routes.mjs')} must default-export a Fastify plugin (a function), found no default export`])
     })
 
+    it('an app module that throws, as it loads or registers its routes, or does not parse: the error and where, for check and start', async (t) => {
+      const config = (dir: string): string => join(dir, 'spikard.config.yaml')
+      const cases: Array<[string, (dir: string) => string]> = [
+        ['const pool = null\nthrow new Error(\'db connection refused\')\n',
+          (dir) => `db connection refused (at ${join(dir, 'routes.mjs')}:2:7)`],
+        ['export default async function (app) {\n  throw new TypeError(\'cannot read foo of undefined\')\n}\n',
+          (dir) => `TypeError: cannot read foo of undefined (at ${join(dir, 'routes.mjs')}:2:9)`],
+        ['export default async function (app) {\n  app.get(\'/x\', async () => { return 1 ) }\n',
+          (dir) => `SyntaxError: Unexpected token ')' (at ${join(dir, 'routes.mjs')}:2)`]
+      ]
+      for (const [routes, expected] of cases) {
+        for (const command of ['check', 'start']) {
+          const { stderr, dir } = await checkBad(t, { 'spikard.config.yaml': 'server:\n  port: 0\napp: ./routes.mjs\n', 'routes.mjs': routes }, [command])
+          assert.equal(stderr, `spikard: the app of ${config(dir)} did not load: ${expected(dir)}\n`, command)
+        }
+      }
+    })
+
     it('an app module whose default export is not a function', async (t) => {
       const { stderr, dir } = await checkBad(t, {
         'spikard.config.yaml': 'app: ./routes.ts\n',

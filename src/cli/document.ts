@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { loadConfig } from '../config/load.js'
 import type { ResolvedConfig } from '../config/schema.js'
 import { createServer } from '../server.js'
-import { SpikardConfigError } from '../errors.js'
+import { appFailed } from './app-failed.js'
 
 export const DOCUMENT_FORMATS = ['json', 'yaml'] as const
 export type DocumentFormat = typeof DOCUMENT_FORMATS[number]
@@ -61,7 +61,7 @@ export async function printDocument (args: DocumentArgs, { feature, title, prepa
     } catch (error) {
       // createServer closed the app it could not build; one that failed at ready() is closed here.
       await app?.close().catch(() => {})
-      throw new Error(appFailed(error, file, baseDir))
+      throw new Error(appFailed(error, file, baseDir, config.app))
     }
     try {
       document = render(app, format)
@@ -92,37 +92,6 @@ function featureOff (feature: string, title: string, file: string, raw: unknown)
   return given
     ? `the ${feature} feature is off in ${file} (${feature}: false), so the app has no ${title} document; set ${feature}: true (or its options) to turn it on`
     : `the ${feature} feature is off: NODE_ENV=production turns it off unless the config sets it; add ${feature}: true to ${file} to turn it on`
-}
-
-/**
- * An app that did not load, one problem per line and no stack trace: a config error lists
- * its own problems; anything else (the routes module threw, imports a missing package, does
- * not parse) is its name and message, with where it happened in the user's code when known.
- */
-function appFailed (error: unknown, file: string, baseDir: string): string {
-  if (error instanceof SpikardConfigError) return error.message
-  if (!(error instanceof Error)) return `the app of ${file} did not load: it threw ${typeof error === 'string' ? JSON.stringify(error) : String(error)}`
-  const lines = error.message.split('\n').filter((line) => line.trim() !== '' && !/^\s+at /.test(line))
-  const name = error.name !== 'Error' && error.name !== '' ? `${error.name}: ` : ''
-  const where = userFrame(error.stack ?? '', baseDir)
-  return `the app of ${file} did not load: ${name}${lines[0] ?? '(no message)'}${where === undefined ? '' : ` (at ${where})`}` +
-    lines.slice(1).map((line) => `\n  ${line.trim()}`).join('')
-}
-
-/**
- * The first place in the user's code a stack names: a syntax error's first line
- * (`file:///srv/app/routes.mjs:3`), else the first frame under the config's directory and
- * outside node_modules.
- */
-function userFrame (stack: string, baseDir: string): string | undefined {
-  const lines = stack.split('\n')
-  const head = /^(file:\/\/\S+|\/\S+):(\d+)$/.exec(lines[0] ?? '')
-  if (head !== null) return `${head[1].replace(/^file:\/\//, '')}:${head[2]}`
-  for (const line of lines) {
-    const frame = /^\s+at (?:.*? \()?(?:file:\/\/)?(\/[^()]+?:\d+:\d+)\)?$/.exec(line)
-    if (frame !== null && frame[1].startsWith(baseDir + '/') && !frame[1].includes('/node_modules/')) return frame[1]
-  }
-  return undefined
 }
 
 /** Sends whatever is written to process.stdout (a console.log in the routes module) to stderr until restored. */

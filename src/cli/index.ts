@@ -13,6 +13,7 @@ import { optionSources } from '../config/sources.js'
 import { packageVersion } from '../package-json.js'
 import { openapi } from './openapi.js'
 import { asyncapi } from './asyncapi.js'
+import { appFailed } from './app-failed.js'
 
 const HELP = `spikard - a production preset for Fastify
 
@@ -111,15 +112,22 @@ async function main (argv: string[]): Promise<number> {
   // pino-pretty writes to stdout whatever the stream, so check builds the app without it.
   const toStderr = command === 'check' && config.server.logger.file === undefined
   const built = command === 'check' ? { ...config, server: { ...config.server, logger: { ...config.server.logger, pretty: false } } } : config
-  const app = await createServer(built, { baseDir: dirname(file), ...(toStderr ? { logStream: process.stderr } : {}) })
+  let app: FastifyInstance | undefined
+  try {
+    app = await createServer(built, { baseDir: dirname(file), ...(toStderr ? { logStream: process.stderr } : {}) })
+    if (command === 'check') await app.ready()
+  } catch (error) {
+    // createServer closed the app it could not build; one that failed at ready() is closed here.
+    await app?.close().catch(() => {})
+    throw new Error(appFailed(error, file, dirname(file), config.app))
+  }
   if (command === 'check') {
-    await app.ready()
     const sources = optionSources(raw, config, process.env, { overrides })
     process.stdout.write(`${file}: valid\n\n${checkReport(app, config.server, sources)}\n`)
     await app.close()
     return 0
   }
-  return await start(app, config.server.host, config.server.port)
+  return await start(app, config.server.host, config.server.port, (error) => appFailed(error, file, dirname(file), config.app))
 }
 
 /**
@@ -142,7 +150,8 @@ function checkReport (app: FastifyInstance, server: { trustProxy: unknown, logge
   ].join('\n\n')
 }
 
-async function start (app: FastifyInstance, host: string, port: number): Promise<number> {
+/** Listens; `failed` words an error of the app as it gets ready. */
+async function start (app: FastifyInstance, host: string, port: number, failed: (error: unknown) => string): Promise<number> {
   // Signal handlers go in before listening, so a SIGTERM sent the moment the server
   // reports ready (or during startup) still closes it gracefully. The shutdown feature,
   // when on with `signals`, installed its own when the app was built; otherwise a basic
@@ -161,7 +170,7 @@ async function start (app: FastifyInstance, host: string, port: number): Promise
     grace?.uninstall()
     await app.close().catch(() => {})
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new Error(`port ${port} on ${host} is already in use`)
-    throw error
+    throw new Error(failed(error))
   }
   const address = app.server.address()
   const where = typeof address === 'object' && address !== null

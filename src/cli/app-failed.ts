@@ -1,0 +1,47 @@
+/** How the CLI reports an app that did not load: one problem per line, no stack trace. */
+import { spawnSync } from 'node:child_process'
+import { extname, resolve } from 'node:path'
+import { SpikardConfigError } from '../errors.js'
+
+/**
+ * An app that did not load: a config error lists its own problems; anything else (the
+ * routes module threw, imports a missing package, does not parse, failed when ready) is its
+ * name and message, with where it happened in the user's code when known. `app` is the
+ * config's `app`, resolved against `baseDir`.
+ */
+export function appFailed (error: unknown, file: string, baseDir: string, app?: string): string {
+  if (error instanceof SpikardConfigError) return error.message
+  if (!(error instanceof Error)) return `the app of ${file} did not load: it threw ${typeof error === 'string' ? JSON.stringify(error) : String(error)}`
+  const lines = error.message.split('\n').filter((line) => line.trim() !== '' && !/^\s+at /.test(line))
+  const name = error.name !== 'Error' && error.name !== '' ? `${error.name}: ` : ''
+  const where = userFrame(error.stack ?? '', baseDir) ?? (error instanceof SyntaxError && app !== undefined ? parseError(resolve(baseDir, app), baseDir) : undefined)
+  return `the app of ${file} did not load: ${name}${lines[0] ?? '(no message)'}${where === undefined ? '' : ` (at ${where})`}` +
+    lines.slice(1).map((line) => `\n  ${line.trim()}`).join('')
+}
+
+/**
+ * The first place in the user's code a stack names: a syntax error's first line
+ * (`file:///srv/app/routes.mjs:3`), else the first frame under the config's directory and
+ * outside node_modules.
+ */
+function userFrame (stack: string, baseDir: string): string | undefined {
+  const lines = stack.split('\n')
+  const head = /^(file:\/\/\S+|\/\S+):(\d+)$/.exec(lines[0] ?? '')
+  if (head !== null) return `${head[1].replace(/^file:\/\//, '')}:${head[2]}`
+  for (const line of lines) {
+    const frame = /^\s+at (?:.*? \()?(?:file:\/\/)?(\/[^()]+?:\d+:\d+)\)?$/.exec(line)
+    if (frame !== null && frame[1].startsWith(baseDir + '/') && !frame[1].includes('/node_modules/')) return frame[1]
+  }
+  return undefined
+}
+
+/**
+ * Where a JavaScript routes module fails to parse. Node keeps it out of the error an import
+ * rejects with (it prints it only for an error nobody catches); `node --check` prints it.
+ * TypeScript modules are left out: their loader's errors name the place already.
+ */
+function parseError (app: string, baseDir: string): string | undefined {
+  if (!['.js', '.mjs', '.cjs'].includes(extname(app))) return undefined
+  const checked = spawnSync(process.execPath, ['--check', app], { encoding: 'utf8', timeout: 10_000 })
+  return userFrame(checked.stderr ?? '', baseDir)
+}
