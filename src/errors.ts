@@ -213,9 +213,13 @@ export class SpikardConfigError extends Error {
   readonly code = 'SPK_ERR_CONFIG_INVALID'
   readonly problems: string[]
 
-  constructor (problems: string[], source?: string) {
-    super(`Invalid spikard ${source ?? 'options'}:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+  /** What the problems are in: `options` (given in code), `config`, `config <file>`, `route <method> <url>`. */
+  readonly source: string
+
+  constructor (problems: string[], source = 'options') {
+    super(`Invalid spikard ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
     this.name = 'SpikardConfigError'
     this.problems = problems
+    this.source = source
   }
 }

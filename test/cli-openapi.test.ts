@@ -224,7 +224,7 @@ describe('spikard openapi', PARALLEL, () => {
 
     it('a missing routes module, a missing config file', async (t) => {
       const dir = await fixture(t, { 'spikard.config.yaml': 'app: ./missing.mjs\n' })
-      assert.equal(failed(await run(t, ['openapi'], dir)), `spikard: Invalid spikard config:\n  - app: module not found: ${join(dir, 'missing.mjs')}\n`)
+      assert.equal(failed(await run(t, ['openapi'], dir)), `spikard: Invalid spikard config ${join(dir, 'spikard.config.yaml')}:\n  - app: module not found: ${join(dir, 'missing.mjs')}\n`)
       assert.equal(failed(await run(t, ['openapi', '--config', 'nope.yaml'], dir)),
         `spikard: Invalid spikard config ${join(dir, 'nope.yaml')}:\n  - file not found: ${join(dir, 'nope.yaml')}\n`)
     })

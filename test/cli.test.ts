@@ -706,6 +706,7 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
       assert.equal(off.code, 0, off.stderr)
       assert.deepEqual(checkOutput(off.stdout).features.find(([name]) => name === 'openapi'), ['openapi', 'off'])
       assert.deepEqual(checkOutput(off.stdout).warnings, [])
+      assert.deepEqual(optionsOf(off.stdout).openapi, ['off', 'default (NODE_ENV=production)'])
     })
 
     it('with server.logger.pretty, what the app logs while it is built goes to stderr, never into the report', async (t) => {
@@ -786,7 +787,7 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
 
     it('an app module that does not exist', async (t) => {
       const { stderr, dir } = await checkBad(t, { 'spikard.config.yaml': 'app: ./missing.ts\n' })
-      assert.match(stderr, /^spikard: Invalid spikard config/)
+      assert.match(stderr, new RegExp(`^spikard: Invalid spikard config ${join(dir, 'spikard.config.yaml')}:\n`))
       assert.deepEqual(problems(stderr), [`app: module not found: ${join(dir, 'missing.ts')}`])
     })
 
@@ -814,6 +815,12 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
           assert.equal(stderr, `spikard: the app of ${config(dir)} did not load: ${expected(dir)}\n`, command)
         }
       }
+    })
+
+    it('options a feature refuses as the app is built: the config file is named', async (t) => {
+      const { stderr, dir } = await checkBad(t, { 'spikard.config.yaml': 'auth: true\n' })
+      assert.equal(stderr, `spikard: Invalid spikard config ${join(dir, 'spikard.config.yaml')}:\n` +
+        '  - auth: nothing to check credentials against: configure auth.jwt, auth.apiKey or both\n')
     })
 
     it('an app module whose default export is not a function', async (t) => {

@@ -10,7 +10,8 @@ import { SpikardConfigError } from '../errors.js'
  * config's `app`, resolved against `baseDir`.
  */
 export function appFailed (error: unknown, file: string, baseDir: string, app?: string): string {
-  if (error instanceof SpikardConfigError) return error.message
+  // Options checked as the app is built came from this file too.
+  if (error instanceof SpikardConfigError) return error.source === 'options' || error.source === 'config' ? new SpikardConfigError(error.problems, `config ${file}`).message : error.message
   if (!(error instanceof Error)) return `the app of ${file} did not load: it threw ${typeof error === 'string' ? JSON.stringify(error) : String(error)}`
   const lines = error.message.split('\n').filter((line) => line.trim() !== '' && !/^\s+at /.test(line))
   const name = error.name !== 'Error' && error.name !== '' ? `${error.name}: ` : ''

@@ -4,6 +4,7 @@
  *   default                    not in the file: spikard's default (also every option under
  *                              a feature written as `true`, and every option but the main
  *                              one under a shorthand such as `bodyLimit: 512kb`)
+ *   default (NODE_ENV=production)  a feature off because production turns it off unless set
  *   config file                written in the file
  *   environment (PORT)         a ${PORT} or ${PORT:-x} the environment set
  *   config file (PORT unset)   a ${PORT:-x} whose variable was unset or empty: the file's x
@@ -16,7 +17,7 @@ import { Kind, TransformKind, type TSchema } from '@sinclair/typebox'
 import { ConfigSchema, type ResolvedConfig } from './schema.js'
 import { envValue, VARIABLE } from './load.js'
 import { features, type FeatureName } from '../options.js'
-import { formatBytes, formatDuration } from '../feature.js'
+import { formatBytes, formatDuration, type FeatureDefinition } from '../feature.js'
 
 export interface OptionSource {
   /** Key path, `server.port`, `rateLimit.keyBy`; a feature's own key (`auth`) shows `on` or `off`. */
@@ -78,7 +79,8 @@ export function optionSources (raw: unknown, config: ResolvedConfig, env: Record
     const feature = features[key as FeatureName]
     const written = rawRoot?.[key]
     // An options object turns the feature on as written; its own values say where they came from.
-    out.options.push({ path: key, value: value === false ? 'off' : 'on', source: asObject(written) === undefined ? sourceOf(written, env) : 'config file' })
+    const offInProduction = written === undefined && value === false && (feature as FeatureDefinition).offInProduction === true && env.NODE_ENV === 'production'
+    out.options.push({ path: key, value: value === false ? 'off' : 'on', source: offInProduction ? 'default (NODE_ENV=production)' : asObject(written) === undefined ? sourceOf(written, env) : 'config file' })
     if (value === false) continue
     // Under `true` everything is a default; under a shorthand, only its own option was written.
     const rawOptions = asObject(written) ?? (written === undefined || typeof written === 'boolean' || !('shorthand' in feature)
