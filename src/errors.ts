@@ -67,6 +67,13 @@ export const errorDefinitions = {
     message: 'The request was not answered within %d ms',
     when: 'The route did not start its response within its handler timeout (status configurable: `timeout.status`).'
   },
+  SPK_ERR_EXPECTATION_FAILED: {
+    status: 417,
+    type: 'expectation-failed',
+    title: 'Expectation Failed',
+    message: 'Expect: %s is not supported; send Expect: 100-continue, or no Expect header',
+    when: 'The request has an `Expect` header other than `100-continue`.'
+  },
   SPK_ERR_BODY_TOO_LARGE: {
     status: 413,
     type: 'body-too-large',

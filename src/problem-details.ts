@@ -3,11 +3,12 @@
  * (404, or 405 with `Allow` when the path exists for other methods), and the renderer
  * the framework-level hooks in server.ts share.
  */
-import { STATUS_CODES, validateHeaderName, validateHeaderValue } from 'node:http'
+import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http'
 import fp from 'fastify-plugin'
 import FindMyWay from 'find-my-way'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { errorDefinitions, errors, isSpikardCode, PROBLEM_TYPE_BASE } from './errors.js'
+import { randomUUID } from 'node:crypto'
+import { errorDefinitions, errors, isSpikardCode, PROBLEM_TYPE_BASE, type SpikardErrorCode } from './errors.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -46,6 +47,17 @@ const fastifyCodes: Record<string, (error: FastifyError, request: FastifyRequest
 function pathOf (url: string): string {
   const q = url.indexOf('?')
   return q === -1 ? url : url.slice(0, q)
+}
+
+/**
+ * A problem answered outside Fastify, for a request Node refuses before Fastify sees it:
+ * its status, its title (the status line's reason phrase) and its body, with `requestId`.
+ * No `instance` when the request never parsed far enough to have a path.
+ */
+export function standaloneProblem (error: Error & { code: string }, requestId: string, instance?: string): { status: number, title: string, body: string } {
+  const d = errorDefinitions[error.code as SpikardErrorCode]
+  const body = JSON.stringify({ type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail: error.message, ...(instance === undefined ? {} : { instance }), requestId })
+  return { status: d.status, title: d.title, body }
 }
 
 /** A status an error may answer with: an integer from 400 to 599 (anything else is a 500). */
@@ -233,6 +245,21 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   })
 
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error))
+  // An `Expect` other than 100-continue: Node answers a bare 417 (no body, no request id)
+  // before Fastify sees the request. It gets a problem like every other refusal.
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const id = randomUUID()
+    const expect = JSON.stringify(String(req.headers.expect).slice(0, 100))
+    const { status, title, body } = standaloneProblem(new errors.SPK_ERR_EXPECTATION_FAILED(expect), id, pathOf(req.url ?? '/'))
+    app.log.info({ reqId: id, status, method: req.method, path: pathOf(req.url ?? '/'), expect, remoteAddress: req.socket.remoteAddress }, 'request rejected')
+    const requestId = app.spikard?.options.requestId
+    res.writeHead(status, title, {
+      'content-type': PROBLEM_CONTENT_TYPE,
+      'content-length': Buffer.byteLength(body),
+      ...(requestId === false || requestId === undefined ? {} : { [requestId.header.toLowerCase()]: id }),
+      connection: 'close'
+    }).end(body)
+  })
   app.setNotFoundHandler((request, reply) => {
     const path = pathOf(request.url)
     // A route of this method and path exists: its handler called reply.callNotFound().

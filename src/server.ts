@@ -8,8 +8,8 @@ import type { Socket } from 'node:net'
 import { resolve } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyHttpOptions, type FastifyPluginAsync } from 'fastify'
 import spikard from './spikard.js'
-import { errors, PROBLEM_TYPE_BASE, errorDefinitions, type SpikardErrorCode } from './errors.js'
-import { PROBLEM_CONTENT_TYPE, sendProblem } from './problem-details.js'
+import { errors } from './errors.js'
+import { PROBLEM_CONTENT_TYPE, sendProblem, standaloneProblem } from './problem-details.js'
 import { resolveConfig, type SpikardConfig } from './config/schema.js'
 import { features, type FeatureName } from './options.js'
 import type { FeatureDefinition } from './feature.js'
@@ -74,13 +74,12 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
         : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? new errors.SPK_ERR_REQUEST_TIMEOUT('The request took too long to arrive')
           : new errors.SPK_ERR_BAD_REQUEST('The request could not be parsed')
-      const d = errorDefinitions[e.code as SpikardErrorCode]
       const id = randomUUID()
-      // Only Node's error code is logged: the error also carries the raw bytes received.
-      this.log.info({ reqId: id, status: d.status, parserError: error.code, remoteAddress: socket.remoteAddress }, 'request rejected')
       // No `instance`: the request never parsed far enough to have a path.
-      const body = JSON.stringify({ type: PROBLEM_TYPE_BASE + d.type, title: d.title, status: d.status, detail: e.message, requestId: id })
-      socket.end(`HTTP/1.1 ${d.status} ${STATUS_CODES[d.status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      const { status, body } = standaloneProblem(e, id)
+      // Only Node's error code is logged: the error also carries the raw bytes received.
+      this.log.info({ reqId: id, status, parserError: error.code, remoteAddress: socket.remoteAddress }, 'request rejected')
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `${idHeader === undefined ? '' : `${idHeader}: ${id}\r\n`}Connection: close\r\n\r\n${body}`)
     }
   }

@@ -408,6 +408,26 @@ test('socket: a malformed request line gets a 400 problem with a request id and 
   await assertStillServingOverHttp(url)
 })
 
+test('socket: an Expect other than 100-continue gets a 417 problem with a request id and Connection: close, and a log line', async (t) => {
+  const { app, logs } = await setup(t)
+  const { port, url } = await listen(app)
+  const res = await rawRequest(port, 'POST /echo?x=1 HTTP/1.1\r\nHost: localhost\r\nExpect: teapot\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
+  assert.equal(res.statusLine, 'HTTP/1.1 417 Expectation Failed')
+  assert.equal(res.headers['content-type'], 'application/problem+json')
+  assert.equal(res.headers.connection, 'close')
+  assert.match(res.headers['x-request-id'], UUID)
+  assert.deepStrictEqual(JSON.parse(res.body), {
+    type: TYPE + 'expectation-failed',
+    title: 'Expectation Failed',
+    status: 417,
+    detail: 'Expect: "teapot" is not supported; send Expect: 100-continue, or no Expect header',
+    instance: '/echo',
+    requestId: res.headers['x-request-id']
+  })
+  assert.deepEqual(logs.filter((l) => l.msg === 'request rejected').map((l) => [l.reqId, l.status, l.path, l.expect]), [[res.headers['x-request-id'], 417, '/echo', '"teapot"']])
+  await assertStillServingOverHttp(url)
+})
+
 test('socket: headers over 16 KB get a 431 problem with a request id and Connection: close', async (t) => {
   const { port, url } = await listening(t)
   const res = await rawRequest(port, `GET /ok HTTP/1.1\r\nHost: localhost\r\nX-Padding: ${'a'.repeat(17 * 1024)}\r\n\r\n`)
