@@ -63,6 +63,17 @@ test('any other ${ form is refused, not left in the value; $${ is a literal ${',
   assert.equal((config.openapi as { info: { description: string } }).info.description, 'costs ${PRICE}, at the shop')
 })
 
+test('an unset variable is listed with the file\'s other problems, not with what its empty value would break', (t) => {
+  const d = tempDir(t, { 'c.yaml': 'server:\n  port: ${NOPE}\n  host: 1\nloging: true\nfoo: ${UNSET_X}\n' })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'c.yaml', env: {} })), [
+    'server.port: environment variable NOPE is not set and has no default (write ${NOPE:-default} to give one)',
+    'foo: environment variable UNSET_X is not set and has no default (write ${UNSET_X:-default} to give one)',
+    'loging: unknown key (did you mean "logging"?)',
+    'foo: unknown key',
+    'server.host: expected a non-empty string, found 1'
+  ])
+})
+
 test('a substituted value of the wrong type is refused with what was found', (t) => {
   const d = tempDir(t, { 'spikard.config.json': '{"server":{"port":"${PORT}"}}' })
   assert.deepEqual(refused(() => loadConfig({ cwd: d, env: { PORT: 'eighty' } })), [

@@ -79,8 +79,19 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   if (shapeProblem !== undefined) throw new SpikardConfigError([shapeProblem], source)
   const problems: string[] = []
   const substituted = substitute(raw, '', options.env ?? process.env, problems)
-  if (problems.length > 0) throw new SpikardConfigError(problems, source)
-  return { file, config: resolveConfig(substituted, { coerce: true, source }), raw }
+  if (problems.length === 0) return { file, config: resolveConfig(substituted, { coerce: true, source }), raw }
+  // Every problem of the file at once: the others too, but not what is said of the values
+  // whose substitution failed (an unset variable left an empty string there), unless their
+  // key is unknown.
+  const failed = problems.map((p) => p.slice(0, p.indexOf(': ') + 2))
+  const ofFailedValue = (p: string): boolean => failed.some((prefix) => p.startsWith(prefix) && !p.startsWith(`${prefix}unknown key`))
+  try {
+    resolveConfig(substituted, { coerce: true, source })
+  } catch (error) {
+    if (!(error instanceof SpikardConfigError)) throw error
+    problems.push(...error.problems.filter((p) => !ofFailedValue(p)))
+  }
+  throw new SpikardConfigError(problems, source)
 }
 
 /**
