@@ -74,10 +74,11 @@ test('an unset variable is listed with the file\'s other problems, not with what
   ])
 })
 
-test('a substituted value of the wrong type is refused with what was found', (t) => {
-  const d = tempDir(t, { 'spikard.config.json': '{"server":{"port":"${PORT}"}}' })
-  assert.deepEqual(refused(() => loadConfig({ cwd: d, env: { PORT: 'eighty' } })), [
-    'server.port: expected an integer >= 0 and <= 65535, found "eighty"'
+test('a substituted value of the wrong type is refused with what was found, and the variable it came from', (t) => {
+  const d = tempDir(t, { 'spikard.config.json': '{"server":{"port":"${PORT}"},"requestId":{"header":"x-${A}-${B:-b}"}}' })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, env: { PORT: 'eighty', A: 'a b', B: 'c' } })), [
+    'server.port: expected an integer >= 0 and <= 65535, found "eighty" (from ${PORT})',
+    'requestId.header: expected a string matching /^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$/, found "x-a b-c" (from ${A}, ${B})'
   ])
 })
 

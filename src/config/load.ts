@@ -77,21 +77,41 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   if (raw === null || raw === undefined) raw = {}
   const shapeProblem = checkShape(raw)
   if (shapeProblem !== undefined) throw new SpikardConfigError([shapeProblem], source)
+  const env = options.env ?? process.env
   const problems: string[] = []
-  const substituted = substitute(raw, '', options.env ?? process.env, problems)
-  if (problems.length === 0) return { file, config: resolveConfig(substituted, { coerce: true, source }), raw }
-  // Every problem of the file at once: the others too, but not what is said of the values
-  // whose substitution failed (an unset variable left an empty string there), unless their
-  // key is unknown.
+  const substituted = substitute(raw, '', env, problems)
+  // Every problem of the file at once, but not what is said of the values whose substitution
+  // failed (an unset variable left an empty string there), unless their key is unknown.
   const failed = problems.map((p) => p.slice(0, p.indexOf(': ') + 2))
   const ofFailedValue = (p: string): boolean => failed.some((prefix) => p.startsWith(prefix) && !p.startsWith(`${prefix}unknown key`))
+  let config: ResolvedConfig | undefined
   try {
-    resolveConfig(substituted, { coerce: true, source })
+    config = resolveConfig(substituted, { coerce: true, source })
   } catch (error) {
     if (!(error instanceof SpikardConfigError)) throw error
-    problems.push(...error.problems.filter((p) => !ofFailedValue(p)))
+    problems.push(...error.problems.filter((p) => !ofFailedValue(p)).map((p) => withVariables(p, raw, env)))
   }
-  throw new SpikardConfigError(problems, source)
+  if (problems.length > 0 || config === undefined) throw new SpikardConfigError(problems, source)
+  return { file, config, raw }
+}
+
+/** A problem of a value the environment gave: says which variables (`found "abc" (from ${RL})`). */
+function withVariables (problem: string, raw: unknown, env: Record<string, string | undefined>): string {
+  const written = rawAt(raw, problem.slice(0, problem.indexOf(': ')))
+  if (typeof written !== 'string') return problem
+  const names = [...written.matchAll(VARIABLE)].flatMap((m) => m[1] !== undefined && envValue(env, m[1]) !== undefined ? [`\${${m[1]}}`] : [])
+  return names.length === 0 ? problem : `${problem} (from ${names.join(', ')})`
+}
+
+/** The value at a problem's path (`a.b[0].c`) in the parsed file, or undefined. */
+function rawAt (raw: unknown, path: string): unknown {
+  let value = raw
+  for (const part of path.split(/\.|(?=\[)/)) {
+    const index = /^\[(\d+)\]$/.exec(part)
+    if (index !== null) value = Array.isArray(value) ? value[Number(index[1])] : undefined
+    else value = value !== null && typeof value === 'object' && Object.hasOwn(value, part) ? (value as Record<string, unknown>)[part] : undefined
+  }
+  return value
 }
 
 /**
