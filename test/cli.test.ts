@@ -872,7 +872,7 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
       const dir = await fixture(t, { 'spikard.config.yaml': 'server:\n  port: ${PORT}\n' })
       const r = await run(t, ['check'], { cwd: dir, env: { PORT: 'eighty' } })
       assert.equal(r.code, 1)
-      assert.deepEqual(problems(r.stderr), ['server.port: expected an integer >= 0 and <= 65535, found "eighty"'])
+      assert.deepEqual(problems(r.stderr), ['server.port: expected an integer >= 0 and <= 65535, found "eighty" (from ${PORT})'])
     })
   })
 
