@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import spikard from '../src/index.js'
-import { build, listen, rawRequest, UUID, type TestApp } from './helpers.js'
+import { build, listen, rawRequest, UUID, type RawResponse, type TestApp } from './helpers.js'
 
 const TYPE = 'https://spikard.dev/errors/'
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
@@ -390,21 +390,20 @@ async function assertStillServingOverHttp (url: string): Promise<void> {
   assert.deepStrictEqual(await res.json(), { ok: true })
 }
 
-test('socket: a malformed request line gets a 400 problem with a request id and Connection: close', async (t) => {
-  const { port, url } = await listening(t)
-  const res = await rawRequest(port, 'GARBAGE\r\n\r\n')
-  assert.equal(res.statusLine, 'HTTP/1.1 400 Bad Request')
+/** A problem Node's server wrote itself: its status line, a request id, `Connection: close`, an exact length, and the body. */
+function assertSocketProblem (res: RawResponse, statusLine: string, problem: Record<string, unknown>): void {
+  assert.equal(res.statusLine, statusLine)
   assert.equal(res.headers['content-type'], 'application/problem+json')
   assert.equal(res.headers.connection, 'close')
   assert.match(res.headers['x-request-id'], UUID)
   assert.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body))
-  assert.deepStrictEqual(JSON.parse(res.body), {
-    type: TYPE + 'bad-request',
-    title: 'Bad Request',
-    status: 400,
-    detail: 'The request could not be parsed',
-    requestId: res.headers['x-request-id']
-  })
+  assert.deepStrictEqual(JSON.parse(res.body), { ...problem, requestId: res.headers['x-request-id'] })
+}
+
+test('socket: a malformed request line gets a 400 problem with a request id and Connection: close', async (t) => {
+  const { port, url } = await listening(t)
+  const res = await rawRequest(port, 'GARBAGE\r\n\r\n')
+  assertSocketProblem(res, 'HTTP/1.1 400 Bad Request', { type: TYPE + 'bad-request', title: 'Bad Request', status: 400, detail: 'The request could not be parsed' })
   await assertStillServingOverHttp(url)
 })
 
@@ -412,17 +411,12 @@ test('socket: an Expect other than 100-continue gets a 417 problem with a reques
   const { app, logs } = await setup(t)
   const { port, url } = await listen(app)
   const res = await rawRequest(port, 'POST /echo?x=1 HTTP/1.1\r\nHost: localhost\r\nExpect: teapot\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
-  assert.equal(res.statusLine, 'HTTP/1.1 417 Expectation Failed')
-  assert.equal(res.headers['content-type'], 'application/problem+json')
-  assert.equal(res.headers.connection, 'close')
-  assert.match(res.headers['x-request-id'], UUID)
-  assert.deepStrictEqual(JSON.parse(res.body), {
+  assertSocketProblem(res, 'HTTP/1.1 417 Expectation Failed', {
     type: TYPE + 'expectation-failed',
     title: 'Expectation Failed',
     status: 417,
     detail: 'Expect: "teapot" is not supported; send Expect: 100-continue, or no Expect header',
-    instance: '/echo',
-    requestId: res.headers['x-request-id']
+    instance: '/echo'
   })
   assert.deepEqual(logs.filter((l) => l.msg === 'request rejected').map((l) => [l.reqId, l.status, l.path, l.expect]), [[res.headers['x-request-id'], 417, '/echo', '"teapot"']])
   await assertStillServingOverHttp(url)
@@ -431,17 +425,11 @@ test('socket: an Expect other than 100-continue gets a 417 problem with a reques
 test('socket: headers over 16 KB get a 431 problem with a request id and Connection: close', async (t) => {
   const { port, url } = await listening(t)
   const res = await rawRequest(port, `GET /ok HTTP/1.1\r\nHost: localhost\r\nX-Padding: ${'a'.repeat(17 * 1024)}\r\n\r\n`)
-  assert.equal(res.statusLine, 'HTTP/1.1 431 Request Header Fields Too Large')
-  assert.equal(res.headers['content-type'], 'application/problem+json')
-  assert.equal(res.headers.connection, 'close')
-  assert.match(res.headers['x-request-id'], UUID)
-  assert.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body))
-  assert.deepStrictEqual(JSON.parse(res.body), {
+  assertSocketProblem(res, 'HTTP/1.1 431 Request Header Fields Too Large', {
     type: TYPE + 'headers-too-large',
     title: 'Request Header Fields Too Large',
     status: 431,
-    detail: 'The request headers are too large',
-    requestId: res.headers['x-request-id']
+    detail: 'The request headers are too large'
   })
   await assertStillServingOverHttp(url)
 })

@@ -192,70 +192,71 @@ interface RawStream {
   chunked: boolean
 }
 
-/** A GET on a fresh connection (`Connection: close`), read until the server closes it. */
-function rawGet (port: number, path: string, headers: Record<string, string> = {}, timeoutMs = 5000): Promise<RawStream> {
-  return withTimeout(new Promise((resolve, reject) => {
+/** The status line and headers (names lower-cased) that `received` starts with, and what follows; undefined without the blank line. */
+function readHead (received: string): { statusLine: string, headers: Record<string, string>, rest: string } | undefined {
+  const split = received.indexOf('\r\n\r\n')
+  if (split === -1) return undefined
+  const [statusLine, ...lines] = received.slice(0, split).split('\r\n')
+  const headers: Record<string, string> = {}
+  for (const line of lines) headers[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim()
+  return { statusLine, headers, rest: received.slice(split + 4) }
+}
+
+/** Writes `data` on a fresh connection; resolves with all the server sent (latin1) once it closes. */
+function exchange (port: number, data: string, timeoutMs: number, what: string): Promise<string> {
+  return withTimeout(new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1')
     let received = ''
     socket.setEncoding('latin1')
     socket.on('data', (chunk: string) => { received += chunk })
     socket.on('error', () => {})
-    socket.on('close', () => {
-      const split = received.indexOf('\r\n\r\n')
-      if (split === -1) return reject(new Error(`not an HTTP response: ${JSON.stringify(received)}`))
-      const [statusLine, ...lines] = received.slice(0, split).split('\r\n')
-      const head: Record<string, string> = {}
-      for (const line of lines) head[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim()
-      const rest = received.slice(split + 4)
-      const chunked = head['transfer-encoding'] === 'chunked'
-      const { data, terminated } = chunked ? dechunk(rest) : { data: rest, terminated: false }
-      resolve({ statusLine, headers: head, body: data, terminated, chunked })
-    })
-    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${extra}\r\n`)
-  }), timeoutMs, `GET ${path}`)
+    socket.on('close', () => resolve(received))
+    socket.write(data)
+  }), timeoutMs, what)
+}
+
+/** A GET on a fresh connection (`Connection: close`), read until the server closes it. */
+async function rawGet (port: number, path: string, headers: Record<string, string> = {}, timeoutMs = 5000): Promise<RawStream> {
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')
+  const received = await exchange(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${extra}\r\n`, timeoutMs, `GET ${path}`)
+  const head = readHead(received)
+  if (head === undefined) throw new Error(`not an HTTP response: ${JSON.stringify(received)}`)
+  const { statusLine, headers: got, rest } = head
+  const chunked = got['transfer-encoding'] === 'chunked'
+  const { data, terminated } = chunked ? dechunk(rest) : { data: rest, terminated: false }
+  return { statusLine, headers: got, body: data, terminated, chunked }
 }
 
 /**
  * Requests (`METHOD path`) sent at once on one connection, the last with `Connection:
  * close`; the responses in order. A HEAD response has no body, whatever its headers say.
  */
-function pipelined (port: number, requests: string[], timeoutMs = 5000): Promise<RawStream[]> {
-  return withTimeout(new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1')
-    let received = ''
-    socket.setEncoding('latin1')
-    socket.on('data', (chunk: string) => { received += chunk })
-    socket.on('error', () => {})
-    socket.on('close', () => {
-      const responses: RawStream[] = []
-      for (const request of requests) {
-        const split = received.indexOf('\r\n\r\n')
-        if (split === -1) return reject(new Error(`no response to ${request}: ${JSON.stringify(received)}`))
-        const [statusLine, ...lines] = received.slice(0, split).split('\r\n')
-        const head: Record<string, string> = {}
-        for (const line of lines) head[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim()
-        received = received.slice(split + 4)
-        const chunked = head['transfer-encoding'] === 'chunked'
-        let body = ''
-        let terminated = false
-        if (!request.startsWith('HEAD ')) {
-          if (chunked) {
-            const end = received.indexOf('\r\n0\r\n\r\n')
-            ;({ data: body, terminated } = dechunk(received.slice(0, end === -1 ? undefined : end + 7)))
-            received = end === -1 ? '' : received.slice(end + 7)
-          } else {
-            const length = Number(head['content-length'] ?? received.length)
-            body = received.slice(0, length)
-            received = received.slice(length)
-          }
-        }
-        responses.push({ statusLine, headers: head, body, terminated, chunked })
+async function pipelined (port: number, requests: string[], timeoutMs = 5000): Promise<RawStream[]> {
+  const sent = requests.map((r, i) => `${r} HTTP/1.1\r\nHost: 127.0.0.1\r\n${i === requests.length - 1 ? 'Connection: close\r\n' : ''}\r\n`).join('')
+  let received = await exchange(port, sent, timeoutMs, requests.join(', '))
+  const responses: RawStream[] = []
+  for (const request of requests) {
+    const head = readHead(received)
+    if (head === undefined) throw new Error(`no response to ${request}: ${JSON.stringify(received)}`)
+    const { statusLine, headers } = head
+    received = head.rest
+    const chunked = headers['transfer-encoding'] === 'chunked'
+    let body = ''
+    let terminated = false
+    if (!request.startsWith('HEAD ')) {
+      if (chunked) {
+        const end = received.indexOf('\r\n0\r\n\r\n')
+        ;({ data: body, terminated } = dechunk(received.slice(0, end === -1 ? undefined : end + 7)))
+        received = end === -1 ? '' : received.slice(end + 7)
+      } else {
+        const length = Number(headers['content-length'] ?? received.length)
+        body = received.slice(0, length)
+        received = received.slice(length)
       }
-      resolve(responses)
-    })
-    socket.write(requests.map((r, i) => `${r} HTTP/1.1\r\nHost: 127.0.0.1\r\n${i === requests.length - 1 ? 'Connection: close\r\n' : ''}\r\n`).join(''))
-  }), timeoutMs, requests.join(', '))
+    }
+    responses.push({ statusLine, headers, body, terminated, chunked })
+  }
+  return responses
 }
 
 /** A chunked body's data, and whether it ends with the terminating chunk (`0\r\n\r\n`). */
