@@ -123,7 +123,7 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
 
   // What the server got, once it listens: one line, and a warning per risky choice.
   app.addHook('onListen', function spikardSummary (done) {
-    const { record, warnings } = startupSummary(resolved, { trustProxy: state.trustProxy, bodyLimit: app.initialConfig.bodyLimit, logLevel: app.log.level })
+    const { record, warnings } = startupSummary(resolved, { trustProxy: state.trustProxy, bodyLimit: app.initialConfig.bodyLimit, logLevel: app.log.level, pluginTimeout: app.initialConfig.pluginTimeout })
     app.log.info(record, 'spikard features')
     for (const warning of warnings) app.log.warn(warning)
     done()

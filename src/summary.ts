@@ -19,6 +19,8 @@ export interface ServerFacts {
   bodyLimit?: number
   /** The server logger's level (`app.log.level`, `server.logger.level`). */
   logLevel?: string
+  /** Fastify's `pluginTimeout` (`initialConfig.pluginTimeout`), which bounds `app.close()`'s drain. */
+  pluginTimeout?: number
 }
 
 /** The structured record of the startup line: `app.log.info(record, 'spikard features')`. */
@@ -119,6 +121,11 @@ function warnings (o: ResolvedSpikardOptions, facts: ServerFacts): string[] {
     }
   }
 
+  if (shutdown !== false && facts.pluginTimeout !== undefined) {
+    warn(facts.pluginTimeout > 0 && facts.pluginTimeout < shutdown.timeout,
+      `Fastify's pluginTimeout (${formatDuration(facts.pluginTimeout)}) is shorter than shutdown.timeout (${formatDuration(shutdown.timeout)}): ` +
+      `app.close() gives up on the drain at ${formatDuration(facts.pluginTimeout)} ("Plugin did not start in time"); create Fastify with the options of spikardFastifyOptions(), or a pluginTimeout above the budget`)
+  }
   warn(shutdown === false,
     'shutdown is off: a SIGTERM (every deploy) is not turned into a graceful shutdown: readiness does not turn 503 first and in-flight requests get no time budget; ' +
     'turn it on (shutdown: 30s)')

@@ -113,6 +113,9 @@ describe('startupSummary', () => {
         'timeout.headers is 0: a client sending its headers a byte at a time holds a connection open forever (slowloris); set one (timeout.headers: 10s)'],
       ['no request timeout', { timeout: { request: '0s' } }, {},
         'timeout.request is 0: a client sending its request a byte at a time holds a connection open forever (slowloris); set one (timeout.request: 60s)'],
+      ['a pluginTimeout shorter than the shutdown budget (your own Fastify instance)', {}, { pluginTimeout: 10_000 },
+        'Fastify\'s pluginTimeout (10s) is shorter than shutdown.timeout (30s): app.close() gives up on the drain at 10s ("Plugin did not start in time"); ' +
+        'create Fastify with the options of spikardFastifyOptions(), or a pluginTimeout above the budget'],
       ['shutdown off', { shutdown: false }, {},
         'shutdown is off: a SIGTERM (every deploy) is not turned into a graceful shutdown: readiness does not turn 503 first and in-flight requests get no time budget; ' +
         'turn it on (shutdown: 30s)'],
@@ -160,7 +163,9 @@ describe('startupSummary', () => {
         [{ logging: { level: 'warn' } }, { logLevel: 'info' }],
         [{ ...AUTH, auth: { jwt: { jwksUrl: 'https://idp.example/jwks.json', audience: 'orders-api', leeway: '5m' } } }, {}],
         [{ compression: { brotliQuality: 9 } }, {}],
-        [{ compression: { encodings: ['gzip'], brotliQuality: 11 } }, {}]
+        [{ compression: { encodings: ['gzip'], brotliQuality: 11 } }, {}],
+        [{ shutdown: '8s' }, { pluginTimeout: 10_000 }],
+        [{}, { pluginTimeout: 0 }]
       ]
       for (const [options, facts] of safe) assert.deepEqual(warningsOf(options, facts), [], JSON.stringify([options, facts]))
     })

@@ -14,7 +14,8 @@ import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import spikard from '../../src/spikard.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { assertOptionsRefused, build, listen, until, withTimeout } from '../helpers.js'
 import { assertShuttingDown, BIG, exited, get, startCli, type Child } from '../fixtures/shutdown-child.js'
@@ -154,6 +155,31 @@ test('true: the defaults, and SIGTERM, SIGINT and error handlers installed until
   await app.close()
   assert.deepStrictEqual(counts(), before)
   assert.equal(app.spikard.phase, 'closed')
+})
+
+test('app.close() drains within Fastify\'s pluginTimeout; createServer sets one above the budget', async (t) => {
+  // The mechanism, at a small scale: an instance of your own whose pluginTimeout is shorter
+  // than the request in flight fails app.close() and cuts the drain; a longer one drains.
+  // (Long enough for spikard to register within it.)
+  for (const [pluginTimeout, drained] of [[1500, false], [8000, true]] as const) {
+    const app = Fastify({ pluginTimeout })
+    await app.register(spikard, { shutdown: { timeout: '6s', signals: false } })
+    await app.register(routes)
+    const { url } = await listen(app)
+    const started = whenStarted('/slow')
+    const response = fetch(`${url}/slow?ms=3000`).then((r) => r.status, () => 'failed')
+    await started
+    const closed = await app.close().then(() => true, () => false)
+    assert.equal(closed, drained, `pluginTimeout ${pluginTimeout}`)
+    if (drained) assert.equal(await response, 200)
+    else await app.close().catch(() => {})
+  }
+  // createServer: the budget plus 5 s, and never below Fastify's own 10 s.
+  for (const [shutdown, expected] of [[true, 35_000], ['60s', 65_000], ['2s', 10_000]] as const) {
+    const { app } = await build({ shutdown }, routes)
+    t.after(() => app.close())
+    assert.equal(app.initialConfig.pluginTimeout, expected, String(shutdown))
+  }
 })
 
 test('many apps in one process: handlers removed on close, no listener leak warning', async () => {
