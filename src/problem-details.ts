@@ -194,6 +194,20 @@ function acceptedHeader (name: string, value: unknown): value is HeaderValue {
   }
 }
 
+/** Node's errors for a header it will not write: an invalid character in the value (CR/LF), an invalid name, no value. */
+const HEADER_REFUSED = new Set(['ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN', 'ERR_HTTP_INVALID_HEADER_VALUE'])
+
+/**
+ * Removes from the reply the headers Node refused when the response was written (a route
+ * that copied CR/LF from the request into `Content-Disposition`), so the problem can be:
+ * otherwise it fails the same way, and Fastify answers with its own JSON and Node's message.
+ */
+function dropRefusedHeaders (reply: FastifyReply): void {
+  const dropped = Object.entries(reply.getHeaders()).filter(([name, value]) => !acceptedHeader(name, value)).map(([name]) => name)
+  for (const name of dropped) reply.removeHeader(name)
+  if (dropped.length > 0) reply.request.log.warn({ dropped }, 'headers of the response not sent: Node refuses their names or values')
+}
+
 /**
  * Sends an error as problem+json. Used by the error handler and by server-level hooks.
  * Never throws: an error that cannot be rendered (a getter that throws, a revoked proxy)
@@ -206,6 +220,7 @@ export function sendProblem (reply: FastifyReply, error: unknown): FastifyReply 
   try {
     problem = toProblem(error, reply.request, reply.statusCode)
     if (problem.status < 500) headers = errorHeaders(error, reply.request)
+    else if (HEADER_REFUSED.has((error as { code?: unknown } | null | undefined)?.code as string)) dropRefusedHeaders(reply)
     body = JSON.stringify(problem)
   } catch (failure) {
     logError(reply.request, failure, 'the error could not be rendered as a problem; answered 500')

@@ -67,6 +67,11 @@ const routes: FastifyPluginAsync = async (app) => {
     reply.code(502)
     throw new Error('upstream at 10.0.0.7 said no')
   })
+  // A header copied from the request, CR/LF included: Node refuses it as the response is written.
+  app.get('/download', async (request, reply) => {
+    reply.header('content-disposition', `attachment; filename="${(request.query as { name: string }).name}"`)
+    return { ok: true }
+  })
   app.get('/crash', async () => {
     throw new Error('connection to db-7 refused: password=hunter2')
   })
@@ -419,6 +424,23 @@ test('socket: an Expect other than 100-continue gets a 417 problem with a reques
     instance: '/echo'
   })
   assert.deepEqual(logs.filter((l) => l.msg === 'request rejected').map((l) => [l.reqId, l.status, l.path, l.expect]), [[res.headers['x-request-id'], 417, '/echo', '"teapot"']])
+  await assertStillServingOverHttp(url)
+})
+
+test('socket: a response header Node refuses (CR/LF from the request): a 500 problem without it, the header named at warn', async (t) => {
+  const { app, logs } = await setup(t)
+  const { url } = await listen(app)
+  const res = await fetch(`${url}/download?name=${encodeURIComponent('a\r\nSet-Cookie: x=1')}`)
+  assert.equal(res.status, 500)
+  assert.equal(res.headers.get('content-type'), PROBLEM_JSON)
+  assert.equal(res.headers.get('content-disposition'), null)
+  assert.equal(res.headers.get('set-cookie'), null)
+  const id = res.headers.get('x-request-id')
+  assert.match(String(id), UUID)
+  assert.deepStrictEqual(await res.json(), {
+    type: TYPE + 'internal-error', title: 'Internal Server Error', status: 500, detail: 'The server failed to handle the request', instance: '/download', requestId: id
+  })
+  assert.deepEqual(logs.filter((l) => l.level === 40).map((l) => [l.reqId, l.dropped]), [[id, ['content-disposition']]])
   await assertStillServingOverHttp(url)
 })
 
