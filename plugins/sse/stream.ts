@@ -9,13 +9,14 @@
  *   generator's `finally` runs (at its next `await` or `yield`) and a Readable is destroyed.
  * - Once the response head is written the reply is hijacked: Fastify then never tries to
  *   answer it again (the handler timeout's problem, a late return value), and a handler that
- *   fails after the first event is logged, not answered.
+ *   fails after the first event is logged, not answered; the handler timeout stops there.
  */
 import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { SSEReplyInterface } from '@fastify/sse'
 import { provideRequestSignal } from '../../src/fastify-internals.js'
 import { safeEvent, toEvent, type SafeEvent, type SseEvent } from './events.js'
+import { responseStarted } from '../stream/state.js'
 
 /** Throws when an event does not match the route's schema. */
 export type Validate = (event: SseEvent) => void
@@ -60,6 +61,10 @@ export class OpenStream {
       if (this.#committed) return
       this.#committed = true
       reply.hijack()
+      // Open: the handler timeout's clock stops, as for any stream at its first byte. Left
+      // running, its list held the request and its response until the timeout, long after
+      // the client had gone.
+      responseStarted(request)
     }
     sse.send = async (source) => {
       if (isAsyncIterable(source)) return await send(this.#guard(source) as AsyncIterable<never>)

@@ -12,6 +12,8 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import { EventSource } from 'eventsource'
 import { Validator } from '@seriousme/openapi-schema-validator'
@@ -590,6 +592,30 @@ test('the handler timeout covers the time until the stream opens, not the stream
   assert.equal(JSON.parse(late.text()).type, 'https://spikard.dev/errors/handler-timeout')
   await sleep(400)
   assert.deepEqual(logs.filter((l) => l.level >= 40).map((l) => l.msg), [])
+})
+
+test('a stream the client left is not held until the handler timeout: its response is collected at once', async (t) => {
+  // gc() without --expose-gc: the flag set at run time, the function taken from a new context.
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  let collected = 0
+  const registry = new FinalizationRegistry(() => { collected++ })
+  const { url } = await serve(t, { timeout: { handler: '30s' } }, async (app) => {
+    app.get('/feed', { sse: true }, async (_request, reply) => {
+      registry.register(reply.raw, 'response')
+      await reply.sse.send({ data: 'hello' })
+      reply.sse.keepAlive()
+    })
+  })
+  for (let i = 0; i < 3; i++) {
+    const raw = await openRaw(url, '/feed')
+    await raw.waitFor('data: hello')
+    raw.close()
+  }
+  await until(() => {
+    gc()
+    return collected === 3
+  }, 'the three responses collected')
 })
 
 test('errors: before the first event a problem response; after it the stream ends and the error is logged with the request id', async (t) => {
