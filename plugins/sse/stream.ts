@@ -67,8 +67,16 @@ export class OpenStream {
       responseStarted(request)
     }
     sse.send = async (source) => {
-      if (isAsyncIterable(source)) return await send(this.#guard(source) as AsyncIterable<never>)
-      return await send(this.prepare(source) as never)
+      if (!isAsyncIterable(source)) return await send(this.prepare(source) as never)
+      const guarded = this.#guard(source)
+      const sent = send(guarded as AsyncIterable<never>)
+      // @fastify/sse waits for the client to take each event ('drain'); a client that stopped
+      // reading and then went away never drains, so the send would never settle and the
+      // source never end. The stream's close ends both.
+      return await Promise.race([sent, this.closed.then(() => {
+        sent.catch(() => {})
+        guarded.return(undefined).catch(() => {})
+      })])
     }
     sse.stream = () => {
       const transform = stream() as NodeJS.WritableStream & { _write: (chunk: unknown, encoding: string, callback: (error?: Error | null) => void) => void }

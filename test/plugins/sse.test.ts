@@ -7,6 +7,7 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import http, { type IncomingHttpHeaders } from 'node:http'
+import net from 'node:net'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -301,6 +302,34 @@ test('a client that goes away: noticed at once (reply.sse.onClose, request.signa
   assert.ok((log.find((l) => l.what === 'readable destroyed')?.at ?? Infinity) - readableClosed < 1000)
   // The access log has the stream, marked aborted.
   await until(() => logs.filter((l) => l.msg === 'request aborted' && l.route === '/generator').length === 1, 'the access line')
+})
+
+test('a client that stops reading, then goes away: the source\'s finally runs and the handler\'s send settles', async (t) => {
+  const seen: string[] = []
+  const { port } = await serve(t, {}, async (app) => {
+    app.get('/flood', { sse: true }, async (_request, reply) => {
+      const big = 'x'.repeat(64 * 1024)
+      async function * flood () {
+        try {
+          for (let i = 0; ; i++) yield { data: big }
+        } finally {
+          seen.push('finally')
+        }
+      }
+      await reply.sse.send(flood())
+      seen.push('send settled')
+    })
+  })
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write('GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
+  await new Promise((resolve) => socket.once('data', resolve))
+  // Held by backpressure: @fastify/sse waits for a drain that never comes.
+  socket.pause()
+  await sleep(300)
+  socket.destroy()
+  await until(() => seen.length === 2, 'the finally and the send', 3000)
+  assert.deepEqual(seen, ['finally', 'send settled'])
 })
 
 test('request.signal is aborted when the stream closes, with the timeout feature off too, and at a handler timeout before the stream opens', async (t) => {
