@@ -212,7 +212,7 @@ const DEFAULT_FEATURES = [
   ['auth', 'off'],
   ['bodyLimit', 'on', 'max=1mb decode=on'],
   ['stream', 'on'],
-  ['sse', 'on', 'keepAlive=15s maxConnections=10000'],
+  ['sse', 'on', 'keepAlive=15s maxConnections=10000 maxBuffered=4mb'],
   ['websocket', 'on', 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb'],
   ['static', 'off'],
   ['compression', 'on', 'br,gzip threshold=1kb']
@@ -419,7 +419,7 @@ rateLimit       off
 auth            off
 bodyLimit       on     max=1mb decode=on
 stream          on
-sse             on     keepAlive=15s maxConnections=10000
+sse             on     keepAlive=15s maxConnections=10000 maxBuffered=4mb
 websocket       on     origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb
 static          off
 compression     on     br,gzip threshold=1kb
@@ -482,6 +482,7 @@ stream.idleTimeout         0                       default
 sse                        on                      default
 sse.keepAlive              15s                     default
 sse.maxConnections         10000                   default
+sse.maxBuffered            4mb                     default
 sse.shutdownEvent.event    shutdown                default
 sse.shutdownEvent.data     "server shutting down"  default
 sse.shutdownEvent.retry    1s                      default
@@ -612,6 +613,7 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
         sse: ['on', 'default'],
         'sse.keepAlive': ['15s', 'default'],
         'sse.maxConnections': ['10000', 'default'],
+        'sse.maxBuffered': ['4mb', 'default'],
         // An option that is an object or false shows each of its options when it is an object.
         'sse.shutdownEvent.event': ['shutdown', 'default'],
         'sse.shutdownEvent.data': ['"server shutting down"', 'default'],

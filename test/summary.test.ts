@@ -39,7 +39,7 @@ describe('startupSummary', () => {
           timeout: 'handler=30s headers=10s request=1m keepAlive=72s',
           bodyLimit: 'max=1mb decode=on',
           stream: 'on',
-          sse: 'keepAlive=15s maxConnections=10000',
+          sse: 'keepAlive=15s maxConnections=10000 maxBuffered=4mb',
           websocket: 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb',
           compression: 'br,gzip threshold=1kb'
         },
@@ -78,7 +78,7 @@ describe('startupSummary', () => {
         auth: 'jwt(HS256)',
         bodyLimit: 'max=512kb decode=on',
         stream: 'idleTimeout=5m',
-        sse: 'keepAlive=30s maxConnections=10000',
+        sse: 'keepAlive=30s maxConnections=10000 maxBuffered=4mb',
         websocket: 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb',
         static: `/assets=${FIXTURES_DIR} /=${TEST_DIR}`,
         compression: 'br,gzip threshold=1kb'

@@ -9,6 +9,8 @@
  *   open, and a client that went away is noticed at the latest by that write;
  * - `sse.maxConnections` open streams per process, then a 503 problem
  *   (SPK_ERR_SSE_TOO_MANY_STREAMS) before anything is written;
+ * - `sse.maxBuffered`: a client that does not read has its stream closed once that much
+ *   waits unsent, rather than the server holding every event sent to it (./stream.ts);
  * - at shutdown (a drain hook) each open stream gets `sse.shutdownEvent` and is closed,
  *   within the drain budget; what is left when it runs out is cut;
  * - `schema.sse`, the schema of a route's events (./events.ts), validated outside production;
@@ -67,7 +69,7 @@ export class SseEventError extends Error {
 const USES_REPLY_SSE = /of undefined \(reading '(?:send|stream|keepAlive|close|sendHeaders|replay|onClose)'\)/
 
 async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<void> {
-  const { keepAlive, maxConnections, shutdownEvent } = resolveSseOptions(options)
+  const { keepAlive, maxConnections, maxBuffered, shutdownEvent } = resolveSseOptions(options)
   const streams = new Set<OpenStream>()
   const validating = process.env.NODE_ENV !== 'production'
   const compiler = validating ? await loadSchemaCompiler() : undefined
@@ -144,7 +146,7 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
         throw Object.assign(new Error(`${name} only sends text/event-stream, which the request's Accept header excludes`), { statusCode: 406 })
       }
       if (streams.size >= maxConnections) throw new errors.SPK_ERR_SSE_TOO_MANY_STREAMS(maxConnections)
-      const stream = new OpenStream(request, reply, sse, validate, serializer)
+      const stream = new OpenStream(request, reply, sse, validate, serializer, maxBuffered)
       streams.add(stream)
       void stream.gone.then(() => streams.delete(stream))
       const result: unknown = await handler.call(this, request, reply)

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
-import { formatDuration, type FeatureDefinition, type OperationDoc } from '../../src/feature.js'
+import { Duration, optionsResolver, Size, type Defaulted } from '../../src/schema.js'
+import { formatBytes, formatDuration, type FeatureDefinition, type OperationDoc } from '../../src/feature.js'
 import { sseRoute } from './events.js'
 
 export const SseOptionsSchema = Type.Object({
@@ -14,6 +14,11 @@ export const SseOptionsSchema = Type.Object({
     minimum: 1,
     default: 10_000,
     description: 'Open event streams per process; past it, a 503 problem.'
+  })),
+  maxBuffered: Type.Optional(Size({
+    default: '4mb',
+    minimum: 1,
+    description: 'The most a stream may hold unsent when an event is sent to it: a client that does not read past it has its stream closed (and logged at warn), so memory stays bounded.'
   })),
   shutdownEvent: Type.Optional(Type.Union([
     Type.Object({
@@ -38,7 +43,7 @@ export const sseFeature = {
   schema: SseOptionsSchema,
   summary: 'Server-Sent Events (@fastify/sse) on routes with `sse: true`: keep-alive comments, never compressed, a final event at shutdown.',
   enabledByDefault: true,
-  settings: (o) => `keepAlive=${formatDuration(o.keepAlive)} maxConnections=${o.maxConnections}`,
+  settings: (o) => `keepAlive=${formatDuration(o.keepAlive)} maxConnections=${o.maxConnections} maxBuffered=${formatBytes(o.maxBuffered)}`,
   // The response's media type (text/event-stream) is written by plugins/openapi/document.ts:
   // an OperationDoc has no field for a success response's content.
   openapi: { operation: (route, o) => sseRoute(route as { sse?: unknown, schema?: unknown }) === undefined ? undefined : sseOperation(o) }

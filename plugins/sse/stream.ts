@@ -4,6 +4,8 @@
  * - Every event, sent alone, from an async iterable or a Readable, or written to
  *   `reply.sse.stream()`, goes through `prepare`: checked and made safe (./events.ts), and
  *   validated against the route's `schema.sse` outside production.
+ * - A single event finds more than `maxBuffered` unsent: the client does not read; its
+ *   stream is closed and logged, and the event dropped.
  * - An async iterable is read only while the client is there: when the stream closes, the
  *   wait for the next event ends at once and the source's `return()` is called, so a
  *   generator's `finally` runs (at its next `await` or `yield`) and a Readable is destroyed.
@@ -38,7 +40,7 @@ export class OpenStream {
    * `serializer`: the route's own (`sse: { serializer }`), applied to all data, strings
    * included, as @fastify/sse would; its output's line breaks are made safe all the same.
    */
-  constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly sse: Context, readonly validate: Validate | undefined, readonly serializer?: (data: unknown) => unknown) {
+  constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly sse: Context, readonly validate: Validate | undefined, readonly serializer?: (data: unknown) => unknown, readonly maxBuffered = Infinity) {
     let closed!: (value: typeof CLOSED) => void
     this.closed = new Promise((resolve) => { closed = resolve })
     const signal = streamSignal(request)
@@ -67,7 +69,11 @@ export class OpenStream {
       responseStarted(request)
     }
     sse.send = async (source) => {
-      if (!isAsyncIterable(source)) return await send(this.prepare(source) as never)
+      if (!isAsyncIterable(source)) {
+        const event = this.prepare(source)
+        if (this.#overflowing()) return
+        return await send(event as never)
+      }
       const guarded = this.#guard(source)
       const sent = send(guarded as AsyncIterable<never>)
       // @fastify/sse waits for the client to take each event ('drain'); a client that stopped
@@ -93,6 +99,23 @@ export class OpenStream {
       }
       return transform
     }
+  }
+
+  /**
+   * Whether the client has left more than `maxBuffered` unread: events sent without waiting
+   * (`void reply.sse.send(...)` for each event of a bus) would pile up in memory for as long
+   * as it does not read. Its stream is closed then (its onClose callbacks run), and the
+   * event dropped.
+   */
+  #overflowing (): boolean {
+    // Closed already: @fastify/sse refuses the send, as for any closed stream.
+    if (!this.sse.isConnected) return false
+    const unsent = this.reply.raw.writableLength
+    if (unsent <= this.maxBuffered) return false
+    this.request.log.warn({ unsent, maxBuffered: this.maxBuffered }, 'sse: stream closed: the client does not read its events')
+    this.sse.close()
+    this.reply.raw.destroy()
+    return true
   }
 
   /** Whether the response head has been written. */

@@ -332,6 +332,28 @@ test('a client that stops reading, then goes away: the source\'s finally runs an
   assert.deepEqual(seen, ['finally', 'send settled'])
 })
 
+test('sse.maxBuffered: a client that does not read has its stream closed once that much waits unsent, and it is logged', async (t) => {
+  let closed = false
+  const { port, logs } = await serve(t, { sse: { maxBuffered: '256kb' } }, async (app) => {
+    app.get('/bus', { sse: true }, async (_request, reply) => {
+      const big = 'x'.repeat(16 * 1024)
+      // Events sent without waiting, as from a bus.
+      const timer = setInterval(() => { if (reply.sse.isConnected) void reply.sse.send({ data: big }) }, 1)
+      reply.sse.onClose(() => { closed = true; clearInterval(timer) })
+      reply.sse.keepAlive()
+    })
+  })
+  const socket = net.connect(port, '127.0.0.1')
+  t.after(() => socket.destroy())
+  socket.on('error', () => {})
+  socket.write('GET /bus HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
+  await new Promise((resolve) => socket.once('data', resolve))
+  socket.pause()
+  await until(() => closed, 'the stream closed')
+  const warning = logs.find((l) => l.msg === 'sse: stream closed: the client does not read its events')
+  assert.ok(warning !== undefined && warning.unsent > 256 * 1024 && warning.maxBuffered === 256 * 1024, JSON.stringify(warning))
+})
+
 test('request.signal is aborted when the stream closes, with the timeout feature off too, and at a handler timeout before the stream opens', async (t) => {
   for (const timeout of [false, { handler: '300ms' }] as const) {
     const aborted: Array<{ path: string, reason: string }> = []
@@ -849,7 +871,7 @@ test('options: on by default, true gives the defaults, false leaves @fastify/sse
   const on = await build({ server: QUIET })
   t.after(() => on.app.close())
   await on.app.ready()
-  assert.deepEqual(on.app.spikard.options.sse, { keepAlive: 15_000, maxConnections: 10_000, shutdownEvent: { event: 'shutdown', data: 'server shutting down', retry: 1000 } })
+  assert.deepEqual(on.app.spikard.options.sse, { keepAlive: 15_000, maxConnections: 10_000, maxBuffered: 4 * 1024 * 1024, shutdownEvent: { event: 'shutdown', data: 'server shutting down', retry: 1000 } })
   assert.ok(on.app.hasPlugin('spikard-sse'))
   assert.ok(on.app.hasPlugin('@fastify/sse'))
   assert.ok(on.app.spikard.onDrain !== undefined)
