@@ -170,6 +170,8 @@ async function start (app: FastifyInstance, host: string, port: number, failed: 
     grace?.uninstall()
     await app.close().catch(() => {})
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new Error(`port ${port} on ${host} is already in use`)
+    // The socket's own failures (EACCES on a low port, EADDRNOTAVAIL) as they are; the rest is the app's, getting ready.
+    if ((error as NodeJS.ErrnoException).syscall !== undefined) throw error
     throw new Error(failed(error))
   }
   const address = app.server.address()
