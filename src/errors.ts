@@ -144,6 +144,13 @@ export const errorDefinitions = {
     message: 'The server is shutting down; retry on another instance',
     when: 'The server is shutting down: readiness probes, and requests arriving on open connections after it stopped accepting new ones (sent with `Connection: close`).'
   },
+  SPK_ERR_WEBSOCKET_NOT_ACCEPTED: {
+    status: 400,
+    type: 'websocket-not-accepted',
+    title: 'Bad Request',
+    message: '%s %s does not accept WebSocket connections',
+    when: 'A WebSocket upgrade reached a route without `websocket: true`.'
+  },
   SPK_ERR_WEBSOCKET_ORIGIN: {
     status: 403,
     type: 'websocket-origin',

@@ -41,6 +41,25 @@ test('refused upgrades get a real HTTP problem and the socket is closed: 401 wit
   assert.equal(ok.status, 101)
 })
 
+test('an upgrade to a route without websocket: a 400 problem, not a 101 and a close; to no route, a 404 problem', async (t) => {
+  const { port } = await serve(t, {}, async (app) => {
+    await routes(app)
+    app.get('/hello', async () => ({ hello: 'world' }))
+  })
+  const refused = await upgrade(port, '/hello')
+  assert.equal(refused.status, 400)
+  assert.equal(refused.headers['content-type'], PROBLEM_JSON)
+  assert.equal(refused.headers.connection, 'close')
+  assert.deepEqual(JSON.parse(refused.body), {
+    ...problem('websocket-not-accepted', 'Bad Request', 400, 'GET /hello does not accept WebSocket connections', '/hello'),
+    requestId: refused.headers['x-request-id']
+  })
+  const missing = await upgrade(port, '/nope')
+  assert.equal(missing.status, 404)
+  assert.equal(missing.headers['content-type'], PROBLEM_JSON)
+  assert.equal((await upgrade(port, '/echo')).status, 101)
+})
+
 test('403: a browser page from another origin (same-origin by default when auth is on; websocket.origins)', async (t) => {
   const { port } = await serve(t, { auth: AUTH }, routes)
   const headers = { 'x-api-key': KEY, Origin: 'https://evil.example' }
