@@ -72,7 +72,12 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
       if (!reply.raw.headersSent) reply.raw.removeHeader('content-encoding')
     }
     const settings = decisionOf(request, kCompression, settingsOf)
-    if (settings === null || request.method === 'HEAD') return done(null, payload)
+    if (settings === null) return done(null, payload)
+    if (request.method === 'HEAD') {
+      // Never compressed, but its headers are a GET's: Vary too, when the GET's body would be.
+      if (compressible(reply, payload, settings) !== undefined) reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
+      return done(null, payload)
+    }
     const body = payload instanceof Response ? unwrap(reply, payload) : payload
     const kind = compressible(reply, body, settings)
     if (kind === undefined) return done(null, body)

@@ -19,7 +19,7 @@ import spikard from '../../src/spikard.js'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
 import { CompressedFiles } from '../../plugins/compression/cache.js'
-import { assertOptionsRefused, build, listen, rawRequest, withTimeout, type TestApp } from '../helpers.js'
+import { assertOptionsRefused, build, listen, rawRequest, withTimeout, type RawResponse, type TestApp } from '../helpers.js'
 
 /** A JSON body of ~2.8 KB: over the default threshold, under the synchronous limit (64 KiB). */
 const data = { items: Array.from({ length: 40 }, (_, i) => ({ id: i, name: `item ${i}`, description: 'a compressible description' })) }
@@ -373,12 +373,17 @@ test('problem+json errors still render, and a large one is compressed', async (t
   assert.equal(small.json().detail, 'short')
 })
 
-test('HEAD: no body, on a real socket', async (t) => {
+test('HEAD: no body, on a real socket; Vary as the GET has it, only where the GET is compressed', async (t) => {
   const { app } = await setup(t, { compression: true })
   const { port } = await listen(app)
-  const res = await rawRequest(port, 'HEAD /json HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, gzip\r\nConnection: close\r\n\r\n')
+  const head = (path: string): Promise<RawResponse> => rawRequest(port, `HEAD ${path} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, gzip\r\nConnection: close\r\n\r\n`)
+  const res = await head('/json')
   assert.equal(res.status, 200)
   assert.equal(res.body, '')
+  assert.equal(res.headers['content-encoding'], undefined)
+  assert.equal(res.headers.vary, 'Accept-Encoding')
+  // Under the threshold the GET is not compressed, and has no Vary: neither has the HEAD.
+  assert.equal((await head('/text/10')).headers.vary, undefined)
 })
 
 test('a body over the synchronous limit (64 KiB) is compressed off the event loop, with an exact Content-Length', async (t) => {

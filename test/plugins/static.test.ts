@@ -191,6 +191,13 @@ test('HEAD: the headers of GET, no body', async (t) => {
   const spa = await app.inject({ method: 'HEAD', url: '/some/page', headers: { accept: 'text/html' } })
   assert.equal(spa.statusCode, 200)
   assert.equal(spa.headers['content-length'], String(INDEX.length))
+  // A file the GET compresses: the HEAD is not compressed, but says Vary as the GET does.
+  const gzip = { 'accept-encoding': 'gzip' }
+  const big = await app.inject({ url: '/big.txt', headers: gzip })
+  const bigHead = await app.inject({ method: 'HEAD', url: '/big.txt', headers: gzip })
+  assert.equal(big.headers['content-encoding'], 'gzip')
+  assert.equal(bigHead.headers['content-encoding'], undefined)
+  assert.equal(bigHead.headers.vary, big.headers.vary)
 })
 
 test('cacheControl and immutable: a year, immutable, for content-hashed names only', async (t) => {
