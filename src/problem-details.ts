@@ -264,9 +264,10 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   // before Fastify sees the request. It gets a problem like every other refusal.
   app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const id = randomUUID()
+    const path = pathOf(req.url ?? '/')
     const expect = JSON.stringify(String(req.headers.expect).slice(0, 100))
-    const { status, title, body } = standaloneProblem(new errors.SPK_ERR_EXPECTATION_FAILED(expect), id, pathOf(req.url ?? '/'))
-    app.log.info({ reqId: id, status, method: req.method, path: pathOf(req.url ?? '/'), expect, remoteAddress: req.socket.remoteAddress }, 'request rejected')
+    const { status, title, body } = standaloneProblem(new errors.SPK_ERR_EXPECTATION_FAILED(expect), id, path)
+    app.log.info({ reqId: id, status, method: req.method, path, expect, remoteAddress: req.socket.remoteAddress }, 'request rejected')
     const requestId = app.spikard?.options.requestId
     res.writeHead(status, title, {
       'content-type': PROBLEM_CONTENT_TYPE,

@@ -20,8 +20,9 @@
  *
  * Never compressed: `text/event-stream`, a response with a Content-Encoding, partial
  * content (206 or Content-Range), a 204 or 304 (Node sends no body), a route with
- * `compress: false`, a buffered body under the threshold, a HEAD response. A route registered before spikard takes the global
- * settings (its `compress` option was never seen). Request bodies are not decoded here:
+ * `compress: false`, a buffered body under the threshold, a HEAD response (Vary as its
+ * GET). A route registered before spikard takes the global settings (its `compress`
+ * option was never seen). Request bodies are not decoded here:
  * the bodyLimit feature owns that.
  */
 import { pipeline, Readable } from 'node:stream'
@@ -73,17 +74,15 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
     }
     const settings = decisionOf(request, kCompression, settingsOf)
     if (settings === null) return done(null, payload)
-    if (request.method === 'HEAD') {
-      // Never compressed, but its headers are a GET's: Vary too, when the GET's body would be.
-      if (compressible(reply, payload, settings) !== undefined) reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
-      return done(null, payload)
-    }
-    const body = payload instanceof Response ? unwrap(reply, payload) : payload
+    const head = request.method === 'HEAD'
+    const body = payload instanceof Response && !head ? unwrap(reply, payload) : payload
     const kind = compressible(reply, body, settings)
     if (kind === undefined) return done(null, body)
 
-    // From here the response depends on Accept-Encoding, whatever this request asked.
+    // From here the response depends on Accept-Encoding, whatever this request asked. A HEAD
+    // is never compressed, but its headers are its GET's: Vary included.
     reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
+    if (head) return done(null, body)
     const encoding = request.headers['x-no-compression'] === undefined
       ? negotiate(request.headers['accept-encoding'], settings.encodings)
       : 'identity'

@@ -25,18 +25,12 @@ export const defaultShutdownOptions = resolveShutdownOptions()
 /** Fastify's default `pluginTimeout`. */
 const FASTIFY_PLUGIN_TIMEOUT = 10_000
 
-/**
- * The `pluginTimeout` a shutdown needs: Fastify gives each close hook that long (10 s by
- * default) and then fails `app.close()` with "Plugin did not start in time", cutting the
- * drain (which runs in a preClose hook) short of its budget. A little more than the budget.
- */
-export function pluginTimeoutFor (o: ResolvedShutdownOptions): number {
-  return Math.max(FASTIFY_PLUGIN_TIMEOUT, o.timeout + 5000)
-}
-
 export const shutdownFeature = {
   plugin: async () => await import('./index.js'),
-  factory: (o) => ({ pluginTimeout: pluginTimeoutFor(o) }),
+  // Fastify gives each close hook `pluginTimeout` (10 s by default), then fails app.close()
+  // with "Plugin did not start in time", cutting the drain (a preClose hook) short of its
+  // budget: a little more than the budget, never less than Fastify's default.
+  factory: (o) => ({ pluginTimeout: Math.max(FASTIFY_PLUGIN_TIMEOUT, o.timeout + 5000) }),
   schema: ShutdownOptionsSchema,
   summary: 'Graceful shutdown in phases within one time budget, on signals and on app.close().',
   enabledByDefault: true,

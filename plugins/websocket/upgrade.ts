@@ -40,10 +40,11 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
   app.addHook('onRequest', function spikardWebSocketUpgrade (request, reply, done) {
     // request.ws: set by @fastify/websocket's onRequest hook, which runs before this one.
     if (!request.ws) return done()
+    const config = routeConfig(request)
     // A route without `websocket`: @fastify/websocket would complete the handshake (101)
     // and close the socket at once. The client gets a problem instead.
-    if (routeConfig(request)[kWebSocket] === undefined) {
-      return done(request.is404 ? undefined : new errors.SPK_ERR_WEBSOCKET_NOT_ACCEPTED(request.method, routeConfig(request).url ?? request.url))
+    if (config[kWebSocket] === undefined) {
+      return done(request.is404 ? undefined : new errors.SPK_ERR_WEBSOCKET_NOT_ACCEPTED(request.method, config.url ?? request.url))
     }
     // Draining already: the socket would be closed with 1001 at once.
     if (app.spikard.phase !== 'serving') return done(new errors.SPK_ERR_SHUTTING_DOWN())

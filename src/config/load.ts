@@ -82,8 +82,8 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   const substituted = substitute(raw, '', env, problems)
   // Every problem of the file at once, but not what is said of the values whose substitution
   // failed (an unset variable left an empty string there), unless their key is unknown.
-  const failed = problems.map((p) => p.slice(0, p.indexOf(': ') + 2))
-  const ofFailedValue = (p: string): boolean => failed.some((prefix) => p.startsWith(prefix) && !p.startsWith(`${prefix}unknown key`))
+  const failed = new Set(problems.map(problemPath))
+  const ofFailedValue = (p: string): boolean => failed.has(problemPath(p)) && !p.startsWith(`${problemPath(p)}: unknown key`)
   let config: ResolvedConfig | undefined
   try {
     config = resolveConfig(substituted, { coerce: true, source })
@@ -97,10 +97,15 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
 
 /** A problem of a value the environment gave: says which variables (`found "abc" (from ${RL})`). */
 function withVariables (problem: string, raw: unknown, env: Record<string, string | undefined>): string {
-  const written = rawAt(raw, problem.slice(0, problem.indexOf(': ')))
+  const written = rawAt(raw, problemPath(problem))
   if (typeof written !== 'string') return problem
   const names = [...written.matchAll(VARIABLE)].flatMap((m) => m[1] !== undefined && envValue(env, m[1]) !== undefined ? [`\${${m[1]}}`] : [])
   return names.length === 0 ? problem : `${problem} (from ${names.join(', ')})`
+}
+
+/** The key path a problem is about: what comes before its first `: `. */
+function problemPath (problem: string): string {
+  return problem.slice(0, problem.indexOf(': '))
 }
 
 /** The value at a problem's path (`a.b[0].c`) in the parsed file, or undefined. */
