@@ -98,14 +98,20 @@ class LineBuffer implements Destination {
   }
 }
 
+/** How long writes must go through, with nothing failing or dropped, before stderr says the trouble is over. */
+export const LOG_RECOVERED_AFTER_MS = 1000
+
 /**
  * sonic-boom writing to `fd` in the background (partial writes, EAGAIN), made safe to fail.
  * Left alone, a failed write (a full disk: ENOSPC, EIO) is an 'error' event nothing
  * handles, and the process dies of its logs. Here the server goes on: sonic-boom keeps the
- * lines and tries them again with the next ones, up to LOG_MAX_PENDING, and stderr says
- * once when writes start failing, once when lines are dropped, and once when writes succeed
- * again. A reader that went away (EPIPE, stdout piped into a process that exited) ends
- * the logging quietly, as pino does.
+ * lines and tries them again with the next ones, up to LOG_MAX_PENDING, and lines past that
+ * are dropped. stderr says so once when the trouble starts (writes fail, or lines are
+ * dropped) and once when it is over, with the number of lines dropped: over once writes
+ * have gone through for LOG_RECOVERED_AFTER_MS with nothing failing or dropped. A reader
+ * that lags keeps some writes going through while lines are dropped; a message at each
+ * turn would flood stderr. A reader that went away (EPIPE, stdout piped into a process that
+ * exited) ends the logging quietly, as pino does.
  *
  * sonic-boom 5 rather than the 4 pino.destination() builds: 4's flushSync retries a failed
  * write forever, so a process exiting with its log disk full never exits.
@@ -117,6 +123,21 @@ function backgroundWriter (fd: number, where: string, options: Pick<SonicBoomOpt
   const say = (text: string): void => { process.stderr.write(`spikard: ${text}\n`) }
   let failing = false
   let dropping = false
+  let dropped = 0
+  /** When a write last failed or a line was last dropped. */
+  let lastTrouble = 0
+  let recovery: NodeJS.Timeout | undefined
+  const recovered = (): void => {
+    const quiet = performance.now() - lastTrouble
+    if (quiet < LOG_RECOVERED_AFTER_MS) {
+      recovery = setTimeout(recovered, LOG_RECOVERED_AFTER_MS - quiet).unref()
+      return
+    }
+    recovery = undefined
+    say(`log lines are written to ${where} again${dropped > 0 ? `; ${dropped} were dropped` : ''}`)
+    failing = dropping = false
+    dropped = 0
+  }
   sink.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') {
       sink.write = () => true
@@ -124,19 +145,20 @@ function backgroundWriter (fd: number, where: string, options: Pick<SonicBoomOpt
       sink.flushSync = () => {}
       return
     }
+    lastTrouble = performance.now()
     if (failing) return
     failing = true
     say(`log lines cannot be written to ${where} (${error.code ?? error.message}); the server goes on, and the lines are tried again with the next ones (at most ${mib} MiB are kept)`)
   })
-  sink.on('drop', () => {
+  sink.on('drop', (chunk: Buffer) => {
+    lastTrouble = performance.now()
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) dropped++
     if (dropping) return
     dropping = true
     say(`log lines for ${where} are being dropped: ${mib} MiB are waiting to be written`)
   })
   sink.on('write', () => {
-    if (!failing && !dropping) return
-    failing = dropping = false
-    say(`log lines are written to ${where} again`)
+    if ((failing || dropping) && recovery === undefined) recovery = setTimeout(recovered, LOG_RECOVERED_AFTER_MS).unref()
   })
   return sink
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -97,3 +97,47 @@ for (const buffer of [0, 1024]) {
       'and the lines are tried again with the next ones (at most 16 MiB are kept)'])
   })
 }
+
+test('lines dropped while the reader lags: stderr says so once when it starts and once when it ends, with the count', async () => {
+  // The child writes 1 KiB lines to stdout far faster than this process reads them (a few
+  // KiB at a time, every 20 ms, for 2.5 s): its 16 MiB of pending lines fill, and lines are
+  // dropped while some writes still go through. Then this process reads at full speed.
+  const DEST = new URL('../src/log-destination.ts', import.meta.url).href
+  const script = `
+    const { logDestination } = await import(${JSON.stringify(DEST)})
+    const dest = logDestination({ level: 'info', pretty: false, buffer: 0 }, '/')
+    const line = JSON.stringify({ msg: 'x'.repeat(1000) }) + '\\n'
+    let written = 0
+    const end = Date.now() + 1500
+    while (Date.now() < end) {
+      for (let i = 0; i < 200; i++) { dest.write(line); written++ }
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+    process.stderr.write('wrote ' + written + '\\n')
+    await new Promise((resolve) => setTimeout(resolve, 3500))
+  `
+  const child = spawn(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  let lines = 0
+  const count = (chunk: Buffer): void => { for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++ }
+  const slowUntil = Date.now() + 2500
+  while (Date.now() < slowUntil && child.exitCode === null) {
+    await sleep(20)
+    for (let n = 0; n < 2; n++) {
+      const chunk = child.stdout.read(4096) as Buffer | null
+      if (chunk === null) break
+      count(chunk)
+    }
+  }
+  child.stdout.on('data', count)
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
+  assert.equal(code, 0, stderr)
+  const messages = stderr.trim().split('\n')
+  const wrote = Number(messages.find((m) => m.startsWith('wrote '))?.slice(6))
+  const said = messages.filter((m) => m.startsWith('spikard: '))
+  assert.ok(lines < wrote, `some lines were dropped (${lines} of ${wrote} read)`)
+  assert.equal(said.length, 2, said.slice(0, 6).join('\n'))
+  assert.equal(said[0], 'spikard: log lines for stdout are being dropped: 16 MiB are waiting to be written')
+  assert.equal(said[1], `spikard: log lines are written to stdout again; ${wrote - lines} were dropped`)
+})
