@@ -198,7 +198,7 @@ export const errorDefinitions = {
     type: 'tasks-shutting-down',
     title: 'Service Unavailable',
     message: 'The server is shutting down and accepts no new background tasks; retry on another instance',
-    when: 'A handler called `request.tasks.add()` (or `app.tasks.add()`) after the shutdown began draining the background tasks. Outside a handler, `add()` throws it.'
+    when: 'A handler called `request.tasks.add()` after the requests in flight at shutdown had finished (a route served while closing, such as `config: { shutdown: false }`), or `app.tasks.add()` once the server stopped accepting connections. Outside a handler, `add()` throws it.'
   }
 } as const satisfies Record<string, Definition>
 

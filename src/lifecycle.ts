@@ -26,6 +26,12 @@ export interface DrainContext {
   remainingMs: number
   /** Aborted when the budget runs out: stop waiting and release whatever is left at once. */
   signal: AbortSignal
+  /**
+   * Resolves once the requests in flight have finished (or the budget has run out): wait for
+   * it before refusing work that a request may still hand over. Resolved at once when the
+   * shutdown feature is off, which does not follow requests.
+   */
+  requests: Promise<void>
 }
 
 /**
@@ -113,13 +119,13 @@ export class Lifecycle {
   /** Drain hooks started and not finished yet. */
   get pendingDrainHooks (): string[] { return [...this.#running] }
 
-  /** Runs every drain hook at once; resolves when all have settled or the budget runs out. */
-  async drain (budget: Budget, log: FastifyBaseLogger): Promise<void> {
+  /** Runs every drain hook at once; resolves when all have settled or the budget runs out. `requests`: see DrainContext. */
+  async drain (budget: Budget, log: FastifyBaseLogger, requests = Promise.resolve()): Promise<void> {
     const runs = [...this.#hooks].map(async ([name, hook]) => {
       const start = performance.now()
       this.#running.add(name)
       try {
-        await hook({ remainingMs: budget.remainingMs(), signal: budget.signal })
+        await hook({ remainingMs: budget.remainingMs(), signal: budget.signal, requests })
         log.info({ drainHook: name, durationMs: since(start) }, 'shutdown: drain hook finished')
       } catch (err) {
         log.error({ err, drainHook: name, durationMs: since(start) }, 'shutdown: drain hook failed')

@@ -122,9 +122,10 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
       waitingFor = 'in-flight requests and drain hooks'
       const requests = connections.count
       const hooks = lifecycle.drainHookNames
+      const finished = requestsDone(budget)
       await Promise.all([
-        requestsDone(budget).then(() => { if (!budget.expired) logPhase('in-flight-requests', start, { requests }) }),
-        lifecycle.drain(budget, app.log).then(() => { if (!budget.expired) logPhase('drain-hooks', start, { hooks }) })
+        finished.then(() => { if (!budget.expired) logPhase('in-flight-requests', start, { requests }) }),
+        lifecycle.drain(budget, app.log, finished).then(() => { if (!budget.expired) logPhase('drain-hooks', start, { hooks }) })
       ])
       waitingFor = 'open connections'
       await connectionsQuiet(budget)

@@ -13,8 +13,9 @@
  *   retries with backoff; `app.tasks.cancel(id)`, `app.tasks.stats()`, `app.tasks.idle()`;
  * - a rejection nobody handled from a promise a task created is logged as the task's, and
  *   the process goes on (./rejections.ts);
- * - at shutdown (a drain hook) new tasks are refused with SPK_ERR_TASKS_SHUTTING_DOWN, the
- *   others get what is left of the budget; when it runs out each unfinished task is logged
+ * - at shutdown (a drain hook) new tasks are refused with SPK_ERR_TASKS_SHUTTING_DOWN once
+ *   the requests in flight have finished (theirs are accepted), the others get what is
+ *   left of the budget; when it runs out each unfinished task is logged
  *   by id and name and its signal aborted, and the shutdown counts as overrun (exit 1).
  *
  * Nothing runs until a first task is added: the drain hook and the process's
@@ -28,6 +29,7 @@ import { Task, type TaskFunction, type TaskSpec, type TaskStats } from './task.j
 import { TaskQueue } from './queue.js'
 import { watchTaskRejections } from './rejections.js'
 import type { DrainContext } from '../../src/lifecycle.js'
+import { errors } from '../../src/errors.js'
 
 export type { TaskContext, TaskFunction, TaskSpec, TaskStats } from './task.js'
 
@@ -94,9 +96,14 @@ async function spikardTasks (app: FastifyInstance, options: TasksOptions): Promi
   const defaults = { timeout: o.timeout, retries: o.retries }
   let unwatch: (() => void) | undefined
 
-  /** Every new task: refused once the server is closing; the first one installs the drain hook and the rejection listener. */
+  /**
+   * Every new task; the first one installs the drain hook and the rejection listener. Once
+   * the server is closing, only a request in flight may still add one (it runs to
+   * completion, its tasks with it: the drain refuses new tasks once the requests are done).
+   */
   function create (task: TaskFunction | TaskSpec, args: unknown[], request?: FastifyRequest): Task {
-    if (app.spikard.phase === 'closing' || app.spikard.phase === 'closed') queue.refuse()
+    const phase = app.spikard.phase
+    if (phase === 'closed' || (phase === 'closing' && request === undefined)) throw new errors.SPK_ERR_TASKS_SHUTTING_DOWN()
     const created = new Task(task, args, defaults, request?.log ?? app.log)
     if (unwatch === undefined) {
       unwatch = watchTaskRejections()
@@ -129,7 +136,8 @@ async function spikardTasks (app: FastifyInstance, options: TasksOptions): Promi
     done()
   })
 
-  async function drain ({ signal }: DrainContext): Promise<void> {
+  async function drain ({ signal, requests }: DrainContext): Promise<void> {
+    await requests
     queue.refuse()
     const { queued, running } = queue.stats()
     if (queued + running === 0) return

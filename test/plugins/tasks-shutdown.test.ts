@@ -2,8 +2,8 @@
  * Background tasks at shutdown. `spikard start` in a child process, SIGTERM: running and
  * queued tasks finish inside the budget (exit 0); past it each unfinished one is logged by
  * id and name, its signal aborted, exit 1. A rejection left unhandled inside a task does
- * not end the process. In process, app.close() drains the same way, and a task added once
- * the drain has begun is refused (a 503 problem from a handler).
+ * not end the process. In process, app.close() drains the same way; a request in flight adds
+ * its task, which close() waits for, and one added after that is refused.
  */
 import { describe, it, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -134,38 +134,34 @@ test('app.close() past the budget: the unfinished tasks are named, their signals
   assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 2 })
 })
 
-test('a handler adding a task once the drain has begun gets a 503 problem (an in-flight request)', async (t) => {
+test('a request in flight when the shutdown begins adds its task: it runs, and close() waits for it; app.tasks.add is refused', async (t) => {
   const release = gate()
   const blocker = gate()
   const entered = gate()
+  const ran: string[] = []
   const { app } = await setup(t, { shutdown: { timeout: '5s', signals: false } }, async (app) => {
     app.get('/late', async (request) => {
       entered.open()
       await release.opened
-      request.tasks.add(function tooLate () {})
+      request.tasks.add(async function receipt () { ran.push('receipt') })
       return { queued: true }
     })
   })
   const { url } = await listen(app)
-  // A task, so that the drain hook exists and refuses new ones.
-  app.tasks.add(async () => { await blocker.opened })
+  // A task, so that the drain hook exists, and is still waiting when the request is done.
+  app.tasks.add(async () => { await blocker.opened; ran.push('blocker') })
   const pending = fetch(`${url}/late`, { headers: { 'x-request-id': 'late-1' } })
   await until(() => app.tasks.stats().running === 1, 'the task to run')
   await withTimeout(entered.opened, 3000, 'the request to reach its handler')
   const closing = app.close()
   await until(() => app.spikard.phase === 'closing', 'the shutdown to reach closing')
+  assert.throws(() => app.tasks.add(() => {}), { code: 'SPK_ERR_TASKS_SHUTTING_DOWN' }, 'outside a request: refused')
   release.open()
   const res = await withTimeout(pending, 3000, 'the late response')
+  assert.equal(res.status, 200)
+  assert.deepStrictEqual(await res.json(), { queued: true })
   blocker.open()
-  assert.equal(res.status, 503)
-  assert.equal(res.headers.get('content-type'), 'application/problem+json; charset=utf-8')
-  assert.deepStrictEqual(await res.json(), {
-    type: 'https://spikard.dev/errors/tasks-shutting-down',
-    title: 'Service Unavailable',
-    status: 503,
-    detail: 'The server is shutting down and accepts no new background tasks; retry on another instance',
-    instance: '/late',
-    requestId: 'late-1'
-  })
   await withTimeout(closing, 5000, 'close')
+  assert.deepStrictEqual(ran.sort(), ['blocker', 'receipt'])
+  assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 2, failed: 0, cancelled: 0 })
 })
