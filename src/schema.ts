@@ -32,10 +32,13 @@ export function parseSize (value: number | string): number {
   return Math.floor(Number(m[1]) * UNITS_BYTES[m[2].toLowerCase()])
 }
 
-/**
- * A duration option: milliseconds, or a string such as `500ms`, `30s`, `1m`. Decodes to ms.
- * `minimum` (ms) is shown to users as `minimumText` (`1s`).
- */
+type DurationUnit = 'ms' | 'MS' | 'Ms' | 'mS' | 's' | 'S' | 'm' | 'M' | 'h' | 'H'
+/** A duration as TypeScript sees it: `500ms`, `30s`, `1.5m`, `2 h` (the unit in any case). */
+export type DurationText = `${number}${DurationUnit}` | `${number} ${DurationUnit}`
+type SizeUnit = 'b' | 'B' | 'kb' | 'KB' | 'Kb' | 'kB' | 'mb' | 'MB' | 'Mb' | 'mB' | 'gb' | 'GB' | 'Gb' | 'gB'
+/** A size as TypeScript sees it: `512kb`, `1mb`, `1.5 MB` (the unit in any case). */
+export type SizeText = `${number}${SizeUnit}` | `${number} ${SizeUnit}`
+
 /** A route a feature serves: a path starting with "/" (default `path`), or `false` for none. */
 export const RoutePath = (path: string, description: string) => Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
   default: path,
@@ -43,8 +46,13 @@ export const RoutePath = (path: string, description: string) => Type.Union([Type
   description
 })
 
+/**
+ * A duration option: milliseconds, or a string such as `500ms`, `30s`, `1m`. Decodes to ms.
+ * `minimum` (ms) is shown to users as `minimumText` (`1s`). Typed as `number | DurationText`
+ * (the JSON Schema stays a union of an integer and a pattern), so `'soon'` does not compile.
+ */
 export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, ...options }: { description: string, default?: number | string, minimum?: number, minimumText?: string }) =>
-  Type.Transform(Type.Union([
+  Type.Transform(Type.Unsafe<number | DurationText>(Type.Union([
     Type.Integer({ minimum }),
     Type.String({ pattern: DURATION.source })
   ], {
@@ -54,7 +62,7 @@ export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, ...option
     expected: minimum > 0
       ? `a duration of at least ${minimumText} (milliseconds, or a string such as "30s", "1m", "1h")`
       : 'a duration (milliseconds, or a string such as "500ms", "30s", "1m")'
-  }))
+  })))
     .Decode((value) => {
       const ms = parseDuration(value)
       if (ms < minimum) throw new RangeError(`expected at least ${minimum} ms, found ${ms}`)
@@ -62,9 +70,9 @@ export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, ...option
     })
     .Encode((ms) => ms)
 
-/** A size option: bytes, or a string such as `512kb`, `1mb`. Decodes to bytes. `maximum` is shown as `maximumText` (`1mb`). */
+/** A size option: bytes, or a string such as `512kb`, `1mb`. Decodes to bytes. `maximum` is shown as `maximumText` (`1mb`). Typed as `number | SizeText`. */
 export const Size = ({ minimum = 0, maximum, maximumText = `${maximum} bytes`, ...options }: { description: string, default?: number | string, minimum?: number, maximum?: number, maximumText?: string }) =>
-  Type.Transform(Type.Union([
+  Type.Transform(Type.Unsafe<number | SizeText>(Type.Union([
     Type.Integer({ minimum, ...(maximum === undefined ? {} : { maximum }) }),
     Type.String({ pattern: SIZE.source })
   ], {
@@ -73,7 +81,7 @@ export const Size = ({ minimum = 0, maximum, maximumText = `${maximum} bytes`, .
     expected: 'a size (bytes, or a string such as "512kb", "1mb")' +
       (minimum > 0 ? ` of at least ${minimum} byte${minimum === 1 ? '' : 's'}` : '') +
       (maximum === undefined ? '' : ` of at most ${maximumText}`)
-  }))
+  })))
     .Decode((value) => {
       const bytes = parseSize(value)
       if (bytes < minimum) throw new RangeError(`expected at least ${minimum} bytes, found ${bytes}`)

@@ -33,6 +33,15 @@ describe('SpikardOptions', () => {
     expect<SpikardOptions>().type.not.toBeAssignableFrom({ rateLimit: { max: 10, nope: 1 } })
   })
 
+  test('a duration or a size is a number or a number with its unit', () => {
+    const app = Fastify()
+    expect(app.register).type.toBeCallableWith(spikard, { timeout: '10s', shutdown: { timeout: 2500, preCloseDelay: '1.5 s' }, bodyLimit: '512kb' })
+    expect(createServer).type.toBeCallableWith({ timeout: { handler: '500MS', request: '2m' }, bodyLimit: { max: '1 MB' } })
+    expect(app.register).type.not.toBeCallableWith(spikard, { timeout: 'soon' })
+    expect(createServer).type.not.toBeCallableWith({ shutdown: { timeout: '30 sec' } })
+    expect(createServer).type.not.toBeCallableWith({ bodyLimit: '1 megabyte' })
+  })
+
   test('app.register(spikard, options) accepts them', () => {
     const app = Fastify()
     expect(app.register).type.toBeCallableWith(spikard, { requestId: true })
