@@ -98,7 +98,10 @@ class LineBuffer implements Destination {
   }
 }
 
-/** How long writes must go through, with nothing failing or dropped, before stderr says the trouble is over. */
+/** At exit, how long the last lines wait for a reader that takes nothing (a stalled pipe) before they are given up. */
+export const LOG_EXIT_STALL_MS = 2000
+
+/** How long the destination must stay caught up, with nothing failing or dropped, before stderr says the trouble is over. */
 export const LOG_RECOVERED_AFTER_MS = 1000
 
 /**
@@ -107,33 +110,51 @@ export const LOG_RECOVERED_AFTER_MS = 1000
  * handles, and the process dies of its logs. Here the server goes on: sonic-boom keeps the
  * lines and tries them again with the next ones, up to LOG_MAX_PENDING, and lines past that
  * are dropped. stderr says so once when the trouble starts (writes fail, or lines are
- * dropped) and once when it is over, with the number of lines dropped: over once writes
- * have gone through for LOG_RECOVERED_AFTER_MS with nothing failing or dropped. A reader
- * that lags keeps some writes going through while lines are dropped; a message at each
- * turn would flood stderr. A reader that went away (EPIPE, stdout piped into a process that
- * exited) ends the logging quietly, as pino does.
+ * dropped) and once when it is over, with the number of lines dropped: over once
+ * everything pending has been written ('drain') and LOG_RECOVERED_AFTER_MS have passed
+ * with nothing failing or dropped. A reader that lags lets some writes through while lines
+ * are dropped; a message each time would flood stderr. A reader that went away (EPIPE,
+ * stdout piped into a process that exited) ends the logging quietly, as pino does.
  *
  * sonic-boom 5 rather than the 4 pino.destination() builds: 4's flushSync retries a failed
  * write forever, so a process exiting with its log disk full never exits.
  */
 function backgroundWriter (fd: number, where: string, options: Pick<SonicBoomOpts, 'contentMode' | 'maxWrite'> = {}): SonicBoom {
+  // At exit (flushSync, below) a reader that takes nothing (EAGAIN) is waited for at most
+  // LOG_EXIT_STALL_MS; sonic-boom would retry every 100 ms forever, and the process would
+  // never exit. Before that, a full pipe is retried: the reader may be slow, not gone.
+  let exiting = false
+  let left = -1
+  let stalledSince = 0
+  const retryEAGAIN = (_error: Error, writing: number, queued: number): boolean => {
+    if (!exiting) return true
+    const now = performance.now()
+    if (writing + queued !== left) {
+      left = writing + queued
+      stalledSince = now
+    }
+    return now - stalledSince < LOG_EXIT_STALL_MS
+  }
   // minLength 1 rather than 0: flush(cb) then waits for the write under way.
-  const sink = new SonicBoomClass({ fd, sync: false, minLength: 1, maxLength: LOG_MAX_PENDING, ...options })
+  const sink = new SonicBoomClass({ fd, sync: false, minLength: 1, maxLength: LOG_MAX_PENDING, retryEAGAIN, ...options })
   const mib = LOG_MAX_PENDING / 1024 / 1024
   const say = (text: string): void => { process.stderr.write(`spikard: ${text}\n`) }
   let failing = false
   let dropping = false
   let dropped = 0
-  /** When a write last failed or a line was last dropped. */
+  /** When a write last failed or a line was last dropped, and when everything pending was last written. */
   let lastTrouble = 0
+  let lastDrained = 0
   let recovery: NodeJS.Timeout | undefined
   const recovered = (): void => {
+    recovery = undefined
+    // Trouble again since the drain: the next drain starts the wait again.
+    if (lastTrouble >= lastDrained) return
     const quiet = performance.now() - lastTrouble
     if (quiet < LOG_RECOVERED_AFTER_MS) {
       recovery = setTimeout(recovered, LOG_RECOVERED_AFTER_MS - quiet).unref()
       return
     }
-    recovery = undefined
     say(`log lines are written to ${where} again${dropped > 0 ? `; ${dropped} were dropped` : ''}`)
     failing = dropping = false
     dropped = 0
@@ -157,7 +178,19 @@ function backgroundWriter (fd: number, where: string, options: Pick<SonicBoomOpt
     dropping = true
     say(`log lines for ${where} are being dropped: ${mib} MiB are waiting to be written`)
   })
-  sink.on('write', () => {
+  // Called only by the exit hook (logDestination).
+  const flushSync = sink.flushSync.bind(sink)
+  sink.flushSync = () => {
+    exiting = true
+    try {
+      flushSync()
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') say(`log lines for ${where} were left unwritten at exit: nothing was read for ${LOG_EXIT_STALL_MS / 1000} s`)
+      throw error
+    }
+  }
+  sink.on('drain', () => {
+    lastDrained = performance.now()
     if ((failing || dropping) && recovery === undefined) recovery = setTimeout(recovered, LOG_RECOVERED_AFTER_MS).unref()
   })
   return sink

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { LOG_BUFFER_MAX_DELAY_MS, logDestination } from '../src/log-destination.js'
+import { LOG_BUFFER_MAX_DELAY_MS, LOG_EXIT_STALL_MS, logDestination } from '../src/log-destination.js'
 import { tempDir } from './helpers.js'
 
 const TSX = import.meta.resolve('tsx')
@@ -101,7 +101,8 @@ for (const buffer of [0, 1024]) {
 test('lines dropped while the reader lags: stderr says so once when it starts and once when it ends, with the count', async () => {
   // The child writes 1 KiB lines to stdout far faster than this process reads them (a few
   // KiB at a time, every 20 ms, for 2.5 s): its 16 MiB of pending lines fill, and lines are
-  // dropped while some writes still go through. Then this process reads at full speed.
+  // dropped while some writes still go through. Then this process reads at full speed, and
+  // the trouble is over once the child's pending lines are written.
   const DEST = new URL('../src/log-destination.ts', import.meta.url).href
   const script = `
     const { logDestination } = await import(${JSON.stringify(DEST)})
@@ -114,7 +115,9 @@ test('lines dropped while the reader lags: stderr says so once when it starts an
       await new Promise((resolve) => setTimeout(resolve, 1))
     }
     process.stderr.write('wrote ' + written + '\\n')
-    await new Promise((resolve) => setTimeout(resolve, 3500))
+    // Everything kept is written once this process reads at full speed; the message follows a second later.
+    await new Promise((resolve) => dest.flush(resolve))
+    await new Promise((resolve) => setTimeout(resolve, 1500))
   `
   const child = spawn(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''
@@ -140,4 +143,29 @@ test('lines dropped while the reader lags: stderr says so once when it starts an
   assert.equal(said.length, 2, said.slice(0, 6).join('\n'))
   assert.equal(said[0], 'spikard: log lines for stdout are being dropped: 16 MiB are waiting to be written')
   assert.equal(said[1], `spikard: log lines are written to stdout again; ${wrote - lines} were dropped`)
+})
+
+test(`a process exiting while nothing reads its stdout gives its last lines up after ${LOG_EXIT_STALL_MS} ms instead of waiting forever`, async () => {
+  const DEST = new URL('../src/log-destination.ts', import.meta.url).href
+  const script = `
+    const { logDestination } = await import(${JSON.stringify(DEST)})
+    const dest = logDestination({ level: 'info', pretty: false, buffer: 0 }, '/')
+    const line = JSON.stringify({ msg: 'x'.repeat(1000) }) + '\\n'
+    for (let i = 0; i < 2000; i++) dest.write(line)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    process.exit(0)
+  `
+  // stdout is a pipe this process never reads.
+  const child = spawn(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout.pause()
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const start = Date.now()
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  clearTimeout(timer)
+  child.stdout.destroy()
+  assert.equal(code, 0, stderr)
+  assert.ok(Date.now() - start < 20_000, `exited after ${Date.now() - start} ms`)
+  assert.match(stderr, new RegExp(`spikard: log lines for stdout were left unwritten at exit: nothing was read for ${LOG_EXIT_STALL_MS / 1000} s\\n`))
 })

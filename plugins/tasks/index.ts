@@ -95,20 +95,26 @@ async function spikardTasks (app: FastifyInstance, options: TasksOptions): Promi
   const queue = new TaskQueue(o)
   const defaults = { timeout: o.timeout, retries: o.retries }
   let unwatch: (() => void) | undefined
+  /** Whether the drain hook is installed (by the first task added before the server closes). */
+  let draining = false
 
   /**
    * Every new task; the first one installs the drain hook and the rejection listener. Once
    * the server is closing, only a request in flight may still add one (it runs to
-   * completion, its tasks with it: the drain refuses new tasks once the requests are done).
+   * completion, its tasks with it: the drain refuses new tasks once the requests are done),
+   * and only when a drain hook exists to wait for it (none can be added while closing).
    */
   function create (task: TaskFunction | TaskSpec, args: unknown[], request?: FastifyRequest): Task {
     const phase = app.spikard.phase
-    if (phase === 'closed' || (phase === 'closing' && request === undefined)) throw new errors.SPK_ERR_TASKS_SHUTTING_DOWN()
+    if (phase === 'closed' || (phase === 'closing' && (request === undefined || !draining))) throw new errors.SPK_ERR_TASKS_SHUTTING_DOWN()
     const created = new Task(task, args, defaults, request?.log ?? app.log)
     if (unwatch === undefined) {
       unwatch = watchTaskRejections()
       // An app that never adds a task has nothing to drain.
-      if (app.spikard.phase === 'serving' || app.spikard.phase === 'draining') app.spikard.onDrain('tasks', drain)
+      if (phase === 'serving' || phase === 'draining') {
+        app.spikard.onDrain('tasks', drain)
+        draining = true
+      }
     }
     return created
   }
@@ -137,12 +143,9 @@ async function spikardTasks (app: FastifyInstance, options: TasksOptions): Promi
   })
 
   async function drain ({ signal, requests }: DrainContext): Promise<void> {
-    await requests
-    queue.refuse()
-    const { queued, running } = queue.stats()
-    if (queued + running === 0) return
-    app.log.info({ queued, running }, 'tasks: waiting for background tasks to finish')
+    // Listening from the start: the budget may run out while requests are still in flight.
     const cut = (): void => {
+      queue.refuse()
       for (const task of queue.unfinished) {
         task.log.error({ state: task.state, attempt: task.attempt }, 'task unfinished at the end of the shutdown budget')
       }
@@ -150,6 +153,11 @@ async function spikardTasks (app: FastifyInstance, options: TasksOptions): Promi
     }
     signal.addEventListener('abort', cut, { once: true })
     try {
+      await requests
+      queue.refuse()
+      const { queued, running } = queue.stats()
+      if (signal.aborted || queued + running === 0) return
+      app.log.info({ queued, running }, 'tasks: waiting for background tasks to finish')
       await queue.idle()
     } finally {
       signal.removeEventListener('abort', cut)

@@ -165,3 +165,46 @@ test('a request in flight when the shutdown begins adds its task: it runs, and c
   assert.deepStrictEqual(ran.sort(), ['blocker', 'receipt'])
   assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 2, failed: 0, cancelled: 0 })
 })
+
+test('the app\'s first task, added by a request in flight once the server is closing, is refused: nothing would wait for it', async (t) => {
+  const release = gate()
+  const entered = gate()
+  const { app } = await setup(t, { shutdown: { timeout: '5s', signals: false } }, async (app) => {
+    app.get('/late', async (request) => {
+      entered.open()
+      await release.opened
+      request.tasks.add(async function receipt () {})
+      return { queued: true }
+    })
+  })
+  const { url } = await listen(app)
+  const pending = fetch(`${url}/late`)
+  await withTimeout(entered.opened, 3000, 'the request to reach its handler')
+  const closing = app.close()
+  await until(() => app.spikard.phase === 'closing', 'the shutdown to reach closing')
+  release.open()
+  const res = await withTimeout(pending, 3000, 'the late response')
+  assert.equal(res.status, 503)
+  assert.equal((await res.json()).type, 'https://spikard.dev/errors/tasks-shutting-down')
+  await withTimeout(closing, 5000, 'close')
+  assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 })
+})
+
+test('the budget runs out while a request is in flight: the unfinished tasks are named and aborted then, not when the app closes', async (t) => {
+  let signal: AbortSignal | undefined
+  const { app, logs } = await setup(t, { tasks: { concurrency: 1 }, shutdown: { timeout: '400ms', signals: false } }, async (app) => {
+    app.get('/slow', async () => { await new Promise((resolve) => setTimeout(resolve, 2000)); return { ok: true } })
+  })
+  const { url } = await listen(app)
+  const stuck = app.tasks.add(async function stuck (ctx: TaskContext) { signal = ctx.signal; await new Promise(() => {}) })
+  const slow = fetch(`${url}/slow`).catch(() => undefined)
+  await until(() => signal !== undefined, 'the task to run')
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const closing = app.close()
+  await until(() => linesOf(logs, 'shutdown did not finish in time').length === 1, 'the budget to run out')
+  assert.equal(signal?.aborted, true)
+  assert.deepStrictEqual(linesOf(logs, 'task unfinished at the end of the shutdown budget').map((l) => [l.taskId, l.task]), [[stuck, 'stuck']])
+  await withTimeout(closing, 3000, 'close')
+  await slow
+  assert.deepStrictEqual(linesOf(logs, 'task unfinished when the app closed'), [])
+})
