@@ -266,3 +266,16 @@ test('tasks.drain() waits for the background tasks, fails naming what is left af
   t.after(async () => await none.close())
   await assert.rejects(none.tasks.drain(), { message: 'client.tasks.drain(): the app has no background tasks (the tasks feature is off)' })
 })
+
+test('a client leaves the process\'s signals and uncaught errors alone (shutdown.signals off), whatever the shutdown options', async (t) => {
+  const events = ['SIGTERM', 'SIGINT', 'uncaughtException', 'unhandledRejection'] as const
+  const before = events.map((e) => process.listenerCount(e))
+  for (const shutdown of [undefined, true, '2s', { timeout: '3s', signals: true }]) {
+    const client = await createTestClient({ shutdown } as Parameters<typeof createTestClient>[0])
+    t.after(() => client.close())
+    assert.deepStrictEqual(events.map((e) => process.listenerCount(e)), before, `shutdown: ${JSON.stringify(shutdown)}`)
+  }
+  const timed = await createTestClient({ shutdown: '2s' })
+  t.after(() => timed.close())
+  assert.match((await timed.get('/health/live')).headers['content-type'] as string, /json/)
+})

@@ -75,17 +75,30 @@ export async function createTestClient (source: TestClientSource = {}, options: 
   return client(new Shared(app), {})
 }
 
-/** The config with its log level set. */
-export const withLogLevel = (config: CreateServerConfig, level: string): CreateServerConfig =>
-  ({ ...config, server: { ...config.server, logger: { ...config.server?.logger, level } } }) as CreateServerConfig
+/**
+ * The config as a test builds it: its log level set, and the shutdown's signal handling
+ * off (`shutdown.signals: false`): the app is one of many in the test process, closed by
+ * `client.close()`; its SIGTERM and uncaught-exception handlers would end the whole test
+ * run at the first stray error in any test, and pile up one set per client.
+ */
+export function forTests (config: CreateServerConfig, level: string): CreateServerConfig {
+  const shutdown = config.shutdown
+  return {
+    ...config,
+    server: { ...config.server, logger: { ...config.server?.logger, level } },
+    ...(shutdown === false
+      ? {}
+      : { shutdown: { ...(typeof shutdown === 'object' ? shutdown : shutdown === true || shutdown === undefined ? {} : { timeout: shutdown }), signals: false } })
+  } as CreateServerConfig
+}
 
 async function build (source: TestClientSource, level: string, baseDir: string | undefined): Promise<FastifyInstance> {
   if (typeof source === 'string') {
     const { file, config } = loadConfig({ file: source })
-    return await createServer(withLogLevel(config, level), { baseDir: baseDir ?? dirname(file) })
+    return await createServer(forTests(config, level), { baseDir: baseDir ?? dirname(file) })
   }
   if (isFastify(source)) return source
-  return await createServer(withLogLevel(source, level), { baseDir })
+  return await createServer(forTests(source, level), { baseDir })
 }
 
 function isFastify (value: unknown): value is FastifyInstance {

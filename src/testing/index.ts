@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { createServer, type CreateServerConfig } from '../server.js'
-import { withLogLevel } from './client.js'
+import { forTests } from './client.js'
 
 export { createTestClient } from './client.js'
 export type { RequestOptions, TestClient, TestClientOptions, TestClientSource } from './client.js'
@@ -26,5 +26,5 @@ export { expectMatch, valueAt, MARKERS } from './match.js'
  * @deprecated Use `createTestClient(config)`, whose `app` is the instance.
  */
 export async function createTestApp (config: CreateServerConfig = {}): Promise<FastifyInstance> {
-  return await createServer(withLogLevel(config, config.server?.logger?.level ?? 'silent'))
+  return await createServer(forTests(config, config.server?.logger?.level ?? 'silent'))
 }
