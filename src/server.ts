@@ -69,6 +69,10 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     // Requests Node's HTTP parser rejects (a malformed request line or header, headers too large).
     clientErrorHandler (this: FastifyInstance, error: Error & { code?: string }, socket: Socket) {
       if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
+      // A response on this connection has begun (a stream, and garbage pipelined after its
+      // request): an answer now would land inside its body. Node's own handler closes the
+      // connection then too. (`_httpMessage`: Node's in-flight response of a socket.)
+      if ((socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage?.headersSent === true) return socket.destroy()
       const e = error.code === 'HPE_HEADER_OVERFLOW'
         ? new errors.SPK_ERR_HEADERS_TOO_LARGE()
         : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'

@@ -6,9 +6,12 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import { connect } from 'node:net'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import spikard from '../src/index.js'
-import { build, listen, rawRequest, UUID, type RawResponse, type TestApp } from './helpers.js'
+import { build, listen, rawRequest, until, UUID, type RawResponse, type TestApp } from './helpers.js'
 
 const TYPE = 'https://spikard.dev/errors/'
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
@@ -410,6 +413,30 @@ test('socket: a malformed request line gets a 400 problem with a request id and 
   const res = await rawRequest(port, 'GARBAGE\r\n\r\n')
   assertSocketProblem(res, 'HTTP/1.1 400 Bad Request', { type: TYPE + 'bad-request', title: 'Bad Request', status: 400, detail: 'The request could not be parsed' })
   await assertStillServingOverHttp(url)
+})
+
+test('socket: garbage pipelined behind a response already streaming closes the connection; no problem lands inside that body', async (t) => {
+  const { app } = await build({}, async (a) => {
+    a.get('/drip', async () => Readable.from((async function * () {
+      yield 'chunk1'
+      await sleep(1000)
+      yield 'chunk2'
+    })()))
+  })
+  t.after(() => app.close())
+  const { port } = await listen(app)
+  const socket = connect(port, '127.0.0.1')
+  t.after(() => socket.destroy())
+  let received = ''
+  socket.setEncoding('latin1').on('data', (chunk: string) => { received += chunk })
+  const closed = new Promise((resolve) => socket.once('close', resolve))
+  socket.write('GET /drip HTTP/1.1\r\nHost: localhost\r\n\r\n')
+  await until(() => received.includes('chunk1'), 'the first chunk')
+  socket.write('GARBAGE\r\n\r\n')
+  await closed
+  assert.match(received, /^HTTP\/1\.1 200 OK\r\n/)
+  assert.equal(received.split('HTTP/1.1 ').length, 2, received)
+  assert.doesNotMatch(received, /problem\+json/)
 })
 
 test('socket: an Expect other than 100-continue gets a 417 problem with a request id and Connection: close, and a log line', async (t) => {
