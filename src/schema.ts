@@ -128,7 +128,7 @@ function check (schema: TSchema, value: unknown, path: string, walk: Walk): unkn
     try {
       return transform.Decode(out)
     } catch {
-      walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value, walk)}`)
+      walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value, walk, path)}`)
       return out
     }
   } finally {
@@ -138,7 +138,7 @@ function check (schema: TSchema, value: unknown, path: string, walk: Walk): unkn
 
 function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk): unknown {
   const fail = (): unknown => {
-    walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value, walk)}`)
+    walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value, walk, path)}`)
     return value
   }
   switch (schema[Kind]) {
@@ -245,10 +245,16 @@ function plural (text: string): string {
   return text.replace(/^an? /, '').replace(/^(\w+)/, '$1s')
 }
 
-function show (value: unknown, walk: Walk): string {
+/** What a value is, without what it holds. */
+function kindOf (value: unknown): string {
+  return Array.isArray(value) ? 'a list' : value === null ? 'null' : `a${typeof value === 'object' ? 'n' : ''} ${typeof value}`
+}
+
+/** A value for a problem, shortened; described only inside a secret, or when it is a whole file's text (the root: a `.env` given as the config). */
+function show (value: unknown, walk: Walk, path: string): string {
   if (value === undefined) return 'nothing'
   if (typeof value === 'function') return 'a function'
-  if (walk.secret) return `${Array.isArray(value) ? 'a list' : value === null ? 'null' : `a${typeof value === 'object' ? 'n' : ''} ${typeof value}`} (not shown: it may hold a secret)`
+  if (walk.secret || (path === '' && typeof value === 'string')) return `${kindOf(value)} (not shown: it may hold a secret)`
   let text: string
   try {
     text = JSON.stringify(value) ?? String(value)

@@ -765,13 +765,13 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
     it('invalid YAML names the file, the line and the column', async (t) => {
       const { stderr, dir } = await checkBad(t, { 'spikard.config.yml': 'server: [\n  port: 1\n' })
       assert.equal(stderr.split('\n')[0], `spikard: Invalid spikard config ${join(dir, 'spikard.config.yml')}:`)
-      assert.match(problems(stderr)[0] ?? '', /^not valid YAML: .+ at line \d+, column \d+/)
+      assert.match(problems(stderr)[0] ?? '', /^not valid YAML: .+ \(line \d+, column \d+\)$/)
     })
 
     it('invalid JSON names the file and the parser error', async (t) => {
-      const { stderr, dir } = await checkBad(t, { 'spikard.config.json': '{ "server": { "port": 8000 }, }' })
+      const { stderr, dir } = await checkBad(t, { 'spikard.config.json': '{ "server": { "port": 8000 }, "auth": { "jwt": { "secret": "hunter2-hunter2' })
       assert.equal(stderr.split('\n')[0], `spikard: Invalid spikard config ${join(dir, 'spikard.config.json')}:`)
-      assert.match(problems(stderr)[0] ?? '', /^not valid JSON: \S.*position \d+/)
+      assert.equal(problems(stderr)[0], 'not valid JSON: Unterminated string (line 1, column 76)')
     })
 
     it('a --config file that does not exist', async (t) => {

@@ -82,6 +82,22 @@ test('a substituted value of the wrong type is refused with what was found, and 
   ])
 })
 
+test('a file that does not parse, or is not a mapping, is refused without quoting it: it may hold secrets', (t) => {
+  const d = tempDir(t, {
+    'quote.yaml': 'server:\n  port: 8000\nauth: { jwt: { secret: "hunter2-hunter2-hunter2\n',
+    'token.json': '{"server":{"port":8000},"auth":{"jwt":{"secret":hunter2-hunter2}}}',
+    '.env': 'DB_PASSWORD=hunter2-hunter2\nSTRIPE_KEY=sk_live_hunter2\n'
+  })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'quote.yaml' })), ['not valid YAML: Missing closing "quote (line 4, column 1)'])
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'token.json' })), ['not valid JSON: Unexpected token \'h\''])
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: '.env' })), ['(root): expected an object, found a string (not shown: it may hold a secret)'])
+})
+
+test('a JSON file starting with a byte order mark is read', (t) => {
+  const d = tempDir(t, { 'bom.json': '\uFEFF{"server":{"port":8001}}' })
+  assert.equal(loadConfig({ cwd: d, file: 'bom.json' }).config.server.port, 8001)
+})
+
 test('unparsable files and missing files are refused with the file named', (t) => {
   const d = tempDir(t, { 'bad.yaml': 'server: [unclosed', 'bad.json': '{"server": }' })
   assert.match(refused(() => loadConfig({ cwd: d, file: 'bad.yaml' }))[0], /^not valid YAML: /)

@@ -64,15 +64,16 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   const bytes = readFileSync(file)
   // The file may have grown since stat().
   if (bytes.length > MAX_CONFIG_BYTES) throw tooLarge(bytes.length)
-  const text = bytes.toString('utf8')
+  // A BOM (editors on Windows write one) is not JSON; yaml skips it by itself.
+  const text = bytes.toString('utf8').replace(/^\uFEFF/, '')
   const json = extname(file) === '.json'
   // yaml's composer recurses: measure the nesting on its (iterative) parse tree first.
   if (!json && yamlTooDeep(text)) throw new SpikardConfigError([TOO_DEEP], source)
   let raw: unknown
   try {
-    raw = json ? JSON.parse(text) : yaml().parse(text, { maxAliasCount: 100 })
+    raw = json ? JSON.parse(text) : yaml().parse(text, { maxAliasCount: 100, prettyErrors: false })
   } catch (error) {
-    throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${(error as Error).message}`], source)
+    throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${parseProblem(error as Error, text)}`], source)
   }
   if (raw === null || raw === undefined) raw = {}
   const shapeProblem = checkShape(raw)
@@ -93,6 +94,21 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   }
   if (problems.length > 0 || config === undefined) throw new SpikardConfigError(problems, source)
   return { file, config, raw }
+}
+
+/**
+ * What a parser said, without the text around the error that both quote (V8's JSON.parse
+ * an excerpt of the file, yaml the line with a caret): a config file holds secrets. The
+ * place is given as a line and a column.
+ */
+function parseProblem (error: Error, text: string): string {
+  const offset = (error as { pos?: [number, number] }).pos?.[0] ?? Number(/at position (\d+)/.exec(error.message)?.[1] ?? NaN)
+  // V8: `Unexpected token 'x', "...excerpt..." is not valid JSON`, `... in JSON at position 12 (line 1 column 13)`.
+  const what = error.message.split(/, [".]| in JSON at position | at line \d+/)[0].trim()
+  if (!Number.isInteger(offset)) return what
+  const before = text.slice(0, offset)
+  const line = before.split('\n').length
+  return `${what} (line ${line}, column ${offset - before.lastIndexOf('\n')})`
 }
 
 /** A problem of a value the environment gave: says which variables (`found "abc" (from ${RL})`). */
