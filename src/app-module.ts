@@ -38,10 +38,37 @@ export async function loadAppModule (file: string): Promise<RoutesPlugin> {
   const mod = TS_EXTENSIONS.has(extname(file)) ? await importTypeScript(file, url) : await import(url)
   let plugin = mod?.default
   if (plugin !== null && typeof plugin === 'object' && typeof plugin.default === 'function') plugin = plugin.default
-  if (typeof plugin !== 'function') {
-    throw new SpikardConfigError([`app: ${file} must default-export a Fastify plugin (a function), found ${plugin === undefined ? 'no default export' : typeof plugin}`], 'config')
-  }
+  const found = typeof plugin !== 'function' ? (plugin === undefined ? 'no default export' : typeof plugin) : isClass(plugin) ? 'a class' : undefined
+  if (found !== undefined) throw new SpikardConfigError([`app: ${file} must default-export a Fastify plugin (a function), found ${found}`], 'config')
   return plugin
+}
+
+const isClass = (fn: Function): boolean => /^class[\s{]/.test(Function.prototype.toString.call(fn))
+
+/**
+ * The routes plugin, with what it throws synchronously (a callback-style plugin, a class
+ * called as a function) turned into a failed registration, as a rejection already is.
+ * avvio calls a plugin outside any try: the throw became an uncaught exception in the
+ * middle of the boot, and the shutdown it started waited its whole budget for a close
+ * that could not finish. The plugin's own symbols (fastify-plugin's metadata) carry over.
+ */
+export function guarded (plugin: RoutesPlugin): RoutesPlugin {
+  const run = function (this: unknown, instance: Parameters<FastifyPluginCallback>[0], options: Parameters<FastifyPluginCallback>[1], done: (error?: Error) => void): void {
+    let result: unknown
+    try {
+      result = (plugin as FastifyPluginCallback).call(this, instance, options, done)
+    } catch (error) {
+      return done(error as Error)
+    }
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+      (result as PromiseLike<unknown>).then(() => { done() }, (error: Error) => { done(error) })
+    } else if (plugin.length < 3) {
+      done()
+    }
+  }
+  for (const key of Object.getOwnPropertySymbols(plugin)) (run as unknown as Record<symbol, unknown>)[key] = (plugin as unknown as Record<symbol, unknown>)[key]
+  Object.defineProperty(run, 'name', { value: plugin.name })
+  return run
 }
 
 /** Imports a TypeScript module: natively where Node can, else (or where Node refuses its syntax) with tsx. */

@@ -15,7 +15,7 @@ import { features, type FeatureName } from './options.js'
 import type { FeatureDefinition } from './feature.js'
 import { logDestination } from './log-destination.js'
 import { loggerOptions } from './logger.js'
-import { loadAppModule } from './app-module.js'
+import { guarded, loadAppModule } from './app-module.js'
 
 /** A whole config; in code, `app` may also be the routes plugin itself. */
 export type CreateServerConfig = Omit<SpikardConfig, 'app'> & { app?: string | FastifyPluginAsync }
@@ -100,8 +100,8 @@ export async function createServer (config: CreateServerConfig = {}, options: Cr
     }))
     await app.register(spikard, featureOptions)
     app.spikard.trustProxy = resolved.server.trustProxy
-    if (typeof routes === 'function') await app.register(routes)
-    else if (resolved.app !== undefined) await app.register(await loadAppModule(resolve(options.baseDir ?? process.cwd(), resolved.app)))
+    if (typeof routes === 'function') await app.register(guarded(routes))
+    else if (resolved.app !== undefined) await app.register(guarded(await loadAppModule(resolve(options.baseDir ?? process.cwd(), resolved.app))))
   } catch (error) {
     await app.close().catch(() => {})
     throw error

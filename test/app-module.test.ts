@@ -14,6 +14,9 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { importTypeScript, loadAppModule, nodeStripsTypes, type TypeScriptLoaders } from '../src/app-module.js'
 import { SpikardConfigError } from '../src/errors.js'
+import { createServer } from '../src/server.js'
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import { tempDir } from './helpers.js'
 
 const realTsx: TypeScriptLoaders['tsx'] = async () => await import('tsx/esm/api')
@@ -134,5 +137,35 @@ describe('importing a TypeScript routes module', () => {
     assert.equal(tsxAsked, false)
     await assert.rejects(importTypeScript(file, url, { native: undefined, tsx }), /^Error: broken at load: 42$/)
     assert.equal(tsxAsked, true)
+  })
+})
+
+describe('a routes plugin that throws synchronously', () => {
+  it('a callback plugin\'s throw fails createServer at once with that error; no uncaught exception, no shutdown wait', async () => {
+    const started = Date.now()
+    const routes = function routes (app: FastifyInstance, _opts: unknown, done: () => void): void {
+      app.get('/x', async () => 1)
+      ;(null as unknown as () => void)()
+      done()
+    }
+    await assert.rejects(createServer({ app: routes as unknown as FastifyPluginAsync }), TypeError)
+    assert.ok(Date.now() - started < 5000)
+  })
+
+  it('a plugin returning nothing, without done, still finishes; a fastify-plugin routes plugin keeps its metadata', async () => {
+    const sync = await createServer({ app: ((app: FastifyInstance) => { app.get('/sync', async () => ({ ok: true })) }) as unknown as FastifyPluginAsync })
+    assert.equal((await sync.inject('/sync')).statusCode, 200)
+    await sync.close()
+    const shared = await createServer({ app: fp(async (app: FastifyInstance) => { app.decorate('fromRoutes', 42) }) })
+    assert.equal((shared as unknown as { fromRoutes: number }).fromRoutes, 42, 'not encapsulated: fastify-plugin\'s skip-override carried over')
+    await shared.close()
+  })
+
+  it('a module that default-exports a class is refused by name', async (t) => {
+    const dir = tempDir(t, { 'klass.mjs': 'export default class App {}\n' })
+    await assert.rejects(loadAppModule(join(dir, 'klass.mjs')), (error: SpikardConfigError) => {
+      assert.deepEqual(error.problems, [`app: ${join(dir, 'klass.mjs')} must default-export a Fastify plugin (a function), found a class`])
+      return true
+    })
   })
 })
