@@ -11,7 +11,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { UUID, withTimeout } from './helpers.js'
+import { until, UUID, withTimeout } from './helpers.js'
 import { optionSources } from '../src/config/sources.js'
 import { resolveConfig } from '../src/config/schema.js'
 
@@ -892,6 +892,23 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
   })
 
   describe('start', PARALLEL, () => {
+    it('a SIGTERM while the app is getting ready: it never says it is listening, and exits 0', async (t) => {
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'server:\n  port: 0\napp: ./routes.mjs\n',
+        // Tells the test it is loading, then takes a second more.
+        'routes.mjs': 'export default async function routes (app) { process.stderr.write("loading\\n"); await new Promise((r) => setTimeout(r, 1000)); app.get("/", async () => 1) }\n'
+      })
+      const child = spawnCli(['start'], { cwd: dir })
+      t.after(() => kill(child))
+      let stdout = ''
+      let stderr = ''
+      child.stdout!.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+      child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+      await until(() => stderr.includes('loading\n'), 'the routes module to load', 20_000)
+      assert.deepEqual(await terminate(child), { code: 0, signal: null }, stderr)
+      assert.doesNotMatch(stdout, /^spikard listening/m)
+    })
+
     it('serves with request ids and problem details on a real socket, and exits 0 on SIGTERM', async (t) => {
       const dir = await fixture(t, {
         'spikard.config.yaml': 'server:\n  port: 1\napp: ./routes.mjs\nrequestId: true\nlogging: true\n',

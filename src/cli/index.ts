@@ -158,9 +158,11 @@ async function start (app: FastifyInstance, host: string, port: number, failed: 
   // graceful close: SIGTERM or SIGINT closes the app and exits (within 10 s, or
   // shutdown.timeout when the feature is on without `signals`).
   const { shutdown } = app.spikard.options
+  let closing = false
   const grace = shutdown !== false && shutdown.signals
     ? undefined
     : closeWithGrace({ delay: shutdown === false ? 10_000 : shutdown.timeout }, async ({ err }) => {
+      closing = true
       if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
       await app.close()
     })
@@ -174,6 +176,8 @@ async function start (app: FastifyInstance, host: string, port: number, failed: 
     if ((error as NodeJS.ErrnoException).syscall !== undefined) throw error
     throw new Error(failed(error))
   }
+  // A signal arrived while the app was getting ready: the server is closing, not ready.
+  if (closing || app.spikard.phase !== 'serving') return -1
   const address = app.server.address()
   const where = typeof address === 'object' && address !== null
     ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
