@@ -279,3 +279,28 @@ test('a client leaves the process\'s signals and uncaught errors alone (shutdown
   t.after(() => timed.close())
   assert.match((await timed.get('/health/live')).headers['content-type'] as string, /json/)
 })
+
+test('after close(), every method says the client is closed; a request still in flight then fails, naming it; close() again does nothing', async () => {
+  let entered: () => void = () => {}
+  const handlerEntered = new Promise<void>((resolve) => { entered = resolve })
+  const client = await createTestClient({
+    timeout: '10s',
+    app: async (app) => {
+      app.get('/slow', async () => { entered(); await setTimeout(5000); return { late: true } })
+      app.get('/sse', { sse: true }, async (_request, reply) => { await reply.sse.send({ data: 'x' }) })
+    }
+  })
+  const slow = client.get('/slow')
+  await handlerEntered
+  const started = Date.now()
+  const failed = assert.rejects(slow, { message: 'GET /slow: client.close() was called before it was answered' })
+  await client.close()
+  await failed
+  assert.ok(Date.now() - started < 3000)
+  await assert.rejects(client.get('/slow'), { message: 'GET /slow: the client is closed (client.close() was called)' })
+  await assert.rejects(client.sse('/sse'), { message: 'sse /sse: the client is closed (client.close() was called)' })
+  await assert.rejects(client.ws('/ws'), { message: 'ws /ws: the client is closed (client.close() was called)' })
+  await assert.rejects(client.stream('/s'), { message: 'stream /s: the client is closed (client.close() was called)' })
+  await client.close()
+  assert.equal(client.app.server.listening, false)
+})

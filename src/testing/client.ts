@@ -54,7 +54,7 @@ export interface TestClient {
     /** Resolves once no background task is queued or running (within `timeout` ms, default 5000). */
     drain: (options?: { timeout?: number }) => Promise<void>
   }
-  /** Closes the app; fails, naming them, when sockets this client opened are still open (they are closed first). */
+  /** Closes the app; fails, naming them, when sockets this client opened are still open (they are closed first). A request still in flight fails; every method throws afterwards. */
   close: () => Promise<void>
 }
 
@@ -108,19 +108,31 @@ function isFastify (value: unknown): value is FastifyInstance {
 /** What every client derived from one `createTestClient` shares: the app, its address, what was opened. */
 class Shared {
   readonly opened = new Set<Opened>()
+  /** Requests sent through inject() and not answered yet: close() fails them, naming them. */
+  readonly inFlight = new Set<{ what: string, fail: (error: Error) => void }>()
+  closed = false
   #origin: Promise<string> | undefined
 
   constructor (readonly app: FastifyInstance) {}
 
+  /** Throws once close() has been called: the app is gone, and listening again would keep the process alive. */
+  assertOpen (what: string): void {
+    if (this.closed) throw new Error(`${what}: the client is closed (client.close() was called)`)
+  }
+
   /** `http://127.0.0.1:<port>`, listening on first use (or where the app already listens). */
-  async origin (): Promise<string> {
+  async origin (what: string): Promise<string> {
+    this.assertOpen(what)
     this.#origin ??= (async () => {
       const address = this.app.server.address()
       if (address !== null && typeof address === 'object') return `http://127.0.0.1:${address.port}`
       await this.app.listen({ host: '127.0.0.1', port: 0 })
-      return `http://127.0.0.1:${(this.app.server.address() as { port: number }).port}`
+      return `http://127.0.0.1:${(this.app.server.address() as { port: number } | null)?.port ?? 0}`
     })()
-    return await this.#origin
+    const origin = await this.#origin
+    // close() may have been called while the app started listening.
+    this.assertOpen(what)
+    return origin
   }
 
   track<T extends Opened>(opened: T): T {
@@ -140,7 +152,13 @@ function client (shared: Shared, defaults: Record<string, string>): TestClient {
     } else if (options.body !== undefined) {
       inject.payload = options.body
     }
-    return testResponse(await app.inject(inject), `${method} ${path}`)
+    const what = `${method} ${path}`
+    shared.assertOpen(what)
+    return await new Promise<TestResponse>((resolve, reject) => {
+      const entry = { what, fail: reject }
+      shared.inFlight.add(entry)
+      app.inject(inject).then((response) => { resolve(testResponse(response, what)) }).catch(reject).finally(() => shared.inFlight.delete(entry))
+    })
   }
   const http = (method: HTTPMethods) => async (path: string, options?: RequestOptions) => await request(method, path, options)
   const self: TestClient = {
@@ -160,11 +178,11 @@ function client (shared: Shared, defaults: Record<string, string>): TestClient {
     },
     withHeaders: (headers) => client(shared, { ...defaults, ...headers }),
     ws: async (path, options = {}) => {
-      const url = (await shared.origin()).replace(/^http/, 'ws') + path
+      const url = (await shared.origin(`ws ${path}`)).replace(/^http/, 'ws') + path
       return shared.track(await openWebSocket(url, { ...options, headers: { ...defaults, ...options.headers } }))
     },
-    sse: async (path, options = {}) => shared.track(await openEventStream((await shared.origin()) + path, { ...options, headers: { ...defaults, ...options.headers } })),
-    stream: async (path, options = {}) => shared.track(await openStream((await shared.origin()) + path, { ...defaults, ...options.headers })),
+    sse: async (path, options = {}) => shared.track(await openEventStream((await shared.origin(`sse ${path}`)) + path, { ...options, headers: { ...defaults, ...options.headers } })),
+    stream: async (path, options = {}) => shared.track(await openStream((await shared.origin(`stream ${path}`)) + path, { ...defaults, ...options.headers })),
     tasks: {
       drain: async ({ timeout = 5000 } = {}) => {
         const tasks = (app as Partial<Pick<FastifyInstance, 'tasks'>>).tasks
@@ -182,6 +200,9 @@ function client (shared: Shared, defaults: Record<string, string>): TestClient {
       }
     },
     close: async () => {
+      if (shared.closed) return
+      shared.closed = true
+      for (const request of shared.inFlight) request.fail(new Error(`${request.what}: client.close() was called before it was answered`))
       const left = [...shared.opened].filter((o) => o.isOpen())
       for (const opened of left) opened.destroy()
       await app.close()
