@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { createTestClient, expectMatch, FixtureFailures, loadFixtures, runFixture, runFixtures, type Fixture, type TestClient } from '../src/testing/index.js'
+import { until } from './helpers.js'
 
 const API_KEY = 'fixture-api-key-0123456789abcdef'
 
@@ -190,4 +191,18 @@ test('ws(): the upgrade response (101, its headers) and ping answered by a pong 
   ws.socket.removeAllListeners('pong')
   await assert.rejects(ws.ping('unanswered', { timeout: 100 }), { message: 'WebSocket /ws (pong): nothing arrived within 100 ms' })
   assert.deepEqual(await ws.close(1000), { code: 1000, reason: '' })
+})
+
+test('a route step that sleeps stops when its client goes away: nothing of the fixture outlives runFixtures', async (t) => {
+  const dir = await directory(t, {
+    'sse-sleeps.json': {
+      description: 'an event, then a long sleep the client does not wait for',
+      routes: [{ method: 'GET', url: '/s', options: { sse: true }, handler: { sse: [{ send: { data: 'x' } }, { sleep: 60000 }] } }],
+      requests: [{ sse: { url: '/s' }, expect: { events: [{ data: 'x' }] } }]
+    }
+  })
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+  const before = timers()
+  await runFixtures(undefined, dir)
+  await until(() => timers() <= before, 'the fixture\'s timers to be gone', 3000)
 })

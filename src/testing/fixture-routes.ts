@@ -65,13 +65,23 @@ export function fixtureRoutes (routes: FixtureRoute[]): (app: FastifyInstance) =
   }
 }
 
+/** Waits `ms`, or less when the client goes away (or the app closes): then false, and the handler stops. */
+async function waited (ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal })
+    return true
+  } catch {
+    return false
+  }
+}
+
 function httpHandler (h: FixtureHandler, recorded: unknown[]) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
-    if (h.sleep !== undefined) await sleep(h.sleep)
+    if (h.sleep !== undefined && !await waited(h.sleep, request.signal)) return
     const tasks = h.task === undefined ? 0 : h.task.count ?? 1
     for (let i = 0; i < tasks; i++) {
-      request.tasks.add(async function record () {
-        await sleep(h.task?.sleep ?? 0)
+      request.tasks.add(async function record (ctx) {
+        await sleep(h.task?.sleep ?? 0, undefined, { signal: ctx.signal })
         recorded.push(request.body ?? null)
       })
     }
@@ -85,7 +95,7 @@ function httpHandler (h: FixtureHandler, recorded: unknown[]) {
     if (h.echo === true) return { method: request.method, params: request.params, query: request.query, body: request.body ?? null }
     if (h.sse !== undefined) {
       for (const step of h.sse) {
-        if (step.sleep !== undefined) await sleep(step.sleep)
+        if (step.sleep !== undefined && !await waited(step.sleep, request.signal)) return
         if (step.lastEventId === true) await reply.sse.send({ event: 'resumed', data: { lastEventId: request.headers['last-event-id'] ?? null } })
         if (step.send !== undefined) await reply.sse.send(step.send as never)
       }
