@@ -93,6 +93,17 @@ test('a file that does not parse, or is not a mapping, is refused without quotin
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: '.env' })), ['(root): expected an object, found a string (not shown: it may hold a secret)'])
 })
 
+test('a key set twice in one JSON object is refused, as YAML refuses it; the same key in two objects is fine', (t) => {
+  const d = tempDir(t, {
+    'twice.json': '{\n  "server": { "port": 8001 },\n  "server": { "host": "127.0.0.2" }\n}',
+    'nested.json': '{ "server": { "port": 8001, "host": "a\\"b", "port": 9 } }',
+    'apart.json': '{ "server": { "port": 8001 }, "requestId": { "header": "x-id" }, "health": { "liveness": "/l" } }'
+  })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'twice.json' })), ['not valid JSON: "server" is set twice in one object (line 3, column 3)'])
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'nested.json' })), ['not valid JSON: "port" is set twice in one object (line 1, column 45)'])
+  assert.equal(loadConfig({ cwd: d, file: 'apart.json' }).config.server.port, 8001)
+})
+
 test('a JSON file starting with a byte order mark is read', (t) => {
   const d = tempDir(t, { 'bom.json': '\uFEFF{"server":{"port":8001}}' })
   assert.equal(loadConfig({ cwd: d, file: 'bom.json' }).config.server.port, 8001)

@@ -75,6 +75,9 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   } catch (error) {
     throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${parseProblem(error as Error, text)}`], source)
   }
+  // yaml refuses a key set twice in one mapping; JSON.parse keeps the last one silently.
+  const twice = json ? repeatedJsonKey(text) : undefined
+  if (twice !== undefined) throw new SpikardConfigError([`not valid JSON: ${parseProblem(Object.assign(new Error(`${JSON.stringify(twice.key)} is set twice in one object`), { pos: [twice.at, twice.at] }), text)}`], source)
   if (raw === null || raw === undefined) raw = {}
   const shapeProblem = checkShape(raw)
   if (shapeProblem !== undefined) throw new SpikardConfigError([shapeProblem], source)
@@ -109,6 +112,41 @@ function parseProblem (error: Error, text: string): string {
   const before = text.slice(0, offset)
   const line = before.split('\n').length
   return `${what} (line ${line}, column ${offset - before.lastIndexOf('\n')})`
+}
+
+/**
+ * The first key repeated within one object of a JSON text that parses, and where its
+ * second occurrence starts. Read without recursion, as the file may nest deep.
+ */
+function repeatedJsonKey (text: string): { key: string, at: number } | undefined {
+  // One entry per open object (its keys) or list (undefined).
+  const open: Array<Set<string> | undefined> = []
+  let expectingKey = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) { // "
+      let end = i + 1
+      while (text.charCodeAt(end) !== 0x22) end += text.charCodeAt(end) === 0x5c ? 2 : 1
+      const keys = open[open.length - 1]
+      if (expectingKey && keys !== undefined) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string
+        if (keys.has(key)) return { key, at: i }
+        keys.add(key)
+        expectingKey = false
+      }
+      i = end
+    } else if (c === 0x7b) { // {
+      open.push(new Set())
+      expectingKey = true
+    } else if (c === 0x5b) { // [
+      open.push(undefined)
+    } else if (c === 0x7d || c === 0x5d) { // } ]
+      open.pop()
+    } else if (c === 0x2c) { // ,
+      expectingKey = open[open.length - 1] !== undefined
+    }
+  }
+  return undefined
 }
 
 /** A problem of a value the environment gave: says which variables (`found "abc" (from ${RL})`). */
