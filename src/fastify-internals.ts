@@ -12,13 +12,18 @@
  * 2. Where `request.signal` keeps its controller, so the timeout feature can supply its own:
  *    Fastify 5.12's aborts when the request's `close` event fires, which Node also emits
  *    once a request body has been read (fastify/fastify#6725).
+ * 3. The instance's request id generator (`app.genReqId`, a getter Fastify defines but does
+ *    not type or document: the function `setGenReqId` installed), for the requests Node's
+ *    server answers before Fastify sees them: their id is the one the request would have had.
  *
  * The symbols are Fastify's own (lib/symbols.js), found by their description on the first
  * request rather than imported from `fastify/lib/symbols.js`: a deep import would break if
  * Fastify added an `exports` map, and would be another copy's symbols if two Fastify
  * versions were installed.
  */
-import type { FastifyContextConfig, FastifyRequest } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import type { FastifyContextConfig, FastifyInstance, FastifyRequest } from 'fastify'
 
 const ROUTE_CONTEXT = 'fastify.context'
 const REQUEST_SIGNAL = 'fastify.request.signal'
@@ -58,6 +63,20 @@ export function provideRequestSignal (request: FastifyRequest, source: { readonl
   if (signalSymbol === null) return false
   ;(request as unknown as Record<symbol, unknown>)[signalSymbol] = source
   return true
+}
+
+/** The id Fastify would give this raw request (a client's well-formed one, with spikard's requestId); a new UUID when it cannot say. */
+export function requestIdFor (app: FastifyInstance, req: IncomingMessage): string {
+  const generate: unknown = (app as { genReqId?: unknown }).genReqId
+  if (typeof generate === 'function') {
+    try {
+      const id: unknown = generate(req)
+      if (typeof id === 'string' && id !== '') return id
+    } catch {
+      // a generator of the user's that fails on a request Fastify never parsed
+    }
+  }
+  return randomUUID()
 }
 
 /** For the test that pins what this module relies on. */

@@ -7,8 +7,8 @@ import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingMes
 import fp from 'fastify-plugin'
 import FindMyWay from 'find-my-way'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { randomUUID } from 'node:crypto'
 import { errorDefinitions, errors, isSpikardCode, PROBLEM_TYPE_BASE, type SpikardErrorCode } from './errors.js'
+import { requestIdFor } from './fastify-internals.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -44,7 +44,7 @@ const fastifyCodes: Record<string, (error: FastifyError, request: FastifyRequest
   }
 }
 
-function pathOf (url: string): string {
+export function pathOf (url: string): string {
   const q = url.indexOf('?')
   return q === -1 ? url : url.slice(0, q)
 }
@@ -263,7 +263,7 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   // An `Expect` other than 100-continue: Node answers a bare 417 (no body, no request id)
   // before Fastify sees the request. It gets a problem like every other refusal.
   app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const id = randomUUID()
+    const id = requestIdFor(app, req)
     const path = pathOf(req.url ?? '/')
     const expect = JSON.stringify(String(req.headers.expect).slice(0, 100))
     const { status, title, body } = standaloneProblem(new errors.SPK_ERR_EXPECTATION_FAILED(expect), id, path)

@@ -3,13 +3,14 @@
  * routes module) to a Fastify instance ready to listen. The CLI and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES, type Server } from 'node:http'
+import { STATUS_CODES, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { resolve } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyHttpOptions, type FastifyPluginAsync } from 'fastify'
 import spikard from './spikard.js'
 import { errors } from './errors.js'
-import { PROBLEM_CONTENT_TYPE, sendProblem, standaloneProblem } from './problem-details.js'
+import { pathOf, PROBLEM_CONTENT_TYPE, sendProblem, standaloneProblem } from './problem-details.js'
+import { requestIdFor } from './fastify-internals.js'
 import { resolveConfig, type SpikardConfig } from './config/schema.js'
 import { features, type FeatureName } from './options.js'
 import type { FeatureDefinition } from './feature.js'
@@ -69,20 +70,24 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     // Requests Node's HTTP parser rejects (a malformed request line or header, headers too large).
     clientErrorHandler (this: FastifyInstance, error: Error & { code?: string }, socket: Socket) {
       if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
-      // A response on this connection has begun (a stream, and garbage pipelined after its
-      // request): an answer now would land inside its body. Node's own handler closes the
-      // connection then too. (`_httpMessage`: Node's in-flight response of a socket.)
-      if ((socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage?.headersSent === true) return socket.destroy()
+      // `_httpMessage`: Node's in-flight response of the socket. Begun (a stream, and garbage
+      // pipelined after its request): an answer now would land inside its body, and Node's
+      // own handler closes the connection then too. Not begun: the answer is its request's
+      // (a body too slow, or malformed chunks), with that request's id and path.
+      const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+      if (inFlight?.headersSent === true) return socket.destroy()
+      const request = inFlight?.req
       const e = error.code === 'HPE_HEADER_OVERFLOW'
         ? new errors.SPK_ERR_HEADERS_TOO_LARGE()
         : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? new errors.SPK_ERR_REQUEST_TIMEOUT('The request took too long to arrive')
           : new errors.SPK_ERR_BAD_REQUEST('The request could not be parsed')
-      const id = randomUUID()
-      // No `instance`: the request never parsed far enough to have a path.
-      const { status, body } = standaloneProblem(e, id)
+      const id = request === undefined ? randomUUID() : requestIdFor(this, request)
+      // No `instance` when the request never parsed far enough to have a path.
+      const path = request === undefined ? undefined : pathOf(request.url ?? '/')
+      const { status, body } = standaloneProblem(e, id, path)
       // Only Node's error code is logged: the error also carries the raw bytes received.
-      this.log.info({ reqId: id, status, parserError: error.code, remoteAddress: socket.remoteAddress }, 'request rejected')
+      this.log.info({ reqId: id, status, parserError: error.code, ...(path === undefined ? {} : { method: request?.method, path }), remoteAddress: socket.remoteAddress }, 'request rejected')
       socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `${idHeader === undefined ? '' : `${idHeader}: ${id}\r\n`}Connection: close\r\n\r\n${body}`)
     }

@@ -6,8 +6,11 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import Fastify, { type FastifyRequest } from 'fastify'
-import { internals, provideRequestSignal, routeConfig } from '../src/fastify-internals.js'
+import type { IncomingMessage } from 'node:http'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import { internals, provideRequestSignal, requestIdFor, routeConfig } from '../src/fastify-internals.js'
+import spikard from '../src/spikard.js'
+import { UUID } from './helpers.js'
 
 async function requestOf (handler: (request: FastifyRequest) => unknown = () => {}): Promise<FastifyRequest> {
   const app = Fastify()
@@ -37,4 +40,15 @@ test('request.signal reads its controller from Fastify\'s `fastify.request.signa
   const controller = new AbortController()
   const fresh = await requestOf((request) => { assert.equal(provideRequestSignal(request, controller), true) })
   assert.equal(fresh.signal, controller.signal)
+})
+
+test('requestIdFor: the id the app\'s generator gives a raw request (spikard\'s: a client\'s well-formed one, else a UUID); a UUID when there is none', async () => {
+  const app = Fastify()
+  await app.register(spikard, {})
+  await app.ready()
+  const raw = (id?: string): IncomingMessage => ({ headers: id === undefined ? {} : { 'x-request-id': id } }) as unknown as IncomingMessage
+  assert.equal(requestIdFor(app, raw('mine-1')), 'mine-1')
+  assert.match(requestIdFor(app, raw('bad id')), UUID)
+  assert.match(requestIdFor({} as FastifyInstance, raw('mine-1')), UUID)
+  await app.close()
 })

@@ -451,6 +451,10 @@ test('socket: an Expect other than 100-continue gets a 417 problem with a reques
     instance: '/echo'
   })
   assert.deepEqual(logs.filter((l) => l.msg === 'request rejected').map((l) => [l.reqId, l.status, l.path, l.expect]), [[res.headers['x-request-id'], 417, '/echo', '"teapot"']])
+  // A well-formed id of the client's is kept, as for any request.
+  const kept = await rawRequest(port, 'POST /echo HTTP/1.1\r\nHost: localhost\r\nExpect: teapot\r\nX-Request-Id: mine-9\r\nContent-Length: 2\r\n\r\n{}')
+  assert.equal(kept.headers['x-request-id'], 'mine-9')
+  assert.equal(JSON.parse(kept.body).requestId, 'mine-9')
   await assertStillServingOverHttp(url)
 })
 

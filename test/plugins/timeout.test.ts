@@ -356,15 +356,17 @@ test('headers: a client that stalls in its headers is cut off with a 408 problem
   assert.equal((await fetch(`${url}/fast`)).status, 200)
 })
 
-test('request: a client whose body trickles in is cut off with a 408 problem near the timeout', async (t) => {
+test('request: a client whose body trickles in is cut off with a 408 problem near the timeout, with its request\'s id and path', async (t) => {
   const { app, logs } = await setup(t, { timeout: { headers: '200ms', request: '500ms' } })
   const { port, url } = await listen(app)
   const started = Date.now()
-  const res = await rawRequest(port, 'POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"a"')
+  const res = await rawRequest(port, 'POST /echo?token=x HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: slow-1\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"a"')
   const elapsed = Date.now() - started
   assert.equal(res.statusLine, 'HTTP/1.1 408 Request Timeout')
   assert.equal(res.headers['content-type'], RAW_PROBLEM_JSON)
-  assert.deepStrictEqual(JSON.parse(res.body), requestTimeoutProblem(res))
+  assert.equal(res.headers['x-request-id'], 'slow-1')
+  assert.deepStrictEqual(JSON.parse(res.body), { ...requestTimeoutProblem(res), instance: '/echo' })
+  assert.deepStrictEqual(logs.filter((l) => l.msg === 'request rejected').map((l) => [l.reqId, l.status, l.method, l.path]), [['slow-1', 408, 'POST', '/echo']])
   assert.ok(elapsed >= 480 && elapsed < 1200, `cut off after ${elapsed} ms`)
   const echo = await fetch(`${url}/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' })
   assert.deepStrictEqual(await echo.json(), { received: { a: 1 } })
