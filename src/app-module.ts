@@ -47,21 +47,24 @@ const isClass = (fn: Function): boolean => /^class[\s{]/.test(Function.prototype
 
 /**
  * The routes plugin, with what it throws synchronously (a callback-style plugin, a class
- * called as a function) turned into a failed registration, as a rejection already is.
+ * called as a function) turned into a failed registration, as a rejection already is, and
+ * a thrown or rejected null or undefined into an Error.
  * avvio calls a plugin outside any try: the throw became an uncaught exception in the
  * middle of the boot, and the shutdown it started waited its whole budget for a close
  * that could not finish. The plugin's own symbols (fastify-plugin's metadata) carry over.
  */
 export function guarded (plugin: RoutesPlugin): RoutesPlugin {
+  // avvio takes a null or undefined error for success: `throw null` would load half the routes.
+  const failed = (error: unknown): Error => error instanceof Error ? error : error == null ? new Error(`the routes plugin threw ${String(error)}`) : error as Error
   const run = function (this: unknown, instance: Parameters<FastifyPluginCallback>[0], options: Parameters<FastifyPluginCallback>[1], done: (error?: Error) => void): void {
     let result: unknown
     try {
       result = (plugin as FastifyPluginCallback).call(this, instance, options, done)
     } catch (error) {
-      return done(error as Error)
+      return done(failed(error))
     }
     if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
-      (result as PromiseLike<unknown>).then(() => { done() }, (error: Error) => { done(error) })
+      (result as PromiseLike<unknown>).then(() => { done() }, (error: unknown) => { done(failed(error)) })
     } else if (plugin.length < 3) {
       done()
     }

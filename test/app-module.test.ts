@@ -161,6 +161,13 @@ describe('a routes plugin that throws synchronously', () => {
     await shared.close()
   })
 
+  it('a thrown or rejected null fails the start (avvio would take it for success)', async () => {
+    // What a careless plugin does (the linter refuses it written plainly).
+    const raise = (value: unknown): never => { throw value }
+    await assert.rejects(createServer({ app: async (app) => { app.get('/half', async () => 1); raise(null) } }), { message: 'the routes plugin threw null' })
+    await assert.rejects(createServer({ app: async () => { await Promise.resolve().then(() => raise(undefined)) } }), { message: 'the routes plugin threw undefined' })
+  })
+
   it('a module that default-exports a class is refused by name', async (t) => {
     const dir = tempDir(t, { 'klass.mjs': 'export default class App {}\n' })
     await assert.rejects(loadAppModule(join(dir, 'klass.mjs')), (error: SpikardConfigError) => {
