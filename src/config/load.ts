@@ -77,7 +77,7 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   }
   // yaml refuses a key set twice in one mapping; JSON.parse keeps the last one silently.
   const twice = json ? repeatedJsonKey(text) : undefined
-  if (twice !== undefined) throw new SpikardConfigError([`not valid JSON: ${parseProblem(Object.assign(new Error(`${JSON.stringify(twice.key)} is set twice in one object`), { pos: [twice.at, twice.at] }), text)}`], source)
+  if (twice !== undefined) throw new SpikardConfigError([`not valid JSON: ${JSON.stringify(twice.key)} is set twice in one object ${place(text, twice.at)}`], source)
   if (raw === null || raw === undefined) raw = {}
   const shapeProblem = checkShape(raw)
   if (shapeProblem !== undefined) throw new SpikardConfigError([shapeProblem], source)
@@ -108,10 +108,13 @@ function parseProblem (error: Error, text: string): string {
   const offset = (error as { pos?: [number, number] }).pos?.[0] ?? Number(/at position (\d+)/.exec(error.message)?.[1] ?? NaN)
   // V8: `Unexpected token 'x', "...excerpt..." is not valid JSON`, `... in JSON at position 12 (line 1 column 13)`.
   const what = error.message.split(/, [".]| in JSON at position | at line \d+/)[0].trim()
-  if (!Number.isInteger(offset)) return what
+  return Number.isInteger(offset) ? `${what} ${place(text, offset)}` : what
+}
+
+/** `(line L, column C)` of a character of the text. */
+function place (text: string, offset: number): string {
   const before = text.slice(0, offset)
-  const line = before.split('\n').length
-  return `${what} (line ${line}, column ${offset - before.lastIndexOf('\n')})`
+  return `(line ${before.split('\n').length}, column ${offset - before.lastIndexOf('\n')})`
 }
 
 /**
