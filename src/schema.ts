@@ -255,11 +255,16 @@ function show (value: unknown, walk: Walk, path: string): string {
   if (value === undefined) return 'nothing'
   if (typeof value === 'function') return 'a function'
   if (walk.secret || (path === '' && typeof value === 'string')) return `${kindOf(value)} (not shown: it may hold a secret)`
+  // JSON writes Infinity and NaN (YAML's .inf and .nan, JSON's 1e400) as null.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value)
   let text: string
   try {
-    text = JSON.stringify(value) ?? String(value)
+    text = JSON.stringify(value, (_key, v: unknown) => {
+      if (typeof v === 'number' && !Number.isFinite(v)) throw new RangeError('not finite')
+      return v
+    }) ?? String(value)
   } catch {
-    // A BigInt, a cycle, or nesting too deep for the stack (options passed in code).
+    // A BigInt, a cycle, nesting too deep for the stack (options passed in code), or Infinity or NaN inside.
     text = typeof value === 'bigint' ? `${value}n` : Array.isArray(value) ? 'a list' : 'an object'
   }
   return text.length > 60 ? `${text.slice(0, 57)}...` : text

@@ -82,6 +82,20 @@ test('a substituted value of the wrong type is refused with what was found, and 
   ])
 })
 
+test('a number JSON cannot write (YAML .inf and .nan, JSON 1e400) is reported as what it is, not as null', (t) => {
+  const d = tempDir(t, {
+    'inf.yaml': 'server:\n  port: .inf\n  host: [1, .nan]\n',
+    'minus.yaml': 'server:\n  port: -.inf\n',
+    'nan.yaml': 'server:\n  port: .nan\n',
+    'big.json': '{"server":{"port":1e400}}'
+  })
+  const port = 'server.port: expected an integer >= 0 and <= 65535, found'
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'inf.yaml' })), ['server.host: expected a non-empty string, found a list', `${port} Infinity`])
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'minus.yaml' })), [`${port} -Infinity`])
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'nan.yaml' })), [`${port} NaN`])
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'big.json' })), [`${port} Infinity`])
+})
+
 test('a file that does not parse, or is not a mapping, is refused without quoting it: it may hold secrets', (t) => {
   const d = tempDir(t, {
     'quote.yaml': 'server:\n  port: 8000\nauth: { jwt: { secret: "hunter2-hunter2-hunter2\n',
