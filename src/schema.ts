@@ -194,17 +194,17 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
           continue
         }
         const hint = closest(key, Object.keys(properties))
-        walk.problems.push(`${join(path, key)}: unknown key${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`)
+        walk.problems.push(`${keyPath(path, key)}: unknown key${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`)
       }
       for (const [key, prop] of Object.entries(properties)) {
         // Own values only: an object with a replaced prototype must not supply keys through it.
         let v = Object.hasOwn(value, key) ? value[key] : undefined
         if (v === undefined && prop.default !== undefined) v = structuredClone(prop.default)
         if (v === undefined) {
-          if (required.has(key)) walk.problems.push(`${join(path, key)}: required, expected ${describe(prop)}`)
+          if (required.has(key)) walk.problems.push(`${keyPath(path, key)}: required, expected ${describe(prop)}`)
           continue
         }
-        out[key] = check(prop, v, join(path, key), walk)
+        out[key] = check(prop, v, keyPath(path, key), walk)
       }
       return out
     }
@@ -270,8 +270,15 @@ function show (value: unknown, walk: Walk, path: string): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
 }
 
-function join (path: string, key: string): string {
-  return path === '' ? key : `${path}.${key}`
+/** A key path and one more key: a plain name as written, any other quoted (a dot, a space, a control character). */
+export function keyPath (path: string, key: string): string {
+  const name = /^[A-Za-z_$][\w$-]*$/.test(key) ? key : quote(key)
+  return path === '' ? name : `${path}.${name}`
+}
+
+/** A name quoted as JSON quotes it, DEL and the C1 controls escaped too: nothing in it reaches a terminal raw. */
+export function quote (name: string): string {
+  return JSON.stringify(name).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {

@@ -246,6 +246,27 @@ test('keys named like Object.prototype members are unknown keys, at any depth, i
   }
 })
 
+test('a key that is not a plain name is shown quoted and escaped: no control character reaches the terminal, no dot reads as a path', (t) => {
+  const d = tempDir(t, {
+    'c.json': '{"\\u001b[31mred":1,"a\\nb":"${UNSET_A}","server":{"x\\ty":1,"log-level":1,"\\u009b2J":1},"server.port":1,"$x_1":1}',
+    'c.yaml': '"\\e[31mred": 1\n"a\\nb": ${UNSET_A}\nserver:\n  "x\\ty": 1\n  log-level: 1\n  "\\x9b2J": 1\nserver.port: 1\n$x_1: 1\n',
+    'twice.json': '{"\\u009b":1,"\\u009b":2}'
+  })
+  for (const file of ['c.json', 'c.yaml']) {
+    assert.deepEqual(refused(() => loadConfig({ cwd: d, file, env: {} })), [
+      '"a\\nb": environment variable UNSET_A is not set and has no default (write ${UNSET_A:-default} to give one)',
+      '"\\u001b[31mred": unknown key',
+      '"a\\nb": unknown key (did you mean "app"?)',
+      '"server.port": unknown key',
+      '$x_1: unknown key',
+      'server."x\\ty": unknown key',
+      'server.log-level: unknown key',
+      'server."\\u009b2J": unknown key'
+    ], file)
+  }
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'twice.json' })), ['not valid JSON: "\\u009b" is set twice in one object (line 1, column 13)'])
+})
+
 test('a config nested too deep is refused naming the file, without overflowing the stack (JSON and YAML)', (t) => {
   const deepJson = '{"server":{"x":' + '['.repeat(200_000) + ']'.repeat(200_000) + '}}'
   const d = tempDir(t, {

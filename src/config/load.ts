@@ -4,6 +4,7 @@ import { extname, resolve } from 'node:path'
 import { createRequire } from 'node:module'
 import type { CST } from 'yaml'
 import { SpikardConfigError } from '../errors.js'
+import { keyPath, quote } from '../schema.js'
 import { resolveConfig, type ResolvedConfig } from './schema.js'
 
 export const CONFIG_FILES = ['spikard.config.json', 'spikard.config.yaml', 'spikard.config.yml']
@@ -77,7 +78,7 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   }
   // yaml refuses a key set twice in one mapping; JSON.parse keeps the last one silently.
   const twice = json ? repeatedJsonKey(text) : undefined
-  if (twice !== undefined) throw new SpikardConfigError([`not valid JSON: ${JSON.stringify(twice.key)} is set twice in one object ${place(text, twice.at)}`], source)
+  if (twice !== undefined) throw new SpikardConfigError([`not valid JSON: ${quote(twice.key)} is set twice in one object ${place(text, twice.at)}`], source)
   if (raw === null || raw === undefined) raw = {}
   const shapeProblem = checkShape(raw)
   if (shapeProblem !== undefined) throw new SpikardConfigError([shapeProblem], source)
@@ -212,7 +213,7 @@ export function substitute (value: unknown, path: string, env: Record<string, st
   if (Array.isArray(value)) return value.map((item, i) => substitute(item, `${path}[${i}]`, env, problems))
   if (value !== null && typeof value === 'object') {
     // fromEntries defines own properties: a "__proto__" key stays a key (reported as unknown).
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, path === '' ? k : `${path}.${k}`, env, problems)]))
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, keyPath(path, k), env, problems)]))
   }
   return value
 }
