@@ -118,6 +118,28 @@ test('a key set twice in one JSON object is refused, as YAML refuses it; the sam
   assert.equal(loadConfig({ cwd: d, file: 'apart.json' }).config.server.port, 8001)
 })
 
+test('YAML merge keys merge an anchored mapping, a key written beside them wins, and the key protections still hold', (t) => {
+  const d = tempDir(t, {
+    'merge.yaml': 'openapi:\n  info: &info\n    title: Shop\n    version: 1.0.0\n    description: The shop API\nasyncapi:\n  info:\n    <<: *info\n    title: Shop events\n',
+    'after.yaml': 'openapi:\n  info: &info { title: Shop, version: 1.0.0 }\nasyncapi:\n  info:\n    title: Shop events\n    <<: *info\n',
+    'list.yaml': 'server:\n  <<: [{ port: 8006 }, { port: 1, host: 127.0.0.3 }]\n',
+    'proto.yaml': 'server:\n  <<: { __proto__: { port: 1 }, constructor: 1, port: 8003 }\n',
+    'twice.yaml': 'server:\n  <<: { port: 1 }\n  port: 8004\n  port: 8005\n',
+    'quoted.yaml': 'server:\n  "<<": { port: 1 }\n'
+  })
+  const info = (file: string): unknown => (loadConfig({ cwd: d, file, env: {} }).config.asyncapi as { info: unknown }).info
+  assert.deepEqual(info('merge.yaml'), { title: 'Shop events', version: '1.0.0', description: 'The shop API' })
+  assert.deepEqual(info('after.yaml'), { title: 'Shop events', version: '1.0.0' })
+  // A list of mappings: the first to hold a key gives it.
+  const { host, port } = loadConfig({ cwd: d, file: 'list.yaml', env: {} }).config.server
+  assert.deepEqual({ host, port }, { host: '127.0.0.3', port: 8006 })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'proto.yaml', env: {} })), ['server.__proto__: unknown key', 'server.constructor: unknown key'])
+  assert.equal(({} as Record<string, unknown>).port, undefined, 'a merged __proto__ polluted Object.prototype')
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'twice.yaml', env: {} })), ['not valid YAML: Map keys must be unique (line 4, column 3)'])
+  // Quoted, "<<" is a key like any other.
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'quoted.yaml', env: {} })), ['server."<<": unknown key'])
+})
+
 test('a JSON file starting with a byte order mark is read', (t) => {
   const d = tempDir(t, { 'bom.json': '\uFEFF{"server":{"port":8001}}' })
   assert.equal(loadConfig({ cwd: d, file: 'bom.json' }).config.server.port, 8001)

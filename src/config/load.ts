@@ -72,7 +72,7 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   if (!json && yamlTooDeep(text)) throw new SpikardConfigError([TOO_DEEP], source)
   let raw: unknown
   try {
-    raw = json ? JSON.parse(text) : yaml().parse(text, { maxAliasCount: 100, prettyErrors: false })
+    raw = json ? JSON.parse(text) : yaml().parse(text, { maxAliasCount: 100, merge: true, prettyErrors: false })
   } catch (error) {
     throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${parseProblem(error as Error, text)}`], source)
   }
