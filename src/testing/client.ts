@@ -70,9 +70,31 @@ export interface TestClientOptions {
 
 /** Builds the app and a client for it. */
 export async function createTestClient (source: TestClientSource = {}, options: TestClientOptions = {}): Promise<TestClient> {
+  checkArguments(source, options)
   const app = await build(source, options.logLevel ?? 'silent', options.baseDir)
   await app.ready()
   return client(new Shared(app), {})
+}
+
+/** Refuses what createTestClient cannot use, before anything is built: a number or a list would otherwise pass for an empty config. */
+function checkArguments (source: unknown, options: unknown): void {
+  if (typeof source !== 'string' && !isObject(source)) {
+    throw new TypeError(`createTestClient(source): expected a config file path (a string), spikard's options (an object) or a Fastify instance, found ${found(source)}`)
+  }
+  if (!isObject(options)) throw new TypeError(`createTestClient(source, options): expected an object ({ logLevel, baseDir }), found ${found(options)}`)
+  for (const key of ['logLevel', 'baseDir']) {
+    if (options[key] !== undefined && typeof options[key] !== 'string') throw new TypeError(`createTestClient(source, options): options.${key}: expected a string, found ${found(options[key])}`)
+  }
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** A wrong argument, for a TypeError: a number or boolean as it is, anything else by its kind. */
+function found (value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
+  return value === null ? 'null' : Array.isArray(value) ? 'a list' : `a${typeof value === 'object' ? 'n' : ''} ${typeof value}`
 }
 
 /**
