@@ -135,6 +135,20 @@ test('withApiKey: the first configured key in the configured header, or the one 
   assert.equal((await both.get('/me')).status, 200)
 })
 
+test('a header no real client would send (CR or LF in its value, a name that is not a token) is refused as Node\'s client refuses it', async (t) => {
+  const client = await setup(t)
+  const badValue = { name: 'TypeError', code: 'ERR_INVALID_CHAR', message: 'Invalid character in header content ["x-custom"]' }
+  await assert.rejects(client.get('/echo', { headers: { 'x-custom': 'yes\r\nx-injected: 1' } }), badValue)
+  await assert.rejects(client.post('/echo', { json: {}, headers: { 'x-custom': 'a\nb' } }), badValue)
+  await assert.rejects(client.withHeaders({ 'x-custom': 'nul\u0000' }).get('/echo'), badValue)
+  await assert.rejects(client.get('/echo', { headers: { 'x-custom': 'euro \u20ac' } }), badValue)
+  for (const name of ['x custom', 'x-custom\r\nx-injected', 'x:custom', '']) {
+    await assert.rejects(client.get('/echo', { headers: { [name]: 'yes' } }), { name: 'TypeError', code: 'ERR_INVALID_HTTP_TOKEN', message: /^Header name must be a valid HTTP token \[/ }, name)
+  }
+  // A tab and Latin-1 are fine, as they are for a real client.
+  assert.equal((await client.get('/echo', { headers: { 'x-custom': 'caf\u00e9\tok' } })).json<{ custom: string }>().custom, 'caf\u00e9\tok')
+})
+
 test('credential helpers fail clearly when the app has no such auth', async (t) => {
   const client = await createTestClient({ app: routes })
   t.after(async () => await client.close())

@@ -7,6 +7,7 @@
  * No test framework is assumed: failures are thrown Errors whose message says what came
  * back, so node:test, vitest and jest report them alike.
  */
+import { validateHeaderName, validateHeaderValue } from 'node:http'
 import { dirname } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, HTTPMethods, InjectOptions } from 'fastify'
@@ -167,6 +168,12 @@ function client (shared: Shared, defaults: Record<string, string>): TestClient {
   const { app } = shared
   const request = async (method: HTTPMethods, path: string, options: RequestOptions = {}): Promise<TestResponse> => {
     const headers: Record<string, string> = { ...defaults, ...options.headers }
+    // inject() sends any header; a real client refuses, with these errors (ERR_INVALID_HTTP_TOKEN,
+    // ERR_INVALID_CHAR), a name that is not a token and a value holding CR, LF, another control character or one beyond Latin-1.
+    for (const [name, value] of Object.entries(headers)) {
+      validateHeaderName(name)
+      validateHeaderValue(name, value)
+    }
     const inject: InjectOptions = { method, url: path, headers, query: options.query, cookies: options.cookies }
     if (options.json !== undefined) {
       inject.payload = JSON.stringify(options.json)
