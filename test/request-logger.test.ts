@@ -108,7 +108,7 @@ test('a Fastify instance of the user\'s own with the factory: request.log is a p
   const app = Fastify({ logger: { level: 'info', stream: out }, childLoggerFactory: requestLoggerFactory })
   app.get('/', async (request) => {
     assert.equal(typeof request.log.child, 'function')
-    assert.equal(request.log.isLevelEnabled('info'), true)
+    assert.equal((request.log as pino.Logger).isLevelEnabled('info'), true)
     assert.equal(request.log.level, 'info')
     request.log.info('hi')
     return 'ok'
