@@ -183,6 +183,21 @@ export class OutsideRoot extends Error {
   }
 }
 
+/** A suffix range of non-zero length (`-500`) in a byte range set: one the smallest file satisfies. */
+const SUFFIX_RANGE = /^\s*-\s*0*[1-9]\d*\s*$/
+
+/**
+ * Whether a Range header that @fastify/send found unsatisfiable holds a suffix range of
+ * non-zero length: RFC 9110 §14.1.1 counts it satisfiable whatever the file's length, and
+ * §14.1.2 makes it the whole file when the file is shorter than the suffix.
+ */
+export function coversWholeFile (range: string | undefined): boolean {
+  if (range === undefined) return false
+  const eq = range.indexOf('=')
+  if (eq === -1 || range.slice(0, eq).trim().toLowerCase() !== 'bytes') return false
+  return range.slice(eq + 1).split(',').some((spec) => SUFFIX_RANGE.test(spec))
+}
+
 /** What @fastify/static or @fastify/send answered with instead of a file. */
 export type Refusal = { kind: 'refused' } | { kind: 'range', size: number } | undefined
 

@@ -9,7 +9,8 @@
  * segments, backslashes, NUL bytes and dotfiles. What spikard adds:
  *
  * - every refusal, and a missing file, is a 404 problem (nothing says whether a refused
- *   file exists); a range past the end is a 416 problem with `Content-Range: bytes *\/<size>`;
+ *   file exists); a range past the end is a 416 problem with `Content-Range: bytes *\/<size>`,
+ *   and a suffix range longer than the file is the whole file (serveWhole);
  * - a file reached through a symlink that leads out of the root is refused (its real path
  *   is checked before the file is opened, files.ts symlinkCheck) unless the mount sets
  *   `followSymlinks`;
@@ -32,7 +33,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod,
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { sendProblem } from '../../src/problem-details.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
-import { acceptsHtml, checkMounts, hasPrecompressed, IMMUTABLE, isHashed, OutsideRoot, refusal, spaUrl, symlinkCheck, type CheckedMount, type Mount } from './files.js'
+import { acceptsHtml, checkMounts, coversWholeFile, hasPrecompressed, IMMUTABLE, isHashed, OutsideRoot, refusal, spaUrl, symlinkCheck, type CheckedMount, type Mount } from './files.js'
 
 async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {
   const { mounts } = resolveStaticOptions(options)
@@ -70,6 +71,7 @@ function staticMount (m: CheckedMount, authOn: boolean) {
       const refused = refusal(error)
       if (refused === undefined) return sendProblem(reply, error)
       if (refused.kind === 'refused') return sendProblem(reply, notFoundError(request))
+      if (coversWholeFile(request.headers.range)) return serveWhole(request, reply, refused.size)
       const range = Object.assign(new errors.SPK_ERR_RANGE_NOT_SATISFIABLE(refused.size), { headers: { 'content-range': `bytes */${refused.size}` } })
       return sendProblem(reply, range)
     })
@@ -127,6 +129,22 @@ function staticMount (m: CheckedMount, authOn: boolean) {
         }
       })
     }
+  }
+
+  /**
+   * A suffix range longer than the file (`bytes=-100000` for 6 KiB) asks for the whole file
+   * (RFC 9110 §14.1.2), but @fastify/send's parser takes it for a range before the start and
+   * answers 416; and the file's size is known only once @fastify/send has looked at it. So
+   * the file is served again, as the range `bytes=0-` (a 206 with `Content-Range: bytes
+   * 0-<size-1>/<size>`, which tells the client the size it asked about), or, for an empty
+   * file, which no Content-Range can describe, without the range (a 200). The request's own
+   * header is rewritten, since the spa fallback builds its view from the request; the header
+   * written is satisfiable or absent, so this happens once.
+   */
+  function serveWhole (request: FastifyRequest, reply: FastifyReply, size: number): unknown {
+    if (size === 0) delete request.raw.headers.range
+    else request.raw.headers.range = 'bytes=0-'
+    return request.routeOptions.handler.call(request.server, request, reply)
   }
 
   /** The route's handler, answering a missing file itself: the spa file, or a 404 problem. */

@@ -2,8 +2,8 @@
  * Static files: off until mounts are configured; each mount serves the files under its
  * root (its index file for a directory, never a listing) with its Cache-Control, a year
  * and immutable for content-hashed names, ETag, Last-Modified and 304, Range and 206 (never
- * compressed), a 416 problem past the end, precompressed siblings, HEAD, and the spa
- * fallback for browsers. Every traversal form is refused with a 404 problem and no byte of
+ * compressed; a suffix longer than the file is all of it), a 416 problem past the end,
+ * precompressed siblings, HEAD, and the spa fallback for browsers. Every traversal form is refused with a 404 problem and no byte of
  * a file outside the root, checked over a raw socket since clients normalise paths; symlinks
  * leaving the root are refused unless followSymlinks. Mounts are public unless they set
  * auth, and left out of the OpenAPI document; a root that does not exist is a config error.
@@ -340,6 +340,45 @@ test('Range: one range is a 206 with Content-Range, never compressed; past the e
     assert.equal(res.statusCode, 200, range)
     assert.equal(res.body, HELLO, range)
   }
+})
+
+test('a suffix range longer than the file is the whole file (RFC 9110 §14.1.2): a 206 of every byte; an empty file, a 200', async (t) => {
+  const { root } = site(t)
+  writeFileSync(join(root, 'empty.txt'), '')
+  const { app, logs } = await setup(t, { static: { mounts: [{ root }, { root, prefix: '/app', spa: 'index.html' }] } })
+  for (const [method, range] of [['GET', 'bytes=-100000'], ['GET', `bytes=-${BIG.length + 1}`], ['GET', 'bytes= -100000 '], ['GET', `bytes=${BIG.length}-,-100000`], ['HEAD', 'bytes=-100000']] as const) {
+    const res = await app.inject({ method, url: '/big.txt', headers: { range, 'accept-encoding': 'gzip' } })
+    assert.equal(res.statusCode, 206, `${method} ${range}: ${res.body}`)
+    assert.equal(res.headers['content-range'], `bytes 0-${BIG.length - 1}/${BIG.length}`, range)
+    assert.equal(res.headers['content-length'], String(BIG.length), range)
+    assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8', range)
+    assert.equal(res.headers['content-encoding'], undefined, range)
+    assert.equal(res.body, method === 'HEAD' ? '' : BIG, range)
+  }
+  // Exactly the file's length was already a 206 of the whole file.
+  assert.equal((await app.inject({ url: '/big.txt', headers: { range: `bytes=-${BIG.length}` } })).headers['content-range'], `bytes 0-${BIG.length - 1}/${BIG.length}`)
+  // The spa fallback file, asked for with a suffix longer than it.
+  const spa = await app.inject({ url: '/app/dashboard', headers: { accept: 'text/html', range: 'bytes=-100000' } })
+  assert.equal(spa.statusCode, 206)
+  assert.equal(spa.headers['content-range'], `bytes 0-${INDEX.length - 1}/${INDEX.length}`)
+  assert.equal(spa.body, INDEX)
+  // An empty file: no Content-Range can say 0 bytes of 0, so the whole (empty) file, 200.
+  const empty = await app.inject({ url: '/empty.txt', headers: { range: 'bytes=-5' } })
+  assert.equal(empty.statusCode, 200)
+  assert.equal(empty.headers['content-range'], undefined)
+  assert.equal(empty.headers['content-length'], '0')
+  assert.equal(empty.body, '')
+  // A suffix of zero bytes, and ranges that start past the end, stay 416 problems.
+  for (const [url, range, size] of [['/big.txt', 'bytes=-0', BIG.length], ['/empty.txt', 'bytes=0-', 0], ['/big.txt', `bytes=${BIG.length}-,-0`, BIG.length]] as const) {
+    const res = await app.inject({ url, headers: { range } })
+    assert.equal(res.statusCode, 416, range)
+    assert.equal(res.headers['content-range'], `bytes */${size}`, range)
+    assert.equal(res.json().type, 'https://spikard.dev/errors/range-not-satisfiable', range)
+  }
+  // One access line per request, with the status and bytes sent; no error logged.
+  const lines = logs.filter((l) => l.msg === 'request completed' && l.path === '/big.txt').slice(0, 5)
+  assert.deepStrictEqual(lines.map((l) => [l.method, l.status, l.method === 'GET' ? l.bytes : '']), [...Array(4).fill(['GET', 206, BIG.length]), ['HEAD', 206, '']])
+  assert.deepStrictEqual(logs.filter((l) => l.level >= 50), [])
 })
 
 test('precompressed: the .br or .gz sibling when the client accepts it, with its own ETag; false serves the file itself', async (t) => {
