@@ -6,9 +6,11 @@
  */
 import { realpathSync, statSync, type Stats } from 'node:fs'
 import { opendir, realpath } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import { isAbsolute, relative, resolve, sep } from 'node:path'
 import type { Static } from '@sinclair/typebox'
 import type { StaticMountSchema } from './options.js'
+import type { Settings } from '../compression/settings.js'
 
 /** A mount with its defaults filled in (the resolver fills them in inside the list too). */
 export type Mount = Required<Static<typeof StaticMountSchema>>
@@ -114,6 +116,27 @@ export function spaUrl (m: CheckedMount): string | undefined {
   if (m.mount.spa === false) return undefined
   const path = relative(m.root, resolve(m.root, m.mount.spa)).split(sep).join('/')
   return m.prefix + path.split('/').map(encodeURIComponent).join('/')
+}
+
+/**
+ * The table @fastify/send types files with (its documented `mime` export), required from
+ * @fastify/static's own location so that it is the very instance serving the files, with
+ * the default type @fastify/static gives it.
+ */
+const sendMime = createRequire(createRequire(import.meta.url).resolve('@fastify/static'))('@fastify/send').mime as {
+  getType: (path: string) => string | null
+  default_type: string
+}
+
+/**
+ * Whether the compression feature (its global settings: a mount's routes take no `compress`
+ * option) compresses the whole file at `path`, of `size` bytes, for a client that accepts
+ * it: the test its onSend hook makes on a static file's 200 (a stream of a known size: its
+ * length against the threshold, then its type). Decided from the path, since a 304 carries
+ * no Content-Type.
+ */
+export function compressedWhole (settings: Settings, path: string, size: number): boolean {
+  return size >= settings.threshold && settings.compressible(sendMime.getType(path) ?? sendMime.default_type)
 }
 
 /** A content-hashed name: a dot-separated segment of at least 8 hex digits (`app.3f9a1c2b.js`, `3f9a1c2b.css`). */

@@ -15,6 +15,8 @@
  *   is checked before the file is opened, files.ts symlinkCheck) unless the mount sets
  *   `followSymlinks`;
  * - the mount's `Cache-Control`, and a year, immutable, for content-hashed names;
+ * - `Vary: Accept-Encoding` on every answer (304 and 206 included) for a file the
+ *   compression feature compresses;
  * - the spa fallback: the mount's `spa` file for a path under the prefix that has no file,
  *   when the client accepts HTML;
  * - the routes are public unless the mount sets `auth`, and out of the OpenAPI document;
@@ -28,12 +30,15 @@
  * (a 405 there, since HEAD exists for the path); the wrapper answers it here.
  */
 import fp from 'fastify-plugin'
+import type { Stats } from 'node:fs'
 import fastifyStatic from '@fastify/static'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { sendProblem } from '../../src/problem-details.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
-import { acceptsHtml, checkMounts, coversWholeFile, hasPrecompressed, IMMUTABLE, isHashed, OutsideRoot, refusal, spaUrl, symlinkCheck, type CheckedMount, type Mount } from './files.js'
+import { globalSettings, type Settings } from '../compression/settings.js'
+import { varyAcceptEncoding } from '../compression/negotiate.js'
+import { acceptsHtml, checkMounts, compressedWhole, coversWholeFile, hasPrecompressed, IMMUTABLE, isHashed, OutsideRoot, refusal, spaUrl, symlinkCheck, type CheckedMount, type Mount } from './files.js'
 
 async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {
   const { mounts } = resolveStaticOptions(options)
@@ -42,7 +47,9 @@ async function spikardStatic (app: FastifyInstance, options: StaticOptions): Pro
   const authOn = app.spikard.options.auth !== false
   const { checked, problems } = checkMounts(mounts as Mount[], authOn)
   if (problems.length > 0) throw new SpikardConfigError(problems)
-  for (const m of checked) await app.register(staticMount(m, authOn))
+  const compression = app.spikard.options.compression
+  const compressed = compression === false ? undefined : globalSettings(compression)
+  for (const m of checked) await app.register(staticMount(m, authOn, compressed))
 }
 
 /** Whether the router takes `/a/` for `/a` (Fastify's `ignoreTrailingSlash`, in `routerOptions` or, deprecated, at the top level). */
@@ -58,7 +65,7 @@ function notFoundError (request: FastifyRequest): Error {
 }
 
 /** One mount: @fastify/static in an encapsulated child, with the child's error handler and route method set first. */
-function staticMount (m: CheckedMount, authOn: boolean) {
+function staticMount (m: CheckedMount, authOn: boolean, compression: Settings | undefined) {
   const { mount, key, realRoot } = m
   const fallback = spaUrl(m)
 
@@ -103,9 +110,16 @@ function staticMount (m: CheckedMount, authOn: boolean) {
       lastModified: true,
       acceptRanges: true,
       schemaHide: true,
-      setHeaders: (reply: FastifyReply, path: string) => {
+      setHeaders: (reply: FastifyReply, path: string, stat: Stats) => {
         const cacheControl = mount.immutable && isHashed(path) ? IMMUTABLE : mount.cacheControl
         if (cacheControl !== '') reply.header('cache-control', cacheControl)
+        // A file the compression feature compresses whole varies by Accept-Encoding in every
+        // answer: its 304 must say the Vary of its 200 (RFC 9110 §15.4.5), and its 206, which
+        // that feature leaves alone, must not be stored by a cache under the key of a
+        // compressed 200. The feature sets Vary on the 200 and HEAD only, and cannot decide for
+        // a 304, which has no type or length. (@fastify/static sets it on every answer of a
+        // mount that serves precompressed siblings.)
+        if (compression !== undefined && compressedWhole(compression, path, stat.size)) reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
       },
       ...(mount.followSymlinks
         ? {}

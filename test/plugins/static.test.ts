@@ -3,7 +3,8 @@
  * root (its index file for a directory, never a listing) with its Cache-Control, a year
  * and immutable for content-hashed names, ETag, Last-Modified and 304, Range and 206 (never
  * compressed; a suffix longer than the file is all of it), a 416 problem past the end,
- * precompressed siblings, HEAD, and the spa fallback for browsers. Every traversal form is refused with a 404 problem and no byte of
+ * precompressed siblings, HEAD, Vary on every answer of a file served compressed, and the
+ * spa fallback for browsers. Every traversal form is refused with a 404 problem and no byte of
  * a file outside the root, checked over a raw socket since clients normalise paths; symlinks
  * leaving the root are refused unless followSymlinks. Mounts are public unless they set
  * auth, and left out of the OpenAPI document; a root that does not exist is a config error.
@@ -379,6 +380,53 @@ test('a suffix range longer than the file is the whole file (RFC 9110 §14.1.2):
   const lines = logs.filter((l) => l.msg === 'request completed' && l.path === '/big.txt').slice(0, 5)
   assert.deepStrictEqual(lines.map((l) => [l.method, l.status, l.method === 'GET' ? l.bytes : '']), [...Array(4).fill(['GET', 206, BIG.length]), ['HEAD', 206, '']])
   assert.deepStrictEqual(logs.filter((l) => l.level >= 50), [])
+})
+
+/** Every kind of answer for one file: 200 asked with and without gzip, HEAD, 304 by ETag and by date, 206. */
+async function everyAnswer (app: TestApp['app'], url: string): Promise<Array<[string, LightMyRequestResponse]>> {
+  const first = await app.inject({ url })
+  assert.equal(first.statusCode, 200, url)
+  const gzip = { 'accept-encoding': 'gzip' }
+  const zipped = await app.inject({ url, headers: gzip })
+  const answers: Array<[string, LightMyRequestResponse]> = [
+    ['200', first],
+    ['200 gzip', zipped],
+    ['HEAD', await app.inject({ method: 'HEAD', url, headers: gzip })],
+    // A .gz sibling has an ETag of its own.
+    ['304 If-None-Match', await app.inject({ url, headers: { ...gzip, 'if-none-match': String(zipped.headers.etag) } })],
+    ['304 If-Modified-Since', await app.inject({ url, headers: { 'if-modified-since': String(first.headers['last-modified']) } })],
+    ['206', await app.inject({ url, headers: { ...gzip, range: 'bytes=0-9' } })],
+    ['206 If-Range', await app.inject({ url, headers: { range: 'bytes=-4', 'if-range': String(first.headers['last-modified']) } })]
+  ]
+  assert.deepStrictEqual(answers.map(([, res]) => res.statusCode), [200, 200, 200, 304, 304, 206, 206], url)
+  return answers
+}
+
+test('Vary: Accept-Encoding on every answer (200, HEAD, 304, 206) for a file that is served compressed, and on none for one that never is', async (t) => {
+  const { root } = site(t)
+  writeFileSync(join(root, 'photo.png'), Buffer.alloc(4096, 7))
+  const mounts = [{ root }, { root, prefix: '/raw', precompressed: false }]
+  const { app } = await setup(t, { static: { mounts } })
+  // Compressed by the compression feature (text, over its 1 KiB threshold): the 304 and 206 as the 200.
+  assert.equal((await app.inject({ url: '/raw/big.txt', headers: { 'accept-encoding': 'gzip' } })).headers['content-encoding'], 'gzip')
+  for (const [what, res] of await everyAnswer(app, '/raw/big.txt')) assert.equal(res.headers.vary, 'Accept-Encoding', `/raw/big.txt ${what}`)
+  // Never compressed (under the threshold; a type that does not compress): no Vary at all.
+  for (const url of ['/raw/hello.txt', '/raw/photo.png']) {
+    for (const [what, res] of await everyAnswer(app, url)) assert.equal(res.headers.vary, undefined, `${url} ${what}`)
+  }
+  // A mount serving precompressed siblings: every answer of every file.
+  for (const url of ['/app.3f9a1c2b.js', '/big.txt', '/photo.png']) {
+    for (const [what, res] of await everyAnswer(app, url)) assert.match(String(res.headers.vary), /^accept-encoding$/i, `${url} ${what}`)
+  }
+  // Compression off, or a threshold above the file: nothing varies but the precompressed mount.
+  for (const compression of [false, { threshold: '8kb' }] as const) {
+    const { app } = await setup(t, { compression, static: { mounts } })
+    for (const [what, res] of await everyAnswer(app, '/raw/big.txt')) {
+      assert.equal(res.headers.vary, undefined, `${JSON.stringify(compression)} /raw/big.txt ${what}`)
+      assert.equal(res.headers['content-encoding'], undefined, `${JSON.stringify(compression)} /raw/big.txt ${what}`)
+    }
+    for (const [what, res] of await everyAnswer(app, '/big.txt')) assert.match(String(res.headers.vary), /^accept-encoding$/i, `${JSON.stringify(compression)} /big.txt ${what}`)
+  }
 })
 
 test('precompressed: the .br or .gz sibling when the client accepts it, with its own ETag; false serves the file itself', async (t) => {
