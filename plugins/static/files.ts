@@ -158,6 +158,23 @@ export function isInside (realRoot: string, path: string): boolean {
 const CHECKED_PATHS = 10_000
 
 /**
+ * @fastify/send's `onFile` for one mount, called with the `stat` of the file it is about to
+ * open (an index file or a .br sibling included). It throws NotAFile for anything but a
+ * regular file: @fastify/send opens whatever the stat named, and opening a FIFO for reading
+ * waits for a writer, holding one of libuv's four thread-pool threads (a few such requests
+ * stall every file and DNS lookup of the process); a socket fails to open (a 500), and a
+ * device (/dev/zero, reached with followSymlinks) has no size and sends bytes past the
+ * Content-Length it announced. Then, unless followSymlinks, the symlink check.
+ */
+export function fileCheck (realRoot: string, followSymlinks: boolean): (path: string, stat: Stats) => Promise<void> | undefined {
+  const insideRoot = followSymlinks ? undefined : symlinkCheck(realRoot)
+  return function onFile (path, stat) {
+    if (!stat.isFile()) throw new NotAFile(path)
+    return insideRoot?.(path, stat)
+  }
+}
+
+/**
  * The symlink check of one mount, for @fastify/send's `onFile`: throws OutsideRoot for a
  * file whose real path is not under the root. A path is resolved (`realpath`, a round trip
  * through the thread pool per request, about a tenth of a static file's cost) once, then
@@ -219,6 +236,15 @@ export function coversWholeFile (range: string | undefined): boolean {
   const eq = range.indexOf('=')
   if (eq === -1 || range.slice(0, eq).trim().toLowerCase() !== 'bytes') return false
   return range.slice(eq + 1).split(',').some((spec) => SUFFIX_RANGE.test(spec))
+}
+
+/** Something that is not a regular file: a FIFO, a socket, a device (thrown from @fastify/send's onFile). */
+export class NotAFile extends Error {
+  readonly path: string
+  constructor (path: string) {
+    super('not a regular file')
+    this.path = path
+  }
 }
 
 /** What @fastify/static or @fastify/send answered with instead of a file. */

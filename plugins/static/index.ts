@@ -13,7 +13,8 @@
  *   and a suffix range longer than the file is the whole file (serveWhole);
  * - a file reached through a symlink that leads out of the root is refused (its real path
  *   is checked before the file is opened, files.ts symlinkCheck) unless the mount sets
- *   `followSymlinks`;
+ *   `followSymlinks`; so is anything that is not a regular file (a FIFO, whose opening
+ *   would block a thread-pool thread; a socket; a device), before it is opened (fileCheck);
  * - the mount's `Cache-Control`, and a year, immutable, for content-hashed names;
  * - `Vary: Accept-Encoding` on every answer (304 and 206 included) for a file the
  *   compression feature compresses;
@@ -38,7 +39,7 @@ import { sendProblem } from '../../src/problem-details.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
 import { globalSettings, type Settings } from '../compression/settings.js'
 import { varyAcceptEncoding } from '../compression/negotiate.js'
-import { acceptsHtml, checkMounts, compressedWhole, coversWholeFile, hasPrecompressed, IMMUTABLE, isHashed, OutsideRoot, refusal, spaUrl, symlinkCheck, type CheckedMount, type Mount } from './files.js'
+import { acceptsHtml, checkMounts, compressedWhole, coversWholeFile, fileCheck, hasPrecompressed, IMMUTABLE, isHashed, NotAFile, OutsideRoot, refusal, spaUrl, type CheckedMount, type Mount } from './files.js'
 
 async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {
   const { mounts } = resolveStaticOptions(options)
@@ -73,6 +74,10 @@ function staticMount (m: CheckedMount, authOn: boolean, compression: Settings | 
     child.setErrorHandler(function spikardStaticError (error, request, reply) {
       if (error instanceof OutsideRoot) {
         request.log.warn({ path: error.path }, `static: refused a file reached through a symlink that leads outside ${key}.root (set ${key}.followSymlinks to serve it)`)
+        return sendProblem(reply, notFoundError(request))
+      }
+      if (error instanceof NotAFile) {
+        request.log.warn({ path: error.path }, `static: refused something under ${key}.root that is not a regular file (a FIFO, socket or device)`)
         return sendProblem(reply, notFoundError(request))
       }
       const refused = refusal(error)
@@ -121,13 +126,9 @@ function staticMount (m: CheckedMount, authOn: boolean, compression: Settings | 
         // mount that serves precompressed siblings.)
         if (compression !== undefined && compressedWhole(compression, path, stat.size)) reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
       },
-      ...(mount.followSymlinks
-        ? {}
-        : {
-            // The file @fastify/send is about to open (an index file or a .br sibling
-            // included): its real path must be under the root's.
-            onFile: symlinkCheck(realRoot)
-          })
+      // The file @fastify/send is about to open (an index file or a .br sibling included):
+      // a regular file, and its real path under the root's unless followSymlinks.
+      onFile: fileCheck(realRoot, mount.followSymlinks)
     })
     // `/assets` (no slash) goes to `/assets/`, where the mount's index file is and where
     // its relative URLs resolve, as a web server does for a directory. Not when the router

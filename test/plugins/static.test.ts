@@ -6,12 +6,15 @@
  * precompressed siblings, HEAD, Vary on every answer of a file served compressed, and the
  * spa fallback for browsers. Every traversal form is refused with a 404 problem and no byte of
  * a file outside the root, checked over a raw socket since clients normalise paths; symlinks
- * leaving the root are refused unless followSymlinks. Mounts are public unless they set
- * auth, and left out of the OpenAPI document; a root that does not exist is a config error.
+ * leaving the root are refused unless followSymlinks, FIFOs, sockets and devices always,
+ * before they are opened. Mounts are public unless they set auth, and left out of the
+ * OpenAPI document; a root that does not exist is a config error.
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { isAbsolute, join, relative } from 'node:path'
 import { brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync } from 'node:zlib'
@@ -20,7 +23,7 @@ import spikard from '../../src/spikard.js'
 import { SpikardConfigError } from '../../src/errors.js'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { acceptsHtml, hasPrecompressed, isHashed } from '../../plugins/static/files.js'
-import { assertOptionsRefused, build, listen, rawRequest, type TestApp } from '../helpers.js'
+import { assertOptionsRefused, build, listen, rawRequest, withTimeout, type TestApp } from '../helpers.js'
 
 const SECRET = 'TOP-SECRET-OUTSIDE-THE-ROOT'
 const HELLO = 'Hello from a static mount.\n'
@@ -502,6 +505,53 @@ test('a symlink checked once is checked again when it leads elsewhere: retargete
   const swapped = await app.inject({ url: '/swap/page.html' })
   assertNotFound(swapped, 'GET', '/swap/page.html')
   assert.doesNotMatch(swapped.body, new RegExp(SECRET))
+})
+
+/** Opens the write end of a FIFO without blocking and closes it: false when no one has it open for reading (ENXIO). */
+function hasReader (fifo: string): boolean {
+  try {
+    closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK))
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENXIO') return false
+    throw error
+  }
+}
+
+test('what is not a regular file (a FIFO, a socket, a device) is a 404 problem, refused before it is opened', async (t) => {
+  const { root } = site(t)
+  const fifos = [join(root, 'pipe.txt'), join(root, 'fifo-dir', 'index.html')]
+  mkdirSync(join(root, 'fifo-dir'))
+  try {
+    for (const fifo of fifos) execFileSync('mkfifo', [fifo], { stdio: 'ignore' })
+  } catch {
+    t.skip('no mkfifo on this platform')
+    return
+  }
+  const socket = createNetServer()
+  await new Promise<void>((resolve) => socket.listen(join(root, 'app.sock'), resolve))
+  t.after(() => socket.close())
+  const devices = existsSync('/dev/zero') ? ['/follow/zero.bin'] : []
+  if (devices.length > 0) symlinkSync('/dev/zero', join(root, 'zero.bin'))
+  const { app, logs } = await setup(t, { static: { mounts: [{ root }, { root, prefix: '/follow', followSymlinks: true }] } })
+  // More FIFO requests at once than libuv has thread-pool threads (4), then a regular file.
+  const urls = ['/pipe.txt', '/pipe.txt', '/pipe.txt', '/pipe.txt', '/pipe.txt', '/fifo-dir/', '/fifo-dir', '/follow/pipe.txt', '/app.sock', '/follow/app.sock', ...devices]
+  try {
+    const answers = await withTimeout(Promise.all(urls.map(async (url) => await app.inject({ url }))), 5000, 'the requests for a FIFO, a socket and a device')
+    answers.forEach((res, i) => assertNotFound(res, 'GET', urls[i]))
+    const head = await withTimeout(app.inject({ method: 'HEAD', url: '/pipe.txt' }), 5000, 'HEAD of a FIFO')
+    assert.equal(head.statusCode, 404)
+    assert.equal(head.body, '')
+    assert.equal((await withTimeout(app.inject({ url: '/hello.txt' }), 5000, 'a regular file after them')).body, HELLO)
+    // No one opened a FIFO for reading (which waits for a writer).
+    for (const fifo of fifos) assert.equal(hasReader(fifo), false, fifo)
+  } finally {
+    // Readers left waiting in open() are let go (the write end opened and closed, they read
+    // the end), and those queued behind them on the thread pool, until none is left.
+    for (let round = 0; round < 100 && fifos.map(hasReader).includes(true); round++) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  const warned = logs.filter((l) => l.level === 40 && /not a regular file/.test(l.msg)).map((l) => l.path)
+  assert.ok(warned.includes(fifos[0]) && warned.includes(fifos[1]) && warned.includes(join(root, 'app.sock')), JSON.stringify(warned))
 })
 
 test('followSymlinks: true serves files reached through symlinks that leave the root; dotfiles stay refused', async (t) => {
