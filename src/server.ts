@@ -16,7 +16,6 @@ import { features, type FeatureName } from './options.js'
 import type { FeatureDefinition } from './feature.js'
 import { logDestination } from './log-destination.js'
 import { loggerOptions } from './logger.js'
-import { requestLoggerFactory } from './request-logger.js'
 import { guarded, loadAppModule } from './app-module.js'
 
 /** A whole config; in code, `app` may also be the routes plugin itself. */
@@ -50,8 +49,6 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     ...Object.assign({}, ...fromFeatures),
     logger: loggerOptions(server.logger, resolved, stream),
     logController: new LogController({ disableRequestLogging: true }),
-    // Each request's logger binds its id only when something logs through it (src/request-logger.ts).
-    childLoggerFactory: requestLoggerFactory,
     requestIdHeader: false,
     // Requests during app.close() reach spikard (shutdown answers them with a 503 problem,
     // readiness keeps answering); Fastify's own 503 is plain JSON and skips the pre-close delay.

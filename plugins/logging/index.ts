@@ -5,7 +5,6 @@ import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { routeConfig } from '../../src/fastify-internals.js'
 import { ProxyWatch } from './proxies.js'
 import { streamedOf } from '../stream/state.js'
-import { serverLoggerOf } from '../../src/request-logger.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -48,11 +47,7 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
     const streamed = streamedOf(request)
     if (streamed !== null) streamed.logged = true
     const aborted = reply === undefined || streamed?.aborted === true
-    const log = request.log
-    // Through the server logger, with the id as a field: the same bytes, without the request's bindings.
-    const server = serverLoggerOf(log, level)
     const line: Record<string, unknown> = {
-      reqId: server === undefined ? undefined : request.id,
       method: request.method,
       path: q === -1 ? url : url.slice(0, q),
       query: q === -1 ? undefined : redactQuery(url.slice(q + 1), hiddenQuery),
@@ -67,7 +62,7 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
       caller: request.identity === undefined ? undefined : `${request.identity.scheme}:${request.identity.id}`
     }
     if (headers) line.headers = redactHeaders(request.headers, hidden)
-    ;(server ?? log)[level](line, aborted ? 'request aborted' : 'request completed')
+    request.log[level](line, aborted ? 'request aborted' : 'request completed')
   }
 
   app.decorate('spikardAccessLog', accessLog)
