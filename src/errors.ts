@@ -16,7 +16,7 @@ export const errorDefinitions = {
     type: 'bad-request',
     title: 'Bad Request',
     message: '%s',
-    when: 'The request cannot be parsed: a malformed URL, request line, header or Content-Length.'
+    when: 'The request cannot be parsed: a malformed URL, request line, header or Content-Length, or an HTTP/1.1 request without `Host`.'
   },
   SPK_ERR_MALFORMED_BODY: {
     status: 400,

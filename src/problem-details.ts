@@ -260,6 +260,20 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   })
 
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error))
+  // An HTTP/1.1 request without Host (RFC 9112 §3.2: a 400). spikardFastifyOptions turns Node's
+  // own check off, whose 400 has no body and no request id; then it is made here, before any
+  // other hook, upgrades included (Node never checked those). HTTP/1.0 needs no Host.
+  if ((app.server as { requireHostHeader?: boolean }).requireHostHeader === false) {
+    app.addHook('onRequest', function spikardHostRequired (request, reply, done) {
+      const raw = request.raw
+      if (raw.headers.host !== undefined || raw.httpVersionMajor !== 1 || raw.httpVersionMinor !== 1) return done()
+      // The request id feature's hook, which sets its header, comes later and will not run.
+      const requestId = app.spikard?.options.requestId
+      if (requestId !== false && requestId !== undefined) reply.header(requestId.header.toLowerCase(), request.id)
+      reply.header('connection', 'close')
+      done(new errors.SPK_ERR_BAD_REQUEST('An HTTP/1.1 request must have a Host header'))
+    })
+  }
   // An `Expect` other than 100-continue: Node answers a bare 417 (no body, no request id)
   // before Fastify sees the request. It gets a problem like every other refusal.
   app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {

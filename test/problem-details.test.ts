@@ -458,6 +458,31 @@ test('socket: an Expect other than 100-continue gets a 417 problem with a reques
   await assertStillServingOverHttp(url)
 })
 
+test('socket: an HTTP/1.1 request without Host gets a 400 problem with a request id, Connection: close and an access line; HTTP/1.0 without Host is served', async (t) => {
+  const { app, logs } = await setup(t)
+  const { port, url } = await listen(app)
+  // Node's own check (requireHostHeader) would answer a bare 400: no body, no id, no log line.
+  const res = await rawRequest(port, 'GET /ok?x=1 HTTP/1.1\r\n\r\n')
+  assert.equal(res.statusLine, 'HTTP/1.1 400 Bad Request')
+  assert.equal(res.headers['content-type'], PROBLEM_JSON)
+  assert.equal(res.headers.connection, 'close')
+  assert.match(res.headers['x-request-id'], UUID)
+  assert.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body))
+  assert.deepStrictEqual(JSON.parse(res.body), {
+    type: TYPE + 'bad-request', title: 'Bad Request', status: 400, detail: 'An HTTP/1.1 request must have a Host header', instance: '/ok', requestId: res.headers['x-request-id']
+  })
+  assert.deepEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.reqId, l.method, l.path, l.status]), [[res.headers['x-request-id'], 'GET', '/ok', 400]])
+  // Before any other check: an upgrade without Host, which Node never checked, is refused the same way.
+  const upgrade = await rawRequest(port, 'GET /ok HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  assert.equal(upgrade.status, 400)
+  assert.equal(JSON.parse(upgrade.body).detail, 'An HTTP/1.1 request must have a Host header')
+  // HTTP/1.0 has no Host requirement (Node accepts it too).
+  const old = await rawRequest(port, 'GET /ok HTTP/1.0\r\n\r\n')
+  assert.equal(old.status, 200)
+  assert.deepStrictEqual(JSON.parse(old.body), { ok: true })
+  await assertStillServingOverHttp(url)
+})
+
 test('socket: a response header Node refuses (CR/LF from the request): a 500 problem without it, the header named at warn', async (t) => {
   const { app, logs } = await setup(t)
   const { url } = await listen(app)
