@@ -130,6 +130,13 @@ export const errorDefinitions = {
     message: 'The server failed to handle the request',
     when: 'Any error without a 4xx status. The real message and stack go to the log, never to the client.'
   },
+  SPK_ERR_METHOD_NOT_IMPLEMENTED: {
+    status: 501,
+    type: 'method-not-implemented',
+    title: 'Not Implemented',
+    message: '%s is not implemented by this server',
+    when: 'A `CONNECT` request: the server is an origin server, not a proxy, and opens no tunnels. Sent with `Connection: close`.'
+  },
   SPK_ERR_RATE_LIMIT_UNAVAILABLE: {
     status: 503,
     type: 'rate-limit-unavailable',

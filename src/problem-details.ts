@@ -1,9 +1,11 @@
 /**
  * RFC 9457 problem details for every error: the error handler, the not-found handler
- * (404, or 405 with `Allow` when the path exists for other methods), and the renderer
- * the framework-level hooks in server.ts share.
+ * (404, or 405 with `Allow` when the path exists for other methods), the renderer the
+ * framework-level hooks in server.ts share, and the answers to requests Node's server would
+ * otherwise answer or drop itself (a missing Host, an unknown Expect, CONNECT).
  */
 import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
 import FindMyWay from 'find-my-way'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -289,6 +291,24 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
       ...(requestId === false || requestId === undefined ? {} : { [requestId.header.toLowerCase()]: id }),
       connection: 'close'
     }).end(body)
+  })
+  // CONNECT asks for a tunnel (RFC 9110 §9.3.6), which an origin server does not implement
+  // for any resource: 501, not a 405 (whose `Allow` would name the methods of a resource,
+  // and the target here is a host and port). Node hands it to this listener, detached from
+  // its parser (without one it destroys the socket, unanswered): the answer is written on
+  // the socket, whatever the client sends after it is discarded, and the socket is closed.
+  // The target is logged without a query string, as every path is.
+  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => { socket.destroy() })
+    socket.resume()
+    if (!socket.writable) return socket.destroy()
+    const id = requestIdFor(app, req)
+    const { status, title, body } = standaloneProblem(new errors.SPK_ERR_METHOD_NOT_IMPLEMENTED(req.method), id)
+    app.log.info({ reqId: id, status, method: req.method, target: pathOf(req.url ?? ''), remoteAddress: req.socket.remoteAddress }, 'request rejected')
+    const requestId = app.spikard?.options.requestId
+    socket.once('finish', () => { socket.destroy() })
+    socket.end(`HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `${requestId === false || requestId === undefined ? '' : `${requestId.header.toLowerCase()}: ${id}\r\n`}Connection: close\r\n\r\n${body}`)
   })
   app.setNotFoundHandler((request, reply) => {
     const path = pathOf(request.url)

@@ -483,6 +483,41 @@ test('socket: an HTTP/1.1 request without Host gets a 400 problem with a request
   await assertStillServingOverHttp(url)
 })
 
+test('socket: CONNECT gets a 501 problem with a request id and Connection: close, and a log line; the socket is closed', async (t) => {
+  const { app, logs } = await setup(t)
+  const { port, url } = await listen(app)
+  // Node hands CONNECT to a 'connect' listener, and with none destroys the socket: no answer at all.
+  const res = await rawRequest(port, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n')
+  assertSocketProblem(res, 'HTTP/1.1 501 Not Implemented', {
+    type: TYPE + 'method-not-implemented',
+    title: 'Not Implemented',
+    status: 501,
+    detail: 'CONNECT is not implemented by this server'
+  })
+  assert.deepEqual(logs.filter((l) => l.msg === 'request rejected').map((l) => [l.reqId, l.status, l.method, l.target]), [[res.headers['x-request-id'], 501, 'CONNECT', 'example.com:443']])
+  // Bytes the client sends after it (a tunnel's first bytes) are discarded; a well-formed id of the client's is kept.
+  const kept = await rawRequest(port, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX-Request-Id: mine-7\r\n\r\n\x16\x03\x01\x00\x05hello')
+  assert.equal(kept.status, 501)
+  assert.equal(kept.headers['x-request-id'], 'mine-7')
+  assert.equal(JSON.parse(kept.body).requestId, 'mine-7')
+  // A client that keeps its side open (half-open) does not keep the server's socket.
+  const halfOpen = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  const open = async (): Promise<number> => await new Promise((resolve, reject) => app.server.getConnections((error, count) => { if (error === null) resolve(count); else reject(error) }))
+  try {
+    let answer = ''
+    halfOpen.setEncoding('latin1').on('data', (chunk: string) => { answer += chunk })
+    const ended = new Promise((resolve) => halfOpen.once('end', resolve))
+    halfOpen.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n')
+    await ended
+    assert.match(answer, /^HTTP\/1\.1 501 Not Implemented\r\n/)
+    for (let i = 0; i < 100 && await open() > 0; i++) await sleep(10)
+    assert.equal(await open(), 0)
+  } finally {
+    halfOpen.destroy()
+  }
+  await assertStillServingOverHttp(url)
+})
+
 test('socket: a response header Node refuses (CR/LF from the request): a 500 problem without it, the header named at warn', async (t) => {
   const { app, logs } = await setup(t)
   const { url } = await listen(app)
