@@ -158,6 +158,13 @@ export const errorDefinitions = {
     message: '%s %s does not accept WebSocket connections',
     when: 'A WebSocket upgrade reached a route without `websocket: true`.'
   },
+  SPK_ERR_WEBSOCKET_HANDSHAKE: {
+    status: 400,
+    type: 'websocket-handshake',
+    title: 'Bad Request',
+    message: '%s',
+    when: 'A WebSocket upgrade that cannot be completed: a `Sec-WebSocket-Version` other than 13 or 8 (`Sec-WebSocket-Version: 13, 8` says which are), a malformed `Sec-WebSocket-Key`, `Sec-WebSocket-Protocol` or `Sec-WebSocket-Extensions`.'
+  },
   SPK_ERR_WEBSOCKET_ORIGIN: {
     status: 403,
     type: 'websocket-origin',

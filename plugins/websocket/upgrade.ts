@@ -1,12 +1,14 @@
 /**
  * The WebSocket upgrade as an HTTP request: the checks spikard adds to it (shutdown, Origin),
- * the headers the 101 carries, the connection's access line, and the injectWS fix.
+ * the headers the 101 carries, a handshake ws refuses answered with a problem, the
+ * connection's access line, and the injectWS fix.
  */
 import { EventEmitter } from 'node:events'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
+import { pathOf, PROBLEM_CONTENT_TYPE, standaloneProblem } from '../../src/problem-details.js'
 import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { routeConfig } from '../../src/fastify-internals.js'
 import type { ResolvedWebSocketOptions } from './options.js'
@@ -70,6 +72,21 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
   })
 
   const wss = app.websocketServer
+  // A handshake ws cannot complete (an unsupported Sec-WebSocket-Version, a malformed key or
+  // protocol list) would get ws's own text/html 400: with a listener here, ws leaves the
+  // answer to spikard. It is a problem, written on the reply @fastify/websocket hijacked to
+  // hand the socket to ws: the route's hooks ran, so it carries their headers (the request
+  // id), and Fastify's onResponse hooks (the access line, the socket's end) run once it is sent.
+  wss.on('wsClientError', (error: Error, socket: Duplex, raw: IncomingMessage & { [kReply]?: FastifyReply }) => {
+    const reply = raw[kReply]
+    if (reply === undefined) return socket.destroy()
+    const version = raw.headers['sec-websocket-version']
+    // RFC 6455 §4.4: the versions the server speaks (ws: 13 and 8).
+    if (version !== '13' && version !== '8') reply.header('sec-websocket-version', '13, 8')
+    const { status, title, body } = standaloneProblem(new errors.SPK_ERR_WEBSOCKET_HANDSHAKE(error.message), String(reply.request.id), pathOf(reply.request.url))
+    reply.header('content-type', PROBLEM_CONTENT_TYPE).header('content-length', Buffer.byteLength(body)).header('connection', 'close')
+    reply.raw.writeHead(status, title, reply.getHeaders() as OutgoingHttpHeaders).end(body)
+  })
   // The 101 carries the headers the HTTP features set on the upgrade (the request id, the
   // rate limit's), as any other response of theirs would.
   wss.on('headers', (headers: string[], raw: IncomingMessage & { [kReply]?: FastifyReply }) => {

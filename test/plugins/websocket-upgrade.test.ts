@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyWebsocket from '@fastify/websocket'
 import WebSocket from 'ws'
-import { build } from '../helpers.js'
+import { build, rawRequest, UUID } from '../helpers.js'
 import { connect, KEY, problem, serve, upgrade } from './websocket-helpers.js'
 
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
@@ -57,6 +57,34 @@ test('an upgrade to a route without websocket: a 400 problem, not a 101 and a cl
   const missing = await upgrade(port, '/nope')
   assert.equal(missing.status, 404)
   assert.equal(missing.headers['content-type'], PROBLEM_JSON)
+  assert.equal((await upgrade(port, '/echo')).status, 101)
+})
+
+test('a handshake ws refuses (an unsupported Sec-WebSocket-Version, a malformed key): a 400 problem with the request id and an access line, not ws\'s text/html', async (t) => {
+  const { port, logs } = await serve(t, {}, routes)
+  const head = 'Host: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
+  const version = await rawRequest(port, `GET /echo?x=1 HTTP/1.1\r\n${head}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 7\r\n\r\n`)
+  assert.equal(version.statusLine, 'HTTP/1.1 400 Bad Request')
+  assert.equal(version.headers['content-type'], 'application/problem+json')
+  assert.equal(version.headers.connection, 'close')
+  // RFC 6455 §4.4: the versions the server speaks.
+  assert.equal(version.headers['sec-websocket-version'], '13, 8')
+  assert.match(version.headers['x-request-id'], UUID)
+  assert.equal(Number(version.headers['content-length']), Buffer.byteLength(version.body))
+  assert.deepEqual(JSON.parse(version.body), {
+    ...problem('websocket-handshake', 'Bad Request', 400, 'Missing or invalid Sec-WebSocket-Version header', '/echo'),
+    requestId: version.headers['x-request-id']
+  })
+  const key = await rawRequest(port, `GET /echo HTTP/1.1\r\n${head}Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n`)
+  assert.equal(key.status, 400)
+  assert.equal(key.headers['sec-websocket-version'], undefined)
+  assert.deepEqual(JSON.parse(key.body), {
+    ...problem('websocket-handshake', 'Bad Request', 400, 'Missing or invalid Sec-WebSocket-Key header', '/echo'),
+    requestId: key.headers['x-request-id']
+  })
+  await sleep(20)
+  assert.deepEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.reqId, l.path, l.route, l.status, l.bytes]),
+    [[version.headers['x-request-id'], '/echo', '/echo', 400, Buffer.byteLength(version.body)], [key.headers['x-request-id'], '/echo', '/echo', 400, Buffer.byteLength(key.body)]])
   assert.equal((await upgrade(port, '/echo')).status, 101)
 })
 
