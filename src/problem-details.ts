@@ -297,11 +297,17 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   // and the target here is a host and port). Node hands it to this listener, detached from
   // its parser (without one it destroys the socket, unanswered): the answer is written on
   // the socket, whatever the client sends after it is discarded, and the socket is closed.
-  // The target is logged without a query string, as every path is.
-  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+  // The target is logged without a query string, as every path is. A listener of the user's
+  // own (a server that does tunnel) has it instead. A CONNECT pipelined behind a request
+  // whose response is not over (`_httpMessage`, Node's in-flight response, as in
+  // server.ts): an answer now would come before that response or inside its body, so the
+  // connection is closed, as Node closes it without a listener.
+  const server = app.server
+  server.on('connect', (req: IncomingMessage, socket: Duplex & { _httpMessage?: ServerResponse | null }) => {
+    if (server.listenerCount('connect') > 1) return
     socket.on('error', () => { socket.destroy() })
     socket.resume()
-    if (!socket.writable) return socket.destroy()
+    if (!socket.writable || (socket._httpMessage !== undefined && socket._httpMessage !== null)) return socket.destroy()
     const id = requestIdFor(app, req)
     const { status, title, body } = standaloneProblem(new errors.SPK_ERR_METHOD_NOT_IMPLEMENTED(req.method), id)
     app.log.info({ reqId: id, status, method: req.method, target: pathOf(req.url ?? ''), remoteAddress: req.socket.remoteAddress }, 'request rejected')

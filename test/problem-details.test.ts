@@ -518,6 +518,39 @@ test('socket: CONNECT gets a 501 problem with a request id and Connection: close
   await assertStillServingOverHttp(url)
 })
 
+test('socket: a CONNECT behind a response not yet over closes the connection, without an answer inside that response; a CONNECT listener of the user\'s own has it', async (t) => {
+  const { app } = await build({ requestId: true }, async (a) => {
+    a.get('/slow', async () => { await sleep(200); return { slow: true } })
+    a.get('/stream', async () => {
+      let n = 0
+      return new Readable({ read () { if (n++ === 0) this.push('first-part;'); else setTimeout(() => this.push(null), 300) } })
+    })
+  })
+  t.after(() => app.close())
+  const { port } = await listen(app)
+  const exchange = async (first: string, second: string, gap: number): Promise<string> => await new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let received = ''
+    socket.setEncoding('latin1').on('data', (chunk: string) => { received += chunk })
+    socket.on('error', () => {}).on('close', () => resolve(received))
+    socket.setTimeout(3000, () => { socket.destroy(); reject(new Error(`not closed: ${JSON.stringify(received)}`)) })
+    socket.write(first)
+    setTimeout(() => socket.write(second), gap)
+  })
+  const tunnel = 'CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n'
+  // Pipelined behind a request still running: a 501 would be taken for that request's answer.
+  assert.doesNotMatch(await exchange('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n', tunnel, 0), /501/)
+  // Behind a response under way: it would land inside its body.
+  const streamed = await exchange('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n', tunnel, 150)
+  assert.match(streamed, /^HTTP\/1\.1 200 OK\r\n[\s\S]*first-part;/)
+  assert.doesNotMatch(streamed, /501/)
+  // On a connection of its own it is answered.
+  assert.equal((await rawRequest(port, tunnel)).status, 501)
+  // A server of the user's that tunnels keeps its CONNECT.
+  app.server.on('connect', (_req, socket: import('node:stream').Duplex) => { socket.end('HTTP/1.1 200 Connection Established\r\n\r\n') })
+  assert.equal((await rawRequest(port, tunnel)).statusLine, 'HTTP/1.1 200 Connection Established')
+})
+
 test('socket: a response header Node refuses (CR/LF from the request): a 500 problem without it, the header named at warn', async (t) => {
   const { app, logs } = await setup(t)
   const { url } = await listen(app)
