@@ -262,10 +262,15 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   })
 
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error))
-  // An HTTP/1.1 request without Host (RFC 9112 §3.2: a 400). spikardFastifyOptions turns Node's
-  // own check off, whose 400 has no body and no request id; then it is made here, before any
-  // other hook, upgrades included (Node never checked those). HTTP/1.0 needs no Host.
-  if ((app.server as { requireHostHeader?: boolean }).requireHostHeader === false) {
+  // An HTTP/1.1 request without Host (RFC 9112 §3.2: a 400). Node's own check answers it
+  // before Fastify sees it, with no body and no request id; Node reads the server's
+  // `requireHostHeader` at each request, so it is turned off here (over HTTPS too, whose
+  // options Fastify passes instead of `http`) and made in this hook, before any other,
+  // upgrades included (Node never checked those). HTTP/1.0 needs no Host. A server whose
+  // check was turned off by its maker (or that has none: HTTP/2) is left as it is.
+  const checked = app.server as { requireHostHeader?: boolean }
+  if (checked.requireHostHeader === true) {
+    checked.requireHostHeader = false
     app.addHook('onRequest', function spikardHostRequired (request, reply, done) {
       const raw = request.raw
       if (raw.headers.host !== undefined || raw.httpVersionMajor !== 1 || raw.httpVersionMinor !== 1) return done()

@@ -45,12 +45,8 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     const options = resolved[name as FeatureName]
     return options === false || feature.factory === undefined ? [] : [feature.factory(options)]
   })
-  const fromFeature = Object.assign({}, ...fromFeatures) as { http?: Record<string, unknown> }
   return {
-    ...fromFeature,
-    // Node's own check of an HTTP/1.1 request without Host answers a bare 400 (no body, no
-    // request id, no log line) before Fastify sees it: spikard makes it instead (src/problem-details.ts).
-    http: { ...fromFeature.http, requireHostHeader: false },
+    ...Object.assign({}, ...fromFeatures),
     logger: loggerOptions(server.logger, resolved, stream),
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,

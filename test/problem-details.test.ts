@@ -483,6 +483,22 @@ test('socket: an HTTP/1.1 request without Host gets a 400 problem with a request
   await assertStillServingOverHttp(url)
 })
 
+test('socket: the Host check on any instance spikard is registered on (one made without spikardFastifyOptions, as with https), unless its maker turned the check off', async (t) => {
+  for (const [http, expected] of [[undefined, 400], [{ requireHostHeader: false }, 200]] as const) {
+    const app = Fastify(http === undefined ? {} : { http })
+    await app.register(spikard)
+    app.get('/ok', async () => ({ ok: true }))
+    t.after(() => app.close())
+    const { port } = await listen(app)
+    const res = await rawRequest(port, 'GET /ok HTTP/1.1\r\nConnection: close\r\n\r\n')
+    assert.equal(res.status, expected, JSON.stringify(http))
+    if (expected === 400) {
+      assert.equal(res.headers['content-type'], PROBLEM_JSON)
+      assert.equal(JSON.parse(res.body).detail, 'An HTTP/1.1 request must have a Host header')
+    }
+  }
+})
+
 test('socket: CONNECT gets a 501 problem with a request id and Connection: close, and a log line; the socket is closed', async (t) => {
   const { app, logs } = await setup(t)
   const { port, url } = await listen(app)
