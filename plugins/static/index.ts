@@ -154,11 +154,15 @@ function staticMount (m: CheckedMount, authOn: boolean, compression: Settings | 
    * 0-<size-1>/<size>`, which tells the client the size it asked about), or, for an empty
    * file, which no Content-Range can describe, without the range (a 200). The request's own
    * header is rewritten, since the spa fallback builds its view from the request; the header
-   * written is satisfiable or absent, so this happens once.
+   * written is satisfiable or absent, so this happens once. Each run of the handler leaves
+   * its `close` listeners on the response until it closes: after the spa fallback's run, this
+   * third one would pass Node's limit of 10 and print a leak warning for every such request,
+   * so the limit is raised for this response (by at most one more run's worth).
    */
   function serveWhole (request: FastifyRequest, reply: FastifyReply, size: number): unknown {
     if (size === 0) delete request.raw.headers.range
     else request.raw.headers.range = 'bytes=0-'
+    reply.raw.setMaxListeners(reply.raw.getMaxListeners() + 10)
     return request.routeOptions.handler.call(request.server, request, reply)
   }
 
