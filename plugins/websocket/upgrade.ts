@@ -4,7 +4,7 @@
  * connection's access line, and the injectWS fix.
  */
 import { EventEmitter } from 'node:events'
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
@@ -117,8 +117,31 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
     // so ws would never see the connection close: closed when the client's side ends.
     socket.once('end', () => { socket.destroy() })
   }
+  // An upgrade pipelined behind a response still under way (`_httpMessage`, Node's in-flight
+  // response, as in src/server.ts): @fastify/websocket cannot give the socket a response of
+  // its own (it logs a warning), and nothing would answer or close it. That response is let
+  // finish, then the connection is closed.
+  const behindResponse = (_request: IncomingMessage, socket: Duplex & { _httpMessage?: ServerResponse | null }): void => {
+    const inFlight = socket._httpMessage
+    if (inFlight === undefined || inFlight === null) return
+    // Node took its error listener off the socket with the upgrade.
+    socket.on('error', () => { socket.destroy() })
+    let closing = false
+    const close = (): void => {
+      if (closing) return
+      closing = true
+      socket.end(() => { socket.destroy() })
+    }
+    if (inFlight.writableFinished) close()
+    else inFlight.once('finish', close).once('close', close)
+  }
+  app.server.prependListener('upgrade', behindResponse)
   app.server.prependListener('upgrade', fixInjected)
-  app.addHook('onClose', (_app, done) => { app.server.off('upgrade', fixInjected); done() })
+  app.addHook('onClose', (_app, done) => {
+    app.server.off('upgrade', fixInjected)
+    app.server.off('upgrade', behindResponse)
+    done()
+  })
 }
 
 /**

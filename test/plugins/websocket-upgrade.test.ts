@@ -3,6 +3,8 @@
  * rooms, shutdown (1001) and app.injectWS, with real `ws` clients at 127.0.0.1 (injectWS
  * aside). Every wait is bounded.
  */
+import { connect as connectSocket } from 'node:net'
+import { Readable } from 'node:stream'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -85,6 +87,28 @@ test('a handshake ws refuses (an unsupported Sec-WebSocket-Version, a malformed 
   await sleep(20)
   assert.deepEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.reqId, l.path, l.route, l.status, l.bytes]),
     [[version.headers['x-request-id'], '/echo', '/echo', 400, Buffer.byteLength(version.body)], [key.headers['x-request-id'], '/echo', '/echo', 400, Buffer.byteLength(key.body)]])
+  assert.equal((await upgrade(port, '/echo')).status, 101)
+})
+
+test('an upgrade pipelined behind a response under way closes the connection instead of leaving it open unanswered', async (t) => {
+  const { port } = await serve(t, {}, async (app) => {
+    await routes(app)
+    app.get('/stream', async () => {
+      let n = 0
+      return new Readable({ read () { if (n++ === 0) this.push('first-part;'); else setTimeout(() => this.push(null), 300) } })
+    })
+  })
+  const received = await new Promise<string>((resolve, reject) => {
+    const socket = connectSocket(port, '127.0.0.1')
+    let text = ''
+    socket.setEncoding('latin1').on('data', (chunk: string) => { text += chunk })
+    socket.on('error', () => {}).on('close', () => resolve(text))
+    socket.setTimeout(3000, () => { socket.destroy(); reject(new Error(`left open: ${JSON.stringify(text)}`)) })
+    socket.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+    setTimeout(() => socket.write(`GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${KEY}\r\n\r\n`), 100)
+  })
+  assert.match(received, /^HTTP\/1\.1 200 OK\r\n[\s\S]*first-part;/)
+  assert.doesNotMatch(received, /101 Switching Protocols/)
   assert.equal((await upgrade(port, '/echo')).status, 101)
 })
 
