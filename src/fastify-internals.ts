@@ -15,6 +15,10 @@
  * 3. The instance's request id generator (`app.genReqId`, a getter Fastify defines but does
  *    not type or document: the function `setGenReqId` installed), for the requests Node's
  *    server answers before Fastify sees them: their id is the one the request would have had.
+ * 4. And one field of Node's: a socket's response under way (`socket._httpMessage`, set by
+ *    Node's HTTP server from the moment a response is assigned to the connection until it is
+ *    done with it), for the answers spikard writes on a raw socket (a parse error, CONNECT, an
+ *    upgrade): behind a response still under way, they would land before it or inside its body.
  *
  * The symbols are Fastify's own (lib/symbols.js), found by their description on the first
  * request rather than imported from `fastify/lib/symbols.js`: a deep import would break if
@@ -22,7 +26,7 @@
  * versions were installed.
  */
 import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyContextConfig, FastifyInstance, FastifyRequest } from 'fastify'
 
 const ROUTE_CONTEXT = 'fastify.context'
@@ -81,3 +85,8 @@ export function requestIdFor (app: FastifyInstance, req: IncomingMessage): strin
 
 /** For the test that pins what this module relies on. */
 export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL }
+
+/** The response under way on a connection (Node's `socket._httpMessage`), if any. */
+export function responseUnderWay (socket: object): ServerResponse | undefined {
+  return (socket as { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
+}

@@ -10,7 +10,7 @@ import fp from 'fastify-plugin'
 import FindMyWay from 'find-my-way'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errorDefinitions, errors, isSpikardCode, PROBLEM_TYPE_BASE, type SpikardErrorCode } from './errors.js'
-import { requestIdFor } from './fastify-internals.js'
+import { requestIdFor, responseUnderWay } from './fastify-internals.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -304,15 +304,15 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   // the socket, whatever the client sends after it is discarded, and the socket is closed.
   // The target is logged without a query string, as every path is. A listener of the user's
   // own (a server that does tunnel) has it instead. A CONNECT pipelined behind a request
-  // whose response is not over (`_httpMessage`, Node's in-flight response, as in
-  // server.ts): an answer now would come before that response or inside its body, so the
-  // connection is closed, as Node closes it without a listener.
+  // whose response is not over (src/fastify-internals.ts): an answer now would come before
+  // that response or inside its body, so the connection is closed, as Node closes it
+  // without a listener.
   const server = app.server
-  server.on('connect', (req: IncomingMessage, socket: Duplex & { _httpMessage?: ServerResponse | null }) => {
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
     if (server.listenerCount('connect') > 1) return
     socket.on('error', () => { socket.destroy() })
     socket.resume()
-    if (!socket.writable || (socket._httpMessage !== undefined && socket._httpMessage !== null)) return socket.destroy()
+    if (!socket.writable || responseUnderWay(socket) !== undefined) return socket.destroy()
     const id = requestIdFor(app, req)
     const { status, title, body } = standaloneProblem(new errors.SPK_ERR_METHOD_NOT_IMPLEMENTED(req.method), id)
     app.log.info({ reqId: id, status, method: req.method, target: pathOf(req.url ?? ''), remoteAddress: req.socket.remoteAddress }, 'request rejected')

@@ -3,14 +3,14 @@
  * routes module) to a Fastify instance ready to listen. The CLI and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES, type Server, type ServerResponse } from 'node:http'
+import { STATUS_CODES, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { resolve } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyHttpOptions, type FastifyPluginAsync } from 'fastify'
 import spikard from './spikard.js'
 import { errors } from './errors.js'
 import { pathOf, PROBLEM_CONTENT_TYPE, sendProblem, standaloneProblem } from './problem-details.js'
-import { requestIdFor } from './fastify-internals.js'
+import { requestIdFor, responseUnderWay } from './fastify-internals.js'
 import { resolveConfig, type SpikardConfig } from './config/schema.js'
 import { features, type FeatureName } from './options.js'
 import type { FeatureDefinition } from './feature.js'
@@ -70,11 +70,11 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     // Requests Node's HTTP parser rejects (a malformed request line or header, headers too large).
     clientErrorHandler (this: FastifyInstance, error: Error & { code?: string }, socket: Socket) {
       if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy()
-      // `_httpMessage`: Node's in-flight response of the socket. Begun (a stream, and garbage
+      // Node's in-flight response of the socket (src/fastify-internals.ts). Begun (a stream, and garbage
       // pipelined after its request): an answer now would land inside its body, and Node's
       // own handler closes the connection then too. Not begun: the answer is its request's
       // (a body too slow, or malformed chunks), with that request's id and path.
-      const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+      const inFlight = responseUnderWay(socket)
       if (inFlight?.headersSent === true) return socket.destroy()
       const request = inFlight?.req
       const e = error.code === 'HPE_HEADER_OVERFLOW'

@@ -6,9 +6,10 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { IncomingMessage } from 'node:http'
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { internals, provideRequestSignal, requestIdFor, routeConfig } from '../src/fastify-internals.js'
+import { internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig } from '../src/fastify-internals.js'
 import spikard from '../src/spikard.js'
 import { UUID } from './helpers.js'
 
@@ -51,4 +52,23 @@ test('requestIdFor: the id the app\'s generator gives a raw request (spikard\'s:
   assert.match(requestIdFor(app, raw('bad id')), UUID)
   assert.match(requestIdFor({} as FastifyInstance, raw('mine-1')), UUID)
   await app.close()
+})
+
+test('Node keeps a connection\'s response under way on its socket (`_httpMessage`), and no longer once it has closed', async () => {
+  const seen: Array<[string, ServerResponse | undefined, ServerResponse]> = []
+  const server = createHttpServer((req, res) => {
+    seen.push(['while answering', responseUnderWay(req.socket), res])
+    res.on('close', () => { seen.push(['once closed', responseUnderWay(req.socket), res]) })
+    res.end('ok')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', reject).on('close', () => resolve()).resume()
+    socket.end('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  })
+  await new Promise((resolve) => server.close(resolve))
+  assert.equal(seen[0][1], seen[0][2], 'no response under way on the socket: Node changed `_httpMessage`')
+  assert.deepEqual(seen.slice(1).map(([when, found]) => [when, found]), [['once closed', undefined]])
 })

@@ -4,13 +4,13 @@
  * connection's access line, and the injectWS fix.
  */
 import { EventEmitter } from 'node:events'
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
 import { pathOf, PROBLEM_CONTENT_TYPE, standaloneProblem } from '../../src/problem-details.js'
 import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
-import { routeConfig } from '../../src/fastify-internals.js'
+import { responseUnderWay, routeConfig } from '../../src/fastify-internals.js'
 import type { ResolvedWebSocketOptions } from './options.js'
 import { kWebSocket } from './connection.js'
 
@@ -117,13 +117,13 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
     // so ws would never see the connection close: closed when the client's side ends.
     socket.once('end', () => { socket.destroy() })
   }
-  // An upgrade pipelined behind a response still under way (`_httpMessage`, Node's in-flight
-  // response, as in src/server.ts): @fastify/websocket cannot give the socket a response of
+  // An upgrade pipelined behind a response still under way (src/fastify-internals.ts):
+  // @fastify/websocket cannot give the socket a response of
   // its own (it logs a warning), and nothing would answer or close it. That response is let
   // finish, then the connection is closed.
-  const behindResponse = (_request: IncomingMessage, socket: Duplex & { _httpMessage?: ServerResponse | null }): void => {
-    const inFlight = socket._httpMessage
-    if (inFlight === undefined || inFlight === null) return
+  const behindResponse = (_request: IncomingMessage, socket: Duplex): void => {
+    const inFlight = responseUnderWay(socket)
+    if (inFlight === undefined) return
     // Node took its error listener off the socket with the upgrade.
     socket.on('error', () => { socket.destroy() })
     let closing = false
