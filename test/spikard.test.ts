@@ -55,7 +55,7 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
   // just before its hooks: onRequest marks an upgrade request (request.ws, which
   // spikardWebSocketUpgrade reads), onResponse destroys an upgrade's socket.
   const expected = {
-    onRequest: ['requestContextHook', 'spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'spikardRateLimit', 'spikardAuth', 'anonymous', 'spikardWebSocketUpgrade'],
+    onRequest: ['spikardHostRequired', 'requestContextHook', 'spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'spikardRateLimit', 'spikardAuth', 'anonymous', 'spikardWebSocketUpgrade'],
     preParsing: ['spikardRateLimitIdentity', 'spikardBodyLimit'],
     preValidation: ['requestContextPreValidationHook'],
     preSerialization: ['spikardStreamIterable'],
@@ -84,7 +84,7 @@ test('register(spikard) alone: the default features, and nothing of auth, rate l
   app.post('/x', async () => 'x')
   await app.ready()
   assert.deepStrictEqual(hooksOf(app.printRoutes({ includeHooks: true, commonPrefix: false }), '/x (POST)'), {
-    onRequest: ['spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'anonymous', 'spikardWebSocketUpgrade'],
+    onRequest: ['spikardHostRequired', 'spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'anonymous', 'spikardWebSocketUpgrade'],
     preParsing: ['spikardBodyLimit'],
     preSerialization: ['spikardStreamIterable'],
     onSend: ['spikardTimeoutStop', 'spikardStream', 'spikardWebSocketRefused', 'spikardCompress'],
