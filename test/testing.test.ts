@@ -224,7 +224,7 @@ test('built from a Fastify instance, and from a config file as spikard start bui
 
 test('anything but a config file path, spikard\'s options or a Fastify instance is refused at once with a TypeError, as are options of the wrong kind', async () => {
   const expected = 'createTestClient(source): expected a config file path (a string), spikard\'s options (an object) or a Fastify instance, found'
-  for (const [source, found] of [[42, '42'], [null, 'null'], [true, 'true'], [[], 'a list'], [routes, 'a function'], [Symbol('app'), 'a symbol']] as const) {
+  for (const [source, found] of [[42, '42'], [null, 'null'], [true, 'true'], [[], 'a list'], [routes, 'a function'], [Symbol('app'), 'a symbol'], [new Map([['app', routes]]), 'a Map']] as const) {
     await assert.rejects(createTestClient(source as never), { name: 'TypeError', message: `${expected} ${found}` })
   }
   await assert.rejects(createTestClient({}, 42 as never), { name: 'TypeError', message: 'createTestClient(source, options): expected an object ({ logLevel, baseDir }), found 42' })

@@ -77,9 +77,9 @@ export async function createTestClient (source: TestClientSource = {}, options: 
   return client(new Shared(app), {})
 }
 
-/** Refuses what createTestClient cannot use, before anything is built: a number or a list would otherwise pass for an empty config. */
+/** Refuses what createTestClient cannot use, before anything is built: a number, a list or a Map would otherwise pass for an empty config. */
 function checkArguments (source: unknown, options: unknown): void {
-  if (typeof source !== 'string' && !isObject(source)) {
+  if (typeof source !== 'string' && !isFastify(source) && !isPlainObject(source)) {
     throw new TypeError(`createTestClient(source): expected a config file path (a string), spikard's options (an object) or a Fastify instance, found ${found(source)}`)
   }
   if (!isObject(options)) throw new TypeError(`createTestClient(source, options): expected an object ({ logLevel, baseDir }), found ${found(options)}`)
@@ -92,10 +92,21 @@ function isObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
+/** Options as an object literal or JSON.parse makes them (a null prototype too), not a Map or a class instance. */
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  if (!isObject(value)) return false
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
 /** A wrong argument, for a TypeError: a number or boolean as it is, anything else by its kind. */
 function found (value: unknown): string {
   if (typeof value === 'number' || typeof value === 'boolean') return String(value)
-  return value === null ? 'null' : Array.isArray(value) ? 'a list' : `a${typeof value === 'object' ? 'n' : ''} ${typeof value}`
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'a list'
+  // A Map, a Date, a class instance: by its constructor's name.
+  const made = typeof value === 'object' ? (value as { constructor?: { name?: unknown } }).constructor?.name : undefined
+  return typeof made === 'string' && made !== 'Object' && made !== '' ? `a ${made}` : `a${typeof value === 'object' ? 'n' : ''} ${typeof value}`
 }
 
 /**
@@ -125,7 +136,7 @@ async function build (source: TestClientSource, level: string, baseDir: string |
 }
 
 function isFastify (value: unknown): value is FastifyInstance {
-  return typeof (value as FastifyInstance).inject === 'function' && typeof (value as FastifyInstance).register === 'function'
+  return isObject(value) && typeof value.inject === 'function' && typeof value.register === 'function'
 }
 
 /** What every client derived from one `createTestClient` shares: the app, its address, what was opened. */
