@@ -276,9 +276,13 @@ export function keyPath (path: string, key: string): string {
   return path === '' ? name : `${path}.${name}`
 }
 
-/** A name quoted as JSON quotes it, DEL and the C1 controls escaped too: nothing in it reaches a terminal raw. */
+/**
+ * A name quoted as JSON quotes it, with DEL, the C1 controls and the bidirectional-text
+ * controls (which reorder what a terminal shows, U+202E among them) escaped too: nothing in
+ * it reaches a terminal raw, or reads as something else.
+ */
 export function quote (name: string): string {
-  return JSON.stringify(name).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return JSON.stringify(name).replace(/[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {

@@ -272,7 +272,8 @@ test('a key that is not a plain name is shown quoted and escaped: no control cha
   const d = tempDir(t, {
     'c.json': '{"\\u001b[31mred":1,"a\\nb":"${UNSET_A}","server":{"x\\ty":1,"log-level":1,"\\u009b2J":1},"server.port":1,"$x_1":1}',
     'c.yaml': '"\\e[31mred": 1\n"a\\nb": ${UNSET_A}\nserver:\n  "x\\ty": 1\n  log-level: 1\n  "\\x9b2J": 1\nserver.port: 1\n$x_1: 1\n',
-    'twice.json': '{"\\u009b":1,"\\u009b":2}'
+    'twice.json': '{"\\u009b":1,"\\u009b":2}',
+    'bidi.yaml': 'server:\n  "\\u202Eevil": 1\n'
   })
   for (const file of ['c.json', 'c.yaml']) {
     assert.deepEqual(refused(() => loadConfig({ cwd: d, file, env: {} })), [
@@ -287,6 +288,8 @@ test('a key that is not a plain name is shown quoted and escaped: no control cha
     ], file)
   }
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'twice.json' })), ['not valid JSON: "\\u009b" is set twice in one object (line 1, column 13)'])
+  // A bidirectional-text control would make the terminal show the name reversed.
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'bidi.yaml' })), ['server."\\u202eevil": unknown key'])
 })
 
 test('a config nested too deep is refused naming the file, without overflowing the stack (JSON and YAML)', (t) => {
