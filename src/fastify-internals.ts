@@ -83,10 +83,10 @@ export function requestIdFor (app: FastifyInstance, req: IncomingMessage): strin
   return randomUUID()
 }
 
-/** For the test that pins what this module relies on. */
-export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL }
-
 /** The response under way on a connection (Node's `socket._httpMessage`), if any. */
 export function responseUnderWay (socket: object): ServerResponse | undefined {
   return (socket as { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
 }
+
+/** For the test that pins what this module relies on. */
+export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL }

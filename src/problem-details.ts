@@ -62,6 +62,20 @@ export function standaloneProblem (error: Error & { code: string }, requestId: s
   return { status: d.status, title: d.title, body }
 }
 
+/**
+ * A problem as a whole HTTP/1.1 response, for a socket no ServerResponse writes to (Node's
+ * parser refused the request, or handed it over: CONNECT): `Connection: close`, and the
+ * request id under `idHeader` when the request id feature is on.
+ */
+export function rawProblemResponse (error: Error & { code: string }, requestId: string, idHeader: string | undefined, instance?: string): { status: number, response: string } {
+  const { status, title, body } = standaloneProblem(error, requestId, instance)
+  return {
+    status,
+    response: `HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `${idHeader === undefined ? '' : `${idHeader}: ${requestId}\r\n`}Connection: close\r\n\r\n${body}`
+  }
+}
+
 /** A status an error may answer with: an integer from 400 to 599 (anything else is a 500). */
 function isErrorStatus (status: unknown): status is number {
   return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599
@@ -314,12 +328,11 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
     socket.resume()
     if (!socket.writable || responseUnderWay(socket) !== undefined) return socket.destroy()
     const id = requestIdFor(app, req)
-    const { status, title, body } = standaloneProblem(new errors.SPK_ERR_METHOD_NOT_IMPLEMENTED(req.method), id)
-    app.log.info({ reqId: id, status, method: req.method, target: pathOf(req.url ?? ''), remoteAddress: req.socket.remoteAddress }, 'request rejected')
     const requestId = app.spikard?.options.requestId
+    const { status, response } = rawProblemResponse(new errors.SPK_ERR_METHOD_NOT_IMPLEMENTED(req.method), id, requestId === false || requestId === undefined ? undefined : requestId.header.toLowerCase())
+    app.log.info({ reqId: id, status, method: req.method, target: pathOf(req.url ?? ''), remoteAddress: req.socket.remoteAddress }, 'request rejected')
     socket.once('finish', () => { socket.destroy() })
-    socket.end(`HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `${requestId === false || requestId === undefined ? '' : `${requestId.header.toLowerCase()}: ${id}\r\n`}Connection: close\r\n\r\n${body}`)
+    socket.end(response)
   })
   app.setNotFoundHandler((request, reply) => {
     const path = pathOf(request.url)

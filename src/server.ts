@@ -3,13 +3,13 @@
  * routes module) to a Fastify instance ready to listen. The CLI and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { resolve } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyHttpOptions, type FastifyPluginAsync } from 'fastify'
 import spikard from './spikard.js'
 import { errors } from './errors.js'
-import { pathOf, PROBLEM_CONTENT_TYPE, sendProblem, standaloneProblem } from './problem-details.js'
+import { pathOf, rawProblemResponse, sendProblem } from './problem-details.js'
 import { requestIdFor, responseUnderWay } from './fastify-internals.js'
 import { resolveConfig, type SpikardConfig } from './config/schema.js'
 import { features, type FeatureName } from './options.js'
@@ -85,11 +85,10 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
       const id = request === undefined ? randomUUID() : requestIdFor(this, request)
       // No `instance` when the request never parsed far enough to have a path.
       const path = request === undefined ? undefined : pathOf(request.url ?? '/')
-      const { status, body } = standaloneProblem(e, id, path)
+      const { status, response } = rawProblemResponse(e, id, idHeader, path)
       // Only Node's error code is logged: the error also carries the raw bytes received.
       this.log.info({ reqId: id, status, parserError: error.code, ...(path === undefined ? {} : { method: request?.method, path }), remoteAddress: socket.remoteAddress }, 'request rejected')
-      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-        `${idHeader === undefined ? '' : `${idHeader}: ${id}\r\n`}Connection: close\r\n\r\n${body}`)
+      socket.end(response)
     }
   }
 }
