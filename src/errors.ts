@@ -158,6 +158,13 @@ export const errorDefinitions = {
     message: '%s %s does not accept WebSocket connections',
     when: 'A WebSocket upgrade reached a route without `websocket: true`.'
   },
+  SPK_ERR_WEBSOCKET_UPGRADE_REQUIRED: {
+    status: 426,
+    type: 'websocket-upgrade-required',
+    title: 'Upgrade Required',
+    message: '%s %s only accepts WebSocket connections',
+    when: 'A plain HTTP request (no WebSocket upgrade) reached a route with `websocket: true`; `Upgrade: websocket` says what the route speaks.'
+  },
   SPK_ERR_WEBSOCKET_HANDSHAKE: {
     status: 400,
     type: 'websocket-handshake',

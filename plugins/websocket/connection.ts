@@ -23,6 +23,8 @@ import type { Check, Refusal } from './validate.js'
 
 /** Where a WebSocket route keeps its policy (src/route-decision.ts). */
 export const kWebSocket = Symbol('spikard.websocket')
+/** Set on every `websocket: true` route, the HEAD twin of a GET one included: a request that is not an upgrade is refused (426). */
+export const kUpgradeOnly = Symbol('spikard.websocket.upgradeOnly')
 
 /** What a route decided about its sockets (worked out once, in onRoute). */
 export interface SocketPolicy {

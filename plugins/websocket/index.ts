@@ -29,7 +29,7 @@ import { resolveWebSocketOptions, type WebSocketOptions } from './options.js'
 import { websocketRoute } from './messages.js'
 import { compileMessages } from './validate.js'
 import { loadSchemaCompiler } from '../../src/ajv.js'
-import { CLOSE, Connection, kWebSocket, type SocketPolicy } from './connection.js'
+import { CLOSE, Connection, kUpgradeOnly, kWebSocket, type SocketPolicy } from './connection.js'
 import { Rooms } from './rooms.js'
 import { connectionLogger, guardUpgrades } from './upgrade.js'
 export type {} from './ws-types.cjs'
@@ -106,7 +106,9 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
       if (config !== undefined) throw new SpikardConfigError(['config.websocket is set but the route has no `websocket: true`; add it or remove config.websocket'], `route ${routeName(route)}`)
       return
     }
-    // The HEAD twin of a GET route: @fastify/websocket answers it 404.
+    // @fastify/websocket answers a plain request (and the HEAD twin of a GET route) with an
+    // empty 404: ./upgrade.ts refuses it with a 426 problem first.
+    decide(route, kUpgradeOnly, true)
     if ([route.method].flat().every((m) => m === 'HEAD')) return
     drainHook ??= app.spikard.onDrain('websocket', drain)
     const policy = policyOf(this, route)

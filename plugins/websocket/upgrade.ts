@@ -12,7 +12,7 @@ import { pathOf, PROBLEM_CONTENT_TYPE, standaloneProblem } from '../../src/probl
 import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { responseUnderWay, routeConfig } from '../../src/fastify-internals.js'
 import type { ResolvedWebSocketOptions } from './options.js'
-import { kWebSocket } from './connection.js'
+import { kUpgradeOnly, kWebSocket } from './connection.js'
 
 const kReply = Symbol('spikard.websocket.reply')
 const ACCESS_TOKEN = 'access_token'
@@ -40,9 +40,13 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
   const allowed = originCheck(options.origins, app.spikard.options.auth !== false)
 
   app.addHook('onRequest', function spikardWebSocketUpgrade (request, reply, done) {
-    // request.ws: set by @fastify/websocket's onRequest hook, which runs before this one.
-    if (!request.ws) return done()
     const config = routeConfig(request)
+    // request.ws: set by @fastify/websocket's onRequest hook, which runs before this one.
+    if (!request.ws) {
+      if (config[kUpgradeOnly] !== true) return done()
+      const refused = new errors.SPK_ERR_WEBSOCKET_UPGRADE_REQUIRED(request.method, config.url ?? request.url)
+      return done(Object.assign(refused, { headers: { upgrade: 'websocket' } }))
+    }
     // A route without `websocket`: @fastify/websocket would complete the handshake (101)
     // and close the socket at once. The client gets a problem instead.
     if (config[kWebSocket] === undefined) {

@@ -62,6 +62,26 @@ test('an upgrade to a route without websocket: a 400 problem, not a 101 and a cl
   assert.equal((await upgrade(port, '/echo')).status, 101)
 })
 
+test('a plain request to a WebSocket route: a 426 problem with Upgrade: websocket, not @fastify/websocket\'s empty 404', async (t) => {
+  const { port, logs } = await serve(t, {}, routes)
+  const plain = await fetch(`http://127.0.0.1:${port}/echo?x=1`)
+  assert.equal(plain.status, 426)
+  assert.equal(plain.headers.get('content-type'), PROBLEM_JSON)
+  assert.equal(plain.headers.get('upgrade'), 'websocket')
+  assert.deepEqual(await plain.json(), {
+    ...problem('websocket-upgrade-required', 'Upgrade Required', 426, 'GET /echo only accepts WebSocket connections', '/echo'),
+    requestId: plain.headers.get('x-request-id')
+  })
+  // The HEAD twin of the GET route, over a raw socket: the same status and header, no body.
+  const head = await rawRequest(port, 'HEAD /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
+  assert.equal(head.statusLine, 'HTTP/1.1 426 Upgrade Required')
+  assert.equal(head.headers.upgrade, 'websocket')
+  assert.equal(head.body, '')
+  assert.deepEqual(logs.filter((l) => l.msg === 'request completed').map((l) => l.status), [426, 426])
+  // The route still upgrades.
+  assert.equal((await upgrade(port, '/echo')).status, 101)
+})
+
 test('a handshake ws refuses (an unsupported Sec-WebSocket-Version, a malformed key): a 400 problem with the request id and an access line, not ws\'s text/html', async (t) => {
   const { port, logs } = await serve(t, {}, routes)
   const head = 'Host: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
