@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import { uuid } from './uuid.js'
 import { resolveRequestIdOptions, type RequestIdOptions } from './options.js'
 
 /** An incoming id is reused only if it is short and made of safe characters; anything else is replaced, never reflected. */
@@ -15,7 +15,7 @@ async function spikardRequestId (app: FastifyInstance, options: RequestIdOptions
   const name = header.toLowerCase()
   app.setGenReqId((req) => {
     const incoming = req.headers[name]
-    return trustIncoming && typeof incoming === 'string' && WELL_FORMED.test(incoming) ? incoming : randomUUID()
+    return trustIncoming && typeof incoming === 'string' && WELL_FORMED.test(incoming) ? incoming : uuid()
   })
   app.addHook('onRequest', function spikardRequestId (request, reply, done) {
     reply.header(name, request.id)

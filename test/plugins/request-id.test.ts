@@ -11,6 +11,7 @@ import { requestContext } from '@fastify/request-context'
 import spikard from '../../src/spikard.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { assertOptionsRefused, build, listen, rawRequest, UUID, type TestApp } from '../helpers.js'
+import { uuid } from '../../plugins/request-id/uuid.js'
 
 /** Reads the id from the request context, in an async function the handler awaits. */
 async function idFromContext (): Promise<string | undefined> {
@@ -311,4 +312,20 @@ test('spikard on a user-made Fastify without requestIdHeader: ids validated and 
   assert.equal(reused.headers['x-request-id'], 'trace-own')
   assert.deepStrictEqual(reused.json(), { id: 'trace-own' })
   assertFreshId(await app.inject({ url: '/id', headers: { 'x-request-id': '<b>x</b>' } }), '<b>x</b>')
+})
+
+test('generated ids are random version 4 UUIDs, all different, across refills of the entropy pool', () => {
+  const ids = new Set<string>()
+  // Every hex digit shows up in every random position over this many ids, and the version
+  // and variant digits are the only fixed ones.
+  const seen = Array.from({ length: 36 }, () => new Set<string>())
+  for (let i = 0; i < 5000; i++) {
+    const id = uuid()
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    ids.add(id)
+    for (let c = 0; c < 36; c++) seen[c].add(id[c])
+  }
+  assert.equal(ids.size, 5000)
+  const sizes = seen.map((s) => s.size)
+  assert.deepEqual(sizes, [...'xxxxxxxx-xxxx-4xxx-8xxx-xxxxxxxxxxxx'].map((c) => c === 'x' ? 16 : c === '8' ? 4 : 1))
 })
