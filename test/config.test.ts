@@ -125,7 +125,9 @@ test('YAML merge keys merge an anchored mapping, a key written beside them wins,
     'list.yaml': 'server:\n  <<: [{ port: 8006 }, { port: 1, host: 127.0.0.3 }]\n',
     'proto.yaml': 'server:\n  <<: { __proto__: { port: 1 }, constructor: 1, port: 8003 }\n',
     'twice.yaml': 'server:\n  <<: { port: 1 }\n  port: 8004\n  port: 8005\n',
-    'quoted.yaml': 'server:\n  "<<": { port: 1 }\n'
+    'quoted.yaml': 'server:\n  "<<": { port: 1 }\n',
+    'scalar.yaml': 'server:\n  port: 8001\n  <<: 5\n',
+    'scalars.yaml': 'a: &a 1\nserver:\n  <<: [{ port: 8001 }, *a]\n'
   })
   const info = (file: string): unknown => (loadConfig({ cwd: d, file, env: {} }).config.asyncapi as { info: unknown }).info
   assert.deepEqual(info('merge.yaml'), { title: 'Shop events', version: '1.0.0', description: 'The shop API' })
@@ -138,6 +140,9 @@ test('YAML merge keys merge an anchored mapping, a key written beside them wins,
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'twice.yaml', env: {} })), ['not valid YAML: Map keys must be unique (line 4, column 3)'])
   // Quoted, "<<" is a key like any other.
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'quoted.yaml', env: {} })), ['server."<<": unknown key'])
+  // A merge key given a scalar, or a list holding an alias of one: where it is.
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'scalar.yaml', env: {} })), ['not valid YAML: Merge sources must be maps or map aliases (line 3, column 3)'])
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'scalars.yaml', env: {} })), ['not valid YAML: Merge sources must be maps or map aliases (line 3, column 3)'])
 })
 
 test('a JSON file starting with a byte order mark is read', (t) => {

@@ -74,7 +74,7 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   try {
     raw = json ? JSON.parse(text) : yaml().parse(text, { maxAliasCount: 100, merge: true, prettyErrors: false })
   } catch (error) {
-    throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${parseProblem(error as Error, text)}`], source)
+    throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${parseProblem(error as Error, text, json ? undefined : badMerge(text))}`], source)
   }
   // yaml refuses a key set twice in one mapping; JSON.parse keeps the last one silently.
   const twice = json ? repeatedJsonKey(text) : undefined
@@ -105,11 +105,34 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
  * an excerpt of the file, yaml the line with a caret): a config file holds secrets. The
  * place is given as a line and a column.
  */
-function parseProblem (error: Error, text: string): string {
-  const offset = (error as { pos?: [number, number] }).pos?.[0] ?? Number(/at position (\d+)/.exec(error.message)?.[1] ?? NaN)
+function parseProblem (error: Error, text: string, merge?: number): string {
+  const offset = (error as { pos?: [number, number] }).pos?.[0] ?? merge ?? Number(/at position (\d+)/.exec(error.message)?.[1] ?? NaN)
   // V8: `Unexpected token 'x', "...excerpt..." is not valid JSON`, `... in JSON at position 12 (line 1 column 13)`.
   const what = error.message.split(/, [".]| in JSON at position | at line \d+/)[0].trim()
   return Number.isInteger(offset) ? `${what} ${place(text, offset)}` : what
+}
+
+/**
+ * Where a merge key (`<<`) is given something other than a mapping, an alias of one or a
+ * list of those: yaml's error for it ("Merge sources must be maps or map aliases") comes
+ * without a position. Looked for only once parsing has failed; the nesting is already
+ * bounded (yamlTooDeep), so yaml's recursive visit is safe.
+ */
+function badMerge (text: string): number | undefined {
+  const { parseDocument, visit, isAlias, isMap, isScalar, isSeq } = yaml()
+  const doc = parseDocument(text, { merge: true })
+  const resolved = (node: unknown): unknown => isAlias(node) ? node.resolve(doc) : node
+  let at: number | undefined
+  visit(doc, {
+    Pair (_, pair) {
+      if (!isScalar(pair.key) || typeof pair.key.value !== 'symbol') return
+      const value = resolved(pair.value)
+      if (isSeq(value) ? value.items.every((item) => isMap(resolved(item))) : isMap(value)) return
+      at = pair.key.range?.[0]
+      return visit.BREAK
+    }
+  })
+  return at
 }
 
 /** `(line L, column C)` of a character of the text. */
