@@ -123,9 +123,11 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
         const operation = item[method] as Json
         seen.add(operation)
         operations.push({ operation, method, path, route: routes[operation[ROUTE_KEY]] })
-        delete operation[ROUTE_KEY]
       }
     }
+    // Removed once every method has found its route: the methods of one route share one
+    // object until cloned above, so removing it from the first would lose the others' route.
+    for (const { operation } of operations) delete operation[ROUTE_KEY]
     // The operationIds routes ask for first, so a derived one never takes theirs.
     const ids = new Set<string>()
     for (const { operation } of operations) if (operation.operationId !== undefined) operation.operationId = unique(operation.operationId, ids)

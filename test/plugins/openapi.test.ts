@@ -732,6 +732,26 @@ describe('what spikard documents unasked', () => {
     assert.deepEqual(doc.components.headers['WWW-Authenticate'], { description: 'The challenge: the schemes this route accepts.', schema: { type: 'string' } })
   })
 
+  test('a route with several methods: each method\'s operation gets its security, problems and headers, not only the first', async (t) => {
+    const doc = await documentOf(await appWith(t, config, [
+      { method: ['GET', 'DELETE'] as unknown as HTTPMethods, url: '/public-pair', options: { config: { auth: false }, schema: only200 } },
+      { method: ['PUT', 'POST'] as unknown as HTTPMethods, url: '/pair', options: { config: { auth: 'jwt' }, schema: { ...only200, body: { type: 'object' } } } }
+    ]))
+    await assertValid(doc)
+    const [get, del] = [operation(doc, 'GET', '/public-pair'), operation(doc, 'DELETE', '/public-pair')]
+    assert.deepEqual(del.security, [], 'the public route\'s DELETE is public too, not under the global requirement')
+    assert.deepEqual(Object.keys(del.responses), Object.keys(get.responses))
+    assert.equal(del.description, get.description)
+    assert.deepEqual(del.responses['200'].headers, get.responses['200'].headers)
+    const [put, post] = [operation(doc, 'PUT', '/pair'), operation(doc, 'POST', '/pair')]
+    for (const op of [put, post]) {
+      assert.deepEqual(op.security, [{ bearerAuth: [] }], op.operationId)
+      assert.deepEqual(Object.keys(op.responses).sort(), ['200', '400', '401', '413', '415', '422', '429', '500', '503'], op.operationId)
+      assert.equal(op['x-spikard-route'], undefined, 'the marker is removed from every operation')
+    }
+    assert.notEqual(put, post)
+  })
+
   test('no auth feature: no schemes, no security, no 401', async (t) => {
     const doc = await documentOf(await appWith(t, {}, [{ method: 'GET', url: '/any', options: { schema: only200 } }]))
     await assertValid(doc)
