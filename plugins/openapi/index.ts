@@ -72,6 +72,13 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     if (o.json !== false) child.get(o.json, document('json'))
     if (o.yaml !== false) child.get(o.yaml, document('yaml'))
     if (o.docs !== false) {
+      // @fastify/swagger-ui declares its routes in a callback plugin, where Fastify's
+      // duplicate-route error escapes ready() as an uncaught exception: refused here instead.
+      const clash = swaggerUiPaths(o.docs).find((url) => child.hasRoute({ method: 'GET', url }))
+      if (clash !== undefined) {
+        const owner = clash === o.json ? `openapi.json (${clash})` : clash === o.yaml ? `openapi.yaml (${clash})` : `your route GET ${clash} (registered before spikard)`
+        throw new SpikardConfigError([`openapi.docs: Swagger UI at ${o.docs} needs GET ${clash}, and ${owner} is there already; set openapi.docs to another path (or false), or move that route`])
+      }
       await child.register(swaggerUi, {
         routePrefix: o.docs,
         staticCSP: SWAGGER_UI_CSP,
@@ -82,6 +89,12 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     }
     if (o.redoc !== false) await child.register(redocRoutes(o.redoc, served, encodings), { prefix: o.redoc })
   })
+}
+
+/** The GET routes @fastify/swagger-ui declares at once under `prefix` (its lib/routes.js; the static files are a wildcard). */
+function swaggerUiPaths (prefix: string): string[] {
+  const base = prefix.replace(/\/$/, '')
+  return [base === '' ? '/' : base, `${base}/`, ...['/static/index.html', '/static/swagger-initializer.js', '/json', '/yaml'].map((path) => base + path)]
 }
 
 /**

@@ -23,7 +23,7 @@ import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { loadConfig } from '../../src/config/load.js'
 import spikard from '../../src/spikard.js'
 import { documented } from '../../plugins/openapi/options.js'
-import { errorDefinitions, PROBLEM_TYPE_BASE, type SpikardErrorCode } from '../../src/errors.js'
+import { errorDefinitions, PROBLEM_TYPE_BASE, SpikardConfigError, type SpikardErrorCode } from '../../src/errors.js'
 import { newSecret, secretKey, sign } from './auth-helpers.js'
 
 type Json = Record<string, any>
@@ -1139,6 +1139,39 @@ describe('serving', () => {
         assert.match(error.message, /openapi\.auth/)
         return true
       })
+    } finally {
+      await app.close()
+    }
+  })
+
+  test('a Swagger UI path already taken (a route before spikard, openapi.json) fails at ready(), naming openapi.docs: no uncaught exception', async () => {
+    const cases: Array<{ before?: string, openapi?: Json, problem: string }> = [
+      { before: '/docs', problem: 'openapi.docs: Swagger UI at /docs needs GET /docs, and your route GET /docs (registered before spikard) is there already; set openapi.docs to another path (or false), or move that route' },
+      { before: '/docs/json', problem: 'openapi.docs: Swagger UI at /docs needs GET /docs/json, and your route GET /docs/json (registered before spikard) is there already; set openapi.docs to another path (or false), or move that route' },
+      { openapi: { json: '/api', docs: '/api' }, problem: 'openapi.docs: Swagger UI at /api needs GET /api, and openapi.json (/api) is there already; set openapi.docs to another path (or false), or move that route' },
+      { openapi: { yaml: '/docs/yaml' }, problem: 'openapi.docs: Swagger UI at /docs needs GET /docs/yaml, and openapi.yaml (/docs/yaml) is there already; set openapi.docs to another path (or false), or move that route' }
+    ]
+    for (const { before, openapi, problem } of cases) {
+      const app = Fastify({ logger: false })
+      try {
+        if (before !== undefined) app.get(before, async () => 'mine')
+        app.register(spikard, openapi === undefined ? {} : { openapi })
+        await assert.rejects(async () => { await app.ready() }, (error: Error) => {
+          assert.ok(error instanceof SpikardConfigError, error.message)
+          assert.deepEqual(error.problems, [problem])
+          return true
+        })
+      } finally {
+        await app.close()
+      }
+    }
+    // Paths beside Swagger UI's own are fine.
+    const app = Fastify({ logger: false })
+    try {
+      app.register(spikard, { openapi: { json: '/docs/openapi.json' } })
+      await app.ready()
+      assert.equal((await app.inject({ url: '/docs/openapi.json' })).statusCode, 200)
+      assert.equal((await app.inject({ url: '/docs' })).statusCode, 200)
     } finally {
       await app.close()
     }
