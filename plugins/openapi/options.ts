@@ -40,9 +40,14 @@ export type OpenApiOptions = Static<typeof OpenApiOptionsSchema>
 export type ResolvedOpenApiOptions = Defaulted<typeof OpenApiOptionsSchema>
 export const resolveOpenApiOptions = optionsResolver(OpenApiOptionsSchema, 'openapi')
 
-/** The route's operation is in the document: not hidden by `schema.hide` or `config.openapi: false`, and not a HEAD route Fastify added. */
+/**
+ * The route's operation is in the document: not hidden by `schema.hide` or `config.openapi: false`,
+ * not a HEAD route Fastify added, and not a WebSocket route (@fastify/websocket hides them all,
+ * giving a route without a schema a new one, which a copy of the route taken before it misses).
+ */
 export function documented (route: { method: string | string[], schema?: { hide?: boolean }, config?: unknown }): boolean {
-  return route.method !== 'HEAD' && route.schema?.hide !== true && (route.config as { openapi?: unknown } | undefined)?.openapi !== false
+  return route.method !== 'HEAD' && route.schema?.hide !== true && (route.config as { openapi?: unknown } | undefined)?.openapi !== false &&
+    (route as { websocket?: unknown }).websocket !== true
 }
 
 export const openapiFeature = {

@@ -23,6 +23,7 @@ import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { loadConfig } from '../../src/config/load.js'
 import spikard from '../../src/spikard.js'
 import { documented } from '../../plugins/openapi/options.js'
+import { routeColumns } from '../../src/cli/routes.js'
 import { errorDefinitions, PROBLEM_TYPE_BASE, SpikardConfigError, type SpikardErrorCode } from '../../src/errors.js'
 import { newSecret, secretKey, sign } from './auth-helpers.js'
 
@@ -1036,6 +1037,23 @@ describe('hidden routes', () => {
     assert.equal((await app.inject({ url: '/hidden-by-config' })).statusCode, 200, 'hidden from the document, still served')
     for (const url of ['/spec.json', '/openapi.yaml', '/api-docs', '/api-docs/', '/redoc', '/redoc/']) assert.notEqual((await app.inject({ url })).statusCode, 404, `${url} is served`)
     assert.equal(doc.components.schemas.Problem !== undefined, true)
+  })
+
+  test('WebSocket routes are out of the document, and the DOCS column of spikard check says hidden, with or without a schema', async (t) => {
+    const app = await appWith(t, {}, [], (a) => {
+      a.route({ method: 'GET', url: '/ws-bare', websocket: true, handler: () => {} } as never)
+      a.route({ method: 'GET', url: '/ws-schema', websocket: true, schema: { querystring: { type: 'object', properties: { n: { type: 'string' } } } }, handler: () => {} } as never)
+    })
+    const doc = await documentOf(app)
+    await assertValid(doc)
+    assert.deepEqual(Object.keys(doc.paths).sort(), ['/livez', '/readyz'])
+    const docs = routeColumns(app.spikard.options).find(([title]) => title === 'DOCS')?.[1]
+    assert.ok(docs !== undefined)
+    for (const url of ['/ws-bare', '/ws-schema']) {
+      const route = app.spikard.routes.find((r) => r.url === url && r.method === 'GET')
+      assert.ok(route !== undefined, url)
+      assert.equal(docs(route), 'hidden', url)
+    }
   })
 })
 
