@@ -21,29 +21,39 @@ const PROBLEM = 'application/problem+json'
 const ROUTE_KEY = 'x-spikard-route'
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']
 
-export const problemSchemas = {
-  Problem: {
-    type: 'object',
-    description: 'RFC 9457 problem details: the body of every error response.',
-    required: ['type', 'title', 'status', 'detail'],
-    properties: {
-      type: { type: 'string', format: 'uri', description: `What went wrong, as a URI (${PROBLEM_TYPE_BASE}<slug>).`, examples: [`${PROBLEM_TYPE_BASE}validation-failed`] },
-      title: { type: 'string', description: 'The HTTP reason phrase of the status.' },
-      status: { type: 'integer', minimum: 400, maximum: 599, description: 'The HTTP status, repeated.' },
-      detail: { type: 'string', description: 'What happened to this request, for a human. 5xx details never carry internal messages.' },
-      instance: { type: 'string', description: 'The request path.' },
-      requestId: { type: 'string', description: 'The request id, as in the access log.' },
-      errors: { type: 'array', items: { $ref: '#/components/schemas/FieldError' }, description: 'On a 422: each field that failed validation.' }
-    }
-  },
-  FieldError: {
-    type: 'object',
-    required: ['location', 'field', 'message'],
-    properties: {
-      location: { type: 'string', enum: ['body', 'querystring', 'params', 'headers'], description: 'Where the field is.' },
-      field: { type: 'string', description: 'The field as a dotted path (`items.0.name`); empty for the whole value.' },
-      message: { type: 'string', description: 'What was expected.' }
-    }
+/** spikard's schemas, `Problem` and `FieldError` unless the app's shared schemas have those names (then `SpikardProblem`, `SpikardFieldError`), referencing each other by `names`. */
+function problemSchemas (names: SchemaNames): Json {
+  return {
+    [names.Problem]: problemSchema(names),
+    [names.FieldError]: fieldErrorSchema
+  }
+}
+
+/** The component names of spikard's schemas in one document. */
+interface SchemaNames { Problem: string, FieldError: string }
+
+const problemSchema = (names: SchemaNames): Json => ({
+  type: 'object',
+  description: 'RFC 9457 problem details: the body of every error response.',
+  required: ['type', 'title', 'status', 'detail'],
+  properties: {
+    type: { type: 'string', format: 'uri', description: `What went wrong, as a URI (${PROBLEM_TYPE_BASE}<slug>).`, examples: [`${PROBLEM_TYPE_BASE}validation-failed`] },
+    title: { type: 'string', description: 'The HTTP reason phrase of the status.' },
+    status: { type: 'integer', minimum: 400, maximum: 599, description: 'The HTTP status, repeated.' },
+    detail: { type: 'string', description: 'What happened to this request, for a human. 5xx details never carry internal messages.' },
+    instance: { type: 'string', description: 'The request path.' },
+    requestId: { type: 'string', description: 'The request id, as in the access log.' },
+    errors: { type: 'array', items: { $ref: `#/components/schemas/${names.FieldError}` }, description: 'On a 422: each field that failed validation.' }
+  }
+})
+
+const fieldErrorSchema = {
+  type: 'object',
+  required: ['location', 'field', 'message'],
+  properties: {
+    location: { type: 'string', enum: ['body', 'querystring', 'params', 'headers'], description: 'Where the field is.' },
+    field: { type: 'string', description: 'The field as a dotted path (`items.0.name`); empty for the whole value.' },
+    message: { type: 'string', description: 'What was expected.' }
   }
 }
 
@@ -95,11 +105,15 @@ export function operationId (method: string, url: string): string {
 export function completeDocument (routes: RouteOptions[], options: ResolvedSpikardOptions) {
   return ({ openapiObject: doc }: { openapiObject: Json }): Json => {
     doc.components ??= {}
-    doc.components.schemas = { ...problemSchemas, ...doc.components.schemas }
+    // A shared schema of the app (app.addSchema) keeps its name; spikard's take the next free one.
+    const taken = new Set(Object.keys(doc.components.schemas ?? {}))
+    const names: SchemaNames = { Problem: unique('Problem', taken, 'Spikard'), FieldError: unique('FieldError', taken, 'Spikard') }
+    const problem = `#/components/schemas/${names.Problem}`
+    doc.components.schemas = { ...problemSchemas(names), ...doc.components.schemas }
     // Answers to requests no operation matches: an unknown path, a method the path does not serve.
     doc.components.responses = {
-      NotFound: problemResponse('SPK_ERR_NOT_FOUND'),
-      MethodNotAllowed: { ...problemResponse('SPK_ERR_METHOD_NOT_ALLOWED'), headers: { Allow: { description: 'The methods the path serves.', schema: { type: 'string' } } } },
+      NotFound: problemResponse('SPK_ERR_NOT_FOUND', problem),
+      MethodNotAllowed: { ...problemResponse('SPK_ERR_METHOD_NOT_ALLOWED', problem), headers: { Allow: { description: 'The methods the path serves.', schema: { type: 'string' } } } },
       ...doc.components.responses
     }
     const enabled = (Object.entries(features) as Array<[FeatureName, FeatureDefinition]>)
@@ -138,7 +152,7 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
       for (const tag of operation.tags ?? []) usedTags.add(tag)
       if (route === undefined) continue
       const docs = [coreDoc(route), ...enabled.map(({ feature, options: o }) => feature.openapi?.operation?.(route, o))]
-      apply(operation, docs.filter((d): d is OperationDoc => d !== undefined), doc.components)
+      apply(operation, docs.filter((d): d is OperationDoc => d !== undefined), doc.components, problem)
       const stream = options.sse === false ? undefined : sseRoute(route as { sse?: unknown, schema?: unknown })
       if (stream !== undefined) eventStream(operation, stream)
     }
@@ -167,7 +181,7 @@ function eventStream (operation: Json, stream: SseRoute): void {
  * Writes the features' share into one operation; a response the route declares itself is
  * left as it is. Headers are defined once, in `components.headers`, and referenced.
  */
-function apply (operation: Json, docs: OperationDoc[], components: Json): void {
+function apply (operation: Json, docs: OperationDoc[], components: Json, problem: string): void {
   const refs = (headers: Record<string, HeaderDoc>): Json => Object.fromEntries(Object.entries(headers).map(([name, header]) => {
     components.headers = { ...components.headers, [name]: header }
     return [name, { $ref: `#/components/headers/${name}` }]
@@ -183,7 +197,7 @@ function apply (operation: Json, docs: OperationDoc[], components: Json): void {
       const d = errorDefinitions[error.code as SpikardErrorCode]
       const status = String(error.status ?? d.status)
       const entry = byStatus.get(status) ?? { lines: [], headers: {}, validation: false }
-      entry.lines.push(`${problemResponse(error.code).description as string}${error.note === undefined ? '' : ` Here: ${error.note}.`}`)
+      entry.lines.push(`${problemResponse(error.code, problem).description as string}${error.note === undefined ? '' : ` Here: ${error.note}.`}`)
       Object.assign(entry.headers, error.headers)
       entry.validation ||= error.code === 'SPK_ERR_VALIDATION'
       byStatus.set(status, entry)
@@ -193,7 +207,7 @@ function apply (operation: Json, docs: OperationDoc[], components: Json): void {
   const responses = operation.responses as Json
   for (const [status, entry] of [...byStatus].sort(([a], [b]) => Number(a) - Number(b))) {
     if (responses[status] !== undefined) continue
-    const schema = entry.validation ? { allOf: [{ $ref: '#/components/schemas/Problem' }, { required: ['errors'] }] } : { $ref: '#/components/schemas/Problem' }
+    const schema = entry.validation ? { allOf: [{ $ref: problem }, { required: ['errors'] }] } : { $ref: problem }
     responses[status] = {
       description: entry.lines.length === 1 ? entry.lines[0] : entry.lines.map((l) => `- ${l}`).join('\n'),
       ...(Object.keys(entry.headers).length > 0 ? { headers: refs(entry.headers) } : {}),
@@ -207,7 +221,8 @@ function apply (operation: Json, docs: OperationDoc[], components: Json): void {
   }
 }
 
-function problemResponse (code: SpikardErrorCode): Json {
+/** A problem response, its schema the `$ref` `problem`. */
+function problemResponse (code: SpikardErrorCode, problem: string): Json {
   const d = errorDefinitions[code]
-  return { description: `\`${PROBLEM_TYPE_BASE}${d.type}\`: ${d.when}`, content: { [PROBLEM]: { schema: { $ref: '#/components/schemas/Problem' } } } }
+  return { description: `\`${PROBLEM_TYPE_BASE}${d.type}\`: ${d.when}`, content: { [PROBLEM]: { schema: { $ref: problem } } } }
 }

@@ -911,6 +911,31 @@ describe('what spikard documents unasked', () => {
       assert.deepEqual(Object.keys(headers).sort(), ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'x-request-id'], status)
     }
   })
+
+  test('shared schemas of the app named Problem and FieldError keep their names; spikard\'s own are SpikardProblem and SpikardFieldError', async (t) => {
+    const Mine = { $id: 'Problem', type: 'object', properties: { reason: { type: 'string' } } }
+    const MineField = { $id: 'https://example.com/FieldError.json', type: 'object', properties: { path: { type: 'string' } } }
+    const app = await appWith(t, {}, [{
+      method: 'GET',
+      url: '/mine',
+      options: { schema: { querystring: { type: 'object', properties: { q: { type: 'string' } } }, response: { 200: { $ref: 'https://example.com/FieldError.json#' }, 418: { $ref: 'Problem#' } } } }
+    }], (a) => { a.addSchema(Mine); a.addSchema(MineField) })
+    const doc = await documentOf(app)
+    await assertValid(doc)
+    const schemas = doc.components.schemas
+    assert.deepEqual(schemas.Problem, { type: 'object', properties: { reason: { type: 'string' } } }, 'the app\'s Problem, as added')
+    assert.deepEqual(schemas.FieldError, { type: 'object', properties: { path: { type: 'string' } } }, 'the app\'s FieldError, as added')
+    assert.deepEqual(schemas.SpikardProblem.required, ['type', 'title', 'status', 'detail'])
+    assert.deepEqual(schemas.SpikardProblem.properties.errors.items, ref('schemas', 'SpikardFieldError'))
+    assert.deepEqual(schemas.SpikardFieldError.required, ['location', 'field', 'message'])
+    const responses = operation(doc, 'GET', '/mine').responses
+    assert.deepEqual(responses['418'].content['application/json'].schema, ref('schemas', 'Problem'))
+    assert.deepEqual(responses['200'].content['application/json'].schema, ref('schemas', 'FieldError'))
+    assert.deepEqual(responses['400'].content[PROBLEM].schema, ref('schemas', 'SpikardProblem'))
+    assert.deepEqual(responses['422'].content[PROBLEM].schema, { allOf: [ref('schemas', 'SpikardProblem'), { required: ['errors'] }] })
+    assert.deepEqual(doc.components.responses.NotFound.content[PROBLEM].schema, ref('schemas', 'SpikardProblem'))
+    assert.deepEqual(doc.components.responses.MethodNotAllowed.content[PROBLEM].schema, ref('schemas', 'SpikardProblem'))
+  })
 })
 
 describe('the document says what the server sends', () => {
