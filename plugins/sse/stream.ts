@@ -34,6 +34,9 @@ export class OpenStream {
   /** Resolves when the response itself is gone (its `close` event). */
   readonly gone: Promise<void>
   #committed = false
+  /** Whether `closed` has resolved; and who waits for it now (./#untilClosed). */
+  #isClosed = false
+  readonly #closeWaiters = new Set<() => void>()
   readonly #send: (source: unknown) => Promise<void>
 
   /**
@@ -41,8 +44,14 @@ export class OpenStream {
    * included, as @fastify/sse would; its output's line breaks are made safe all the same.
    */
   constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly sse: Context, readonly validate: Validate | undefined, readonly serializer?: (data: unknown) => unknown, readonly maxBuffered = Infinity) {
-    let closed!: (value: typeof CLOSED) => void
-    this.closed = new Promise((resolve) => { closed = resolve })
+    let resolveClosed!: (value: typeof CLOSED) => void
+    this.closed = new Promise((resolve) => { resolveClosed = resolve })
+    const closed = (value: typeof CLOSED): void => {
+      this.#isClosed = true
+      resolveClosed(value)
+      for (const wake of this.#closeWaiters) wake()
+      this.#closeWaiters.clear()
+    }
     const signal = streamSignal(request)
     sse.onClose(() => {
       closed(CLOSED)
@@ -139,13 +148,33 @@ export class OpenStream {
     }
   }
 
+  /**
+   * `promise`'s outcome, or CLOSED once the stream closes first. Not a Promise.race with
+   * `closed`: each race leaves a reaction on that promise until the stream closes, one per
+   * event of a long-lived stream (hundreds of bytes each, never collected while it is open).
+   */
+  async #untilClosed<T> (promise: Promise<T>): Promise<T | typeof CLOSED> {
+    if (this.#isClosed) return CLOSED
+    return await new Promise<T | typeof CLOSED>((resolve, reject) => {
+      const wake = (): void => { resolve(CLOSED) }
+      this.#closeWaiters.add(wake)
+      promise.then((value) => {
+        this.#closeWaiters.delete(wake)
+        resolve(value)
+      }, (error: unknown) => {
+        this.#closeWaiters.delete(wake)
+        reject(error)
+      })
+    })
+  }
+
   /** The source's events while the stream is open; ends the source when it closes first. */
   async * #guard (source: AsyncIterable<unknown>): AsyncGenerator<SafeEvent> {
     const iterator = source[Symbol.asyncIterator]()
     let finished = false
     try {
       while (true) {
-        const next = await Promise.race([iterator.next(), this.closed])
+        const next = await this.#untilClosed(iterator.next())
         if (next === CLOSED) return
         if (next.done === true) {
           finished = true

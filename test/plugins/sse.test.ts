@@ -669,6 +669,39 @@ test('a stream the client left is not held until the handler timeout: its respon
   }, 'the three responses collected')
 })
 
+test('an async source on a stream that stays open: the events it yielded are not held until the stream closes', async (t) => {
+  // Each event a source yields used to stay reachable (a Promise.race with the stream's close
+  // left a reaction on it per event) for as long as the stream was open: a long-lived feed grew
+  // by hundreds of bytes per event sent.
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  let collected = 0
+  const registry = new FinalizationRegistry(() => { collected++ })
+  let release!: () => void
+  const hold = new Promise<void>((resolve) => { release = resolve })
+  t.after(() => release())
+  const { url } = await serve(t, {}, async (app) => {
+    app.get('/feed', { sse: true }, async (_request, reply) => {
+      async function * events () {
+        for (let i = 0; i < 20; i++) {
+          const event = { id: String(i), data: 'x'.repeat(1000) }
+          registry.register(event, i)
+          yield event
+        }
+        await hold
+      }
+      await reply.sse.send(events())
+    })
+  })
+  const raw = await openRaw(url, '/feed')
+  t.after(() => raw.close())
+  await raw.waitFor('id: 19\n')
+  await until(() => {
+    gc()
+    return collected >= 19
+  }, 'the events already sent collected while the stream is open')
+})
+
 test('errors: before the first event a problem response; after it the stream ends and the error is logged with the request id', async (t) => {
   const { url, logs } = await serve(t, {}, async (app) => {
     app.get('/before', { sse: true }, async () => { throw Object.assign(new Error('no such feed'), { statusCode: 404 }) })
