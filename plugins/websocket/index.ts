@@ -32,6 +32,7 @@ import { loadSchemaCompiler } from '../../src/ajv.js'
 import { CLOSE, Connection, kUpgradeOnly, kWebSocket, type SocketPolicy } from './connection.js'
 import { Rooms } from './rooms.js'
 import { connectionLogger, guardUpgrades } from './upgrade.js'
+import { responseSent } from '../tasks/state.js'
 export type {} from './ws-types.cjs'
 
 export { WebSocketMessageError } from './connection.js'
@@ -117,6 +118,8 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
     // Runs as @fastify/websocket's wsHandler once the socket is open.
     route.handler = function spikardWebSocketHandler (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) {
       const connection = open(socket, request, policy)
+      // The 101 is written: the request's background tasks run now (no onResponse will come).
+      responseSent(request)
       try {
         const result = handler.call(this, socket, request)
         // A thenable, not always a Promise: the timeout feature wraps every route's handler.

@@ -12,6 +12,7 @@ import net from 'node:net'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
+import WebSocket from 'ws'
 import spikard, { requestContext } from '../../src/index.js'
 import { startupSummary } from '../../src/summary.js'
 import { loadConfig } from '../../src/config/load.js'
@@ -102,6 +103,35 @@ test('a response never sent (the client went away): its tasks are dropped with a
   assert.deepStrictEqual([dropped.level, dropped.task, dropped.reqId], [40, 'notify', 'gone-1'])
   assert.match(dropped.taskId, UUID)
   assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 1, failed: 0, cancelled: 1 })
+})
+
+test('a WebSocket handler\'s tasks run while its socket is open (its response is the 101), and the close does not wait for them', async (t) => {
+  const ran: string[] = []
+  const { app, logs } = await setup(t, {}, async (app) => {
+    app.addHook('preHandler', async (request) => {
+      if (request.ws) request.tasks.add(async function beforeUpgrade () { ran.push('before the upgrade') })
+    })
+    app.get('/chat', { websocket: true }, (socket, request) => {
+      request.tasks.add(async function onOpen () { ran.push('open') })
+      socket.on('message', (message: Buffer) => {
+        request.tasks.add(async function onMessage (_ctx: TaskContext, text: string) { ran.push(`message ${text}`) }, message.toString())
+        socket.send('queued')
+      })
+    })
+  })
+  const { url } = await listen(app)
+  const socket = new WebSocket(url.replace('http', 'ws') + '/chat')
+  t.after(() => socket.terminate())
+  await withTimeout(new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject)), 3000, 'the upgrade')
+  socket.send('hello')
+  await withTimeout(new Promise((resolve) => socket.once('message', resolve)), 3000, 'the handler to queue the message\'s task')
+  // The socket is still open: the tasks ran all the same, none is held for its end.
+  await withTimeout(app.tasks.idle(), 3000, 'the tasks to run while the socket is open')
+  assert.deepStrictEqual(ran.sort(), ['before the upgrade', 'message hello', 'open'])
+  assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 3, failed: 0, cancelled: 0 })
+  await withTimeout(app.close(), 3000, 'app.close()')
+  assert.deepStrictEqual(linesOf(logs, 'task unfinished at the end of the shutdown budget'), [])
+  assert.deepStrictEqual(linesOf(logs, 'task unfinished when the app closed'), [])
 })
 
 test('ctx: id (as add() returned it), name, attempt, signal, and a logger carrying taskId, task and reqId; the args follow ctx', async (t) => {
