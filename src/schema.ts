@@ -16,6 +16,22 @@ const UNITS_BYTES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb:
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/i
 const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)$/i
 
+/** The longest delay Node's timers accept (about 24.8 days); a longer one fires after 1 ms instead (TimeoutOverflowWarning). */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
+/**
+ * The problems of duration options that end up in a timer and exceed MAX_TIMER_MS (`600h`
+ * would otherwise act as 1 ms), worded as the timeout feature words them.
+ */
+export function timerProblems (feature: string, options: Record<string, unknown>, keys: readonly string[]): string[] {
+  const problems: string[] = []
+  for (const key of keys) {
+    const ms = options[key]
+    if (typeof ms === 'number' && ms > MAX_TIMER_MS) problems.push(`${feature}.${key}: must not exceed ${MAX_TIMER_MS} ms (about 24 days), found ${ms} ms`)
+  }
+  return problems
+}
+
 /** Parses `500ms`, `30s`, `1m`, `2h` (or a number of milliseconds). */
 export function parseDuration (value: number | string): number {
   if (typeof value === 'number') return value

@@ -5,7 +5,7 @@
 import { AsyncResource } from 'node:async_hooks'
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import { parseDuration } from '../../src/schema.js'
+import { MAX_TIMER_MS, parseDuration } from '../../src/schema.js'
 import { rejectionOwners, type RejectionOwner } from '../../src/rejections.js'
 
 /** What a task function is given first: `fn(ctx, ...args)`. */
@@ -80,6 +80,8 @@ export class Task implements RejectionOwner {
     this.args = args
     this.timeout = spec.timeout === undefined ? defaults.timeout : parseDuration(spec.timeout)
     if (!(this.timeout > 0)) throw new TypeError(`tasks.add: timeout must be a duration of at least 1 ms, found ${String(spec.timeout)}`)
+    // A longer timer fires after 1 ms: every attempt would time out at once.
+    if (this.timeout > MAX_TIMER_MS) throw new TypeError(`tasks.add: timeout must not exceed ${MAX_TIMER_MS} ms (about 24 days), found ${String(spec.timeout)}`)
     this.retries = spec.retries ?? defaults.retries
     this.always = spec.always === true
     this.#parentLog = log

@@ -211,7 +211,9 @@ test('invalid options fail at createServer and at ready(), naming shutdown.<key>
     { shutdown: { signals: 'yes' }, problems: ['shutdown.signals: expected true or false, found "yes"'] },
     { shutdown: { timout: '5s' }, problems: ['shutdown.timout: unknown key (did you mean "timeout"?)'] },
     { shutdown: { preCloseDelay: '30s' }, problems: ['shutdown.preCloseDelay: expected less than shutdown.timeout (30000 ms), found 30000 ms'] },
-    { shutdown: { preCloseDelay: '2s', timeout: '1s' }, problems: ['shutdown.preCloseDelay: expected less than shutdown.timeout (1000 ms), found 2000 ms'] }
+    { shutdown: { preCloseDelay: '2s', timeout: '1s' }, problems: ['shutdown.preCloseDelay: expected less than shutdown.timeout (1000 ms), found 2000 ms'] },
+    // Longer than a timer can wait: Node would end the budget after 1 ms, every shutdown cut short (exit 1).
+    { shutdown: { timeout: '600h' }, problems: ['shutdown.timeout: must not exceed 2147483647 ms (about 24 days), found 2160000000 ms'] }
   ]
   for (const { shutdown, problems } of cases) await assertOptionsRefused('shutdown', shutdown, problems)
 })

@@ -920,6 +920,8 @@ test('options: on by default, true gives the defaults, false leaves @fastify/sse
   assert.equal(off.app.hasPlugin('@fastify/sse'), false)
 
   await assertOptionsRefused('sse', { keepAlive: '200ms' }, ['sse.keepAlive: expected a duration of at least 1s (milliseconds, or a string such as "30s", "1m", "1h"), found "200ms"'])
+  // Longer than a timer can wait: Node would fire the keep-alive every millisecond.
+  await assertOptionsRefused('sse', { keepAlive: '600h' }, ['sse.keepAlive: must not exceed 2147483647 ms (about 24 days), found 2160000000 ms'])
   await assertOptionsRefused('sse', { maxConnections: 0 }, ['sse.maxConnections: expected an integer >= 1, found 0'])
   await assertOptionsRefused('sse', { shutdownEvent: { event: '' } }, ['sse.shutdownEvent.event: expected a non-empty string, found ""'])
   await assertOptionsRefused('sse', { shutdownEvent: true }, ['sse.shutdownEvent: expected { event, data, retry } or false, found true'])

@@ -44,6 +44,8 @@ test('invalid options fail at ready(), naming the key', async () => {
   await assertOptionsRefused('tasks', { maxQueued: -1 }, ['tasks.maxQueued: expected an integer >= 0, found -1'])
   await assertOptionsRefused('tasks', { retries: 11 }, ['tasks.retries: expected an integer >= 0 and <= 10, found 11'])
   await assertOptionsRefused('tasks', { timeout: 0 }, ['tasks.timeout: expected a duration of at least 1 ms (milliseconds, or a string such as "30s", "1m", "1h"), found 0'])
+  // Longer than a timer can wait: Node would fire it after 1 ms, failing every task at once.
+  await assertOptionsRefused('tasks', { timeout: '600h' }, ['tasks.timeout: must not exceed 2147483647 ms (about 24 days), found 2160000000 ms'])
   await assertOptionsRefused('tasks', { workers: 2 }, ['tasks.workers: unknown key'])
 })
 
@@ -174,6 +176,7 @@ test('add() refuses what is not a task, with a TypeError naming what it expected
   assert.throws(() => app.tasks.add({ fn: 'x' } as never), { name: 'TypeError', message: 'tasks.add: expected a function or { fn, name?, timeout?, retries?, always? }, found object' })
   assert.throws(() => app.tasks.add({ fn: () => {}, retries: -1 }), { name: 'TypeError', message: 'tasks.add: retries must be a whole number of at least 0, found -1' })
   assert.throws(() => app.tasks.add({ fn: () => {}, timeout: 0 }), { name: 'TypeError', message: 'tasks.add: timeout must be a duration of at least 1 ms, found 0' })
+  assert.throws(() => app.tasks.add({ fn: () => {}, timeout: '600h' }), { name: 'TypeError', message: 'tasks.add: timeout must not exceed 2147483647 ms (about 24 days), found 600h' })
   assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 })
 })
 
