@@ -23,10 +23,10 @@ export const MAX_TIMER_MS = 2 ** 31 - 1
  * The problems of duration options that end up in a timer and exceed MAX_TIMER_MS (`600h`
  * would otherwise act as 1 ms), worded as the timeout feature words them.
  */
-export function timerProblems (feature: string, options: Record<string, unknown>, keys: readonly string[]): string[] {
+export function timerProblems<T extends object> (feature: string, options: T, keys: ReadonlyArray<keyof T & string>): string[] {
   const problems: string[] = []
   for (const key of keys) {
-    const ms = options[key]
+    const ms: unknown = options[key]
     if (typeof ms === 'number' && ms > MAX_TIMER_MS) problems.push(`${feature}.${key}: must not exceed ${MAX_TIMER_MS} ms (about 24 days), found ${ms} ms`)
   }
   return problems

@@ -5,10 +5,8 @@
  */
 import { SpikardConfigError } from '../../src/errors.js'
 import type { Server } from 'node:http'
+import { timerProblems } from '../../src/schema.js'
 import type { ResolvedTimeoutOptions } from './options.js'
-
-/** The longest delay Node's timers accept; a longer one fires after 1 ms instead. */
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 export interface ServerTimeouts {
   headersTimeout: number
@@ -28,10 +26,7 @@ export interface ServerTimeouts {
  */
 export function serverTimeouts (options: ResolvedTimeoutOptions, source?: string): ServerTimeouts {
   const { headers, request, keepAlive } = options
-  const problems: string[] = []
-  for (const key of ['handler', 'headers', 'request', 'keepAlive'] as const) {
-    if (options[key] > MAX_TIMER_MS) problems.push(`timeout.${key}: must not exceed ${MAX_TIMER_MS} ms (about 24 days), found ${options[key]} ms`)
-  }
+  const problems = timerProblems('timeout', options, ['handler', 'headers', 'request', 'keepAlive'])
   if (headers > 0 && request > 0 && headers > request) {
     problems.push(`timeout.headers: must not exceed timeout.request (${request} ms), found ${headers} ms`)
   }
