@@ -19,18 +19,8 @@ const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)$/i
 /** The longest delay Node's timers accept (about 24.8 days); a longer one fires after 1 ms instead (TimeoutOverflowWarning). */
 export const MAX_TIMER_MS = 2 ** 31 - 1
 
-/**
- * The problems of duration options that end up in a timer and exceed MAX_TIMER_MS (`600h`
- * would otherwise act as 1 ms), worded as the timeout feature words them.
- */
-export function timerProblems<T extends object> (feature: string, options: T, keys: ReadonlyArray<keyof T & string>): string[] {
-  const problems: string[] = []
-  for (const key of keys) {
-    const ms: unknown = options[key]
-    if (typeof ms === 'number' && ms > MAX_TIMER_MS) problems.push(`${feature}.${key}: must not exceed ${MAX_TIMER_MS} ms (about 24 days), found ${ms} ms`)
-  }
-  return problems
-}
+/** A value the schema's type accepts but its decoding refuses, with what to tell the user (`must not exceed ...`). */
+class DecodeProblem extends RangeError {}
 
 /** Parses `500ms`, `30s`, `1m`, `2h` (or a number of milliseconds). */
 export function parseDuration (value: number | string): number {
@@ -66,8 +56,11 @@ export const RoutePath = (path: string, description: string) => Type.Union([Type
  * A duration option: milliseconds, or a string such as `500ms`, `30s`, `1m`. Decodes to ms.
  * `minimum` (ms) is shown to users as `minimumText` (`1s`). Typed as `number | DurationText`
  * (the JSON Schema stays a union of an integer and a pattern), so `'soon'` does not compile.
+ * At most MAX_TIMER_MS unless `maximum` says otherwise: a duration ends up in a timer, and a
+ * longer one would act as 1 ms (a heartbeat every millisecond, every task timed out at once,
+ * every shutdown over before it began).
  */
-export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, ...options }: { description: string, default?: number | string, minimum?: number, minimumText?: string }) =>
+export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, maximum = MAX_TIMER_MS, ...options }: { description: string, default?: number | string, minimum?: number, minimumText?: string, maximum?: number }) =>
   Type.Transform(Type.Unsafe<number | DurationText>(Type.Union([
     Type.Integer({ minimum }),
     Type.String({ pattern: DURATION.source })
@@ -82,6 +75,7 @@ export const Duration = ({ minimum = 0, minimumText = `${minimum} ms`, ...option
     .Decode((value) => {
       const ms = parseDuration(value)
       if (ms < minimum) throw new RangeError(`expected at least ${minimum} ms, found ${ms}`)
+      if (ms > maximum) throw new DecodeProblem(`must not exceed ${maximum} ms (about ${Math.floor(maximum / 86_400_000)} days), found ${ms} ms`)
       return ms
     })
     .Encode((ms) => ms)
@@ -143,8 +137,8 @@ function check (schema: TSchema, value: unknown, path: string, walk: Walk): unkn
     if (transform === undefined || walk.problems.length !== before) return out
     try {
       return transform.Decode(out)
-    } catch {
-      walk.problems.push(`${path || '(root)'}: expected ${describe(schema)}, found ${show(value, walk, path)}`)
+    } catch (error) {
+      walk.problems.push(`${path || '(root)'}: ${error instanceof DecodeProblem ? error.message : `expected ${describe(schema)}, found ${show(value, walk, path)}`}`)
       return out
     }
   } finally {

@@ -31,6 +31,21 @@ test('durations: milliseconds or strings with ms, s, m, h', () => {
   assert.deepEqual(problems(() => validate(schema, { t: -5 })).length, 1)
 })
 
+test('a duration longer than a timer can wait (2^31-1 ms) is refused for every timer; a rate-limit window may be longer', () => {
+  // Node would fire such a timer after 1 ms: a ping every millisecond, every stream cut at once.
+  assert.deepEqual(problems(() => resolveSpikardOptions({
+    websocket: { heartbeat: '600h' }, stream: { idleTimeout: 2 ** 31 }, tasks: { retryDelay: '25000h' }, timeout: { keepAlive: '600h' }
+  })), [
+    'tasks.retryDelay: must not exceed 2147483647 ms (about 24 days), found 90000000000 ms',
+    'timeout.keepAlive: must not exceed 2147483647 ms (about 24 days), found 2160000000 ms',
+    'stream.idleTimeout: must not exceed 2147483647 ms (about 24 days), found 2147483648 ms',
+    'websocket.heartbeat: must not exceed 2147483647 ms (about 24 days), found 2160000000 ms'
+  ])
+  assert.equal(resolveSpikardOptions({ websocket: { heartbeat: 2 ** 31 - 1 } }).websocket !== false, true)
+  const { rateLimit } = resolveSpikardOptions({ rateLimit: { max: 1000, timeWindow: '720h' } })
+  assert.equal(rateLimit !== false && rateLimit.timeWindow, 2_592_000_000)
+})
+
 test('sizes: bytes or strings with b, kb, mb, gb (binary units)', () => {
   assert.equal(parseSize(10), 10)
   assert.equal(parseSize('512kb'), 524_288)

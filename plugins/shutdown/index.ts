@@ -31,7 +31,7 @@ import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
-import { checkShutdownTimers, resolveShutdownOptions, type ShutdownOptions } from './options.js'
+import { resolveShutdownOptions, type ShutdownOptions } from './options.js'
 import { Budget, lifecycleOf, since } from '../../src/lifecycle.js'
 import { Connections } from './connections.js'
 import { exitOnSignals } from './signals.js'
@@ -52,7 +52,6 @@ declare module 'fastify' {
 
 async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions): Promise<void> {
   const { timeout, preCloseDelay, signals } = resolveShutdownOptions(options)
-  checkShutdownTimers({ timeout, preCloseDelay })
   if (preCloseDelay > 0 && preCloseDelay >= timeout) {
     throw new SpikardConfigError([`shutdown.preCloseDelay: expected less than shutdown.timeout (${timeout} ms), found ${preCloseDelay} ms`])
   }

@@ -35,7 +35,6 @@ import { resolveSseOptions, type SseOptions } from './options.js'
 import { acceptsEventStream, eventSchemas, kDeclaredKind, sseRoute, type SseEvent } from './events.js'
 import { OpenStream, type Validate } from './stream.js'
 import { loadSchemaCompiler } from '../../src/ajv.js'
-import { timerProblems } from '../../src/schema.js'
 import type { DrainContext } from '../../src/lifecycle.js'
 
 export type { SseEvent, SseChunk } from './events.js'
@@ -71,9 +70,6 @@ const USES_REPLY_SSE = /of undefined \(reading '(?:send|stream|keepAlive|close|s
 
 async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<void> {
   const { keepAlive, maxConnections, maxBuffered, shutdownEvent } = resolveSseOptions(options)
-  // A longer keep-alive interval fires every millisecond.
-  const problems = timerProblems('sse', { keepAlive }, ['keepAlive'])
-  if (problems.length > 0) throw new SpikardConfigError(problems)
   const streams = new Set<OpenStream>()
   const validating = process.env.NODE_ENV !== 'production'
   const compiler = validating ? await loadSchemaCompiler() : undefined

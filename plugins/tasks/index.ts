@@ -30,8 +30,7 @@ import { TaskQueue } from './queue.js'
 import { watchTaskRejections } from './rejections.js'
 import { kResponseSent } from './state.js'
 import type { DrainContext } from '../../src/lifecycle.js'
-import { errors, SpikardConfigError } from '../../src/errors.js'
-import { timerProblems } from '../../src/schema.js'
+import { errors } from '../../src/errors.js'
 
 export type { TaskContext, TaskFunction, TaskSpec, TaskStats } from './task.js'
 
@@ -94,8 +93,6 @@ type WithTasks = FastifyRequest & { [kTasks]?: Held }
 
 async function spikardTasks (app: FastifyInstance, options: TasksOptions): Promise<void> {
   const o = resolveTasksOptions(options)
-  const problems = timerProblems('tasks', o, ['timeout'])
-  if (problems.length > 0) throw new SpikardConfigError(problems)
   const queue = new TaskQueue(o)
   const defaults = { timeout: o.timeout, retries: o.retries }
   let unwatch: (() => void) | undefined

@@ -5,7 +5,6 @@
  */
 import { SpikardConfigError } from '../../src/errors.js'
 import type { Server } from 'node:http'
-import { timerProblems } from '../../src/schema.js'
 import type { ResolvedTimeoutOptions } from './options.js'
 
 export interface ServerTimeouts {
@@ -26,7 +25,7 @@ export interface ServerTimeouts {
  */
 export function serverTimeouts (options: ResolvedTimeoutOptions, source?: string): ServerTimeouts {
   const { headers, request, keepAlive } = options
-  const problems = timerProblems('timeout', options, ['handler', 'headers', 'request', 'keepAlive'])
+  const problems: string[] = []
   if (headers > 0 && request > 0 && headers > request) {
     problems.push(`timeout.headers: must not exceed timeout.request (${request} ms), found ${headers} ms`)
   }
