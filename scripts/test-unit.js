@@ -8,10 +8,15 @@ import { fileURLToPath } from 'node:url'
 
 export const PROCESS_TESTS = new Set([
   'test/cli.test.ts',
+  'test/cli-asyncapi.test.ts',
+  'test/cli-asyncapi-generate.test.ts',
+  'test/cli-openapi.test.ts',
   'test/log-destination.test.ts',
   'test/package.test.ts',
   'test/plugins/rate-limit-redis.test.ts',
-  'test/plugins/shutdown.test.ts'
+  'test/plugins/shutdown.test.ts',
+  'test/plugins/shutdown-load.test.ts',
+  'test/plugins/tasks-shutdown.test.ts'
 ])
 
 const root = fileURLToPath(new URL('..', import.meta.url))
