@@ -6,6 +6,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { validate, type Defaulted } from './schema.js'
 import { Feature } from './feature.js'
+import { SpikardConfigError } from './errors.js'
 import { requestContextFeature } from '../plugins/request-context/options.js'
 import { requestIdFeature } from '../plugins/request-id/options.js'
 import { loggingFeature } from '../plugins/logging/options.js'
@@ -73,7 +74,30 @@ export type SpikardOptions = Static<typeof SpikardOptionsSchema>
 export type ResolvedSpikardOptions = Defaulted<typeof SpikardOptionsSchema>
 
 export function resolveSpikardOptions (options: unknown, source?: string): ResolvedSpikardOptions {
-  return offInProduction(options, validate(SpikardOptionsSchema, options ?? {}, { source }) as ResolvedSpikardOptions)
+  return checkOwnRoutes(offInProduction(options, validate(SpikardOptionsSchema, options ?? {}, { source }) as ResolvedSpikardOptions), source)
+}
+
+/**
+ * Two of spikard's own routes at one path (`openapi.json: /livez` beside the liveness
+ * probe) are refused, naming both options. Fastify would refuse the second route with its
+ * duplicate-route error, which names neither (and the probe would blame a route of yours).
+ */
+export function checkOwnRoutes<T extends Partial<Record<FeatureName, unknown>>> (resolved: T, source?: string): T {
+  const owners = new Map<string, string>()
+  const problems: string[] = []
+  for (const [name, feature] of Object.entries(features)) {
+    const options = resolved[name as FeatureName]
+    if (options === undefined || options === false) continue
+    for (const [key, schema] of Object.entries(feature.schema.properties)) {
+      const path = (options as Record<string, unknown>)[key]
+      if ((schema as { route?: unknown }).route !== true || typeof path !== 'string') continue
+      const owner = owners.get(path)
+      if (owner === undefined) owners.set(path, `${name}.${key}`)
+      else problems.push(`${name}.${key}: ${path} is ${owner} already; give each its own path`)
+    }
+  }
+  if (problems.length > 0) throw new SpikardConfigError(problems, source)
+  return resolved
 }
 
 /** With NODE_ENV=production, the features that are `offInProduction` and absent from `given` turn off. */

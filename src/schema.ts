@@ -48,6 +48,8 @@ export type SizeText = `${number}${SizeUnit}` | `${number} ${SizeUnit}`
 /** A route a feature serves: a path starting with "/" (default `path`), or `false` for none. */
 export const RoutePath = (path: string, description: string) => Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
   default: path,
+  // Found by src/options.ts, which refuses two of spikard's routes at one path.
+  route: true,
   expected: 'a path starting with "/", or false',
   description
 })

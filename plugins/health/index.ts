@@ -39,10 +39,6 @@ const probe = (summary: string): RouteShorthandOptions => ({
 
 async function spikardHealth (app: FastifyInstance, options: HealthOptions): Promise<void> {
   const { liveness, readiness } = resolveHealthOptions(options)
-  if (liveness !== false && liveness === readiness) {
-    throw new SpikardConfigError([`health.readiness: expected a path other than health.liveness, found ${JSON.stringify(readiness)} for both`])
-  }
-
   const probes = new Map<string, string>()
   if (liveness !== false) probes.set(liveness, 'health.liveness')
   if (readiness !== false) probes.set(readiness, 'health.readiness')

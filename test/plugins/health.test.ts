@@ -8,6 +8,8 @@ import assert from 'node:assert/strict'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import spikard from '../../src/spikard.js'
 import { SpikardConfigError } from '../../src/errors.js'
+import { resolveSpikardOptions } from '../../src/options.js'
+import { resolveConfig } from '../../src/config/schema.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { assertOptionsRefused, build, listen, UUID, withTimeout, type TestApp } from '../helpers.js'
 
@@ -169,9 +171,32 @@ test('invalid options fail at createServer and at ready(), naming health.<key>',
     { health: { readiness: true }, problems: ['health.readiness: expected a path starting with "/", or false, found true'] },
     { health: { readines: '/r' }, problems: ['health.readines: unknown key (did you mean "readiness"?)'] },
     { health: 'yes', problems: ['health: expected true, false or an options object, found "yes"'] },
-    { health: { liveness: '/health', readiness: '/health' }, problems: ['health.readiness: expected a path other than health.liveness, found "/health" for both'] }
+    { health: { liveness: '/health', readiness: '/health' }, problems: ['health.readiness: /health is health.liveness already; give each its own path'] }
   ]
   for (const { health, problems } of cases) await assertOptionsRefused('health', health, problems)
+})
+
+test('two of spikard\'s own routes at one path are refused at startup, naming both options, in code and in a config file', async (t) => {
+  const problems = (run: () => unknown): string[] => {
+    try {
+      run()
+    } catch (error) {
+      assert.ok(error instanceof SpikardConfigError, String(error))
+      return error.problems
+    }
+    assert.fail('not refused')
+  }
+  assert.deepEqual(problems(() => resolveSpikardOptions({ openapi: { json: '/livez' }, asyncapi: { docs: '/docs' } })), [
+    'asyncapi.docs: /docs is openapi.docs already; give each its own path',
+    'health.liveness: /livez is openapi.json already; give each its own path'
+  ])
+  // The same from a config file; and a route that is off frees its path.
+  assert.deepEqual(problems(() => resolveConfig({ openapi: { yaml: '/readyz' } })), ['health.readiness: /readyz is openapi.yaml already; give each its own path'])
+  assert.equal(resolveConfig({ openapi: { yaml: '/readyz' }, health: { readiness: false } }).health !== false, true)
+  const app = Fastify()
+  t.after(() => app.close())
+  app.register(spikard, { openapi: { json: '/livez' }, shutdown: { signals: false } })
+  await assert.rejects(async () => { await app.ready() }, /health\.liveness: \/livez is openapi\.json already/)
 })
 
 test('a route of yours at a probe\'s path is refused at startup, naming both, whether registered before or after spikard', async (t) => {

@@ -1191,7 +1191,7 @@ describe('serving', () => {
     const cases: Array<{ before?: string, openapi?: Json, problem: string }> = [
       { before: '/docs', problem: 'openapi.docs: Swagger UI at /docs needs GET /docs, and your route GET /docs (registered before spikard) is there already; set openapi.docs to another path (or false), or move that route' },
       { before: '/docs/json', problem: 'openapi.docs: Swagger UI at /docs needs GET /docs/json, and your route GET /docs/json (registered before spikard) is there already; set openapi.docs to another path (or false), or move that route' },
-      { openapi: { json: '/api', docs: '/api' }, problem: 'openapi.docs: Swagger UI at /api needs GET /api, and openapi.json (/api) is there already; set openapi.docs to another path (or false), or move that route' },
+      { openapi: { json: '/api', docs: '/api' }, problem: 'openapi.docs: /api is openapi.json already; give each its own path' },
       { openapi: { yaml: '/docs/yaml' }, problem: 'openapi.docs: Swagger UI at /docs needs GET /docs/yaml, and openapi.yaml (/docs/yaml) is there already; set openapi.docs to another path (or false), or move that route' }
     ]
     for (const { before, openapi, problem } of cases) {
