@@ -10,17 +10,23 @@
  * microseconds per request go. Profiles stay in bench/.build/profiles/ for Chrome DevTools
  * or speedscope. `--callers NAME` (repeatable) also prints the stacks that lead to the
  * functions named NAME (e.g. `--callers nextTick --callers createAbortSignal`).
+ *
+ * `--alloc` samples allocations instead of time (lib/alloc-sampler.mjs: V8's sampling heap
+ * profiler, freed objects included): the bytes each request allocates, by owner and by
+ * function, during the measured load. Unlike CPU time, the figure barely moves with the
+ * machine's speed or noise (within about 1% from run to run), so it compares two commits
+ * on a noisy VM.
  */
-import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SignJWT } from 'jose'
 import { ITEM, JWT } from './servers/common.js'
 import { runLoad } from './lib/load.js'
 import { SCENARIOS, SERVERS, serverFromSpec, type ServerDef } from './lib/plan.js'
-import { startServer, stopServer } from './lib/proc.js'
+import { startServer, stopServer, type ServerProcess } from './lib/proc.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const OUT = fileURLToPath(new URL('.build/profiles/', import.meta.url))
@@ -33,7 +39,8 @@ const { values: args, positionals } = parseArgs({
     connections: { type: 'string', default: '10' },
     top: { type: 'string', default: '25' },
     interval: { type: 'string', default: '100' },
-    callers: { type: 'string', multiple: true }
+    callers: { type: 'string', multiple: true },
+    alloc: { type: 'boolean', default: false }
   },
   allowPositionals: true
 })
@@ -75,9 +82,15 @@ function label (frame: CallFrame): string {
   return `${frame.functionName || '(anonymous)'}${where}`
 }
 
+/** `--alloc`: what is counted per request. */
+const UNIT = args.alloc === true ? 'bytes/req' : 'µs/req'
+
+/** V8's sampling heap profile (HeapProfiler.SamplingHeapProfile): a tree of call frames with the bytes allocated in each. */
+interface HeapNode { id: number, callFrame: CallFrame, selfSize: number, children: HeapNode[] }
+
 interface Analysis {
   requests: number
-  /** Microseconds of busy samples (not idle) inside the load window. */
+  /** Microseconds of busy samples (not idle) inside the load window; with --alloc, the bytes allocated in it. */
   windowUs: number
   byOwner: Map<string, number>
   byFunction: Map<string, { self: number, owner: string }>
@@ -102,6 +115,30 @@ function analyze (profile: Profile, from: number, to: number, requests: number):
     // Busy time only: (idle) samples are the event loop waiting.
     if (nodes.get(profile.samples[i])?.callFrame.functionName !== '(idle)') windowUs += dt
   }
+  return tally(nodes, parent, self, windowUs, requests)
+}
+
+/** The same analysis of an allocation profile: bytes where the CPU profile has microseconds. */
+function analyzeHeap (head: HeapNode, requests: number): Analysis {
+  const nodes = new Map<number, ProfileNode>()
+  const parent = new Map<number, number>()
+  const self = new Map<number, number>()
+  let bytes = 0
+  const pending = [head]
+  for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
+    nodes.set(node.id, { id: node.id, callFrame: node.callFrame })
+    self.set(node.id, node.selfSize)
+    bytes += node.selfSize
+    for (const child of node.children) {
+      parent.set(child.id, node.id)
+      pending.push(child)
+    }
+  }
+  return tally(nodes, parent, self, bytes, requests)
+}
+
+/** Self time (or bytes) by owner and by function, spikard's functions inclusive, and --callers' stacks. */
+function tally (nodes: Map<number, ProfileNode>, parent: Map<number, number>, self: Map<number, number>, windowUs: number, requests: number): Analysis {
   const byOwner = new Map<string, number>()
   const byFunction = new Map<string, { self: number, owner: string }>()
   const spikardInclusive = new Map<string, number>()
@@ -139,7 +176,23 @@ function analyze (profile: Profile, from: number, to: number, requests: number):
   return { requests, windowUs, byOwner, byFunction, spikardInclusive, callers }
 }
 
-const perReq = (us: number, a: Analysis): string => (us / a.requests).toFixed(2).padStart(7)
+const perReq = (us: number, a: Analysis): string => (us / a.requests).toFixed(args.alloc === true ? 0 : 2).padStart(7)
+
+/** Sends the server a message of the allocation sampler's and waits for the answer of type `expect`. */
+async function ask (server: ServerProcess, type: string, expect: string): Promise<{ profile?: { head: HeapNode } }> {
+  const answer = new Promise<{ type: string, message?: string, profile?: { head: HeapNode } }>((resolve) => {
+    const listen = (message: { type: string }): void => {
+      if (message.type !== expect && message.type !== 'alloc-error') return
+      server.child.off('message', listen)
+      resolve(message)
+    }
+    server.child.on('message', listen)
+  })
+  server.child.send({ type })
+  const message = await answer
+  if (message.type === 'alloc-error') throw new Error(`${server.name}: the allocation sampler failed: ${message.message ?? ''}`)
+  return message
+}
 
 async function profileServer (def: ServerDef, token: string): Promise<Analysis> {
   const name = def.name
@@ -150,7 +203,9 @@ async function profileServer (def: ServerDef, token: string): Promise<Analysis> 
     name,
     file: def.file,
     tsx: def.tsx,
-    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', args.interval as string],
+    nodeArgs: args.alloc === true
+      ? ['--import', pathToFileURL(fileURLToPath(new URL('lib/alloc-sampler.mjs', import.meta.url))).href]
+      : ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', args.interval as string],
     // The server's own settings (the variants of spikard-all), and its log next to its profile.
     env: { NODE_ENV: 'production', BENCH_LOG_DIR: dir, BENCH_SERVER_NAME: name, ...def.env }
   })
@@ -160,38 +215,51 @@ async function profileServer (def: ServerDef, token: string): Promise<Analysis> 
   let from = 0
   let to = 0
   let requests = 0
+  let heap: { head: HeapNode } | undefined
   try {
     await runLoad({ ...load, duration: Number(args.warmup) })
     await sleep(200)
+    if (args.alloc === true) await ask(server, 'alloc-start', 'alloc-started')
     // V8's profile timestamps and hrtime are both the monotonic clock, in µs here.
     from = Number(process.hrtime.bigint() / 1000n)
     const r = await runLoad({ ...load, duration: Number(args.duration) })
     to = Number(process.hrtime.bigint() / 1000n)
     requests = r.responses
     if (r.ok !== r.responses) console.log(`  warning: ${name}: ${r.responses - r.ok} non-2xx responses`)
+    if (args.alloc === true) heap = (await ask(server, 'alloc-stop', 'alloc-profile')).profile
   } finally {
     const exit = await stopServer(server)
     if (exit.code !== 0) console.log(`  warning: ${name} exited with ${exit.code ?? exit.signal}: the profile may be missing`)
   }
-  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))
-  if (file === undefined) throw new Error(`${name}: no profile written in ${dir}`)
-  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile
-  let a = analyze(profile, from, to, requests)
-  if (a.windowUs === 0) {
-    console.log(`  note: ${name}: the profile's clock does not match the harness's; using the whole profile (start-up and warm-up included)`)
-    a = analyze(profile, -Infinity, Infinity, requests)
+  let a: Analysis
+  let file: string
+  if (heap !== undefined) {
+    file = join(dir, 'alloc.heapprofile')
+    writeFileSync(file, JSON.stringify(heap))
+    a = analyzeHeap(heap.head, requests)
+    console.log(`\n== ${name}: ${requests} requests in the window, ${(a.windowUs / requests).toFixed(0)} bytes allocated per request (sampled; profile: ${relative(ROOT, file)})`)
+  } else {
+    const cpu = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))
+    if (cpu === undefined) throw new Error(`${name}: no profile written in ${dir}`)
+    file = join(dir, cpu)
+    const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile
+    a = analyze(profile, from, to, requests)
+    if (a.windowUs === 0) {
+      console.log(`  note: ${name}: the profile's clock does not match the harness's; using the whole profile (start-up and warm-up included)`)
+      a = analyze(profile, -Infinity, Infinity, requests)
+    }
+    console.log(`\n== ${name}: ${requests} requests in the window, ${(a.windowUs / requests).toFixed(1)} µs of busy samples per request (profile: ${relative(ROOT, file)})`)
   }
-  console.log(`\n== ${name}: ${requests} requests in the window, ${(a.windowUs / requests).toFixed(1)} µs of busy samples per request (profile: ${relative(ROOT, join(dir, file))})`)
-  console.log('   self µs/req by owner:')
+  console.log(`   self ${UNIT} by owner:`)
   for (const [o, us] of [...a.byOwner].sort((x, y) => y[1] - x[1]).filter(([o]) => o !== '(idle)').slice(0, 20)) console.log(`   ${perReq(us, a)}  ${o}`)
-  console.log(`   top ${args.top} functions by self time (µs/req):`)
+  console.log(`   top ${args.top} functions by self ${args.alloc === true ? 'allocation' : 'time'} (${UNIT}):`)
   for (const [f, { self }] of [...a.byFunction].sort((x, y) => y[1].self - x[1].self).filter(([f]) => f !== '(idle)').slice(0, Number(args.top))) console.log(`   ${perReq(self, a)}  ${f}`)
   if (a.spikardInclusive.size > 0) {
-    console.log('   spikard functions, inclusive (callees included; a callback-style hook also "includes" the later hooks and the send that its done() runs), µs/req:')
+    console.log(`   spikard functions, inclusive (callees included; a callback-style hook also "includes" the later hooks and the send that its done() runs), ${UNIT}:`)
     for (const [f, us] of [...a.spikardInclusive].sort((x, y) => y[1] - x[1]).slice(0, 15)) console.log(`   ${perReq(us, a)}  ${f}`)
   }
   for (const [name, stacks] of a.callers) {
-    console.log(`   callers of ${name} (self µs/req, by the 4 frames above):`)
+    console.log(`   callers of ${name} (self ${UNIT}, by the 4 frames above):`)
     for (const [stack, us] of [...stacks].sort((x, y) => y[1] - x[1]).slice(0, 8)) console.log(`   ${perReq(us, a)}  ${stack}`)
   }
   return a
@@ -203,7 +271,7 @@ const token = await new SignJWT({ scope: 'read' })
   .setIssuedAt().setExpirationTime('2h')
   .sign(new TextEncoder().encode(JWT.secret))
 
-console.log(`profiling ${names.join(', ')} on ${scenario.title}: ${args.warmup} s warm-up, ${args.duration} s measured, sampling every ${args.interval} µs`)
+console.log(`profiling ${names.join(', ')} on ${scenario.title}: ${args.warmup} s warm-up, ${args.duration} s measured, ${args.alloc === true ? 'sampling allocations' : `sampling every ${args.interval} µs`}`)
 const analyses = new Map<string, Analysis>()
 for (const def of servers) analyses.set(def.name, await profileServer(def, token))
 
@@ -212,11 +280,13 @@ if (names.length > 1) {
   const base = analyses.get(baseName) as Analysis
   for (const name of names.slice(0, -1)) {
     const a = analyses.get(name) as Analysis
-    console.log(`\n== ${name} minus ${baseName}, self µs/req by owner (sampled; the profiler itself adds overhead to both)`)
+    console.log(`\n== ${name} minus ${baseName}, self ${UNIT} by owner (sampled; the profiler itself adds overhead to both)`)
     const owners = new Set([...a.byOwner.keys(), ...base.byOwner.keys()])
     const rows = [...owners].filter((o) => o !== '(idle)').map((o) => [o, (a.byOwner.get(o) ?? 0) / a.requests - (base.byOwner.get(o) ?? 0) / base.requests] as const)
-    for (const [o, d] of rows.sort((x, y) => y[1] - x[1]).filter(([, d]) => Math.abs(d) >= 0.1)) console.log(`   ${(d >= 0 ? '+' : '') + d.toFixed(2).padStart(6)}  ${o}`)
-    console.log(`   total: ${(a.windowUs / a.requests).toFixed(1)} vs ${(base.windowUs / base.requests).toFixed(1)} µs/req`)
+    const threshold = args.alloc === true ? 16 : 0.1
+    const digits = args.alloc === true ? 0 : 2
+    for (const [o, d] of rows.sort((x, y) => y[1] - x[1]).filter(([, d]) => Math.abs(d) >= threshold)) console.log(`   ${(d >= 0 ? '+' : '') + d.toFixed(digits).padStart(6)}  ${o}`)
+    console.log(`   total: ${(a.windowUs / a.requests).toFixed(digits === 0 ? 0 : 1)} vs ${(base.windowUs / base.requests).toFixed(digits === 0 ? 0 : 1)} ${UNIT}`)
   }
 }
 process.exit(0)
