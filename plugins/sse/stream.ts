@@ -154,7 +154,13 @@ export class OpenStream {
    * event of a long-lived stream (hundreds of bytes each, never collected while it is open).
    */
   async #untilClosed<T> (promise: Promise<T>): Promise<T | typeof CLOSED> {
-    if (this.#isClosed) return CLOSED
+    if (this.#isClosed) {
+      // Not awaited, but handled (as the race did): a source that closed the stream while
+      // making this step and then failed must not be an unhandled rejection, which
+      // close-with-grace (the shutdown feature) answers by shutting the server down.
+      promise.catch(() => {})
+      return CLOSED
+    }
     return await new Promise<T | typeof CLOSED>((resolve, reject) => {
       const wake = (): void => { resolve(CLOSED) }
       this.#closeWaiters.add(wake)

@@ -702,6 +702,31 @@ test('an async source on a stream that stays open: the events it yielded are not
   }, 'the events already sent collected while the stream is open')
 })
 
+test('an async source that closes its stream while making a step, then fails: no unhandled rejection (the shutdown feature would exit on one)', async (t) => {
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  // Recorded here rather than failing the file; with shutdown.signals on, close-with-grace
+  // would answer one by shutting the server down (exit 1).
+  process.on('unhandledRejection', onUnhandled)
+  t.after(() => { process.off('unhandledRejection', onUnhandled) })
+  const { url } = await serve(t, { shutdown: { signals: false } }, async (app) => {
+    app.get('/feed', { sse: true }, async (_request, reply) => {
+      async function * events () {
+        yield { data: 'one' }
+        // Done (say, upstream said so): the source ends its stream itself, and its cleanup fails.
+        reply.sse.close()
+        throw new Error('upstream cleanup failed')
+      }
+      await reply.sse.send(events())
+    })
+  })
+  const raw = await openRaw(url, '/feed')
+  assert.equal(await withTimeout(raw.ended, 3000, 'the stream to end'), 'end')
+  assert.equal(raw.text(), 'data: one\n\n')
+  await sleep(100)
+  assert.deepEqual(unhandled.map(String), [])
+})
+
 test('errors: before the first event a problem response; after it the stream ends and the error is logged with the request id', async (t) => {
   const { url, logs } = await serve(t, {}, async (app) => {
     app.get('/before', { sse: true }, async () => { throw Object.assign(new Error('no such feed'), { statusCode: 404 }) })
