@@ -28,7 +28,7 @@ import { resolveTasksOptions, type TasksOptions } from './options.js'
 import { Task, type TaskFunction, type TaskSpec, type TaskStats } from './task.js'
 import { TaskQueue } from './queue.js'
 import { watchTaskRejections } from './rejections.js'
-import { kResponseSent } from './state.js'
+import { kResponseSettled } from './state.js'
 import type { DrainContext } from '../../src/lifecycle.js'
 import { errors } from '../../src/errors.js'
 
@@ -130,11 +130,12 @@ async function spikardTasks (app: FastifyInstance, options: TasksOptions): Promi
   app.decorateRequest('tasks', {
     getter (this: WithTasks) { return (this[kTasks] ??= new Held(this, create, queue)) }
   })
-  // A response Fastify never sees end (a WebSocket's 101, ./state.ts): settled as sent when
-  // it is written, or its tasks would be held for ever (never run, counted in maxQueued,
-  // and waited for by the drain until the shutdown budget ran out).
-  app.decorateRequest(kResponseSent, function (this: WithTasks) {
-    (this[kTasks] ??= new Held(this, create, queue)).settle(true)
+  // A response Fastify never sees end (a WebSocket's 101, or none for an upgrade whose client
+  // left first, ./state.ts): settled when it is written or the socket closes, or its tasks
+  // would be held for ever (never run, counted in maxQueued, and waited for by the drain
+  // until the shutdown budget ran out).
+  app.decorateRequest(kResponseSettled, function (this: WithTasks, sent: boolean) {
+    (this[kTasks] ??= new Held(this, create, queue)).settle(sent)
   })
 
   app.addHook('onResponse', function spikardTasks (request, reply, done) {

@@ -13,6 +13,7 @@ import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { responseUnderWay, routeConfig } from '../../src/fastify-internals.js'
 import type { ResolvedWebSocketOptions } from './options.js'
 import { kUpgradeOnly, kWebSocket } from './connection.js'
+import { responseDropped } from '../tasks/state.js'
 
 const kReply = Symbol('spikard.websocket.reply')
 const ACCESS_TOKEN = 'access_token'
@@ -59,6 +60,10 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
       return done(new errors.SPK_ERR_WEBSOCKET_ORIGIN(JSON.stringify(origin.slice(0, 100))))
     }
     ;(request.raw as IncomingMessage & { [kReply]?: FastifyReply })[kReply] = reply
+    // A client that leaves before its 101 (during an async hook) gets no response, and no
+    // onRequestAbort runs for an upgrade: the tasks its hooks added are dropped then, not
+    // held for ever. After a 101 (or a problem) they are settled already; this does nothing.
+    reply.raw.socket?.once('close', () => { responseDropped(request) })
     done()
   })
 

@@ -136,6 +136,36 @@ test('a WebSocket handler\'s tasks run while its socket is open (its response is
   assert.deepStrictEqual(linesOf(logs, 'task unfinished when the app closed'), [])
 })
 
+test('an upgrade whose client leaves before the 101: the tasks its hooks added are dropped (always ones run), not held for ever', async (t) => {
+  const ran: string[] = []
+  const added = gate()
+  const { app, logs } = await setup(t, {}, async (app) => {
+    app.addHook('preHandler', async (request) => {
+      if (!request.ws) return
+      request.tasks.add(async function beforeUpgrade () { ran.push('dropped') })
+      request.tasks.add({ fn: async function always () { ran.push('always') }, always: true })
+      added.open()
+      // The client is gone by the time the hook is done: no 101, no response of any kind.
+      await new Promise((resolve) => setTimeout(resolve, 300))
+    })
+    app.get('/chat', { websocket: true }, (socket) => { socket.send('never') })
+  })
+  const { port } = await listen(app)
+  const socket = net.connect(port, '127.0.0.1')
+  t.after(() => socket.destroy())
+  await withTimeout(new Promise((resolve) => socket.once('connect', resolve)), 3000, 'the connection')
+  socket.write('GET /chat HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  await withTimeout(added.opened, 3000, 'the hook to add its tasks')
+  socket.destroy()
+  await until(() => app.tasks.stats().cancelled === 1 && app.tasks.stats().succeeded === 1, 'the tasks settled once the socket closed')
+  assert.deepStrictEqual(ran, ['always'])
+  assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 1, failed: 0, cancelled: 1 })
+  // Nothing left for the drain to wait for: the close is not held until the budget runs out.
+  await withTimeout(app.close(), 3000, 'app.close()')
+  assert.deepStrictEqual(linesOf(logs, 'task unfinished at the end of the shutdown budget'), [])
+})
+
 test('ctx: id (as add() returned it), name, attempt, signal, and a logger carrying taskId, task and reqId; the args follow ctx', async (t) => {
   const seen: Array<Record<string, unknown>> = []
   const record = (ctx: TaskContext, ...args: unknown[]): void => {
