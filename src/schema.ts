@@ -117,8 +117,11 @@ export interface ValidateOptions {
   source?: string
 }
 
-/** `secret`: inside a schema marked `secret: true`, whose values are never echoed in a problem. */
-interface Walk { problems: string[], coerce: boolean, secret: boolean }
+/**
+ * `secret`: inside a schema marked `secret: true`, whose values are never echoed in a problem.
+ * `refused`: how many of the problems are a DecodeProblem's (a value of the right type, out of range).
+ */
+interface Walk { problems: string[], coerce: boolean, secret: boolean, refused?: number }
 
 /** Validates, coerces, fills defaults and decodes; throws a SpikardConfigError listing every problem. */
 export function validate<T extends TSchema> (schema: T, value: unknown, options: ValidateOptions = {}): StaticDecode<T> {
@@ -140,6 +143,7 @@ function check (schema: TSchema, value: unknown, path: string, walk: Walk): unkn
     try {
       return transform.Decode(out)
     } catch (error) {
+      if (error instanceof DecodeProblem) walk.refused = (walk.refused ?? 0) + 1
       walk.problems.push(`${path || '(root)'}: ${error instanceof DecodeProblem ? error.message : `expected ${describe(schema)}, found ${show(value, walk, path)}`}`)
       return out
     }
@@ -182,10 +186,19 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
       return value.map((item, i) => check(schema.items, item, `${path}[${i}]`, walk))
     }
     case 'Union': {
+      // A branch the value is of the type of, but out of its range (a shorthand `timeout: '600h'`):
+      // its own problem, not "expected a duration, found "600h"".
+      let outOfRange: Walk | undefined
       for (const branch of schema.anyOf as TSchema[]) {
         const trial: Walk = { problems: [], coerce: walk.coerce, secret: walk.secret }
         const out = check(branch, value, path, trial)
         if (trial.problems.length === 0) return out
+        if (outOfRange === undefined && trial.refused === trial.problems.length) outOfRange = trial
+      }
+      if (outOfRange !== undefined) {
+        walk.problems.push(...outOfRange.problems)
+        walk.refused = (walk.refused ?? 0) + outOfRange.problems.length
+        return value
       }
       // An object that fails: report the object branch's own problems, which are precise.
       const objects = (schema.anyOf as TSchema[]).filter((b) => b[Kind] === 'Object')

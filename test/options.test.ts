@@ -42,6 +42,13 @@ test('a duration longer than a timer can wait (2^31-1 ms) is refused for every t
     'websocket.heartbeat: must not exceed 2147483647 ms (about 24 days), found 2160000000 ms'
   ])
   assert.equal(resolveSpikardOptions({ websocket: { heartbeat: 2 ** 31 - 1 } }).websocket !== false, true)
+  // A feature's duration shorthand says the same, not "expected ... a duration, found "600h"".
+  assert.deepEqual(problems(() => resolveSpikardOptions({ timeout: '600h', stream: 2 ** 31, shutdown: '2147483.648s' })), [
+    'shutdown: must not exceed 2147483647 ms (about 24 days), found 2147483648 ms',
+    'timeout: must not exceed 2147483647 ms (about 24 days), found 2160000000 ms',
+    'stream: must not exceed 2147483647 ms (about 24 days), found 2147483648 ms'
+  ])
+  assert.equal((resolveSpikardOptions({ timeout: '2147483647ms' }).timeout as { handler: number }).handler, 2 ** 31 - 1)
   const { rateLimit } = resolveSpikardOptions({ rateLimit: { max: 1000, timeWindow: '720h' } })
   assert.equal(rateLimit !== false && rateLimit.timeWindow, 2_592_000_000)
 })
