@@ -2,6 +2,9 @@ import { Type, type Static } from '@sinclair/typebox'
 import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
 import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
 
+/** The most retries a task may have (`tasks.retries`, and `add({ retries })`). */
+export const MAX_RETRIES = 10
+
 export const TasksOptionsSchema = Type.Object({
   concurrency: Type.Optional(Type.Integer({
     minimum: 1,
@@ -21,7 +24,7 @@ export const TasksOptionsSchema = Type.Object({
   })),
   retries: Type.Optional(Type.Integer({
     minimum: 0,
-    maximum: 10,
+    maximum: MAX_RETRIES,
     default: 0,
     description: 'How many times a failed task is tried again, with exponential backoff and jitter (see `retryDelay`). Per task: `add({ fn, retries })`.'
   })),

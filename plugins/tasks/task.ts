@@ -6,6 +6,7 @@ import { AsyncResource } from 'node:async_hooks'
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { MAX_TIMER_MS, parseDuration } from '../../src/schema.js'
+import { MAX_RETRIES } from './options.js'
 import { rejectionOwners, type RejectionOwner } from '../../src/rejections.js'
 
 /** What a task function is given first: `fn(ctx, ...args)`. */
@@ -72,8 +73,9 @@ export class Task implements RejectionOwner {
     if (spec === null || typeof spec !== 'object' || typeof spec.fn !== 'function') {
       throw new TypeError(`tasks.add: expected a function or { fn, name?, timeout?, retries?, always? }, found ${spec === null ? 'null' : typeof spec}`)
     }
-    if (spec.retries !== undefined && (!Number.isInteger(spec.retries) || spec.retries < 0)) {
-      throw new TypeError(`tasks.add: retries must be a whole number of at least 0, found ${String(spec.retries)}`)
+    // The bound of the `tasks.retries` option: a task retried without end never leaves the queue.
+    if (spec.retries !== undefined && (!Number.isInteger(spec.retries) || spec.retries < 0 || spec.retries > MAX_RETRIES)) {
+      throw new TypeError(`tasks.add: retries must be a whole number from 0 to ${MAX_RETRIES}, found ${String(spec.retries)}`)
     }
     this.fn = spec.fn
     this.name = spec.name ?? (spec.fn.name !== '' ? spec.fn.name : 'anonymous')

@@ -204,7 +204,9 @@ test('add() refuses what is not a task, with a TypeError naming what it expected
   const { app } = await setup(t, {})
   assert.throws(() => app.tasks.add(42 as never), { name: 'TypeError', message: 'tasks.add: expected a function or { fn, name?, timeout?, retries?, always? }, found number' })
   assert.throws(() => app.tasks.add({ fn: 'x' } as never), { name: 'TypeError', message: 'tasks.add: expected a function or { fn, name?, timeout?, retries?, always? }, found object' })
-  assert.throws(() => app.tasks.add({ fn: () => {}, retries: -1 }), { name: 'TypeError', message: 'tasks.add: retries must be a whole number of at least 0, found -1' })
+  assert.throws(() => app.tasks.add({ fn: () => {}, retries: -1 }), { name: 'TypeError', message: 'tasks.add: retries must be a whole number from 0 to 10, found -1' })
+  // As many as the option allows: no task is retried without end.
+  assert.throws(() => app.tasks.add({ fn: () => {}, retries: 11 }), { name: 'TypeError', message: 'tasks.add: retries must be a whole number from 0 to 10, found 11' })
   assert.throws(() => app.tasks.add({ fn: () => {}, timeout: 0 }), { name: 'TypeError', message: 'tasks.add: timeout must be a duration of at least 1 ms, found 0' })
   assert.throws(() => app.tasks.add({ fn: () => {}, timeout: '600h' }), { name: 'TypeError', message: 'tasks.add: timeout must not exceed 2147483647 ms (about 24 days), found 600h' })
   assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 })
