@@ -102,6 +102,12 @@ describe('spikard asyncapi', PARALLEL, () => {
     const r2 = await run(t, ['asyncapi'], any)
     assert.equal(r2.code, 0, r2.stderr)
     assert.equal(JSON.parse(r2.stdout).servers.ws.host, 'localhost:9000')
+    // Port 0 is chosen when listening: no server rather than one at port 0.
+    await writeFile(join(any, 'spikard.config.yaml'), 'app: ./routes.mjs\nserver:\n  port: 0\n')
+    const r3 = await run(t, ['asyncapi'], any)
+    assert.equal(r3.code, 0, r3.stderr)
+    assert.equal(JSON.parse(r3.stdout).servers, undefined)
+    assert.match(r3.stderr, /server\.port is 0 \(chosen when the server listens\): the document names no server; set asyncapi\.servers/)
   })
 
   it('exits 1 with one line when the feature is off, by the config or by production', async (t) => {

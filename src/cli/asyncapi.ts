@@ -3,7 +3,8 @@
  * /asyncapi.yaml), from an app built and made ready but never listening, on stdout or into
  * a file, as `spikard openapi` does for the OpenAPI one. Standard output carries the
  * document and nothing else. Without `asyncapi.servers`, its servers are where
- * `spikard start` would listen (`server.host` and `server.port`; 0.0.0.0 is localhost).
+ * `spikard start` would listen (`server.host` and `server.port`; 0.0.0.0 is localhost); none
+ * when the port is 0, chosen only when the server listens.
  */
 import { yaml } from '../../plugins/asyncapi/index.js'
 import { listeningUrl } from '../../plugins/asyncapi/servers.js'
@@ -21,6 +22,10 @@ export async function asyncapi (args: AsyncApiArgs, positionals: string[] = []):
     prepare: (config) => {
       if (config.asyncapi === false || config.asyncapi.servers.length > 0) return
       const { host, port } = config.server
+      if (port === 0) {
+        process.stderr.write('spikard: server.port is 0 (chosen when the server listens): the document names no server; set asyncapi.servers to name one\n')
+        return
+      }
       config.asyncapi.servers = [{ url: listeningUrl({ address: host, family: host.includes(':') ? 'IPv6' : 'IPv4', port }) }]
     },
     // What the onReady hook serialized for /asyncapi.json and /asyncapi.yaml.
