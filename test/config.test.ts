@@ -6,16 +6,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig, SpikardConfigError, createServer } from '../src/index.js'
-import { tempDir } from './helpers.js'
+import { refusal as refused, tempDir } from './helpers.js'
 import { assertPrettyInstalled } from '../src/logger.js'
-
-function refused (fn: () => unknown): string[] {
-  try { fn() } catch (error) {
-    assert.ok(error instanceof SpikardConfigError, String(error))
-    return error.problems
-  }
-  assert.fail('expected the config to be refused')
-}
 
 test('finds spikard.config.json, .yaml or .yml in the working directory, in that order', (t) => {
   const yml = tempDir(t, { 'spikard.config.yml': 'server: { port: 1 }' })

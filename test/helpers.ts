@@ -26,6 +26,17 @@ export function tempDir (t: { after: (fn: () => void) => void }, files: Record<s
 
 export interface TestApp { app: FastifyInstance, logs: Array<Record<string, any>> }
 
+/** The problems of the SpikardConfigError `fn` throws; fails when it throws nothing or something else. */
+export function refusal (fn: () => unknown): string[] {
+  try {
+    fn()
+  } catch (error) {
+    assert.ok(error instanceof SpikardConfigError, `expected a SpikardConfigError, got ${String(error)}`)
+    return error.problems
+  }
+  assert.fail('expected a SpikardConfigError, nothing was thrown')
+}
+
 /**
  * Asserts that `options` for `feature` are refused with exactly `problems`, both ways a
  * user meets them: by createServer (its message lists each problem) and by

@@ -5,16 +5,7 @@ import spikard, { SpikardConfigError, parseDuration, parseSize, resolveSpikardOp
 import { Duration, Size, validate } from '../src/schema.js'
 import { Type } from '@sinclair/typebox'
 import { resolveConfig } from '../src/config/schema.js'
-
-function problems (fn: () => unknown): string[] {
-  try {
-    fn()
-  } catch (error) {
-    assert.ok(error instanceof SpikardConfigError, `expected a SpikardConfigError, got ${String(error)}`)
-    return error.problems
-  }
-  assert.fail('expected the options to be refused')
-}
+import { refusal as problems } from './helpers.js'
 
 test('durations: milliseconds or strings with ms, s, m, h', () => {
   assert.equal(parseDuration(250), 250)

@@ -11,7 +11,7 @@ import { SpikardConfigError } from '../../src/errors.js'
 import { resolveSpikardOptions } from '../../src/options.js'
 import { resolveConfig } from '../../src/config/schema.js'
 import type { CreateServerConfig } from '../../src/server.js'
-import { assertOptionsRefused, build, listen, UUID, withTimeout, type TestApp } from '../helpers.js'
+import { assertOptionsRefused, build, listen, refusal, UUID, withTimeout, type TestApp } from '../helpers.js'
 
 const routes: FastifyPluginAsync = async (app) => {
   app.get('/hello', async () => ({ hello: 'world' }))
@@ -177,21 +177,12 @@ test('invalid options fail at createServer and at ready(), naming health.<key>',
 })
 
 test('two of spikard\'s own routes at one path are refused at startup, naming both options, in code and in a config file', async (t) => {
-  const problems = (run: () => unknown): string[] => {
-    try {
-      run()
-    } catch (error) {
-      assert.ok(error instanceof SpikardConfigError, String(error))
-      return error.problems
-    }
-    assert.fail('not refused')
-  }
-  assert.deepEqual(problems(() => resolveSpikardOptions({ openapi: { json: '/livez' }, asyncapi: { docs: '/docs' } })), [
+  assert.deepEqual(refusal(() => resolveSpikardOptions({ openapi: { json: '/livez' }, asyncapi: { docs: '/docs' } })), [
     'asyncapi.docs: /docs is openapi.docs already; give each its own path',
     'health.liveness: /livez is openapi.json already; give each its own path'
   ])
   // The same from a config file; and a route that is off frees its path.
-  assert.deepEqual(problems(() => resolveConfig({ openapi: { yaml: '/readyz' } })), ['health.readiness: /readyz is openapi.yaml already; give each its own path'])
+  assert.deepEqual(refusal(() => resolveConfig({ openapi: { yaml: '/readyz' } })), ['health.readiness: /readyz is openapi.yaml already; give each its own path'])
   assert.equal(resolveConfig({ openapi: { yaml: '/readyz' }, health: { readiness: false } }).health !== false, true)
   const app = Fastify()
   t.after(() => app.close())
