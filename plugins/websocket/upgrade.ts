@@ -4,7 +4,7 @@
  * connection's access line, and the injectWS fix.
  */
 import { EventEmitter } from 'node:events'
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
@@ -46,7 +46,7 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
     if (!request.ws) {
       if (config[kUpgradeOnly] !== true) return done()
       const refused = new errors.SPK_ERR_WEBSOCKET_UPGRADE_REQUIRED(request.method, config.url ?? request.url)
-      return done(Object.assign(refused, { headers: { upgrade: 'websocket' } }))
+      return done(Object.assign(refused, { headers: { upgrade: 'websocket', connection: upgradeConnection(reply.raw) } }))
     }
     // A route without `websocket`: @fastify/websocket would complete the handshake (101)
     // and close the socket at once. The client gets a problem instead.
@@ -178,4 +178,14 @@ export function connectionLogger (app: FastifyInstance): ((request: FastifyReque
     if (logging.headers) line.headers = redactHeaders(request.headers, names.headers)
     request.log[logging.level](line, 'websocket closed')
   }
+}
+
+/**
+ * The Connection header of a 426: RFC 9110 §7.8 wants the `upgrade` option beside Upgrade.
+ * A Connection header set by hand makes Node keep the connection open whatever it had
+ * decided (the client's `Connection: close`, a shutdown draining), so `close` goes in too
+ * when Node would have closed it.
+ */
+function upgradeConnection (response: ServerResponse & { maxRequestsOnConnectionReached?: boolean }): string {
+  return response.shouldKeepAlive && response.maxRequestsOnConnectionReached !== true ? 'upgrade' : 'close, upgrade'
 }

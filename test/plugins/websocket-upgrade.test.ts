@@ -68,6 +68,8 @@ test('a plain request to a WebSocket route: a 426 problem with Upgrade: websocke
   assert.equal(plain.status, 426)
   assert.equal(plain.headers.get('content-type'), PROBLEM_JSON)
   assert.equal(plain.headers.get('upgrade'), 'websocket')
+  // RFC 9110 §7.8: Upgrade comes with the upgrade connection option; the connection stays open.
+  assert.equal(plain.headers.get('connection'), 'upgrade')
   assert.deepEqual(await plain.json(), {
     ...problem('websocket-upgrade-required', 'Upgrade Required', 426, 'GET /echo only accepts WebSocket connections', '/echo'),
     requestId: plain.headers.get('x-request-id')
@@ -76,6 +78,9 @@ test('a plain request to a WebSocket route: a 426 problem with Upgrade: websocke
   const head = await rawRequest(port, 'HEAD /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
   assert.equal(head.statusLine, 'HTTP/1.1 426 Upgrade Required')
   assert.equal(head.headers.upgrade, 'websocket')
+  // The client asked to close: the header says so too (Node keeps a connection open when a
+  // hand-set Connection header lacks close), and the socket closed (rawRequest reads to the end).
+  assert.equal(head.headers.connection, 'close, upgrade')
   assert.equal(head.body, '')
   assert.deepEqual(logs.filter((l) => l.msg === 'request completed').map((l) => l.status), [426, 426])
   // The route still upgrades.
