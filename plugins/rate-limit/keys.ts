@@ -107,6 +107,9 @@ export function keyer (keyBy: KeyBy, hashAll: boolean): Keyer {
   return { key, value: (request) => cookieValue(request.headers.cookie, name) }
 }
 
+/** An allow-list entry naming one of spikard's own identities (see identityOf). */
+const IDENTITY = /^(?:jwt|apiKey):/
+
 /** Entries meant as an address or a range, valid or not ("10.0.0.256", "10.0.0.0/33"). */
 const ADDRESS_LIKE = /^(?:[0-9.]+|[0-9a-f]*:[0-9a-f:.]*)(?:%\w+)?(?:\/\d*)?$/i
 
@@ -137,7 +140,14 @@ export function ipv4Number (address: string): number {
  */
 export class AllowList {
   readonly hasAddresses: boolean
+  /** Every entry that is not an address: what an identity limit matches (`<scheme>:<id>`). */
   readonly values: Set<string> | undefined
+  /**
+   * The entries a header or cookie limit matches: all but spikard's own identities
+   * (`jwt:...`, `apiKey:...`), which a client could otherwise send as a header or cookie
+   * value to leave every header- or cookie-keyed limit.
+   */
+  readonly plainValues: Set<string> | undefined
   readonly #v4: Array<[from: number, to: number]> = []
   readonly #v6 = new BlockList()
   readonly #v6Memo = new Map<string, boolean>()
@@ -167,6 +177,8 @@ export class AllowList {
     if (problems.length > 0) throw new SpikardConfigError(problems)
     this.hasAddresses = this.#v4.length > 0 || v6
     this.values = values.size > 0 ? values : undefined
+    const plain = [...values].filter((v) => !IDENTITY.test(v))
+    this.plainValues = plain.length > 0 ? new Set(plain) : undefined
   }
 
   /** Whether a client address (IPv4-mapped ones already made IPv4) is on the list. */

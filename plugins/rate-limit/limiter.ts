@@ -52,6 +52,8 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
   const { value, key } = keyer(spec.keyBy, shared.options.redis !== undefined)
   const writeHeaders = headerWriter(shared.options.headers, max, window, spec.policy)
   const reject = shared.options.onStoreError === 'reject'
+  // A header or cookie value is the client's to choose: it never matches an allowed identity.
+  const allowed = spec.keyBy === 'identity' ? allow.values : allow.plainValues
 
   function check (request: FastifyRequest, reply: FastifyReply, next: Next): void {
     const address = clientAddress(request)
@@ -61,7 +63,7 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
     if (own === undefined) {
       storeKey = addressKey(address)
     } else {
-      if (allow.values !== undefined && allow.values.has(own)) return next()
+      if (allowed !== undefined && allowed.has(own)) return next()
       storeKey = key(own)
     }
     store.incr(storeKey, (error, result) => {

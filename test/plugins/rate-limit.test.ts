@@ -338,6 +338,23 @@ test('allowList: addresses, CIDR ranges (IPv4-mapped too) and key values are nev
   for (const outside of ['9.255.255.255', '192.0.2.51', '2001:db8:fe::1', '2001:db8::8']) assertCounted(await get(app, '/items', { remoteAddress: outside }), 1, 0, 60)
 })
 
+test('allowList: an allowed identity (apiKey:..., jwt:...) sent as a header or cookie value leaves no header- or cookie-keyed limit', async (t) => {
+  const { app } = await setup(t, { rateLimit: { max: 1, keyBy: 'identity', allowList: ['apiKey:batch', 'jwt:svc', 'gateway-7'] } }, async (app) => {
+    await identityFromHeader(app, {})
+    app.get('/by-header', { config: { rateLimit: { keyBy: 'header:x-client' } } }, async () => ({ ok: true }))
+    app.get('/by-cookie', { config: { rateLimit: { keyBy: 'cookie:client' } } }, async () => ({ ok: true }))
+  })
+  for (let i = 0; i < 3; i++) {
+    assertUnlimited(await get(app, '/items', { headers: { 'x-user': 'key-batch' } }))
+    assertUnlimited(await get(app, '/items', { headers: { 'x-user': 'svc' } }))
+    assertUnlimited(await get(app, '/by-header', { headers: { 'x-client': 'gateway-7' } }))
+  }
+  for (const [url, headers] of [['/by-header', { 'x-client': 'apiKey:batch' }], ['/by-cookie', { cookie: 'client=jwt:svc' }]] as const) {
+    assertCounted(await get(app, url, { headers }), 1, 0, 60)
+    assertLimited(await get(app, url, { headers }), url, 60, 1)
+  }
+})
+
 test('ipv4Number parses dotted quads only', () => {
   assert.deepEqual(['0.0.0.0', '10.1.2.3', '255.255.255.255', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', 'a.b.c.d', ''].map(ipv4Number),
     [0, 167838211, 4294967295, -1, -1, -1, -1, -1, -1])
