@@ -57,6 +57,7 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
   const expected = {
     onRequest: ['spikardHostRequired', 'requestContextHook', 'spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'spikardRateLimit', 'spikardAuth', 'anonymous', 'spikardWebSocketUpgrade'],
     preParsing: ['spikardRateLimitIdentity', 'spikardBodyLimit'],
+    onError: ['spikardRateLimitFailed'],
     preValidation: ['requestContextPreValidationHook'],
     preSerialization: ['spikardStreamIterable'],
     onSend: ['spikardTimeoutStop', 'spikardStream', 'spikardWebSocketRefused', 'spikardCompress'],

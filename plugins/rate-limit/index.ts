@@ -107,8 +107,15 @@ async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions
   // after auth (every onRequest hook), still before the body is read.
   app.addHook('onRequest', function spikardRateLimit (request, reply, done) {
     const limit = decisionOf(request, kRateLimit, limitOf)
-    if (limit === null || limit.hook !== 'onRequest') return done()
+    if (limit === null) return done()
+    if (limit.hook !== 'onRequest') return limit.early === undefined ? done() : limit.early.call(this, request, reply, done)
     ;(limit.handler as OnRequest).call(this, request, reply, done)
+  })
+  // An identity limit counts the requests auth refused (they never reach preParsing) by address.
+  app.addHook('onError', function spikardRateLimitFailed (request, reply, error, done) {
+    const limit = decisionOf(request, kRateLimit, limitOf)
+    if (limit !== null && limit.failed !== undefined) limit.failed(request, reply, error)
+    done()
   })
   app.addHook('preParsing', function spikardRateLimitIdentity (request, reply, payload, done) {
     const limit = decisionOf(request, kRateLimit, limitOf)

@@ -10,7 +10,7 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
 import type { KeyBy, ResolvedRateLimitOptions } from './options.js'
-import { clientAddress, keyer, type AllowList } from './keys.js'
+import { clientAddress, identityOf, keyer, type AllowList } from './keys.js'
 import type { Outage, Store } from './store.js'
 import type { onRequestHookHandler, preParsingHookHandler } from 'fastify'
 
@@ -41,6 +41,13 @@ export interface Limit extends LimitSpec {
   /** IP, header and cookie keys are read before auth and body parsing; an identity only exists after auth. */
   hook: 'onRequest' | 'preParsing'
   handler: OnRequest | PreParsing
+  /**
+   * An identity limit only: refuses, before auth, an address whose failed credentials went
+   * over the limit (a request auth refuses never reaches `handler`).
+   */
+  early?: OnRequest
+  /** An identity limit only: counts a request refused with 401 or 403 and no identity by its address. */
+  failed?: (request: FastifyRequest, reply: FastifyReply, error: { statusCode?: number }) => void
 }
 
 type Next = (error?: Error) => void
@@ -88,7 +95,38 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
     const spikardRateLimit: PreParsing = function spikardRateLimit (request, reply, payload, done) {
       check(request, reply, (error) => { if (error === undefined) done(null, payload); else done(error) })
     }
-    return { ...spec, hook: 'preParsing', handler: spikardRateLimit }
+    // Requests auth refuses end before preParsing: they are counted by address when refused
+    // (a flood of bad keys or tokens), and an address over the limit is refused before auth
+    // until its window ends. Kept per process; the count itself is in the store.
+    const refused = new Map<string, number>()
+    const early: OnRequest = function spikardRateLimitRefused (request, reply, done) {
+      if (refused.size === 0) return done()
+      const key = addressKey(clientAddress(request))
+      const until = refused.get(key)
+      if (until === undefined) return done()
+      const left = until - Date.now()
+      if (left <= 0) {
+        refused.delete(key)
+        return done()
+      }
+      const retry = Math.ceil(left / 1000)
+      writeHeaders(reply, 0, retry)
+      reply.header('retry-after', retry)
+      done(new errors.SPK_ERR_RATE_LIMITED(`Rate limit exceeded, retry in ${inWords(retry)}`))
+    }
+    const failed = (request: FastifyRequest, _reply: FastifyReply, error: { statusCode?: number }): void => {
+      if ((error.statusCode !== 401 && error.statusCode !== 403) || identityOf(request) !== undefined) return
+      const address = clientAddress(request)
+      if (allow.hasAddresses && allow.hasAddress(address)) return
+      const key = addressKey(address)
+      store.incr(key, (storeError, result) => {
+        if (storeError !== null || result === undefined) return outage.failed(storeError ?? new Error('the store returned nothing'))
+        if (result.current < max) return
+        if (refused.size >= shared.options.cacheSize) refused.clear()
+        refused.set(key, Date.now() + Math.max(1000, result.ttl))
+      }, window, max)
+    }
+    return { ...spec, hook: 'preParsing', handler: spikardRateLimit, early, failed }
   }
   const spikardRateLimit: OnRequest = function spikardRateLimit (request, reply, done) {
     check(request, reply, done)

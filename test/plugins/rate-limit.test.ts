@@ -283,8 +283,8 @@ test('with spikard\'s auth: keyBy identity counts per API key (by name) after au
   const bob = await withKey('bob-key-0123456789ab')
   assertCounted(bob, 2, 1, 60)
   assert.deepEqual(bob.json(), { caller: 'bob' })
-  // Refused by auth before the identity limit runs; anonymous callers of a public route count by address.
-  assert.equal((await withKey('wrong-key-0123456789')).statusCode, 401)
+  // Refused by auth (counted by address: see the next test); anonymous callers of a public route count by address.
+  assert.equal((await get(app, '/items', { headers: { 'x-api-key': 'wrong-key-0123456789' }, remoteAddress: '198.51.100.9' })).statusCode, 401)
   assertCounted(await withKey(undefined, '/public'), 2, 1, 60)
   assertCounted(await withKey(undefined, '/public'), 2, 0, 60)
   assertLimited(await withKey(undefined, '/public'), '/public', 60, 2)
@@ -293,6 +293,33 @@ test('with spikard\'s auth: keyBy identity counts per API key (by name) after au
   for (let i = 0; i < 3; i++) assert.equal((await get(byAddress, '/items', { headers: { 'x-api-key': `guess-${i}-0123456789` } })).statusCode, 401)
   assertLimited(await get(byAddress, '/items', { headers: { 'x-api-key': 'guess-4-0123456789' } }), '/items', 60, 3)
   assertLimited(await get(byAddress, '/items', { headers: { 'x-api-key': 'alice-key-0123456789' } }), '/items', 60, 3)
+})
+
+test('keyBy identity: requests auth refuses (bad keys, bad tokens, none) count by address, and an address over the limit is refused before auth', async (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_700_000_000_000 })
+  const auth = { apiKey: { keys: [{ name: 'alice', key: 'alice-key-0123456789' }] } }
+  const { app } = await setup(t, { auth, rateLimit: { max: 3, keyBy: 'identity', allowList: ['192.0.2.9'] } }, async (app) => {
+    app.get('/items', async () => ({ items: [] }))
+    app.get('/public', { config: { auth: false } }, async () => ({ public: true }))
+  })
+  const attempt = (key: string | undefined, remoteAddress = '198.51.100.1'): Promise<LightMyRequestResponse> =>
+    get(app, '/items', { remoteAddress, headers: key === undefined ? {} : { 'x-api-key': key } })
+  assert.equal((await attempt('guess-0-0123456789')).statusCode, 401)
+  assert.equal((await attempt(undefined)).statusCode, 401)
+  assert.equal((await get(app, '/items', { remoteAddress: '198.51.100.1', headers: { authorization: 'Bearer x' } })).statusCode, 401)
+  // Three failures: the address is refused before auth, whatever it sends, until the window ends.
+  assertLimited(await attempt('guess-1-0123456789'), '/items', 60, 3)
+  assertLimited(await attempt('alice-key-0123456789'), '/items', 60, 3)
+  // The same count as the address's anonymous requests on public routes.
+  assertLimited(await get(app, '/public', { remoteAddress: '198.51.100.1' }), '/public', 60, 3)
+  // Other addresses, alice's own count and allowed addresses are untouched.
+  assertCounted(await attempt('alice-key-0123456789', '198.51.100.2'), 3, 2, 60)
+  for (let i = 0; i < 5; i++) assert.equal((await attempt('guess-2-0123456789', '192.0.2.9')).statusCode, 401)
+  assertUnlimited(await attempt('alice-key-0123456789', '192.0.2.9'))
+  t.mock.timers.tick(30_000)
+  assertLimited(await attempt(undefined), '/items', 30, 3)
+  t.mock.timers.tick(30_000)
+  assertCounted(await attempt('alice-key-0123456789'), 3, 2, 60)
 })
 
 test('keyBy header:<name>: per value, case-insensitive name; without the header, by address; long values hashed', async (t) => {
