@@ -48,9 +48,10 @@ const kRateLimit = Symbol('spikard.rate-limit')
 
 async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions): Promise<void> {
   const resolved = resolveRateLimitOptions(options)
-  if (resolved.redis !== undefined && !isUrl(resolved.redis)) {
+  const problem = resolved.redis === undefined ? undefined : redisUrlProblem(resolved.redis)
+  if (problem !== undefined) {
     // Not shown: a Redis URL may hold a password.
-    throw new SpikardConfigError(['rateLimit.redis: expected a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS), found one that does not parse'])
+    throw new SpikardConfigError([`rateLimit.redis: expected a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS), found one ${problem}`])
   }
   const shared = new Shared(resolved, new AllowList(resolved.allowList), addressKeyer(resolved.ipv6Subnet), new Outage(app.log, resolved.onStoreError), app.log)
 
@@ -131,12 +132,22 @@ function routeOptions (name: string, setting: object): RouteRateLimitOptions & {
   return validate(RouteRateLimitSchema, setting, { path: 'config.rateLimit', source: `route ${name}` }) as RouteRateLimitOptions & { timeWindow?: number }
 }
 
-function isUrl (text: string): boolean {
+/**
+ * Why a Redis URL cannot be used, or undefined. A database that is not a number
+ * (`redis://host/cache`, `?db=x`) would make ioredis send `SELECT NaN` on connecting, a
+ * rejection nothing handles: the process would go down.
+ */
+function redisUrlProblem (text: string): string | undefined {
+  let url: URL
   try {
-    return new URL(text).hostname !== ''
+    url = new URL(text)
   } catch {
-    return false
+    return 'that does not parse'
   }
+  if (url.hostname === '') return 'that does not parse'
+  const db = url.searchParams.get('db') ?? (url.pathname.length > 1 ? url.pathname.slice(1) : undefined)
+  if (db !== undefined && !/^\d+$/.test(db)) return 'whose database (after the host) is not a number'
+  return undefined
 }
 
 export default fp(spikardRateLimit, { name: 'spikard-rate-limit', fastify: '5.x', decorators: { fastify: ['spikard'] } })

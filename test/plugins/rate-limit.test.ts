@@ -510,6 +510,9 @@ test('invalid options fail at createServer and at ready(), naming the key', asyn
     [{ ipv6Subnet: 0 }, 'rateLimit.ipv6Subnet: expected an integer >= 32 and <= 128, found 0'],
     [{ onStoreError: 'ignore' }, 'rateLimit.onStoreError: expected "allow" or "reject", found "ignore"'],
     [{ redis: 'localhost:6379' }, 'rateLimit.redis: expected a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS), found a string (not shown: it may hold a secret)'],
+    // A database that is not a number: ioredis would send SELECT NaN, an unhandled rejection that takes the process down.
+    [{ redis: 'redis://127.0.0.1:6379/cache' }, 'rateLimit.redis: expected a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS), found one whose database (after the host) is not a number'],
+    [{ redis: 'redis://127.0.0.1:6379/?db=one' }, 'rateLimit.redis: expected a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS), found one whose database (after the host) is not a number'],
     [{ allowList: ['10.0.0.256'] }, 'rateLimit.allowList[0]: expected an IP address, a CIDR range (10.0.0.0/8) or a key, found "10.0.0.256"'],
     [{ allowList: ['ok', '10.0.0.0/33'] }, 'rateLimit.allowList[1]: expected an IP address, a CIDR range (10.0.0.0/8) or a key, found "10.0.0.0/33"'],
     [{ maxx: 5 }, 'rateLimit.maxx: unknown key (did you mean "max"?)']
