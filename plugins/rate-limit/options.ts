@@ -17,8 +17,10 @@ const TOKEN = "[A-Za-z0-9!#$%&'*+.^_`|~-]+"
 export type KeyBy = 'ip' | 'identity' | `header:${string}` | `cookie:${string}`
 
 const max = (description: string, fallback?: number) => Type.Integer({ minimum: 0, description, ...(fallback === undefined ? {} : { default: fallback }) })
-// A window is no timer (the stores compare times): a month is a window like any other.
-const timeWindow = (description: string, fallback?: string) => Duration({ minimum: 1000, minimumText: '1s', maximum: Infinity, description, ...(fallback === undefined ? {} : { default: fallback }) })
+// A window is no timer (the stores compare times): a month is a window like any other. But
+// it must stay an exact integer: Redis's script formats a larger one as 1e+17, its PEXPIRE
+// fails after the INCR, and the key, left without expiry, refuses its client for ever.
+const timeWindow = (description: string, fallback?: string) => Duration({ minimum: 1000, minimumText: '1s', maximum: Number.MAX_SAFE_INTEGER, description, ...(fallback === undefined ? {} : { default: fallback }) })
 const keyBy = (description: string, fallback?: KeyBy) => Type.Unsafe<KeyBy>(Type.String({
   pattern: `^(ip|identity|header:${TOKEN}|cookie:${TOKEN})$`,
   expected: '"ip", "identity", "header:<name>" or "cookie:<name>"',

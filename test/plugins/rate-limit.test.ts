@@ -504,6 +504,8 @@ test('invalid options fail at createServer and at ready(), naming the key', asyn
     [{ max: -1 }, 'rateLimit.max: expected an integer >= 0, found -1'],
     [{ timeWindow: '500ms' }, 'rateLimit.timeWindow: expected a duration of at least 1s (milliseconds, or a string such as "30s", "1m", "1h"), found "500ms"'],
     [{ timeWindow: 0 }, 'rateLimit.timeWindow: expected a duration of at least 1s (milliseconds, or a string such as "30s", "1m", "1h"), found 0'],
+    // Larger, Redis's script would format it as 1e+17 and leave the key without expiry: its client refused for ever.
+    [{ timeWindow: 1e17 }, 'rateLimit.timeWindow: must not exceed 9007199254740991 ms (about 104249991 days), found 100000000000000000 ms'],
     [{ keyBy: 'header:' }, 'rateLimit.keyBy: expected "ip", "identity", "header:<name>" or "cookie:<name>", found "header:"'],
     [{ keyBy: 'user' }, 'rateLimit.keyBy: expected "ip", "identity", "header:<name>" or "cookie:<name>", found "user"'],
     [{ headers: 'draft' }, 'rateLimit.headers: expected "x-ratelimit", "ietf" or false, found "draft"'],
