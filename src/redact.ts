@@ -5,14 +5,30 @@ import type { FeatureDefinition } from './feature.js'
 export const REDACTED = '[REDACTED]'
 export const DEFAULT_SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key']
 
+/**
+ * The request headers of a log line: those in `hidden` (lower-case) and those named like a
+ * secret (secretName: `x-auth-token`, `x-csrf-token`, `x-goog-api-key`) are masked.
+ */
 export function redactHeaders (headers: Record<string, unknown>, hidden: Set<string>): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const [name, value] of Object.entries(headers)) out[name] = hidden.has(name) ? REDACTED : value
+  for (const [name, value] of Object.entries(headers)) out[name] = hidden.has(name) || secretHeader(name) ? REDACTED : value
   return out
 }
 
+/** secretName() of header names seen, bounded: a client chooses its header names. */
+const secretHeaders = new Map<string, boolean>()
+
+function secretHeader (name: string): boolean {
+  let secret = secretHeaders.get(name)
+  if (secret === undefined) {
+    secret = secretName(name)
+    if (secretHeaders.size < 1000) secretHeaders.set(name, secret)
+  }
+  return secret
+}
+
 /**
- * Which query parameters carry secrets. A name (decoded, lower-cased) is split into parts
+ * Which query parameters and headers carry secrets. A name (decoded, lower-cased) is split into parts
  * at camelCase and letter/digit boundaries and at every character that is not a letter or
  * digit (`-`, `_`, `.`, `[`, `]`, spaces...): `X-Amz-Signature`, `apiKey`, `key[0]` and
  * `user[password]` give x/amz/signature, api/key, key/0 and user/password. The name is secret
@@ -34,8 +50,8 @@ function secretWord (word: string): boolean {
   return false
 }
 
-/** Whether a decoded parameter name is named like a secret (see SECRET_WORDS). */
-export function secretQueryName (name: string): boolean {
+/** Whether a decoded parameter name or a header name is named like a secret (see SECRET_WORDS). */
+export function secretName (name: string): boolean {
   // Most names are one lower-case word (q, page, sort): no splitting.
   if (/^[a-z]+$/.test(name)) return secretWord(name)
   const parts = name
@@ -60,7 +76,7 @@ export function redactQuery (query: string, extra: Set<string>): string {
     try { name = decodeURIComponent(name.replace(/\+/g, ' ')) } catch { /* keep it raw */ }
     const lower = name.toLowerCase()
     const bracket = lower.indexOf('[')
-    const hidden = extra.has(lower) || (bracket > 0 && extra.has(lower.slice(0, bracket))) || secretQueryName(name)
+    const hidden = extra.has(lower) || (bracket > 0 && extra.has(lower.slice(0, bracket))) || secretName(name)
     return hidden ? `${pair.slice(0, eq)}=${REDACTED}` : pair
   }).join('&')
 }
@@ -69,7 +85,7 @@ export function redactQuery (query: string, extra: Set<string>): string {
  * Every header and query parameter name whose value is a secret, for the options in force:
  * the defaults above plus what each feature declares (`secrets` in its definition: the
  * logging feature's redactHeaders and redactQuery, the API key's header and parameter).
- * Lower-cased. The query names add to those matched by name (secretQueryName).
+ * Lower-cased. Both add to the names matched by their words (secretName).
  */
 export function secretNames (options: Partial<Record<FeatureName, unknown>>): { headers: Set<string>, query: Set<string> } {
   const headers = new Set(DEFAULT_SECRET_HEADERS)

@@ -13,7 +13,7 @@ export const LoggingOptionsSchema = Type.Object({
   })),
   redactHeaders: Type.Optional(Type.Array(Type.String(), {
     default: [],
-    description: 'Headers to redact besides `authorization`, `proxy-authorization`, `cookie`, `set-cookie` and `x-api-key`.'
+    description: 'Headers to redact besides `authorization`, `proxy-authorization`, `cookie`, `set-cookie`, `x-api-key` and, in the access line, those named like a secret by the words of `redactQuery` (`x-auth-token`, `x-csrf-token`, `x-goog-api-key`).'
   })),
   redactQuery: Type.Optional(Type.Array(Type.String(), {
     default: [],

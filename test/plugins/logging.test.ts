@@ -150,9 +150,15 @@ test('headers: true adds the request headers, secrets redacted; redactHeaders ad
     cookie: 'sid=SECRET-cookie',
     'x-api-key': 'SECRET-apikey',
     'proxy-authorization': 'Basic SECRET-proxy',
+    // Named like secrets (the query parameters' words).
     'x-internal-auth': 'SECRET-internal',
+    'x-auth-token': 'SECRET-token',
+    'x-csrf-token': 'SECRET-csrf',
+    'x-amz-security-token': 'SECRET-amz',
+    'x-tenant': 'SECRET-tenant',
     'x-trace': 'keep-me'
   }
+  const named = { 'x-internal-auth': '[REDACTED]', 'x-auth-token': '[REDACTED]', 'x-csrf-token': '[REDACTED]', 'x-amz-security-token': '[REDACTED]' }
   await t.test('defaults', async (t) => {
     const { app, logs, raw } = await setupRaw(t, { requestId: true, logging: { headers: true } })
     const res = await app.inject({ url: '/users/1', headers: secrets })
@@ -166,16 +172,17 @@ test('headers: true adds the request headers, secrets redacted; redactHeaders ad
         cookie: '[REDACTED]',
         'x-api-key': '[REDACTED]',
         'proxy-authorization': '[REDACTED]',
-        'x-internal-auth': 'SECRET-internal',
+        ...named,
+        'x-tenant': 'SECRET-tenant',
         'x-trace': 'keep-me',
         'user-agent': 'lightMyRequest',
         host: 'localhost:80'
       }
     })
-    for (const s of ['SECRET-authz', 'SECRET-cookie', 'SECRET-apikey', 'SECRET-proxy']) assert.ok(!raw().includes(s), s)
+    for (const s of ['SECRET-authz', 'SECRET-cookie', 'SECRET-apikey', 'SECRET-proxy', 'SECRET-internal', 'SECRET-token', 'SECRET-csrf', 'SECRET-amz']) assert.ok(!raw().includes(s), s)
   })
   await t.test('redactHeaders', async (t) => {
-    const { app, logs } = await setup(t, { requestId: true, logging: { headers: true, redactHeaders: ['X-Internal-Auth'] } })
+    const { app, logs } = await setup(t, { requestId: true, logging: { headers: true, redactHeaders: ['X-Tenant'] } })
     const res = await app.inject({ url: '/users/1', headers: secrets })
     assertAccessLine(logs[0], res, {
       method: 'GET',
@@ -187,7 +194,8 @@ test('headers: true adds the request headers, secrets redacted; redactHeaders ad
         cookie: '[REDACTED]',
         'x-api-key': '[REDACTED]',
         'proxy-authorization': '[REDACTED]',
-        'x-internal-auth': '[REDACTED]',
+        ...named,
+        'x-tenant': '[REDACTED]',
         'x-trace': 'keep-me',
         'user-agent': 'lightMyRequest',
         host: 'localhost:80'
