@@ -20,6 +20,8 @@ export interface RouteView {
   bodyLimit: number | undefined
   /** The route's own handler timeout in onRoute; the effective one for a lazy decision. */
   handlerTimeout: number | undefined
+  /** The route's constraints (`version`, `host`...); unknown (undefined) for a lazy decision. */
+  constraints?: Record<string, unknown>
   /** No route matched: the not-found handler. */
   is404: boolean
   /** Decided on the first request rather than at registration (a route registered before spikard, or the not-found handler). */
@@ -34,6 +36,7 @@ export function registered (route: RouteOptions): RouteView {
     config: route.config as Record<string, unknown> | undefined,
     bodyLimit: route.bodyLimit,
     handlerTimeout: route.handlerTimeout,
+    constraints: route.constraints,
     is404: false,
     late: false
   }

@@ -95,7 +95,8 @@ async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions
         max: set.max ?? resolved.max,
         window: set.timeWindow ?? resolved.timeWindow,
         keyBy: set.keyBy ?? resolved.keyBy,
-        store: stores.route(name),
+        // Routes told apart by their constraints (`version`, `host`) count apart in Redis too.
+        store: stores.route(name + constraintsText(route.constraints)),
         policy: 'route'
       })
       byUrl.set(url, limit)
@@ -130,6 +131,12 @@ async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions
 /** Validates a route's `config.rateLimit`; the error names the route. */
 function routeOptions (name: string, setting: object): RouteRateLimitOptions & { timeWindow?: number } {
   return validate(RouteRateLimitSchema, setting, { path: 'config.rateLimit', source: `route ${name}` }) as RouteRateLimitOptions & { timeWindow?: number }
+}
+
+/** ` host=api.example.com version=2.0.0`: a route's constraints, sorted, for its store's name. */
+function constraintsText (constraints: Record<string, unknown> | undefined): string {
+  if (constraints === undefined) return ''
+  return Object.keys(constraints).sort().map((key) => ` ${key}=${String(constraints[key])}`).join('')
 }
 
 /**

@@ -120,6 +120,22 @@ test('what Redis holds: keys under the prefix, header values as their SHA-256, a
   assert.ok(!(await admin.keys('*')).some((k) => k.includes('sk_live_secret')))
 })
 
+test('routes told apart by a constraint count apart, as in memory: each has keys of its own', { skip }, async (t) => {
+  const admin = adminClient(t)
+  const { app } = await build({ rateLimit: { redis: redis.url, redisPrefix: 'versions:' } }, async (app) => {
+    app.get('/multi', { constraints: { version: '1.0.0' }, config: { rateLimit: { max: 2 } } }, async () => 'v1')
+    app.get('/multi', { constraints: { version: '2.0.0' }, config: { rateLimit: { max: 2 } } }, async () => 'v2')
+  })
+  t.after(() => app.close())
+  const get = (version: string): Promise<LightMyRequestResponse> => app.inject({ url: '/multi', headers: { 'accept-version': version } })
+  assert.deepEqual([remaining(await get('1.0.0')), remaining(await get('2.0.0')), remaining(await get('1.0.0')), remaining(await get('2.0.0'))], ['1', '1', '0', '0'])
+  assert.equal((await get('1.0.0')).statusCode, 429)
+  assert.deepEqual((await admin.keys('versions:route:*')).sort(), [
+    'versions:route:GET /multi version=1.0.0:127.0.0.1',
+    'versions:route:GET /multi version=2.0.0:127.0.0.1'
+  ])
+})
+
 async function sha256 (text: string): Promise<string> {
   const { createHash } = await import('node:crypto')
   return createHash('sha256').update(text).digest('base64url')
