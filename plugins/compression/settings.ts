@@ -4,7 +4,7 @@
  * route's `compress` object merged over them).
  */
 import { createRequire } from 'node:module'
-import { constants, type BrotliOptions, type ZlibOptions } from 'node:zlib'
+import { brotliCompressSync, constants, gzipSync, type BrotliOptions, type ZlibOptions } from 'node:zlib'
 import { Type } from '@sinclair/typebox'
 import { validate } from '../../src/schema.js'
 import { SpikardConfigError } from '../../src/errors.js'
@@ -112,6 +112,19 @@ export function routeSettings (global: Settings, compress: unknown, route: strin
   const threshold = o.threshold ?? global.threshold
   const brotliOptions = { ...global.brotliOptions, ...o.brotliOptions, params: { ...global.brotliOptions.params, ...o.brotliOptions?.params } }
   const zlibOptions = { ...global.zlibOptions, ...o.zlibOptions }
+  // zlib checks its options only when a compressor is made: a level of 42 or params that
+  // are not an object would fail every compressed response of the route with a 500. One
+  // empty body compressed now makes them fail here, naming the key.
+  const trials = [['brotliOptions', () => brotliCompressSync(Buffer.alloc(0), brotliOptions)], ['zlibOptions', () => gzipSync(Buffer.alloc(0), zlibOptions)]] as const
+  for (const [key, trial] of trials) {
+    if (o[key] === undefined) continue
+    try {
+      trial()
+    } catch (error) {
+      problems.push(`compress.${key}: ${(error as Error).message}`)
+    }
+  }
+  if (problems.length > 0) throw new SpikardConfigError(problems, route)
   return {
     encodings,
     threshold,

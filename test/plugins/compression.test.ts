@@ -329,6 +329,25 @@ test('per route: compress.threshold applies, and the route keeps the global enco
   assert.deepEqual(br.rawPayload, brotli(json, 0))
 })
 
+test('per route: zlib and brotli options zlib refuses fail at registration, not as a 500 on every compressed response', async () => {
+  // zlib checks its options only when it compresses; Node words the reason.
+  const cases: Array<[unknown, RegExp]> = [
+    [{ zlibOptions: { level: 42 } }, /^compress\.zlibOptions: .*options\.level.* 42$/],
+    [{ zlibOptions: { windowBits: 99 } }, /^compress\.zlibOptions: .*windowBits/],
+    [{ encodings: ['br'], brotliOptions: { params: { [constants.BROTLI_PARAM_QUALITY]: 'fast' } } }, /^compress\.brotliOptions: .*params.*number/]
+  ]
+  for (const [compress, problem] of cases) {
+    const app: FastifyPluginAsync = async (app) => { app.get('/x', { compress } as never, async () => 'x') }
+    await assert.rejects(createServer({ compression: true, server: { logger: { level: 'silent' } }, app }), (error: unknown) => {
+      assert.ok(error instanceof SpikardConfigError, String(error))
+      assert.equal(error.problems.length, 1, error.message)
+      assert.match(error.problems[0], problem)
+      assert.match(error.message, /^Invalid spikard route GET \/x:/)
+      return true
+    })
+  }
+})
+
 test('per route: invalid compress options fail at registration, naming the route and the key', async () => {
   const cases: Array<[unknown, string[]]> = [
     [{ thresold: 10 }, ['compress.thresold: unknown key (did you mean "threshold"?)']],
