@@ -64,6 +64,11 @@ export function checkMounts (mounts: readonly Mount[], authOn: boolean): { check
       problems.push(`${key}.index: expected a file name (no "/" or "\\"), found ${JSON.stringify(mount.index)}`)
       ok = false
     }
+    // Node refuses such a header value when it is set: every file of the mount would be a 500.
+    if (/[^\t\x20-\x7e\x80-\xff]/.test(mount.cacheControl)) {
+      problems.push(`${key}.cacheControl: expected a header value (no CR, LF or other control character), found ${JSON.stringify(mount.cacheControl)}`)
+      ok = false
+    }
     if (mount.spa !== false && rootIs.kind === 'directory') {
       const file = resolve(root, mount.spa)
       const inside = relative(root, file)

@@ -700,6 +700,8 @@ test('invalid mounts are refused at startup, each naming its key and what was fo
   await assertOptionsRefused('static', [{ root, spa: '../secret.txt' }], ['static.mounts[0].spa: expected a file path inside the root, found "../secret.txt"'])
   await assertOptionsRefused('static', [{ root, spa: 'guide' }], [`static.mounts[0].spa: expected a file under the root, found a directory at ${join(root, 'guide')}`])
   await assertOptionsRefused('static', [{ root, prefix: '/a' }, { root, prefix: '/a/' }], ['static.mounts[1].prefix: /a/ is also static.mounts[0].prefix; give each mount a prefix of its own'])
+  // Node would refuse the header on every file: each a 500.
+  await assertOptionsRefused('static', [{ root, cacheControl: 'no-cache\r\nSet-Cookie: a=b' }], ['static.mounts[0].cacheControl: expected a header value (no CR, LF or other control character), found "no-cache\\r\\nSet-Cookie: a=b"'])
   await assertOptionsRefused('static', [{ root, auth: true }], ['static.mounts[0].auth: true protects the mount with the app\'s auth, and the auth feature is off; configure auth or remove static.mounts[0].auth'])
   // Several problems at once.
   await assertOptionsRefused('static', [{ root: missing }, { root: missing, prefix: '/b' }], [
