@@ -203,6 +203,10 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
       // An object that fails: report the object branch's own problems, which are precise.
       const objects = (schema.anyOf as TSchema[]).filter((b) => b[Kind] === 'Object')
       if (isPlainObject(value) && objects.length === 1) return check(objects[0], value, path, walk)
+      // So is a list (a feature's list shorthand, `static: [{ root, prefix }]`): the key at
+      // fault, not the whole union. A secret's list stays described as a whole.
+      const lists = (schema.anyOf as TSchema[]).filter((b) => b[Kind] === 'Array')
+      if (Array.isArray(value) && lists.length === 1 && schema.secret !== true) return check(lists[0], value, path, walk)
       return fail()
     }
     case 'Object': {

@@ -703,6 +703,11 @@ test('invalid mounts are refused at startup, each naming its key and what was fo
   // Node would refuse the header on every file: each a 500.
   await assertOptionsRefused('static', [{ root, cacheControl: 'no-cache\r\nSet-Cookie: a=b' }], ['static.mounts[0].cacheControl: expected a header value (no CR, LF or other control character), found "no-cache\\r\\nSet-Cookie: a=b"'])
   await assertOptionsRefused('static', [{ root, auth: true }], ['static.mounts[0].auth: true protects the mount with the app\'s auth, and the auth feature is off; configure auth or remove static.mounts[0].auth'])
+  // What the schema refuses names the key in the list shorthand too (it said only that
+  // static was not true, false, an object or a list of objects).
+  await assertOptionsRefused('static', [{ root, prefix: 'assets' }], ['static[0].prefix: expected a path starting with "/", found "assets"'])
+  await assertOptionsRefused('static', [{ root }, { root, index: '' }], ['static[1].index: expected a file name, or false, found ""'])
+  await assertOptionsRefused('static', { mounts: [{ root, prefix: 'assets' }] }, ['static.mounts[0].prefix: expected a path starting with "/", found "assets"'])
   // Several problems at once.
   await assertOptionsRefused('static', [{ root: missing }, { root: missing, prefix: '/b' }], [
     `static.mounts[0].root: expected an existing directory, found nothing at ${missing}`,
