@@ -82,11 +82,18 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
     // From here the response depends on Accept-Encoding, whatever this request asked. A HEAD
     // is never compressed, but its headers are its GET's: Vary included.
     reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
-    if (head) return done(null, body)
     const encoding = request.headers['x-no-compression'] === undefined
       ? negotiate(request.headers['accept-encoding'], settings.encodings)
       : 'identity'
     if (encoding === 'identity') return done(null, body)
+    // The GET would be compressed: its length is not the uncompressed one, and a HEAD's
+    // Content-Length must be the GET's or absent (RFC 9110 §8.6); a cache would take the
+    // other for a changed response. An empty stream in place of a buffered body, or Fastify
+    // would count that body (its HEAD route's onSend sets the length of a string or Buffer).
+    if (head) {
+      reply.removeHeader('content-length')
+      return done(null, kind === 'buffered' ? Readable.from([]) : body)
+    }
 
     const send = (compressed: Buffer): void => {
       reply.header('content-encoding', encoding).header('content-length', compressed.length)

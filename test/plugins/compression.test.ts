@@ -401,6 +401,13 @@ test('HEAD: no body, on a real socket; Vary as the GET has it, only where the GE
   assert.equal(res.body, '')
   assert.equal(res.headers['content-encoding'], undefined)
   assert.equal(res.headers.vary, 'Accept-Encoding')
+  // The GET is compressed: a HEAD's Content-Length must be the GET's or absent (RFC 9110
+  // §8.6), never the uncompressed length.
+  assert.equal(res.headers['content-length'], undefined)
+  // Asked without compression, the GET is not compressed: the HEAD has its length.
+  const identity = await rawRequest(port, 'HEAD /json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  assert.equal(identity.headers['content-length'], String(json.length))
+  assert.equal(identity.headers.vary, 'Accept-Encoding')
   // Under the threshold the GET is not compressed, and has no Vary: neither has the HEAD.
   assert.equal((await head('/text/10')).headers.vary, undefined)
 })

@@ -202,6 +202,10 @@ test('HEAD: the headers of GET, no body', async (t) => {
   assert.equal(big.headers['content-encoding'], 'gzip')
   assert.equal(bigHead.headers['content-encoding'], undefined)
   assert.equal(bigHead.headers.vary, big.headers.vary)
+  // Nor the file's length: the GET's is the compressed one (RFC 9110 §8.6).
+  assert.equal(bigHead.headers['content-length'], undefined)
+  const plainHead = await app.inject({ method: 'HEAD', url: '/big.txt' })
+  assert.equal(plainHead.headers['content-length'], String(BIG.length))
 })
 
 test('cacheControl and immutable: a year, immutable, for content-hashed names only', async (t) => {
