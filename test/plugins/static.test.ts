@@ -704,6 +704,10 @@ test('invalid mounts are refused at startup, each naming its key and what was fo
   await assertOptionsRefused('static', [{ root, spa: '../secret.txt' }], ['static.mounts[0].spa: expected a file path inside the root, found "../secret.txt"'])
   await assertOptionsRefused('static', [{ root, spa: 'guide' }], [`static.mounts[0].spa: expected a file under the root, found a directory at ${join(root, 'guide')}`])
   await assertOptionsRefused('static', [{ root, prefix: '/a' }, { root, prefix: '/a/' }], ['static.mounts[1].prefix: /a/ is also static.mounts[0].prefix; give each mount a prefix of its own'])
+  // Route syntax in a prefix: a parameter, a wildcard the router refuses, a path no request reaches.
+  for (const prefix of ['/a/:id', '/a/*', '/a?b', '/a#b', '/a b', '//', '/a//b']) {
+    await assertOptionsRefused('static', [{ root, prefix }], [`static.mounts[0].prefix: expected a URL path of plain segments (no ":", "*", "?", "#", spaces or empty segments), found ${JSON.stringify(prefix)}`])
+  }
   // Node would refuse the header on every file: each a 500.
   await assertOptionsRefused('static', [{ root, cacheControl: 'no-cache\r\nSet-Cookie: a=b' }], ['static.mounts[0].cacheControl: expected a header value (no CR, LF or other control character), found "no-cache\\r\\nSet-Cookie: a=b"'])
   await assertOptionsRefused('static', [{ root, auth: true }], ['static.mounts[0].auth: true protects the mount with the app\'s auth, and the auth feature is off; configure auth or remove static.mounts[0].auth'])
