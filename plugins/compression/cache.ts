@@ -19,11 +19,16 @@ export class CompressedFiles {
 
   constructor (readonly maxBytes = FILE_CACHE_BYTES) {}
 
-  /** The key of a file stream whose reply has an ETag, or undefined for any other body. */
+  /**
+   * The key of a file stream whose reply has an ETag, or undefined for any other body. The
+   * bytes read (`start` and `end`, as fs.createReadStream and fileStream() keep them) are
+   * part of it: an ETag is one URL's, and two routes may send two parts of one file under
+   * the same one.
+   */
   static key (body: Readable, reply: FastifyReply, encoding: string): string | undefined {
-    const path = (body as { path?: unknown }).path
+    const { path, start, end } = body as { path?: unknown, start?: unknown, end?: unknown }
     const etag = reply.getHeader('etag')
-    return typeof path === 'string' && typeof etag === 'string' ? `${encoding}\0${etag}\0${path}` : undefined
+    return typeof path === 'string' && typeof etag === 'string' ? `${encoding}\0${etag}\0${String(start)}-${String(end)}\0${path}` : undefined
   }
 
   get (key: string): Buffer | undefined {

@@ -60,6 +60,9 @@ export interface FileStreamOptions {
 
 class FileStream extends Readable {
   readonly path: string
+  /** The bytes asked for, as fs.ReadStream has them: the compression feature keys the compressed file by them. */
+  readonly start: number
+  readonly end: number
   readonly [kFileLength]: Promise<number | undefined>
   #fd: number | undefined
   #position: number
@@ -80,6 +83,8 @@ class FileStream extends Readable {
   constructor (path: string, start: number, stop: number) {
     super({ highWaterMark: CHUNK })
     this.path = path
+    this.start = start
+    this.end = stop - 1
     this.#position = start
     this.#stop = stop
     this[kFileLength] = new Promise((resolve, reject) => { this.#opened = { resolve, reject } })

@@ -19,6 +19,7 @@ import spikard from '../../src/spikard.js'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
 import { CompressedFiles } from '../../plugins/compression/cache.js'
+import { fileStream } from '../../plugins/stream/file.js'
 import { assertOptionsRefused, build, listen, rawRequest, withTimeout, type RawResponse, type TestApp } from '../helpers.js'
 
 /** A JSON body of ~2.8 KB: over the default threshold, under the synchronous limit (64 KiB). */
@@ -617,6 +618,29 @@ test('a small file is compressed once per version: the same ETag gets the kept b
   utimesSync(file, 2_000_000, 2_000_000)
   assert.equal(decoded(await get(app, '/file', 'br')), text(3000).toUpperCase())
   assert.equal(opened, 5)
+})
+
+test('two parts of one file under the same ETag are kept apart (fileStream and fs.createReadStream with start and end)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'spikard-compress-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'parts.txt')
+  writeFileSync(file, 'A'.repeat(3000) + 'B'.repeat(3000))
+  const { app } = await setup(t, { compression: true }, async (app) => {
+    // An ETag is one URL's: each part is its own resource, under the file's version.
+    app.get('/part/:n', async (request, reply) => {
+      const start = Number((request.params as { n: string }).n) * 3000
+      return reply.type('text/plain').header('etag', '"v1"').send(fileStream(file, { start, end: start + 2999 }))
+    })
+    app.get('/read/:n', async (request, reply) => {
+      const start = Number((request.params as { n: string }).n) * 3000
+      return reply.type('text/plain').header('etag', '"v1"').header('content-length', 3000).send(createReadStream(file, { start, end: start + 2999 }))
+    })
+  })
+  for (const route of ['/part', '/read']) {
+    assert.equal(decoded(await get(app, `${route}/0`, 'gzip')), 'A'.repeat(3000), route)
+    assert.equal(decoded(await get(app, `${route}/1`, 'gzip')), 'B'.repeat(3000), route)
+    assert.equal(decoded(await get(app, `${route}/0`, 'gzip')), 'A'.repeat(3000), route)
+  }
 })
 
 test('the compressed-file cache keeps the most recently used files within its byte limit', () => {
