@@ -15,7 +15,13 @@
  * 3. The instance's request id generator (`app.genReqId`, a getter Fastify defines but does
  *    not type or document: the function `setGenReqId` installed), for the requests Node's
  *    server answers before Fastify sees them: their id is the one the request would have had.
- * 4. And one field of Node's: a socket's response under way (`socket._httpMessage`, set by
+ * 4. Whether a not-found handler was set at an instance's prefix, and the flag that says so
+ *    (`fastify.canSetNotFoundHandler` on the instance `fastify.404LogLevelInstance` points
+ *    to): spikard's problem 404 is a default, as Fastify's own is, and Fastify refuses a
+ *    second handler at one prefix (fastify/fastify#638), so `app.setNotFoundHandler()` of
+ *    the user's would fail after spikard's. spikard's leaves the flag as it found it, and
+ *    gives way to a handler set before it.
+ * 5. And one field of Node's: a socket's response under way (`socket._httpMessage`, set by
  *    Node's HTTP server from the moment a response is assigned to the connection until it is
  *    done with it), for the answers spikard writes on a raw socket (a parse error, CONNECT, an
  *    upgrade): behind a response still under way, they would land before it or inside its body.
@@ -27,10 +33,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { FastifyContextConfig, FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 
 const ROUTE_CONTEXT = 'fastify.context'
 const REQUEST_SIGNAL = 'fastify.request.signal'
+const NOT_FOUND_LEVEL = 'fastify.404LogLevelInstance'
+const CAN_SET_NOT_FOUND = 'fastify.canSetNotFoundHandler'
 
 /** A route's config as spikard's features store their per-route decisions on it. */
 export type RouteConfig = FastifyContextConfig & { url?: string, method?: string | string[] } & Record<symbol, unknown>
@@ -83,10 +91,36 @@ export function requestIdFor (app: FastifyInstance, req: IncomingMessage): strin
   return randomUUID()
 }
 
+/** A symbol-keyed slot of an instance, its own or inherited from its parents (Object.create). */
+function instanceSymbol (app: object, description: string): symbol | undefined {
+  for (let o: object | null = app; o !== null; o = Object.getPrototypeOf(o) as object | null) {
+    const found = Object.getOwnPropertySymbols(o).find((s) => s.description === description)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+/**
+ * Sets `handler` as the not-found handler at the app's prefix, as a default: a later
+ * `app.setNotFoundHandler()` may still replace it (once), as it replaces Fastify's own.
+ * Returns false, setting nothing, when a handler was set there already (the user's stays).
+ * Without the private flag, it is set as any handler is (a later one is refused).
+ */
+export function setDefaultNotFoundHandler (app: FastifyInstance, handler: (request: FastifyRequest, reply: FastifyReply) => unknown): boolean {
+  const levelKey = instanceSymbol(app, NOT_FOUND_LEVEL)
+  const level = levelKey === undefined ? undefined : (app as unknown as Record<symbol, object | undefined>)[levelKey]
+  const canSet = level === undefined ? undefined : instanceSymbol(level, CAN_SET_NOT_FOUND)
+  const slots = level as Record<symbol, unknown> | undefined
+  if (canSet !== undefined && slots?.[canSet] === false) return false
+  app.setNotFoundHandler(handler as never)
+  if (canSet !== undefined && slots !== undefined) slots[canSet] = true
+  return true
+}
+
 /** The response under way on a connection (Node's `socket._httpMessage`), if any. */
 export function responseUnderWay (socket: object): ServerResponse | undefined {
   return (socket as { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
 }
 
 /** For the test that pins what this module relies on. */
-export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL }
+export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL, NOT_FOUND_LEVEL, CAN_SET_NOT_FOUND }

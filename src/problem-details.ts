@@ -10,7 +10,7 @@ import fp from 'fastify-plugin'
 import FindMyWay from 'find-my-way'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errorDefinitions, errors, isSpikardCode, PROBLEM_TYPE_BASE, type SpikardErrorCode } from './errors.js'
-import { requestIdFor, responseUnderWay } from './fastify-internals.js'
+import { requestIdFor, responseUnderWay, setDefaultNotFoundHandler } from './fastify-internals.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -334,7 +334,9 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
     socket.once('finish', () => { socket.destroy() })
     socket.end(response)
   })
-  app.setNotFoundHandler((request, reply) => {
+  // A default, as Fastify's own is: a not-found handler of the app's, set before spikard or
+  // after, answers instead (the features still run for it).
+  setDefaultNotFoundHandler(app, (request, reply) => {
     const path = pathOf(request.url)
     // A route of this method and path exists: its handler called reply.callNotFound().
     const own = known.find(request.method as never, path) !== null

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig } from '../src/fastify-internals.js'
+import { internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
 import spikard from '../src/spikard.js'
 import { UUID } from './helpers.js'
 
@@ -53,6 +53,31 @@ test('requestIdFor: the id the app\'s generator gives a raw request (spikard\'s:
   assert.match(requestIdFor({} as FastifyInstance, raw('mine-1')), UUID)
   await app.close()
 })
+
+test('an instance points to the one that holds its prefix\'s not-found handler (`fastify.404LogLevelInstance`), whose `fastify.canSetNotFoundHandler` turns false once one is set', async () => {
+  const app = Fastify()
+  assertNotFoundSlots(app, true)
+  // spikard's default leaves the flag as it was: the app may still set its own, once.
+  assert.equal(setDefaultNotFoundHandler(app, () => 'default'), true)
+  assertNotFoundSlots(app, true)
+  app.setNotFoundHandler(() => 'mine')
+  assertNotFoundSlots(app, false)
+  // A handler set already stays.
+  assert.equal(setDefaultNotFoundHandler(app, () => 'default'), false)
+  await app.ready()
+  assert.equal((await app.inject('/nowhere')).body, 'mine')
+  await app.close()
+})
+
+function assertNotFoundSlots (app: FastifyInstance, canSet: boolean): void {
+  const level = Object.getOwnPropertySymbols(app).find((s) => s.description === internals.NOT_FOUND_LEVEL)
+  assert.ok(level !== undefined, `no ${internals.NOT_FOUND_LEVEL} symbol on the instance: Fastify changed it`)
+  const holder = (app as unknown as Record<symbol, object>)[level]
+  assert.equal(holder, app)
+  const flag = Object.getOwnPropertySymbols(holder).find((s) => s.description === internals.CAN_SET_NOT_FOUND)
+  assert.ok(flag !== undefined, `no ${internals.CAN_SET_NOT_FOUND} symbol on the instance: Fastify changed it`)
+  assert.equal((holder as unknown as Record<symbol, unknown>)[flag], canSet)
+}
 
 test('Node keeps a connection\'s response under way on its socket (`_httpMessage`), and no longer once it has closed', async () => {
   const seen: Array<[string, ServerResponse | undefined, ServerResponse]> = []

@@ -160,6 +160,28 @@ test('a route whose handler calls reply.callNotFound(): 404, not a 405 naming th
   }
 })
 
+test('a not-found handler of the app\'s own, set after spikard or before, replaces the problem 404 as it replaces Fastify\'s default; the features still run', async (t) => {
+  for (const when of ['after', 'before', 'in an unprefixed plugin'] as const) {
+    const app = Fastify()
+    t.after(() => app.close())
+    const mine = (app: FastifyInstance): void => {
+      app.setNotFoundHandler((request, reply) => reply.code(404).type('text/plain').send(`no ${request.url}`))
+    }
+    if (when === 'before') mine(app)
+    await app.register(spikard, { requestId: true })
+    if (when === 'after') {
+      mine(app)
+      // Fastify's protection stands for the app's own handlers: a second one at that prefix is refused.
+      assert.throws(() => { mine(app) }, /Not found handler already set/)
+    }
+    if (when === 'in an unprefixed plugin') await app.register(async (child) => { mine(child) })
+    const res = await app.inject({ url: '/nowhere' })
+    assert.equal(res.statusCode, 404, when)
+    assert.equal(res.body, 'no /nowhere', when)
+    assert.match(String(res.headers['x-request-id']), UUID, when)
+  }
+})
+
 test('wrong method on a route with a path parameter: 405 with every allowed method, query string left out', async (t) => {
   const { app } = await setup(t)
   const res = await app.inject({ method: 'DELETE', url: '/items/42?force=1' })
