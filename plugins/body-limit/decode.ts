@@ -34,18 +34,25 @@ export function acceptedCodings (decode: boolean): Map<string, Coding | null> {
  * The decoded body. No zlib stream is made and no byte is read until Fastify reads: a
  * body refused on its Content-Length, or never parsed (GET), is left to Node, which
  * drains it so the connection can carry the next request.
+ *
+ * It counts the decoded bytes against the route's limit itself: Fastify counts only for its
+ * own parsers and those added with `parseAs`; a stream parser of the user's (a CSV or
+ * upload parser) would otherwise be handed a gzip bomb inflated without end.
  */
 export class DecodedBody extends Readable {
   /** Encoded bytes read so far; Fastify checks them against Content-Length and the limit. */
   receivedEncodedLength = 0
   readonly #encoded: Readable
   readonly #coding: Coding
+  readonly #limit: number
+  #decoded = 0
   #zlib: Transform | undefined
 
-  constructor (encoded: Readable, response: ServerResponse, coding: Coding) {
+  constructor (encoded: Readable, response: ServerResponse, coding: Coding, limit: number) {
     super()
     this.#encoded = encoded
     this.#coding = coding
+    this.#limit = limit
     // When the limit trips Fastify stops listening but leaves the stream flowing, and zlib
     // would inflate the rest of a bomb into the void. Whatever ends the exchange (an
     // error response, the client leaving, the body fully read) releases zlib here.
@@ -58,7 +65,11 @@ export class DecodedBody extends Readable {
       return
     }
     const inflate = this.#zlib = this.#coding.create()
-    inflate.on('data', (chunk: Buffer) => { if (!this.push(chunk)) inflate.pause() })
+    inflate.on('data', (chunk: Buffer) => {
+      this.#decoded += chunk.length
+      if (this.#decoded > this.#limit) return this.destroy(new errors.SPK_ERR_BODY_TOO_LARGE(this.#limit))
+      if (!this.push(chunk)) inflate.pause()
+    })
     inflate.on('end', () => this.push(null))
     inflate.on('error', () => this.destroy(new errors.SPK_ERR_MALFORMED_BODY(this.#coding.name)))
     this.#encoded.on('data', this.#count)

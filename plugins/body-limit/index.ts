@@ -15,6 +15,8 @@
  * whole app hands it a decoding stream instead; Fastify counts that stream's decoded bytes
  * against the same limit (and checks Content-Length against `receivedEncodedLength`, the
  * encoded bytes), so a 10 KB gzip bomb stops at the limit rather than inflating to 10 MB.
+ * The stream counts them itself too, for a stream parser of the user's, which Fastify does
+ * not count for.
  *
  * Decoding is written here rather than taken from @fastify/compress, whose request
  * decoding is attached to each route as it is registered (routes registered before it are
@@ -64,7 +66,7 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
     // Parsers, handlers and later hooks see a plain body; Content-Length stays, and
     // Fastify compares it with the encoded bytes.
     delete request.raw.headers['content-encoding']
-    return new DecodedBody(payload, reply.raw, coding)
+    return new DecodedBody(payload, reply.raw, coding, request.routeOptions.bodyLimit)
   }
 
   // On an instance of your own: this gives the routes registered from now on the limit

@@ -425,6 +425,33 @@ test('a gzip bomb: 413 at the limit, zlib destroyed, memory far below the inflat
   await assertServing(port)
 })
 
+test('a stream content-type parser of your own (no parseAs) gets a gzip bomb cut at the limit too: 413, not the inflated body', async (t) => {
+  // Fastify counts bytes only for its own parsers and those added with parseAs; a stream
+  // parser reads the payload as it comes, so the decoded stream must stop at the limit itself.
+  const { app } = await build({ bodyLimit: '64kb' }, async (app) => {
+    app.addContentTypeParser('text/csv', (_request, payload, done) => {
+      let bytes = 0
+      payload.on('data', (chunk: Buffer) => { bytes += chunk.length })
+      payload.on('end', () => done(null, { bytes }))
+      payload.on('error', (error) => done(error))
+    })
+    app.post('/csv', async (request) => request.body)
+    app.get('/ok', async () => ({ ok: true }))
+  })
+  t.after(() => app.close())
+  const { port } = await listen(app)
+  const send = async (body: Buffer): Promise<RawResponse> => await withTimeout(rawRequest(port, Buffer.concat([
+    Buffer.from(`POST /csv HTTP/1.1\r\n${head(['Content-Type: text/csv', 'Content-Encoding: gzip', `Content-Length: ${body.length}`, 'Connection: close'])}`),
+    body
+  ])), 5000, 'the answer to a gzip body')
+  const fits = await send(zlib.gzipSync(Buffer.alloc(64 * 1024)))
+  assert.equal(fits.status, 200, fits.body)
+  assert.deepStrictEqual(JSON.parse(fits.body), { bytes: 64 * 1024 })
+  const res = await send(await gzipZeros(16 * MiB))
+  expectProblem(res, tooLarge(64 * 1024, '/csv'))
+  await assertServing(port)
+})
+
 test('a client that leaves mid-body: zlib destroyed, the server serves on', async (t) => {
   const app = await setup(t, { bodyLimit: true })
   const { port } = await listen(app)
