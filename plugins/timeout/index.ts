@@ -4,7 +4,8 @@ import { kOwnTimeout, resolveTimeoutOptions, routeTimeout, type TimeoutOptions }
 import { applyServerTimeouts, serverTimeouts } from './server-timeouts.js'
 import { Deadlines, type Deadline } from './deadlines.js'
 import { errors, SpikardConfigError } from '../../src/errors.js'
-import { decide, decisionOf, registered, type RouteView } from '../../src/route-decision.js'
+import { decide, decisionOf, registered, routeName, type RouteView } from '../../src/route-decision.js'
+import { MAX_TIMER_MS } from '../../src/schema.js'
 import { provideRequestSignal } from '../../src/fastify-internals.js'
 import { isStreamPayload, kResponseStarted, streamedOf } from '../stream/state.js'
 
@@ -112,6 +113,11 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   }
 
   app.addHook('onRoute', (route) => {
+    // Node turns a longer timer into 1 ms: the list would sweep every millisecond, with a
+    // TimeoutOverflowWarning each time, for as long as a request of the route is in flight.
+    if (route.handlerTimeout !== undefined && route.handlerTimeout > MAX_TIMER_MS) {
+      throw new SpikardConfigError([`handlerTimeout: expected at most ${MAX_TIMER_MS} ms (about 24 days), found ${route.handlerTimeout}`], `route ${routeName(route)}`)
+    }
     const list = listOf(registered(route))
     decide(route, kTimeout, list)
     if (list === null) return

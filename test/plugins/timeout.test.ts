@@ -179,6 +179,21 @@ test('per-route handlerTimeout overrides the global one, longer and shorter', as
   expectTimeout(await app.inject({ url: '/route-shorter' }), 50, '/route-shorter')
 })
 
+test('a route\'s handlerTimeout longer than a timer can wait is refused at ready(), naming the route', async () => {
+  // Node would fire the timer after 1 ms: the deadline list swept every millisecond, with a
+  // TimeoutOverflowWarning each time, for as long as a request of the route was in flight.
+  const app = Fastify()
+  await app.register(spikard, { shutdown: { signals: false } })
+  app.register(async (child) => { child.get('/export', { handlerTimeout: 30 * 24 * 3600 * 1000 }, async () => ({ ok: true })) })
+  await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+    assert.ok(error instanceof SpikardConfigError, String(error))
+    assert.equal(error.source, 'route GET /export')
+    assert.deepStrictEqual(error.problems, ['handlerTimeout: expected at most 2147483647 ms (about 24 days), found 2592000000'])
+    return true
+  })
+  await app.close()
+})
+
 for (const mode of ['return', 'throw', 'send']) {
   test(`a late ${mode === 'send' ? 'reply.send()' : mode} after the timeout is dropped${mode === 'send' ? ', with Fastify\'s one warning' : ' without a warning or error line'}`, async (t) => {
     const { app, logs } = await setup(t, { timeout: { handler: 50 } })
