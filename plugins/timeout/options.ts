@@ -20,7 +20,9 @@ export const TimeoutOptionsSchema = Type.Object({
     default: '60s',
     description: 'Time a client has to send the whole request, body included (Node\'s `requestTimeout`); a slow client gets 408. During a shutdown a body still arriving at 90 % of `shutdown.timeout` is cut sooner, with a 503 problem.'
   })),
+  // Not 0: for Node that means no idle timeout at all, every idle connection kept for ever.
   keepAlive: Type.Optional(Duration({
+    minimum: 1,
     default: '72s',
     description: 'How long an idle keep-alive connection stays open (Node\'s `keepAliveTimeout`). Keep it above your load balancer\'s idle timeout.'
   }))

@@ -457,7 +457,9 @@ const invalid: Array<[Record<string, unknown>, string[]]> = [
   [{ handler: '600h' }, ['timeout.handler: must not exceed 2147483647 ms (about 24 days), found 2160000000 ms']],
   [{ status: 500 }, ['timeout.status: expected 408, 503 or 504, found 500']],
   [{ handler: 'soon' }, ['timeout.handler: expected a duration (milliseconds, or a string such as "500ms", "30s", "1m"), found "soon"']],
-  [{ keepAlive: -1 }, ['timeout.keepAlive: expected a duration (milliseconds, or a string such as "500ms", "30s", "1m"), found -1']]
+  [{ keepAlive: -1 }, ['timeout.keepAlive: expected a duration of at least 1 ms (milliseconds, or a string such as "30s", "1m", "1h"), found -1']],
+  // For Node, 0 is no idle timeout at all: every idle keep-alive connection kept for ever.
+  [{ keepAlive: 0 }, ['timeout.keepAlive: expected a duration of at least 1 ms (milliseconds, or a string such as "30s", "1m", "1h"), found 0']]
 ]
 
 for (const [options, problems] of invalid) {
