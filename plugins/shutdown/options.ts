@@ -3,7 +3,9 @@ import { Duration, MAX_TIMER_MS, optionsResolver, type Defaulted } from '../../s
 import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
 
 export const ShutdownOptionsSchema = Type.Object({
+  // Not 0: a budget spent before the shutdown begins cut every request and exited 1 on every signal.
   timeout: Type.Optional(Duration({
+    minimum: 1,
     default: '30s',
     description: 'Budget for the whole shutdown. A request whose body is still arriving when 90 % of it is spent (a slow upload; `timeout.request` may be longer) is answered with a 503 problem, so it cannot overrun the budget. When the budget runs out, what is still pending is logged and the process exits 1.'
   })),

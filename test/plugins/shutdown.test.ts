@@ -206,7 +206,10 @@ test('many apps in one process: handlers removed on close, no listener leak warn
 
 test('invalid options fail at createServer and at ready(), naming shutdown.<key>', async () => {
   const cases: Array<{ shutdown: unknown, problems: string[] }> = [
-    { shutdown: { timeout: 'soon' }, problems: ['shutdown.timeout: expected a duration (milliseconds, or a string such as "500ms", "30s", "1m"), found "soon"'] },
+    { shutdown: { timeout: 'soon' }, problems: ['shutdown.timeout: expected a duration of at least 1 ms (milliseconds, or a string such as "30s", "1m", "1h"), found "soon"'] },
+    // A budget of 0 is spent before the shutdown begins: every signal cut the requests in flight and exited 1.
+    { shutdown: { timeout: 0 }, problems: ['shutdown.timeout: expected a duration of at least 1 ms (milliseconds, or a string such as "30s", "1m", "1h"), found 0'] },
+    { shutdown: 0, problems: ['shutdown: expected true, false, an options object or a duration of at least 1 ms (milliseconds, or a string such as "30s", "1m", "1h") (its timeout), found 0'] },
     { shutdown: { preCloseDelay: -1 }, problems: ['shutdown.preCloseDelay: expected a duration (milliseconds, or a string such as "500ms", "30s", "1m"), found -1'] },
     { shutdown: { signals: 'yes' }, problems: ['shutdown.signals: expected true or false, found "yes"'] },
     { shutdown: { timout: '5s' }, problems: ['shutdown.timout: unknown key (did you mean "timeout"?)'] },
