@@ -98,6 +98,9 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
     if (reply.sent || reply.raw.destroyed) return
     const streamed = streamedOf(request)
     if (streamed?.started === true) return
+    // Headers the handler wrote on reply.raw itself (without hijacking): the response
+    // started in time, and an answer now could only cut it short.
+    if (streamed === null && reply.raw.headersSent) return
     ;(request as WithDeadline)[kDeadline] = EXPIRED
     const error = Object.assign(new errors.SPK_ERR_HANDLER_TIMEOUT(ms), { statusCode: status })
     if (streamed !== null) {

@@ -326,6 +326,29 @@ test('stream: compressed, with a late first chunk, gets the timeout problem with
   assert.deepStrictEqual(warnings(logs), [])
 })
 
+test('a response written on reply.raw (without hijack) whose headers went out in time runs to its end, past the timeout', async (t) => {
+  const { app, logs } = await build({ logging: true, timeout: { handler: 200 } }, async (app) => {
+    app.get('/raw', async (_request, reply) => {
+      reply.raw.writeHead(200, { 'content-type': 'text/plain' })
+      for (const word of ['one ', 'two ', 'three ']) {
+        reply.raw.write(word)
+        await sleep(150)
+      }
+      reply.raw.end('four')
+      return reply
+    })
+  })
+  t.after(() => app.close())
+  const { url } = await listen(app)
+  const started = Date.now()
+  const res = await fetch(`${url}/raw`)
+  assert.equal(res.status, 200)
+  // Not cut at the timeout: the status line was out, a problem could only truncate it.
+  assert.equal(await res.text(), 'one two three four')
+  assert.ok(Date.now() - started >= 400, 'the response outlived the handler timeout')
+  assert.deepStrictEqual(warnings(logs), [])
+})
+
 test('stream: with the stream feature off, a stream is timed to its hand-over: a late first chunk arrives', async (t) => {
   const { app, logs } = await setup(t, { timeout: { handler: 200 }, stream: false })
   const { url } = await listen(app)
