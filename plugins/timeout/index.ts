@@ -84,7 +84,7 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   /** The route's deadline list; null when Fastify times it (its own handlerTimeout) or nothing does. */
   function listOf (route: RouteView): Deadlines<TimedRequest> | null {
     // Your instance's own handlerTimeout (with timeout.handler 0): every route is on Fastify's timer.
-    if (route.is404 || factoryDefault > 0) return null
+    if (factoryDefault > 0) return null
     // Seen late, a handlerTimeout is already Fastify's timer, armed for every request.
     if (route.late) return (route.handlerTimeout ?? 0) > 0 || resolved.handler <= 0 ? null : listFor(resolved.handler)
     const ms = routeTimeout(route, resolved)

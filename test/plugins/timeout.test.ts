@@ -496,6 +496,18 @@ test('headers and request may each be 0 (off) without the other limiting it', as
   assert.deepStrictEqual(serverTimeouts(app), { headersTimeout: 90_000, requestTimeout: 0, keepAliveTimeout: 72_000, connectionsCheckingInterval: 9000 })
 })
 
+test('a not-found handler of your own is timed too', async (t) => {
+  const { app } = await build({ timeout: { handler: 100 } }, async (app) => {
+    app.register(async (child) => {
+      child.setNotFoundHandler(async (_request, reply) => { await sleep(300); return reply.code(404).send({ fallback: true }) })
+    }, { prefix: '/app' })
+  })
+  t.after(() => app.close())
+  expectTimeout(await app.inject({ url: '/app/missing' }), 100, '/app/missing')
+  // spikard's own not-found answer is unchanged.
+  assert.equal((await app.inject({ url: '/missing' })).statusCode, 404)
+})
+
 test('routes registered before spikard are timed too; the shorthand timeout: 100 is the handler timeout', async (t) => {
   const app = Fastify()
   t.after(() => app.close())
