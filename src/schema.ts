@@ -45,12 +45,14 @@ type SizeUnit = 'b' | 'B' | 'kb' | 'KB' | 'Kb' | 'kB' | 'mb' | 'MB' | 'Mb' | 'mB
 /** A size as TypeScript sees it: `512kb`, `1mb`, `1.5 MB` (the unit in any case). */
 export type SizeText = `${number}${SizeUnit}` | `${number} ${SizeUnit}`
 
-/** A route a feature serves: a path starting with "/" (default `path`), or `false` for none. */
-export const RoutePath = (path: string, description: string) => Type.Union([Type.String({ pattern: '^/' }), Type.Literal(false)], {
+/** A route a feature serves: a literal path starting with "/" (default `path`), or `false` for none. */
+// A literal path: `:` and `*` would make it a parameter or a wildcard of the router, `?` and
+// `#` end the path a request can reach, and neither an empty segment nor a space can be asked for.
+export const RoutePath = (path: string, description: string) => Type.Union([Type.String({ pattern: '^(/[^/:*?#\\s]+)*/?$' }), Type.Literal(false)], {
   default: path,
   // Found by src/options.ts, which refuses two of spikard's routes at one path.
   route: true,
-  expected: 'a path starting with "/", or false',
+  expected: 'a literal path starting with "/" (no ":", "*", "?", "#", spaces or "//"), or false',
   description
 })
 
