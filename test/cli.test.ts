@@ -988,6 +988,32 @@ process.stdout.write = (chunk, ...rest) => {
       assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null }, 'killed by the signal: closeWithGrace is installed only after the line is printed')
     })
 
+    it('without shutdown signals, a rejection a background task owns is logged and the server goes on; any other closes it, exit 1', async (t) => {
+      for (const shutdown of ['false', '{ signals: false }']) {
+        const dir = await fixture(t, {
+          'spikard.config.yaml': `server:\n  port: 0\napp: ./routes.mjs\nshutdown: ${shutdown}\n`,
+          'routes.mjs': `export default async function routes (app) {
+  app.get('/task', async (request) => {
+    request.tasks.add(async function leaky () { void Promise.reject(new Error('lost by the task')) })
+    return { queued: true }
+  })
+  app.get('/leak', async () => { void Promise.reject(new Error('lost by the handler')); return { ok: true } })
+  app.get('/hello', async () => ({ hello: 'world' }))
+}
+`
+        })
+        const server = await start(t, [], { cwd: dir })
+        assert.equal((await fetch(`${server.url}/task`)).status, 200)
+        await until(() => server.stdout().includes('task: unhandled rejection'), 'the task\'s rejection to be logged', 10_000)
+        assert.equal(server.child.exitCode, null, `${shutdown}: still running`)
+        assert.equal((await fetch(`${server.url}/hello`)).status, 200, shutdown)
+        assert.doesNotMatch(server.stdout(), /closing after an uncaught error/, shutdown)
+        await fetch(`${server.url}/leak`).catch(() => {})
+        assert.deepEqual(await withTimeout(exited(server.child), 15_000, 'spikard to exit after the rejection'), { code: 1, signal: null }, shutdown)
+        assert.match(server.stdout(), /closing after an uncaught error/, shutdown)
+      }
+    })
+
     it('--port and --host override the config', async (t) => {
       const dir = await fixture(t, {
         'spikard.config.yaml': 'server:\n  host: 0.0.0.0\n  port: 1\napp: ./routes.mjs\n',
