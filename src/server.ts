@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import { resolve } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyHttpOptions, type FastifyPluginAsync } from 'fastify'
 import spikard from './spikard.js'
-import { errors } from './errors.js'
+import { errors, SpikardConfigError } from './errors.js'
 import { pathOf, rawProblemResponse, sendProblem } from './problem-details.js'
 import { requestIdFor, responseUnderWay } from './fastify-internals.js'
 import { resolveConfig, type SpikardConfig } from './config/schema.js'
@@ -96,7 +96,7 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
 export async function createServer (config: CreateServerConfig = {}, options: CreateServerOptions = {}): Promise<FastifyInstance> {
   const { app: routes, ...rest } = config
   const resolved = resolveConfig(typeof routes === 'function' ? rest : config)
-  const app = Fastify(spikardFastifyOptions(resolved, options.logStream, options.baseDir))
+  const app = fastify(spikardFastifyOptions(resolved, options.logStream, options.baseDir))
   try {
     const featureOptions = Object.fromEntries(Object.entries(features).map(([name, feature]: [string, FeatureDefinition]) => {
       const given = resolved[name as FeatureName]
@@ -112,6 +112,20 @@ export async function createServer (config: CreateServerConfig = {}, options: Cr
   }
   listenWhereConfigured(app, resolved.server.host, resolved.server.port)
   return app
+}
+
+/**
+ * Fastify compiles the addresses of `server.trustProxy` as the instance is created: an
+ * address it cannot read is the config's problem, named by its key, not a bare TypeError.
+ */
+function fastify (options: FastifyHttpOptions<Server>): FastifyInstance {
+  try {
+    return Fastify(options)
+  } catch (error) {
+    const { trustProxy } = options
+    if ((typeof trustProxy !== 'string' && !Array.isArray(trustProxy)) || !(error instanceof TypeError) || !/^invalid (IP address|range)/.test(error.message)) throw error
+    throw new SpikardConfigError([`server.trustProxy: expected IP addresses or CIDR ranges (or loopback, linklocal, uniquelocal), found ${error.message.replace(/^invalid/, 'an invalid')}`], 'config')
+  }
 }
 
 /**

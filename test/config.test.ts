@@ -191,6 +191,20 @@ test('server.trustProxy as a hop count trusts that many proxies (Fastify alone w
   await Promise.all([app.close(), unset.close()])
 })
 
+test('server.trustProxy with an address Fastify cannot read fails at startup naming the key, what was expected and the address', async () => {
+  const expected = 'server.trustProxy: expected IP addresses or CIDR ranges (or loopback, linklocal, uniquelocal), found '
+  for (const [trustProxy, found] of [
+    ['notanip', 'an invalid IP address: notanip'],
+    ['10.0.0.1, 10.0.0.0/99', 'an invalid range on address: 10.0.0.0/99'],
+    [['loopback', 'bogus'], 'an invalid IP address: bogus']
+  ] as const) {
+    await assert.rejects(createServer({ server: { trustProxy: trustProxy as string | string[], logger: { level: 'silent' } } }),
+      (error: unknown) => error instanceof SpikardConfigError && error.source === 'config' && error.problems.length === 1 && error.problems[0] === expected + found)
+  }
+  const app = await createServer({ server: { trustProxy: '10.0.0.1, uniquelocal', logger: { level: 'silent' } } })
+  await app.close()
+})
+
 test('server.logger.file and buffer: lines gathered in the buffer reach the file by the time close() resolves', async (t) => {
   const d = tempDir(t, {})
   const app = await createServer({
