@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { until, UUID, withTimeout } from './helpers.js'
 import { optionSources } from '../src/config/sources.js'
 import { resolveConfig } from '../src/config/schema.js'
+import { appFailed } from '../src/cli/app-failed.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'src/cli/index.ts')
@@ -293,6 +294,16 @@ describe('optionSources', () => {
   it('an inherited variable name (toString) is not taken for a set one', () => {
     const r = sources({ server: { host: '${toString:-0.0.0.0}' } }, { server: { host: '0.0.0.0' } }, {})
     assert.deepEqual(pick(r.options, 'server.host'), [['server.host', '0.0.0.0', 'config file (toString unset)']])
+  })
+})
+
+describe('appFailed', () => {
+  it('a routes module that throws something other than an Error: what it threw, as Node shows it, not [object Object]', () => {
+    const failed = (value: unknown): string => appFailed(value, '/srv/spikard.config.yaml', '/srv', './routes.mjs')
+    assert.equal(failed({ message: 'database unreachable', code: 'EDB' }), 'the app of /srv/spikard.config.yaml did not load: it threw { message: \'database unreachable\', code: \'EDB\' }')
+    assert.equal(failed(['a', 1]), 'the app of /srv/spikard.config.yaml did not load: it threw [ \'a\', 1 ]')
+    assert.equal(failed(42), 'the app of /srv/spikard.config.yaml did not load: it threw 42')
+    assert.equal(failed('a string'), 'the app of /srv/spikard.config.yaml did not load: it threw "a string"')
   })
 })
 

@@ -1,6 +1,7 @@
 /** How the CLI reports an app that did not load: one problem per line, no stack trace. */
 import { spawnSync } from 'node:child_process'
 import { extname, resolve } from 'node:path'
+import { inspect } from 'node:util'
 import { SpikardConfigError } from '../errors.js'
 
 /**
@@ -12,7 +13,8 @@ import { SpikardConfigError } from '../errors.js'
 export function appFailed (error: unknown, file: string, baseDir: string, app?: string): string {
   // Options checked as the app is built came from this file too.
   if (error instanceof SpikardConfigError) return error.source === 'options' || error.source === 'config' ? new SpikardConfigError(error.problems, `config ${file}`).message : error.message
-  if (!(error instanceof Error)) return `the app of ${file} did not load: it threw ${typeof error === 'string' ? JSON.stringify(error) : String(error)}`
+  // What was thrown as Node shows it (`{ message: 'x', code: 'E' }`, not `[object Object]`), on one line.
+  if (!(error instanceof Error)) return `the app of ${file} did not load: it threw ${typeof error === 'string' ? JSON.stringify(error) : inspect(error, { depth: 2, breakLength: Infinity, maxStringLength: 200 })}`
   const lines = error.message.split('\n').filter((line) => line.trim() !== '' && !/^\s+at /.test(line))
   const name = error.name !== 'Error' && error.name !== '' ? `${error.name}: ` : ''
   const where = userFrame(error.stack ?? '', baseDir) ?? (error instanceof SyntaxError && app !== undefined ? parseError(resolve(baseDir, app), baseDir) : undefined)
