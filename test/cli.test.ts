@@ -305,6 +305,20 @@ describe('appFailed', () => {
     assert.equal(failed(42), 'the app of /srv/spikard.config.yaml did not load: it threw 42')
     assert.equal(failed('a string'), 'the app of /srv/spikard.config.yaml did not load: it threw "a string"')
   })
+
+  it('an error\'s causes and an AggregateError\'s errors are shown, one line each: fetch failed says why', () => {
+    const failed = (value: unknown): string => appFailed(value, '/srv/spikard.config.yaml', '/srv', './routes.mjs')
+    const dns = Object.assign(new Error('getaddrinfo ENOTFOUND config.internal'), { code: 'ENOTFOUND' })
+    assert.equal(failed(new TypeError('fetch failed', { cause: dns })),
+      'the app of /srv/spikard.config.yaml did not load: TypeError: fetch failed\n  caused by: getaddrinfo ENOTFOUND config.internal')
+    const refused = new AggregateError([new Error('connect ECONNREFUSED ::1:5432'), new Error('connect ECONNREFUSED 127.0.0.1:5432')], '')
+    assert.equal(failed(new Error('no database', { cause: refused })), 'the app of /srv/spikard.config.yaml did not load: no database\n' +
+      '  caused by: AggregateError: (no message)\n  caused by: connect ECONNREFUSED ::1:5432\n  caused by: connect ECONNREFUSED 127.0.0.1:5432')
+    const loop: Error & { cause?: unknown } = new RangeError('first line\nsecond line')
+    loop.cause = loop
+    assert.equal(failed(new Error('outer', { cause: loop })), 'the app of /srv/spikard.config.yaml did not load: outer\n  caused by: RangeError: first line')
+    assert.equal(failed(new Error('outer', { cause: { code: 'E42' } })), 'the app of /srv/spikard.config.yaml did not load: outer\n  caused by: { code: \'E42\' }')
+  })
 })
 
 describe('spikard CLI', { concurrency: 1 }, () => {

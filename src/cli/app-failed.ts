@@ -19,7 +19,22 @@ export function appFailed (error: unknown, file: string, baseDir: string, app?: 
   const name = error.name !== 'Error' && error.name !== '' ? `${error.name}: ` : ''
   const where = userFrame(error.stack ?? '', baseDir) ?? (error instanceof SyntaxError && app !== undefined ? parseError(resolve(baseDir, app), baseDir) : undefined)
   return `the app of ${file} did not load: ${name}${lines[0] ?? '(no message)'}${where === undefined ? '' : ` (at ${where})`}` +
-    lines.slice(1).map((line) => `\n  ${line.trim()}`).join('')
+    lines.slice(1).map((line) => `\n  ${line.trim()}`).join('') + causes(error, new Set([error]))
+}
+
+/**
+ * An error's causes (`new Error('no database', { cause })`; fetch's "fetch failed" keeps
+ * the DNS or socket error there) and an AggregateError's errors (Node 20 connecting to
+ * `localhost`), one line each: often the only words that say what went wrong.
+ */
+function causes (error: Error, seen: Set<unknown>): string {
+  const inner = [...(error.cause === undefined ? [] : [error.cause]), ...(error instanceof AggregateError ? error.errors as unknown[] : [])]
+  return inner.filter((cause) => !seen.has(cause) && seen.size < 10).map((cause) => {
+    seen.add(cause)
+    if (!(cause instanceof Error)) return `\n  caused by: ${typeof cause === 'string' ? JSON.stringify(cause) : inspect(cause, { depth: 2, breakLength: Infinity, maxStringLength: 200 })}`
+    const name = cause.name !== 'Error' && cause.name !== '' ? `${cause.name}: ` : ''
+    return `\n  caused by: ${name}${cause.message.split('\n')[0] || '(no message)'}${causes(cause, seen)}`
+  }).join('')
 }
 
 /**
