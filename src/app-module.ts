@@ -3,7 +3,7 @@
  * is a Fastify plugin. A TypeScript module is imported by Node itself where Node strips
  * types (22.18+, 24), else by tsx, an optional peer loaded only then.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { extname } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { FastifyPluginAsync, FastifyPluginCallback } from 'fastify'
@@ -34,6 +34,8 @@ const defaultLoaders: TypeScriptLoaders = {
 /** Loads the user's routes module. */
 export async function loadAppModule (file: string): Promise<RoutesPlugin> {
   if (!existsSync(file)) throw new SpikardConfigError([`app: module not found: ${file}`], 'config')
+  // Node refuses to import a directory with a message naming spikard's own file, not the key.
+  if (statSync(file).isDirectory()) throw new SpikardConfigError([`app: expected a JS or TS module file, found the directory ${file}`], 'config')
   const url = pathToFileURL(file).href
   const mod = TS_EXTENSIONS.has(extname(file)) ? await importTypeScript(file, url) : await import(url)
   let plugin = mod?.default

@@ -8,7 +8,7 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import * as nodeModule from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -166,6 +166,17 @@ describe('a routes plugin that throws synchronously', () => {
     const raise = (value: unknown): never => { throw value }
     await assert.rejects(createServer({ app: async (app) => { app.get('/half', async () => 1); raise(null) } }), { message: 'the routes plugin threw null' })
     await assert.rejects(createServer({ app: async () => { await Promise.resolve().then(() => raise(undefined)) } }), { message: 'the routes plugin threw undefined' })
+  })
+
+  it('an app that names a directory is refused naming the key and the directory, not spikard\'s own file', async (t) => {
+    const dir = tempDir(t)
+    mkdirSync(join(dir, 'routes'))
+    writeFileSync(join(dir, 'routes', 'index.mjs'), 'export default async function routes () {}\n')
+    await assert.rejects(loadAppModule(join(dir, 'routes')), (error: SpikardConfigError) => {
+      assert.ok(error instanceof SpikardConfigError, String(error))
+      assert.deepEqual(error.problems, [`app: expected a JS or TS module file, found the directory ${join(dir, 'routes')}`])
+      return true
+    })
   })
 
   it('a module that default-exports a class is refused by name', async (t) => {
