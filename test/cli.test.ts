@@ -1060,6 +1060,15 @@ process.stdout.write = (chunk, ...rest) => {
       }
     })
 
+    it('--host "" (an unset $HOST) exits 1 naming the flag, not the config file', async (t) => {
+      const dir = await fixture(t, { 'spikard.config.yaml': 'server:\n  host: 127.0.0.1\n  port: 0\n' })
+      for (const command of ['start', 'check']) {
+        const r = await run(t, [command, '--host', ''], { cwd: dir })
+        assert.deepEqual({ code: r.code, stdout: r.stdout, stderr: r.stderr },
+          { code: 1, stdout: '', stderr: 'spikard: --host: expected a host name or address, found ""\n' }, command)
+      }
+    })
+
     it('a port in use exits 1 saying so', async (t) => {
       const blocker = createNetServer()
       await new Promise<void>((resolve, reject) => blocker.once('error', reject).listen(0, '127.0.0.1', resolve))

@@ -104,6 +104,8 @@ async function main (argv: string[]): Promise<number> {
     overrides['server.port'] = '--port'
   }
   if (values.host !== undefined) {
+    // Checked here: createServer would report it as server.host, a problem of the config file.
+    if (values.host === '') throw new Error('--host: expected a host name or address, found ""')
     config.server.host = values.host
     overrides['server.host'] = '--host'
   }
