@@ -11,6 +11,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { until, UUID, withTimeout } from './helpers.js'
 import { optionSources } from '../src/config/sources.js'
 import { resolveConfig } from '../src/config/schema.js'
@@ -1032,11 +1033,34 @@ process.stdout.write = (chunk, ...rest) => {
         await until(() => server.stdout().includes('task: unhandled rejection'), 'the task\'s rejection to be logged', 10_000)
         assert.equal(server.child.exitCode, null, `${shutdown}: still running`)
         assert.equal((await fetch(`${server.url}/hello`)).status, 200, shutdown)
-        assert.doesNotMatch(server.stdout(), /closing after an uncaught error/, shutdown)
+        assert.doesNotMatch(server.stdout(), /uncaught error: shutting down/, shutdown)
         await fetch(`${server.url}/leak`).catch(() => {})
         assert.deepEqual(await withTimeout(exited(server.child), 15_000, 'spikard to exit after the rejection'), { code: 1, signal: null }, shutdown)
-        assert.match(server.stdout(), /closing after an uncaught error/, shutdown)
+        assert.match(server.stdout(), /uncaught error: shutting down/, shutdown)
       }
+    })
+
+    it('without shutdown signals, a close that outlasts its budget is logged and exits 1, nothing on stderr; SIGHUP is left to Node, as with them', async (t) => {
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'server:\n  port: 0\napp: ./routes.mjs\ntimeout: { handler: 0 }\nshutdown: { signals: false, timeout: 500ms }\n',
+        'routes.mjs': `export default async function routes (app) {
+  app.get('/hang', async () => { await new Promise((resolve) => setTimeout(resolve, 5000)); return 'late' })
+}
+`
+      })
+      const server = await start(t, [], { cwd: dir })
+      const hung = fetch(`${server.url}/hang`).catch(() => {})
+      await sleep(300)
+      server.child.kill('SIGTERM')
+      assert.deepEqual(await withTimeout(exited(server.child), 10_000, 'spikard to exit'), { code: 1, signal: null })
+      await hung
+      const messages = server.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l).msg)
+      assert.ok(messages.includes('shutdown did not finish in time'), messages.join(' | '))
+      assert.equal(server.stderr(), '')
+
+      const other = await start(t, [], { cwd: dir })
+      other.child.kill('SIGHUP')
+      assert.deepEqual(await withTimeout(exited(other.child), 10_000, 'spikard to exit'), { code: null, signal: 'SIGHUP' })
     })
 
     it('--port and --host override the config', async (t) => {

@@ -34,7 +34,7 @@ import { errors, SpikardConfigError } from '../../src/errors.js'
 import { resolveShutdownOptions, type ShutdownOptions } from './options.js'
 import { Budget, lifecycleOf, since } from '../../src/lifecycle.js'
 import { Connections } from './connections.js'
-import { exitOnSignals } from './signals.js'
+import { exitOnSignals } from '../../src/exit-on-signals.js'
 
 /** The most a connection may go without a request before the shutdown closes it; a tenth of the budget when that is shorter. */
 const CONNECTION_GRACE_MS = 500

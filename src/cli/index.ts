@@ -2,7 +2,6 @@
 /** The `spikard` command: start a server from a config file, check one, or print its OpenAPI or AsyncAPI document. */
 import { parseArgs } from 'node:util'
 import { dirname } from 'node:path'
-import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig } from '../config/load.js'
 import { createServer } from '../server.js'
@@ -14,7 +13,7 @@ import { packageVersion } from '../package-json.js'
 import { openapi } from './openapi.js'
 import { asyncapi } from './asyncapi.js'
 import { appFailed } from './app-failed.js'
-import { raiseUncaught, rejectionOwner } from '../rejections.js'
+import { exitOnSignals } from '../exit-on-signals.js'
 
 const HELP = `spikard - a production preset for Fastify
 
@@ -158,26 +157,26 @@ async function start (app: FastifyInstance, host: string, port: number, failed: 
   // Signal handlers go in before listening, so a SIGTERM sent the moment the server
   // reports ready (or during startup) still closes it gracefully. The shutdown feature,
   // when on with `signals`, installed its own when the app was built; otherwise a basic
-  // graceful close: SIGTERM or SIGINT closes the app and exits (within 10 s, or
-  // shutdown.timeout when the feature is on without `signals`). An unhandled rejection a
-  // background task owns is that task's failure (src/rejections.ts): it must not close the
-  // server, so rejections reach close-with-grace only as the uncaught exceptions they raise.
+  // graceful close, as the feature's: SIGTERM or SIGINT closes the app and exits (within
+  // 10 s, or shutdown.timeout when the feature is on without `signals`).
   const { shutdown } = app.spikard.options
   let closing = false
-  const onRejection = (reason: unknown, promise: Promise<unknown>): void => { if (rejectionOwner() === undefined) raiseUncaught(reason, promise) }
-  const grace = shutdown !== false && shutdown.signals
+  const uninstall = shutdown !== false && shutdown.signals
     ? undefined
-    : closeWithGrace({ delay: shutdown === false ? 10_000 : shutdown.timeout, skip: ['unhandledRejection'] }, async ({ err }) => {
-      closing = true
-      if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
-      await app.close()
+    : exitOnSignals({
+      log: app.log,
+      timeout: shutdown === false ? 10_000 : shutdown.timeout,
+      pending: () => ({}),
+      close: async () => {
+        closing = true
+        await app.close()
+        return true
+      }
     })
-  if (grace !== undefined) process.on('unhandledRejection', onRejection)
   try {
     await app.listen({ host, port })
   } catch (error) {
-    grace?.uninstall()
-    process.off('unhandledRejection', onRejection)
+    uninstall?.()
     await app.close().catch(() => {})
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new Error(`port ${port} on ${host} is already in use`)
     // The socket's own failures (EACCES on a low port, EADDRNOTAVAIL) as they are; the rest is the app's, getting ready.

@@ -1,13 +1,13 @@
 /**
- * Process-level handling for the shutdown feature, through close-with-grace: SIGTERM,
- * SIGINT, uncaught exceptions and unhandled rejections start the graceful close, then the
- * process exits: 0 after a signal; 1 after an uncaught error, when the budget runs out, or
- * at once on a second signal or error.
+ * Process-level handling, through close-with-grace, for the shutdown feature (with
+ * `signals`) and for `spikard start` without it: SIGTERM, SIGINT, uncaught exceptions and
+ * unhandled rejections start the graceful close, then the process exits: 0 after a signal;
+ * 1 after an uncaught error, when the budget runs out, or at once on a second signal or error.
  */
 import closeWithGrace from 'close-with-grace'
 import type { FastifyBaseLogger } from 'fastify'
-import { flushLog } from '../../src/flush-log.js'
-import { raiseUncaught, rejectionOwner } from '../../src/rejections.js'
+import { flushLog } from './flush-log.js'
+import { raiseUncaught, rejectionOwner } from './rejections.js'
 
 /**
  * close-with-grace listens to every terminating signal and to 'beforeExit' unless told
