@@ -223,6 +223,10 @@ export function keySourceProblems (options: JwtOptions, algorithms: JwtAlgorithm
     if (url !== undefined && url.protocol !== 'https:' && !isLoopback(url)) {
       problems.push('auth.jwt.jwksUrl: must be https:// (http only on localhost): keys fetched in the clear can be swapped on the way')
     }
+    // fetch() refuses such a URL, and its error (logged at every attempt) would carry the password.
+    if (url !== undefined && (url.username !== '' || url.password !== '')) {
+      problems.push('auth.jwt.jwksUrl: must not hold credentials (user:password@): a JWKS is public, and fetch() refuses such a URL')
+    }
   }
   return problems
 }

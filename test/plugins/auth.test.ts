@@ -89,7 +89,9 @@ describe('off, on, and configuration refused at startup', () => {
       [{ jwt: { algorithms: ['RS256'], publicKey: { kty: 'oct', k: 'c2VjcmV0' } } }, ['auth.jwt.publicKey: a symmetric (oct) JWK is a secret: HMAC secrets go in auth.jwt.secret']],
       [{ jwt: { algorithms: ['RS256', 'ES256'], publicKey: { ...ec.jwk, alg: 'RS256' } } }, ['auth.jwt.publicKey: its alg "RS256" does not match an EC key (ES256)']],
       [{ jwt: { algorithms: ['RS256'], publicKey: [rsa.pem, ec.pem] } }, ['auth.jwt.publicKey[1]: an EC key verifies ES256, none of which is in auth.jwt.algorithms (RS256)']],
-      [{ jwt: { algorithms: ['RS256'], jwksUrl: 'http://id.example/jwks.json' } }, ['auth.jwt.jwksUrl: must be https:// (http only on localhost): keys fetched in the clear can be swapped on the way']]
+      [{ jwt: { algorithms: ['RS256'], jwksUrl: 'http://id.example/jwks.json' } }, ['auth.jwt.jwksUrl: must be https:// (http only on localhost): keys fetched in the clear can be swapped on the way']],
+      // fetch() throws for it at every attempt, and its message (logged) holds the password.
+      [{ jwt: { algorithms: ['RS256'], jwksUrl: 'https://svc:hunter2@id.example/jwks.json' } }, ['auth.jwt.jwksUrl: must not hold credentials (user:password@): a JWKS is public, and fetch() refuses such a URL']]
     ]
     for (const [auth, problems] of cases) assert.deepEqual(await problemsOf(auth), problems, JSON.stringify(auth).slice(0, 200))
   })
