@@ -80,7 +80,7 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
     const name = routeName(route)
     let declared: ReturnType<typeof websocketRoute>
     try {
-      declared = websocketRoute(route as { websocket?: unknown, config?: unknown })
+      declared = websocketRoute({ websocket: true, config: route.config })
     } catch (error) {
       throw new SpikardConfigError([(error as Error).message], `route ${name}`)
     }
@@ -103,20 +103,23 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
   let drainHook: (() => void) | undefined
   app.addHook('onRoute', function spikardWebSocketRoute (this: FastifyInstance, route) {
     const config = (route.config as { websocket?: unknown } | undefined)?.websocket
-    if ((route as { websocket?: unknown }).websocket !== true) {
+    // @fastify/websocket's other form: `handler` answers plain requests, `wsHandler` upgrades.
+    const both = typeof (route as { wsHandler?: unknown }).wsHandler === 'function'
+    if ((route as { websocket?: unknown }).websocket !== true && !both) {
       if (config !== undefined) throw new SpikardConfigError(['config.websocket is set but the route has no `websocket: true`; add it or remove config.websocket'], `route ${routeName(route)}`)
       return
     }
     // @fastify/websocket answers a plain request (and the HEAD twin of a GET route) with an
     // empty 404: ./upgrade.ts refuses it with a 426 problem first.
-    decide(route, kUpgradeOnly, true)
+    if (!both) decide(route, kUpgradeOnly, true)
     if ([route.method].flat().every((m) => m === 'HEAD')) return
     drainHook ??= app.spikard.onDrain('websocket', drain)
     const policy = policyOf(this, route)
     decide(route, kWebSocket, policy)
-    const handler = route.handler as unknown as (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) => unknown
+    const key = both ? 'wsHandler' : 'handler'
+    const handler = (route as unknown as Record<typeof key, (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) => unknown>)[key]
     // Runs as @fastify/websocket's wsHandler once the socket is open.
-    route.handler = function spikardWebSocketHandler (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) {
+    ;(route as unknown as Record<typeof key, unknown>)[key] = function spikardWebSocketHandler (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) {
       const connection = open(socket, request, policy)
       // The 101 is written: the request's background tasks run now (no onResponse will come).
       responseSent(request)

@@ -137,6 +137,30 @@ test('an upgrade pipelined behind a response under way closes the connection ins
   assert.equal((await upgrade(port, '/echo')).status, 101)
 })
 
+test('@fastify/websocket\'s wsHandler (an HTTP handler and a WebSocket one on one route): plain requests get the handler, upgrades the socket, its messages validated', async (t) => {
+  const { ws, app, logs } = await serve(t, {}, async (app) => {
+    app.route({
+      method: 'GET',
+      url: '/both',
+      config: { websocket: { receive: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] } } },
+      handler: async () => ({ http: true }),
+      wsHandler: (socket) => { socket.on('message', (data) => { socket.send(String(data)) }) }
+    })
+  })
+  const plain = await app.inject('/both')
+  assert.equal(plain.statusCode, 200)
+  assert.deepEqual(plain.json(), { http: true })
+  const client = await connect(t, ws + '/both')
+  client.socket.send('{"text":"hi"}')
+  assert.equal(await client.next(), '{"text":"hi"}')
+  client.socket.send('{"nope":1}')
+  assert.equal((await client.json() as { type: string }).type, 'https://spikard.dev/errors/websocket-invalid-message')
+  client.socket.close(1000)
+  await client.closed
+  await sleep(20)
+  assert.equal(logs.filter((l) => l.msg === 'websocket closed').length, 1)
+})
+
 test('403: a browser page from another origin (same-origin by default when auth is on; websocket.origins)', async (t) => {
   const { port } = await serve(t, { auth: AUTH }, routes)
   const headers = { 'x-api-key': KEY, Origin: 'https://evil.example' }
