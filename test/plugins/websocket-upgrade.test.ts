@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyWebsocket from '@fastify/websocket'
 import WebSocket from 'ws'
+import { Type } from '@sinclair/typebox'
 import { build, rawRequest, UUID } from '../helpers.js'
 import { connect, KEY, problem, serve, upgrade } from './websocket-helpers.js'
 
@@ -247,6 +248,18 @@ test('rooms: join, publish to a room, broadcast to all, leave, and sockets leave
   assert.deepEqual(await a1.json(), { type: 'said', text: 'only a1' })
   a2.socket.send('x')
   await assert.rejects(a2.next(), /timed out/)
+})
+
+test('rooms: a message one route\'s send schema refuses still reaches every other socket; the broadcast then rejects', async (t) => {
+  const { ws, app } = await serve(t, {}, async (app) => {
+    app.get('/strict', { websocket: true, config: { websocket: { send: Type.Object({ n: Type.Number() }) } } }, () => {})
+    app.get('/loose', { websocket: true }, () => {})
+  })
+  // The refusing socket first, then one that takes anything.
+  await connect(t, ws + '/strict')
+  const loose = await connect(t, ws + '/loose')
+  await assert.rejects(app.spikard.rooms.broadcast({ text: 'hi' }), /config\.websocket\.send/)
+  assert.deepEqual(await loose.json(), { text: 'hi' })
 })
 
 test('shutdown: every open socket closed with 1001; upgrades while draining get 503', async (t) => {
