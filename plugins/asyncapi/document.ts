@@ -46,7 +46,7 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
   const refs = (ids: string[]) => ids.length === 0 ? {} : { servers: ids.map((id) => ({ $ref: `#/servers/${id}` })) }
 
   for (const route of channelRoutes(routes)) {
-    const socket = websocketRoute(route as { websocket?: unknown, config?: unknown })
+    const socket = websocketRoute(route as { websocket?: unknown, wsHandler?: unknown, config?: unknown })
     const stream = socket === undefined && spikard.sse !== false ? sseRoute(route as { sse?: unknown }) : undefined
     if (socket === undefined && stream === undefined) continue
     const schema = (route.schema ?? {}) as Json

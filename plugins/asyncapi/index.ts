@@ -55,7 +55,8 @@ async function spikardAsyncApi (app: FastifyInstance, options: AsyncApiOptions):
   // Shared schemas are encapsulated: those the channel routes see, from the context each is registered in.
   const shared: Record<string, unknown> = {}
   app.addHook('onRoute', function spikardAsyncApiSchemas (this: FastifyInstance, route) {
-    if ((route as { websocket?: unknown }).websocket !== true && (route as { sse?: unknown }).sse === undefined) return
+    const { websocket, wsHandler, sse } = route as { websocket?: unknown, wsHandler?: unknown, sse?: unknown }
+    if (websocket !== true && typeof wsHandler !== 'function' && sse === undefined) return
     for (const [id, schema] of Object.entries(this.getSchemas())) if (!Object.hasOwn(shared, id)) shared[id] = schema
   })
   app.addHook('onReady', async function spikardAsyncApiDocument () { await build(o.servers) })

@@ -80,7 +80,7 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
     const name = routeName(route)
     let declared: ReturnType<typeof websocketRoute>
     try {
-      declared = websocketRoute({ websocket: true, config: route.config })
+      declared = websocketRoute(route as { websocket?: unknown, wsHandler?: unknown, config?: unknown })
     } catch (error) {
       throw new SpikardConfigError([(error as Error).message], `route ${name}`)
     }

@@ -75,8 +75,9 @@ export function messageSchemas (schema: unknown, where: string): MessageSchemas 
 }
 
 /** The route's WebSocket declaration (`websocket` route option and `config.websocket`), or undefined for other routes. */
-export function websocketRoute (route: { websocket?: unknown, config?: unknown }): WebSocketRoute | undefined {
-  if (route.websocket !== true) return undefined
+export function websocketRoute (route: { websocket?: unknown, wsHandler?: unknown, config?: unknown }): WebSocketRoute | undefined {
+  // `websocket: true`, or @fastify/websocket's other form: `handler` for plain requests, `wsHandler` for upgrades.
+  if (route.websocket !== true && typeof route.wsHandler !== 'function') return undefined
   const config = ((route.config as { websocket?: WebSocketRouteConfig } | undefined)?.websocket) ?? {}
   return {
     receive: messageSchemas(config.receive, 'config.websocket.receive'),

@@ -8,6 +8,7 @@
  * (ETag, 304, YAML, paths, off, production, asyncapi.auth); info.
  */
 import { describe, test } from 'node:test'
+import { Type } from '@sinclair/typebox'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -143,6 +144,22 @@ describe('the document', () => {
     assert.deepEqual(Object.keys(document.channels), ['shown'])
     const openapi = await documentOf(app, '/openapi.json')
     assert.deepEqual(Object.keys(openapi.paths).filter((p) => p.startsWith('/asyncapi')), [])
+  })
+
+  test('a route with @fastify/websocket\'s wsHandler (HTTP and WebSocket on one path) is a channel, its messages from config.websocket', async (t) => {
+    const document = await documentOf(await appWith(t, {}, async (app) => {
+      app.route({
+        method: 'GET',
+        url: '/live',
+        config: { websocket: { receive: Type.Object({ text: Type.String() }) } },
+        handler: async () => ({ plain: true }),
+        wsHandler: () => {}
+      } as never)
+    }))
+    assert.deepEqual(await errorsOf(document), [])
+    assert.deepEqual(Object.keys(document.channels), ['live'])
+    assert.equal(document.channels.live.address, '/live')
+    assert.deepEqual(Object.keys(document.operations).sort(), ['receiveLive', 'sendLive'])
   })
 
   test('an app without WebSocket or event-stream routes: a valid document with no channels', async (t) => {
