@@ -48,7 +48,7 @@ export type SizeText = `${number}${SizeUnit}` | `${number} ${SizeUnit}`
 /** A route a feature serves: a literal path starting with "/" (default `path`), or `false` for none. */
 // A literal path: `:` and `*` would make it a parameter or a wildcard of the router, `?` and
 // `#` end the path a request can reach, and neither an empty segment nor a space can be asked for.
-export const RoutePath = (path: string, description: string) => Type.Union([Type.String({ pattern: '^(/[^/:*?#\\s]+)*/?$' }), Type.Literal(false)], {
+export const RoutePath = (path: string, description: string) => Type.Union([Type.String({ pattern: '^(/[^/:*?#\\s]+)*/?$', minLength: 1 }), Type.Literal(false)], {
   default: path,
   // Found by src/options.ts, which refuses two of spikard's routes at one path.
   route: true,
