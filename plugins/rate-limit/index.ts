@@ -27,7 +27,7 @@ import { SpikardConfigError } from '../../src/errors.js'
 import { validate } from '../../src/schema.js'
 import { resolveRateLimitOptions, RouteRateLimitSchema, type RateLimitOptions, type RouteRateLimitOptions } from './options.js'
 import { addressKeyer, AllowList } from './keys.js'
-import { createLimit, Shared, type Limit } from './limiter.js'
+import { createLimit, kCounted, Shared, type Limit } from './limiter.js'
 import { memoryStores, Outage, redisStores } from './store.js'
 import { decide, decisionOf, registered, routeName, type RouteView } from '../../src/route-decision.js'
 import type { OnRequest, PreParsing } from './limiter.js'
@@ -104,6 +104,7 @@ async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions
     return limit
   }
 
+  app.decorateRequest(kCounted, false)
   app.addHook('onRoute', (route) => { decide(route, kRateLimit, limitOf(registered(route))) })
   // An address, header or cookie limit counts before auth and the body; an identity limit
   // after auth (every onRequest hook), still before the body is read.

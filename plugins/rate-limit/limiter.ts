@@ -50,6 +50,9 @@ export interface Limit extends LimitSpec {
   failed?: (request: FastifyRequest, reply: FastifyReply, error: { statusCode?: number }) => void
 }
 
+/** The request reached an identity limit's check, which counted it already. */
+export const kCounted = Symbol('spikard.rate-limit.counted')
+
 type Next = (error?: Error) => void
 type HeaderWriter = (reply: FastifyReply, remaining: number, reset: number) => void
 
@@ -93,6 +96,7 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
 
   if (spec.keyBy === 'identity') {
     const spikardRateLimit: PreParsing = function spikardRateLimit (request, reply, payload, done) {
+      (request as FastifyRequest & { [kCounted]: boolean })[kCounted] = true
       check(request, reply, (error) => { if (error === undefined) done(null, payload); else done(error) })
     }
     // Requests auth refuses end before preParsing: they are counted by address when refused
@@ -116,6 +120,8 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
     }
     const failed = (request: FastifyRequest, _reply: FastifyReply, error: { statusCode?: number }): void => {
       if ((error.statusCode !== 401 && error.statusCode !== 403) || identityOf(request) !== undefined) return
+      // A handler's own 401 or 403 came after the check above, which counted the request.
+      if ((request as FastifyRequest & { [kCounted]: boolean })[kCounted]) return
       const address = clientAddress(request)
       if (allow.hasAddresses && allow.hasAddress(address)) return
       const key = addressKey(address)

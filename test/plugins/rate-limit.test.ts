@@ -322,6 +322,19 @@ test('keyBy identity: requests auth refuses (bad keys, bad tokens, none) count b
   assertCounted(await attempt('alice-key-0123456789'), 3, 2, 60)
 })
 
+test('keyBy identity: a 401 or 403 of the handler\'s own counts once, by the check that let the request in', async (t) => {
+  const { app } = await setup(t, { rateLimit: { max: 3, keyBy: 'identity' } }, async (app) => {
+    app.get('/forbidden', async () => { throw Object.assign(new Error('not yours'), { statusCode: 403 }) })
+    app.get('/items', async () => ({ items: [] }))
+  })
+  for (const remaining of ['2', '1', '0']) {
+    const res = await get(app, '/forbidden', { remoteAddress: '198.51.100.1' })
+    assert.equal(res.statusCode, 403, res.body)
+    assert.equal(res.headers['x-ratelimit-remaining'], remaining)
+  }
+  assertLimited(await get(app, '/items', { remoteAddress: '198.51.100.1' }), '/items', 60, 3)
+})
+
 test('keyBy header:<name>: per value, case-insensitive name; without the header, by address; long values hashed', async (t) => {
   const { app } = await setup(t, { rateLimit: { max: 1, keyBy: 'header:X-Tenant' } })
   assertCounted(await get(app, '/items', { headers: { 'x-tenant': 'acme' } }), 1, 0, 60)
