@@ -319,6 +319,13 @@ describe('appFailed', () => {
     loop.cause = loop
     assert.equal(failed(new Error('outer', { cause: loop })), 'the app of /srv/spikard.config.yaml did not load: outer\n  caused by: RangeError: first line')
     assert.equal(failed(new Error('outer', { cause: { code: 'E42' } })), 'the app of /srv/spikard.config.yaml did not load: outer\n  caused by: { code: \'E42\' }')
+    // At most nine causes, each once: a Promise.any over many hosts, a cause shared by two errors.
+    const many = new AggregateError(Array.from({ length: 30 }, (_, i) => new Error(`host ${i} down`)), 'all hosts down')
+    assert.equal(failed(many), 'the app of /srv/spikard.config.yaml did not load: AggregateError: all hosts down' +
+      Array.from({ length: 9 }, (_, i) => `\n  caused by: host ${i} down`).join(''))
+    const shared = new Error('disk full')
+    assert.equal(failed(new AggregateError([new Error('write a', { cause: shared }), shared], 'writes failed')),
+      'the app of /srv/spikard.config.yaml did not load: AggregateError: writes failed\n  caused by: write a\n  caused by: disk full')
   })
 })
 

@@ -29,12 +29,19 @@ export function appFailed (error: unknown, file: string, baseDir: string, app?: 
  */
 function causes (error: Error, seen: Set<unknown>): string {
   const inner = [...(error.cause === undefined ? [] : [error.cause]), ...(error instanceof AggregateError ? error.errors as unknown[] : [])]
-  return inner.filter((cause) => !seen.has(cause) && seen.size < 10).map((cause) => {
+  let text = ''
+  // Checked as each is shown: one shown already (a cause deeper in another) or the tenth ends it.
+  for (const cause of inner) {
+    if (seen.has(cause) || seen.size >= 10) continue
     seen.add(cause)
-    if (!(cause instanceof Error)) return `\n  caused by: ${typeof cause === 'string' ? JSON.stringify(cause) : inspect(cause, { depth: 2, breakLength: Infinity, maxStringLength: 200 })}`
+    if (!(cause instanceof Error)) {
+      text += `\n  caused by: ${typeof cause === 'string' ? JSON.stringify(cause) : inspect(cause, { depth: 2, breakLength: Infinity, maxStringLength: 200 })}`
+      continue
+    }
     const name = cause.name !== 'Error' && cause.name !== '' ? `${cause.name}: ` : ''
-    return `\n  caused by: ${name}${cause.message.split('\n')[0] || '(no message)'}${causes(cause, seen)}`
-  }).join('')
+    text += `\n  caused by: ${name}${cause.message.split('\n')[0] || '(no message)'}${causes(cause, seen)}`
+  }
+  return text
 }
 
 /**
