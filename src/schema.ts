@@ -8,7 +8,7 @@
  * the key a user meant, while the config contract demands messages such as
  * `rateLimit.max: expected an integer >= 0, found "ten"`.
  */
-import { Kind, TransformKind, Type, type Static, type TSchema, type StaticDecode } from '@sinclair/typebox'
+import { Kind, TransformKind, Type, type Static, type StringOptions, type TSchema, type StaticDecode } from '@sinclair/typebox'
 import { SpikardConfigError } from './errors.js'
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
@@ -45,10 +45,20 @@ type SizeUnit = 'b' | 'B' | 'kb' | 'KB' | 'Kb' | 'kB' | 'mb' | 'MB' | 'Mb' | 'mB
 /** A size as TypeScript sees it: `512kb`, `1mb`, `1.5 MB` (the unit in any case). */
 export type SizeText = `${number}${SizeUnit}` | `${number} ${SizeUnit}`
 
-/** A route a feature serves: a literal path starting with "/" (default `path`), or `false` for none. */
-// A literal path: `:` and `*` would make it a parameter or a wildcard of the router, `?` and
-// `#` end the path a request can reach, and neither an empty segment nor a space can be asked for.
-export const RoutePath = (path: string, description: string) => Type.Union([Type.String({ pattern: '^(/[^/:*?#\\s]+)*/?$', minLength: 1 }), Type.Literal(false)], {
+/**
+ * A literal URL path, for a route or a prefix spikard registers: `:` and `*` would make it a
+ * parameter or a wildcard of the router, `?` and `#` end the path a request can reach, and
+ * neither an empty segment nor a space can be asked for.
+ */
+export const LiteralPath = (options: StringOptions = {}) => Type.String({
+  pattern: '^(/[^/:*?#\\s]+)*/?$',
+  minLength: 1,
+  expected: 'a literal path starting with "/" (no ":", "*", "?", "#", spaces or "//")',
+  ...options
+})
+
+/** A route a feature serves: a literal path (default `path`), or `false` for none. */
+export const RoutePath = (path: string, description: string) => Type.Union([LiteralPath(), Type.Literal(false)], {
   default: path,
   // Found by src/options.ts, which refuses two of spikard's routes at one path.
   route: true,

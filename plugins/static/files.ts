@@ -81,13 +81,6 @@ export function checkMounts (mounts: readonly Mount[], authOn: boolean): { check
         ok = false
       }
     }
-    // The prefix becomes a route (`<prefix>*`): a `:` or `*` would be a parameter or a
-    // wildcard of the router (`/a/*` fails there, naming no key), `?` and `#` end the path a
-    // request can reach, and an empty segment is refused by @fastify/static itself.
-    if (/[:*?#\s]|\/\//.test(prefix)) {
-      problems.push(`${key}.prefix: expected a URL path of plain segments (no ":", "*", "?", "#", spaces or empty segments), found ${JSON.stringify(mount.prefix)}`)
-      ok = false
-    }
     const other = prefixes.get(prefix)
     if (other !== undefined) {
       problems.push(`${key}.prefix: ${prefix} is also ${other}.prefix; give each mount a prefix of its own`)

@@ -1,11 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { optionsResolver, type Defaulted } from '../../src/schema.js'
+import { LiteralPath, optionsResolver, type Defaulted } from '../../src/schema.js'
 import { isAbsolute, resolve } from 'node:path'
 import type { FeatureDefinition } from '../../src/feature.js'
 
 export const StaticMountSchema = Type.Object({
   root: Type.String({ minLength: 1, description: 'Directory served; a relative path is relative to the config file (in code: the working directory). It must exist.' }),
-  prefix: Type.Optional(Type.String({ pattern: '^/', default: '/', expected: 'a path starting with "/"', description: 'URL path the mount answers under.' })),
+  prefix: Type.Optional(LiteralPath({ default: '/', description: 'URL path the mount answers under.' })),
   index: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Literal(false)], {
     default: 'index.html',
     expected: 'a file name, or false',
