@@ -13,13 +13,17 @@ import { SpikardConfigError } from '../errors.js'
 export function appFailed (error: unknown, file: string, baseDir: string, app?: string): string {
   // Options checked as the app is built came from this file too.
   if (error instanceof SpikardConfigError) return error.source === 'options' || error.source === 'config' ? new SpikardConfigError(error.problems, `config ${file}`).message : error.message
-  // What was thrown as Node shows it (`{ message: 'x', code: 'E' }`, not `[object Object]`), on one line.
-  if (!(error instanceof Error)) return `the app of ${file} did not load: it threw ${typeof error === 'string' ? JSON.stringify(error) : inspect(error, { depth: 2, breakLength: Infinity, maxStringLength: 200 })}`
+  if (!(error instanceof Error)) return `the app of ${file} did not load: it threw ${shown(error)}`
   const lines = error.message.split('\n').filter((line) => line.trim() !== '' && !/^\s+at /.test(line))
   const name = error.name !== 'Error' && error.name !== '' ? `${error.name}: ` : ''
   const where = userFrame(error.stack ?? '', baseDir) ?? (error instanceof SyntaxError && app !== undefined ? parseError(resolve(baseDir, app), baseDir) : undefined)
   return `the app of ${file} did not load: ${name}${lines[0] ?? '(no message)'}${where === undefined ? '' : ` (at ${where})`}` +
     lines.slice(1).map((line) => `\n  ${line.trim()}`).join('') + causes(error, new Set([error]))
+}
+
+/** A thrown value that is no Error as Node shows it (`{ message: 'x', code: 'E' }`, not `[object Object]`), on one line. */
+function shown (value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : inspect(value, { depth: 2, breakLength: Infinity, maxStringLength: 200 })
 }
 
 /**
@@ -35,7 +39,7 @@ function causes (error: Error, seen: Set<unknown>): string {
     if (seen.has(cause) || seen.size >= 10) continue
     seen.add(cause)
     if (!(cause instanceof Error)) {
-      text += `\n  caused by: ${typeof cause === 'string' ? JSON.stringify(cause) : inspect(cause, { depth: 2, breakLength: Infinity, maxStringLength: 200 })}`
+      text += `\n  caused by: ${shown(cause)}`
       continue
     }
     const name = cause.name !== 'Error' && cause.name !== '' ? `${cause.name}: ` : ''
