@@ -148,9 +148,11 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
     for (const { operation, method, path, route } of operations) operation.operationId ??= unique(operationId(method, route?.url ?? path), ids)
 
     const usedTags = new Set<string>()
-    for (const { operation, route } of operations) {
+    for (const { operation, method, route: declared } of operations) {
       for (const tag of operation.tags ?? []) usedTags.add(tag)
-      if (route === undefined) continue
+      if (declared === undefined) continue
+      // The route as this method's requests meet it: a GET of a GET and POST route reads no body.
+      const route = { ...declared, method: method.toUpperCase() } as RouteOptions
       const docs = [coreDoc(route), ...enabled.map(({ feature, options: o }) => feature.openapi?.operation?.(route, o))]
       apply(operation, docs.filter((d): d is OperationDoc => d !== undefined), doc.components, problem)
       const stream = options.sse === false ? undefined : sseRoute(route as { sse?: unknown, schema?: unknown })
