@@ -91,6 +91,24 @@ test('every method, with query, headers, a JSON or raw body and cookies, over in
   assert.equal((await client.get('/text')).text(), 'plain words')
 })
 
+test('json with a Content-Type of the test\'s own, in any case, from headers or withHeaders: that one is sent', async (t) => {
+  const client = await createTestClient({
+    app: async (app) => {
+      app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (_request, body, done) => { done(null, JSON.parse(body as string)) })
+      app.patch('/item', async (request) => ({ type: request.headers['content-type'], body: request.body }))
+    }
+  })
+  t.after(async () => await client.close())
+  const patch = { name: null }
+  for (const name of ['content-type', 'Content-Type', 'CONTENT-TYPE']) {
+    const direct = await client.patch('/item', { json: patch, headers: { [name]: 'application/merge-patch+json' } })
+    assert.deepEqual(direct.json(), { type: 'application/merge-patch+json', body: patch }, name)
+    const derived = await client.withHeaders({ [name]: 'application/merge-patch+json' }).patch('/item', { json: patch })
+    assert.deepEqual(derived.json(), { type: 'application/merge-patch+json', body: patch }, `withHeaders ${name}`)
+  }
+  assert.equal((await client.patch('/item', { json: patch })).json<{ type: string }>().type, 'application/json')
+})
+
 test('json() and problem() say what came back when the body is not what they read', async (t) => {
   const client = await setup(t)
   const text = await client.get('/text')

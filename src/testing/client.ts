@@ -188,7 +188,8 @@ function client (shared: Shared, defaults: Record<string, string>): TestClient {
     const inject: InjectOptions = { method, url: path, headers, query: options.query, cookies: options.cookies }
     if (options.json !== undefined) {
       inject.payload = JSON.stringify(options.json)
-      headers['content-type'] ??= 'application/json'
+      // Header names are case-insensitive: a `Content-Type` of the test's own is kept.
+      if (!Object.keys(headers).some((name) => name.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json'
     } else if (options.body !== undefined) {
       inject.payload = options.body
     }
