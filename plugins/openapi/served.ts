@@ -42,7 +42,8 @@ export function send (request: FastifyRequest, reply: FastifyReply, served: Serv
   const chosen = choice === 'identity' ? served.identity : served.encoded[choice] as Representation
   reply.header('etag', chosen.etag).header('cache-control', 'no-cache')
   if (served.offered.length > 0) reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
-  if (request.headers['if-none-match']?.split(',').some((tag) => tag.trim().replace(/^W\//, '') === chosen.etag) === true) return reply.code(304).send()
+  // `*` matches any current representation (RFC 9110 13.1.2).
+  if (request.headers['if-none-match']?.split(',').some((tag) => tag.trim() === '*' || tag.trim().replace(/^W\//, '') === chosen.etag) === true) return reply.code(304).send()
   if (choice !== 'identity') reply.header('content-encoding', choice)
   return reply.type(served.type).send(chosen.body)
 }

@@ -1110,6 +1110,9 @@ describe('serving', () => {
       assert.equal(again.body, '')
       assert.equal(again.headers.etag, etag)
     }
+    const any = await app.inject({ url: '/openapi.json', headers: { 'if-none-match': '*' } })
+    assert.equal(any.statusCode, 304, 'If-None-Match: * matches the document (RFC 9110)')
+    assert.equal(any.headers.etag, etag)
     const stale = await app.inject({ url: '/openapi.json', headers: { 'if-none-match': '"something-else"' } })
     assert.equal(stale.statusCode, 200)
     assert.equal(stale.body, first.body)
