@@ -81,7 +81,13 @@ export class OpenStream {
       if (!isAsyncIterable(source)) {
         const event = this.prepare(source)
         if (this.#overflowing()) return
-        return await send(event as never)
+        // @fastify/sse waits for 'drain' (or 'error') on a write the client has not taken; a
+        // client that stopped reading and then went away never drains and a destroyed
+        // response emits no error, so the handler's `await send()` would never settle. The
+        // stream's close settles it (a closed stream's send still throws, as @fastify/sse's).
+        if (this.#isClosed) return await send(event as never)
+        await this.#untilClosed(send(event as never))
+        return
       }
       const guarded = this.#guard(source)
       const sent = send(guarded as AsyncIterable<never>)

@@ -332,6 +332,27 @@ test('a client that stops reading, then goes away: the source\'s finally runs an
   assert.deepEqual(seen, ['finally', 'send settled'])
 })
 
+test('a client that stops reading, then goes away: a handler awaiting each single event\'s send is not left waiting for ever', async (t) => {
+  const seen: string[] = []
+  const { port } = await serve(t, {}, async (app) => {
+    app.get('/loop', { sse: true }, async (_request, reply) => {
+      const big = 'x'.repeat(64 * 1024)
+      for (let i = 0; i < 10_000 && reply.sse.isConnected; i++) await reply.sse.send({ data: big })
+      seen.push('send settled')
+    })
+  })
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write('GET /loop HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
+  await new Promise((resolve) => socket.once('data', resolve))
+  // Held by backpressure: the send waits for a drain that never comes.
+  socket.pause()
+  await sleep(300)
+  socket.destroy()
+  await until(() => seen.length === 1, 'the send settled', 3000)
+  assert.deepEqual(seen, ['send settled'])
+})
+
 test('sse.maxBuffered: a client that does not read has its stream closed once that much waits unsent, and it is logged', async (t) => {
   let closed = false
   const { port, logs } = await serve(t, { sse: { maxBuffered: '256kb' } }, async (app) => {
