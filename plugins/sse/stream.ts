@@ -19,6 +19,7 @@ import type { SSEReplyInterface } from '@fastify/sse'
 import { provideRequestSignal } from '../../src/fastify-internals.js'
 import { safeEvent, toEvent, type SafeEvent, type SseEvent } from './events.js'
 import { responseStarted } from '../stream/state.js'
+import { responseSent } from '../tasks/state.js'
 
 /** Throws when an event does not match the route's schema. */
 export type Validate = (event: SseEvent) => void
@@ -76,6 +77,10 @@ export class OpenStream {
       // running, its list held the request and its response until the timeout, long after
       // the client had gone.
       responseStarted(request)
+      // The response is sent, as a WebSocket's 101 is: the request's tasks run now rather
+      // than when the stream ends, which is most often the client leaving, and which would
+      // drop them (and hold each in maxQueued for as long as the stream stays open).
+      responseSent(request)
     }
     sse.send = async (source) => {
       if (!isAsyncIterable(source)) {

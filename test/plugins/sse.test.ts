@@ -476,6 +476,25 @@ test('authenticated, the stream opens', async (t) => {
   assert.equal(typeof JSON.parse(received[0].data).caller, 'string')
 })
 
+test('background tasks a stream\'s request adds run once the stream opens, not when it ends; the client leaving does not drop them', async (t) => {
+  const ran: string[] = []
+  const { app, url } = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/feed', { sse: true }, async (request, reply) => {
+      request.tasks.add(async function before () { ran.push('before') })
+      await reply.sse.send({ data: 'first' })
+      request.tasks.add(async function after () { ran.push('after') })
+      reply.sse.keepAlive()
+    })
+  })
+  const stream = await openRaw(url, '/feed')
+  await stream.waitFor('data: first\n\n')
+  await until(() => ran.length === 2, 'both tasks run while the stream is open', 2000)
+  assert.deepEqual(ran.sort(), ['after', 'before'])
+  stream.close()
+  await app.tasks.idle()
+  assert.deepEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 2, failed: 0, cancelled: 0 })
+})
+
 test('sse.maxConnections: past it, a 503 problem before any event; a closed stream frees its place', async (t) => {
   const { url } = await serve(t, { server: QUIET, sse: { maxConnections: 2 } }, async (app) => {
     app.get('/events', { sse: 'only' }, async (_request, reply) => {
