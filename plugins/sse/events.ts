@@ -12,8 +12,8 @@
  *   whole event. Here such an id or name is refused (a TypeError), as is NUL in an id (the
  *   browser ignores the field);
  * - it serializes string data with JSON.stringify (`data: "hello"`, with the quotes), and
- *   drops `id: 0` (a falsy test). Here strings go as the text itself, objects as JSON, and
- *   numeric ids as their decimal text.
+ *   drops `id: 0` and `retry: 0` (falsy tests). Here strings go as the text itself, objects
+ *   as JSON, and numeric ids and retry as their decimal text.
  */
 
 /** An event as a handler gives it: `data` an object (sent as JSON) or a string (sent as it is). */
@@ -29,7 +29,7 @@ export interface SseEvent {
 export type SseChunk = SseEvent | string | Buffer | Uint8Array
 
 /** An event ready for @fastify/sse: id, name and data as safe text. */
-export interface SafeEvent { id?: string, event?: string, data: string | undefined, retry?: number }
+export interface SafeEvent { id?: string, event?: string, data: string | undefined, retry?: string }
 
 const KEYS = new Set(['id', 'event', 'data', 'retry'])
 const LINE_BREAK = /\r\n?/g
@@ -71,7 +71,8 @@ export function safeEvent (event: SseEvent, serializer?: (data: unknown) => unkn
   }
   if (event.retry !== undefined) {
     if (!Number.isInteger(event.retry) || event.retry < 0) throw new TypeError(`sse: retry must be a whole number of milliseconds >= 0, found ${JSON.stringify(event.retry)}`)
-    safe.retry = event.retry
+    // As text: @fastify/sse writes retry only when truthy, and `retry: 0` (reconnect at once) is valid.
+    safe.retry = String(event.retry)
   }
   return safe
 }

@@ -127,6 +127,17 @@ test('events: ids, names, JSON and text data, multi-line data, retry; the events
   ])
 })
 
+test('retry: 0 (reconnect at once) is written, as any other retry', async (t) => {
+  const { url } = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      await reply.sse.send({ data: 'now', retry: 0 })
+    })
+  })
+  const raw = await openRaw(url, '/events')
+  assert.equal(await raw.ended, 'end')
+  assert.equal(raw.text(), 'data: now\nretry: 0\n\n')
+})
+
 test('a data string holding CR or LF cannot inject a field or a second event; an id or name holding them is refused', async (t) => {
   const attacks = ['x\r\rdata: injected', 'x\n\nevent: evil\ndata: injected', 'x\revent: evil', 'x\r\nid: 666\r\n\r\ndata: injected', 'x\n: comment\nretry: 1']
   const refused: string[] = []
