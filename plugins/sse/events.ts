@@ -52,6 +52,10 @@ export function toEvent (chunk: unknown): SseEvent {
   if (chunk === null || typeof chunk !== 'object' || Array.isArray(chunk)) {
     throw new TypeError(`sse: expected an event ({ id, event, data, retry }), a string or a Buffer, found ${chunk === null ? 'null' : Array.isArray(chunk) ? 'an array' : typeof chunk}`)
   }
+  // Neither has an own key, so either would pass as an empty event and send nothing:
+  // `reply.sse.send(buildEvent())` without the await, or a generator that is not async.
+  if (typeof (chunk as { then?: unknown }).then === 'function') throw new TypeError('sse: expected an event ({ id, event, data, retry }), found a Promise (await it, then send its event)')
+  if (typeof (chunk as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function') throw new TypeError('sse: expected an event ({ id, event, data, retry }), found a synchronous iterable (send an async iterable, or each event)')
   const unknown = Object.keys(chunk).filter((k) => !KEYS.has(k))
   if (unknown.length > 0) throw new TypeError(`sse: an event has id, event, data and retry; found ${unknown.map((k) => JSON.stringify(k)).join(', ')} (put the payload in data)`)
   return chunk as SseEvent

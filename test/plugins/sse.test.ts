@@ -138,13 +138,13 @@ test('retry: 0 (reconnect at once) is written, as any other retry', async (t) =>
   assert.equal(raw.text(), 'data: now\nretry: 0\n\n')
 })
 
-test('a data string holding CR or LF cannot inject a field or a second event; an id or name holding them is refused', async (t) => {
+test('a data string holding CR or LF cannot inject a field or a second event; an id or name holding them is refused, as is a Promise or a synchronous iterable in place of an event', async (t) => {
   const attacks = ['x\r\rdata: injected', 'x\n\nevent: evil\ndata: injected', 'x\revent: evil', 'x\r\nid: 666\r\n\r\ndata: injected', 'x\n: comment\nretry: 1']
   const refused: string[] = []
   const { url } = await serve(t, { server: QUIET }, async (app) => {
     app.get('/events', { sse: true }, async (_request, reply) => {
       for (const data of attacks) await reply.sse.send({ id: 'safe', data })
-      for (const event of [{ id: 'a\nevent: evil', data: 'x' }, { id: 'a\rb', data: 'x' }, { id: 'a\0b', data: 'x' }, { event: 'a\r\ndata: evil', data: 'x' }, { event: '', data: 'x' }, { data: 'x', retry: -1 }, { data: 'x', retry: 1.5 }, { payload: 'x' }]) {
+      for (const event of [{ id: 'a\nevent: evil', data: 'x' }, { id: 'a\rb', data: 'x' }, { id: 'a\0b', data: 'x' }, { event: 'a\r\ndata: evil', data: 'x' }, { event: '', data: 'x' }, { data: 'x', retry: -1 }, { data: 'x', retry: 1.5 }, { payload: 'x' }, Promise.resolve({ data: 'x' }), (function * () { yield { data: 'x' } })(), new Map([['data', 'x']])]) {
         try {
           await reply.sse.send(event as never)
         } catch (error) {
@@ -171,7 +171,10 @@ test('a data string holding CR or LF cannot inject a field or a second event; an
     'sse: an event name must be a non-empty string without CR or LF, found ""',
     'sse: retry must be a whole number of milliseconds >= 0, found -1',
     'sse: retry must be a whole number of milliseconds >= 0, found 1.5',
-    'sse: an event has id, event, data and retry; found "payload" (put the payload in data)'
+    'sse: an event has id, event, data and retry; found "payload" (put the payload in data)',
+    'sse: expected an event ({ id, event, data, retry }), found a Promise (await it, then send its event)',
+    'sse: expected an event ({ id, event, data, retry }), found a synchronous iterable (send an async iterable, or each event)',
+    'sse: expected an event ({ id, event, data, retry }), found a synchronous iterable (send an async iterable, or each event)'
   ])
 })
 
