@@ -145,6 +145,10 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
       if (only && !acceptsEventStream(request.headers.accept)) {
         throw Object.assign(new Error(`${name} only sends text/event-stream, which the request's Accept header excludes`), { statusCode: 406 })
       }
+      // HEAD (Fastify adds one for each GET route): Node writes no body for it and holds the
+      // head until the response ends, so the client never got an answer while the handler
+      // streamed to nobody, holding a place in maxConnections until the client gave up.
+      if (request.method === 'HEAD') return await reply.type('text/event-stream').header('cache-control', 'no-cache').send()
       if (streams.size >= maxConnections) throw new errors.SPK_ERR_SSE_TOO_MANY_STREAMS(maxConnections)
       const stream = new OpenStream(request, reply, sse, validate, serializer, maxBuffered)
       streams.add(stream)

@@ -509,6 +509,27 @@ test('background tasks a stream\'s request adds run once the stream opens, not w
   assert.deepEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 2, failed: 0, cancelled: 0 })
 })
 
+test('HEAD on an event-stream route: the head of a stream at once, the handler not run', async (t) => {
+  let runs = 0
+  const { url } = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/feed', { sse: 'only' }, async (_request, reply) => {
+      runs++
+      await reply.sse.send({ data: 'hello' })
+      reply.sse.keepAlive()
+    })
+  })
+  const head = await withTimeout(new Promise<http.IncomingMessage>((resolve, reject) => {
+    const request = http.request(`${url}/feed`, { method: 'HEAD', agent: false }, resolve)
+    request.on('error', reject)
+    t.after(() => request.destroy())
+    request.end()
+  }), 2000, 'the HEAD response')
+  assert.equal(head.statusCode, 200)
+  assert.equal(head.headers['content-type'], 'text/event-stream')
+  assert.equal(head.headers['cache-control'], 'no-cache')
+  assert.equal(runs, 0)
+})
+
 test('sse.maxConnections: past it, a 503 problem before any event; a closed stream frees its place', async (t) => {
   const { url } = await serve(t, { server: QUIET, sse: { maxConnections: 2 } }, async (app) => {
     app.get('/events', { sse: 'only' }, async (_request, reply) => {
