@@ -94,6 +94,9 @@ export class OpenStream {
         await this.#untilClosed(send(event as never))
         return
       }
+      // Closed before the send (the client left while the handler prepared its source):
+      // @fastify/sse refuses it unread, so a Readable (a file, a database cursor) would stay open.
+      if (this.#isClosed && source instanceof Readable) source.destroy()
       const guarded = this.#guard(source)
       const sent = send(guarded as AsyncIterable<never>)
       // @fastify/sse waits for the client to take each event ('drain'); a client that stopped

@@ -367,6 +367,29 @@ test('a client that stops reading, then goes away: a handler awaiting each singl
   assert.deepEqual(seen, ['send settled'])
 })
 
+test('a Readable sent to a stream the client has already left is destroyed, and the send throws', async (t) => {
+  const seen: string[] = []
+  const { url } = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/late', { sse: 'only' }, async (request, reply) => {
+      // The client leaves while the handler prepares its source.
+      await new Promise((resolve) => request.raw.socket.once('close', resolve))
+      const readable = new Readable({ objectMode: true, read () {} })
+      readable.on('close', () => seen.push('readable closed'))
+      try {
+        await reply.sse.send(readable)
+      } catch (error) {
+        seen.push((error as Error).message)
+      }
+    })
+  })
+  const request = http.get(`${url}/late`, { agent: false })
+  request.on('error', () => {})
+  await sleep(100)
+  request.destroy()
+  await until(() => seen.length === 2, 'the send refused and the Readable closed', 2000)
+  assert.deepEqual(seen.sort(), ['SSE connection is closed', 'readable closed'])
+})
+
 test('sse.maxBuffered: a client that does not read has its stream closed once that much waits unsent, and it is logged', async (t) => {
   let closed = false
   const { port, logs } = await serve(t, { sse: { maxBuffered: '256kb' } }, async (app) => {
