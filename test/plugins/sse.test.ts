@@ -334,17 +334,21 @@ test('a client that stops reading, then goes away: the source\'s finally runs an
       seen.push('send settled')
     })
   })
-  const socket = net.connect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  socket.write('GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
-  await new Promise((resolve) => socket.once('data', resolve))
-  // Held by backpressure: @fastify/sse waits for a drain that never comes.
-  socket.pause()
-  await sleep(300)
-  socket.destroy()
+  await stallThenLeave(port, '/flood')
   await until(() => seen.length === 2, 'the finally and the send', 3000)
   assert.deepEqual(seen, ['finally', 'send settled'])
 })
+
+/** A client that opens the stream, stops reading (the server's writes wait for a drain that never comes), then goes away. */
+async function stallThenLeave (port: number, path: string): Promise<void> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`)
+  await new Promise((resolve) => socket.once('data', resolve))
+  socket.pause()
+  await sleep(300)
+  socket.destroy()
+}
 
 test('a client that stops reading, then goes away: a handler awaiting each single event\'s send is not left waiting for ever', async (t) => {
   const seen: string[] = []
@@ -355,14 +359,7 @@ test('a client that stops reading, then goes away: a handler awaiting each singl
       seen.push('send settled')
     })
   })
-  const socket = net.connect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  socket.write('GET /loop HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
-  await new Promise((resolve) => socket.once('data', resolve))
-  // Held by backpressure: the send waits for a drain that never comes.
-  socket.pause()
-  await sleep(300)
-  socket.destroy()
+  await stallThenLeave(port, '/loop')
   await until(() => seen.length === 1, 'the send settled', 3000)
   assert.deepEqual(seen, ['send settled'])
 })
