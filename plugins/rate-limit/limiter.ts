@@ -11,7 +11,7 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
 import type { KeyBy, ResolvedRateLimitOptions } from './options.js'
 import { clientAddress, identityOf, keyer, type AllowList } from './keys.js'
-import type { Outage, Store } from './store.js'
+import type { Outage, Store, StoreResult } from './store.js'
 import type { onRequestHookHandler, preParsingHookHandler } from 'fastify'
 
 export type OnRequest = onRequestHookHandler
@@ -65,6 +65,25 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
   // A header or cookie value is the client's to choose: it never matches an allowed identity.
   const allowed = spec.keyBy === 'identity' ? allow.values : allow.plainValues
 
+  /** Counts one request under `storeKey`: `counted` gets the window's count, or undefined when the store failed (an outage, noted). */
+  function count (storeKey: string, counted: (result: StoreResult | undefined) => void): void {
+    store.incr(storeKey, (error, result) => {
+      if (error !== null || result === undefined) {
+        outage.failed(error ?? new Error('the store returned nothing'))
+        return counted(undefined)
+      }
+      if (outage.failing) outage.recovered()
+      counted(result)
+    }, window, max)
+  }
+
+  /** Over the limit: the headers and `Retry-After` set, the 429 problem to fail the request with. */
+  function limited (reply: FastifyReply, retry: number): Error {
+    writeHeaders(reply, 0, retry)
+    reply.header('retry-after', retry)
+    return new errors.SPK_ERR_RATE_LIMITED(`Rate limit exceeded, retry in ${inWords(retry)}`)
+  }
+
   function check (request: FastifyRequest, reply: FastifyReply, next: Next): void {
     const address = clientAddress(request)
     if (allow.hasAddresses && allow.hasAddress(address)) return next()
@@ -76,22 +95,15 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
       if (allowed !== undefined && allowed.has(own)) return next()
       storeKey = key(own)
     }
-    store.incr(storeKey, (error, result) => {
-      if (error !== null || result === undefined) {
-        outage.failed(error ?? new Error('the store returned nothing'))
-        return reject ? next(new errors.SPK_ERR_RATE_LIMIT_UNAVAILABLE()) : next()
-      }
-      if (outage.failing) outage.recovered()
+    count(storeKey, (result) => {
+      if (result === undefined) return reject ? next(new errors.SPK_ERR_RATE_LIMIT_UNAVAILABLE()) : next()
       const reset = result.ttl > 0 ? Math.ceil(result.ttl / 1000) : 0
       if (result.current <= max) {
         writeHeaders(reply, max - result.current, reset)
         return next()
       }
-      const retry = Math.max(1, reset)
-      writeHeaders(reply, 0, retry)
-      reply.header('retry-after', retry)
-      next(new errors.SPK_ERR_RATE_LIMITED(`Rate limit exceeded, retry in ${inWords(retry)}`))
-    }, window, max)
+      next(limited(reply, Math.max(1, reset)))
+    })
   }
 
   if (spec.keyBy === 'identity') {
@@ -113,10 +125,7 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
         refused.delete(key)
         return done()
       }
-      const retry = Math.ceil(left / 1000)
-      writeHeaders(reply, 0, retry)
-      reply.header('retry-after', retry)
-      done(new errors.SPK_ERR_RATE_LIMITED(`Rate limit exceeded, retry in ${inWords(retry)}`))
+      done(limited(reply, Math.ceil(left / 1000)))
     }
     const failed = (request: FastifyRequest, _reply: FastifyReply, error: { statusCode?: number }): void => {
       if ((error.statusCode !== 401 && error.statusCode !== 403) || identityOf(request) !== undefined) return
@@ -125,12 +134,11 @@ export function createLimit (shared: Shared, spec: LimitSpec): Limit {
       const address = clientAddress(request)
       if (allow.hasAddresses && allow.hasAddress(address)) return
       const key = addressKey(address)
-      store.incr(key, (storeError, result) => {
-        if (storeError !== null || result === undefined) return outage.failed(storeError ?? new Error('the store returned nothing'))
-        if (result.current < max) return
+      count(key, (result) => {
+        if (result === undefined || result.current < max) return
         if (refused.size >= shared.options.cacheSize) refused.clear()
         refused.set(key, Date.now() + Math.max(1000, result.ttl))
-      }, window, max)
+      })
     }
     return { ...spec, hook: 'preParsing', handler: spikardRateLimit, early, failed }
   }
