@@ -9,7 +9,7 @@
  */
 import type { RouteOptions } from 'fastify'
 import type { ResolvedSpikardOptions } from '../../src/options.js'
-import { websocketRoute, type MessageSchemas } from '../websocket/messages.js'
+import { websocketRoute, type MessageSchemas, type WebSocketRouteOptions } from '../websocket/messages.js'
 import { sseRoute } from '../sse/events.js'
 import { inAsyncApi, type ResolvedAsyncApiOptions } from './options.js'
 import { schemaComponents } from './schemas.js'
@@ -46,7 +46,7 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
   const refs = (ids: string[]) => ids.length === 0 ? {} : { servers: ids.map((id) => ({ $ref: `#/servers/${id}` })) }
 
   for (const route of channelRoutes(routes)) {
-    const socket = websocketRoute(route as { websocket?: unknown, wsHandler?: unknown, config?: unknown })
+    const socket = websocketRoute(route as WebSocketRouteOptions)
     const stream = socket === undefined && spikard.sse !== false ? sseRoute(route as { sse?: unknown }) : undefined
     if (socket === undefined && stream === undefined) continue
     const schema = (route.schema ?? {}) as Json

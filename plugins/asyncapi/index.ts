@@ -17,6 +17,7 @@ import { asyncapiDocument } from './document.js'
 import { listeningUrl, type ServerUrl } from './servers.js'
 import { viewerRoutes } from './viewer.js'
 import { serve, send, type Served } from '../openapi/served.js'
+import { isWebSocketRoute, type WebSocketRouteOptions } from '../websocket/messages.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -55,8 +56,7 @@ async function spikardAsyncApi (app: FastifyInstance, options: AsyncApiOptions):
   // Shared schemas are encapsulated: those the channel routes see, from the context each is registered in.
   const shared: Record<string, unknown> = {}
   app.addHook('onRoute', function spikardAsyncApiSchemas (this: FastifyInstance, route) {
-    const { websocket, wsHandler, sse } = route as { websocket?: unknown, wsHandler?: unknown, sse?: unknown }
-    if (websocket !== true && typeof wsHandler !== 'function' && sse === undefined) return
+    if (!isWebSocketRoute(route as WebSocketRouteOptions) && (route as { sse?: unknown }).sse === undefined) return
     for (const [id, schema] of Object.entries(this.getSchemas())) if (!Object.hasOwn(shared, id)) shared[id] = schema
   })
   app.addHook('onReady', async function spikardAsyncApiDocument () { await build(o.servers) })

@@ -26,7 +26,7 @@ import { SpikardConfigError } from '../../src/errors.js'
 import { decide, routeName } from '../../src/route-decision.js'
 import type { DrainContext } from '../../src/lifecycle.js'
 import { resolveWebSocketOptions, type WebSocketOptions } from './options.js'
-import { websocketRoute } from './messages.js'
+import { isWebSocketRoute, websocketRoute, type WebSocketRouteOptions } from './messages.js'
 import { compileMessages } from './validate.js'
 import { loadSchemaCompiler } from '../../src/ajv.js'
 import { CLOSE, Connection, kUpgradeOnly, kWebSocket, type SocketPolicy } from './connection.js'
@@ -80,7 +80,7 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
     const name = routeName(route)
     let declared: ReturnType<typeof websocketRoute>
     try {
-      declared = websocketRoute(route as { websocket?: unknown, wsHandler?: unknown, config?: unknown })
+      declared = websocketRoute(route as WebSocketRouteOptions)
     } catch (error) {
       throw new SpikardConfigError([(error as Error).message], `route ${name}`)
     }
@@ -103,14 +103,14 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
   let drainHook: (() => void) | undefined
   app.addHook('onRoute', function spikardWebSocketRoute (this: FastifyInstance, route) {
     const config = (route.config as { websocket?: unknown } | undefined)?.websocket
-    // @fastify/websocket's other form: `handler` answers plain requests, `wsHandler` upgrades.
-    const both = typeof (route as { wsHandler?: unknown }).wsHandler === 'function'
-    if ((route as { websocket?: unknown }).websocket !== true && !both) {
+    if (!isWebSocketRoute(route as WebSocketRouteOptions)) {
       if (config !== undefined) throw new SpikardConfigError(['config.websocket is set but the route has no `websocket: true`; add it or remove config.websocket'], `route ${routeName(route)}`)
       return
     }
-    // @fastify/websocket answers a plain request (and the HEAD twin of a GET route) with an
-    // empty 404: ./upgrade.ts refuses it with a 426 problem first.
+    // @fastify/websocket's other form: `handler` answers plain requests, `wsHandler` upgrades.
+    const both = typeof (route as WebSocketRouteOptions).wsHandler === 'function'
+    // With `websocket: true`, @fastify/websocket answers a plain request (and the HEAD twin
+    // of a GET route) with an empty 404: ./upgrade.ts refuses it with a 426 problem first.
     if (!both) decide(route, kUpgradeOnly, true)
     if ([route.method].flat().every((m) => m === 'HEAD')) return
     drainHook ??= app.spikard.onDrain('websocket', drain)

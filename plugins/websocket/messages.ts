@@ -74,10 +74,17 @@ export function messageSchemas (schema: unknown, where: string): MessageSchemas 
   return byType
 }
 
+/** A route's @fastify/websocket options: `websocket: true`, or `wsHandler` beside a `handler` for plain requests. */
+export interface WebSocketRouteOptions { websocket?: unknown, wsHandler?: unknown, config?: unknown }
+
+/** Whether the route accepts WebSocket upgrades, in either of @fastify/websocket's forms. */
+export function isWebSocketRoute (route: WebSocketRouteOptions): boolean {
+  return route.websocket === true || typeof route.wsHandler === 'function'
+}
+
 /** The route's WebSocket declaration (`websocket` route option and `config.websocket`), or undefined for other routes. */
-export function websocketRoute (route: { websocket?: unknown, wsHandler?: unknown, config?: unknown }): WebSocketRoute | undefined {
-  // `websocket: true`, or @fastify/websocket's other form: `handler` for plain requests, `wsHandler` for upgrades.
-  if (route.websocket !== true && typeof route.wsHandler !== 'function') return undefined
+export function websocketRoute (route: WebSocketRouteOptions): WebSocketRoute | undefined {
+  if (!isWebSocketRoute(route)) return undefined
   const config = ((route.config as { websocket?: WebSocketRouteConfig } | undefined)?.websocket) ?? {}
   return {
     receive: messageSchemas(config.receive, 'config.websocket.receive'),

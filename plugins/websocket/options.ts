@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Duration, Size, optionsResolver, type Defaulted } from '../../src/schema.js'
 import { formatBytes, formatDuration, type FeatureDefinition } from '../../src/feature.js'
-import { websocketRoute } from './messages.js'
+import { websocketRoute, type WebSocketRouteOptions } from './messages.js'
 
 /** An origin as browsers send it: scheme, host and port, no path; or `*` for any. */
 const ORIGIN = '^(\\*|https?://[^/?#\\s]+)$'
@@ -45,7 +45,7 @@ export const websocketFeature = {
     title: 'WS',
     value: (route) => {
       try {
-        const ws = websocketRoute(route as { websocket?: unknown, config?: unknown })
+        const ws = websocketRoute(route as WebSocketRouteOptions)
         if (ws === undefined) return '-'
         return ['ws', ws.receive === undefined ? '' : `in:${Object.keys(ws.receive).join('|')}`, ws.accessToken ? 'token' : ''].filter((s) => s !== '').join(' ')
       } catch {
