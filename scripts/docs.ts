@@ -36,7 +36,7 @@ function optionsTable (schema: TSchema, prefix: string): string {
 }
 
 /** What the shorthand line of each feature shows. */
-const SHORTHAND_EXAMPLES: Record<string, string> = { shutdown: '20s', timeout: '10s', rateLimit: '100', bodyLimit: '512kb', stream: '5m', static: '[{ root: ./public }]' }
+const SHORTHAND_EXAMPLES: Record<string, string> = { shutdown: '20s', timeout: '10s', rateLimit: '100', bodyLimit: '512kb', stream: '5m', static: '[{ root: ./public }]', cors: 'https://app.example.com' }
 
 /** The example route's source, and the path item spikard documents for it. */
 async function openapiExample (): Promise<string> {

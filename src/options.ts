@@ -10,6 +10,7 @@ import { SpikardConfigError } from './errors.js'
 import { requestContextFeature } from '../plugins/request-context/options.js'
 import { requestIdFeature } from '../plugins/request-id/options.js'
 import { loggingFeature } from '../plugins/logging/options.js'
+import { corsFeature } from '../plugins/cors/options.js'
 import { shutdownFeature } from '../plugins/shutdown/options.js'
 import { tasksFeature } from '../plugins/tasks/options.js'
 import { healthFeature } from '../plugins/health/options.js'
@@ -32,6 +33,7 @@ export const features = {
   requestContext: requestContextFeature,
   requestId: requestIdFeature,
   logging: loggingFeature,
+  cors: corsFeature,
   shutdown: shutdownFeature,
   tasks: tasksFeature,
   health: healthFeature,
@@ -54,6 +56,7 @@ export const SpikardOptionsSchema = Type.Object({
   requestContext: Type.Optional(Feature(features.requestContext)),
   requestId: Type.Optional(Feature(features.requestId)),
   logging: Type.Optional(Feature(features.logging)),
+  cors: Type.Optional(Feature(features.cors)),
   shutdown: Type.Optional(Feature(features.shutdown)),
   tasks: Type.Optional(Feature(features.tasks)),
   health: Type.Optional(Feature(features.health)),

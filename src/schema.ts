@@ -57,6 +57,13 @@ export const LiteralPath = (options: StringOptions = {}) => Type.String({
   ...options
 })
 
+/** An HTTP token (RFC 9110 §5.6.2): a header name (`what` says so) or a method. */
+export const HttpToken = (what: 'a header name' | 'an HTTP method', options: StringOptions = {}) => Type.String({
+  pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$',
+  expected: what,
+  ...options
+})
+
 /** A route a feature serves: a literal path (default `path`), or `false` for none. */
 export const RoutePath = (path: string, description: string) => Type.Union([LiteralPath(), Type.Literal(false)], {
   default: path,
@@ -194,7 +201,7 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
     case 'Literal':
       return value === schema.const ? value : fail()
     case 'Array': {
-      if (!Array.isArray(value)) return fail()
+      if (!Array.isArray(value) || value.length < (schema.minItems ?? 0)) return fail()
       return value.map((item, i) => check(schema.items, item, `${path}[${i}]`, walk))
     }
     case 'Union': {
@@ -272,7 +279,7 @@ export function describe (schema: TSchema): string {
       return schema.minLength ? 'a non-empty string' : 'a string'
     }
     case 'Literal': return JSON.stringify(schema.const)
-    case 'Array': return `a list of ${plural(describe(schema.items))}`
+    case 'Array': return `a ${(schema.minItems ?? 0) > 0 ? 'non-empty ' : ''}list of ${plural(describe(schema.items))}`
     case 'Object': return 'an object'
     case 'Union': {
       const parts = (schema.anyOf as TSchema[]).map(describe)

@@ -3,9 +3,9 @@
  * by one handler, then each enabled feature in this order, which is also the order their
  * hooks run in at each point of the request lifecycle:
  *
- *   1. openapi  2. asyncapi  3. requestContext  4. requestId  5. logging  6. shutdown
- *   7. tasks  8. health  9. timeout  10. rateLimit  11. auth  12. bodyLimit  13. stream
- *   14. sse  15. websocket  16. static  17. compression
+ *   1. openapi  2. asyncapi  3. requestContext  4. requestId  5. logging  6. cors
+ *   7. shutdown  8. tasks  9. health  10. timeout  11. rateLimit  12. auth  13. bodyLimit
+ *   14. stream  15. sse  16. websocket  17. static  18. compression
  *
  * The OpenAPI document first: it adds no request hooks, and its collector must see every
  * route registered after it, the health probes included. The AsyncAPI document next: no
@@ -13,7 +13,9 @@
  * registered after it (for their shared schemas), and it builds the document from the
  * routes when the app is ready. Of the features with request hooks, the request context
  * first, so every later hook runs inside it; request ids and the access log next so every
- * later hook's errors and logs carry the id; shutdown before health so readiness can see
+ * later hook's errors and logs carry the id; CORS next, so a preflight (sent without
+ * credentials) is answered before anything refuses it, and every refusal after it is
+ * readable by the allowed pages; shutdown before health so readiness can see
  * the shutdown phase; background tasks next to shutdown, whose drain waits for them (they
  * have no hook before the response: theirs queue or drop a request's tasks once it is
  * done or aborted, after the access log's, and the tasks carry the request's context and

@@ -206,6 +206,7 @@ const DEFAULT_FEATURES = [
   ['requestContext', 'off'],
   ['requestId', 'on', 'header=x-request-id'],
   ['logging', 'on', 'level=info'],
+  ['cors', 'off'],
   ['shutdown', 'on', 'timeout=30s signals=on'],
   ['tasks', 'on', 'concurrency=10 maxQueued=1000 timeout=30s retries=0'],
   ['health', 'on', 'liveness=/livez readiness=/readyz'],
@@ -444,6 +445,7 @@ asyncapi        on     json=/asyncapi.json yaml=/asyncapi.yaml docs=/asyncapi
 requestContext  off
 requestId       on     header=x-request-id
 logging         on     level=info
+cors            off
 shutdown        on     timeout=30s signals=on
 tasks           on     concurrency=10 maxQueued=1000 timeout=30s retries=0
 health          off
@@ -488,6 +490,7 @@ logging.level              info                    default
 logging.headers            false                   default
 logging.redactHeaders      []                      default
 logging.redactQuery        []                      default
+cors                       off                     default
 shutdown                   on                      default
 shutdown.timeout           30s                     default
 shutdown.preCloseDelay     0                       default
@@ -605,6 +608,7 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
         'logging.headers': ['false', 'default'],
         'logging.redactHeaders': ['[]', 'default'],
         'logging.redactQuery': ['[]', 'default'],
+        cors: ['off', 'default'],
         shutdown: ['on', 'default'],
         'shutdown.timeout': ['30s', 'default'],
         'shutdown.preCloseDelay': ['0', 'default'],
@@ -723,7 +727,7 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
         'shutdown is off: a SIGTERM (every deploy) is not turned into a graceful shutdown: readiness does not turn 503 first and in-flight requests get no time budget; ' +
         'turn it on (shutdown: 30s)'
       ])
-      assert.deepEqual(check.features.filter(([, state]) => state === 'off').map(([name]) => name), ['requestContext', 'shutdown', 'rateLimit', 'bodyLimit', 'static'])
+      assert.deepEqual(check.features.filter(([, state]) => state === 'off').map(([name]) => name), ['requestContext', 'cors', 'shutdown', 'rateLimit', 'bodyLimit', 'static'])
       assert.deepEqual(check.features.find(([name]) => name === 'auth'), ['auth', 'on', 'apiKey(1 key, header=x-api-key, query=api_key)'])
     })
 

@@ -62,6 +62,7 @@ const DEFAULTS = {
   requestContext: false,
   requestId: { header: 'x-request-id', trustIncoming: true },
   logging: { level: 'info', headers: false, redactHeaders: [], redactQuery: [] },
+  cors: false,
   shutdown: resolveSpikardOptions({ shutdown: true }).shutdown,
   tasks: { concurrency: 10, maxQueued: 1000, timeout: 30_000, retries: 0, retryDelay: 1000 },
   health: { liveness: '/livez', readiness: '/readyz' },
@@ -76,7 +77,7 @@ const DEFAULTS = {
   compression: { encodings: ['br', 'gzip'], threshold: 1024, brotliQuality: 4, gzipLevel: 6 }
 }
 
-test('absent, a feature takes its default state: production features on, auth, rateLimit, requestContext and static off', () => {
+test('absent, a feature takes its default state: production features on, auth, cors, rateLimit, requestContext and static off', () => {
   assert.deepEqual(resolveSpikardOptions({}), DEFAULTS)
   assert.deepEqual(resolveSpikardOptions(undefined), DEFAULTS)
   const off = Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, false]))

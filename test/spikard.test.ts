@@ -40,6 +40,7 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
   app.post('/before', async () => 'before')
   await app.register(spikard, {
     requestContext: true,
+    cors: true,
     auth: { apiKey: { keys: ['k'.repeat(20)] } },
     rateLimit: true,
     shutdown: { signals: false },
@@ -55,7 +56,7 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
   // just before its hooks: onRequest marks an upgrade request (request.ws, which
   // spikardWebSocketUpgrade reads), onResponse destroys an upgrade's socket.
   const expected = {
-    onRequest: ['spikardHostRequired', 'requestContextHook', 'spikardRequestId', 'spikardShutdown', 'spikardTimeoutStart', 'spikardRateLimit', 'spikardAuth', 'anonymous', 'spikardWebSocketUpgrade'],
+    onRequest: ['spikardHostRequired', 'requestContextHook', 'spikardRequestId', 'spikardCors', 'spikardShutdown', 'spikardTimeoutStart', 'spikardRateLimit', 'spikardAuth', 'anonymous', 'spikardWebSocketUpgrade'],
     preParsing: ['spikardRateLimitIdentity', 'spikardBodyLimit'],
     onError: ['spikardRateLimitFailed'],
     preValidation: ['requestContextPreValidationHook'],
@@ -73,12 +74,12 @@ test('every feature on: one hook per feature and lifecycle point, in the order o
   }
   // The registration order (and so the hook order) is the order of the features list.
   assert.deepStrictEqual(Object.keys(features), [
-    'openapi', 'asyncapi', 'requestContext', 'requestId', 'logging', 'shutdown', 'tasks', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse',
+    'openapi', 'asyncapi', 'requestContext', 'requestId', 'logging', 'cors', 'shutdown', 'tasks', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse',
     'websocket', 'static', 'compression'
   ])
 })
 
-test('register(spikard) alone: the default features, and nothing of auth, rate limiting, the request context or static files', async (t) => {
+test('register(spikard) alone: the default features, and nothing of auth, rate limiting, the request context, CORS or static files', async (t) => {
   const app = Fastify()
   t.after(() => app.close())
   await app.register(spikard)
@@ -98,7 +99,7 @@ test('register(spikard) alone: the default features, and nothing of auth, rate l
   ]) {
     assert.equal(app.hasPlugin(plugin), true, plugin)
   }
-  for (const plugin of ['spikard-auth', 'spikard-rate-limit', 'spikard-request-context', 'spikard-static']) assert.equal(app.hasPlugin(plugin), false, plugin)
+  for (const plugin of ['spikard-auth', 'spikard-rate-limit', 'spikard-request-context', 'spikard-cors', 'spikard-static']) assert.equal(app.hasPlugin(plugin), false, plugin)
   // What a route gets, over inject: an id, the probes, a problem for an unknown path.
   const response = await app.inject({ method: 'POST', url: '/x' })
   assert.match(String(response.headers['x-request-id']), /^[0-9a-f-]{36}$/)

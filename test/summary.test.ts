@@ -43,7 +43,7 @@ describe('startupSummary', () => {
           websocket: 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb',
           compression: 'br,gzip threshold=1kb'
         },
-        off: ['requestContext', 'rateLimit', 'auth', 'static']
+        off: ['requestContext', 'cors', 'rateLimit', 'auth', 'static']
       },
       warnings: []
     })
@@ -58,6 +58,7 @@ describe('startupSummary', () => {
       timeout: '10s',
       shutdown: '20s',
       logging: false,
+      cors: 'https://app.example',
       rateLimit: 50,
       auth: { jwt: { secret: 'x'.repeat(32) } },
       stream: '5m',
@@ -70,6 +71,7 @@ describe('startupSummary', () => {
         asyncapi: 'json=/asyncapi.json yaml=/asyncapi.yaml docs=/asyncapi',
         requestContext: 'on',
         requestId: 'header=x-request-id',
+        cors: 'origin=https://app.example maxAge=600s',
         shutdown: 'timeout=20s signals=on',
         tasks: 'concurrency=10 maxQueued=1000 timeout=30s retries=0',
         health: 'liveness=/livez readiness=/readyz',
@@ -86,7 +88,7 @@ describe('startupSummary', () => {
       off: ['logging']
     })
     assert.deepEqual(Object.keys(record.features),
-      ['openapi', 'asyncapi', 'requestContext', 'requestId', 'shutdown', 'tasks', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse', 'websocket', 'static', 'compression'])
+      ['openapi', 'asyncapi', 'requestContext', 'requestId', 'cors', 'shutdown', 'tasks', 'health', 'timeout', 'rateLimit', 'auth', 'bodyLimit', 'stream', 'sse', 'websocket', 'static', 'compression'])
   })
 
   describe('one warning per risky choice, caused by the option it names', () => {

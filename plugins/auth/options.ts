@@ -6,7 +6,7 @@
  * name the key path.
  */
 import { Type, type Static, type TUnsafe } from '@sinclair/typebox'
-import { Duration, optionsResolver, type Defaulted } from '../../src/schema.js'
+import { Duration, HttpToken, optionsResolver, type Defaulted } from '../../src/schema.js'
 import type { FeatureDefinition, OperationDoc } from '../../src/feature.js'
 import { declaredPolicy, routeAuthLabel } from './route.js'
 
@@ -19,9 +19,6 @@ export const JWT_ALGORITHMS = [
   'EdDSA'
 ] as const
 export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]
-
-/** An HTTP header name (RFC 9110 token). */
-const HEADER_NAME = '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$'
 
 /** A key with the `kid` that selects it: `{ kid, key }`. */
 const KidKey = (what: string) => Type.Object({
@@ -94,9 +91,7 @@ export const ApiKeyOptionsSchema = Type.Object({
     secret: true,
     description: 'Valid keys, all at once (rotation): a key (at least 16 printable ASCII characters), `{ name, key }` or `{ name, sha256 }` (`echo -n "$KEY" | sha256sum`). An unnamed key is identified by the first 12 hex digits of its SHA-256.'
   })),
-  header: Type.Optional(Type.String({
-    pattern: HEADER_NAME,
-    expected: 'a header name',
+  header: Type.Optional(HttpToken('a header name', {
     default: 'x-api-key',
     description: 'Header carrying the key. Sent twice or empty, the request is refused.'
   })),

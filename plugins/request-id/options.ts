@@ -1,10 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { optionsResolver, type Defaulted } from '../../src/schema.js'
+import { HttpToken, optionsResolver, type Defaulted } from '../../src/schema.js'
 import type { FeatureDefinition } from '../../src/feature.js'
 
 export const RequestIdOptionsSchema = Type.Object({
-  header: Type.Optional(Type.String({
-    pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$',
+  header: Type.Optional(HttpToken('a header name', {
     default: 'x-request-id',
     description: 'Header the id is read from (when well-formed) and echoed on every response.'
   })),

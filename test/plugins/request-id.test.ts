@@ -268,7 +268,7 @@ test('the id is on every log line of the request: access line, request.log, requ
 const invalid: Array<{ options: unknown, problems: string[] }> = [
   {
     options: { header: 'bad header' },
-    problems: ['requestId.header: expected a string matching /^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$/, found "bad header"']
+    problems: ['requestId.header: expected a header name, found "bad header"']
   },
   { options: { trustIncoming: 'yes' }, problems: ['requestId.trustIncoming: expected true or false, found "yes"'] },
   { options: { headr: 'x-id' }, problems: ['requestId.headr: unknown key (did you mean "header"?)'] },

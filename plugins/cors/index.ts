@@ -1,0 +1,92 @@
+/**
+ * Cross-origin requests (the CORS protocol of the Fetch standard). Registered after the
+ * request id and the access log and before every feature that may refuse a request
+ * (shutdown, the timeout, rate limiting, auth, the body limit): a browser sends its
+ * preflight without credentials, so it must be answered before auth would refuse it, and a
+ * refusal must carry `Access-Control-Allow-Origin` or the page cannot read its status (a 401
+ * that should trigger a token refresh looks like a network error). A CORS plugin the app
+ * registers itself comes after every feature's hooks, too late for both.
+ *
+ * Written here rather than with @fastify/cors (checked against 11.4.3), which answers
+ * preflights through a catch-all `OPTIONS *` route it always adds: with that route every
+ * unknown path is answered 405 `Allow: OPTIONS` instead of 404, the route falls under auth
+ * and shows in the route table; and an OPTIONS request that is not a preflight gets a
+ * plain-text 400 (`strictPreflight`) instead of the app's own answer. The protocol itself
+ * is a handful of headers, set here by one onRequest hook:
+ *
+ * - a request with an allowed `Origin` gets `Access-Control-Allow-Origin` (its origin, or `*`),
+ *   `Access-Control-Allow-Credentials` when configured and `Access-Control-Expose-Headers`;
+ * - a preflight (OPTIONS with `Origin` and `Access-Control-Request-Method`) is answered 204
+ *   at once, on any path, with the methods, headers and max age when its origin is allowed,
+ *   and with none of them otherwise (the browser then refuses the request itself);
+ * - any other OPTIONS request goes on to the app's routes (405 with `Allow`, or 404);
+ * - with a list of origins every response says `Vary: Origin`, so caches keep apart the
+ *   answers for different pages.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { SpikardConfigError } from '../../src/errors.js'
+import { routeConfig } from '../../src/fastify-internals.js'
+import type { ResolvedSpikardOptions } from '../../src/options.js'
+import { resolveCorsOptions, type CorsOptions } from './options.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `false`: this route's responses carry no CORS headers, so no page of another origin can read them. */
+    cors?: false
+  }
+}
+
+/** The response headers of spikard's own features that a page may want to read. */
+function ownHeaders (options: ResolvedSpikardOptions): string[] {
+  const headers = ['retry-after']
+  if (options.requestId !== false) headers.push(options.requestId.header.toLowerCase())
+  if (options.rateLimit !== false && options.rateLimit.headers === 'x-ratelimit') headers.push('x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset')
+  if (options.rateLimit !== false && options.rateLimit.headers === 'ietf') headers.push('ratelimit-policy', 'ratelimit')
+  if (options.auth !== false) headers.push('www-authenticate')
+  return headers
+}
+
+async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise<void> {
+  const o = resolveCorsOptions(options)
+  const anyOrigin = o.origin === '*'
+  if (anyOrigin && o.credentials) {
+    throw new SpikardConfigError(['cors.credentials: true needs the allowed origins listed in cors.origin: browsers refuse credentials from a server that allows any origin ("*")'])
+  }
+  // Browsers send the scheme and host in lower case (an origin's serialization), compared as sent.
+  const allowed = new Set([o.origin].flat().map((origin) => origin.toLowerCase()))
+  const exposed = [...new Set([...ownHeaders(app.spikard.options), ...o.exposedHeaders.map((h) => h.toLowerCase())])].join(', ')
+  const methods = o.methods.join(', ')
+  const allowedHeaders = o.allowedHeaders?.join(', ')
+  const maxAge = String(o.maxAge)
+  // What the answer depends on besides the URL: the page's origin (unless any will do), and
+  // for a preflight the headers it asks for (when they are echoed).
+  const vary = anyOrigin ? undefined : 'Origin'
+  const preflightVary = allowedHeaders !== undefined ? vary : vary === undefined ? 'Access-Control-Request-Headers' : `${vary}, Access-Control-Request-Headers`
+
+  app.addHook('onRequest', function spikardCors (request, reply, done) {
+    if (routeConfig(request).cors === false) return done()
+    const origin = request.headers.origin
+    const permitted = origin !== undefined && (anyOrigin || allowed.has(origin))
+    if (permitted) {
+      reply.header('access-control-allow-origin', anyOrigin ? '*' : origin)
+      if (o.credentials) reply.header('access-control-allow-credentials', 'true')
+    }
+    if (request.method !== 'OPTIONS' || origin === undefined || request.headers['access-control-request-method'] === undefined) {
+      if (vary !== undefined) reply.header('vary', vary)
+      if (permitted) reply.header('access-control-expose-headers', exposed)
+      return done()
+    }
+    // A preflight.
+    if (preflightVary !== undefined) reply.header('vary', preflightVary)
+    if (permitted) {
+      reply.header('access-control-allow-methods', methods)
+      const headers = allowedHeaders ?? request.headers['access-control-request-headers']
+      if (headers !== undefined) reply.header('access-control-allow-headers', headers)
+      reply.header('access-control-max-age', maxAge)
+    }
+    reply.code(204).send()
+  })
+}
+
+export default fp(spikardCors, { name: 'spikard-cors', fastify: '5.x' })

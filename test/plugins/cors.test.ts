@@ -1,0 +1,181 @@
+/**
+ * CORS: off by default; on, a preflight is answered 204 on any path before shutdown, rate
+ * limiting and auth could refuse it, every response (problems included) carries
+ * `Access-Control-Allow-Origin` for an allowed page, an OPTIONS that is not a preflight goes
+ * to the app's routes, and bad options are refused naming the key. Over real sockets.
+ */
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import type { FastifyPluginAsync } from 'fastify'
+import type { CreateServerConfig } from '../../src/server.js'
+import { assertOptionsRefused, build, listen, rawRequest, type RawResponse, type TestApp } from '../helpers.js'
+
+const KEY = 'k'.repeat(32)
+const PAGE = 'https://app.example'
+
+const routes: FastifyPluginAsync = async (app) => {
+  app.get('/items', async () => ({ items: [] }))
+  app.get('/big', async () => ({ text: 'x'.repeat(4096) }))
+  app.post('/items', async () => ({ created: true }))
+  app.get('/public', { config: { auth: false } }, async () => ({ ok: true }))
+  app.get('/internal', { config: { auth: false, cors: false } }, async () => ({ ok: true }))
+}
+
+async function setup (t: TestContext, config: CreateServerConfig): Promise<TestApp & { port: number }> {
+  const built = await build({ server: { logger: { level: 'info' } }, ...config }, routes)
+  t.after(() => built.app.close())
+  const { port } = await listen(built.app)
+  return { ...built, port }
+}
+
+function send (port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<RawResponse> {
+  const lines = Object.entries({ host: '127.0.0.1', connection: 'close', ...headers }).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  return rawRequest(port, `${method} ${path} HTTP/1.1\r\n${lines}\r\n`)
+}
+
+const preflight = (origin: string, extra: Record<string, string> = {}): Record<string, string> =>
+  ({ origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-api-key', ...extra })
+
+const withAuth: CreateServerConfig = { cors: { origin: [PAGE] }, auth: { apiKey: { keys: [KEY] } }, rateLimit: { max: 3, timeWindow: '1m' } }
+
+test('off by default: no CORS headers, and a preflight is an OPTIONS like any other', async (t) => {
+  const { port } = await setup(t, {})
+  const answer = await send(port, 'OPTIONS', '/items', preflight(PAGE))
+  assert.equal(answer.status, 405)
+  assert.equal(answer.headers['access-control-allow-origin'], undefined)
+  const plain = await send(port, 'GET', '/items', { origin: PAGE })
+  assert.equal(plain.headers['access-control-allow-origin'], undefined)
+  assert.equal(plain.headers.vary, undefined)
+})
+
+test('a preflight is answered 204 before auth and rate limiting, with what the page may send', async (t) => {
+  const { port, logs } = await setup(t, withAuth)
+  // More preflights than the rate limit allows requests: none is counted, none needs a key.
+  for (let i = 0; i < 3; i++) {
+    const answer = await send(port, 'OPTIONS', '/items', preflight(PAGE))
+    assert.equal(answer.status, 204, answer.body)
+    assert.equal(answer.body, '')
+    assert.equal(answer.headers['access-control-allow-origin'], PAGE)
+    assert.equal(answer.headers['access-control-allow-methods'], 'GET, HEAD, PUT, PATCH, POST, DELETE')
+    assert.equal(answer.headers['access-control-allow-headers'], 'x-api-key')
+    assert.equal(answer.headers['access-control-max-age'], '600')
+    assert.equal(answer.headers.vary, 'Origin, Access-Control-Request-Headers')
+    assert.equal(answer.headers['access-control-allow-credentials'], undefined)
+    assert.match(answer.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+  }
+  // On any path: the request that follows gets its own answer (here a 404 the page can read).
+  const unknown = await send(port, 'OPTIONS', '/nowhere', preflight(PAGE, { 'access-control-request-method': 'DELETE' }))
+  assert.equal(unknown.status, 204)
+  assert.equal(unknown.headers['access-control-allow-origin'], PAGE)
+  // Each has its access line.
+  assert.equal(logs.filter((l) => l.msg === 'request completed' && l.method === 'OPTIONS' && l.status === 204).length, 4)
+  // The rate limit still has all its requests.
+  const first = await send(port, 'GET', '/items', { origin: PAGE, 'x-api-key': KEY })
+  assert.equal(first.status, 200)
+  assert.equal(first.headers['x-ratelimit-remaining'], '2')
+})
+
+test('a preflight from a page that is not allowed gets no CORS headers: the browser refuses the request', async (t) => {
+  const { port } = await setup(t, withAuth)
+  const answer = await send(port, 'OPTIONS', '/items', preflight('https://evil.example'))
+  assert.equal(answer.status, 204)
+  for (const name of Object.keys(answer.headers)) assert.doesNotMatch(name, /^access-control-/, name)
+  assert.equal(answer.headers.vary, 'Origin, Access-Control-Request-Headers')
+  const request = await send(port, 'GET', '/items', { origin: 'https://evil.example', 'x-api-key': KEY })
+  assert.equal(request.status, 200)
+  assert.equal(request.headers['access-control-allow-origin'], undefined)
+  assert.equal(request.headers.vary, 'Origin')
+})
+
+test('every answer to an allowed page is readable by it: successes, 401, 404 and 429 problems', async (t) => {
+  const { port } = await setup(t, withAuth)
+  const exposed = 'retry-after, x-request-id, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, www-authenticate'
+  const check = (answer: RawResponse, status: number): void => {
+    assert.equal(answer.status, status, answer.body)
+    assert.equal(answer.headers['access-control-allow-origin'], PAGE, String(status))
+    assert.equal(answer.headers['access-control-expose-headers'], exposed, String(status))
+    assert.equal(answer.headers.vary, 'Origin', String(status))
+  }
+  const denied = await send(port, 'GET', '/items', { origin: PAGE })
+  check(denied, 401)
+  assert.equal(denied.headers['content-type'], 'application/problem+json; charset=utf-8')
+  check(await send(port, 'GET', '/items', { origin: PAGE, 'x-api-key': KEY }), 200)
+  check(await send(port, 'GET', '/nowhere', { origin: PAGE, 'x-api-key': KEY }), 404)
+  const limited = await send(port, 'GET', '/items', { origin: PAGE, 'x-api-key': KEY })
+  check(limited, 429)
+  assert.ok(Number(limited.headers['retry-after']) > 0)
+  // Origins compare as browsers send them: in lower case.
+  assert.equal((await send(port, 'GET', '/public', { origin: PAGE.toUpperCase() })).headers['access-control-allow-origin'], undefined)
+})
+
+test('an OPTIONS request that is not a preflight goes to the routes: 405 with Allow, or 404', async (t) => {
+  const { port } = await setup(t, { cors: true })
+  const known = await send(port, 'OPTIONS', '/items', { origin: PAGE })
+  assert.equal(known.status, 405)
+  assert.equal(known.headers.allow, 'GET, HEAD, POST')
+  assert.equal(known.headers['access-control-allow-origin'], '*')
+  const unknown = await send(port, 'OPTIONS', '/nowhere')
+  assert.equal(unknown.status, 404)
+  assert.equal(unknown.headers['content-type'], 'application/problem+json; charset=utf-8')
+  assert.equal(unknown.headers['access-control-allow-origin'], undefined)
+})
+
+test('any origin (`cors: true`): `*`, no Vary: Origin; compression still adds its Vary', async (t) => {
+  const { port } = await setup(t, { cors: true })
+  const answer = await send(port, 'GET', '/big', { origin: PAGE, 'accept-encoding': 'gzip' })
+  assert.equal(answer.status, 200)
+  assert.equal(answer.headers['content-encoding'], 'gzip')
+  assert.equal(answer.headers['access-control-allow-origin'], '*')
+  assert.equal(answer.headers['access-control-expose-headers'], 'retry-after, x-request-id')
+  assert.equal(answer.headers.vary, 'Accept-Encoding')
+  const listed = await setup(t, { cors: PAGE })
+  const compressed = await send(listed.port, 'GET', '/big', { origin: PAGE, 'accept-encoding': 'gzip' })
+  assert.equal(compressed.headers['content-encoding'], 'gzip')
+  assert.equal(compressed.headers.vary, 'Origin, Accept-Encoding')
+  // A request without Origin (not from a page, or same-origin) gets no CORS headers.
+  const direct = await send(port, 'GET', '/items')
+  assert.equal(direct.headers['access-control-allow-origin'], undefined)
+})
+
+test('credentials, configured methods, headers and exposed headers; a route with `cors: false` is left out', async (t) => {
+  const { port } = await setup(t, {
+    cors: { origin: ['https://a.example', 'http://localhost:5173'], credentials: true, methods: ['GET', 'POST'], allowedHeaders: ['Authorization', 'Content-Type'], exposedHeaders: ['ETag', 'X-Request-Id'], maxAge: 0 },
+    requestId: { header: 'X-Request-Id' }
+  })
+  const answer = await send(port, 'OPTIONS', '/items', preflight('http://localhost:5173', { 'access-control-request-headers': 'x-other' }))
+  assert.equal(answer.status, 204)
+  assert.equal(answer.headers['access-control-allow-origin'], 'http://localhost:5173')
+  assert.equal(answer.headers['access-control-allow-credentials'], 'true')
+  assert.equal(answer.headers['access-control-allow-methods'], 'GET, POST')
+  assert.equal(answer.headers['access-control-allow-headers'], 'Authorization, Content-Type')
+  assert.equal(answer.headers['access-control-max-age'], '0')
+  // The allowed headers do not depend on the request's: Vary names the origin only.
+  assert.equal(answer.headers.vary, 'Origin')
+  const request = await send(port, 'GET', '/items', { origin: 'https://a.example' })
+  assert.equal(request.headers['access-control-allow-credentials'], 'true')
+  assert.equal(request.headers['access-control-expose-headers'], 'retry-after, x-request-id, etag')
+  // `config: { cors: false }`: no CORS headers, so no other origin's page can read its responses.
+  const internal = await send(port, 'GET', '/internal', { origin: 'https://a.example' })
+  assert.equal(internal.status, 200)
+  assert.equal(internal.headers['access-control-allow-origin'], undefined)
+  assert.equal(internal.headers.vary, undefined)
+})
+
+test('bad options are refused at startup, naming the key', async () => {
+  await assertOptionsRefused('cors', { origin: '*', credentials: true }, [
+    'cors.credentials: true needs the allowed origins listed in cors.origin: browsers refuse credentials from a server that allows any origin ("*")'
+  ])
+  await assertOptionsRefused('cors', { origin: 'https://app.example/' }, [
+    'cors.origin: expected "*", an origin such as https://app.example.com, or a list of origins, found "https://app.example/"'
+  ])
+  await assertOptionsRefused('cors', { origin: [] }, [
+    'cors.origin: expected a non-empty list of origins such as https://app.example.com (scheme, host and port; no path), found []'
+  ])
+  await assertOptionsRefused('cors', { maxAge: 86401, exposedHeaders: ['x y'] }, [
+    'cors.exposedHeaders[0]: expected a header name, found "x y"',
+    'cors.maxAge: expected an integer >= 0 and <= 86400, found 86401'
+  ])
+  await assertOptionsRefused('cors', 'app.example', [
+    'cors: expected true, false, an options object or "*", an origin such as https://app.example.com, or a list of origins (its origin), found "app.example"'
+  ])
+})
