@@ -49,6 +49,13 @@ async function spikardHealth (app: FastifyInstance, options: HealthOptions): Pro
       `move that route, or set ${option} to another path (or false)`])
   }
 
+  // Routes registered before spikard, for any method: the probe's own GET would only
+  // collide with a GET (or HEAD) there, and onRoute below sees only later routes.
+  for (const [path, option] of probes) {
+    for (const method of app.supportedMethods) {
+      if (app.hasRoute({ method, url: path })) throw taken(option, path, `your route ${method} ${path} (registered before spikard)`)
+    }
+  }
   await app.register(async function healthRoutes (child: FastifyInstance) {
     const add = (path: string, summary: string, handler: () => Promise<typeof OK>): void => {
       try {

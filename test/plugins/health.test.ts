@@ -205,6 +205,13 @@ test('a route of yours at a probe\'s path is refused at startup, naming both, wh
   before.register(spikard, { shutdown: { signals: false } })
   await assert.rejects(async () => { await before.ready() }, refused('health.liveness', '/livez', 'your route GET /livez (registered before spikard)'))
 
+  // Any method, not only the probe's GET: a POST /readyz of yours would be a second route there.
+  const otherMethod = Fastify()
+  t.after(() => otherMethod.close())
+  otherMethod.register(async (child) => { child.post('/readyz', async () => 'mine') })
+  otherMethod.register(spikard, { shutdown: { signals: false } })
+  await assert.rejects(async () => { await otherMethod.ready() }, refused('health.readiness', '/readyz', 'your route POST /readyz (registered before spikard)'))
+
   const after = Fastify()
   t.after(() => after.close())
   await after.register(spikard, { shutdown: { signals: false }, health: { readiness: '/ready' } })
