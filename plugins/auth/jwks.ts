@@ -87,7 +87,7 @@ export class JwksKeySet {
     this.#inflight = this.#fetch()
       .then((document) => this.#install(document))
       .catch((error: Error) => {
-        if (!this.#closed.signal.aborted) this.#log.error({ jwksUrl: this.url, error: error.message }, 'spikard-auth: cannot fetch the JWKS; keeping the keys already known')
+        if (!this.#closed.signal.aborted) this.#log.error({ jwksUrl: this.url, error: reason(error) }, 'spikard-auth: cannot fetch the JWKS; keeping the keys already known')
       })
       .finally(() => { this.#inflight = undefined })
     return this.#inflight
@@ -155,6 +155,16 @@ export class JwksKeySet {
     this.#known = known
     this.#fetchedAt = Date.now()
   }
+}
+
+/**
+ * What went wrong, for the log. fetch() says "fetch failed" whatever happened; the reason
+ * (connection refused, unknown host, a certificate not trusted, a redirect) is its cause.
+ */
+function reason (error: Error): string {
+  const cause = error.cause as { message?: unknown, code?: unknown } | undefined
+  const why = cause?.message !== undefined && cause.message !== '' ? cause.message : cause?.code
+  return typeof why === 'string' ? `${error.message}: ${why}` : error.message
 }
 
 /** The public parameters of a JWK, in a fixed order (a key re-serialized differently is the same key). */

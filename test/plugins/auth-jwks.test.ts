@@ -204,6 +204,23 @@ describe('headers that point at keys are never followed', () => {
   })
 })
 
+test('a fetch that fails says why in the log: a redirect, a refused connection', async (t) => {
+  const redirecting = await server((_q, r) => { r.writeHead(302, { location: '/elsewhere' }).end() })
+  t.after(() => redirecting.close())
+  // A port nothing listens on: one a server just released.
+  const gone = await server(() => {})
+  await gone.close()
+  const errors: unknown[] = []
+  const log = { error: (fields: { error: string }) => errors.push(fields.error), warn () {}, debug () {} } as unknown as FastifyBaseLogger
+  for (const url of [redirecting.url, gone.url]) {
+    const set = new JwksKeySet(url, ['RS256'], 0, log)
+    await set.load()
+    set.close()
+  }
+  // fetch() alone says "fetch failed", whatever went wrong.
+  assert.deepEqual(errors, ['fetch failed: unexpected redirect', `fetch failed: connect ECONNREFUSED ${gone.url.slice('http://'.length)}`])
+})
+
 test('close() aborts a fetch under way', async (t) => {
   const hanging = await server(() => { /* never answers */ })
   t.after(() => hanging.close())
