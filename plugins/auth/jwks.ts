@@ -94,10 +94,28 @@ export class JwksKeySet {
   }
 
   async #fetch (): Promise<unknown> {
+    // Not AbortSignal.any([closed, AbortSignal.timeout()]): on Node 20 the timeout signal
+    // inside it can be garbage-collected before it fires (nodejs/node#57736), and an issuer
+    // that never answers then holds this fetch, every token waiting for it and every later
+    // refresh, for good. A controller and a timer of our own, held until the fetch ends.
+    const controller = new AbortController()
+    const timer = setTimeout(() => { controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')) }, FETCH_TIMEOUT_MS).unref()
+    const onClose = (): void => { controller.abort(this.#closed.signal.reason) }
+    this.#closed.signal.addEventListener('abort', onClose, { once: true })
+    if (this.#closed.signal.aborted) onClose()
+    try {
+      return await this.#download(controller.signal)
+    } finally {
+      clearTimeout(timer)
+      this.#closed.signal.removeEventListener('abort', onClose)
+    }
+  }
+
+  async #download (signal: AbortSignal): Promise<unknown> {
     const response = await fetch(this.url, {
       headers: { accept: 'application/jwk-set+json, application/json' },
       redirect: 'error',
-      signal: AbortSignal.any([this.#closed.signal, AbortSignal.timeout(FETCH_TIMEOUT_MS)])
+      signal
     })
     if (!response.ok) {
       await response.body?.cancel()

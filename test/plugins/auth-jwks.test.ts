@@ -9,8 +9,10 @@ import { describe, test, before, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import type { FastifyBaseLogger } from 'fastify'
-import { until } from '../helpers.js'
+import { until, withTimeout } from '../helpers.js'
 import { JwksKeySet, MAX_AGE_MS, MIN_REFRESH_MS } from '../../plugins/auth/jwks.js'
 import { assertAccepted, assertRefused, authApp, craft, DETAIL, keyPair, now, newSecret, secretKey, sign, type KeyPair } from './auth-helpers.js'
 
@@ -219,6 +221,24 @@ test('a fetch that fails says why in the log: a redirect, a refused connection',
   }
   // fetch() alone says "fetch failed", whatever went wrong.
   assert.deepEqual(errors, ['fetch failed: unexpected redirect', `fetch failed: connect ECONNREFUSED ${gone.url.slice('http://'.length)}`])
+})
+
+test('an issuer that never answers is given up on after 5 s, garbage collection or not', async (t) => {
+  // On Node 20, AbortSignal.timeout() inside AbortSignal.any() could be collected before it
+  // fired (nodejs/node#57736): the fetch then waited forever, and no refresh ever ran again.
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const hanging = await server(() => { /* never answers */ })
+  t.after(() => hanging.close())
+  const errors: unknown[] = []
+  const log = { error: (fields: { error: string }) => errors.push(fields.error), warn () {}, debug () {} } as unknown as FastifyBaseLogger
+  const set = new JwksKeySet(hanging.url, ['RS256'], 0, log)
+  t.after(() => set.close())
+  const load = set.load()
+  await until(() => hanging.hits() > 0, 'the fetch')
+  gc()
+  await withTimeout(load, 8000, 'the fetch to time out')
+  assert.deepEqual(errors, ['The operation was aborted due to timeout'])
 })
 
 test('close() aborts a fetch under way', async (t) => {
