@@ -49,11 +49,14 @@ async function spikardHealth (app: FastifyInstance, options: HealthOptions): Pro
       `move that route, or set ${option} to another path (or false)`])
   }
 
+  // Where the probes are served: spikard registered in a prefixed plugin serves them under
+  // its prefix, and the router and onRoute know routes by their whole URL.
+  const urls = new Map([...probes].map(([path, option]) => [app.prefix + path, option]))
   // Routes registered before spikard, for any method: the probe's own GET would only
   // collide with a GET (or HEAD) there, and onRoute below sees only later routes.
-  for (const [path, option] of probes) {
+  for (const [url, option] of urls) {
     for (const method of app.supportedMethods) {
-      if (app.hasRoute({ method, url: path })) throw taken(option, path, `your route ${method} ${path} (registered before spikard)`)
+      if (app.hasRoute({ method, url })) throw taken(option, url, `your route ${method} ${url} (registered before spikard)`)
     }
   }
   await app.register(async function healthRoutes (child: FastifyInstance) {
@@ -75,7 +78,7 @@ async function spikardHealth (app: FastifyInstance, options: HealthOptions): Pro
   })
   // Routes registered after the probes, at a probe's path, for any method.
   app.addHook('onRoute', (route) => {
-    const option = probes.get(route.url ?? '')
+    const option = urls.get(route.url ?? '')
     if (option === undefined) return
     throw taken(option, route.url as string, `your route ${[route.method].flat().join(',')} ${route.url}`)
   })

@@ -217,6 +217,25 @@ test('a route of yours at a probe\'s path is refused at startup, naming both, wh
   await after.register(spikard, { shutdown: { signals: false }, health: { readiness: '/ready' } })
   assert.throws(() => after.post('/ready', async () => 'mine'), refused('health.readiness', '/ready', 'your route POST /ready'))
 
+  // spikard in a prefixed plugin serves its probes under the prefix: a route there is refused,
+  // before or after spikard, and one at the unprefixed path elsewhere is not in the way.
+  const prefixed = Fastify()
+  t.after(() => prefixed.close())
+  prefixed.post('/livez', async () => 'mine, at the root')
+  await prefixed.register(async (api) => {
+    await api.register(spikard, { shutdown: { signals: false } })
+    assert.throws(() => api.post('/livez', async () => 'mine'), refused('health.liveness', '/api/livez', 'your route POST /api/livez'))
+  }, { prefix: '/api' })
+  assertOk(await prefixed.inject('/api/livez'), '/api/livez')
+  assert.equal((await prefixed.inject({ method: 'POST', url: '/livez' })).body, 'mine, at the root')
+  const prefixedBefore = Fastify()
+  t.after(() => prefixedBefore.close())
+  prefixedBefore.register(async (api) => {
+    api.put('/readyz', async () => 'mine')
+    api.register(spikard, { shutdown: { signals: false } })
+  }, { prefix: '/api' })
+  await assert.rejects(async () => { await prefixedBefore.ready() }, refused('health.readiness', '/api/readyz', 'your route PUT /api/readyz (registered before spikard)'))
+
   // A probe moved elsewhere, or switched off, frees the path.
   const moved = Fastify()
   t.after(() => moved.close())
