@@ -47,13 +47,14 @@ export type SizeText = `${number}${SizeUnit}` | `${number} ${SizeUnit}`
 
 /**
  * A literal URL path, for a route or a prefix spikard registers: `:` and `*` would make it a
- * parameter or a wildcard of the router, `?` and `#` end the path a request can reach, and
- * neither an empty segment nor a space can be asked for.
+ * parameter or a wildcard of the router, `?` and `#` end the path a request can reach,
+ * neither an empty segment nor a space can be asked for, and the router matches the decoded
+ * path, so a route at `/a%20b` is never reached (give the character itself: `/café`).
  */
 export const LiteralPath = (options: StringOptions = {}) => Type.String({
-  pattern: '^(/[^/:*?#\\s]+)*/?$',
+  pattern: '^(/[^/:*?#%\\s]+)*/?$',
   minLength: 1,
-  expected: 'a literal path starting with "/" (no ":", "*", "?", "#", spaces or "//")',
+  expected: 'a literal path starting with "/" (no ":", "*", "?", "#", "%", spaces or "//")',
   ...options
 })
 
@@ -69,7 +70,7 @@ export const RoutePath = (path: string, description: string) => Type.Union([Lite
   default: path,
   // Found by src/options.ts, which refuses two of spikard's routes at one path.
   route: true,
-  expected: 'a literal path starting with "/" (no ":", "*", "?", "#", spaces or "//"), or false',
+  expected: 'a literal path starting with "/" (no ":", "*", "?", "#", "%", spaces or "//"), or false',
   description
 })
 

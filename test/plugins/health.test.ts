@@ -165,13 +165,14 @@ test('without the shutdown feature, readiness answers 503 once app.close() begin
 })
 
 test('invalid options fail at createServer and at ready(), naming health.<key>', async () => {
-  const PATH = 'expected a literal path starting with "/" (no ":", "*", "?", "#", spaces or "//"), or false'
+  const PATH = 'expected a literal path starting with "/" (no ":", "*", "?", "#", "%", spaces or "//"), or false'
   const cases: Array<{ health: unknown, problems: string[] }> = [
     { health: { liveness: 'livez' }, problems: [`health.liveness: ${PATH}, found "livez"`] },
     { health: { liveness: 42 }, problems: [`health.liveness: ${PATH}, found 42`] },
     { health: { readiness: true }, problems: [`health.readiness: ${PATH}, found true`] },
-    // Nothing, a route parameter, a wildcard, an empty segment, a space, a query or a fragment: no probe could answer there.
-    ...['', '/x/:id', '/x/*', '//x', '/a b', '/x?y=1', '/x#y'].map((path) => ({ health: { liveness: path }, problems: [`health.liveness: ${PATH}, found ${JSON.stringify(path)}`] })),
+    // Nothing, a route parameter, a wildcard, an empty segment, a space, a query, a fragment or
+    // a percent-encoding (the router matches the decoded path): no probe could answer there.
+    ...['', '/x/:id', '/x/*', '//x', '/a b', '/x?y=1', '/x#y', '/health%20z'].map((path) => ({ health: { liveness: path }, problems: [`health.liveness: ${PATH}, found ${JSON.stringify(path)}`] })),
     { health: { readines: '/r' }, problems: ['health.readines: unknown key (did you mean "readiness"?)'] },
     { health: 'yes', problems: ['health: expected true, false or an options object, found "yes"'] },
     { health: { liveness: '/health', readiness: '/health' }, problems: ['health.readiness: /health is health.liveness already; give each its own path'] }

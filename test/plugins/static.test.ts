@@ -29,7 +29,7 @@ const SECRET = 'TOP-SECRET-OUTSIDE-THE-ROOT'
 const HELLO = 'Hello from a static mount.\n'
 const INDEX = '<!doctype html><title>home</title><h1>home</h1>\n'
 const BIG = 'All work and no play makes a static file. '.repeat(100)
-const LITERAL = 'expected a literal path starting with "/" (no ":", "*", "?", "#", spaces or "//")'
+const LITERAL = 'expected a literal path starting with "/" (no ":", "*", "?", "#", "%", spaces or "//")'
 
 /**
  * A site: `<dir>/public` is the root, `<dir>/secret.txt` and `<dir>/outside/` are outside it.
