@@ -21,7 +21,12 @@
  *    second handler at one prefix (fastify/fastify#638), so `app.setNotFoundHandler()` of
  *    the user's would fail after spikard's. spikard's leaves the flag as it found it, and
  *    gives way to a handler set before it.
- * 5. And one field of Node's: a socket's response under way (`socket._httpMessage`, set by
+ * 5. The servers an instance listens on besides `app.server` (`fastify.serverBindings`):
+ *    `listen()` on `localhost` (Fastify's default host) binds every address it resolves to,
+ *    127.0.0.1 and ::1 on most systems, each on a server of its own that hands its requests
+ *    to the same handler. No public API returns them (`app.addresses()` gives only their
+ *    addresses), and the shutdown must follow their connections and requests too.
+ * 6. And one field of Node's: a socket's response under way (`socket._httpMessage`, set by
  *    Node's HTTP server from the moment a response is assigned to the connection until it is
  *    done with it), for the answers spikard writes on a raw socket (a parse error, CONNECT, an
  *    upgrade): behind a response still under way, they would land before it or inside its body.
@@ -32,13 +37,14 @@
  * versions were installed.
  */
 import { randomUUID } from 'node:crypto'
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 
 const ROUTE_CONTEXT = 'fastify.context'
 const REQUEST_SIGNAL = 'fastify.request.signal'
 const NOT_FOUND_LEVEL = 'fastify.404LogLevelInstance'
 const CAN_SET_NOT_FOUND = 'fastify.canSetNotFoundHandler'
+const SERVER_BINDINGS = 'fastify.serverBindings'
 
 /** A route's config as spikard's features store their per-route decisions on it. */
 export type RouteConfig = FastifyContextConfig & { url?: string, method?: string | string[] } & Record<symbol, unknown>
@@ -117,10 +123,20 @@ export function setDefaultNotFoundHandler (app: FastifyInstance, handler: (reque
   return true
 }
 
+/**
+ * The servers the app listens on besides `app.server` (Fastify's bindings of the other
+ * addresses of `localhost`), once it listens; none when the slot cannot be found.
+ */
+export function secondaryServers (app: FastifyInstance): Server[] {
+  const key = instanceSymbol(app, SERVER_BINDINGS)
+  const servers = key === undefined ? undefined : (app as unknown as Record<symbol, unknown>)[key]
+  return Array.isArray(servers) ? servers as Server[] : []
+}
+
 /** The response under way on a connection (Node's `socket._httpMessage`), if any. */
 export function responseUnderWay (socket: object): ServerResponse | undefined {
   return (socket as { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
 }
 
 /** For the test that pins what this module relies on. */
-export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL, NOT_FOUND_LEVEL, CAN_SET_NOT_FOUND }
+export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL, NOT_FOUND_LEVEL, CAN_SET_NOT_FOUND, SERVER_BINDINGS }

@@ -7,9 +7,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { connect } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
+import dns from 'node:dns'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
+import { internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
 import spikard from '../src/spikard.js'
 import { UUID } from './helpers.js'
 
@@ -96,4 +97,21 @@ test('Node keeps a connection\'s response under way on its socket (`_httpMessage
   await new Promise((resolve) => server.close(resolve))
   assert.equal(seen[0][1], seen[0][2], 'no response under way on the socket: Node changed `_httpMessage`')
   assert.deepEqual(seen.slice(1).map(([when, found]) => [when, found]), [['once closed', undefined]])
+})
+
+test('listening on localhost, Fastify keeps the server of each other address in `fastify.serverBindings`', async (t) => {
+  const lookup = dns.lookup
+  // Two addresses, as most systems resolve localhost; the second one unused by anything else.
+  t.mock.method(dns, 'lookup', (host: string, options: unknown, callback: (...args: unknown[]) => void) => {
+    if (host === 'localhost' && (options as { all?: boolean } | undefined)?.all === true) return callback(null, [{ address: '127.0.0.1', family: 4 }, { address: '127.0.0.2', family: 4 }])
+    return Reflect.apply(lookup, dns, [host, options, callback])
+  })
+  const app = Fastify()
+  assert.deepStrictEqual(secondaryServers(app), [])
+  await app.listen({ host: 'localhost', port: 0 })
+  t.after(() => app.close())
+  const servers = secondaryServers(app)
+  assert.equal(servers.length, 1, `no ${internals.SERVER_BINDINGS} symbol on the instance, or no server in it: Fastify changed it`)
+  assert.notEqual(servers[0], app.server)
+  assert.equal((servers[0].address() as AddressInfo).address, '127.0.0.2')
 })

@@ -70,22 +70,36 @@ export class Connections {
   #draining = false
   #closing = false
   readonly #open = new Set<Tracked>()
-  readonly #server: Server
+  /** `app.server`, then the servers of Fastify's other `localhost` addresses (::1), once it listens. */
+  readonly #servers: Server[] = []
   readonly #connectionEvent: 'connection' | 'secureConnection'
   /** One listener for every response's 'close' (`this` is the response): no closure per request. */
   readonly #onResponseClose: (this: ServerResponse) => void
 
   constructor (server: Server) {
-    this.#server = server
     // TLS: requests come on the TLS socket, which 'secureConnection' gives.
     this.#connectionEvent = server instanceof HttpsServer ? 'secureConnection' : 'connection'
     const settle = this.#settle
     this.#onResponseClose = function () { settle(this) }
+    this.track(server)
+  }
+
+  /**
+   * Follows one more server of the app: Fastify listening on `localhost` binds its other
+   * addresses (::1 beside 127.0.0.1) on servers of their own, whose requests would
+   * otherwise neither keep the shutdown waiting nor close their connections.
+   */
+  track (server: Server): void {
+    if (this.#servers.includes(server)) return
+    this.#servers.push(server)
     // First: Fastify's own listener may answer synchronously, before a later one could
     // still change the response's keep-alive.
     server.prependListener('request', this.#onRequest)
     server.on(this.#connectionEvent, this.#onConnection)
   }
+
+  /** Every server followed. */
+  get servers (): readonly Server[] { return this.#servers }
 
   /** Requests in flight. */
   get count (): number { return this.#count }
@@ -145,12 +159,12 @@ export class Connections {
 
   /** Closes the connections without a request in progress. */
   closeIdle (): void {
-    (this.#server as Closable).closeIdleConnections?.()
+    for (const server of this.#servers) (server as Closable).closeIdleConnections?.()
   }
 
   /** Closes every HTTP connection, in the middle of a request or not (not upgraded ones). */
   closeAll (): void {
-    (this.#server as Closable).closeAllConnections?.()
+    for (const server of this.#servers) (server as Closable).closeAllConnections?.()
   }
 
   /** Resolves when no request is in flight. */
@@ -160,8 +174,10 @@ export class Connections {
   }
 
   stop (): void {
-    this.#server.off('request', this.#onRequest)
-    this.#server.off(this.#connectionEvent, this.#onConnection)
+    for (const server of this.#servers) {
+      server.off('request', this.#onRequest)
+      server.off(this.#connectionEvent, this.#onConnection)
+    }
   }
 
   readonly #onConnection = (socket: Tracked): void => {

@@ -35,6 +35,7 @@ import { resolveShutdownOptions, type ShutdownOptions } from './options.js'
 import { Budget, lifecycleOf, since } from '../../src/lifecycle.js'
 import { Connections } from './connections.js'
 import { exitOnSignals } from '../../src/exit-on-signals.js'
+import { secondaryServers } from '../../src/fastify-internals.js'
 
 /** The most a connection may go without a request before the shutdown closes it; a tenth of the budget when that is shorter. */
 const CONNECTION_GRACE_MS = 500
@@ -148,17 +149,19 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
     const latest = performance.now() + grace
     let last = performance.now()
     const onConnection = (): void => { last = performance.now() }
-    server.on('connection', onConnection)
+    const listeners = connections.servers.filter((s) => s.listening)
+    for (const s of listeners) s.on('connection', onConnection)
     try {
       for (let wait = quiet; wait > 0 && !budget.expired; wait = Math.min(last + quiet, latest) - performance.now()) {
         await budget.sleep(wait)
       }
     } finally {
-      server.off('connection', onConnection)
+      for (const s of listeners) s.off('connection', onConnection)
     }
     // net's close, not http's: that one also closes idle keep-alive connections at once, and
     // one of them may be carrying the client's next request (they get their grace below).
-    NetServer.prototype.close.call(server)
+    // Fastify closes the other addresses' listeners only once app.server has closed.
+    for (const s of listeners) NetServer.prototype.close.call(s)
   }
 
   async function requestsDone (budget: Budget): Promise<void> {
@@ -194,6 +197,12 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
   })
 
   app.addHook('preClose', async () => { await shutdown('close') })
+  // Listening on `localhost` binds its other addresses (::1) on servers of their own: their
+  // requests must finish before the process exits, and their connections close too.
+  app.addHook('onListen', (done) => {
+    for (const secondary of secondaryServers(app)) connections.track(secondary)
+    done()
+  })
 
   const uninstall = signals
     ? exitOnSignals({

@@ -8,6 +8,7 @@
  */
 import { describe, it, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import dns from 'node:dns'
 import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
@@ -260,6 +261,36 @@ test('app.close(): an in-flight request completes with its whole body; the phase
   assert.deepStrictEqual({ ...first, time: 0, pid: 0, hostname: '' }, { level: 30, time: 0, pid: 0, hostname: '', trigger: 'close', timeoutMs: 30_000, preCloseDelayMs: 0, msg: 'shutdown started' })
   assert.equal(logs.at(-1)?.msg, 'shutdown complete')
   assert.ok(logs.at(-1)?.durationMs >= 250)
+})
+
+test('listening on localhost (127.0.0.1 and ::1): a request in flight on the second address is waited for, not left behind', async (t) => {
+  const ipv6 = await new Promise<boolean>((resolve) => net.createServer().once('error', () => resolve(false)).listen(0, '::1', function (this: net.Server) { this.close(() => resolve(true)) }))
+  if (!ipv6) return t.skip('no IPv6 loopback here')
+  // Most systems resolve localhost to both (Fastify binds each, app.server being the first).
+  const lookup = dns.lookup
+  t.mock.method(dns, 'lookup', (host: string, options: unknown, callback: (...args: unknown[]) => void) => {
+    if (host === 'localhost' && (options as { all?: boolean } | undefined)?.all === true) return callback(null, [{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }])
+    return Reflect.apply(lookup, dns, [host, options, callback])
+  })
+  const { app, logs } = await build({ shutdown: { signals: false } }, routes)
+  t.after(() => app.close())
+  await app.listen({ host: 'localhost', port: 0 })
+  const main = app.server.address() as net.AddressInfo
+  const second = app.addresses().find((a): a is net.AddressInfo => typeof a !== 'string' && a.address !== main.address)
+  assert.ok(second !== undefined, JSON.stringify(app.addresses()))
+  const slowStarted = whenStarted('/slow')
+  const response = new Promise<{ status: number, connection?: string, body: string }>((resolve, reject) => {
+    http.get({ host: second.address, port: second.port, path: '/slow?ms=600', agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => { body += chunk }).on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body }))
+    }).on('error', reject)
+  })
+  await slowStarted
+  await withTimeout(app.close(), 5000, 'close')
+  const inFlight = logs.find((l) => l.phase === 'in-flight-requests')
+  assert.equal(inFlight?.requests, 1, 'close() waited for the request on the second address')
+  assert.ok(logs.findIndex((l) => l.msg === 'request completed' && l.path === '/slow') < logs.findIndex((l) => l.msg === 'shutdown complete'), 'answered before the shutdown completed')
+  assert.deepStrictEqual(await withTimeout(response, 5000, 'the response'), { status: 200, connection: 'close', body: JSON.stringify({ done: true, data: BIG }) })
 })
 
 test('app.close(): a connection whose last response promised keep-alive gets a grace for its next request (a 503, not a reset), then is closed', async (t) => {
