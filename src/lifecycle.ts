@@ -101,6 +101,8 @@ export class Lifecycle {
   #phase: LifecyclePhase = 'serving'
   readonly #hooks = new Map<string, DrainHook>()
   readonly #running = new Set<string>()
+  /** The budget of the drain under way, for abortDrain(). */
+  #budget: Budget | undefined
 
   get phase (): LifecyclePhase { return this.#phase }
   enter (phase: LifecyclePhase): void { this.#phase = phase }
@@ -119,8 +121,16 @@ export class Lifecycle {
   /** Drain hooks started and not finished yet. */
   get pendingDrainHooks (): string[] { return [...this.#running] }
 
+  /**
+   * Aborts the budget of the drain under way, as if it had run out: for a signal handler
+   * that ends the process at its own deadline (`spikard start` without the shutdown
+   * feature's signals), so the drain hooks still log and stop what they leave unfinished.
+   */
+  abortDrain (): void { this.#budget?.abort() }
+
   /** Runs every drain hook at once; resolves when all have settled or the budget runs out. `requests`: see DrainContext. */
   async drain (budget: Budget, log: FastifyBaseLogger, requests = Promise.resolve()): Promise<void> {
+    this.#budget = budget
     const runs = [...this.#hooks].map(async ([name, hook]) => {
       const start = performance.now()
       this.#running.add(name)

@@ -14,6 +14,7 @@ import { openapi } from './openapi.js'
 import { asyncapi } from './asyncapi.js'
 import { appFailed } from './app-failed.js'
 import { exitOnSignals } from '../exit-on-signals.js'
+import { lifecycleOf } from '../lifecycle.js'
 
 const HELP = `spikard - a production preset for Fastify
 
@@ -159,14 +160,18 @@ async function start (app: FastifyInstance, host: string, port: number, failed: 
   // when on with `signals`, installed its own when the app was built; otherwise a basic
   // graceful close, as the feature's: SIGTERM or SIGINT closes the app and exits (within
   // 10 s, or shutdown.timeout when the feature is on without `signals`).
+  // When that time runs out, the drain under way is aborted before the exit, as with the
+  // feature's own handler, so the drain hooks name and stop what they leave unfinished (tasks).
   const { shutdown } = app.spikard.options
+  const lifecycle = lifecycleOf(app)
   let closing = false
   const uninstall = shutdown !== false && shutdown.signals
     ? undefined
     : exitOnSignals({
       log: app.log,
       timeout: shutdown === false ? 10_000 : shutdown.timeout,
-      pending: () => ({}),
+      pending: () => ({ pendingDrainHooks: lifecycle.pendingDrainHooks }),
+      expire: () => { lifecycle.abortDrain() },
       close: async () => {
         closing = true
         await app.close()

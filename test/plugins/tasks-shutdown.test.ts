@@ -66,25 +66,28 @@ describe('spikard start: SIGTERM while tasks run', { concurrency: 3 }, () => {
     assert.equal(lines.at(-1)?.msg, 'exiting with code 0')
   })
 
-  it('past the budget: each unfinished task is logged by id and name, its signal aborted, exit 1', async (t) => {
-    const server = await startCli(t, { requestId: true, tasks: { concurrency: 1 }, shutdown: { timeout: '600ms' } }, {}, ROUTES)
-    const { body } = await post(server.port, '/orders?count=2&ms=60000&ignore=1')
-    await server.waitForLine((l) => l.msg === 'receipt task started', 'the first task to start')
-    server.child.kill('SIGTERM')
-    assert.deepStrictEqual(await exited(server), { code: 1, signal: null }, server.stderr())
-    const lines = server.lines()
-    const unfinished = linesOf(lines, 'task unfinished at the end of the shutdown budget')
-    assert.deepStrictEqual(unfinished.map((l) => [l.level, l.taskId, l.task, l.state, l.attempt, l.reqId]), [
-      [50, body.ids[0], 'sendReceipt', 'running', 1, 'order-1'],
-      [50, body.ids[1], 'sendReceipt', 'queued', 0, 'order-1']
-    ])
-    assert.deepStrictEqual(linesOf(lines, 'receipt task aborted').map((l) => [l.n, l.reason]), [[0, 'shutdown budget of 600 ms exceeded']])
-    assert.deepStrictEqual(linesOf(lines, 'receipt sent'), [])
-    // The last line before the exit, as for requests cut at the budget's end.
-    const overrun = linesOf(lines, 'shutdown did not finish in time')
-    assert.deepStrictEqual(overrun.map((l) => [l.pendingDrainHooks, l.exitCode]), [[['tasks'], 1]])
-    assert.equal(lines.at(-1), overrun[0])
-  })
+  // Without the feature's signals, spikard start's own handler closes the app: the same.
+  for (const signals of [true, false]) {
+    it(`past the budget: each unfinished task is logged by id and name, its signal aborted, exit 1 (shutdown.signals ${signals})`, async (t) => {
+      const server = await startCli(t, { requestId: true, tasks: { concurrency: 1 }, shutdown: { timeout: '600ms', signals } }, {}, ROUTES)
+      const { body } = await post(server.port, '/orders?count=2&ms=60000&ignore=1')
+      await server.waitForLine((l) => l.msg === 'receipt task started', 'the first task to start')
+      server.child.kill('SIGTERM')
+      assert.deepStrictEqual(await exited(server), { code: 1, signal: null }, server.stderr())
+      const lines = server.lines()
+      const unfinished = linesOf(lines, 'task unfinished at the end of the shutdown budget')
+      assert.deepStrictEqual(unfinished.map((l) => [l.level, l.taskId, l.task, l.state, l.attempt, l.reqId]), [
+        [50, body.ids[0], 'sendReceipt', 'running', 1, 'order-1'],
+        [50, body.ids[1], 'sendReceipt', 'queued', 0, 'order-1']
+      ])
+      assert.deepStrictEqual(linesOf(lines, 'receipt task aborted').map((l) => [l.n, l.reason]), [[0, 'shutdown budget of 600 ms exceeded']])
+      assert.deepStrictEqual(linesOf(lines, 'receipt sent'), [])
+      // The last line before the exit, as for requests cut at the budget's end.
+      const overrun = linesOf(lines, 'shutdown did not finish in time')
+      assert.deepStrictEqual(overrun.map((l) => [l.pendingDrainHooks, l.exitCode]), [[['tasks'], 1]])
+      assert.equal(lines.at(-1), overrun[0])
+    })
+  }
 
   it('a rejection left unhandled inside a task is logged as the task\'s; the server goes on and exits 0 on SIGTERM', async (t) => {
     const server = await startCli(t, { requestId: true, shutdown: { timeout: '5s' } }, {}, ROUTES)
