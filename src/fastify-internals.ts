@@ -26,7 +26,10 @@
  *    127.0.0.1 and ::1 on most systems, each on a server of its own that hands its requests
  *    to the same handler. No public API returns them (`app.addresses()` gives only their
  *    addresses), and the shutdown must follow their connections and requests too.
- * 6. And one field of Node's: a socket's response under way (`socket._httpMessage`, set by
+ * 6. Whether the instance answers requests during `app.close()` itself
+ *    (`return503OnClosing`, kept in its options under `fastify.options`; not in
+ *    `initialConfig`): then the shutdown's pre-close delay serves nothing, and spikard warns.
+ * 7. And one field of Node's: a socket's response under way (`socket._httpMessage`, set by
  *    Node's HTTP server from the moment a response is assigned to the connection until it is
  *    done with it), for the answers spikard writes on a raw socket (a parse error, CONNECT, an
  *    upgrade): behind a response still under way, they would land before it or inside its body.
@@ -45,6 +48,7 @@ const REQUEST_SIGNAL = 'fastify.request.signal'
 const NOT_FOUND_LEVEL = 'fastify.404LogLevelInstance'
 const CAN_SET_NOT_FOUND = 'fastify.canSetNotFoundHandler'
 const SERVER_BINDINGS = 'fastify.serverBindings'
+const OPTIONS = 'fastify.options'
 
 /** A route's config as spikard's features store their per-route decisions on it. */
 export type RouteConfig = FastifyContextConfig & { url?: string, method?: string | string[] } & Record<symbol, unknown>
@@ -133,10 +137,22 @@ export function secondaryServers (app: FastifyInstance): Server[] {
   return Array.isArray(servers) ? servers as Server[] : []
 }
 
+/**
+ * Whether Fastify answers every request itself, with a plain JSON 503, from the moment
+ * `app.close()` begins (its `return503OnClosing`, true unless set to false); undefined when
+ * the options cannot be found.
+ */
+export function answers503OnClosing (app: FastifyInstance): boolean | undefined {
+  const key = instanceSymbol(app, OPTIONS)
+  const options = key === undefined ? undefined : (app as unknown as Record<symbol, { return503OnClosing?: unknown } | undefined>)[key]
+  if (options === undefined || options === null || typeof options !== 'object') return undefined
+  return options.return503OnClosing !== false
+}
+
 /** The response under way on a connection (Node's `socket._httpMessage`), if any. */
 export function responseUnderWay (socket: object): ServerResponse | undefined {
   return (socket as { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
 }
 
 /** For the test that pins what this module relies on. */
-export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL, NOT_FOUND_LEVEL, CAN_SET_NOT_FOUND, SERVER_BINDINGS }
+export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL, NOT_FOUND_LEVEL, CAN_SET_NOT_FOUND, SERVER_BINDINGS, OPTIONS }

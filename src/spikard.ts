@@ -43,6 +43,7 @@ import type { Rooms } from '../plugins/websocket/rooms.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from './lifecycle.js'
 import { flushLog } from './flush-log.js'
 import { startupSummary } from './summary.js'
+import { answers503OnClosing } from './fastify-internals.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -125,7 +126,7 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
 
   // What the server got, once it listens: one line, and a warning per risky choice.
   app.addHook('onListen', function spikardSummary (done) {
-    const { record, warnings } = startupSummary(resolved, { trustProxy: state.trustProxy, bodyLimit: app.initialConfig.bodyLimit, logLevel: app.log.level, pluginTimeout: app.initialConfig.pluginTimeout })
+    const { record, warnings } = startupSummary(resolved, { trustProxy: state.trustProxy, bodyLimit: app.initialConfig.bodyLimit, logLevel: app.log.level, pluginTimeout: app.initialConfig.pluginTimeout, return503OnClosing: answers503OnClosing(app) })
     app.log.info(record, 'spikard features')
     for (const warning of warnings) app.log.warn(warning)
     done()

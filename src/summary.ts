@@ -21,6 +21,8 @@ export interface ServerFacts {
   logLevel?: string
   /** Fastify's `pluginTimeout` (`initialConfig.pluginTimeout`), which bounds `app.close()`'s drain. */
   pluginTimeout?: number
+  /** Whether Fastify answers requests itself during `app.close()` (its `return503OnClosing`); absent when unknown. */
+  return503OnClosing?: boolean
 }
 
 /** The structured record of the startup line: `app.log.info(record, 'spikard features')`. */
@@ -126,6 +128,10 @@ function warnings (o: ResolvedSpikardOptions, facts: ServerFacts): string[] {
       `Fastify's pluginTimeout (${formatDuration(facts.pluginTimeout)}) is shorter than shutdown.timeout (${formatDuration(shutdown.timeout)}): ` +
       `app.close() gives up on the drain at ${formatDuration(facts.pluginTimeout)} ("Plugin did not start in time"); create Fastify with the options of spikardFastifyOptions(), or a pluginTimeout above the budget`)
   }
+  warn(shutdown !== false && facts.return503OnClosing === true,
+    'Fastify\'s return503OnClosing is on: from the moment app.close() begins, Fastify answers every request itself with a plain JSON 503 ' +
+    '(liveness included), so shutdown.preCloseDelay serves nothing and the 503s are not problem details; ' +
+    'create Fastify with the options of spikardFastifyOptions(), or return503OnClosing: false')
   warn(shutdown === false,
     'shutdown is off: a SIGTERM (every deploy) is not turned into a graceful shutdown: readiness does not turn 503 first and in-flight requests get no time budget; ' +
     'turn it on (shutdown: 30s)')

@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { connect, type AddressInfo } from 'node:net'
 import dns from 'node:dns'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
+import { answers503OnClosing, internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
 import spikard from '../src/spikard.js'
 import { UUID } from './helpers.js'
 
@@ -114,4 +114,14 @@ test('listening on localhost, Fastify keeps the server of each other address in 
   assert.equal(servers.length, 1, `no ${internals.SERVER_BINDINGS} symbol on the instance, or no server in it: Fastify changed it`)
   assert.notEqual(servers[0], app.server)
   assert.equal((servers[0].address() as AddressInfo).address, '127.0.0.2')
+})
+
+test('an instance keeps its factory options under `fastify.options`, return503OnClosing absent unless given', async () => {
+  const own = Fastify()
+  assert.equal(answers503OnClosing(own), true, `no ${internals.OPTIONS} symbol on the instance: Fastify changed it`)
+  assert.equal(answers503OnClosing(Fastify({ return503OnClosing: false })), false)
+  // Inherited by an encapsulated child.
+  await own.register(async (child) => { assert.equal(answers503OnClosing(child), true) })
+  await own.ready()
+  await own.close()
 })

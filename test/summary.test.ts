@@ -118,6 +118,9 @@ describe('startupSummary', () => {
       ['a pluginTimeout shorter than the shutdown budget (your own Fastify instance)', {}, { pluginTimeout: 10_000 },
         'Fastify\'s pluginTimeout (10s) is shorter than shutdown.timeout (30s): app.close() gives up on the drain at 10s ("Plugin did not start in time"); ' +
         'create Fastify with the options of spikardFastifyOptions(), or a pluginTimeout above the budget'],
+      ['Fastify answering requests itself during app.close() (your own Fastify instance)', {}, { return503OnClosing: true },
+        'Fastify\'s return503OnClosing is on: from the moment app.close() begins, Fastify answers every request itself with a plain JSON 503 (liveness included), ' +
+        'so shutdown.preCloseDelay serves nothing and the 503s are not problem details; create Fastify with the options of spikardFastifyOptions(), or return503OnClosing: false'],
       ['shutdown off', { shutdown: false }, {},
         'shutdown is off: a SIGTERM (every deploy) is not turned into a graceful shutdown: readiness does not turn 503 first and in-flight requests get no time budget; ' +
         'turn it on (shutdown: 30s)'],
@@ -167,7 +170,8 @@ describe('startupSummary', () => {
         [{ compression: { brotliQuality: 9 } }, {}],
         [{ compression: { encodings: ['gzip'], brotliQuality: 11 } }, {}],
         [{ shutdown: '8s' }, { pluginTimeout: 10_000 }],
-        [{}, { pluginTimeout: 0 }]
+        [{}, { pluginTimeout: 0 }],
+        [{}, { return503OnClosing: false }]
       ]
       for (const [options, facts] of safe) assert.deepEqual(warningsOf(options, facts), [], JSON.stringify([options, facts]))
     })

@@ -13,10 +13,11 @@ import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import spikard from '../../src/spikard.js'
+import { spikardFastifyOptions } from '../../src/server.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { assertOptionsRefused, build, listen, until, withTimeout } from '../helpers.js'
 import { assertShuttingDown, BIG, exited, get, startCli, type Child } from '../fixtures/shutdown-child.js'
@@ -180,6 +181,17 @@ test('app.close() drains within Fastify\'s pluginTimeout; createServer sets one 
     const { app } = await build({ shutdown }, routes)
     t.after(() => app.close())
     assert.equal(app.initialConfig.pluginTimeout, expected, String(shutdown))
+  }
+})
+
+test('an instance of your own that answers requests itself during app.close() (return503OnClosing) is a startup warning; spikardFastifyOptions() turns it off', async (t) => {
+  for (const [factory, warned] of [[{}, true], [{ return503OnClosing: false }, false], [spikardFastifyOptions({}, new PassThrough()), false]] as const) {
+    const logs: string[] = []
+    const app = Fastify({ ...factory, logger: { level: 'warn', stream: { write: (line: string) => { logs.push(JSON.parse(line).msg) } } } })
+    t.after(() => app.close())
+    await app.register(spikard, { shutdown: { signals: false } })
+    await listen(app)
+    assert.equal(logs.some((msg) => msg.startsWith('Fastify\'s return503OnClosing is on: ')), warned, `${JSON.stringify(Object.keys(factory))}: ${logs.join(' | ')}`)
   }
 })
 
