@@ -246,6 +246,10 @@ export function sendProblem (reply: FastifyReply, error: unknown): FastifyReply 
     body = JSON.stringify(problem)
   }
   for (const [name, value] of headers) reply.header(name, value)
+  // A refusal before the request id feature's hook ran (an onRequest hook of the app's
+  // added before spikard, spikard's Host check) would go without the id the body carries.
+  const requestId = reply.server.spikard?.options.requestId
+  if (requestId !== false && requestId !== undefined && !reply.hasHeader(requestId.header)) reply.header(requestId.header.toLowerCase(), reply.request.id)
   // The status line says the title: Node's reason phrases are older than RFC 9110
   // (422 "Unprocessable Entity" where the problem says "Unprocessable Content").
   reply.raw.statusMessage = problem.title
@@ -288,9 +292,6 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
     app.addHook('onRequest', function spikardHostRequired (request, reply, done) {
       const raw = request.raw
       if (raw.headers.host !== undefined || raw.httpVersionMajor !== 1 || raw.httpVersionMinor !== 1) return done()
-      // The request id feature's hook, which sets its header, comes later and will not run.
-      const requestId = app.spikard?.options.requestId
-      if (requestId !== false && requestId !== undefined) reply.header(requestId.header.toLowerCase(), request.id)
       reply.header('connection', 'close')
       done(new errors.SPK_ERR_BAD_REQUEST('An HTTP/1.1 request must have a Host header'))
     })

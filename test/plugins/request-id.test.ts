@@ -314,6 +314,21 @@ test('spikard on a user-made Fastify without requestIdHeader: ids validated and 
   assertFreshId(await app.inject({ url: '/id', headers: { 'x-request-id': '<b>x</b>' } }), '<b>x</b>')
 })
 
+test('an onRequest hook of yours added before spikard throws: its problem carries the id header too', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  // Added before spikard, it runs before spikard's own onRequest hooks.
+  app.addHook('onRequest', async (request) => {
+    if (request.url === '/thrown') throw Object.assign(new Error('Not for you'), { statusCode: 403 })
+  })
+  app.register(spikard, { requestId: { header: 'X-Trace-Id' }, shutdown: { signals: false } })
+  app.get('/thrown', async () => 'never')
+  const thrown = await app.inject({ url: '/thrown', headers: { 'x-trace-id': 'trace-2' } })
+  assert.equal(thrown.statusCode, 403)
+  assert.equal(thrown.headers['x-trace-id'], 'trace-2')
+  assert.equal(thrown.json().requestId, 'trace-2')
+})
+
 test('generated ids are random version 4 UUIDs, all different, across refills of the entropy pool', () => {
   const ids = new Set<string>()
   // Every hex digit shows up in every random position over this many ids, and the version
