@@ -13,6 +13,10 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { loadPublicKey, type VerifyKey } from './keys.js'
 import type { JwtAlgorithm } from './options.js'
+import { redactQuery } from '../../src/redact.js'
+
+/** No names beyond those redactQuery matches by their words. */
+const NO_MORE_NAMES = new Set<string>()
 
 export const MIN_REFRESH_MS = 30_000
 export const MAX_AGE_MS = 10 * 60_000
@@ -35,11 +39,16 @@ export class JwksKeySet {
   #attemptedAt = -Infinity
   #fetchedAt = -Infinity
   #inflight: Promise<void> | undefined
+  /** The URL as logged. */
+  readonly #shown: string
   /** Goes up whenever a refresh adds or removes a key: tokens remembered as verified before are checked again. */
   generation = 0
 
   constructor (url: string, algorithms: JwtAlgorithm[], leeway: number, log: FastifyBaseLogger) {
     this.url = url
+    // An issuer may want a key in the URL's query: masked in every log line, as a request's is.
+    const { origin, pathname, search } = new URL(url)
+    this.#shown = search === '' ? url : `${origin}${pathname}?${redactQuery(search.slice(1), NO_MORE_NAMES)}`
     this.#algorithms = algorithms
     this.#leeway = leeway
     this.#log = log
@@ -87,7 +96,7 @@ export class JwksKeySet {
     this.#inflight = this.#fetch()
       .then((document) => this.#install(document))
       .catch((error: Error) => {
-        if (!this.#closed.signal.aborted) this.#log.error({ jwksUrl: this.url, error: reason(error) }, 'spikard-auth: cannot fetch the JWKS; keeping the keys already known')
+        if (!this.#closed.signal.aborted) this.#log.error({ jwksUrl: this.#shown, error: reason(error) }, 'spikard-auth: cannot fetch the JWKS; keeping the keys already known')
       })
       .finally(() => { this.#inflight = undefined })
     return this.#inflight
@@ -152,7 +161,7 @@ export class JwksKeySet {
       if (key === undefined) {
         const loaded = loadPublicKey({ path: `jwks key ${i}${typeof kid === 'string' ? ` (kid ${kid})` : ''}`, value: jwk }, this.#algorithms, this.#leeway)
         if (typeof loaded === 'string') {
-          this.#log.debug({ jwksUrl: this.url, reason: loaded }, 'spikard-auth: JWKS key skipped')
+          this.#log.debug({ jwksUrl: this.#shown, reason: loaded }, 'spikard-auth: JWKS key skipped')
           continue
         }
         key = loaded
@@ -165,8 +174,8 @@ export class JwksKeySet {
         else list.push(key)
       }
     }
-    if (keys.length > MAX_KEYS) this.#log.warn({ jwksUrl: this.url, keys: keys.length }, `spikard-auth: JWKS has more than ${MAX_KEYS} keys; the rest are ignored`)
-    if (all.length === 0) this.#log.warn({ jwksUrl: this.url }, 'spikard-auth: the JWKS has no key usable with auth.jwt.algorithms')
+    if (keys.length > MAX_KEYS) this.#log.warn({ jwksUrl: this.#shown, keys: keys.length }, `spikard-auth: JWKS has more than ${MAX_KEYS} keys; the rest are ignored`)
+    if (all.length === 0) this.#log.warn({ jwksUrl: this.#shown }, 'spikard-auth: the JWKS has no key usable with auth.jwt.algorithms')
     if (known.size !== this.#known.size || [...known.keys()].some((identity) => !this.#known.has(identity))) this.generation++
     this.#all = all
     this.#byKid = byKid

@@ -139,7 +139,8 @@ describe('fetching and caching', () => {
     t.mock.timers.enable({ apis: ['Date'], now: Date.now() })
     const jwks = await server((request) => { request.socket.destroy() })
     t.after(() => jwks.close())
-    const { app, logs } = await authApp({ jwt: { algorithms: ['RS256'], jwksUrl: jwks.url } })
+    // A key in the URL's query (some issuers want one) is masked in the log.
+    const { app, logs } = await authApp({ jwt: { algorithms: ['RS256'], jwksUrl: `${jwks.url}/keys?tenant=t1&api_key=s3cr3t-value` } })
     t.after(() => app.close())
     await app.ready()
     await until(() => jwks.hits() > 0, 'the startup fetch')
@@ -148,6 +149,8 @@ describe('fetching and caching', () => {
     await assertRefused(app, await sign(k1.privateKey, { alg: 'RS256' }), DETAIL.unknownKey)
     assert.equal(jwks.hits(), 1)
     assert.equal(logs.filter((l) => l.level === 50).length, 1)
+    assert.equal(logs.find((l) => l.level === 50)?.jwksUrl, `${jwks.url}/keys?tenant=t1&api_key=[REDACTED]`)
+    assert.ok(!JSON.stringify(logs).includes('s3cr3t-value'))
     jwks.serve(json({ keys: [{ ...k1.jwk, kid: 'k1' }] }))
     t.mock.timers.tick(MIN_REFRESH_MS)
     await assertAccepted(app, token)
