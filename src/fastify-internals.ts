@@ -25,7 +25,10 @@
  *    `listen()` on `localhost` (Fastify's default host) binds every address it resolves to,
  *    127.0.0.1 and ::1 on most systems, each on a server of its own that hands its requests
  *    to the same handler. No public API returns them (`app.addresses()` gives only their
- *    addresses), and the shutdown must follow their connections and requests too.
+ *    addresses), and the shutdown must follow their connections and requests too. Fastify
+ *    forwards only their 'upgrade' event to `app.server`: what spikard (and Fastify's
+ *    `clientErrorHandler`) set up on `app.server` is copied onto them once the app listens
+ *    (`mirrorServerSetup`), or a request to ::1 would get Node's bare answers.
  * 6. Whether the instance answers requests during `app.close()` itself
  *    (`return503OnClosing`, kept in its options under `fastify.options`; not in
  *    `initialConfig`): then the shutdown's pre-close delay serves nothing, and spikard warns.
@@ -135,6 +138,38 @@ export function secondaryServers (app: FastifyInstance): Server[] {
   const key = instanceSymbol(app, SERVER_BINDINGS)
   const servers = key === undefined ? undefined : (app as unknown as Record<symbol, unknown>)[key]
   return Array.isArray(servers) ? servers as Server[] : []
+}
+
+/**
+ * The events Node emits on the server a connection came to, and that an application answers
+ * from its listeners: a parse error (Fastify's `clientErrorHandler`), an `Expect` other than
+ * 100-continue, `Expect: 100-continue`, CONNECT. ('upgrade' is forwarded by Fastify itself.)
+ */
+const MIRRORED_EVENTS = ['clientError', 'checkExpectation', 'checkContinue', 'connect'] as const
+/** The server settings Node reads for each connection or request. */
+const MIRRORED_SETTINGS = ['requireHostHeader'] as const
+
+/**
+ * Makes each server the app listens on besides `app.server` answer as `app.server` does:
+ * its settings, and its listeners of the events above, for an event the other server has no
+ * listener of its own for. Run once the app listens (onListen), when Fastify has created
+ * them and every plugin has set `app.server` up; the listeners are the same functions (they
+ * get the server they run for as `this`).
+ */
+export function mirrorServerSetup (app: FastifyInstance): void {
+  const main = app.server
+  for (const secondary of secondaryServers(app)) {
+    if (secondary === main) continue
+    for (const event of MIRRORED_EVENTS) {
+      if (secondary.listenerCount(event) > 0) continue
+      for (const listener of main.listeners(event)) secondary.on(event, listener as (...args: unknown[]) => void)
+    }
+    const from = main as unknown as Record<string, unknown>
+    const to = secondary as unknown as Record<string, unknown>
+    for (const setting of MIRRORED_SETTINGS) {
+      if (setting in from) to[setting] = from[setting]
+    }
+  }
 }
 
 /**

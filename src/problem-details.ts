@@ -4,7 +4,7 @@
  * framework-level hooks in server.ts share, and the answers to requests Node's server would
  * otherwise answer or drop itself (a missing Host, an unknown Expect, CONNECT).
  */
-import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http'
+import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
 import FindMyWay from 'find-my-way'
@@ -322,9 +322,9 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   // whose response is not over (src/fastify-internals.ts): an answer now would come before
   // that response or inside its body, so the connection is closed, as Node closes it
   // without a listener.
-  const server = app.server
-  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-    if (server.listenerCount('connect') > 1) return
+  // (`this`: the server the request came to, app.server or the one of another localhost address.)
+  app.server.on('connect', function (this: Server, req: IncomingMessage, socket: Duplex) {
+    if (this.listenerCount('connect') > 1) return
     socket.on('error', () => { socket.destroy() })
     socket.resume()
     if (!socket.writable || responseUnderWay(socket) !== undefined) return socket.destroy()

@@ -43,7 +43,7 @@ import type { Rooms } from '../plugins/websocket/rooms.js'
 import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type LifecyclePhase } from './lifecycle.js'
 import { flushLog } from './flush-log.js'
 import { startupSummary } from './summary.js'
-import { answers503OnClosing } from './fastify-internals.js'
+import { answers503OnClosing, mirrorServerSetup } from './fastify-internals.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -116,6 +116,13 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
     routes.push(Object.defineProperty({ ...route }, 'config', { get: () => route.config, enumerable: true }))
   })
 
+  // Listening on `localhost` binds its other addresses (::1) on servers of their own, which
+  // get only the upgrades of `app.server`: the rest of its setup is copied onto them, first
+  // of spikard's onListen hooks.
+  app.addHook('onListen', function spikardEveryServer (done) {
+    mirrorServerSetup(app)
+    done()
+  })
   await app.register(problemDetails)
   // In the order of the features list (src/options.ts); each plugin is loaded only when its feature is on.
   for (const [name, feature] of Object.entries(features) as Array<[FeatureName, FeatureDefinition]>) {

@@ -25,7 +25,7 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import { errors } from '../../src/errors.js'
 import { decide, decisionOf, type RouteView } from '../../src/route-decision.js'
@@ -78,9 +78,10 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
   // the route is known and allowed the request (auth, rate limit), and only to a body whose
   // Content-Length fits the route's limit; a request refused before that gets no 100, and
   // Node closes the connection after the answer instead of reading the body.
-  app.server.on('checkContinue', (req, res) => {
+  // (`this`: the server the request came to, app.server or the one of another localhost address.)
+  app.server.on('checkContinue', function (this: Server, req: IncomingMessage, res: ServerResponse) {
     (req as AwaitingContinue)[kAwaitingContinue] = true
-    app.server.emit('request', req, res)
+    this.emit('request', req, res)
   })
   const counting = serverLimit > max
   app.addHook('preParsing', function spikardBodyLimit (request, reply, payload, done) {
