@@ -32,9 +32,11 @@
  * 6. Whether the instance answers requests during `app.close()` itself
  *    (`return503OnClosing`, kept in its options under `fastify.options`; not in
  *    `initialConfig`): then the shutdown's pre-close delay serves nothing, and spikard warns.
- * 7. And one field of Node's: a socket's response under way (`socket._httpMessage`, set by
- *    Node's HTTP server from the moment a response is assigned to the connection until it is
- *    done with it), for the answers spikard writes on a raw socket (a parse error, CONNECT, an
+ * 7. And two of Node's: the listener that starts a server's check of its connections'
+ *    timeouts (`setupConnectionsTracking`, run again so that a new checking interval applies
+ *    to a server already listening), and a socket's response under way (`socket._httpMessage`,
+ *    set by Node's HTTP server from the moment a response is assigned to the connection until
+ *    it is done with it), for the answers spikard writes on a raw socket (a parse error, CONNECT, an
  *    upgrade): behind a response still under way, they would land before it or inside its body.
  *
  * The symbols are Fastify's own (lib/symbols.js), found by their description on the first
@@ -146,8 +148,12 @@ export function secondaryServers (app: FastifyInstance): Server[] {
  * 100-continue, `Expect: 100-continue`, CONNECT. ('upgrade' is forwarded by Fastify itself.)
  */
 const MIRRORED_EVENTS = ['clientError', 'checkExpectation', 'checkContinue', 'connect'] as const
-/** The server settings Node reads for each connection or request. */
-const MIRRORED_SETTINGS = ['requireHostHeader'] as const
+/**
+ * The server settings Node reads for each connection or request (the timeout feature sets
+ * the timeouts on `app.server` after Fastify created it, for an instance of the user's), and
+ * how often it checks headersTimeout and requestTimeout.
+ */
+const MIRRORED_SETTINGS = ['requireHostHeader', 'headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'timeout', 'maxHeadersCount', 'maxRequestsPerSocket', 'connectionsCheckingInterval'] as const
 
 /**
  * Makes each server the app listens on besides `app.server` answer as `app.server` does:
@@ -166,10 +172,23 @@ export function mirrorServerSetup (app: FastifyInstance): void {
     }
     const from = main as unknown as Record<string, unknown>
     const to = secondary as unknown as Record<string, unknown>
+    const interval = to.connectionsCheckingInterval
     for (const setting of MIRRORED_SETTINGS) {
       if (setting in from) to[setting] = from[setting]
     }
+    if (to.connectionsCheckingInterval !== interval) restartConnectionsCheck(secondary)
   }
+}
+
+/**
+ * Node reads a server's `connectionsCheckingInterval` once, when it starts listening (its
+ * `setupConnectionsTracking` 'listening' listener): on a server already listening, a new
+ * interval applies only once that listener runs again, which restarts the check.
+ */
+export function restartConnectionsCheck (server: Server): void {
+  if (!server.listening) return
+  const restart = server.listeners('listening').find((listener) => listener.name === 'setupConnectionsTracking')
+  restart?.call(server)
 }
 
 /**

@@ -9,7 +9,8 @@ import { before, after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import dns from 'node:dns'
 import net, { type AddressInfo } from 'node:net'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
+import spikard from '../src/spikard.js'
 import { build } from './helpers.js'
 
 const ipv6 = await new Promise<boolean>((resolve) => {
@@ -103,5 +104,31 @@ describe('listening on localhost, ::1 answers as 127.0.0.1 does (createServer)',
     const within = await both(port, 'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nExpect: 100-continue\r\n\r\n{}')
     assert.match(within.v4, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n[^]*\r\n\r\n\{\}$/)
     assert.equal(within.v6, within.v4)
+  })
+})
+
+describe('listening on localhost, ::1 has the server timeouts of 127.0.0.1 (spikard registered on an instance of your own)', { skip: NO_IPV6 }, () => {
+  let app: FastifyInstance
+  let port: number
+  before(async () => {
+    // Fastify's own server timeouts (no headers timeout within a minute, checked every 30 s,
+    // 72 s keep-alive); the plugin sets these on app.server after Fastify created it.
+    app = Fastify()
+    await app.register(spikard, { timeout: { headers: '300ms', request: '1s', keepAlive: '1s' } })
+    app.get('/hello', async () => ({ hello: 'world' }))
+    port = await listenOnLocalhost(app)
+  })
+  after(() => app.close())
+
+  it('an idle keep-alive connection is closed after timeout.keepAlive, and its responses say so', async () => {
+    const { v4, v6 } = await both(port, 'GET /hello HTTP/1.1\r\nHost: x\r\n\r\n', 3000)
+    assert.match(v4, /^HTTP\/1\.1 200 OK\r\n[^]*Keep-Alive: timeout=1\r\n[^]*\{"hello":"world"\}$/)
+    assert.equal(v6, v4)
+  })
+
+  it('headers still arriving after timeout.headers: a 408, checked often enough to send it within a second', async () => {
+    const { v4, v6 } = await both(port, 'GET /hello HTTP/1.1\r\nHost: x\r\n', 1000)
+    assert.match(v4, /^HTTP\/1\.1 408 Request Timeout\r\n/)
+    assert.equal(v6, v4)
   })
 })

@@ -34,7 +34,8 @@ type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<TimedRequest> | typ
  * it tells this one when that byte is written (kResponseStarted), and a stream still
  * silent at the timeout is failed with the timeout error, so the client gets the problem;
  * without it, a stream is timed to its hand-over. Node's server timeouts (slow headers,
- * slow bodies, idle keep-alive) are set on `app.server`.
+ * slow bodies, idle keep-alive) are set on `app.server` (and copied to the servers of
+ * localhost's other addresses once the app listens: mirrorServerSetup).
  *
  * Why not Fastify's `handlerTimeout` (5.12): it stops timing a request, and aborts its
  * request.signal, as soon as a request body has been read, because it takes the request's

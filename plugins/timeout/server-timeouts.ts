@@ -4,6 +4,7 @@
  * registering spikard on your own instance gets them too). No Fastify runtime import.
  */
 import { SpikardConfigError } from '../../src/errors.js'
+import { restartConnectionsCheck } from '../../src/fastify-internals.js'
 import type { Server } from 'node:http'
 import type { ResolvedTimeoutOptions } from './options.js'
 
@@ -54,14 +55,13 @@ export function timeoutFactoryOptions (options: ResolvedTimeoutOptions, source?:
 
 /**
  * Sets the timeouts on a server, created by spikard or not. Node reads
- * `connectionsCheckingInterval` once, when the server starts listening (its
- * setupConnectionsTracking 'listening' listener): on a server already listening the new
- * interval would never apply, and a 10 s headers timeout would still be checked every 30 s
- * (10-40 s in practice), so that listener is run again, which restarts the check.
+ * `connectionsCheckingInterval` once, when the server starts listening: on a server already
+ * listening the new interval would never apply, and a 10 s headers timeout would still be
+ * checked every 30 s (10-40 s in practice), so the check is restarted. (The servers of
+ * localhost's other addresses, created in listen(), get them from `app.server`:
+ * mirrorServerSetup in src/fastify-internals.ts.)
  */
 export function applyServerTimeouts (server: Server, timeouts: ServerTimeouts): void {
   Object.assign(server, timeouts)
-  if (!server.listening) return
-  const restart = server.listeners('listening').find((listener) => listener.name === 'setupConnectionsTracking')
-  restart?.call(server)
+  restartConnectionsCheck(server)
 }
