@@ -99,6 +99,12 @@ test('a file that does not parse, or is not a mapping, is refused without quotin
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: '.env' })), ['(root): expected an object, found a string (not shown: it may hold a secret)'])
 })
 
+test('text after the JSON value is placed once, by line and column, on every Node', (t) => {
+  // V8 says `... after JSON at position 22`, and from Node 22 also `(line 2 column 1)`.
+  const d = tempDir(t, { 'after.json': '{"server":{"port":1}}\n}' })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'after.json' })), ['not valid JSON: Unexpected non-whitespace character after JSON (line 2, column 1)'])
+})
+
 test('a key set twice in one JSON object is refused, as YAML refuses it; the same key in two objects is fine', (t) => {
   const d = tempDir(t, {
     'twice.json': '{\n  "server": { "port": 8001 },\n  "server": { "host": "127.0.0.2" }\n}',
