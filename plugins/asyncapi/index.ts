@@ -15,8 +15,9 @@ import { SpikardConfigError } from '../../src/errors.js'
 import { resolveAsyncApiOptions, withPackageInfo, type AsyncApiOptions } from './options.js'
 import { asyncapiDocument } from './document.js'
 import { listeningUrl, type ServerUrl } from './servers.js'
-import { viewerRoutes } from './viewer.js'
+import { viewerPaths, viewerRoutes } from './viewer.js'
 import { serve, send, type Served } from '../openapi/served.js'
+import { refuseLaterRoutes, refuseTakenPaths, type OwnPath } from '../openapi/taken.js'
 import { isWebSocketRoute, type WebSocketRouteOptions } from '../websocket/messages.js'
 
 declare module 'fastify' {
@@ -78,6 +79,14 @@ async function spikardAsyncApi (app: FastifyInstance, options: AsyncApiOptions):
     })
   }
 
+  // A route of yours at the path of one of these: refused naming its option (../openapi/taken.ts).
+  const own: OwnPath[] = [
+    ...(o.json === false ? [] : [{ path: o.json, option: 'asyncapi.json' }]),
+    ...(o.yaml === false ? [] : [{ path: o.yaml, option: 'asyncapi.yaml' }]),
+    ...(o.docs === false ? [] : viewerPaths(o.docs).map((path) => ({ path, option: 'asyncapi.docs' })))
+  ]
+  refuseTakenPaths(app, own)
+
   await app.register(async function asyncapiRoutes (child: FastifyInstance) {
     // Out of the OpenAPI document; public unless asyncapi.auth (read by auth on the first request).
     child.addHook('onRoute', (route) => {
@@ -91,6 +100,7 @@ async function spikardAsyncApi (app: FastifyInstance, options: AsyncApiOptions):
     if (o.yaml !== false) child.get(o.yaml, route('yaml'))
     if (o.docs !== false) await child.register(viewerRoutes(o.docs, served, encodings, atListen), { prefix: o.docs })
   })
+  refuseLaterRoutes(app, own)
 }
 
 /** YAML without anchors and aliases (a shared object is written out each time), lines unfolded. */

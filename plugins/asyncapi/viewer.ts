@@ -57,6 +57,12 @@ const SCRIPT = `(function () {
 })()
 `
 
+/** The paths of viewerRoutes under `prefix`: the page, with and without the slash, and its files. */
+export function viewerPaths (prefix: string): string[] {
+  const base = prefix.replace(/\/$/, '')
+  return [base === '' ? '/' : base, `${base}/`, ...['/asyncapi.standalone.js', '/default.min.css', '/viewer.js', '/asyncapi.json'].map((file) => base + file)]
+}
+
 /** The viewer under `prefix`: its page, the bundle, the styles, its script and the document (`served.json`, filled in when the app is ready; `current()` brings it up to date). */
 export function viewerRoutes (prefix: string, served: { json?: Served }, encodings: readonly Encoding[], current: () => Promise<void> | undefined) {
   const base = prefix.replace(/\/$/, '')

@@ -20,6 +20,7 @@ import { resolveOpenApiOptions, withPackageInfo, type OpenApiOptions, type Resol
 import { completeDocument, markRoute } from './document.js'
 import { redocPage, REDOC_CSP, REDOC_LOGO } from './redoc.js'
 import { serve, send, type Served } from './served.js'
+import { refuseLaterRoutes, refuseTakenPaths, type OwnPath } from './taken.js'
 import type { Encoding } from '../compression/negotiate.js'
 
 declare module 'fastify' {
@@ -62,6 +63,13 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     served.yaml = await serve(app.swagger({ yaml: true }), 'application/yaml; charset=utf-8', encodings)
   })
 
+  // The paths of the docs routes: a route of yours at one is refused naming its option
+  // (Swagger UI's, registered before spikard, are checked as it is registered, below).
+  const own = (path: string | false, option: string, paths: (path: string) => string[] = (p) => [p]): OwnPath[] =>
+    path === false ? [] : paths(path).map((p) => ({ path: p, option }))
+  const documents = [...own(o.json, 'openapi.json'), ...own(o.yaml, 'openapi.yaml'), ...own(o.redoc, 'openapi.redoc', redocPaths)]
+  refuseTakenPaths(app, documents)
+
   await app.register(async function docsRoutes (child: FastifyInstance) {
     // The docs routes: out of the document, public unless openapi.auth (while no other
     // feature's onRoute hook exists yet: they read this config on the first request).
@@ -89,12 +97,19 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     }
     if (o.redoc !== false) await child.register(redocRoutes(o.redoc, served, encodings), { prefix: o.redoc })
   })
+  refuseLaterRoutes(app, [...documents, ...own(o.docs, 'openapi.docs', (p) => [...swaggerUiPaths(p), `${p.replace(/\/$/, '')}/static/*`])])
 }
 
 /** The GET routes @fastify/swagger-ui declares at once under `prefix` (its lib/routes.js; the static files are a wildcard). */
 function swaggerUiPaths (prefix: string): string[] {
   const base = prefix.replace(/\/$/, '')
   return [base === '' ? '/' : base, `${base}/`, ...['/static/index.html', '/static/swagger-initializer.js', '/json', '/yaml'].map((path) => base + path)]
+}
+
+/** The routes of Redoc under `prefix` (./redoc.ts): its page, with and without the slash, its bundle and the document. */
+function redocPaths (prefix: string): string[] {
+  const base = prefix.replace(/\/$/, '')
+  return [base === '' ? '/' : base, `${base}/`, `${base}/redoc.standalone.js`, `${base}/openapi.json`]
 }
 
 /**

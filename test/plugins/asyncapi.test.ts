@@ -14,8 +14,10 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Parser, DiagnosticSeverity } from '@asyncapi/parser'
 import { parse as parseYaml } from 'yaml'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { build, listen } from '../helpers.js'
+import spikard from '../../src/spikard.js'
+import { SpikardConfigError } from '../../src/errors.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { websocket, websocketRoutes } from './asyncapi-helpers.js'
 import { expectedChannels, expectedMessages, expectedOperations, LINE } from './asyncapi-expected.js'
@@ -310,6 +312,24 @@ describe('serving', () => {
 
   test('asyncapi.auth: true with auth off fails at ready(), naming asyncapi.auth', async () => {
     await assert.rejects(build({ server: { logger: { level: 'silent' } }, asyncapi: { auth: true } }), /asyncapi\.auth: true protects the document with the app's auth, and the auth feature is off/)
+  })
+
+  test('a route of yours at a path of the document or the viewer fails at startup naming the option, registered before spikard or after', async () => {
+    const refused = (option: string, path: string, route: string) => (error: unknown): true => {
+      assert.ok(error instanceof SpikardConfigError, String(error))
+      assert.deepEqual(error.problems, [`${option}: ${path} is a route of spikard's, and ${route} is registered there too; move that route, or set ${option} to another path (or false)`])
+      return true
+    }
+    const before = Fastify({ logger: false })
+    before.get('/asyncapi.yaml', async () => 'mine')
+    before.register(spikard, { shutdown: { signals: false } })
+    await assert.rejects(async () => { await before.ready() }, refused('asyncapi.yaml', '/asyncapi.yaml', 'your route GET /asyncapi.yaml (registered before spikard)'))
+    await before.close()
+    const after = Fastify({ logger: false })
+    after.register(spikard, { shutdown: { signals: false }, asyncapi: { docs: '/events' } })
+    after.register(async (child) => { child.get('/viewer.js', async () => 'mine') }, { prefix: '/events' })
+    await assert.rejects(async () => { await after.ready() }, refused('asyncapi.docs', '/events/viewer.js', 'your route GET /events/viewer.js'))
+    await after.close()
   })
 })
 

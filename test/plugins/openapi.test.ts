@@ -1238,6 +1238,45 @@ describe('serving', () => {
     }
   })
 
+  test('a route of yours at a path of the document, Redoc or Swagger UI fails at startup naming the option, registered before spikard or after (as a config file\'s app is)', async () => {
+    const problem = (option: string, path: string, route: string): string =>
+      `${option}: ${path} is a route of spikard's, and ${route} is registered there too; move that route, or set ${option} to another path (or false)`
+    const cases: Array<{ before?: string, after?: [string, string], openapi: Json, problem: string }> = [
+      { before: '/api.json', openapi: { json: '/api.json' }, problem: problem('openapi.json', '/api.json', 'your route GET /api.json (registered before spikard)') },
+      { before: '/redoc/openapi.json', openapi: {}, problem: problem('openapi.redoc', '/redoc/openapi.json', 'your route GET /redoc/openapi.json (registered before spikard)') },
+      { after: ['GET', '/api.yaml'], openapi: { yaml: '/api.yaml' }, problem: problem('openapi.yaml', '/api.yaml', 'your route GET /api.yaml') },
+      { after: ['HEAD', '/redoc'], openapi: {}, problem: problem('openapi.redoc', '/redoc', 'your route HEAD /redoc') },
+      { after: ['GET', '/docs/json'], openapi: {}, problem: problem('openapi.docs', '/docs/json', 'your route GET /docs/json') }
+    ]
+    for (const { before, after, openapi, problem } of cases) {
+      const app = Fastify({ logger: false })
+      try {
+        if (before !== undefined) app.get(before, async () => 'mine')
+        app.register(spikard, { openapi, shutdown: { signals: false } })
+        if (after !== undefined) app.register(async (child) => { child.route({ method: after[0] as HTTPMethods, url: after[1], handler: async () => 'mine' }) })
+        await assert.rejects(async () => { await app.ready() }, (error: Error) => {
+          assert.ok(error instanceof SpikardConfigError, error.message)
+          assert.deepEqual(error.problems, [problem])
+          return true
+        })
+      } finally {
+        await app.close()
+      }
+    }
+    // Another method at a document's path, and a path beside the UIs' own, are yours.
+    const app = Fastify({ logger: false })
+    try {
+      await app.register(spikard, { shutdown: { signals: false } })
+      app.post('/openapi.json', async () => 'mine')
+      app.get('/redoc/other', async () => 'mine')
+      await app.ready()
+      assert.equal((await app.inject({ method: 'POST', url: '/openapi.json' })).body, 'mine')
+      assert.equal((await app.inject({ url: '/openapi.json' })).statusCode, 200)
+    } finally {
+      await app.close()
+    }
+  })
+
   test('the document is generated once: the same object and the same bytes on every request', async (t) => {
     const app = await appWith(t, { auth: AUTH }, userRoutes, (a) => { a.addSchema(User) })
     const a = await app.inject({ url: '/openapi.json' })
