@@ -7,7 +7,7 @@
  * every operation exists). No Fastify runtime import.
  */
 import type { RouteOptions } from 'fastify'
-import { errorDefinitions, PROBLEM_TYPE_BASE, type SpikardErrorCode } from '../../src/errors.js'
+import { errorDefinitions, PROBLEM_TYPE_BASE, SpikardConfigError, type SpikardErrorCode } from '../../src/errors.js'
 import { features, type FeatureName, type ResolvedSpikardOptions } from '../../src/options.js'
 import type { FeatureDefinition, HeaderDoc, OperationDoc } from '../../src/feature.js'
 import { unique } from '../../src/unique.js'
@@ -73,15 +73,19 @@ function coreDoc (route: RouteOptions): OperationDoc {
  * its index in `routes` (an `x-` key, which @fastify/swagger copies to the operation) so
  * `transformObject` finds it, and gets the operationId it asks for (`config.operationId`,
  * else `schema.operationId`); `transformObject` derives the others, per method.
+ * A route's `schema.security` is kept away from @fastify/swagger, which looks up each scheme it
+ * names in `components.securitySchemes` before spikard has put any there, and throws a
+ * TypeError for any route that has one; `transformObject` writes it instead.
  */
 export function markRoute (routes: RouteOptions[]) {
   return ({ schema, url, route }: { schema: Json | undefined, url: string, route: RouteOptions }): { schema: Json, url: string } => {
     if (!documented(route)) return { schema: { ...schema, hide: true }, url }
     const configured = (route.config as { operationId?: unknown } | undefined)?.operationId
     routes.push(route)
+    const { security: _security, ...rest } = schema ?? {}
     return {
       schema: {
-        ...schema,
+        ...rest,
         ...(typeof configured === 'string' ? { operationId: configured } : {}),
         [ROUTE_KEY]: routes.length - 1
       },
@@ -148,16 +152,31 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
     for (const { operation, method, path, route } of operations) operation.operationId ??= unique(operationId(method, route?.url ?? path), ids)
 
     const usedTags = new Set<string>()
-    for (const { operation, method, route: declared } of operations) {
+    const unknownSchemes: string[] = []
+    for (const { operation, method, path, route: declared } of operations) {
       for (const tag of operation.tags ?? []) usedTags.add(tag)
       if (declared === undefined) continue
       // The route as this method's requests meet it: a GET of a GET and POST route reads no body.
       const route = { ...declared, method: method.toUpperCase() } as RouteOptions
+      const own = (declared.schema as Json | undefined)?.security as Array<Record<string, string[]>> | undefined
+      const written = own === undefined ? undefined : (operation.security = structuredClone(own))
       const docs = [coreDoc(route), ...enabled.map(({ feature, options: o }) => feature.openapi?.operation?.(route, o))]
       apply(operation, docs.filter((d): d is OperationDoc => d !== undefined), doc.components, problem)
+      // The route's own requirement, where the auth feature did not write what it enforces:
+      // a scheme the document does not define would make it invalid.
+      if (own !== undefined && operation.security === written) {
+        const schemes = Object.keys(doc.components.securitySchemes ?? {})
+        for (const name of new Set(own.flatMap((requirement) => Object.keys(requirement)))) {
+          if (schemes.includes(name)) continue
+          unknownSchemes.push(`${method.toUpperCase()} ${path}: schema.security names ${JSON.stringify(name)}, a security scheme the OpenAPI document does not define ` +
+            `(its schemes come from the auth feature${schemes.length === 0 ? ', which is off' : `: ${schemes.join(', ')}`}); ` +
+            `remove schema.security${schemes.length === 0 ? '' : ', or name one of those'} (config.auth chooses a route's schemes)`)
+        }
+      }
       const stream = options.sse === false ? undefined : sseRoute(route as { sse?: unknown, schema?: unknown })
       if (stream !== undefined) eventStream(operation, stream)
     }
+    if (unknownSchemes.length > 0) throw new SpikardConfigError(unknownSchemes)
     if (usedTags.has('health') && !(doc.tags as Json[] | undefined)?.some((t) => t.name === 'health')) {
       doc.tags = [...(doc.tags ?? []), { name: 'health', description: 'Liveness and readiness probes (spikard).' }]
     }

@@ -777,6 +777,22 @@ describe('what spikard documents unasked', () => {
     assert.equal(operation(doc, 'GET', '/any').responses['401'], undefined)
   })
 
+  test('a route\'s schema.security: the auth feature writes what it enforces; without auth a scheme the document lacks fails at ready(), naming the route (no TypeError)', async (t) => {
+    const own = { schema: { ...only200, security: [{ apiKey: [] }] } as RouteShorthandOptions['schema'] }
+    const doc = await documentOf(await appWith(t, { auth: AUTH }, [{ method: 'GET', url: '/own', options: own }]))
+    await assertValid(doc)
+    assert.deepEqual(operation(doc, 'GET', '/own').security, [{ bearerAuth: [] }, { apiKey: [] }, { apiKeyQuery: [] }])
+    // A public route of the app's: an empty requirement names no scheme.
+    const open = await documentOf(await appWith(t, {}, [{ method: 'GET', url: '/open', options: { schema: { ...only200, security: [] } as RouteShorthandOptions['schema'] } }]))
+    assert.deepEqual(operation(open, 'GET', '/open').security, [])
+    const refused = await appWith(t, {}, [{ method: 'GET', url: '/own', options: own }])
+    await assert.rejects(async () => { await refused.ready() }, (error: Error) => {
+      assert.ok(error instanceof SpikardConfigError, error.stack)
+      assert.deepEqual(error.problems, ['GET /own: schema.security names "apiKey", a security scheme the OpenAPI document does not define (its schemes come from the auth feature, which is off); remove schema.security (config.auth chooses a route\'s schemes)'])
+      return true
+    })
+  })
+
   test('429 with Retry-After and X-RateLimit-* on limited routes, those headers on the 200 too; none on config.rateLimit false', async (t) => {
     const doc = await documentOf(await appWith(t, config, routes))
     const limited = operation(doc, 'GET', '/any').responses
