@@ -99,6 +99,11 @@ test('a file that does not parse, or is not a mapping, is refused without quotin
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: '.env' })), ['(root): expected an object, found a string (not shown: it may hold a secret)'])
 })
 
+test('a YAML file holding two documents says so, and where the second starts', (t) => {
+  const d = tempDir(t, { 'two.yaml': 'server:\n  port: 8001\n---\nserver:\n  port: 8002\n' })
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'two.yaml' })), ['not valid YAML: a second document starts (line 3, column 1): a config file holds one'])
+})
+
 test('text after the JSON value is placed once, by line and column, on every Node', (t) => {
   // V8 says `... after JSON at position 22`, and from Node 22 also `(line 2 column 1)`.
   const d = tempDir(t, { 'after.json': '{"server":{"port":1}}\n}' })

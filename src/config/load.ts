@@ -107,6 +107,8 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
  */
 function parseProblem (error: Error, text: string, merge?: number): string {
   const offset = (error as { pos?: [number, number] }).pos?.[0] ?? merge ?? Number(/at position (\d+)/.exec(error.message)?.[1] ?? NaN)
+  // yaml's words for a second `---` document tell the caller which function to use instead.
+  if ((error as { code?: string }).code === 'MULTIPLE_DOCS') return `a second document starts ${place(text, offset)}: a config file holds one`
   // V8: `Unexpected token 'x', "...excerpt..." is not valid JSON`, `... in JSON at position 12 (line 1 column 13)`,
   // and text after the value: `... after JSON at position 8` (Node 24 adds `(line 1 column 9)`).
   const what = error.message.split(/, [".]| in JSON at position | at position \d+| at line \d+/)[0].trim()
