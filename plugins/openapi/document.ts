@@ -20,6 +20,8 @@ type Json = Record<string, any>
 const PROBLEM = 'application/problem+json'
 const ROUTE_KEY = 'x-spikard-route'
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']
+/** The fields of an OpenAPI 3.1 path item besides its operations. */
+const PATH_ITEM_FIELDS = new Set(['$ref', 'summary', 'description', 'servers', 'parameters'])
 
 /** spikard's schemas, `Problem` and `FieldError` unless the app's shared schemas have those names (then `SpikardProblem`, `SpikardFieldError`), referencing each other by `names`. */
 function problemSchemas (names: SchemaNames): Json {
@@ -128,6 +130,14 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
       if (security === undefined || Object.keys(security.schemes).length === 0) continue
       doc.components.securitySchemes = { ...doc.components.securitySchemes, ...security.schemes }
       doc.security = security.requirement
+    }
+
+    // A method added with app.addHttpMethod (SEARCH, PROPFIND...): @fastify/swagger writes it
+    // as a key of the path item, which OpenAPI 3.1 does not allow (the document would not
+    // validate): left out, as HEAD routes are.
+    for (const [path, item] of Object.entries(doc.paths ?? {}) as Array<[string, Json]>) {
+      for (const key of Object.keys(item)) if (!METHODS.includes(key) && !PATH_ITEM_FIELDS.has(key)) delete item[key]
+      if (Object.keys(item).length === 0) delete doc.paths[path]
     }
 
     // Every operation, each its own object: @fastify/swagger gives the methods of one route

@@ -777,6 +777,17 @@ describe('what spikard documents unasked', () => {
     assert.equal(operation(doc, 'GET', '/any').responses['401'], undefined)
   })
 
+  test('a method added with addHttpMethod (SEARCH) is left out, so the document stays valid OpenAPI 3.1; the route\'s other methods stay', async (t) => {
+    const doc = await documentOf(await appWith(t, {}, [], (app) => {
+      app.addHttpMethod('SEARCH', { hasBody: true })
+      app.route({ method: 'SEARCH', url: '/search', handler: async () => ({}) })
+      app.route({ method: ['GET', 'SEARCH'], url: '/both', handler: async () => ({}) })
+    }))
+    await assertValid(doc)
+    assert.equal(doc.paths['/search'], undefined)
+    assert.deepEqual(Object.keys(doc.paths['/both']), ['get'])
+  })
+
   test('a route\'s schema.security: the auth feature writes what it enforces; without auth a scheme the document lacks fails at ready(), naming the route (no TypeError)', async (t) => {
     const own = { schema: { ...only200, security: [{ apiKey: [] }] } as RouteShorthandOptions['schema'] }
     const doc = await documentOf(await appWith(t, { auth: AUTH }, [{ method: 'GET', url: '/own', options: own }]))
