@@ -18,7 +18,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js'
 import { Type } from '@sinclair/typebox'
 import { parse as parseYaml } from 'yaml'
 import Fastify, { type FastifyInstance, type HTTPMethods, type LightMyRequestResponse, type RouteShorthandOptions } from 'fastify'
-import { build } from '../helpers.js'
+import { assertOptionsRefused, build } from '../helpers.js'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { loadConfig } from '../../src/config/load.js'
 import spikard from '../../src/spikard.js'
@@ -1343,5 +1343,20 @@ describe('info, servers, tags, externalDocs', () => {
     assert.deepEqual(doc.servers, servers)
     assert.deepEqual(doc.tags, [...tags, { name: 'health', description: 'Liveness and readiness probes (spikard).' }])
     assert.deepEqual(doc.externalDocs, externalDocs)
+  })
+
+  test('URLs and an email the OpenAPI schema would refuse, and a server URL with {variables}, are refused at startup naming the key', async () => {
+    await assertOptionsRefused('openapi', {
+      info: { termsOfService: 'our terms', contact: { url: 'example.com/support', email: 'the api team' }, license: { name: 'MIT', url: 'MIT' } },
+      servers: [{ url: 'https://{region}.example.com' }, { url: '/v1' }],
+      externalDocs: { url: 'the wiki' }
+    }, [
+      'openapi.info.termsOfService: expected a URL, absolute or relative, without spaces, found "our terms"',
+      'openapi.info.contact.url: expected an absolute URL (https://...), found "example.com/support"',
+      'openapi.info.contact.email: expected an email address, found "the api team"',
+      'openapi.info.license.url: expected an absolute URL (https://...), found "MIT"',
+      'openapi.servers[0].url: expected a URL, absolute or relative (/v1), without spaces or {variables}, found "https://{region}.example.com"',
+      'openapi.externalDocs.url: expected an absolute URL (https://...), found "the wiki"'
+    ])
   })
 })
