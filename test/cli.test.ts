@@ -432,6 +432,22 @@ describe('spikard CLI', { concurrency: 1 }, () => {
       ])
     })
 
+    it('an app that leaves a timer running after it closes: check and openapi still exit, saying so on stderr', async (t) => {
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'app: ./routes.mjs\n',
+        'routes.mjs': 'export default async function routes (app) {\n  setInterval(() => {}, 1000)\n  app.get(\'/x\', async () => ({}))\n}\n'
+      })
+      const leaked = 'spikard: something the app started (a timer, a socket, a connection) was still running after the app closed; exiting anyway\n'
+      const check = await run(t, ['check'], { cwd: dir, timeout: 15_000 })
+      assert.equal(check.code, 0, check.stderr)
+      assert.match(check.stdout, /: valid\n/)
+      assert.equal(check.stderr, leaked)
+      const openapi = await run(t, ['openapi'], { cwd: dir, timeout: 15_000 })
+      assert.equal(openapi.code, 0, openapi.stderr)
+      assert.equal((JSON.parse(openapi.stdout) as { openapi: string }).openapi, '3.1.0')
+      assert.ok(openapi.stderr.endsWith(leaked), openapi.stderr)
+    })
+
     it('the whole output of a config that turns health off and adds no routes', async (t) => {
       const dir = await fixture(t, { 'spikard.config.yaml': 'health: false\nserver:\n  port: 8080\n' })
       const r = await run(t, ['check'], { cwd: dir })

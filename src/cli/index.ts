@@ -198,9 +198,24 @@ async function start (app: FastifyInstance, host: string, port: number, failed: 
   return -1 // keep running
 }
 
+/**
+ * A command that has finished (check, openapi, asyncapi, or any that failed) exits even
+ * where the app left something running that closing it did not stop (an interval, a
+ * database connection opened as the routes module loads, with no onClose hook): `spikard
+ * check` in CI would otherwise wait forever. The timer keeps nothing alive itself, so a
+ * process with nothing left exits at once, as before.
+ */
+function finish (code: number): void {
+  process.exitCode = code
+  setTimeout(() => {
+    process.stderr.write('spikard: something the app started (a timer, a socket, a connection) was still running after the app closed; exiting anyway\n')
+    process.exit(code)
+  }, 1000).unref()
+}
+
 main(process.argv.slice(2)).then((code) => {
-  if (code >= 0) process.exitCode = code
+  if (code >= 0) finish(code)
 }, (error: Error) => {
   process.stderr.write(`spikard: ${error.message}\n`)
-  process.exitCode = 1
+  finish(1)
 })
