@@ -786,6 +786,9 @@ describe('what spikard documents unasked', () => {
     await assertValid(doc)
     assert.equal(doc.paths['/search'], undefined)
     assert.deepEqual(Object.keys(doc.paths['/both']), ['get'])
+    // spikard check's DOCS column says the same.
+    assert.equal(documented({ method: 'SEARCH' }), false)
+    assert.equal(documented({ method: ['GET', 'SEARCH'] }), true)
   })
 
   test('a route\'s schema.security: the auth feature writes what it enforces; without auth a scheme the document lacks fails at ready(), naming the route (no TypeError)', async (t) => {
