@@ -39,6 +39,11 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
   const o = resolveOpenApiOptions(options)
   const auth = app.spikard.options.auth !== false
   if (o.auth && !auth) throw new SpikardConfigError(['openapi.auth: true protects the docs with the app\'s auth, and the auth feature is off; configure auth or remove openapi.auth'])
+  // What OpenAPI 3.1 forbids that a schema of each key alone cannot say: the document would not validate.
+  const problems: string[] = []
+  if (o.info.license?.identifier !== undefined && o.info.license.url !== undefined) problems.push('openapi.info.license: identifier and url exclude each other in OpenAPI 3.1; give one')
+  o.tags.forEach((tag, i) => { if (o.tags.findIndex((t) => t.name === tag.name) < i) problems.push(`openapi.tags[${i}].name: ${JSON.stringify(tag.name)} is listed already; each tag once`) })
+  if (problems.length > 0) throw new SpikardConfigError(problems)
 
   const routes: RouteOptions[] = []
   await app.register(swagger, {

@@ -1348,7 +1348,7 @@ describe('info, servers, tags, externalDocs', () => {
     assert.deepEqual(doc.externalDocs, externalDocs)
   })
 
-  test('URLs and an email the OpenAPI schema would refuse, and a server URL with {variables}, are refused at startup naming the key', async () => {
+  test('URLs and an email the OpenAPI schema would refuse, a server URL with {variables}, a license with identifier and url, a tag twice: refused at startup naming the key', async () => {
     await assertOptionsRefused('openapi', {
       info: { termsOfService: 'our terms', contact: { url: 'example.com/support', email: 'the api team' }, license: { name: 'MIT', url: 'MIT' } },
       servers: [{ url: 'https://{region}.example.com' }, { url: '/v1' }],
@@ -1360,6 +1360,13 @@ describe('info, servers, tags, externalDocs', () => {
       'openapi.info.license.url: expected an absolute URL (https://...), found "MIT"',
       'openapi.servers[0].url: expected a URL, absolute or relative (/v1), without spaces or {variables}, found "https://{region}.example.com"',
       'openapi.externalDocs.url: expected an absolute URL (https://...), found "the wiki"'
+    ])
+    await assertOptionsRefused('openapi', {
+      info: { license: { name: 'MIT', identifier: 'MIT', url: 'https://opensource.org/licenses/MIT' } },
+      tags: [{ name: 'pets' }, { name: 'store' }, { name: 'pets', description: 'Again.' }]
+    }, [
+      'openapi.info.license: identifier and url exclude each other in OpenAPI 3.1; give one',
+      'openapi.tags[2].name: "pets" is listed already; each tag once'
     ])
   })
 })
