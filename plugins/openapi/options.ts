@@ -6,7 +6,6 @@ import { nearestPackageJson } from '../../src/package-json.js'
 // What the OpenAPI 3.1 schema requires of these fields: a value it refuses made the served
 // document invalid (for the AsyncAPI one too, which shares info and externalDocs).
 const Url = Type.String({ pattern: '^[A-Za-z][A-Za-z0-9+.-]*:[^\\s]+$', expected: 'an absolute URL (https://...)' })
-const UrlReference = Type.String({ pattern: '^[^\\s]+$', expected: 'a URL, absolute or relative, without spaces' })
 // @fastify/swagger resolves `{variables}` from `variables`, which these options do not take:
 // such a URL failed the app's start with a message that named no option.
 const ServerUrl = Type.String({ pattern: '^[^\\s{}]+$', expected: 'a URL, absolute or relative (/v1), without spaces or {variables}' })
@@ -20,7 +19,8 @@ export const OpenApiOptionsSchema = Type.Object({
     title: Type.Optional(Type.String({ minLength: 1, description: 'Default: `name` of the app\'s package.json (the one nearest the config file, else the working directory).' })),
     version: Type.Optional(Type.String({ minLength: 1, description: 'Default: `version` of that package.json.' })),
     description: Type.Optional(Type.String()),
-    termsOfService: Type.Optional(UrlReference),
+    // Absolute: AsyncAPI 3.0 takes no relative one (OpenAPI 3.1 takes both).
+    termsOfService: Type.Optional(Url),
     contact: Type.Optional(Type.Object({ name: Type.Optional(Type.String()), url: Type.Optional(Url), email: Type.Optional(Type.String({ pattern: '^[^\\s@]+@[^\\s@]+$', expected: 'an email address' })) }, { additionalProperties: false })),
     license: Type.Optional(Type.Object({ name: Type.String({ minLength: 1 }), identifier: Type.Optional(Type.String()), url: Type.Optional(Url) }, { additionalProperties: false }))
   }, { additionalProperties: false, default: {}, description: 'The document\'s `info`: title, version, description, contact, license.' })),

@@ -201,6 +201,18 @@ describe('servers and info', () => {
     await assert.rejects(build({ server: { logger: { level: 'silent' } }, asyncapi: { servers: [{ url: 'mqtt://broker' }] } }), /asyncapi\.servers\[0\]\.url: expected an http:\/\/, https:\/\/, ws:\/\/ or wss:\/\/ URL/)
   })
 
+  test('info and externalDocs URLs AsyncAPI 3.0 refuses (a relative termsOfService) are refused at ready(), naming the key', async () => {
+    await assert.rejects(build({ server: { logger: { level: 'silent' } }, openapi: false, asyncapi: { info: { termsOfService: '/terms' }, externalDocs: { url: 'the wiki' } } }),
+      (error: Error) => {
+        assert.ok(error instanceof SpikardConfigError, error.message)
+        assert.deepEqual(error.problems, [
+          'asyncapi.info.termsOfService: expected an absolute URL (https://...), found "/terms"',
+          'asyncapi.externalDocs.url: expected an absolute URL (https://...), found "the wiki"'
+        ])
+        return true
+      })
+  })
+
   test('title and version default to the package.json nearest the working directory', async (t) => {
     const document = await documentOf(await appWith(t, {}))
     assert.deepEqual(document.info, { title: PKG.name, version: PKG.version })

@@ -1354,7 +1354,7 @@ describe('info, servers, tags, externalDocs', () => {
       servers: [{ url: 'https://{region}.example.com' }, { url: '/v1' }],
       externalDocs: { url: 'the wiki' }
     }, [
-      'openapi.info.termsOfService: expected a URL, absolute or relative, without spaces, found "our terms"',
+      'openapi.info.termsOfService: expected an absolute URL (https://...), found "our terms"',
       'openapi.info.contact.url: expected an absolute URL (https://...), found "example.com/support"',
       'openapi.info.contact.email: expected an email address, found "the api team"',
       'openapi.info.license.url: expected an absolute URL (https://...), found "MIT"',
