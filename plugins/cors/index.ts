@@ -21,7 +21,7 @@
  *   and with none of them otherwise (the browser then refuses the request itself);
  * - any other OPTIONS request goes on to the app's routes (405 with `Allow`, or 404);
  * - with a list of origins every response says `Vary: Origin`, so caches keep apart the
- *   answers for different pages.
+ *   answers for different pages (added back by an onSend hook when a handler set its own `Vary`).
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
@@ -87,6 +87,22 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
     }
     reply.code(204).send()
   })
+  if (vary !== undefined) {
+    // A handler's `reply.header('vary', ...)` replaces the `Vary: Origin` set above: a cache
+    // would then give one page's answer (its Access-Control-Allow-Origin, or none) to another.
+    app.addHook('onSend', function spikardCorsVary (request, reply, payload, done) {
+      const current = reply.getHeader('vary')
+      if (current !== vary && current !== preflightVary && routeConfig(request).cors !== false && !variesOnOrigin(current)) {
+        reply.header('vary', current === undefined || current === '' ? vary : `${[current].flat().join(', ')}, ${vary}`)
+      }
+      done(null, payload)
+    })
+  }
+}
+
+/** Whether a `Vary` already names `Origin` (in any case), or is `*`. */
+function variesOnOrigin (vary: number | string | string[] | undefined): boolean {
+  return vary !== undefined && /(?:^|,)\s*(?:origin|\*)\s*(?:,|$)/i.test([vary].flat().join(','))
 }
 
 export default fp(spikardCors, { name: 'spikard-cors', fastify: '5.x' })

@@ -19,6 +19,10 @@ const routes: FastifyPluginAsync = async (app) => {
   app.post('/items', async () => ({ created: true }))
   app.get('/public', { config: { auth: false } }, async () => ({ ok: true }))
   app.get('/internal', { config: { auth: false, cors: false } }, async () => ({ ok: true }))
+  app.get('/by-language', { config: { auth: false } }, async (request, reply) => {
+    reply.header('vary', (request.query as { vary?: string }).vary ?? 'Accept-Language')
+    return { text: 'x'.repeat(4096) }
+  })
 }
 
 async function setup (t: TestContext, config: CreateServerConfig): Promise<TestApp & { port: number }> {
@@ -135,6 +139,23 @@ test('any origin (`cors: true`): `*`, no Vary: Origin; compression still adds it
   // A request without Origin (not from a page, or same-origin) gets no CORS headers.
   const direct = await send(port, 'GET', '/items')
   assert.equal(direct.headers['access-control-allow-origin'], undefined)
+})
+
+test('a handler\'s own Vary keeps Origin in it, so a cache never gives one page\'s answer to another', async (t) => {
+  const { port } = await setup(t, { cors: PAGE })
+  // (Compressible, so compression adds its own after.)
+  const answer = await send(port, 'GET', '/by-language', { origin: PAGE, 'accept-encoding': 'gzip' })
+  assert.equal(answer.headers['access-control-allow-origin'], PAGE)
+  assert.equal(answer.headers['content-encoding'], 'gzip')
+  assert.equal(answer.headers.vary, 'Accept-Language, Origin, Accept-Encoding')
+  // Without an Origin too: that answer has no Access-Control-Allow-Origin, and must not be given to a page.
+  assert.equal((await send(port, 'GET', '/by-language')).headers.vary, 'Accept-Language, Origin, Accept-Encoding')
+  // Already there (in any case), or `*`: left as it is.
+  assert.equal((await send(port, 'GET', '/by-language?vary=origin,%20Accept')).headers.vary, 'origin, Accept, Accept-Encoding')
+  assert.equal((await send(port, 'GET', '/by-language?vary=*')).headers.vary, '*')
+  // Any origin (`*`): the answer does not depend on it, and the handler's Vary is left alone.
+  const any = await setup(t, { cors: true })
+  assert.equal((await send(any.port, 'GET', '/by-language', { origin: PAGE })).headers.vary, 'Accept-Language, Accept-Encoding')
 })
 
 test('credentials, configured methods, headers and exposed headers; a route with `cors: false` is left out', async (t) => {
