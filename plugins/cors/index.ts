@@ -53,8 +53,21 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
   if (anyOrigin && o.credentials) {
     throw new SpikardConfigError(['cors.credentials: true needs the allowed origins listed in cors.origin: browsers refuse credentials from a server that allows any origin ("*")'])
   }
-  // Browsers send the scheme and host in lower case (an origin's serialization), compared as sent.
-  const allowed = new Set([o.origin].flat().map((origin) => origin.toLowerCase()))
+  // Compared as browsers send them (an origin's serialization): scheme and host in lower
+  // case, no default port (`https://app.example.com:443` is sent without it), IP addresses
+  // in their short form. What the schema let through that is no URL has a port over 65535.
+  const allowed = new Set<string>()
+  const problems: string[] = []
+  if (!anyOrigin) {
+    [o.origin].flat().forEach((origin, i) => {
+      try {
+        allowed.add(new URL(origin).origin)
+      } catch {
+        problems.push(`cors.origin${Array.isArray(o.origin) ? `[${i}]` : ''}: expected an origin such as https://app.example.com (scheme, host and a port up to 65535), found ${JSON.stringify(origin)}`)
+      }
+    })
+  }
+  if (problems.length > 0) throw new SpikardConfigError(problems)
   const exposed = [...new Set([...ownHeaders(app.spikard.options), ...o.exposedHeaders.map((h) => h.toLowerCase())])].join(', ')
   const methods = o.methods.join(', ')
   const allowedHeaders = o.allowedHeaders?.join(', ')

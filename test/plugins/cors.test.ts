@@ -182,12 +182,24 @@ test('credentials, configured methods, headers and exposed headers; a route with
   assert.equal(internal.headers.vary, undefined)
 })
 
+test('listed origins compare as browsers send them: no default port, IPv6 and IPv4 in their short form', async (t) => {
+  const { port } = await setup(t, { cors: { origin: ['https://App.Example:443', 'http://localhost:80', 'http://[0:0::1]:5173', 'http://127.1:8080'] } })
+  for (const origin of ['https://app.example', 'http://localhost', 'http://[::1]:5173', 'http://127.0.0.1:8080']) {
+    const answer = await send(port, 'GET', '/public', { origin })
+    assert.equal(answer.headers['access-control-allow-origin'], origin, origin)
+  }
+  assert.equal((await send(port, 'GET', '/public', { origin: 'https://app.example:443' })).headers['access-control-allow-origin'], undefined)
+})
+
 test('bad options are refused at startup, naming the key', async () => {
   await assertOptionsRefused('cors', { origin: '*', credentials: true }, [
     'cors.credentials: true needs the allowed origins listed in cors.origin: browsers refuse credentials from a server that allows any origin ("*")'
   ])
   await assertOptionsRefused('cors', { origin: 'https://app.example/' }, [
     'cors.origin: expected "*", an origin such as https://app.example.com, or a list of origins, found "https://app.example/"'
+  ])
+  await assertOptionsRefused('cors', { origin: ['https://a.example', 'https://b.example:65536'] }, [
+    'cors.origin[1]: expected an origin such as https://app.example.com (scheme, host and a port up to 65535), found "https://b.example:65536"'
   ])
   await assertOptionsRefused('cors', { origin: [] }, [
     'cors.origin: expected a non-empty list of origins such as https://app.example.com (scheme, host and port; no path), found []'
