@@ -14,8 +14,9 @@
  * plain-text 400 (`strictPreflight`) instead of the app's own answer. The protocol itself
  * is a handful of headers, set here by one onRequest hook:
  *
- * - a request with an allowed `Origin` gets `Access-Control-Allow-Origin` (its origin, or `*`),
- *   `Access-Control-Allow-Credentials` when configured and `Access-Control-Expose-Headers`;
+ * - a request with an allowed `Origin` gets `Access-Control-Allow-Origin` (its origin, or `*`,
+ *   which every request gets, with or without `Origin`), `Access-Control-Allow-Credentials`
+ *   when configured and `Access-Control-Expose-Headers`;
  * - a preflight (OPTIONS with `Origin` and `Access-Control-Request-Method`) is answered 204
  *   at once, on any path, with the methods, headers and max age when its origin is allowed,
  *   and with none of them otherwise (the browser then refuses the request itself);
@@ -80,7 +81,10 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
   app.addHook('onRequest', function spikardCors (request, reply, done) {
     if (routeConfig(request).cors === false) return done()
     const origin = request.headers.origin
-    const permitted = origin !== undefined && (anyOrigin || allowed.has(origin))
+    // Any origin: on every response, requests without Origin included, as the Fetch standard
+    // asks of `*` without Vary; else a cache (the browser's own) that kept the answer to a
+    // navigation or a server's request would give it, without the header, to the pages.
+    const permitted = anyOrigin || (origin !== undefined && allowed.has(origin))
     if (permitted) {
       reply.header('access-control-allow-origin', anyOrigin ? '*' : origin)
       if (o.credentials) reply.header('access-control-allow-credentials', 'true')

@@ -121,7 +121,7 @@ test('an OPTIONS request that is not a preflight goes to the routes: 405 with Al
   const unknown = await send(port, 'OPTIONS', '/nowhere')
   assert.equal(unknown.status, 404)
   assert.equal(unknown.headers['content-type'], 'application/problem+json; charset=utf-8')
-  assert.equal(unknown.headers['access-control-allow-origin'], undefined)
+  assert.equal(unknown.headers['access-control-allow-methods'], undefined)
 })
 
 test('any origin (`cors: true`): `*`, no Vary: Origin; compression still adds its Vary', async (t) => {
@@ -136,9 +136,17 @@ test('any origin (`cors: true`): `*`, no Vary: Origin; compression still adds it
   const compressed = await send(listed.port, 'GET', '/big', { origin: PAGE, 'accept-encoding': 'gzip' })
   assert.equal(compressed.headers['content-encoding'], 'gzip')
   assert.equal(compressed.headers.vary, 'Origin, Accept-Encoding')
-  // A request without Origin (not from a page, or same-origin) gets no CORS headers.
+  // A request without Origin (not from a page, or a navigation) gets them too: a cache that
+  // kept its answer gives it to the pages as well (the Fetch standard: with `*`, always send
+  // it and no Vary).
   const direct = await send(port, 'GET', '/items')
-  assert.equal(direct.headers['access-control-allow-origin'], undefined)
+  assert.equal(direct.headers['access-control-allow-origin'], '*')
+  assert.equal(direct.headers['access-control-expose-headers'], 'retry-after, x-request-id')
+  assert.equal(direct.headers.vary, undefined)
+  // With a list, an answer without them says Vary: Origin instead.
+  const unlisted = await send(listed.port, 'GET', '/items')
+  assert.equal(unlisted.headers['access-control-allow-origin'], undefined)
+  assert.equal(unlisted.headers.vary, 'Origin')
 })
 
 test('a handler\'s own Vary keeps Origin in it, so a cache never gives one page\'s answer to another', async (t) => {
