@@ -70,7 +70,9 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
   }
   if (problems.length > 0) throw new SpikardConfigError(problems)
   const exposed = [...new Set([...ownHeaders(app.spikard.options), ...o.exposedHeaders.map((h) => h.toLowerCase())])].join(', ')
-  const methods = o.methods.join(', ')
+  // Browsers compare them exactly, the request's in upper case (fetch's `put` is sent as PUT),
+  // and Fastify routes them in upper case.
+  const methods = [...new Set(o.methods.map((m) => m.toUpperCase()))].join(', ')
   const allowedHeaders = o.allowedHeaders?.join(', ')
   const maxAge = String(o.maxAge)
   // What the answer depends on besides the URL: the page's origin (unless any will do), and

@@ -21,7 +21,7 @@ export const CorsOptionsSchema = Type.Object({
   methods: Type.Optional(Type.Array(HttpToken('an HTTP method'), {
     expected: 'a list of HTTP methods',
     default: ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'],
-    description: 'The methods a preflight allows (`Access-Control-Allow-Methods`).'
+    description: 'The methods a preflight allows (`Access-Control-Allow-Methods`), in upper case as browsers send them.'
   })),
   allowedHeaders: Type.Optional(Type.Array(HttpToken('a header name'), {
     expected: 'a list of header names',

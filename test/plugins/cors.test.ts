@@ -166,6 +166,15 @@ test('a handler\'s own Vary keeps Origin in it, so a cache never gives one page\
   assert.equal((await send(any.port, 'GET', '/by-language', { origin: PAGE })).headers.vary, 'Accept-Language, Accept-Encoding')
 })
 
+test('methods are allowed in upper case, as Fastify routes them and browsers send them', async (t) => {
+  // Browsers compare a preflight's methods exactly, with the request's in upper case (fetch's
+  // `put` is sent as PUT): a `put` passed on as it is made every PUT fail its preflight.
+  const { port } = await setup(t, { cors: { origin: PAGE, methods: ['get', 'Put', 'PATCH', 'patch'] } })
+  const answer = await send(port, 'OPTIONS', '/items', preflight(PAGE, { 'access-control-request-method': 'PUT' }))
+  assert.equal(answer.status, 204)
+  assert.equal(answer.headers['access-control-allow-methods'], 'GET, PUT, PATCH')
+})
+
 test('credentials, configured methods, headers and exposed headers; a route with `cors: false` is left out', async (t) => {
   const { port } = await setup(t, {
     cors: { origin: ['https://a.example', 'http://localhost:5173'], credentials: true, methods: ['GET', 'POST'], allowedHeaders: ['Authorization', 'Content-Type'], exposedHeaders: ['ETag', 'X-Request-Id'], maxAge: 0 },
