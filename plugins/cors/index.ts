@@ -25,13 +25,17 @@
  *   answers for different pages (added back by an onSend hook when a handler set its own `Vary`).
  */
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { SpikardConfigError } from '../../src/errors.js'
 import { routeConfig } from '../../src/fastify-internals.js'
 import type { ResolvedSpikardOptions } from '../../src/options.js'
 import { resolveCorsOptions, type CorsOptions } from './options.js'
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Sets the CORS headers of an answer; for the requests Fastify refuses before routing, which no hook sees (src/server.ts). */
+    spikardCorsHeaders?: (request: FastifyRequest, reply: FastifyReply) => void
+  }
   interface FastifyContextConfig {
     /** `false`: this route's responses carry no CORS headers, so no page of another origin can read them. */
     cors?: false
@@ -80,9 +84,8 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
   const vary = anyOrigin ? undefined : 'Origin'
   const preflightVary = allowedHeaders !== undefined ? vary : vary === undefined ? 'Access-Control-Request-Headers' : `${vary}, Access-Control-Request-Headers`
 
-  app.addHook('onRequest', function spikardCors (request, reply, done) {
-    if (routeConfig(request).cors === false) return done()
-    const origin = request.headers.origin
+  /** Whether the page may read the answer; if so, says so. */
+  function allow (origin: string | undefined, reply: FastifyReply): boolean {
     // Any origin: on every response, requests without Origin included, as the Fetch standard
     // asks of `*` without Vary; else a cache (the browser's own) that kept the answer to a
     // navigation or a server's request would give it, without the header, to the pages.
@@ -91,12 +94,25 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
       reply.header('access-control-allow-origin', anyOrigin ? '*' : origin)
       if (o.credentials) reply.header('access-control-allow-credentials', 'true')
     }
+    return permitted
+  }
+  /** The headers of an answer that is not a preflight's. */
+  function answer (origin: string | undefined, reply: FastifyReply): void {
+    const permitted = allow(origin, reply)
+    if (vary !== undefined) reply.header('vary', vary)
+    if (permitted) reply.header('access-control-expose-headers', exposed)
+  }
+  app.decorate('spikardCorsHeaders', (request: FastifyRequest, reply: FastifyReply) => { answer(request.headers.origin, reply) })
+
+  app.addHook('onRequest', function spikardCors (request, reply, done) {
+    if (routeConfig(request).cors === false) return done()
+    const origin = request.headers.origin
     if (request.method !== 'OPTIONS' || origin === undefined || request.headers['access-control-request-method'] === undefined) {
-      if (vary !== undefined) reply.header('vary', vary)
-      if (permitted) reply.header('access-control-expose-headers', exposed)
+      answer(origin, reply)
       return done()
     }
     // A preflight.
+    const permitted = allow(origin, reply)
     if (preflightVary !== undefined) reply.header('vary', preflightVary)
     if (permitted) {
       reply.header('access-control-allow-methods', methods)

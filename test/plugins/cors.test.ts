@@ -15,6 +15,7 @@ const PAGE = 'https://app.example'
 
 const routes: FastifyPluginAsync = async (app) => {
   app.get('/items', async () => ({ items: [] }))
+  app.get('/items/:id', async () => ({ item: {} }))
   app.get('/big', async () => ({ text: 'x'.repeat(4096) }))
   app.post('/items', async () => ({ created: true }))
   app.get('/public', { config: { auth: false } }, async () => ({ ok: true }))
@@ -110,6 +111,21 @@ test('every answer to an allowed page is readable by it: successes, 401, 404 and
   assert.ok(Number(limited.headers['retry-after']) > 0)
   // Origins compare as browsers send them: in lower case.
   assert.equal((await send(port, 'GET', '/public', { origin: PAGE.toUpperCase() })).headers['access-control-allow-origin'], undefined)
+})
+
+test('a request Fastify refuses before routing (a malformed URL, an over-long parameter) is readable too', async (t) => {
+  const { port } = await setup(t, withAuth)
+  for (const path of ['/items/%zz', `/items/${'1'.repeat(101)}`]) {
+    const answer = await send(port, 'GET', path, { origin: PAGE, 'x-api-key': KEY })
+    assert.equal(answer.status, 400, path)
+    assert.equal(answer.headers['content-type'], 'application/problem+json; charset=utf-8')
+    assert.equal(answer.headers['access-control-allow-origin'], PAGE, path)
+    assert.equal(answer.headers['access-control-expose-headers'], 'retry-after, x-request-id, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, www-authenticate', path)
+    assert.equal(answer.headers.vary, 'Origin', path)
+  }
+  const other = await send(port, 'GET', '/items/%zz', { origin: 'https://evil.example' })
+  assert.equal(other.headers['access-control-allow-origin'], undefined)
+  assert.equal(other.headers.vary, 'Origin')
 })
 
 test('an OPTIONS request that is not a preflight goes to the routes: 405 with Allow, or 404', async (t) => {
