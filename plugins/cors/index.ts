@@ -72,6 +72,13 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
       }
     })
   }
+  // With credentials, browsers take a `*` literally: a method or header named "*".
+  if (o.credentials) {
+    for (const [key, list, what] of [['methods', o.methods, 'method'], ['allowedHeaders', o.allowedHeaders ?? [], 'header'], ['exposedHeaders', o.exposedHeaders, 'header']] as const) {
+      const i = list.indexOf('*')
+      if (i !== -1) problems.push(`cors.${key}[${i}]: "*" is no wildcard with cors.credentials: true (browsers take it for a ${what} named "*"); list the ${what}s`)
+    }
+  }
   if (problems.length > 0) throw new SpikardConfigError(problems)
   const exposed = [...new Set([...ownHeaders(app.spikard.options), ...o.exposedHeaders.map((h) => h.toLowerCase())])].join(', ')
   // Browsers compare them exactly, the request's in upper case (fetch's `put` is sent as PUT),

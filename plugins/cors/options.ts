@@ -16,7 +16,7 @@ export const CorsOptionsSchema = Type.Object({
   })),
   credentials: Type.Optional(Type.Boolean({
     default: false,
-    description: '`Access-Control-Allow-Credentials: true`: the listed origins\' pages may send cookies and read the responses to them. Needs a list of origins.'
+    description: '`Access-Control-Allow-Credentials: true`: the listed origins\' pages may send cookies and read the responses to them. Needs a list of origins, and no `*` in the methods and headers (browsers take it literally then).'
   })),
   methods: Type.Optional(Type.Array(HttpToken('an HTTP method'), {
     expected: 'a list of HTTP methods',

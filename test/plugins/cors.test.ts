@@ -228,6 +228,12 @@ test('bad options are refused at startup, naming the key', async () => {
   await assertOptionsRefused('cors', { origin: '*', credentials: true }, [
     'cors.credentials: true needs the allowed origins listed in cors.origin: browsers refuse credentials from a server that allows any origin ("*")'
   ])
+  // With credentials a `*` is taken literally, as a method or header named "*": nothing would pass.
+  await assertOptionsRefused('cors', { origin: PAGE, credentials: true, methods: ['GET', '*'], allowedHeaders: ['*'], exposedHeaders: ['ETag', '*'] }, [
+    'cors.methods[1]: "*" is no wildcard with cors.credentials: true (browsers take it for a method named "*"); list the methods',
+    'cors.allowedHeaders[0]: "*" is no wildcard with cors.credentials: true (browsers take it for a header named "*"); list the headers',
+    'cors.exposedHeaders[1]: "*" is no wildcard with cors.credentials: true (browsers take it for a header named "*"); list the headers'
+  ])
   await assertOptionsRefused('cors', { origin: 'https://app.example/' }, [
     'cors.origin: expected "*", an origin such as https://app.example.com, or a list of origins, found "https://app.example/"'
   ])
