@@ -250,6 +250,10 @@ export function sendProblem (reply: FastifyReply, error: unknown): FastifyReply 
   // added before spikard, spikard's Host check) would go without the id the body carries.
   const requestId = reply.server.spikard?.options.requestId
   if (requestId !== false && requestId !== undefined && !reply.hasHeader(requestId.header)) reply.header(requestId.header.toLowerCase(), reply.request.id)
+  // Nor the CORS headers, and the allowed pages could not read it (a request Fastify refuses
+  // before routing, too). The cors feature's hook sets Vary or Access-Control-Allow-Origin
+  // whenever it runs, but for a route that left CORS, which the feature's decorator checks.
+  if (!reply.hasHeader('vary') && !reply.hasHeader('access-control-allow-origin')) reply.server.spikardCorsHeaders?.(reply.request, reply)
   // The status line says the title: Node's reason phrases are older than RFC 9110
   // (422 "Unprocessable Entity" where the problem says "Unprocessable Content").
   reply.raw.statusMessage = problem.title

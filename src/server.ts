@@ -60,11 +60,10 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
       : server.trustProxy,
     ajv: { customOptions: { allErrors: true } },
     // Requests Fastify rejects before routing (a malformed URL, an over-long parameter):
-    // no route hooks run for them, so the request id, the CORS headers (or a page could not
-    // read the 400) and the access line are written here.
+    // no route hooks run for them, so the request id and the access line are written here
+    // (and the CORS headers by sendProblem, as for every refusal before the CORS hook).
     frameworkErrors (error, request, reply) {
       if (idHeader !== undefined) reply.header(idHeader, request.id)
-      request.server.spikardCorsHeaders?.(request, reply)
       const accessLog = request.server.spikardAccessLog
       if (accessLog !== undefined) reply.raw.once('finish', () => accessLog(request, reply))
       sendProblem(reply, error)

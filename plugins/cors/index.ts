@@ -33,7 +33,7 @@ import { resolveCorsOptions, type CorsOptions } from './options.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Sets the CORS headers of an answer; for the requests Fastify refuses before routing, which no hook sees (src/server.ts). */
+    /** Sets the CORS headers of an answer that is not a preflight's; for the problems of requests refused before the CORS hook ran (src/problem-details.ts). */
     spikardCorsHeaders?: (request: FastifyRequest, reply: FastifyReply) => void
   }
   interface FastifyContextConfig {
@@ -109,7 +109,9 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
     if (vary !== undefined) reply.header('vary', vary)
     if (permitted) reply.header('access-control-expose-headers', exposed)
   }
-  app.decorate('spikardCorsHeaders', (request: FastifyRequest, reply: FastifyReply) => { answer(request.headers.origin, reply) })
+  app.decorate('spikardCorsHeaders', (request: FastifyRequest, reply: FastifyReply) => {
+    if (routeConfig(request).cors !== false) answer(request.headers.origin, reply)
+  })
 
   app.addHook('onRequest', function spikardCors (request, reply, done) {
     if (routeConfig(request).cors === false) return done()

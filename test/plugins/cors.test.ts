@@ -6,7 +6,8 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import type { FastifyPluginAsync } from 'fastify'
+import Fastify, { type FastifyPluginAsync } from 'fastify'
+import spikard from '../../src/spikard.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { assertOptionsRefused, build, listen, rawRequest, type RawResponse, type TestApp } from '../helpers.js'
 
@@ -126,6 +127,30 @@ test('a request Fastify refuses before routing (a malformed URL, an over-long pa
   const other = await send(port, 'GET', '/items/%zz', { origin: 'https://evil.example' })
   assert.equal(other.headers['access-control-allow-origin'], undefined)
   assert.equal(other.headers.vary, 'Origin')
+})
+
+test('an onRequest hook of yours added before spikard throws: its problem is readable by the allowed pages too', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  // Added before spikard, it runs before spikard's own onRequest hooks, the CORS one included.
+  app.addHook('onRequest', async (request) => {
+    if (request.url.startsWith('/thrown')) throw Object.assign(new Error('Not for you'), { statusCode: 403 })
+  })
+  app.register(spikard, { cors: { origin: PAGE, credentials: true }, shutdown: { signals: false } })
+  app.get('/thrown', async () => 'never')
+  app.get('/thrown/internal', { config: { cors: false } }, async () => 'never')
+  const { port } = await listen(app)
+  const thrown = await send(port, 'GET', '/thrown', { origin: PAGE })
+  assert.equal(thrown.status, 403)
+  assert.equal(thrown.headers['access-control-allow-origin'], PAGE)
+  assert.equal(thrown.headers['access-control-allow-credentials'], 'true')
+  assert.equal(thrown.headers['access-control-expose-headers'], 'retry-after, x-request-id')
+  assert.equal(thrown.headers.vary, 'Origin')
+  // Not for a route that left CORS.
+  const internal = await send(port, 'GET', '/thrown/internal', { origin: PAGE })
+  assert.equal(internal.status, 403)
+  assert.equal(internal.headers['access-control-allow-origin'], undefined)
+  assert.equal(internal.headers.vary, undefined)
 })
 
 test('an OPTIONS request that is not a preflight goes to the routes: 405 with Allow, or 404', async (t) => {
