@@ -60,10 +60,9 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
       : server.trustProxy,
     ajv: { customOptions: { allErrors: true } },
     // Requests Fastify rejects before routing (a malformed URL, an over-long parameter):
-    // no route hooks run for them, so the request id and the access line are written here
-    // (and the CORS headers by sendProblem, as for every refusal before the CORS hook).
+    // no route hooks run for them, so the access line is written here (and the request id
+    // and CORS headers by sendProblem, as for every refusal before their hooks).
     frameworkErrors (error, request, reply) {
-      if (idHeader !== undefined) reply.header(idHeader, request.id)
       const accessLog = request.server.spikardAccessLog
       if (accessLog !== undefined) reply.raw.once('finish', () => accessLog(request, reply))
       sendProblem(reply, error)

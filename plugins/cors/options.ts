@@ -47,7 +47,7 @@ export const resolveCorsOptions = optionsResolver(CorsOptionsSchema, 'cors')
 export const corsFeature = {
   plugin: async () => await import('./index.js'),
   schema: CorsOptionsSchema,
-  summary: 'Cross-origin requests (@fastify/cors): preflights answered before auth and rate limiting, and every response, problems included, readable by the allowed origins\' pages. Off until configured.',
+  summary: 'Cross-origin requests: preflights answered before auth and rate limiting, and every response, problems included, readable by the allowed origins\' pages. Off until configured.',
   enabledByDefault: false,
   shorthand: 'origin',
   settings: (o) => `origin=${[o.origin].flat().join(',')}${o.credentials ? ' credentials=on' : ''} maxAge=${o.maxAge}s`
