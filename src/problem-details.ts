@@ -7,7 +7,7 @@
 import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
-import FindMyWay from 'find-my-way'
+import { PathTable } from './path-table.js'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errorDefinitions, errors, isSpikardCode, PROBLEM_TYPE_BASE, type SpikardErrorCode } from './errors.js'
 import { requestIdFor, responseUnderWay, setDefaultNotFoundHandler } from './fastify-internals.js'
@@ -266,22 +266,8 @@ export function sendProblem (reply: FastifyReply, error: unknown): FastifyReply 
 async function problemDetails (app: FastifyInstance): Promise<void> {
   // Which paths exist for which methods, to answer 405 instead of 404. Consulted only when
   // no route matched, so it costs nothing on the routes that do.
-  // The router's options: `routerOptions` (Fastify 5.x), else the deprecated top-level ones.
-  type Router = { ignoreTrailingSlash?: boolean, ignoreDuplicateSlashes?: boolean, caseSensitive?: boolean }
-  const config = app.initialConfig as Router & { routerOptions?: Router }
-  const { ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive } = { ...config, ...config.routerOptions }
-  const known = FindMyWay({ ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive, defaultRoute: () => {} })
-  const methods = new Set<string>()
-  app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat()) {
-      methods.add(method)
-      try {
-        known.on(method as never, route.url, () => {})
-      } catch {
-        // the same path declared twice with constraints: once is enough to know it exists
-      }
-    }
-  })
+  const known = new PathTable(app)
+  app.addHook('onRoute', (route) => { known.add(route) })
 
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error))
   // An HTTP/1.1 request without Host (RFC 9112 §3.2: a 400). Node's own check answers it
@@ -344,8 +330,8 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   setDefaultNotFoundHandler(app, (request, reply) => {
     const path = pathOf(request.url)
     // A route of this method and path exists: its handler called reply.callNotFound().
-    const own = known.find(request.method as never, path) !== null
-    const allowed = own ? [] : [...methods].filter((m) => m !== request.method && known.find(m as never, path) !== null)
+    const own = known.has(request.method, path)
+    const allowed = own ? [] : [...known.methods].filter((m) => m !== request.method && known.has(m, path))
     if (allowed.length > 0) {
       reply.header('allow', allowed.join(', '))
       return sendProblem(reply, new errors.SPK_ERR_METHOD_NOT_ALLOWED(request.method, path, allowed.join(', ')))

@@ -19,7 +19,8 @@
  *   when configured and `Access-Control-Expose-Headers`;
  * - a preflight (OPTIONS with `Origin` and `Access-Control-Request-Method`) is answered 204
  *   at once, on any path, with the methods, headers and max age when its origin is allowed,
- *   and with none of them otherwise (the browser then refuses the request itself);
+ *   and with none of them otherwise or for a route with `config.cors: false` (the browser
+ *   then refuses the request itself);
  * - any other OPTIONS request goes on to the app's routes (405 with `Allow`, or 404);
  * - with a list of origins every response says `Vary: Origin`, so caches keep apart the
  *   answers for different pages (added back by an onSend hook when a handler set its own `Vary`).
@@ -28,6 +29,8 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { SpikardConfigError } from '../../src/errors.js'
 import { routeConfig } from '../../src/fastify-internals.js'
+import { PathTable } from '../../src/path-table.js'
+import { pathOf } from '../../src/problem-details.js'
 import type { ResolvedSpikardOptions } from '../../src/options.js'
 import { resolveCorsOptions, type CorsOptions } from './options.js'
 
@@ -37,7 +40,7 @@ declare module 'fastify' {
     spikardCorsHeaders?: (request: FastifyRequest, reply: FastifyReply) => void
   }
   interface FastifyContextConfig {
-    /** `false`: this route's responses carry no CORS headers, so no page of another origin can read them. */
+    /** `false`: no CORS headers on this route's responses or on preflights for it: no page of another origin can read them, or send it a request that needs a preflight. */
     cors?: false
   }
 }
@@ -113,6 +116,11 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
     if (routeConfig(request).cors !== false) answer(request.headers.origin, reply)
   })
 
+  // The routes with `config.cors: false`, by method and path: the route a preflight asks
+  // about is not the one the OPTIONS request itself matched.
+  const closed = new PathTable(app)
+  app.addHook('onRoute', (route) => { if (route.config?.cors === false) closed.add(route) })
+
   app.addHook('onRequest', function spikardCors (request, reply, done) {
     if (routeConfig(request).cors === false) return done()
     const origin = request.headers.origin
@@ -120,8 +128,10 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
       answer(origin, reply)
       return done()
     }
-    // A preflight.
-    const permitted = allow(origin, reply)
+    // A preflight: for a route that left CORS (`config.cors: false`), none of the headers, so
+    // the browser never sends it the request (a DELETE or a JSON POST with the page's cookies).
+    const method = request.headers['access-control-request-method']
+    const permitted = !closed.has(method, pathOf(request.url)) && allow(origin, reply)
     if (preflightVary !== undefined) reply.header('vary', preflightVary)
     if (permitted) {
       reply.header('access-control-allow-methods', methods)

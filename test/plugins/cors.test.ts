@@ -238,6 +238,13 @@ test('credentials, configured methods, headers and exposed headers; a route with
   assert.equal(internal.status, 200)
   assert.equal(internal.headers['access-control-allow-origin'], undefined)
   assert.equal(internal.headers.vary, undefined)
+  // Nor may a page send it a request that needs a preflight: the preflight says nothing.
+  const closed = await send(port, 'OPTIONS', '/internal?x=1', preflight('https://a.example'))
+  assert.equal(closed.status, 204)
+  for (const name of Object.keys(closed.headers)) assert.doesNotMatch(name, /^access-control-/, name)
+  // Another method at that path is another route.
+  const open = await send(port, 'OPTIONS', '/internal', preflight('https://a.example', { 'access-control-request-method': 'DELETE' }))
+  assert.equal(open.headers['access-control-allow-origin'], 'https://a.example')
 })
 
 test('listed origins compare as browsers send them: no default port, IPv6 and IPv4 in their short form', async (t) => {

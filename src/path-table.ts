@@ -1,0 +1,39 @@
+/**
+ * Which paths a set of routes answers, for which methods, matched as the app's router
+ * matches them (its trailing-slash, duplicate-slash and case options). For answers given
+ * where the request's own route is not the one that matters: a 405's `Allow` (no route of
+ * the request's method matched) and a CORS preflight (an OPTIONS for another method's route).
+ */
+import FindMyWay from 'find-my-way'
+import type { FastifyInstance, RouteOptions } from 'fastify'
+
+type RouterOptions = { ignoreTrailingSlash?: boolean, ignoreDuplicateSlashes?: boolean, caseSensitive?: boolean }
+
+export class PathTable {
+  readonly #router: FindMyWay.Instance<FindMyWay.HTTPVersion.V1>
+  /** Every method added. */
+  readonly methods = new Set<string>()
+
+  constructor (app: FastifyInstance) {
+    // `routerOptions` (Fastify 5.x), else the deprecated top-level ones.
+    const config = app.initialConfig as RouterOptions & { routerOptions?: RouterOptions }
+    const { ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive } = { ...config, ...config.routerOptions }
+    this.#router = FindMyWay({ ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive, defaultRoute: () => {} })
+  }
+
+  add (route: RouteOptions): void {
+    for (const method of [route.method].flat()) {
+      this.methods.add(method)
+      try {
+        this.#router.on(method as never, route.url, () => {})
+      } catch {
+        // the same path declared twice with constraints: once is enough to know it exists
+      }
+    }
+  }
+
+  /** Whether a route of this method answers this path (without its query). */
+  has (method: string, path: string): boolean {
+    return this.#router.find(method as never, path) !== null
+  }
+}
