@@ -518,6 +518,21 @@ async function bearer (claims: Record<string, unknown> = {}): Promise<Record<str
   return { authorization: `Bearer ${await sign(secretKey(SECRET), { alg: 'HS256' }, claims)}` }
 }
 
+/** A Fastify instance set up by `setup` fails at ready() with exactly `problem`, and is closed. */
+async function assertReadyRefused (setup: (app: FastifyInstance) => void, problem: string): Promise<void> {
+  const app = Fastify({ logger: false })
+  try {
+    setup(app)
+    await assert.rejects(async () => { await app.ready() }, (error: Error) => {
+      assert.ok(error instanceof SpikardConfigError, error.message)
+      assert.deepEqual(error.problems, [problem])
+      return true
+    })
+  } finally {
+    await app.close()
+  }
+}
+
 // =============================================================================================
 
 describe('valid OpenAPI 3.1', () => {
@@ -1243,18 +1258,10 @@ describe('serving', () => {
       { openapi: { yaml: '/docs/yaml' }, problem: 'openapi.docs: Swagger UI at /docs needs GET /docs/yaml, and openapi.yaml (/docs/yaml) is there already; set openapi.docs to another path (or false), or move that route' }
     ]
     for (const { before, openapi, problem } of cases) {
-      const app = Fastify({ logger: false })
-      try {
+      await assertReadyRefused((app) => {
         if (before !== undefined) app.get(before, async () => 'mine')
         app.register(spikard, openapi === undefined ? {} : { openapi })
-        await assert.rejects(async () => { await app.ready() }, (error: Error) => {
-          assert.ok(error instanceof SpikardConfigError, error.message)
-          assert.deepEqual(error.problems, [problem])
-          return true
-        })
-      } finally {
-        await app.close()
-      }
+      }, problem)
     }
     // Paths beside Swagger UI's own are fine.
     const app = Fastify({ logger: false })
@@ -1279,19 +1286,11 @@ describe('serving', () => {
       { after: ['GET', '/docs/json'], openapi: {}, problem: problem('openapi.docs', '/docs/json', 'your route GET /docs/json') }
     ]
     for (const { before, after, openapi, problem } of cases) {
-      const app = Fastify({ logger: false })
-      try {
+      await assertReadyRefused((app) => {
         if (before !== undefined) app.get(before, async () => 'mine')
         app.register(spikard, { openapi, shutdown: { signals: false } })
         if (after !== undefined) app.register(async (child) => { child.route({ method: after[0] as HTTPMethods, url: after[1], handler: async () => 'mine' }) })
-        await assert.rejects(async () => { await app.ready() }, (error: Error) => {
-          assert.ok(error instanceof SpikardConfigError, error.message)
-          assert.deepEqual(error.problems, [problem])
-          return true
-        })
-      } finally {
-        await app.close()
-      }
+      }, problem)
     }
     // Another method at a document's path, and a path beside the UIs' own, are yours.
     const app = Fastify({ logger: false })
