@@ -15,16 +15,24 @@ function taken (option: string, path: string, other: string): string {
   return `${option}: ${path} is a route of spikard's, and ${other} is registered there too; move that route, or set ${option} to another path (or false)`
 }
 
+/**
+ * Where the feature serves each path: spikard registered in a prefixed plugin serves them
+ * under its prefix, and the router and onRoute know routes by their whole URL.
+ */
+function served (app: FastifyInstance, owned: OwnPath[]): OwnPath[] {
+  return owned.map(({ path, option }) => ({ path: app.prefix + path, option }))
+}
+
 /** Routes registered before spikard: checked before the feature adds its own. */
 export function refuseTakenPaths (app: FastifyInstance, owned: OwnPath[]): void {
-  const problems = owned.filter(({ path }) => app.hasRoute({ method: 'GET', url: path }))
+  const problems = served(app, owned).filter(({ path }) => app.hasRoute({ method: 'GET', url: path }))
     .map(({ path, option }) => taken(option, path, `your route GET ${path} (registered before spikard)`))
   if (problems.length > 0) throw new SpikardConfigError(problems)
 }
 
 /** Routes registered later: an onRoute hook, added once the feature's own routes are in (it would refuse them too). */
 export function refuseLaterRoutes (app: FastifyInstance, owned: OwnPath[]): void {
-  const options = new Map(owned.map(({ path, option }) => [path, option]))
+  const options = new Map(served(app, owned).map(({ path, option }) => [path, option]))
   app.addHook('onRoute', (route) => {
     const option = options.get(route.url ?? '')
     const methods = [route.method].flat()

@@ -343,6 +343,21 @@ describe('serving', () => {
     await assert.rejects(async () => { await after.ready() }, refused('asyncapi.docs', '/events/viewer.js', 'your route GET /events/viewer.js'))
     await after.close()
   })
+
+  test('spikard in a prefixed plugin: a route of yours at the unprefixed paths is not in the way', async () => {
+    const app = Fastify({ logger: false })
+    try {
+      app.get('/asyncapi.json', async () => 'mine, at the root')
+      app.get('/asyncapi', async () => 'mine, at the root')
+      app.register(async (api) => { await api.register(spikard, { shutdown: { signals: false } }) }, { prefix: '/api' })
+      await app.ready()
+      assert.equal((await app.inject({ url: '/asyncapi.json' })).body, 'mine, at the root')
+      assert.equal((await app.inject({ url: '/asyncapi' })).body, 'mine, at the root')
+      assert.equal((await app.inject({ url: '/api/asyncapi.json' })).json().asyncapi, '3.0.0')
+    } finally {
+      await app.close()
+    }
+  })
 })
 
 describe('config.asyncapi: a route names its channel, messages and operations', () => {

@@ -1306,6 +1306,28 @@ describe('serving', () => {
     }
   })
 
+  test('spikard in a prefixed plugin: a route of yours at the unprefixed docs paths is not in the way; one under the prefix is refused', async () => {
+    const app = Fastify({ logger: false })
+    try {
+      app.get('/openapi.json', async () => 'mine, at the root')
+      app.get('/redoc', async () => 'mine, at the root')
+      await app.register(async (api) => {
+        await api.register(spikard, { shutdown: { signals: false } })
+        assert.throws(() => api.get('/openapi.yaml', async () => 'mine'), (error: Error) => {
+          assert.ok(error instanceof SpikardConfigError, error.message)
+          assert.deepEqual(error.problems, ['openapi.yaml: /api/openapi.yaml is a route of spikard\'s, and your route GET /api/openapi.yaml is registered there too; move that route, or set openapi.yaml to another path (or false)'])
+          return true
+        })
+      }, { prefix: '/api' })
+      await app.ready()
+      assert.equal((await app.inject({ url: '/openapi.json' })).body, 'mine, at the root')
+      assert.equal((await app.inject({ url: '/redoc' })).body, 'mine, at the root')
+      assert.equal((await app.inject({ url: '/api/openapi.json' })).json().openapi, '3.1.0')
+    } finally {
+      await app.close()
+    }
+  })
+
   test('the document is generated once: the same object and the same bytes on every request', async (t) => {
     const app = await appWith(t, { auth: AUTH }, userRoutes, (a) => { a.addSchema(User) })
     const a = await app.inject({ url: '/openapi.json' })
