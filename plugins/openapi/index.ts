@@ -87,7 +87,8 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     if (o.docs !== false) {
       // @fastify/swagger-ui declares its routes in a callback plugin, where Fastify's
       // duplicate-route error escapes ready() as an uncaught exception: refused here instead.
-      const clash = swaggerUiPaths(o.docs).find((url) => child.hasRoute({ method: 'GET', url }))
+      // (Under spikard's prefix, where the router knows routes by their whole URL.)
+      const clash = swaggerUiPaths(o.docs).find((url) => child.hasRoute({ method: 'GET', url: child.prefix + url }))
       if (clash !== undefined) {
         const owner = clash === o.json ? `openapi.json (${clash})` : clash === o.yaml ? `openapi.yaml (${clash})` : `your route GET ${clash} (registered before spikard)`
         throw new SpikardConfigError([`openapi.docs: Swagger UI at ${o.docs} needs GET ${clash}, and ${owner} is there already; set openapi.docs to another path (or false), or move that route`])

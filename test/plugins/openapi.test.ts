@@ -1311,6 +1311,7 @@ describe('serving', () => {
     try {
       app.get('/openapi.json', async () => 'mine, at the root')
       app.get('/redoc', async () => 'mine, at the root')
+      app.get('/docs', async () => 'mine, at the root')
       await app.register(async (api) => {
         await api.register(spikard, { shutdown: { signals: false } })
         assert.throws(() => api.get('/openapi.yaml', async () => 'mine'), (error: Error) => {
@@ -1322,7 +1323,9 @@ describe('serving', () => {
       await app.ready()
       assert.equal((await app.inject({ url: '/openapi.json' })).body, 'mine, at the root')
       assert.equal((await app.inject({ url: '/redoc' })).body, 'mine, at the root')
+      assert.equal((await app.inject({ url: '/docs' })).body, 'mine, at the root')
       assert.equal((await app.inject({ url: '/api/openapi.json' })).json().openapi, '3.1.0')
+      assert.equal((await app.inject({ url: '/api/docs/' })).statusCode, 200)
     } finally {
       await app.close()
     }
