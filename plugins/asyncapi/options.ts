@@ -6,14 +6,15 @@ import { Type, type Static } from '@sinclair/typebox'
 import { optionsResolver, RoutePath, type Defaulted } from '../../src/schema.js'
 import type { FeatureDefinition } from '../../src/feature.js'
 import { nearestPackageJson } from '../../src/package-json.js'
-import { OpenApiOptionsSchema } from '../openapi/options.js'
+import { AbsoluteUrl, ExternalDocs, Info, OpenApiOptionsSchema } from '../openapi/options.js'
 
 export const AsyncApiOptionsSchema = Type.Object({
   json: Type.Optional(RoutePath('/asyncapi.json', 'Route of the AsyncAPI 3.0 document as JSON. `false` removes it.')),
   yaml: Type.Optional(RoutePath('/asyncapi.yaml', 'Route of the same document as YAML. `false` removes it.')),
   docs: Type.Optional(RoutePath('/asyncapi', 'The viewer page (@asyncapi/react-component\'s standalone bundle), served from the package: no CDN. `false` removes it.')),
-  // The same `info` as the OpenAPI document's: one app, one description.
-  info: OpenApiOptionsSchema.properties.info,
+  // The same `info` as the OpenAPI document's (one app, one description), with absolute
+  // URLs only: AsyncAPI 3.0 takes no relative one.
+  info: Info(AbsoluteUrl),
   servers: Type.Optional(Type.Array(Type.Object({
     url: Type.String({ pattern: '^(https?|wss?)://[^/?#]+(/[^?#]*)?$', expected: 'an http://, https://, ws:// or wss:// URL without query or fragment' }),
     name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+$', expected: 'letters, digits, "_" and "-"', description: 'Prefix of the server ids (`<name>-wss`, `<name>-https`).' })),
@@ -23,7 +24,7 @@ export const AsyncApiOptionsSchema = Type.Object({
     description: 'Where clients connect, e.g. `[{ url: "https://api.example.com" }]`: each URL gives a WebSocket server (ws/wss) and an HTTP one (http/https, for the event streams). Default: the address the app listens on (`spikard asyncapi`: `server.host` and `server.port`).'
   })),
   tags: OpenApiOptionsSchema.properties.tags,
-  externalDocs: OpenApiOptionsSchema.properties.externalDocs,
+  externalDocs: ExternalDocs(AbsoluteUrl),
   auth: Type.Optional(Type.Boolean({
     default: false,
     description: 'Protect the document and the viewer with the app\'s auth (the `auth` feature must be on). Default: public.'

@@ -3,27 +3,37 @@ import { optionsResolver, RoutePath, type Defaulted } from '../../src/schema.js'
 import type { FeatureDefinition } from '../../src/feature.js'
 import { nearestPackageJson } from '../../src/package-json.js'
 
-// What the OpenAPI 3.1 schema requires of these fields: a value it refuses made the served
-// document invalid (for the AsyncAPI one too, which shares info and externalDocs).
-const Url = Type.String({ pattern: '^[A-Za-z][A-Za-z0-9+.-]*:[^\\s]+$', expected: 'an absolute URL (https://...)' })
+// What the documents' schemas require of the URL fields of info and externalDocs: a value
+// they refuse made the served document invalid. AsyncAPI 3.0 takes an absolute URL only;
+// OpenAPI 3.1 a URI reference, so a path on the API's own server (/terms) too.
+export const AbsoluteUrl = Type.String({ pattern: '^[A-Za-z][A-Za-z0-9+.-]*:[^\\s]+$', expected: 'an absolute URL (https://...)' })
+const UrlReference = Type.String({ pattern: '^([A-Za-z][A-Za-z0-9+.-]*:|/)[^\\s]*$', expected: 'an absolute URL (https://...) or a path (/terms)' })
 // @fastify/swagger resolves `{variables}` from `variables`, which these options do not take:
 // such a URL failed the app's start with a message that named no option.
 const ServerUrl = Type.String({ pattern: '^[^\\s{}]+$', expected: 'a URL, absolute or relative (/v1), without spaces or {variables}' })
+
+/** The documents' `info`, with the URLs `url` accepts. */
+export const Info = (url: typeof AbsoluteUrl) => Type.Optional(Type.Object({
+  title: Type.Optional(Type.String({ minLength: 1, description: 'Default: `name` of the app\'s package.json (the one nearest the config file, else the working directory).' })),
+  version: Type.Optional(Type.String({ minLength: 1, description: 'Default: `version` of that package.json.' })),
+  description: Type.Optional(Type.String()),
+  termsOfService: Type.Optional(url),
+  contact: Type.Optional(Type.Object({ name: Type.Optional(Type.String()), url: Type.Optional(url), email: Type.Optional(Type.String({ pattern: '^[^\\s@]+@[^\\s@]+$', expected: 'an email address' })) }, { additionalProperties: false })),
+  license: Type.Optional(Type.Object({ name: Type.String({ minLength: 1 }), identifier: Type.Optional(Type.String()), url: Type.Optional(url) }, { additionalProperties: false }))
+}, { additionalProperties: false, default: {}, description: 'The document\'s `info`: title, version, description, contact, license.' }))
+
+/** A link to more documentation, with the URLs `url` accepts. */
+export const ExternalDocs = (url: typeof AbsoluteUrl) => Type.Optional(Type.Object({
+  url,
+  description: Type.Optional(Type.String())
+}, { additionalProperties: false, description: 'A link to more documentation.' }))
 
 export const OpenApiOptionsSchema = Type.Object({
   json: Type.Optional(RoutePath('/openapi.json', 'Route of the OpenAPI 3.1 document as JSON. `false` removes it.')),
   yaml: Type.Optional(RoutePath('/openapi.yaml', 'Route of the same document as YAML. `false` removes it.')),
   docs: Type.Optional(RoutePath('/docs', 'Swagger UI (@fastify/swagger-ui), served from the package: no CDN. `false` removes it.')),
   redoc: Type.Optional(RoutePath('/redoc', 'Redoc, from the `redoc` package\'s own bundle: no CDN. `false` removes it.')),
-  info: Type.Optional(Type.Object({
-    title: Type.Optional(Type.String({ minLength: 1, description: 'Default: `name` of the app\'s package.json (the one nearest the config file, else the working directory).' })),
-    version: Type.Optional(Type.String({ minLength: 1, description: 'Default: `version` of that package.json.' })),
-    description: Type.Optional(Type.String()),
-    // Absolute: AsyncAPI 3.0 takes no relative one (OpenAPI 3.1 takes both).
-    termsOfService: Type.Optional(Url),
-    contact: Type.Optional(Type.Object({ name: Type.Optional(Type.String()), url: Type.Optional(Url), email: Type.Optional(Type.String({ pattern: '^[^\\s@]+@[^\\s@]+$', expected: 'an email address' })) }, { additionalProperties: false })),
-    license: Type.Optional(Type.Object({ name: Type.String({ minLength: 1 }), identifier: Type.Optional(Type.String()), url: Type.Optional(Url) }, { additionalProperties: false }))
-  }, { additionalProperties: false, default: {}, description: 'The document\'s `info`: title, version, description, contact, license.' })),
+  info: Info(UrlReference),
   servers: Type.Optional(Type.Array(Type.Object({
     url: ServerUrl,
     description: Type.Optional(Type.String())
@@ -32,10 +42,7 @@ export const OpenApiOptionsSchema = Type.Object({
     name: Type.String({ minLength: 1 }),
     description: Type.Optional(Type.String())
   }, { additionalProperties: false }), { default: [], description: 'Tags with their descriptions, in the order the UIs list them.' })),
-  externalDocs: Type.Optional(Type.Object({
-    url: Url,
-    description: Type.Optional(Type.String())
-  }, { additionalProperties: false, description: 'A link to more documentation.' })),
+  externalDocs: ExternalDocs(UrlReference),
   auth: Type.Optional(Type.Boolean({
     default: false,
     description: 'Protect the document and the UIs with the app\'s auth (the `auth` feature must be on). Default: public.'

@@ -1372,18 +1372,27 @@ describe('info, servers, tags, externalDocs', () => {
     assert.deepEqual(doc.externalDocs, externalDocs)
   })
 
+  test('a path for the URLs of info and externalDocs (OpenAPI 3.1 takes a URI reference) is accepted, and the document is valid', async (t) => {
+    const info = { termsOfService: '/terms', contact: { url: '/support' }, license: { name: 'Proprietary', url: '/LICENSE' } }
+    const externalDocs = { url: '/guide' }
+    const doc = await documentOf(await appWith(t, { openapi: { info, externalDocs } }))
+    await assertValid(doc)
+    assert.deepEqual(doc.info, { title: PKG.name, version: PKG.version, ...info })
+    assert.deepEqual(doc.externalDocs, externalDocs)
+  })
+
   test('URLs and an email the OpenAPI schema would refuse, a server URL with {variables}, a license with identifier and url, a tag twice: refused at startup naming the key', async () => {
     await assertOptionsRefused('openapi', {
       info: { termsOfService: 'our terms', contact: { url: 'example.com/support', email: 'the api team' }, license: { name: 'MIT', url: 'MIT' } },
       servers: [{ url: 'https://{region}.example.com' }, { url: '/v1' }],
       externalDocs: { url: 'the wiki' }
     }, [
-      'openapi.info.termsOfService: expected an absolute URL (https://...), found "our terms"',
-      'openapi.info.contact.url: expected an absolute URL (https://...), found "example.com/support"',
+      'openapi.info.termsOfService: expected an absolute URL (https://...) or a path (/terms), found "our terms"',
+      'openapi.info.contact.url: expected an absolute URL (https://...) or a path (/terms), found "example.com/support"',
       'openapi.info.contact.email: expected an email address, found "the api team"',
-      'openapi.info.license.url: expected an absolute URL (https://...), found "MIT"',
+      'openapi.info.license.url: expected an absolute URL (https://...) or a path (/terms), found "MIT"',
       'openapi.servers[0].url: expected a URL, absolute or relative (/v1), without spaces or {variables}, found "https://{region}.example.com"',
-      'openapi.externalDocs.url: expected an absolute URL (https://...), found "the wiki"'
+      'openapi.externalDocs.url: expected an absolute URL (https://...) or a path (/terms), found "the wiki"'
     ])
     await assertOptionsRefused('openapi', {
       info: { license: { name: 'MIT', identifier: 'MIT', url: 'https://opensource.org/licenses/MIT' } },
