@@ -99,6 +99,16 @@ export function checkOwnRoutes<T extends Partial<Record<FeatureName, unknown>>> 
       else problems.push(`${name}.${key}: ${path} is ${owner} already; give each its own path`)
     }
   }
+  // A static mount answers at its prefix with and without the slash (`/docs`, `/docs/`): one at
+  // a path of the others is theirs twice (otherwise that feature's own check would blame a
+  // route "of yours" for it, naming its option instead of the mount's).
+  const served = resolved.static as { mounts?: Array<{ prefix?: string }> } | false | undefined
+  const mounts = served === undefined || served === false ? [] : served.mounts ?? []
+  mounts.forEach(({ prefix }, i) => {
+    const path = prefix?.replace(/\/$/, '')
+    const owner = path === undefined || path === '' ? undefined : owners.get(path) ?? owners.get(`${path}/`)
+    if (owner !== undefined) problems.push(`static.mounts[${i}].prefix: ${prefix as string} is ${owner} already; give each its own path`)
+  })
   if (problems.length > 0) throw new SpikardConfigError(problems, source)
   return resolved
 }

@@ -737,6 +737,17 @@ test('a mount whose prefix is already a route of the app is refused at startup',
   })
 })
 
+test('a mount at the path of one of spikard\'s own routes is refused naming both options, not as a route of yours', async (t) => {
+  const { root } = site(t)
+  await assertOptionsRefused('static', { mounts: [{ root, prefix: '/docs' }, { root, prefix: '/livez/' }, { root, prefix: '/files' }] }, [
+    'static.mounts[0].prefix: /docs is openapi.docs already; give each its own path',
+    'static.mounts[1].prefix: /livez/ is health.liveness already; give each its own path'
+  ])
+  // Moved, or the docs off: served.
+  const { app } = await setup(t, { openapi: false, static: { mounts: [{ root, prefix: '/docs' }] } })
+  assert.equal((await app.inject({ url: '/docs' })).statusCode, 301)
+})
+
 test('the prefix without its trailing slash redirects to it, keeping the query string', async (t) => {
   const { root } = site(t)
   const key = 'static-test-key-0123456789abcdef'
