@@ -66,7 +66,7 @@ export class SseEventError extends Error {
 }
 
 /** The error of a handler reading reply.sse's methods while reply.sse is undefined. */
-const USES_REPLY_SSE = /of undefined \(reading '(?:send|stream|keepAlive|close|sendHeaders|replay|onClose)'\)/
+const USES_REPLY_SSE = /of undefined \(reading '(?:send|stream|keepAlive|close|sendHeaders|replay|onClose|lastEventId|isConnected|shouldKeepAlive)'\)/
 
 async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<void> {
   const { keepAlive, maxConnections, maxBuffered, shutdownEvent } = resolveSseOptions(options)

@@ -875,6 +875,11 @@ test('route kinds: dual serves JSON to other clients, only refuses them with a 4
     app.get('/pipeline', { sse: true }, async (_request, reply) => {
       await pipeline(Readable.from([{ id: 1, data: { n: 1 } }, { data: 'a\rb' }]), reply.sse.stream(), reply.raw, { end: false })
     })
+    // Reads reply.sse.lastEventId before anything else, as the README's example does.
+    app.get('/resume', { sse: true }, async (_request, reply) => {
+      const from = reply.sse.lastEventId
+      await reply.sse.send({ data: 'resuming after ' + (from ?? 'nothing') })
+    })
   })
   assert.deepEqual(await (await fetch(`${url}/dual`)).json(), { mode: 'json' })
   const dual = await openRaw(url, '/dual')
@@ -906,6 +911,10 @@ test('route kinds: dual serves JSON to other clients, only refuses them with a 4
   // others a handler that uses reply.sse gets a 406 problem, not a 500.
   for (const accept of ['', '*/*']) {
     const raw = await openRaw(url, '/readable', { accept })
+    const resume = await openRaw(url, '/resume', { accept })
+    await resume.ended
+    assert.equal(resume.status, 406, `/resume Accept: ${accept}`)
+    assert.equal(JSON.parse(resume.text()).detail, 'GET /resume sends text/event-stream to requests that ask for it: send Accept: text/event-stream')
     await raw.ended
     assert.equal(raw.status, 406, `Accept: ${accept}`)
     assert.deepEqual({ ...JSON.parse(raw.text()), requestId: undefined }, {
