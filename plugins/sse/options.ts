@@ -30,7 +30,7 @@ export const SseOptionsSchema = Type.Object({
   ], {
     default: {},
     expected: '{ event, data, retry } or false',
-    description: 'The last event each open stream gets at shutdown before it is closed, within the drain budget; `false` closes without one.'
+    description: 'The last event each open stream gets at shutdown before it is closed, within the drain budget: `event` (default `shutdown`), `data` (`server shutting down`) and `retry` (`1s`, when a browser\'s EventSource reconnects); `false` closes without one.'
   }))
 }, { additionalProperties: false })
 
