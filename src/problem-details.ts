@@ -210,13 +210,11 @@ function acceptedHeader (name: string, value: unknown): value is HeaderValue {
   }
 }
 
-/** Node's errors for a header it will not write: an invalid character in the value (CR/LF), an invalid name, no value. */
-const HEADER_REFUSED = new Set(['ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN', 'ERR_HTTP_INVALID_HEADER_VALUE'])
-
 /**
- * Removes from the reply the headers Node refused when the response was written (a route
- * that copied CR/LF from the request into `Content-Disposition`), so the problem can be:
- * otherwise it fails the same way, and Fastify answers with its own JSON and Node's message.
+ * Removes from the reply the headers Node refuses to write (a route that copied CR/LF from
+ * the request into `Content-Disposition`, before returning or before throwing), so the
+ * problem can be: otherwise it fails the same way, and Fastify answers with its own JSON
+ * and Node's message.
  */
 function dropRefusedHeaders (reply: FastifyReply): void {
   const dropped = Object.entries(reply.getHeaders()).filter(([name, value]) => !acceptedHeader(name, value)).map(([name]) => name)
@@ -236,7 +234,10 @@ export function sendProblem (reply: FastifyReply, error: unknown): FastifyReply 
   try {
     problem = toProblem(error, reply.request, reply.statusCode)
     if (problem.status < 500) headers = errorHeaders(error, reply.request)
-    else if (HEADER_REFUSED.has((error as { code?: unknown } | null | undefined)?.code as string)) dropRefusedHeaders(reply)
+    // A header of the route's that Node refuses (CR/LF copied from the request) fails the
+    // problem's write too, whether it was the error or the route threw after setting it:
+    // Fastify would then answer with its own JSON and Node's message.
+    dropRefusedHeaders(reply)
     body = JSON.stringify(problem)
   } catch (failure) {
     logError(reply.request, failure, 'the error could not be rendered as a problem; answered 500')

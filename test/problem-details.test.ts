@@ -78,6 +78,15 @@ const routes: FastifyPluginAsync = async (app) => {
   app.get('/crash', async () => {
     throw new Error('connection to db-7 refused: password=hunter2')
   })
+  // The same header, set before the route throws: a 4xx error, and any other.
+  app.get('/download-gone', async (request, reply) => {
+    reply.header('content-disposition', `attachment; filename="${(request.query as { name: string }).name}"`)
+    throw Object.assign(new Error('That export was deleted'), { statusCode: 410 })
+  })
+  app.get('/download-crash', async (request, reply) => {
+    reply.header('content-disposition', `attachment; filename="${(request.query as { name: string }).name}"`)
+    throw new Error('connection to db-7 refused')
+  })
   app.get('/throw-string', async () => {
     // eslint-disable-next-line no-throw-literal
     throw 'a bare string'
@@ -603,6 +612,28 @@ test('socket: a response header Node refuses (CR/LF from the request): a 500 pro
     type: TYPE + 'internal-error', title: 'Internal Server Error', status: 500, detail: 'The server failed to handle the request', instance: '/download', requestId: id
   })
   assert.deepEqual(logs.filter((l) => l.level === 40).map((l) => [l.reqId, l.dropped]), [[id, ['content-disposition']]])
+  await assertStillServingOverHttp(url)
+})
+
+test('socket: a response header Node refuses, set before the route throws: the error\'s problem without it, the header named at warn', async (t) => {
+  const { app, logs } = await setup(t)
+  const { url } = await listen(app)
+  const name = encodeURIComponent('a\r\nSet-Cookie: x=1')
+  for (const [path, status, title, detail] of [
+    ['/download-gone', 410, 'Gone', 'That export was deleted'],
+    ['/download-crash', 500, 'Internal Server Error', 'The server failed to handle the request']
+  ] as const) {
+    const res = await fetch(`${url}${path}?name=${name}`)
+    assert.equal(res.status, status, path)
+    assert.equal(res.headers.get('content-type'), PROBLEM_JSON, path)
+    assert.equal(res.headers.get('content-disposition'), null, path)
+    assert.equal(res.headers.get('set-cookie'), null, path)
+    const id = res.headers.get('x-request-id')
+    assert.match(String(id), UUID)
+    const body = await res.json() as { title: string, status: number, detail: string, requestId: string }
+    assert.deepEqual([body.status, body.title, body.detail, body.requestId], [status, title, detail, id], path)
+    assert.deepEqual(logs.filter((l) => l.level === 40 && l.reqId === id).map((l) => l.dropped), [['content-disposition']], path)
+  }
   await assertStillServingOverHttp(url)
 })
 
