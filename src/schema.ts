@@ -243,7 +243,9 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
           continue
         }
         const hint = closest(key, Object.keys(properties))
-        walk.problems.push(`${keyPath(path, key)}: unknown key${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`)
+        // A key of a list's entries written beside the list (`static: { root }` for `static: [{ root }]`).
+        const list = hint === undefined ? Object.keys(properties).find((p) => entryKeys(properties[p]).includes(key)) : undefined
+        walk.problems.push(`${keyPath(path, key)}: unknown key${hint !== undefined ? ` (did you mean "${hint}"?)` : list !== undefined ? ` (it goes in each entry of ${keyPath(path, list)}, a list)` : ''}`)
       }
       for (const [key, prop] of Object.entries(properties)) {
         // Own values only: an object with a replaced prototype must not supply keys through it.
@@ -288,6 +290,12 @@ export function describe (schema: TSchema): string {
     }
     default: return 'any value'
   }
+}
+
+/** The keys of the entries of a list of objects; none for any other schema. */
+function entryKeys (schema: TSchema): string[] {
+  const items = schema[Kind] === 'Array' ? schema.items as TSchema : undefined
+  return items?.[Kind] === 'Object' ? Object.keys(items.properties as object) : []
 }
 
 function plural (text: string): string {

@@ -701,6 +701,11 @@ test('invalid mounts are refused at startup, each naming its key and what was fo
   await assertOptionsRefused('static', { mounts: [{ root: missing }] }, [`static.mounts[0].root: expected an existing directory, found nothing at ${missing}`])
   await assertOptionsRefused('static', { mounts: [{ root }, { root: join(root, 'hello.txt'), prefix: '/x' }] }, [`static.mounts[1].root: expected an existing directory, found a file at ${join(root, 'hello.txt')}`])
   await assertOptionsRefused('static', [{ root, index: 'docs/index.html' }], ['static.mounts[0].index: expected a file name (no "/" or "\\"), found "docs/index.html"'])
+  // One mount written as an object instead of a list: said so.
+  await assertOptionsRefused('static', { root, prefix: '/x' }, [
+    'static.root: unknown key (it goes in each entry of static.mounts, a list)',
+    'static.prefix: unknown key (it goes in each entry of static.mounts, a list)'
+  ])
   await assertOptionsRefused('static', [{ root, spa: 'app.html' }], [`static.mounts[0].spa: expected a file under the root, found nothing at ${join(root, 'app.html')}`])
   await assertOptionsRefused('static', [{ root, spa: '../secret.txt' }], ['static.mounts[0].spa: expected a file path inside the root, found "../secret.txt"'])
   await assertOptionsRefused('static', [{ root, spa: 'guide' }], [`static.mounts[0].spa: expected a file under the root, found a directory at ${join(root, 'guide')}`])
