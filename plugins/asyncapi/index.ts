@@ -17,7 +17,7 @@ import { asyncapiDocument } from './document.js'
 import { listeningUrl, type ServerUrl } from './servers.js'
 import { viewerPaths, viewerRoutes } from './viewer.js'
 import { serve, send, type Served } from '../openapi/served.js'
-import { refuseLaterRoutes, refuseTakenPaths, type OwnPath } from '../openapi/taken.js'
+import { refuseLaterRoutes, refuseTakenPaths, type OwnPath } from '../../src/own-paths.js'
 import { isWebSocketRoute, type WebSocketRouteOptions } from '../websocket/messages.js'
 
 declare module 'fastify' {

@@ -11,8 +11,9 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyContextConfig, FastifyInstance, RouteShorthandOptions } from 'fastify'
-import { errors, SpikardConfigError } from '../../src/errors.js'
+import { errors } from '../../src/errors.js'
 import { resolveHealthOptions, type HealthOptions } from './options.js'
+import { refuseLaterRoutes, refuseTakenPaths, type OwnPath } from '../../src/own-paths.js'
 
 /**
  * The route config of a probe. `auth` and `rateLimit` are declared here rather than on
@@ -39,49 +40,23 @@ const probe = (summary: string): RouteShorthandOptions => ({
 
 async function spikardHealth (app: FastifyInstance, options: HealthOptions): Promise<void> {
   const { liveness, readiness } = resolveHealthOptions(options)
-  const probes = new Map<string, string>()
-  if (liveness !== false) probes.set(liveness, 'health.liveness')
-  if (readiness !== false) probes.set(readiness, 'health.readiness')
+  const probes: OwnPath[] = []
+  if (liveness !== false) probes.push({ path: liveness, option: 'health.liveness', what: 'spikard\'s liveness probe' })
+  if (readiness !== false) probes.push({ path: readiness, option: 'health.readiness', what: 'spikard\'s readiness probe' })
 
-  /** A probe's path taken by another route: refused, naming both. */
-  function taken (option: string, path: string, other: string): SpikardConfigError {
-    return new SpikardConfigError([`${option}: ${path} is spikard's ${option === 'health.liveness' ? 'liveness' : 'readiness'} probe, and ${other} is registered there too; ` +
-      `move that route, or set ${option} to another path (or false)`])
-  }
-
-  // Where the probes are served: spikard registered in a prefixed plugin serves them under
-  // its prefix, and the router and onRoute know routes by their whole URL.
-  const urls = new Map([...probes].map(([path, option]) => [app.prefix + path, option]))
-  // Routes registered before spikard, for any method: the probe's own GET would only
-  // collide with a GET (or HEAD) there, and onRoute below sees only later routes.
-  for (const [url, option] of urls) {
-    for (const method of app.supportedMethods) {
-      if (app.hasRoute({ method, url })) throw taken(option, url, `your route ${method} ${url} (registered before spikard)`)
-    }
-  }
+  // A probe's path is the probe's alone, for any method, whether the route came before
+  // spikard or after.
+  refuseTakenPaths(app, probes, 'any')
   await app.register(async function healthRoutes (child: FastifyInstance) {
-    const add = (path: string, summary: string, handler: () => Promise<typeof OK>): void => {
-      try {
-        child.get(path, probe(summary), handler)
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'FST_ERR_DUPLICATED_ROUTE') throw error
-        throw taken(probes.get(path) as string, path, `your route GET ${path} (registered before spikard)`)
-      }
-    }
-    if (liveness !== false) add(liveness, 'Liveness: 200 while the process runs, during shutdown too.', async () => OK)
+    if (liveness !== false) child.get(liveness, probe('Liveness: 200 while the process runs, during shutdown too.'), async () => OK)
     if (readiness !== false) {
-      add(readiness, 'Readiness: 200 while serving, a 503 problem from the moment shutdown begins.', async () => {
+      child.get(readiness, probe('Readiness: 200 while serving, a 503 problem from the moment shutdown begins.'), async () => {
         if (app.spikard.phase !== 'serving') throw new errors.SPK_ERR_SHUTTING_DOWN()
         return OK
       })
     }
   })
-  // Routes registered after the probes, at a probe's path, for any method.
-  app.addHook('onRoute', (route) => {
-    const option = urls.get(route.url ?? '')
-    if (option === undefined) return
-    throw taken(option, route.url as string, `your route ${[route.method].flat().join(',')} ${route.url}`)
-  })
+  refuseLaterRoutes(app, probes, 'any')
 }
 
 export default fp(spikardHealth, { name: 'spikard-health', fastify: '5.x', decorators: { fastify: ['spikard'] } })

@@ -20,7 +20,7 @@ import { resolveOpenApiOptions, withPackageInfo, type OpenApiOptions, type Resol
 import { completeDocument, markRoute } from './document.js'
 import { redocPage, REDOC_CSP, REDOC_LOGO } from './redoc.js'
 import { serve, send, type Served } from './served.js'
-import { refuseLaterRoutes, refuseTakenPaths, type OwnPath } from './taken.js'
+import { refuseLaterRoutes, refuseTakenPaths, type OwnPath } from '../../src/own-paths.js'
 import type { Encoding } from '../compression/negotiate.js'
 
 declare module 'fastify' {
