@@ -13,14 +13,12 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { until, UUID, withTimeout } from './helpers.js'
+import { CLI } from './compiled-cli.js'
 import { optionSources } from '../src/config/sources.js'
 import { resolveConfig } from '../src/config/schema.js'
 import { appFailed } from '../src/cli/app-failed.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const CLI = join(ROOT, 'src/cli/index.ts')
-/** tsx as an absolute URL, so the child can load it whatever its working directory. */
-const TSX = import.meta.resolve('tsx')
 const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string }
 
 /** Variables the configs below read; never inherited from the environment running the tests. */
@@ -38,7 +36,7 @@ function childEnv (env: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 function spawnCli (args: string[], options: RunOptions = {}): ChildProcess {
-  return spawn(process.execPath, ['--import', TSX, ...(options.nodeArgs ?? []), CLI, ...args], {
+  return spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, ...args], {
     cwd: options.cwd ?? ROOT,
     env: childEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe']

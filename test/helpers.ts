@@ -1,7 +1,6 @@
 /** Shared test helpers: build an app with captured log lines, listen on a real socket, match UUIDs. */
 import net from 'node:net'
 import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +12,7 @@ import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import { createServer, type CreateServerConfig } from '../src/server.js'
 import spikard from '../src/spikard.js'
 import { SpikardConfigError } from '../src/errors.js'
+import { CLI } from './compiled-cli.js'
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
@@ -142,19 +142,16 @@ export async function withTimeout<T> (promise: Promise<T>, ms: number, what: str
   }
 }
 
-const CLI = fileURLToPath(new URL('../src/cli/index.ts', import.meta.url))
-const TSX = import.meta.resolve('tsx')
-
 export interface CliResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
 
 /**
- * Runs the `spikard` CLI (through tsx) in `cwd` to completion, killed after `timeoutMs`
+ * Runs the `spikard` CLI (compiled: ./compiled-cli.ts) in `cwd` to completion, killed after `timeoutMs`
  * (and when the test ends), without the test runner's NODE_ENV, NODE_OPTIONS and context.
  */
 export async function runCli (args: string[], { cwd, env = {}, t, timeoutMs = 30_000 }: { cwd: string, env?: Record<string, string>, t?: { after: (fn: () => void) => void }, timeoutMs?: number }): Promise<CliResult> {
   const base: NodeJS.ProcessEnv = { ...process.env }
   for (const name of ['NODE_ENV', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS']) delete base[name]
-  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   t?.after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   let stdout = ''
   let stderr = ''
