@@ -95,7 +95,7 @@ test('a file that does not parse, or is not a mapping, is refused without quotin
     '.env': 'DB_PASSWORD=hunter2-hunter2\nSTRIPE_KEY=sk_live_hunter2\n'
   })
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'quote.yaml' })), ['not valid YAML: Missing closing "quote (line 4, column 1)'])
-  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'token.json' })), ['not valid JSON: Unexpected token \'h\''])
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'token.json' })), ['not valid JSON: Unexpected token \'h\' (line 1, column 49)'])
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: '.env' })), ['(root): expected an object, found a string (not shown: it may hold a secret)'])
 })
 

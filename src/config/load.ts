@@ -106,13 +106,45 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
  * place is given as a line and a column.
  */
 function parseProblem (error: Error, text: string, merge?: number): string {
-  const offset = (error as { pos?: [number, number] }).pos?.[0] ?? merge ?? Number(/at position (\d+)/.exec(error.message)?.[1] ?? NaN)
+  const offset = (error as { pos?: [number, number] }).pos?.[0] ?? merge ?? jsonPosition(error) ?? jsonErrorOffset(text)
   // yaml's words for a second `---` document tell the caller which function to use instead.
   if ((error as { code?: string }).code === 'MULTIPLE_DOCS') return `a second document starts ${place(text, offset)}: a config file holds one`
   // V8: `Unexpected token 'x', "...excerpt..." is not valid JSON`, `... in JSON at position 12 (line 1 column 13)`,
   // and text after the value: `... after JSON at position 8` (Node 24 adds `(line 1 column 9)`).
   const what = error.message.split(/, [".]| in JSON at position | at position \d+| at line \d+/)[0].trim()
   return Number.isInteger(offset) ? `${what} ${place(text, offset)}` : what
+}
+
+function jsonPosition (error: Error): number | undefined {
+  const at = /at position (\d+)/.exec(error.message)?.[1]
+  return at === undefined ? undefined : Number(at)
+}
+
+/**
+ * Where a JSON text goes wrong, for V8's errors that do not say (`Unexpected token 'x'`):
+ * the length of its longest prefix that could still begin a valid text. A prefix of such a
+ * prefix is one too, so it is found by bisection. A prefix can begin a text when it parses,
+ * when it only ends too soon, or when the place V8 gives for its error is its end.
+ */
+function jsonErrorOffset (text: string): number {
+  const viable = (n: number): boolean => {
+    try {
+      JSON.parse(text.slice(0, n))
+      return true
+    } catch (error) {
+      const { message } = error as Error
+      return message.startsWith('Unexpected end of JSON input') || jsonPosition(error as Error) === n
+    }
+  }
+  if (viable(text.length)) return text.length
+  let good = 0
+  let bad = text.length
+  while (bad - good > 1) {
+    const mid = (good + bad) >>> 1
+    if (viable(mid)) good = mid
+    else bad = mid
+  }
+  return good
 }
 
 /**
