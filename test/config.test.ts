@@ -123,6 +123,7 @@ test('a key set twice in one JSON object is refused, as YAML refuses it; the sam
 
 test('YAML merge keys merge an anchored mapping, a key written beside them wins, and the key protections still hold', (t) => {
   const d = tempDir(t, {
+    'alias.yaml': 'server:\n  port: 8000\napp: *routes\n',
     'merge.yaml': 'openapi:\n  info: &info\n    title: Shop\n    version: 1.0.0\n    description: The shop API\nasyncapi:\n  info:\n    <<: *info\n    title: Shop events\n',
     'after.yaml': 'openapi:\n  info: &info { title: Shop, version: 1.0.0 }\nasyncapi:\n  info:\n    title: Shop events\n    <<: *info\n',
     'list.yaml': 'server:\n  <<: [{ port: 8006 }, { port: 1, host: 127.0.0.3 }]\n',
@@ -146,6 +147,8 @@ test('YAML merge keys merge an anchored mapping, a key written beside them wins,
   // A merge key given a scalar, or a list holding an alias of one: where it is.
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'scalar.yaml', env: {} })), ['not valid YAML: Merge sources must be maps or map aliases (line 3, column 3)'])
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'scalars.yaml', env: {} })), ['not valid YAML: Merge sources must be maps or map aliases (line 3, column 3)'])
+  // An alias of an anchor not set before it: where the alias is.
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'alias.yaml', env: {} })), ['not valid YAML: Unresolved alias (the anchor must be set before the alias): routes (line 3, column 6)'])
 })
 
 test('a JSON file starting with a byte order mark is read', (t) => {

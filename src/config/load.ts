@@ -74,7 +74,7 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   try {
     raw = json ? JSON.parse(text) : yaml().parse(text, { maxAliasCount: 100, merge: true, prettyErrors: false })
   } catch (error) {
-    throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${parseProblem(error as Error, text, json ? undefined : badMerge(text))}`], source)
+    throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${parseProblem(error as Error, text, json)}`], source)
   }
   // yaml refuses a key set twice in one mapping; JSON.parse keeps the last one silently.
   const twice = json ? repeatedJsonKey(text) : undefined
@@ -105,8 +105,8 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
  * an excerpt of the file, yaml the line with a caret): a config file holds secrets. The
  * place is given as a line and a column.
  */
-function parseProblem (error: Error, text: string, merge?: number): string {
-  const offset = (error as { pos?: [number, number] }).pos?.[0] ?? merge ?? jsonPosition(error) ?? jsonErrorOffset(text)
+function parseProblem (error: Error, text: string, json: boolean): string {
+  const offset = (error as { pos?: [number, number] }).pos?.[0] ?? (json ? jsonPosition(error) ?? jsonErrorOffset(text) : yamlErrorOffset(text) ?? NaN)
   // yaml's words for a second `---` document tell the caller which function to use instead.
   if ((error as { code?: string }).code === 'MULTIPLE_DOCS') return `a second document starts ${place(text, offset)}: a config file holds one`
   // V8: `Unexpected token 'x', "...excerpt..." is not valid JSON`, `... in JSON at position 12 (line 1 column 13)`,
@@ -148,17 +148,23 @@ function jsonErrorOffset (text: string): number {
 }
 
 /**
- * Where a merge key (`<<`) is given something other than a mapping, an alias of one or a
- * list of those: yaml's error for it ("Merge sources must be maps or map aliases") comes
- * without a position. Looked for only once parsing has failed; the nesting is already
- * bounded (yamlTooDeep), so yaml's recursive visit is safe.
+ * Where the two errors yaml gives without a position come from: an alias whose anchor is
+ * not set before it ("Unresolved alias"), and a merge key (`<<`) given something other than
+ * a mapping, an alias of one or a list of those ("Merge sources must be maps or map
+ * aliases"). Looked for only once parsing has failed; the nesting is already bounded
+ * (yamlTooDeep), so yaml's recursive visit is safe.
  */
-function badMerge (text: string): number | undefined {
+function yamlErrorOffset (text: string): number | undefined {
   const { parseDocument, visit, isAlias, isMap, isScalar, isSeq } = yaml()
   const doc = parseDocument(text, { merge: true })
   const resolved = (node: unknown): unknown => isAlias(node) ? node.resolve(doc) : node
   let at: number | undefined
   visit(doc, {
+    Alias (_, alias) {
+      if (alias.resolve(doc) !== undefined) return
+      at = alias.range?.[0]
+      return visit.BREAK
+    },
     Pair (_, pair) {
       if (!isScalar(pair.key) || typeof pair.key.value !== 'symbol') return
       const value = resolved(pair.value)
