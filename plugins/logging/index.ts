@@ -4,12 +4,15 @@ import { resolveLoggingOptions, type LoggingOptions } from './options.js'
 import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { routeConfig } from '../../src/fastify-internals.js'
 import { ProxyWatch } from './proxies.js'
-import { streamedOf } from '../stream/state.js'
+import { logsOwnAbort, streamedOf } from '../stream/state.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Writes the access line of a request; for responses sent outside the route lifecycle. */
-    spikardAccessLog?: (request: FastifyRequest, reply: FastifyReply) => void
+    /**
+     * Writes the access line of a request; for responses sent outside the route lifecycle.
+     * `aborted`: the response closed before it ended (an event stream the client left).
+     */
+    spikardAccessLog?: (request: FastifyRequest, reply: FastifyReply, aborted?: boolean) => void
   }
   interface FastifyContextConfig {
     /** `false` keeps this route out of the access log (health probes, for instance). */
@@ -27,7 +30,8 @@ declare module 'fastify' {
  * onRequestAbort hook; it has no reply then, so no status, duration or size. A streamed
  * response (the stream feature) has them: its line, completed or aborted, says the body
  * bytes written and, when spikard cut it, why (`cut`: error, idle-timeout, shutdown); an
- * aborted one gets its line from the stream feature when the response closes.
+ * aborted one gets its line from the stream feature when the response closes, and an open
+ * event stream's from the sse feature, with its status and duration.
  */
 async function spikardLogging (app: FastifyInstance, options: LoggingOptions): Promise<void> {
   const resolved = resolveLoggingOptions(options)
@@ -37,7 +41,7 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
 
   const proxies = new ProxyWatch(app.log)
 
-  function accessLog (request: FastifyRequest, reply: FastifyReply | undefined): void {
+  function accessLog (request: FastifyRequest, reply: FastifyReply | undefined, closedEarly = false): void {
     if (proxies.watching) proxies.look(request)
     const config = routeConfig(request)
     if (config.logging === false) return
@@ -46,7 +50,7 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
     const length = reply?.getHeader('content-length')
     const streamed = streamedOf(request)
     if (streamed !== null) streamed.logged = true
-    const aborted = reply === undefined || streamed?.aborted === true
+    const aborted = reply === undefined || closedEarly || streamed?.aborted === true
     const line: Record<string, unknown> = {
       method: request.method,
       path: q === -1 ? url : url.slice(0, q),
@@ -71,8 +75,9 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
     done()
   })
   app.addHook('onRequestAbort', function spikardAccessLogAborted (request, done) {
-    // A streamed response's line is written when its response closes, with its status and bytes.
-    if (streamedOf(request) === null) accessLog(request, undefined)
+    // A streamed response's line is written when its response closes, with its status and
+    // bytes; an open event stream's too (kLogsOwnAbort), with its status.
+    if (streamedOf(request) === null && !logsOwnAbort(request)) accessLog(request, undefined)
     done()
   })
 }

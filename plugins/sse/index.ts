@@ -152,7 +152,11 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
       if (streams.size >= maxConnections) throw new errors.SPK_ERR_SSE_TOO_MANY_STREAMS(maxConnections)
       const stream = new OpenStream(request, reply, sse, validate, serializer, maxBuffered)
       streams.add(stream)
-      void stream.gone.then(() => streams.delete(stream))
+      void stream.gone.then(() => {
+        streams.delete(stream)
+        // Closed once open but never ended (the client left, or it was cut): no onResponse runs.
+        if (stream.committed && !reply.raw.writableFinished) app.spikardAccessLog?.(request, reply, true)
+      })
       const result: unknown = await handler.call(this, request, reply)
       // Kept open with nothing sent yet: commit the stream now, or Fastify would answer
       // the request with an empty body and end it. Node holds a head written by writeHead

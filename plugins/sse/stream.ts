@@ -18,7 +18,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { SSEReplyInterface } from '@fastify/sse'
 import { provideRequestSignal } from '../../src/fastify-internals.js'
 import { safeEvent, toEvent, type SafeEvent, type SseEvent } from './events.js'
-import { responseStarted } from '../stream/state.js'
+import { kLogsOwnAbort, responseStarted } from '../stream/state.js'
 import { responseSent } from '../tasks/state.js'
 
 /** Throws when an event does not match the route's schema. */
@@ -73,6 +73,9 @@ export class OpenStream {
       if (this.#committed) return
       this.#committed = true
       reply.hijack()
+      // Open: if the client leaves, the access line is written as the response closes, with
+      // the status sent (./index.ts), not by onRequestAbort, which has no reply.
+      ;(request as FastifyRequest & { [kLogsOwnAbort]?: true })[kLogsOwnAbort] = true
       // Open: the handler timeout's clock stops, as for any stream at its first byte. Left
       // running, its list held the request and its response until the timeout, long after
       // the client had gone.

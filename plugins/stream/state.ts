@@ -40,11 +40,24 @@ export const kStreamed = Symbol('spikard.stream.response')
  */
 export const kResponseStarted = Symbol('spikard.stream.started')
 
-type Streamed = FastifyRequest & { [kStreamed]?: StreamProgress | null, [kResponseStarted]?: () => void }
+/**
+ * Set on a request whose response goes on outside Fastify's lifecycle once it has started (an
+ * event stream, whose reply is hijacked): when the client leaves, that feature writes the
+ * access line as the response closes, with the status sent and the duration, in place of
+ * onRequestAbort's, which has no reply and so neither.
+ */
+export const kLogsOwnAbort = Symbol('spikard.stream.logsOwnAbort')
+
+type Streamed = FastifyRequest & { [kStreamed]?: StreamProgress | null, [kResponseStarted]?: () => void, [kLogsOwnAbort]?: true }
 
 /** The request's streamed response, or null. */
 export function streamedOf (request: FastifyRequest): StreamProgress | null {
   return (request as Streamed)[kStreamed] ?? null
+}
+
+/** Whether the request's own feature writes its access line when its client leaves (kLogsOwnAbort). */
+export function logsOwnAbort (request: FastifyRequest): boolean {
+  return (request as Streamed)[kLogsOwnAbort] === true
 }
 
 /** Tells the timeout feature (when on) that the response has started. */

@@ -318,6 +318,36 @@ test('a client that goes away: noticed at once (reply.sse.onClose, request.signa
   await until(() => logs.filter((l) => l.msg === 'request aborted' && l.route === '/generator').length === 1, 'the access line')
 })
 
+test('the access line of a stream the client leaves: one "request aborted" line with the status sent and the duration (and none for a route with logging: false)', async (t) => {
+  const { url, logs } = await serve(t, { sse: { keepAlive: '1s' } }, async (app) => {
+    app.get('/open', { sse: true }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      await reply.sse.send({ data: 'hello' })
+    })
+    app.get('/quiet', { sse: true, config: { logging: false } }, async (_request, reply) => {
+      reply.sse.keepAlive()
+      await reply.sse.send({ data: 'hello' })
+    })
+  })
+  for (const path of ['/open', '/quiet']) {
+    const raw = await openRaw(url, path)
+    await raw.waitFor('data: hello\n\n')
+    await sleep(50)
+    raw.close()
+  }
+  await until(() => logs.some((l) => l.route === '/open'), 'the access line of /open')
+  await sleep(100)
+  const lines = logs.filter((l) => l.route === '/open' || l.route === '/quiet')
+  assert.equal(lines.length, 1, JSON.stringify(lines))
+  const [line] = lines
+  assert.equal(line.msg, 'request aborted')
+  assert.equal(line.aborted, true)
+  assert.equal(line.status, 200, 'the head was sent: its status is in the line')
+  assert.ok(typeof line.durationMs === 'number' && line.durationMs >= 50, `durationMs ${String(line.durationMs)}`)
+  assert.equal(line.bytes, undefined, 'a chunked response that the stream feature did not send has no bytes')
+  assert.match(line.reqId, UUID)
+})
+
 test('a client that stops reading, then goes away: the source\'s finally runs and the handler\'s send settles', async (t) => {
   const seen: string[] = []
   const { port } = await serve(t, {}, async (app) => {
