@@ -18,7 +18,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { SSEReplyInterface } from '@fastify/sse'
 import { provideRequestSignal } from '../../src/fastify-internals.js'
 import { safeEvent, toEvent, type SafeEvent, type SseEvent } from './events.js'
-import { kLogsOwnAbort, responseStarted } from '../stream/state.js'
+import { kLogsOwnAbort, rememberAddress, responseStarted } from '../stream/state.js'
 import { responseSent } from '../tasks/state.js'
 
 /** Throws when an event does not match the route's schema. */
@@ -74,8 +74,10 @@ export class OpenStream {
       this.#committed = true
       reply.hijack()
       // Open: if the client leaves, the access line is written as the response closes, with
-      // the status sent (./index.ts), not by onRequestAbort, which has no reply.
+      // the status sent and the client's address (./index.ts), not by onRequestAbort, which
+      // has no reply.
       ;(request as FastifyRequest & { [kLogsOwnAbort]?: true })[kLogsOwnAbort] = true
+      rememberAddress(request)
       // Open: the handler timeout's clock stops, as for any stream at its first byte. Left
       // running, its list held the request and its response until the timeout, long after
       // the client had gone.

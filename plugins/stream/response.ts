@@ -19,7 +19,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
 import type { LinkedList, ListNode } from '../../src/linked-list.js'
 import { kKeepsNoChunk } from './file.js'
-import { kStreamed, responseStarted, type CutReason, type StreamProgress } from './state.js'
+import { kStreamed, rememberAddress, responseStarted, type CutReason, type StreamProgress } from './state.js'
 
 /** What the streams of one app share: the open ones, the idle timeout, the access line. */
 export interface Streams {
@@ -49,6 +49,9 @@ export class StreamedResponse implements StreamProgress, ListNode<StreamedRespon
 
   constructor (readonly request: FastifyRequest, readonly reply: FastifyReply, readonly source: Readable, readonly streams: Streams) {
     const res = reply.raw
+    // The client's address, read while its socket is open, which keeps it: the line of a
+    // response the client leaves is written once the socket has closed, too late to read it.
+    rememberAddress(request)
     res.once('pipe', this.#onPipe)
     res.once('close', () => this.#onClose())
     source.on('error', (error) => this.#onSourceError(error))

@@ -60,6 +60,15 @@ export function logsOwnAbort (request: FastifyRequest): boolean {
   return (request as Streamed)[kLogsOwnAbort] === true
 }
 
+/**
+ * Reads the client's address now, while the socket is open: Node keeps it once read, and a
+ * socket that has closed no longer has one. For the access line of a long response the
+ * client may leave (written after the close); not for every request (a system call each).
+ */
+export function rememberAddress (request: FastifyRequest): void {
+  void request.raw.socket?.remoteAddress
+}
+
 /** Tells the timeout feature (when on) that the response has started. */
 export function responseStarted (request: FastifyRequest): void {
   (request as Streamed)[kResponseStarted]?.()

@@ -318,7 +318,7 @@ test('a client that goes away: noticed at once (reply.sse.onClose, request.signa
   await until(() => logs.filter((l) => l.msg === 'request aborted' && l.route === '/generator').length === 1, 'the access line')
 })
 
-test('the access line of a stream the client leaves: one "request aborted" line with the status sent and the duration (and none for a route with logging: false)', async (t) => {
+test('the access line of a stream the client leaves: one "request aborted" line with the status sent, the duration and the client address (and none for a route with logging: false)', async (t) => {
   const { url, logs } = await serve(t, { sse: { keepAlive: '1s' } }, async (app) => {
     app.get('/open', { sse: true }, async (_request, reply) => {
       reply.sse.keepAlive()
@@ -345,6 +345,7 @@ test('the access line of a stream the client leaves: one "request aborted" line 
   assert.equal(line.status, 200, 'the head was sent: its status is in the line')
   assert.ok(typeof line.durationMs === 'number' && line.durationMs >= 50, `durationMs ${String(line.durationMs)}`)
   assert.equal(line.bytes, undefined, 'a chunked response that the stream feature did not send has no bytes')
+  assert.equal(line.remoteAddress, '127.0.0.1', 'the client that left')
   assert.match(line.reqId, UUID)
 })
 
