@@ -53,6 +53,9 @@ async function spikardStatic (app: FastifyInstance, options: StaticOptions): Pro
   for (const m of checked) await app.register(staticMount(m, authOn, compressed))
 }
 
+/** What @fastify/static and setHeaders set for a file, before it is opened. */
+const FILE_HEADERS = ['cache-control', 'etag', 'last-modified', 'accept-ranges', 'content-range', 'content-encoding'] as const
+
 /** Whether the router takes `/a/` for `/a` (Fastify's `ignoreTrailingSlash`, in `routerOptions` or, deprecated, at the top level). */
 function ignoresTrailingSlash (app: FastifyInstance): boolean {
   const initial = app.initialConfig as { routerOptions?: { ignoreTrailingSlash?: boolean }, ignoreTrailingSlash?: boolean }
@@ -81,7 +84,14 @@ function staticMount (m: CheckedMount, authOn: boolean, compression: Settings | 
         return sendProblem(reply, notFoundError(request))
       }
       const refused = refusal(error)
-      if (refused === undefined) return sendProblem(reply, error)
+      if (refused === undefined) {
+        // The file failed to open (EACCES, EMFILE, removed since its stat) after its headers
+        // were set: they describe a file the problem is not. A year's `immutable` or an ETag
+        // would let a cache keep the 500 as the file; a `.gz` sibling's Content-Encoding
+        // would make the problem unreadable.
+        for (const name of FILE_HEADERS) reply.removeHeader(name)
+        return sendProblem(reply, error)
+      }
       if (refused.kind === 'refused') return sendProblem(reply, notFoundError(request))
       if (coversWholeFile(request.headers.range)) return serveWhole(request, reply, refused.size)
       const range = Object.assign(new errors.SPK_ERR_RANGE_NOT_SATISFIABLE(refused.size), { headers: { 'content-range': `bytes */${refused.size}` } })

@@ -12,7 +12,7 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -564,6 +564,54 @@ test('what is not a regular file (a FIFO, a socket, a device) is a 404 problem, 
   }
   const warned = logs.filter((l) => l.level === 40 && /not a regular file/.test(l.msg)).map((l) => l.path)
   assert.ok(warned.includes(fifos[0]) && warned.includes(fifos[1]) && warned.includes(join(root, 'app.sock')), JSON.stringify(warned))
+})
+
+/**
+ * A regular file that cannot be opened for reading: one without read permission (for a user
+ * other than root), or a write-only sysfs file (root too is refused those); undefined if none.
+ */
+function unreadableFile (dir: string): string | undefined {
+  const locked = join(dir, 'locked.bin')
+  writeFileSync(locked, 'locked')
+  chmodSync(locked, 0o200)
+  for (const path of [locked, '/sys/bus/pci/rescan', '/sys/kernel/mm/transparent_hugepage/khugepaged/defrag']) {
+    try {
+      if (!statSync(path).isFile()) continue
+      closeSync(openSync(path, 'r'))
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EACCES') return path
+    }
+  }
+  return undefined
+}
+
+test('a file that fails to open once its headers are set: a 500 problem without the file\'s caching, validator, range or coding headers', async (t) => {
+  const { dir, root } = site(t)
+  const unreadable = unreadableFile(dir)
+  if (unreadable === undefined) {
+    t.skip('no regular file this user cannot open (chmod 000 as another user than root, or a write-only sysfs file)')
+    return
+  }
+  // A content-hashed name (a year, immutable), and a precompressed sibling (Content-Encoding).
+  symlinkSync(unreadable, join(root, 'broken.0123abcd.js'))
+  symlinkSync(unreadable, join(root, 'plain.css.gz'))
+  writeFileSync(join(root, 'plain.css'), 'h1 { color: blue }\n')
+  const { app, logs } = await setup(t, { static: { mounts: [{ root, immutable: true, followSymlinks: true }] } })
+  const cases: Array<{ url: string, headers?: Record<string, string> }> = [
+    { url: '/broken.0123abcd.js' },
+    { url: '/broken.0123abcd.js', headers: { range: 'bytes=0-3' } },
+    { url: '/plain.css', headers: { 'accept-encoding': 'gzip' } }
+  ]
+  for (const { url, headers } of cases) {
+    const res = await app.inject({ url, headers })
+    assert.equal(res.statusCode, 500, `${url}: ${res.body}`)
+    assert.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8')
+    assert.equal(res.json().type, 'https://spikard.dev/errors/internal-error')
+    for (const name of ['cache-control', 'etag', 'last-modified', 'content-range', 'accept-ranges', 'content-encoding']) {
+      assert.equal(res.headers[name], undefined, `${url} ${JSON.stringify(headers ?? {})}: ${name} of the file on its 500 problem`)
+    }
+  }
+  assert.equal(logs.filter((l) => l.level === 50 && l.err?.code === 'EACCES').length, cases.length)
 })
 
 test('followSymlinks: true serves files reached through symlinks that leave the root; dotfiles stay refused', async (t) => {
