@@ -97,16 +97,17 @@ async function spikardStream (app: FastifyInstance, options: StreamOptions): Pro
   })
 
   function handOver (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: Error | null, payload?: unknown) => void): void {
-    if (request.method === 'HEAD') {
+    if (request.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304) {
       responseStarted(request)
       // Nothing is read for a HEAD. Fastify would read a stream to its end, as fast as its
       // source goes (a 1 GiB download produced in full for no body, an endless one holding
       // the connection until the client leaves), and cannot send an iterable at all. The
       // response gets the status and headers a GET would; the source is closed unread (a
-      // generator without running).
+      // generator without running). Nor for a 204 or 304, whose body Node drops: an endless
+      // source was read for ever, long after the response had ended.
       if (isIterableOnly(payload)) return done(null, unstarted(payload as AsyncIterable<unknown>))
       const unread = withType(reply, toReadable(reply, payload))
-      unread.on('error', (error) => { request.log.error({ err: error }, 'a stream closed unread (HEAD) failed') })
+      unread.on('error', (error) => { request.log.error({ err: error }, `a stream closed unread (${request.method === 'HEAD' ? 'HEAD' : reply.statusCode}) failed`) })
       unread.destroy()
       return done(null, Readable.from([]))
     }

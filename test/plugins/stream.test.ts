@@ -409,6 +409,36 @@ test('HEAD on a stream route: the status and headers, no body, the source closed
   }
 })
 
+test('a 204 or 304 answer with a stream: no body (as Node sends none), the source closed unread, not read for ever', async (t) => {
+  let produced = 0
+  let read = 0
+  const { url, logs } = await setup(t, {}, async (app) => {
+    app.get('/no-content', async (_request, reply) => {
+      reply.code(204)
+      return (async function * () {
+        for (;;) {
+          produced++
+          yield 'never sent\n'
+          await sleep(1)
+        }
+      })()
+    })
+    app.get('/not-modified', async (_request, reply) => reply.code(304).type('text/plain').send(new Readable({
+      read () { this.push(++read > 1000 ? null : Buffer.alloc(64 * 1024)) }
+    })))
+  })
+  for (const [path, status] of [['/no-content', 204], ['/not-modified', 304]] as const) {
+    const res = await withTimeout(fetch(`${url}${path}`), 2000, path)
+    assert.equal(res.status, status, path)
+    assert.equal(await res.text(), '', path)
+    await until(() => lineOf(logs, path) !== undefined, `${path}: its access line`, 1000)
+    assert.equal(lineOf(logs, path)?.status, status)
+  }
+  await sleep(100)
+  assert.equal(produced, 0, 'the generator behind the 204 never ran')
+  assert.equal(read, 0, 'the stream behind the 304 was never read')
+})
+
 test('routes registered before spikard stream too', async (t) => {
   const app = Fastify({ logger: false })
   t.after(() => app.close())
