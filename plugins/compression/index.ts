@@ -35,6 +35,7 @@ import { resolveCompressionOptions, type CompressionOptions } from './options.js
 import { globalSettings, routeSettings, type RouteCompress, type Settings } from './settings.js'
 import { negotiate, varyAcceptEncoding, type Encoding } from './negotiate.js'
 import { CompressedFiles } from './cache.js'
+import { copyResponseHead } from '../stream/state.js'
 
 export type { RouteCompress as RouteCompressOptions } from './settings.js'
 
@@ -153,8 +154,7 @@ async function readAll (stream: Readable): Promise<Buffer> {
 
 /** A fetch Response as Fastify would send it: its status and headers on the reply, its body as the payload. */
 function unwrap (reply: FastifyReply, response: Response): ReadableStream | null {
-  reply.code(response.status)
-  for (const [name, value] of response.headers) reply.header(name, value)
+  copyResponseHead(reply, response)
   return response.body
 }
 

@@ -32,7 +32,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
 import { LinkedList } from '../../src/linked-list.js'
 import { resolveStreamOptions, type StreamOptions } from './options.js'
-import { isStreamPayload, kStreamed, responseStarted } from './state.js'
+import { copyResponseHead, isStreamPayload, kStreamed, responseStarted } from './state.js'
 import { StreamedResponse, type Streams } from './response.js'
 import { kContentType } from './ndjson.js'
 import { fileLengthOf } from './file.js'
@@ -194,9 +194,9 @@ function passThrough (payload: unknown): string {
 function toReadable (reply: FastifyReply, payload: unknown): Readable {
   if (typeof (payload as Readable).pipe === 'function') return payload as Readable
   if (payload instanceof Response) {
-    // As Fastify would send it: its status and headers on the reply, its body as the payload.
-    reply.code(payload.status)
-    for (const [name, value] of payload.headers) reply.header(name, value)
+    // As Fastify would send it: its status and headers on the reply (but those of a body
+    // fetch() has decoded), its body as the payload.
+    copyResponseHead(reply, payload)
     return Readable.fromWeb(payload.body as WebReadableStream)
   }
   if (typeof (payload as ReadableStream).getReader === 'function') return Readable.fromWeb(payload as WebReadableStream)

@@ -3,6 +3,7 @@
  * way (timeout, logging): which payloads are streams, and the state of a streamed
  * response in flight, kept on its request. No Fastify runtime import.
  */
+import * as zlib from 'node:zlib'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /** Why spikard ended a streamed response without its terminating chunk. */
@@ -84,4 +85,27 @@ export function isStreamPayload (payload: unknown): boolean {
   if (typeof p.pipe === 'function' || typeof p.getReader === 'function') return true
   if (payload instanceof Response) return payload.body !== null
   return typeof p[Symbol.asyncIterator] === 'function'
+}
+
+/**
+ * The codings fetch() (undici) decodes: every one of a response's codings must be among them
+ * (else undici leaves the body as it came). zstd where node:zlib has it (Node 22.15, 23.8).
+ */
+const DECODED_BY_FETCH = new Set(['gzip', 'x-gzip', 'deflate', 'br', ...(typeof (zlib as { createZstdDecompress?: unknown }).createZstdDecompress === 'function' ? ['zstd'] : [])])
+
+/**
+ * A fetch Response's status and headers on the reply, as Fastify sends one. But a Response
+ * fetch() received (its `type` is not `default`) has a body fetch has decoded, under the
+ * Content-Encoding and Content-Length of the bytes that came: passed on, a client takes the
+ * plain body for gzip, and reads the bytes past that length as the next response on the
+ * connection. Those two are left out then (the body is sent chunked).
+ */
+export function copyResponseHead (reply: FastifyReply, response: Response): void {
+  reply.code(response.status)
+  const coding = response.type === 'default' ? null : response.headers.get('content-encoding')
+  const decoded = coding !== null && coding.split(',').every((c) => DECODED_BY_FETCH.has(c.trim().toLowerCase()))
+  for (const [name, value] of response.headers) {
+    if (decoded && (name === 'content-encoding' || name === 'content-length')) continue
+    reply.header(name, value)
+  }
 }

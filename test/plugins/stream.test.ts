@@ -352,6 +352,39 @@ test('each source is piped chunk by chunk, ended by the terminating chunk: gener
   assert.equal(seen.finally, 1, 'the generator finished: its finally ran once')
 })
 
+test('a fetch() Response from an upstream that compressed its body: fetch decoded it, so its Content-Encoding and Content-Length are not passed on', async (t) => {
+  const text = 'from upstream, compressed there; '.repeat(100)
+  const codings: Record<string, (body: string) => Buffer> = { gzip: (b) => zlib.gzipSync(b), br: (b) => zlib.brotliCompressSync(b), deflate: (b) => zlib.deflateSync(b) }
+  const upstream = http.createServer((request, response) => {
+    const coding = String(request.headers['x-coding'])
+    const body = codings[coding](text)
+    response.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': coding, 'content-length': body.length, 'x-upstream': 'yes' })
+    response.end(body)
+  })
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  t.after(() => upstream.close())
+  const origin = `http://127.0.0.1:${(upstream.address() as { port: number }).port}`
+  const gzipped = zlib.gzipSync(text)
+  const { port } = await setup(t, { compression: false }, async (app) => {
+    app.get('/proxy/:coding', async (request) => await fetch(origin, { headers: { 'x-coding': (request.params as { coding: string }).coding } }))
+    // A Response made here holds the bytes as given: its Content-Encoding is true.
+    app.get('/made', async () => new Response(gzipped, { headers: { 'content-type': 'text/plain', 'content-encoding': 'gzip' } }))
+  })
+  for (const coding of Object.keys(codings)) {
+    // Two requests on one connection: a body longer than its Content-Length would be read as the second response.
+    const [res, next] = await pipelined(port, [`GET /proxy/${coding}`, 'GET /readable'])
+    assert.match(res.statusLine, /^HTTP\/1\.1 200 /, coding)
+    assert.equal(res.headers['content-encoding'], undefined, coding)
+    assert.equal(res.headers['x-upstream'], 'yes', coding)
+    assert.equal(res.body, text, coding)
+    assert.match(next.statusLine, /^HTTP\/1\.1 200 /, `${coding}: the next response on the connection`)
+    assert.equal(next.body, 'one two', coding)
+  }
+  const [made] = await pipelined(port, ['GET /made'])
+  assert.equal(made.headers['content-encoding'], 'gzip')
+  assert.equal(zlib.gunzipSync(Buffer.from(made.body, 'latin1')).toString(), text)
+})
+
 test('a CSV download: the route\'s content type and disposition, returned or sent with reply.send()', async (t) => {
   const { port } = await setup(t)
   const csv = await rawGet(port, '/csv')
