@@ -223,6 +223,14 @@ function dropRefusedHeaders (reply: FastifyReply): void {
 }
 
 /**
+ * Headers that describe the body the route meant to send, set before it failed (a download's
+ * `Content-Disposition`, a file's `ETag`): on the problem they are false, and a browser would
+ * save the problem as the download. The route's other headers stay (CORS, rate limits, its
+ * `Cache-Control`); an error's own (`Content-Range` on a 416) are set after.
+ */
+const REPRESENTATION_HEADERS = ['content-disposition', 'content-encoding', 'content-language', 'content-location', 'content-range', 'etag', 'last-modified']
+
+/**
  * Sends an error as problem+json. Used by the error handler and by server-level hooks.
  * Never throws: an error that cannot be rendered (a getter that throws, a revoked proxy)
  * gets a generic 500 problem, and the log gets the failure and the error.
@@ -246,6 +254,7 @@ export function sendProblem (reply: FastifyReply, error: unknown): FastifyReply 
     headers = []
     body = JSON.stringify(problem)
   }
+  for (const name of REPRESENTATION_HEADERS) reply.removeHeader(name)
   for (const [name, value] of headers) reply.header(name, value)
   // A refusal before the request id feature's hook ran (an onRequest hook of the app's
   // added before spikard, spikard's Host check) would go without the id the body carries.

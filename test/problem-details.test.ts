@@ -81,10 +81,12 @@ const routes: FastifyPluginAsync = async (app) => {
   // The same header, set before the route throws: a 4xx error, and any other.
   app.get('/download-gone', async (request, reply) => {
     reply.header('content-disposition', `attachment; filename="${(request.query as { name: string }).name}"`)
+    reply.header('etag', '"export-7"').header('last-modified', 'Mon, 07 Dec 2026 10:00:00 GMT').header('content-language', 'en').header('cache-control', 'private').header('x-export', '7')
     throw Object.assign(new Error('That export was deleted'), { statusCode: 410 })
   })
   app.get('/download-crash', async (request, reply) => {
     reply.header('content-disposition', `attachment; filename="${(request.query as { name: string }).name}"`)
+    reply.header('etag', '"export-7"').header('last-modified', 'Mon, 07 Dec 2026 10:00:00 GMT').header('content-language', 'en').header('cache-control', 'private').header('x-export', '7')
     throw new Error('connection to db-7 refused')
   })
   app.get('/throw-string', async () => {
@@ -336,6 +338,17 @@ test('a 4xx as Fastify reads it: an error\'s `status`, or the status the route s
   const failed = await app.inject({ url: '/5xx-then-throw' })
   expectProblem(failed, 500, { type: 'internal-error', title: 'Internal Server Error', detail: 'The server failed to handle the request', instance: '/5xx-then-throw' })
   assert.equal(logs.filter((l) => l.level === 50).at(-1)?.err.message, 'upstream at 10.0.0.7 said no')
+})
+
+test('a route that set its download\'s headers, then failed: the problem goes without them (a browser would save it as the file), with the route\'s others', async (t) => {
+  const { app } = await setup(t)
+  for (const [path, status] of [['/download-gone', 410], ['/download-crash', 500]] as const) {
+    const res = await app.inject({ url: `${path}?name=report.csv` })
+    assert.equal(res.statusCode, status)
+    assert.equal(res.headers['content-type'], PROBLEM_JSON)
+    for (const name of ['content-disposition', 'etag', 'last-modified', 'content-language']) assert.equal(res.headers[name], undefined, `${path}: ${name}`)
+    assert.deepEqual([res.headers['cache-control'], res.headers['x-export']], ['private', '7'], path)
+  }
 })
 
 test('a plain Error: 500 with the generic detail; the log gets the message and stack with the request id', async (t) => {

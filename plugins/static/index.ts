@@ -53,8 +53,11 @@ async function spikardStatic (app: FastifyInstance, options: StaticOptions): Pro
   for (const m of checked) await app.register(staticMount(m, authOn, compressed))
 }
 
-/** What @fastify/static and setHeaders set for a file, before it is opened. */
-const FILE_HEADERS = ['cache-control', 'etag', 'last-modified', 'accept-ranges', 'content-range', 'content-encoding'] as const
+/**
+ * What @fastify/static and setHeaders set for a file, before it is opened, that a problem
+ * keeps otherwise (sendProblem drops the others: ETag, Last-Modified, Content-Encoding...).
+ */
+const FILE_HEADERS = ['cache-control', 'accept-ranges'] as const
 
 /** Whether the router takes `/a/` for `/a` (Fastify's `ignoreTrailingSlash`, in `routerOptions` or, deprecated, at the top level). */
 function ignoresTrailingSlash (app: FastifyInstance): boolean {
