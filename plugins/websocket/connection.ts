@@ -128,7 +128,18 @@ export class Connection {
       } catch {
         return this.#refuse('SPK_ERR_WEBSOCKET_INVALID_JSON', CLOSE.invalidData)
       }
-      const refusal = policy.receive(message)
+      let refusal: Refusal | undefined
+      try {
+        refusal = policy.receive(message)
+      } catch (error) {
+        // Ajv recurses with the message: one nested deeper than the stack (a recursive schema,
+        // under maxPayload) overflows it, which thrown here, from ws's parser, would crash the process.
+        if (!(error instanceof RangeError)) {
+          this.fail(error)
+          return true
+        }
+        refusal = { detail: 'The message is nested too deeply to be validated' }
+      }
       if (refusal !== undefined) return this.#refuse('SPK_ERR_WEBSOCKET_INVALID_MESSAGE', CLOSE.policy, refusal)
     }
     const listeners = this.socket.rawListeners('message')

@@ -99,6 +99,23 @@ test('receive: an invalid-JSON or schema-invalid message gets an error frame and
   assert.equal(await client.next(), '{"type":"say","text":"hi"}')
 })
 
+test('receive: a message nested deeper than a recursive schema can validate gets an error frame; the process carries on', async (t) => {
+  const Tree = Type.Recursive((This) => Type.Object({ children: Type.Array(This) }))
+  const { ws } = await serve(t, {}, async (app) => {
+    app.get('/tree', { websocket: true, config: { websocket: { receive: Tree } } }, (socket) => {
+      socket.on('message', () => { socket.send('accepted') })
+    })
+  })
+  const client = await connect(t, ws + '/tree')
+  // 900 kB, under the default maxPayload: Ajv's recursion overflowed the stack, from ws's parser.
+  client.socket.send('{"children":['.repeat(60_000) + ']}'.repeat(60_000))
+  assert.deepEqual(await client.json(), {
+    type: TYPE + 'websocket-invalid-message', title: 'Unprocessable Content', status: 422, detail: 'The message is nested too deeply to be validated'
+  })
+  client.socket.send('{"children":[{"children":[]}]}')
+  assert.equal(await client.next(), 'accepted')
+})
+
 test('closeOnInvalid: 1007 for non-JSON, 1008 for a schema mismatch, 1003 for a binary frame', async (t) => {
   const { ws } = await serve(t, {}, echoRoutes)
   for (const [send, code] of [['nope', 1007], ['{"type":"ping","x":1}', 1008], [Buffer.from([1, 2, 3]), 1003]] as const) {
