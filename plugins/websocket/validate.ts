@@ -9,8 +9,14 @@ import { SpikardConfigError } from '../../src/errors.js'
 import type { MessageSchemas } from './messages.js'
 import type { SchemaCompiler } from '../../src/ajv.js'
 
-/** Why a message was refused: the problem's detail and, for a schema mismatch, each offending field. */
+/** Why a message was refused: the problem's detail and, for a schema mismatch, the offending fields (the first 10). */
 export interface Refusal { detail: string, errors?: Array<{ path: string, message: string }> }
+
+/**
+ * The most offending fields a refusal lists: a 800 kB array failing in every element gave a
+ * 30 MB error frame (1 s to write its detail), which closed the client as a slow consumer.
+ */
+const MAX_ERRORS = 10
 
 /** undefined when the message is valid. */
 export type Check = (message: unknown) => Refusal | undefined
@@ -35,7 +41,10 @@ export function compileMessages (compiler: SchemaCompiler, instance: FastifyInst
       }
     }
     if (check(message)) return undefined
-    const errors = (check.errors ?? []).map((e) => ({ path: e.instancePath === '' ? '/' : e.instancePath, message: e.message ?? e.keyword }))
-    return { detail: `The message does not match the route's schema: ${ajv.errorsText(check.errors, { dataVar: 'message' })}`, errors }
+    const all = check.errors ?? []
+    const listed = all.slice(0, MAX_ERRORS)
+    const errors = listed.map((e) => ({ path: e.instancePath === '' ? '/' : e.instancePath, message: e.message ?? e.keyword }))
+    const more = all.length > listed.length ? ` (and ${all.length - listed.length} more)` : ''
+    return { detail: `The message does not match the route's schema: ${ajv.errorsText(listed, { dataVar: 'message' })}${more}`, errors }
   }
 }

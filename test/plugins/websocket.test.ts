@@ -116,6 +116,22 @@ test('receive: a message nested deeper than a recursive schema can validate gets
   assert.equal(await client.next(), 'accepted')
 })
 
+test('receive: a message failing in every element lists its first 10 offending fields, not all of them', async (t) => {
+  const { ws } = await serve(t, {}, async (app) => {
+    app.get('/names', { websocket: true, config: { websocket: { receive: Type.Array(Type.String()) } } }, (socket) => {
+      socket.on('message', () => { socket.send('accepted') })
+    })
+  })
+  const client = await connect(t, ws + '/names')
+  // Every error listed, 800 kB of these made a 30 MB frame, and the client was closed with 1013 as a slow consumer.
+  client.socket.send(JSON.stringify(Array(1000).fill(1)))
+  const frame = await client.json() as { detail: string, errors: unknown[] }
+  assert.deepEqual(frame.errors, Array.from({ length: 10 }, (_, i) => ({ path: `/${i}`, message: 'must be string' })))
+  assert.equal(frame.detail, `The message does not match the route's schema: ${Array.from({ length: 10 }, (_, i) => `message/${i} must be string`).join(', ')} (and 990 more)`)
+  client.socket.send('["ada"]')
+  assert.equal(await client.next(), 'accepted')
+})
+
 test('closeOnInvalid: 1007 for non-JSON, 1008 for a schema mismatch, 1003 for a binary frame', async (t) => {
   const { ws } = await serve(t, {}, echoRoutes)
   for (const [send, code] of [['nope', 1007], ['{"type":"ping","x":1}', 1008], [Buffer.from([1, 2, 3]), 1003]] as const) {
