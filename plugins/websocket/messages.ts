@@ -63,7 +63,8 @@ export function messageSchemas (schema: unknown, where: string): MessageSchemas 
   }
   const members = (schema as { oneOf?: unknown, anyOf?: unknown }).oneOf ?? (schema as { anyOf?: unknown }).anyOf
   if (!Array.isArray(members) || members.length === 0) return { '*': schema }
-  const byType: MessageSchemas = {}
+  // No prototype: a message typed "constructor" or "__proto__" is a message like any other.
+  const byType: MessageSchemas = Object.create(null)
   for (const member of members) {
     const type = pinnedType(member)
     // Not every member is named by its type: the whole schema is one message.

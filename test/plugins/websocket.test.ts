@@ -132,6 +132,26 @@ test('receive: a message failing in every element lists its first 10 offending f
   assert.equal(await client.next(), 'accepted')
 })
 
+test('receive: messages typed "constructor" and "__proto__" are declared and validated like any other', async (t) => {
+  const In = Type.Union([
+    Type.Object({ type: Type.Literal('constructor'), n: Type.Number() }),
+    Type.Object({ type: Type.Literal('__proto__'), n: Type.Number() })
+  ])
+  // Refused at ready() before: 'two messages have "type": "constructor"' (found on Object.prototype).
+  const { ws } = await serve(t, {}, async (app) => {
+    app.get('/odd', { websocket: true, config: { websocket: { receive: In } } }, (socket) => {
+      socket.on('message', (data) => { socket.send(String(data)) })
+    })
+  })
+  const client = await connect(t, ws + '/odd')
+  for (const type of ['constructor', '__proto__']) {
+    client.socket.send(JSON.stringify({ type, n: 1 }))
+    assert.equal(await client.next(), JSON.stringify({ type, n: 1 }))
+    client.socket.send(JSON.stringify({ type, n: 'x' }))
+    assert.deepEqual((await client.json() as { errors: unknown }).errors, [{ path: '/n', message: 'must be number' }])
+  }
+})
+
 test('closeOnInvalid: 1007 for non-JSON, 1008 for a schema mismatch, 1003 for a binary frame', async (t) => {
   const { ws } = await serve(t, {}, echoRoutes)
   for (const [send, code] of [['nope', 1007], ['{"type":"ping","x":1}', 1008], [Buffer.from([1, 2, 3]), 1003]] as const) {
