@@ -23,7 +23,12 @@ export const PROBLEM_FRAME: Json = {
       type: { type: 'string', format: 'uri', description: `What went wrong, as a URI (${PROBLEM_TYPE_BASE}<slug>).` },
       title: { type: 'string' },
       status: { type: 'integer', minimum: 400, maximum: 599 },
-      detail: { type: 'string', description: 'What was wrong with the message.' }
+      detail: { type: 'string', description: 'What was wrong with the message.' },
+      errors: {
+        type: 'array',
+        description: 'For a message that does not match the schema: the offending fields (the first 10).',
+        items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string', description: 'Where in the message, as a JSON pointer ("/" for the message itself).' }, message: { type: 'string' } } }
+      }
     }
   }
 }
