@@ -18,11 +18,20 @@ import { responseDropped } from '../tasks/state.js'
 const kReply = Symbol('spikard.websocket.reply')
 const ACCESS_TOKEN = 'access_token'
 
+/** An origin as a browser sends it (lower case, no default port), from the option's spelling. */
+function serializedOrigin (origin: string): string {
+  try {
+    return new URL(origin).origin
+  } catch {
+    return origin.toLowerCase().replace(/\/$/, '')
+  }
+}
+
 /** Whether an `Origin` may open a WebSocket: the configured list, or same-host when auth is on and none is configured. */
 function originCheck (origins: string[], auth: boolean): ((origin: string, request: FastifyRequest) => boolean) | undefined {
   if (origins.includes('*')) return undefined
   if (origins.length > 0) {
-    const allowed = new Set(origins.map((o) => o.toLowerCase().replace(/\/$/, '')))
+    const allowed = new Set(origins.map(serializedOrigin))
     return (origin) => allowed.has(origin.toLowerCase())
   }
   if (!auth) return undefined

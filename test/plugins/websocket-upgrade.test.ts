@@ -182,6 +182,15 @@ test('403: a browser page from another origin (same-origin by default when auth 
   assert.equal((await upgrade(open.port, '/echo', { Origin: 'https://evil.example' })).status, 101)
 })
 
+test('websocket.origins are compared as browsers send them: a default port or capitals in the option still match', async (t) => {
+  // Refused with 403 before: the option kept ":443", which a browser's Origin never has.
+  const { port } = await serve(t, { websocket: { origins: ['https://app.example:443', 'HTTP://Other.Example:8080'] } }, routes)
+  assert.equal((await upgrade(port, '/echo', { Origin: 'https://app.example' })).status, 101)
+  assert.equal((await upgrade(port, '/echo', { Origin: 'http://other.example:8080' })).status, 101)
+  assert.equal((await upgrade(port, '/echo', { Origin: 'http://app.example' })).status, 403)
+  assert.equal((await upgrade(port, '/echo', { Origin: 'https://app.example:8443' })).status, 403)
+})
+
 test('429: the rate limit counts upgrades', async (t) => {
   const { port } = await serve(t, { rateLimit: { max: 1, timeWindow: '1m' } }, routes)
   assert.equal((await upgrade(port, '/echo')).status, 101)
