@@ -195,7 +195,8 @@ function errorHeaders (error: unknown, request: FastifyRequest): Array<[string, 
   return kept
 }
 
-function acceptedHeader (name: string, value: unknown): value is HeaderValue {
+/** Whether Node's writeHead would take the header: its name and every value checked as Node checks them. */
+export function acceptedHeader (name: string, value: unknown): value is HeaderValue {
   const values = Array.isArray(value) ? value as unknown[] : [value]
   if (values.length === 0) return false
   try {

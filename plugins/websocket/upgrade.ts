@@ -8,7 +8,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
-import { pathOf, PROBLEM_CONTENT_TYPE, standaloneProblem } from '../../src/problem-details.js'
+import { acceptedHeader, pathOf, PROBLEM_CONTENT_TYPE, standaloneProblem } from '../../src/problem-details.js'
 import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { responseUnderWay, routeConfig } from '../../src/fastify-internals.js'
 import type { ResolvedWebSocketOptions } from './options.js'
@@ -106,12 +106,19 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
     reply.raw.writeHead(status, title, reply.getHeaders() as OutgoingHttpHeaders).end(body)
   })
   // The 101 carries the headers the HTTP features set on the upgrade (the request id, the
-  // rate limit's), as any other response of theirs would.
+  // rate limit's), as any other response of theirs would. ws writes these lines raw, so they
+  // get the checks Node's writeHead makes (a value with CR/LF would split the response) and
+  // its one line per value of an array (each cookie its own Set-Cookie).
   wss.on('headers', (headers: string[], raw: IncomingMessage & { [kReply]?: FastifyReply }) => {
     const reply = raw[kReply]
     if (reply === undefined) return
     for (const [name, value] of Object.entries(reply.getHeaders())) {
-      if (value !== undefined) headers.push(`${name}: ${Array.isArray(value) ? value.join(', ') : String(value)}`)
+      if (value === undefined) continue
+      if (!acceptedHeader(name, value)) {
+        reply.request.log.warn({ header: name }, 'websocket: a header set on the upgrade cannot be sent; left off the 101')
+        continue
+      }
+      for (const v of [value].flat()) headers.push(`${name}: ${String(v)}`)
     }
   })
   // A browser's token comes as the two protocols `access_token, <token>`: the 101 names only

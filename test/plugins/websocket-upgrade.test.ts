@@ -223,6 +223,27 @@ test('browser token: Sec-WebSocket-Protocol access_token, <token> (101 names onl
   assert.ok(!JSON.stringify(logs).includes(KEY), 'the token is in a log line')
 })
 
+test('the 101: each cookie its own Set-Cookie line; a header value Node would refuse (CR/LF) is left off, not written raw', async (t) => {
+  const { ws, port, logs } = await serve(t, {}, async (app) => {
+    app.get('/hooked', {
+      websocket: true,
+      onRequest: async (request, reply) => {
+        reply.header('set-cookie', ['a=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT', 'b=2'])
+        reply.header('x-room', (request.query as { room?: string }).room ?? 'none')
+      }
+    }, (socket) => { socket.send('open') })
+  })
+  const client = await connect(t, ws + '/hooked')
+  assert.deepEqual(client.headers['set-cookie'], ['a=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT', 'b=2'])
+  assert.equal(client.headers['x-room'], 'none')
+  // Written raw before: the query's CR/LF split the 101 and set the cookie it named.
+  const split = await upgrade(port, '/hooked?room=a%0d%0aSet-Cookie:%20session=evil')
+  assert.equal(split.status, 101)
+  assert.equal(split.headers['x-room'], undefined)
+  assert.equal(split.headers['set-cookie'], 'b=2')
+  assert.ok(logs.some((l) => l.msg === 'websocket: a header set on the upgrade cannot be sent; left off the 101' && l.header === 'x-room'))
+})
+
 test('rooms: join, publish to a room, broadcast to all, leave, and sockets leave every room on close', async (t) => {
   const { ws, app } = await serve(t, {}, async (app) => {
     app.get('/room/:name', { websocket: true }, (socket, request) => {
