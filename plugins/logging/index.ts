@@ -10,9 +10,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     /**
      * Writes the access line of a request; for responses sent outside the route lifecycle.
+     * No reply: the request was aborted before any response (an upgrade the client left).
      * `aborted`: the response closed before it ended (an event stream the client left).
      */
-    spikardAccessLog?: (request: FastifyRequest, reply: FastifyReply, aborted?: boolean) => void
+    spikardAccessLog?: (request: FastifyRequest, reply: FastifyReply | undefined, aborted?: boolean) => void
   }
   interface FastifyContextConfig {
     /** `false` keeps this route out of the access log (health probes, for instance). */

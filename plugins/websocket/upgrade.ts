@@ -16,6 +16,8 @@ import { kUpgradeOnly, kWebSocket } from './connection.js'
 import { responseDropped } from '../tasks/state.js'
 
 const kReply = Symbol('spikard.websocket.reply')
+/** Set on an upgrade's request once ws writes its 101. */
+const kSwitched = Symbol('spikard.websocket.switched')
 const ACCESS_TOKEN = 'access_token'
 
 /** An origin as a browser sends it (lower case, no default port), from the option's spelling. */
@@ -71,8 +73,14 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
     ;(request.raw as IncomingMessage & { [kReply]?: FastifyReply })[kReply] = reply
     // A client that leaves before its 101 (during an async hook) gets no response, and no
     // onRequestAbort runs for an upgrade: the tasks its hooks added are dropped then, not
-    // held for ever. After a 101 (or a problem) they are settled already; this does nothing.
-    reply.raw.socket?.once('close', () => { responseDropped(request) })
+    // held for ever, and its access line is written (aborted), as a plain request's is. After
+    // a 101 or a problem, both are done already.
+    // Read now: Node keeps a socket's peer address once read, so the line still has it then.
+    void request.ip
+    reply.raw.socket?.once('close', () => {
+      responseDropped(request)
+      if (!reply.raw.writableEnded && (request.raw as IncomingMessage & { [kSwitched]?: true })[kSwitched] !== true) app.spikardAccessLog?.(request, undefined)
+    })
     done()
   })
 
@@ -109,7 +117,8 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
   // rate limit's), as any other response of theirs would. ws writes these lines raw, so they
   // get the checks Node's writeHead makes (a value with CR/LF would split the response) and
   // its one line per value of an array (each cookie its own Set-Cookie).
-  wss.on('headers', (headers: string[], raw: IncomingMessage & { [kReply]?: FastifyReply }) => {
+  wss.on('headers', (headers: string[], raw: IncomingMessage & { [kReply]?: FastifyReply, [kSwitched]?: true }) => {
+    raw[kSwitched] = true
     const reply = raw[kReply]
     if (reply === undefined) return
     for (const [name, value] of Object.entries(reply.getHeaders())) {

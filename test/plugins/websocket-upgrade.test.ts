@@ -116,6 +116,26 @@ test('a handshake ws refuses (an unsupported Sec-WebSocket-Version, a malformed 
   assert.equal((await upgrade(port, '/echo')).status, 101)
 })
 
+test('an upgrade whose client leaves before its answer (during an async hook) gets its access line, marked aborted, as a plain request does', async (t) => {
+  let opened = false
+  const { port, logs } = await serve(t, {}, async (app) => {
+    app.get('/slow', { websocket: true, preValidation: async () => { await sleep(300) } }, (socket) => { opened = true; socket.close() })
+  })
+  const socket = connectSocket(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await new Promise((resolve) => socket.once('connect', resolve))
+  socket.write(`GET /slow?access_token=s3cret HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
+  await sleep(50)
+  socket.destroy()
+  await sleep(400)
+  assert.equal(opened, false)
+  // No line at all before: no onRequestAbort runs for an upgrade.
+  const lines = logs.filter((l) => l.path === '/slow')
+  assert.equal(lines.length, 1, JSON.stringify(lines))
+  const { time, pid, hostname, reqId, ...line } = lines[0]
+  assert.deepEqual(line, { level: 30, method: 'GET', path: '/slow', query: 'access_token=[REDACTED]', route: '/slow', aborted: true, remoteAddress: '127.0.0.1', msg: 'request aborted' })
+})
+
 test('an upgrade pipelined behind a response under way closes the connection instead of leaving it open unanswered', async (t) => {
   const { port } = await serve(t, {}, async (app) => {
     await routes(app)
