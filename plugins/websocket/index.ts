@@ -180,7 +180,14 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
       socket.ping()
     }
   }, heartbeat).unref()
-  app.addHook('onClose', (_app, done) => { clearInterval(timer); done() })
+  app.addHook('onClose', async () => {
+    clearInterval(timer)
+    try {
+      await rooms.close()
+    } catch (error) {
+      app.log.error({ err: error }, 'websocket: the room adapter failed to close')
+    }
+  })
 
   /** At shutdown: every open socket closed with 1001; those still open when the budget runs out are terminated. */
   async function drain ({ signal }: DrainContext): Promise<void> {

@@ -79,6 +79,11 @@ export class Rooms {
     this.#roomsOf.delete(socket)
   }
 
+  /** Closes the adapter (its connections): done when the app closes, once its sockets are closed. */
+  async close (): Promise<void> {
+    await this.#adapter.close?.()
+  }
+
   /** The rooms the socket is in. */
   roomsOf (socket: RoomSocket): string[] {
     return [...(this.#roomsOf.get(socket) ?? [])]

@@ -312,6 +312,21 @@ test('rooms: a message one route\'s send schema refuses still reaches every othe
   assert.deepEqual(await loose.json(), { text: 'hi' })
 })
 
+test('rooms: an adapter\'s close runs when the app closes, once its sockets are closed', async (t) => {
+  const { ws, app } = await serve(t, { shutdown: { signals: false } }, routes)
+  const client = await connect(t, ws + '/echo')
+  const calls: string[] = []
+  app.spikard.rooms.useAdapter({
+    publish: (room, message) => { calls.push(`publish ${String(room)}`); app.spikard.rooms.deliver(room, message) },
+    close: async () => { await sleep(10); calls.push(`close with ${client.socket.readyState === WebSocket.CLOSED ? 'no' : 'a'} socket open`) }
+  })
+  await app.spikard.rooms.broadcast('hello')
+  assert.equal(await client.next(), 'hello')
+  // Never called before: a Redis adapter's connections outlived the app.
+  await app.close()
+  assert.deepEqual(calls, ['publish null', 'close with no socket open'])
+})
+
 test('shutdown: every open socket closed with 1001; upgrades while draining get 503', async (t) => {
   const { ws, port, app, logs } = await serve(t, { shutdown: { preCloseDelay: '300ms', timeout: '3s', signals: false } }, routes)
   const clients = await Promise.all([1, 2, 3].map(async () => await connect(t, ws + '/echo')))
