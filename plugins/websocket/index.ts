@@ -70,8 +70,17 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
     const socket = member as WebSocket
     const connection = connections.get(socket)
     if (connection === undefined || socket.readyState !== socket.OPEN) return
-    if (typeof message === 'string' || Buffer.isBuffer(message)) socket.send(message)
-    else connection.sendJson(message, frame)
+    if (typeof message === 'string' || Buffer.isBuffer(message)) {
+      socket.send(message)
+      return
+    }
+    // A message this socket's route may not send (outside production) is that socket's
+    // handler error (1011); the room's other members still get it, and publish resolves.
+    try {
+      connection.sendJson(message, frame)
+    } catch (error) {
+      connection.fail(error)
+    }
   })
   Object.defineProperty(app.spikard, 'rooms', { value: rooms, enumerable: true, configurable: true })
 
