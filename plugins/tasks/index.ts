@@ -19,8 +19,9 @@
  *   by id and name and its signal aborted, and the shutdown counts as overrun (exit 1).
  *
  * Nothing runs until a first task is added: the drain hook and the process's
- * unhandledRejection listener are installed then, and the two request hooks return after
- * one property read on a request that added none.
+ * unhandledRejection listener are installed then, and on a request that added none the
+ * response hook only records whether the response was sent (one property write), for a
+ * task added after it.
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
@@ -89,7 +90,20 @@ class Held implements RequestTasks {
   }
 }
 
-type WithTasks = FastifyRequest & { [kTasks]?: Held }
+/**
+ * A request's tasks: null until it adds one or its response is settled; then the tasks it
+ * holds, or (none added yet) whether its response was sent, so that a task it adds later
+ * (a later onResponse hook, code after `reply.send()`) is queued or dropped at once rather
+ * than held for a response that has already gone.
+ */
+type WithTasks = FastifyRequest & { [kTasks]: Held | boolean | null }
+
+/** Settles a request's tasks once: those it holds, or those it adds from now on. */
+function settle (request: WithTasks, sent: boolean): void {
+  const state = request[kTasks]
+  if (state === null) request[kTasks] = sent
+  else if (typeof state === 'object') state.settle(sent)
+}
 
 async function spikardTasks (app: FastifyInstance, options: TasksOptions): Promise<void> {
   const o = resolveTasksOptions(options)
@@ -127,26 +141,31 @@ async function spikardTasks (app: FastifyInstance, options: TasksOptions): Promi
     idle: async () => { await queue.idle() }
   }
   app.decorate('tasks', tasks)
+  app.decorateRequest(kTasks, null)
   app.decorateRequest('tasks', {
-    getter (this: WithTasks) { return (this[kTasks] ??= new Held(this, create, queue)) }
+    getter (this: FastifyRequest) {
+      const request = this as WithTasks
+      const state = request[kTasks]
+      if (typeof state === 'object' && state !== null) return state
+      const held = new Held(request, create, queue)
+      if (state !== null) held.sent = state
+      return (request[kTasks] = held)
+    }
   })
   // A response Fastify never sees end (a WebSocket's 101, or none for an upgrade whose client
   // left first, ./state.ts): settled when it is written or the socket closes, or its tasks
   // would be held for ever (never run, counted in maxQueued, and waited for by the drain
   // until the shutdown budget ran out).
-  app.decorateRequest(kResponseSettled, function (this: WithTasks, sent: boolean) {
-    (this[kTasks] ??= new Held(this, create, queue)).settle(sent)
-  })
+  app.decorateRequest(kResponseSettled, function (this: FastifyRequest, sent: boolean) { settle(this as WithTasks, sent) })
 
   app.addHook('onResponse', function spikardTasks (request, reply, done) {
-    const held = (request as WithTasks)[kTasks]
     // Fastify reports both the response's 'finish' (sent) and its 'error' here; an error
     // destroys it unfinished. (inject()'s response never counts as writableFinished.)
-    if (held !== undefined) held.settle(reply.raw.writableFinished || !reply.raw.destroyed)
+    settle(request as WithTasks, reply.raw.writableFinished || !reply.raw.destroyed)
     done()
   })
   app.addHook('onRequestAbort', function spikardTasksAborted (request, done) {
-    (request as WithTasks)[kTasks]?.settle(false)
+    settle(request as WithTasks, false)
     done()
   })
 

@@ -107,6 +107,33 @@ test('a response never sent (the client went away): its tasks are dropped with a
   assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 1, failed: 0, cancelled: 1 })
 })
 
+test('a task first added after the response went out (a later onResponse hook, code after reply.send) runs at once, not held for ever', async (t) => {
+  const ran: string[] = []
+  const sent = gate()
+  // A held task would keep the close waiting for the whole budget.
+  const { app } = await setup(t, { shutdown: { signals: false, timeout: 1000 } }, async (app) => {
+    app.get('/after-send', async (request, reply) => {
+      reply.send({ ok: true })
+      await sent.opened
+      request.tasks.add(async function afterSend () { ran.push('after send') })
+      return reply
+    })
+    app.get('/hooked', async () => ({ ok: true }))
+    // Registered after spikard's: runs once the tasks feature has settled the request.
+    app.addHook('onResponse', async (request) => {
+      if (request.url === '/hooked') request.tasks.add(async function inOnResponse () { ran.push('in onResponse') })
+    })
+  })
+  const { url } = await listen(app)
+  assert.equal((await fetch(`${url}/after-send`)).status, 200)
+  sent.open()
+  assert.equal((await fetch(`${url}/hooked`)).status, 200)
+  await until(() => ran.length === 2, 'both tasks to run', 3000)
+  assert.deepStrictEqual(ran.sort(), ['after send', 'in onResponse'])
+  await withTimeout(app.tasks.idle(), 3000, 'the tasks to finish')
+  assert.deepStrictEqual(app.tasks.stats(), { queued: 0, running: 0, succeeded: 2, failed: 0, cancelled: 0 })
+})
+
 test('a WebSocket handler\'s tasks run while its socket is open (its response is the 101), and the close does not wait for them', async (t) => {
   const ran: string[] = []
   const { app, logs } = await setup(t, {}, async (app) => {
