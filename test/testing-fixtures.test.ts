@@ -144,6 +144,24 @@ test('a streamed body: compared byte for byte with the chunks joined', async (t)
   assert.equal(await failure(t, fixture(['a,', 'b,', 'd'])), 'requests[0]: body: expected "a,b,d", got "a,b,c"')
 })
 
+test('an expected header is a string: a set-cookie (a list, as a real client reads it) is compared by its value, over inject() and a socket alike', async (t) => {
+  const dir = await directory(t, {
+    'cookie.json': {
+      description: 'set-cookie',
+      options: {},
+      routes: [
+        { method: 'GET', url: '/c', handler: { reply: { headers: { 'set-cookie': 'sid=1; HttpOnly' }, body: 'ok' } } },
+        { method: 'GET', url: '/s', handler: { stream: { chunks: ['ok'], headers: { 'set-cookie': 'sid=2; HttpOnly' } } } }
+      ],
+      requests: [
+        { request: { method: 'GET', url: '/c' }, expect: { status: 200, headers: { 'Set-Cookie': 'sid=1; HttpOnly' } } },
+        { stream: { url: '/s' }, expect: { status: 200, headers: { 'set-cookie': 'sid=2; HttpOnly' }, chunks: ['ok'] } }
+      ]
+    }
+  })
+  assert.equal((await runFixtures(undefined, dir)).length, 1)
+})
+
 test('an event stream: events in order, data as text or JSON, and the end', async (t) => {
   const route: Fixture['routes'] = [{ method: 'GET', url: '/e', options: { sse: true }, handler: { sse: [{ send: { id: '1', event: 'a', data: { n: 1 } } }, { send: { data: 'two' } }] } }]
   const fixture = (expect: object): Fixture => ({ description: 'sse', options: {}, routes: route, requests: [{ sse: { url: '/e' }, expect } as never] })

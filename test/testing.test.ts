@@ -8,6 +8,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPairSync } from 'node:crypto'
+import { get, type IncomingHttpHeaders } from 'node:http'
 import { join } from 'node:path'
 import { setTimeout } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -89,6 +90,32 @@ test('every method, with query, headers, a JSON or raw body and cookies, over in
   assert.equal(head.status, 200)
   assert.equal(head.text(), '')
   assert.equal((await client.get('/text')).text(), 'plain words')
+})
+
+test('response headers as a real Node client reads them: set-cookie always a list, a repeated header joined, or its first kept', async (t) => {
+  const client = await createTestClient({
+    app: async (app) => {
+      app.get('/headers', async (_request, reply) => {
+        reply.header('set-cookie', 'sid=1; HttpOnly')
+        reply.raw.setHeader('x-many', ['a', 'b'])
+        reply.raw.setHeader('location', ['/first', '/second'])
+        return 'ok'
+      })
+    }
+  })
+  t.after(async () => await client.close())
+  const expected = { 'set-cookie': ['sid=1; HttpOnly'], 'x-many': 'a, b', location: '/first' }
+  // The same route read by node:http over a real socket.
+  await client.app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = client.app.server.address() as { port: number }
+  const real = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path: '/headers', agent: false }, (res) => { res.resume(); res.on('end', () => resolve(res.headers)) }).on('error', reject)
+  })
+  const injected = (await client.get('/headers')).headers
+  for (const [name, value] of Object.entries(expected)) {
+    assert.deepStrictEqual(real[name], value, `real socket: ${name}`)
+    assert.deepStrictEqual(injected[name], value, `test client: ${name}`)
+  }
 })
 
 test('json with a Content-Type of the test\'s own, in any case, from headers or withHeaders: that one is sent', async (t) => {

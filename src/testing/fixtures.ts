@@ -221,8 +221,12 @@ async function runExchange (client: TestClient, exchange: FixtureExchange, where
   return await ws(client, exchange, where, timeout)
 }
 
+/** Expected headers are strings: a list (set-cookie, as a real client reads it) is compared by its values joined, as fetch's `headers.get()` gives them. */
 function expectHeaders (actual: Record<string, unknown>, expected: Headers | undefined, where: string): void {
-  for (const [name, value] of Object.entries(expected ?? {})) expectMatch(actual[name.toLowerCase()], value, `${where} header ${name}`, actual)
+  for (const [name, value] of Object.entries(expected ?? {})) {
+    const got = actual[name.toLowerCase()]
+    expectMatch(Array.isArray(got) ? got.join(', ') : got, value, `${where} header ${name}`, actual)
+  }
 }
 
 function expectStatus (status: number, expected: number, where: string, body: () => string): void {

@@ -38,6 +38,26 @@ function quote (text: string): string {
   return JSON.stringify(text.length > 300 ? `${text.slice(0, 300)}...` : text)
 }
 
+/** Headers of which Node's client keeps the first when a response repeats one (lib/_http_incoming.js). */
+const FIRST_ONLY = new Set(['age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since',
+  'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent'])
+
+/**
+ * inject()'s headers as a real Node client reads the same response: `set-cookie` always a
+ * list (inject gives one cookie as a string), any other repeated header joined with `, `
+ * (`; ` for cookie), or its first value kept where Node drops the repeats.
+ */
+function received (headers: LightMyRequestResponse['headers']): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    const values = [value].flat().map(String)
+    if (name === 'set-cookie') out[name] = values
+    else out[name] = FIRST_ONLY.has(name) ? values[0] : values.join(name === 'cookie' ? '; ' : ', ')
+  }
+  return out
+}
+
 export function testResponse (res: LightMyRequestResponse, what: string): TestResponse {
   const status = res.statusCode
   const text = (): string => res.body
@@ -50,7 +70,7 @@ export function testResponse (res: LightMyRequestResponse, what: string): TestRe
   }
   return {
     status,
-    headers: res.headers as IncomingHttpHeaders,
+    headers: received(res.headers),
     rawBody: res.rawPayload,
     text,
     json,
