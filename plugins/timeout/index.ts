@@ -196,8 +196,9 @@ class TimedRequest {
 
 /**
  * Once the timeout has answered, a late return value or rejection resolves to undefined,
- * which Fastify ignores; it would otherwise log FST_ERR_REP_ALREADY_SENT (warn) or
- * "Promise errored, but reply.sent = true was set" (error) for a request already answered.
+ * which Fastify ignores (a late stream is released first); it would otherwise log
+ * FST_ERR_REP_ALREADY_SENT (warn) or "Promise errored, but reply.sent = true was set"
+ * (error) for a request already answered.
  * A late explicit `reply.send()` gets Fastify's own warning.
  */
 function dropLateResults (handler: RouteHandlerMethod): RouteHandlerMethod {
@@ -218,11 +219,24 @@ function settle (result: PromiseLike<unknown>, request: FastifyRequest): Promise
   const thenable = {
     then (resolved?: (value: unknown) => unknown, rejected?: (reason: unknown) => unknown) {
       return result.then(
-        (value) => timedOut(request) ? undefined : resolved?.(value),
+        (value) => timedOut(request) ? release(value) : resolved?.(value),
         (error: unknown) => timedOut(request) ? undefined : rejected?.(error))
     }
   }
   return thenable as PromiseLike<unknown>
+}
+
+/**
+ * Drops a late result: a stream nobody will read is destroyed (cancelled, returned), so the
+ * file, socket or generator behind it is released rather than held until the process ends.
+ */
+function release (value: unknown): undefined {
+  if (!isStreamPayload(value)) return
+  const stream = value as { destroy?: () => void, cancel?: () => Promise<void>, body?: ReadableStream | null, return?: () => Promise<unknown> }
+  if (typeof stream.destroy === 'function') stream.destroy()
+  else if (value instanceof Response) void value.body?.cancel().catch(() => {})
+  else if (typeof stream.cancel === 'function') void stream.cancel().catch(() => {})
+  else if (typeof stream.return === 'function') void Promise.resolve(stream.return()).catch(() => {})
 }
 
 /**

@@ -10,13 +10,15 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import { once } from 'node:events'
 import { Readable } from 'node:stream'
+import { createReadStream, type ReadStream } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type LightMyRequestResponse } from 'fastify'
 import spikard from '../../src/spikard.js'
 import { features } from '../../src/options.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
-import { assertOptionsRefused, build, listen, rawRequest, UUID, withTimeout, type TestApp } from '../helpers.js'
+import { assertOptionsRefused, build, listen, rawRequest, until, UUID, withTimeout, type TestApp } from '../helpers.js'
 
 const TYPE = 'https://spikard.dev/errors/'
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
@@ -205,6 +207,32 @@ for (const mode of ['return', 'throw', 'send']) {
     await assertStillServing(app)
   })
 }
+
+test('a stream returned after the timeout is released with the late result: a file stream destroyed, a web stream cancelled, a generator returned', async (t) => {
+  const late: { file?: ReadStream, web?: ReadableStream<string>, generator?: AsyncGenerator<string> } = {}
+  const webCancelled = new Promise<void>((resolve) => {
+    late.web = new ReadableStream<string>({ pull: async () => { await sleep(60_000) }, cancel: () => { resolve() } })
+  })
+  const { app } = await build({ timeout: { handler: 50 } }, async (app) => {
+    app.get('/late/file', async () => { await sleep(150); return (late.file = createReadStream(fileURLToPath(import.meta.url))) })
+    app.get('/late/web', async () => { await sleep(150); return late.web })
+    app.get('/late/generator', async () => {
+      await sleep(150)
+      return (late.generator = (async function * () { yield 'never read' })())
+    })
+  })
+  t.after(() => app.close())
+  for (const path of ['/late/file', '/late/web', '/late/generator']) expectTimeout(await app.inject({ url: path }), 50, path)
+  await until(() => late.file !== undefined, 'the late file handler to return', 1000)
+  const file = late.file as ReadStream
+  await until(() => file.closed, 'the late file stream to be closed', 1000)
+  assert.equal(file.destroyed, true)
+  await withTimeout(webCancelled, 1000, 'the late web stream to be cancelled')
+  await until(() => late.generator !== undefined, 'the late generator handler to return', 1000)
+  await sleep(20)
+  // Returned: it yields nothing more.
+  assert.deepStrictEqual(await (late.generator as AsyncGenerator<string>).next(), { value: undefined, done: true })
+})
 
 test('without spikard\'s wrapper Fastify would log the late results: the test above can fail', async () => {
   const lines: Array<Record<string, any>> = []
