@@ -29,7 +29,7 @@ export interface ExitOnSignalsOptions {
   close: (trigger: string) => Promise<boolean>
   /** What the shutdown is still waiting for, logged before an early exit. */
   pending: () => Record<string, unknown>
-  /** Called when the budget runs out, before the exit: aborts the shutdown's budget, so the drain hooks log what they leave unfinished. */
+  /** Called when the budget runs out, or at a second signal or error, before the exit: aborts the shutdown's budget, so the drain hooks log what they leave unfinished. */
   expire?: () => void
 }
 
@@ -44,10 +44,14 @@ export function exitOnSignals ({ log, timeout, close, pending, expire }: ExitOnS
       expire?.()
       log.error({ reason: 'budget exceeded', timeoutMs: timeout, ...pending(), exitCode: 1 }, 'shutdown did not finish in time')
     },
+    // An exit at once ends the budget too: the drain hooks name what they leave (each
+    // unfinished background task, lost otherwise without a line of its own).
     onSecondSignal: (signal) => {
+      expire?.()
       log.error({ signal, ...pending(), exitCode: 1 }, `second ${signal} while shutting down: exiting at once`)
     },
     onSecondError: (err) => {
+      expire?.()
       log.error({ err, ...pending(), exitCode: 1 }, 'uncaught error while shutting down: exiting at once')
     }
   }, async ({ signal, err }) => {

@@ -89,6 +89,25 @@ describe('spikard start: SIGTERM while tasks run', { concurrency: 3 }, () => {
     })
   }
 
+  for (const signals of [true, false]) {
+    it(`a second SIGTERM during the drain: each unfinished task is still logged by id and name before the exit 1 (shutdown.signals ${signals})`, async (t) => {
+      const server = await startCli(t, { requestId: true, tasks: { concurrency: 1 }, shutdown: { timeout: '20s', signals } }, {}, ROUTES)
+      const { body } = await post(server.port, '/orders?count=2&ms=60000&ignore=1')
+      await server.waitForLine((l) => l.msg === 'receipt task started', 'the first task to start')
+      server.child.kill('SIGTERM')
+      await server.waitForLine((l) => l.msg === 'tasks: waiting for background tasks to finish', 'the drain to wait for the tasks')
+      server.child.kill('SIGTERM')
+      assert.deepStrictEqual(await exited(server, 5000), { code: 1, signal: null }, server.stderr())
+      const lines = server.lines()
+      const unfinished = linesOf(lines, 'task unfinished at the end of the shutdown budget')
+      assert.deepStrictEqual(unfinished.map((l) => [l.level, l.taskId, l.task, l.state, l.reqId]), [
+        [50, body.ids[0], 'sendReceipt', 'running', 'order-1'],
+        [50, body.ids[1], 'sendReceipt', 'queued', 'order-1']
+      ], server.stdout())
+      assert.equal(lines.at(-1)?.msg, 'second SIGTERM while shutting down: exiting at once')
+    })
+  }
+
   it('a rejection left unhandled inside a task is logged as the task\'s; the server goes on and exits 0 on SIGTERM', async (t) => {
     const server = await startCli(t, { requestId: true, shutdown: { timeout: '5s' } }, {}, ROUTES)
     assert.equal((await post(server.port, '/float')).status, 200)
