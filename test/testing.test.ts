@@ -370,6 +370,8 @@ test('after close(), every method says the client is closed; a request still in 
   await assert.rejects(client.sse('/sse'), { message: 'sse /sse: the client is closed (client.close() was called)' })
   await assert.rejects(client.ws('/ws'), { message: 'ws /ws: the client is closed (client.close() was called)' })
   await assert.rejects(client.stream('/s'), { message: 'stream /s: the client is closed (client.close() was called)' })
+  // Not "drained": the close cancelled whatever tasks were left.
+  await assert.rejects(client.tasks.drain(), { message: 'client.tasks.drain(): the client is closed (client.close() was called)' })
   await client.close()
   assert.equal(client.app.server.listening, false)
 })

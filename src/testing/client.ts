@@ -226,6 +226,7 @@ function client (shared: Shared, defaults: Record<string, string>): TestClient {
     stream: async (path, options = {}) => shared.track(await openStream((await shared.origin(`stream ${path}`)) + path, { ...defaults, ...options.headers })),
     tasks: {
       drain: async ({ timeout = 5000 } = {}) => {
+        shared.assertOpen('client.tasks.drain()')
         const tasks = (app as Partial<Pick<FastifyInstance, 'tasks'>>).tasks
         if (tasks === undefined) throw new Error('client.tasks.drain(): the app has no background tasks (the tasks feature is off)')
         const timer = new AbortController()
