@@ -172,7 +172,7 @@ await Promise.all([app.close(), server.close(), test.close()])
     const undeclared = new Set<string>()
     for (const file of packed.files.map((f) => f.path).filter((f) => /\.c?js$/.test(f))) {
       const code = await readFile(join(installed, file), 'utf8')
-      for (const [, specifier] of code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\brequire(?:\.resolve)?\s*\(\s*)['"]([^'"./][^'"]*)['"]/g)) {
+      for (const [, specifier] of code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\brequire(?:\.resolve)?\s*\(\s*)['"]([@a-z0-9][^'"\s]*)['"]/g)) {
         if (specifier.startsWith('node:')) continue
         const name = specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/')
         if (!declared.has(name)) undeclared.add(`${name} (${file})`)
