@@ -15,18 +15,19 @@ export interface Ajv {
   errorsText: (errors: unknown, options: { dataVar: string }) => string
 }
 
-export async function loadAjv (): Promise<Ajv | undefined> {
+/** `allErrors: false`: validation stops at the first error (its cost bounded by the data's size, not by how much of it is wrong). */
+export async function loadAjv ({ allErrors = true }: { allErrors?: boolean } = {}): Promise<Ajv | undefined> {
   try {
     const { Ajv } = await import('ajv') as unknown as { Ajv: new (options: object) => Ajv }
-    return new Ajv({ allErrors: true, strict: false, validateFormats: false })
+    return new Ajv({ allErrors, strict: false, validateFormats: false })
   } catch {
     return undefined
   }
 }
 
 /** A SchemaCompiler on a new Ajv; undefined when Ajv cannot be loaded. */
-export async function loadSchemaCompiler (): Promise<SchemaCompiler | undefined> {
-  const ajv = await loadAjv()
+export async function loadSchemaCompiler (options: { allErrors?: boolean } = {}): Promise<SchemaCompiler | undefined> {
+  const ajv = await loadAjv(options)
   return ajv === undefined ? undefined : new SchemaCompiler(ajv)
 }
 

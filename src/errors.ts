@@ -191,7 +191,7 @@ export const errorDefinitions = {
     type: 'websocket-invalid-message',
     title: 'Unprocessable Content',
     message: '%s',
-    when: 'An error frame (not an HTTP response): a WebSocket message does not match the route\'s `config.websocket.receive`; `errors` lists the offending fields (the first 10). The socket stays open, or closes with 1008 when the route has `closeOnInvalid`.'
+    when: 'An error frame (not an HTTP response): a WebSocket message does not match the route\'s `config.websocket.receive`; `errors` lists the offending fields (the first 10; only the first for a message over 16 KiB, which is checked up to its first error). The socket stays open, or closes with 1008 when the route has `closeOnInvalid`.'
   },
   SPK_ERR_WEBSOCKET_BINARY: {
     status: 415,

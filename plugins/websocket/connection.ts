@@ -130,7 +130,7 @@ export class Connection {
       }
       let refusal: Refusal | undefined
       try {
-        refusal = policy.receive(message)
+        refusal = policy.receive(message, sizeOf(data))
       } catch (error) {
         // Ajv recurses with the message: one nested deeper than the stack (a recursive schema,
         // under maxPayload) overflows it, which thrown here, from ws's parser, would crash the process.

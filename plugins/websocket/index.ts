@@ -63,6 +63,8 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
   const { heartbeat, maxPayload, maxBuffered } = resolved
   const validating = process.env.NODE_ENV !== 'production'
   const compiler = await loadSchemaCompiler()
+  // Received messages are checked up to their first error first (./validate.ts).
+  const firstErrors = await loadSchemaCompiler({ allErrors: false })
   const sockets = new Set<WebSocket>()
   const connections = new WeakMap<WebSocket, Connection>()
 
@@ -97,8 +99,8 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
     if (declared === undefined) throw new Error('unreachable: not a WebSocket route')
     const compile = (schemas: Record<string, unknown> | undefined, where: string) => {
       if (schemas === undefined) return undefined
-      if (compiler === undefined) throw new SpikardConfigError([`${where}: messages cannot be validated: the ajv package cannot be loaded`], `route ${name}`)
-      return compileMessages(compiler, instance, schemas, where, name)
+      if (compiler === undefined || firstErrors === undefined) throw new SpikardConfigError([`${where}: messages cannot be validated: the ajv package cannot be loaded`], `route ${name}`)
+      return compileMessages({ all: compiler, first: firstErrors }, instance, schemas, where, name)
     }
     return {
       route: name,

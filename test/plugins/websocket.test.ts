@@ -116,7 +116,7 @@ test('receive: a message nested deeper than a recursive schema can validate gets
   assert.equal(await client.next(), 'accepted')
 })
 
-test('receive: a message failing in every element lists its first 10 offending fields, not all of them', async (t) => {
+test('receive: a message failing in every element lists its first 10 offending fields, not all of them; one over 16 KiB its first', async (t) => {
   const { ws } = await serve(t, {}, async (app) => {
     app.get('/names', { websocket: true, config: { websocket: { receive: Type.Array(Type.String()) } } }, (socket) => {
       socket.on('message', () => { socket.send('accepted') })
@@ -128,7 +128,12 @@ test('receive: a message failing in every element lists its first 10 offending f
   const frame = await client.json() as { detail: string, errors: unknown[] }
   assert.deepEqual(frame.errors, Array.from({ length: 10 }, (_, i) => ({ path: `/${i}`, message: 'must be string' })))
   assert.equal(frame.detail, `The message does not match the route's schema: ${Array.from({ length: 10 }, (_, i) => `message/${i} must be string`).join(', ')} (and 990 more)`)
-  client.socket.send('["ada"]')
+  // Over 16 KiB: checked up to its first error. Collecting all 100,000 held the event loop 0.3-0.6 s.
+  client.socket.send(JSON.stringify(Array(100_000).fill(1)))
+  const large = await client.json() as { detail: string, errors: unknown[] }
+  assert.deepEqual(large.errors, [{ path: '/0', message: 'must be string' }])
+  assert.equal(large.detail, 'The message does not match the route\'s schema: message/0 must be string (the message is over 16 KiB: checked up to its first error)')
+  client.socket.send(JSON.stringify(Array(100_000).fill('ada')))
   assert.equal(await client.next(), 'accepted')
 })
 
