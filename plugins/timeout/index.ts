@@ -232,7 +232,7 @@ function settle (result: PromiseLike<unknown>, request: FastifyRequest): Promise
  */
 function release (value: unknown): undefined {
   if (!isStreamPayload(value)) return
-  const stream = value as { destroy?: () => void, cancel?: () => Promise<void>, body?: ReadableStream | null, return?: () => Promise<unknown> }
+  const stream = value as { destroy?: () => void, cancel?: () => Promise<void>, return?: () => Promise<unknown> }
   if (typeof stream.destroy === 'function') stream.destroy()
   else if (value instanceof Response) void value.body?.cancel().catch(() => {})
   else if (typeof stream.cancel === 'function') void stream.cancel().catch(() => {})

@@ -14,6 +14,7 @@ import { responseUnderWay, routeConfig } from '../../src/fastify-internals.js'
 import type { ResolvedWebSocketOptions } from './options.js'
 import { kUpgradeOnly, kWebSocket } from './connection.js'
 import { responseDropped } from '../tasks/state.js'
+import { rememberAddress } from '../stream/state.js'
 
 const kReply = Symbol('spikard.websocket.reply')
 /** Set on an upgrade's request once ws writes its 101. */
@@ -75,8 +76,7 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
     // onRequestAbort runs for an upgrade: the tasks its hooks added are dropped then, not
     // held for ever, and its access line is written (aborted), as a plain request's is. After
     // a 101 or a problem, both are done already.
-    // Read now: Node keeps a socket's peer address once read, so the line still has it then.
-    void request.ip
+    rememberAddress(request)
     reply.raw.socket?.once('close', () => {
       responseDropped(request)
       if (!reply.raw.writableEnded && (request.raw as IncomingMessage & { [kSwitched]?: true })[kSwitched] !== true) app.spikardAccessLog?.(request, undefined)
