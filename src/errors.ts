@@ -179,6 +179,13 @@ export const errorDefinitions = {
     message: 'WebSocket connections from origin %s are not allowed',
     when: 'A WebSocket upgrade came from a browser page whose `Origin` is not allowed (`websocket.origins`; by default, same-origin only when auth is on).'
   },
+  SPK_ERR_WEBSOCKET_TOO_MANY_CONNECTIONS: {
+    status: 503,
+    type: 'websocket-too-many-connections',
+    title: 'Service Unavailable',
+    message: 'This server already has %d open WebSocket connections; retry shortly or on another instance',
+    when: 'A WebSocket upgrade would open a connection while `websocket.maxConnections` are open (or being opened) in this process.'
+  },
   SPK_ERR_WEBSOCKET_INVALID_JSON: {
     status: 400,
     type: 'websocket-invalid-json',

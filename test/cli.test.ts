@@ -214,7 +214,7 @@ const DEFAULT_FEATURES = [
   ['bodyLimit', 'on', 'max=1mb decode=on'],
   ['stream', 'on'],
   ['sse', 'on', 'keepAlive=15s maxConnections=10000 maxBuffered=4mb'],
-  ['websocket', 'on', 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb'],
+  ['websocket', 'on', 'origins=default heartbeat=30s maxConnections=10000 maxPayload=1mb maxBuffered=4mb'],
   ['static', 'off'],
   ['compression', 'on', 'br,gzip threshold=1kb']
 ]
@@ -469,7 +469,7 @@ auth            off
 bodyLimit       on     max=1mb decode=on
 stream          on
 sse             on     keepAlive=15s maxConnections=10000 maxBuffered=4mb
-websocket       on     origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb
+websocket       on     origins=default heartbeat=30s maxConnections=10000 maxPayload=1mb maxBuffered=4mb
 static          off
 compression     on     br,gzip threshold=1kb
 
@@ -539,6 +539,7 @@ sse.shutdownEvent.retry    1s                      default
 websocket                  on                      default
 websocket.origins          []                      default
 websocket.heartbeat        30s                     default
+websocket.maxConnections   10000                   default
 websocket.maxPayload       1mb                     default
 websocket.maxBuffered      4mb                     default
 static                     off                     default
@@ -672,6 +673,7 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
         websocket: ['on', 'default'],
         'websocket.origins': ['[]', 'default'],
         'websocket.heartbeat': ['30s', 'default'],
+        'websocket.maxConnections': ['10000', 'default'],
         'websocket.maxPayload': ['1mb', 'default'],
         'websocket.maxBuffered': ['4mb', 'default'],
         static: ['off', 'default'],

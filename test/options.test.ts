@@ -72,7 +72,7 @@ const DEFAULTS = {
   bodyLimit: { max: 1_048_576, decode: true },
   stream: { idleTimeout: 0 },
   sse: { keepAlive: 15_000, maxConnections: 10_000, maxBuffered: 4 * 1024 * 1024, shutdownEvent: { event: 'shutdown', data: 'server shutting down', retry: 1000 } },
-  websocket: { origins: [], heartbeat: 30_000, maxPayload: 1_048_576, maxBuffered: 4_194_304 },
+  websocket: { origins: [], heartbeat: 30_000, maxConnections: 10_000, maxPayload: 1_048_576, maxBuffered: 4_194_304 },
   static: false,
   compression: { encodings: ['br', 'gzip'], threshold: 1024, brotliQuality: 4, gzipLevel: 6 }
 }

@@ -40,7 +40,7 @@ describe('startupSummary', () => {
           bodyLimit: 'max=1mb decode=on',
           stream: 'on',
           sse: 'keepAlive=15s maxConnections=10000 maxBuffered=4mb',
-          websocket: 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb',
+          websocket: 'origins=default heartbeat=30s maxConnections=10000 maxPayload=1mb maxBuffered=4mb',
           compression: 'br,gzip threshold=1kb'
         },
         off: ['requestContext', 'cors', 'rateLimit', 'auth', 'static']
@@ -81,7 +81,7 @@ describe('startupSummary', () => {
         bodyLimit: 'max=512kb decode=on',
         stream: 'idleTimeout=5m',
         sse: 'keepAlive=30s maxConnections=10000 maxBuffered=4mb',
-        websocket: 'origins=default heartbeat=30s maxPayload=1mb maxBuffered=4mb',
+        websocket: 'origins=default heartbeat=30s maxConnections=10000 maxPayload=1mb maxBuffered=4mb',
         static: `/assets=${FIXTURES_DIR} /=${TEST_DIR}`,
         compression: 'br,gzip threshold=1kb'
       },

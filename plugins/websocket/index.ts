@@ -3,10 +3,11 @@
  * its handler gets `(socket, request)`. What spikard adds:
  *
  * - the upgrade request runs through the HTTP features like any request (request id, auth,
- *   rate limit, shutdown), plus an `Origin` check (./upgrade.ts): a refused upgrade gets a
- *   real HTTP problem (401/403/429/503), never a 101 followed by a close. @fastify/websocket
- *   runs Fastify's lifecycle before it upgrades, and an error's reply is written to the
- *   socket as an HTTP response;
+ *   rate limit, shutdown), plus an `Origin` check and `websocket.maxConnections` open
+ *   sockets per process (./upgrade.ts): a refused upgrade gets a real HTTP problem
+ *   (401/403/429/503), never a 101 followed by a close. @fastify/websocket runs Fastify's
+ *   lifecycle before it upgrades, and an error's reply is written to the socket as an HTTP
+ *   response;
  * - validated JSON messages, error frames, binary frames refused, `socket.sendJson`, slow
  *   consumers closed with 1013, handler errors closed with 1011 (./connection.ts);
  * - a ping every `websocket.heartbeat`, and a socket that missed the previous pong terminated;

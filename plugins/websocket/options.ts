@@ -17,6 +17,11 @@ export const WebSocketOptionsSchema = Type.Object({
     minimumText: '10ms',
     description: 'A ping is sent on every open socket this often; a socket that has not answered the previous one with a pong is terminated.'
   })),
+  maxConnections: Type.Optional(Type.Integer({
+    minimum: 1,
+    default: 10_000,
+    description: 'Open WebSockets per process, all WebSocket routes together (upgrades under way included); past it, an upgrade gets a 503 problem instead of its 101.'
+  })),
   maxPayload: Type.Optional(Size({
     default: '1mb',
     minimum: 1,
@@ -38,7 +43,7 @@ export const websocketFeature = {
   schema: WebSocketOptionsSchema,
   summary: 'WebSocket routes (@fastify/websocket) with `websocket: true`: the upgrade checked like any request (auth, rate limit, origin, shutdown), validated JSON messages, heartbeats, rooms, 1001 at shutdown.',
   enabledByDefault: true,
-  settings: (o) => `origins=${o.origins.length === 0 ? 'default' : o.origins.join(',')} heartbeat=${formatDuration(o.heartbeat)} maxPayload=${formatBytes(o.maxPayload)} maxBuffered=${formatBytes(o.maxBuffered)}`,
+  settings: (o) => `origins=${o.origins.length === 0 ? 'default' : o.origins.join(',')} heartbeat=${formatDuration(o.heartbeat)} maxConnections=${o.maxConnections} maxPayload=${formatBytes(o.maxPayload)} maxBuffered=${formatBytes(o.maxBuffered)}`,
   // The browser token (`access_token, <token>` in Sec-WebSocket-Protocol, or ?access_token=).
   secrets: () => ({ headers: ['sec-websocket-protocol'], query: ['access_token'] }),
   columns: [{

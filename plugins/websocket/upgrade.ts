@@ -1,7 +1,7 @@
 /**
- * The WebSocket upgrade as an HTTP request: the checks spikard adds to it (shutdown, Origin),
- * the headers the 101 carries, a handshake ws refuses answered with a problem, the
- * connection's access line, and the injectWS fix.
+ * The WebSocket upgrade as an HTTP request: the checks spikard adds to it (shutdown, Origin,
+ * `websocket.maxConnections`), the headers the 101 carries, a handshake ws refuses answered
+ * with a problem, the connection's access line, and the injectWS fix.
  */
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
@@ -51,6 +51,9 @@ function originCheck (origins: string[], auth: boolean): ((origin: string, reque
 
 export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketOptions): void {
   const allowed = originCheck(options.origins, app.spikard.options.auth !== false)
+  const { maxConnections } = options
+  /** The upgrades that passed the checks below and whose socket is not closed yet, on every WebSocket route of the app. */
+  let open = 0
 
   app.addHook('onRequest', function spikardWebSocketUpgrade (request, reply, done) {
     const config = routeConfig(request)
@@ -71,13 +74,22 @@ export function guardUpgrades (app: FastifyInstance, options: ResolvedWebSocketO
     if (allowed !== undefined && origin !== undefined && !allowed(origin, request)) {
       return done(new errors.SPK_ERR_WEBSOCKET_ORIGIN(JSON.stringify(origin.slice(0, 100))))
     }
+    if (open >= maxConnections) return done(new errors.SPK_ERR_WEBSOCKET_TOO_MANY_CONNECTIONS(maxConnections))
     ;(request.raw as IncomingMessage & { [kReply]?: FastifyReply })[kReply] = reply
+    // Counted from here until its socket closes, whatever closes it: the client or the server,
+    // an error, the heartbeat's terminate, shutdown, or a refusal after this hook (a later
+    // hook, a handshake ws cannot complete). A socket destroyed already (its client left
+    // during an async hook) may have had its 'close': not counted; ws will not upgrade it.
+    const socket = reply.raw.socket
+    const counted = socket !== null && !socket.destroyed
+    if (counted) open++
     // A client that leaves before its 101 (during an async hook) gets no response, and no
     // onRequestAbort runs for an upgrade: the tasks its hooks added are dropped then, not
     // held for ever, and its access line is written (aborted), as a plain request's is. After
     // a 101 or a problem, both are done already.
     rememberAddress(request)
-    reply.raw.socket?.once('close', () => {
+    socket?.once('close', () => {
+      if (counted) open--
       responseDropped(request)
       if (!reply.raw.writableEnded && (request.raw as IncomingMessage & { [kSwitched]?: true })[kSwitched] !== true) app.spikardAccessLog?.(request, undefined)
     })

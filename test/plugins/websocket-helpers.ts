@@ -95,3 +95,21 @@ export async function upgrade (port: number, path: string, headers: Record<strin
 export function problem (type: string, title: string, status: number, detail: string, instance: string): Record<string, unknown> {
   return { type: TYPE + type, title, status, detail, instance }
 }
+
+/** A refused upgrade's HTTP response as a real `ws` client reads it (its `unexpected-response`): status, headers and body, within 2 s. */
+export async function refusedUpgrade (url: string): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, body: string }> {
+  const socket = new WebSocket(url)
+  return await withTimeout(new Promise((resolve, reject) => {
+    socket.once('open', () => { socket.terminate(); reject(new Error(`${url}: upgraded (101), expected a refusal`)) })
+    socket.on('error', reject)
+    socket.once('unexpected-response', (request, response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { body += chunk })
+      response.once('end', () => {
+        request.destroy()
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body })
+      })
+    })
+  }), 2000, `refused upgrade ${url}`)
+}

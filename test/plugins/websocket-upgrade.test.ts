@@ -4,15 +4,15 @@
  * aside). Every wait is bounded.
  */
 import { connect as connectSocket } from 'node:net'
-import { Readable } from 'node:stream'
+import { Readable, type Duplex } from 'node:stream'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyWebsocket from '@fastify/websocket'
 import WebSocket from 'ws'
-import { build, rawRequest, until, UUID } from '../helpers.js'
-import { connect, KEY, problem, serve, upgrade } from './websocket-helpers.js'
+import { build, rawRequest, until, UUID, withTimeout } from '../helpers.js'
+import { connect, KEY, problem, refusedUpgrade, serve, upgrade } from './websocket-helpers.js'
 
 const PROBLEM_JSON = 'application/problem+json; charset=utf-8'
 const AUTH = { apiKey: { keys: [KEY] } }
@@ -217,6 +217,87 @@ test('429: the rate limit counts upgrades', async (t) => {
   assert.equal(response.status, 429)
   assert.equal(response.headers['content-type'], PROBLEM_JSON)
   assert.equal(JSON.parse(response.body).type, 'https://spikard.dev/errors/rate-limited')
+})
+
+test('websocket.maxConnections: counted over every WebSocket route; past it, a 503 problem instead of the 101; a closed socket frees its place', async (t) => {
+  const closedOnServer: Array<Promise<unknown>> = []
+  const { ws, port } = await serve(t, { websocket: { maxConnections: 2 } }, async (app) => {
+    for (const path of ['/echo', '/other']) {
+      app.get(path, { websocket: true }, (socket) => {
+        closedOnServer.push(new Promise((resolve) => socket.once('close', resolve)))
+        socket.on('message', (data) => { socket.send(String(data)) })
+      })
+    }
+    app.get('/hello', async () => ({ hello: 'world' }))
+  })
+  const first = await connect(t, ws + '/echo')
+  await connect(t, ws + '/other')
+  const refused = await refusedUpgrade(ws + '/echo')
+  assert.equal(refused.status, 503)
+  assert.equal(refused.headers['content-type'], PROBLEM_JSON)
+  assert.equal(refused.headers.connection, 'close')
+  assert.deepEqual(JSON.parse(refused.body), {
+    ...problem('websocket-too-many-connections', 'Service Unavailable', 503, 'This server already has 2 open WebSocket connections; retry shortly or on another instance', '/echo'),
+    requestId: refused.headers['x-request-id']
+  })
+  // Plain requests are not counted.
+  assert.equal((await fetch(`http://127.0.0.1:${port}/hello`)).status, 200)
+
+  first.socket.close()
+  await first.closed
+  await withTimeout(closedOnServer[0], 2000, 'the first socket closed on the server')
+  // Its place is free, and the refused upgrade took none.
+  const third = await connect(t, ws + '/other')
+  third.socket.send('hello')
+  assert.equal(await third.next(), 'hello')
+  assert.equal((await refusedUpgrade(ws + '/echo')).status, 503)
+})
+
+test('websocket.maxConnections: a place is freed whatever ends the socket, before its 101 or after', async (t) => {
+  /** Every upgrade's socket, closed (on the server). */
+  const sockets: Array<Promise<unknown>> = []
+  const { ws, port } = await serve(t, { websocket: { maxConnections: 1, heartbeat: 100 } }, async (app) => {
+    app.server.on('upgrade', (_request, socket: Duplex) => { sockets.push(new Promise((resolve) => socket.once('close', resolve))) })
+    await routes(app)
+    app.get('/throws', { websocket: true }, () => { throw new Error('handler failed') })
+    app.get('/closes', { websocket: true }, (socket) => { socket.close(4000, 'done') })
+    app.get('/denied', { websocket: true, preValidation: async () => { throw Object.assign(new Error('not you'), { statusCode: 403 }) } }, () => {})
+    app.get('/slow', { websocket: true, preValidation: async () => { await sleep(300) } }, (socket) => { socket.close() })
+  })
+  /** Waits until every socket so far is closed on the server: the next upgrade must then find the place free. */
+  const allClosed = async (): Promise<void> => { await withTimeout(Promise.all(sockets), 2000, 'every socket closed on the server') }
+
+  const closedByClient = await connect(t, ws + '/echo')
+  closedByClient.socket.close()
+  await allClosed()
+  // After counting: a handshake ws cannot complete, and a later hook refusing the upgrade.
+  const head = 'Host: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
+  assert.equal((await rawRequest(port, `GET /echo HTTP/1.1\r\n${head}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 7\r\n\r\n`)).status, 400)
+  await allClosed()
+  assert.equal((await upgrade(port, '/denied')).status, 403)
+  await allClosed()
+  // A client that leaves before its 101, during an async hook.
+  const leaving = connectSocket(port, '127.0.0.1')
+  leaving.on('error', () => {})
+  await new Promise((resolve) => leaving.once('connect', resolve))
+  leaving.write(`GET /slow HTTP/1.1\r\n${head}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
+  await sleep(50)
+  leaving.destroy()
+  await allClosed()
+  // Its hook finishes, and ws refuses the socket that is gone: that takes no place either.
+  await sleep(300)
+  // A handler error (1011), the server closing, the heartbeat terminating a socket that does not answer its ping.
+  assert.equal((await (await connect(t, ws + '/throws')).closed).code, 1011)
+  await allClosed()
+  assert.equal((await (await connect(t, ws + '/closes')).closed).code, 4000)
+  await allClosed()
+  assert.equal((await (await connect(t, ws + '/echo', undefined, { autoPong: false })).closed).code, 1006)
+  await allClosed()
+  // Still one place, no more.
+  const last = await connect(t, ws + '/echo')
+  assert.equal((await refusedUpgrade(ws + '/echo')).status, 503)
+  last.socket.send('still open')
+  assert.equal(await last.next(), 'still open')
 })
 
 test('browser token: Sec-WebSocket-Protocol access_token, <token> (101 names only access_token) or ?access_token=, on routes that opt in; never logged', async (t) => {

@@ -276,6 +276,8 @@ test('sendJson: JSON out, validated against send outside production (a mismatch 
 
 test('options: invalid ones fail at ready() naming the key; the feature off refuses a websocket route', async (t) => {
   await assertOptionsRefused('websocket', { heartbeat: 'often' }, ['websocket.heartbeat: expected a duration of at least 10ms (milliseconds, or a string such as "30s", "1m", "1h"), found "often"'])
+  await assertOptionsRefused('websocket', { maxConnections: 0 }, ['websocket.maxConnections: expected an integer >= 1, found 0'])
+  await assertOptionsRefused('websocket', { maxConnections: 1.5 }, ['websocket.maxConnections: expected an integer >= 1, found 1.5'])
   await assertOptionsRefused('websocket', { maxPayload: 0 }, ['websocket.maxPayload: expected a size (bytes, or a string such as "512kb", "1mb") of at least 1 byte, found 0'])
   await assertOptionsRefused('websocket', { origins: ['example.com'] }, ['websocket.origins[0]: expected an origin such as "https://app.example.com" (scheme, host and port, no path), or "*", found "example.com"'])
   await assertOptionsRefused('websocket', { maxBufered: '1mb' }, ['websocket.maxBufered: unknown key (did you mean "maxBuffered"?)'])
