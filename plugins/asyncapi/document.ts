@@ -21,6 +21,13 @@ import { routeAsyncApi, type AsyncApiRouteOperation } from './route.js'
 
 type Json = Record<string, any>
 
+/**
+ * An object keyed by names that come from routes (message names, channel and operation ids),
+ * without a prototype: a message typed `__proto__` is a key like any other, where assigning
+ * it on a plain object would set the object's prototype and leave it out of the document.
+ */
+const record = (): Json => Object.create(null)
+
 export interface DocumentInput {
   routes: readonly RouteOptions[]
   /** The asyncapi options, `info.title` and `info.version` filled in. */
@@ -36,8 +43,8 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
   const schemas = schemaComponents(shared)
   const auth = security(spikard)
   const { servers: serverObjects, ws, http } = servers(urls)
-  const channels: Json = {}
-  const operations: Json = {}
+  const channels = record()
+  const operations = record()
   const entries: Entry[] = []
   const channelIds = new Set<string>()
   const operationIds = new Set<string>()
@@ -55,7 +62,7 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
     const { address, parameters } = channelAddress(route.url, schema.params)
     channels[id] = {
       address,
-      messages: {},
+      messages: record(),
       ...(schema.summary === undefined ? {} : { summary: schema.summary }),
       ...(schema.description === undefined ? {} : { description: schema.description }),
       ...refs(socket !== undefined ? ws : http),
@@ -116,7 +123,8 @@ export function asyncapiDocument ({ routes, options, spikard, shared, servers: u
     // A route that declares its operations has the messages they name (and the problem frame), no others.
     const listed = declaredOps.find((d) => d.channel === channel)?.operations.some(([, op]) => op.messages.includes(key) || op.reply?.includes(key))
     if (listed === false && message !== PROBLEM_FRAME) continue
-    components.messages = { ...components.messages, [name]: message }
+    components.messages ??= record()
+    components.messages[name] = message
     channels[channel].messages[name] = { $ref: `#/components/messages/${pointer(name)}` }
     if (!finalNames.has(channel)) finalNames.set(channel, new Map())
     finalNames.get(channel)?.set(key, name)
@@ -177,7 +185,7 @@ function messages (channel: string, operation: string, direction: 'receive' | 's
     // An event's data is sent as it is when it is a string, as JSON otherwise.
     if (event && data?.type === 'string') message.contentType = 'text/plain'
     if (data !== undefined) message.payload = data
-    const name = names?.[key] ?? (any ? `${channel}.${event ? 'event' : direction === 'receive' ? 'received' : 'sent'}` : key)
+    const name = (names !== undefined && Object.hasOwn(names, key) ? names[key] : undefined) ?? (any ? `${channel}.${event ? 'event' : direction === 'receive' ? 'received' : 'sent'}` : key)
     return { channel, operation, key: name, message }
   })
 }
