@@ -64,7 +64,9 @@ async function spikardWebsocket (app: FastifyInstance, options: WebSocketOptions
   const { heartbeat, maxPayload, maxBuffered } = resolved
   const validating = process.env.NODE_ENV !== 'production'
   const compiler = await loadSchemaCompiler()
-  // Received messages are checked up to their first error first (./validate.ts).
+  // Messages are checked up to their first error first, with schemas compiled at startup;
+  // `compiler`, which lists every error, compiles a type's schema when an invalid message of
+  // that type first needs it (./validate.ts).
   const firstErrors = await loadSchemaCompiler({ allErrors: false })
   const sockets = new Set<WebSocket>()
   const connections = new WeakMap<WebSocket, Connection>()

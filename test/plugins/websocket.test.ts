@@ -11,6 +11,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import { UUID, assertOptionsRefused, build } from '../helpers.js'
 import { SpikardConfigError } from '../../src/errors.js'
+import { SchemaCompiler } from '../../src/ajv.js'
 import { connect, serve, TYPE } from './websocket-helpers.js'
 
 const ChatIn = Type.Union([
@@ -135,6 +136,38 @@ test('receive: a message failing in every element lists its first 10 offending f
   assert.equal(large.detail, 'The message does not match the route\'s schema: message/0 must be string (the message is over 16 KiB: checked up to its first error)')
   client.socket.send(JSON.stringify(Array(100_000).fill('ada')))
   assert.equal(await client.next(), 'accepted')
+})
+
+test('message schemas are compiled once at startup; the validator listing every error when an invalid message first needs it, once per type', async (t) => {
+  const compiled: string[] = []
+  const compile = SchemaCompiler.prototype.compile
+  t.mock.method(SchemaCompiler.prototype, 'compile', function (this: SchemaCompiler, ...args: Parameters<SchemaCompiler['compile']>) {
+    const allErrors = (this.ajv as unknown as { opts: { allErrors?: boolean } }).opts.allErrors !== false
+    compiled.push(...Object.keys(args[1]).map((name) => `${allErrors ? 'every error' : 'first error'}: ${name}`))
+    return compile.apply(this, args)
+  })
+  const { ws } = await serve(t, {}, async (app) => {
+    app.get('/chat', { websocket: true, config: { websocket: { receive: ChatIn, send: Type.Object({ type: Type.String() }) } } }, (socket) => {
+      socket.on('message', (data) => { socket.send(String(data)) })
+    })
+  })
+  // Each of the route's schemas once (both directions: outside production, sent messages are checked too).
+  assert.deepEqual(compiled, ['first error: say', 'first error: ping', 'first error: *'])
+  const client = await connect(t, ws + '/chat')
+  client.socket.send(JSON.stringify({ type: 'ping' }))
+  assert.equal(await client.next(), '{"type":"ping"}')
+  assert.equal(compiled.length, 3)
+  for (let i = 0; i < 2; i++) {
+    client.socket.send(JSON.stringify({ type: 'say', text: 1, extra: true }))
+    assert.deepEqual((await client.json() as { errors: unknown }).errors, [
+      { path: '/', message: 'must NOT have additional properties' },
+      { path: '/text', message: 'must be string' }
+    ])
+  }
+  // Over 16 KiB: checked up to its first error, with the validator compiled at startup.
+  client.socket.send(JSON.stringify({ type: 'ping', pad: 'x'.repeat(20_000) }))
+  assert.deepEqual((await client.json() as { errors: unknown }).errors, [{ path: '/', message: 'must NOT have additional properties' }])
+  assert.deepEqual(compiled.slice(3), ['every error: say'])
 })
 
 test('receive: messages typed "constructor" and "__proto__" are declared and validated like any other', async (t) => {
