@@ -25,7 +25,9 @@ export function schemaComponents (shared: Record<string, unknown>): SchemaCompon
     const out: Json = {}
     for (const [key, item] of Object.entries(value)) {
       if (key === '$id' && self !== undefined) continue
-      out[key] = key === '$ref' && typeof item === 'string' ? reference(item, self) : rewrite(item, self)
+      const rewritten = key === '$ref' && typeof item === 'string' ? reference(item, self) : rewrite(item, self)
+      // A property named `__proto__` (JSON.parse made it an own key) stays one: assigned, it would set the prototype.
+      Object.defineProperty(out, key, { value: rewritten, enumerable: true, writable: true, configurable: true })
     }
     return out
   }

@@ -136,9 +136,11 @@ describe('the document', () => {
     assert.equal(document.components.messages['a.join'].name, 'join')
   })
 
-  test('messages typed "__proto__" and "constructor" are messages like any other: in their channel, operation and components', async (t) => {
+  test('messages typed "__proto__" and "constructor" are messages like any other: in their channel, operation and components, with their own fields of those names', async (t) => {
+    // A computed key: `__proto__:` in an object literal would set its prototype.
+    const PROTO = '__proto__'
     const app = await appWith(t, {}, async (app) => {
-      const odd = { oneOf: ['__proto__', 'constructor'].map((type) => ({ type: 'object', properties: { type: { const: type } }, required: ['type'] })) }
+      const odd = { oneOf: ['__proto__', 'constructor'].map((type) => ({ type: 'object', properties: { type: { const: type }, [PROTO]: { type: 'string' } }, required: ['type'] })) }
       websocket(app, '/odd', { config: { websocket: { receive: odd, closeOnInvalid: true } } })
       // Names given for some messages: the others are not looked up on Object.prototype.
       websocket(app, '/named', { config: { websocket: { receive: odd, closeOnInvalid: true }, asyncapi: { channel: '__proto__', messages: { receive: { constructor: 'ctor' } } } } })
@@ -146,8 +148,6 @@ describe('the document', () => {
     // Not given to @asyncapi/parser: it reads a `__proto__` key as a prototype too, and then
     // reports the document's other keys as misplaced.
     const document = await documentOf(app)
-    // A computed key: `__proto__:` in an object literal would set its prototype.
-    const PROTO = '__proto__'
     const ref = (name: string) => ({ $ref: `#/components/messages/${name}` })
     assert.deepEqual(document.channels.odd.messages, { [PROTO]: ref(PROTO), constructor: ref('constructor'), 'odd.sent': ref('odd.sent') })
     assert.deepEqual(Object.keys(document.channels), ['odd', '__proto__'])
@@ -155,7 +155,7 @@ describe('the document', () => {
     assert.deepEqual(document.operations.receiveOdd.messages, [{ $ref: '#/channels/odd/messages/__proto__' }, { $ref: '#/channels/odd/messages/constructor' }])
     assert.deepEqual(Object.keys(document.components.messages), ['__proto__', 'constructor', 'odd.sent', 'ctor', '__proto__.sent'])
     assert.deepEqual(document.components.messages[PROTO], {
-      name: '__proto__', title: '__proto__', payload: { type: 'object', properties: { type: { const: '__proto__' } }, required: ['type'] }
+      name: '__proto__', title: '__proto__', payload: { type: 'object', properties: { type: { const: '__proto__' }, [PROTO]: { type: 'string' } }, required: ['type'] }
     })
     // The same in YAML, and in app.asyncapi().
     assert.deepEqual(parseYaml((await app.inject('/asyncapi.yaml')).body), document)
