@@ -22,6 +22,11 @@ const ROUTE_KEY = 'x-spikard-route'
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']
 /** The fields of an OpenAPI 3.1 path item besides its operations. */
 const PATH_ITEM_FIELDS = new Set(['$ref', 'summary', 'description', 'servers', 'parameters'])
+/**
+ * find-my-way's optional last parameter (`/posts/:id?`, `/posts/:id?/`): the router registers
+ * the route twice, with the parameter (`$1$2`) and without it (`$2`, or `/`).
+ */
+const OPTIONAL_PARAM = /(\/:[^/()]*?)\?(\/?)/
 
 /** spikard's schemas, `Problem` and `FieldError` unless the app's shared schemas have those names (then `SpikardProblem`, `SpikardFieldError`), referencing each other by `names`. */
 function problemSchemas (names: SchemaNames): Json {
@@ -91,7 +96,9 @@ export function markRoute (routes: RouteOptions[]) {
         ...(typeof configured === 'string' ? { operationId: configured } : {}),
         [ROUTE_KEY]: routes.length - 1
       },
-      url
+      // `/posts/:id?` is documented at `/posts/{id}` here, and at `/posts` by completeDocument
+      // (@fastify/swagger would write `/posts/{id}?`, a path no request has).
+      url: url.replace(OPTIONAL_PARAM, '$1$2')
     }
   }
 }
@@ -139,6 +146,8 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
       for (const key of Object.keys(item)) if (!METHODS.includes(key) && !PATH_ITEM_FIELDS.has(key)) delete item[key]
       if (Object.keys(item).length === 0) delete doc.paths[path]
     }
+    const withoutParam = new Set<Json>()
+    if (doc.paths !== undefined) doc.paths = withOptionalParams(doc.paths, routes, withoutParam)
 
     // Every operation, each its own object: @fastify/swagger gives the methods of one route
     // (`method: ['GET', 'POST']`) the same one.
@@ -156,10 +165,15 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
     // Removed once every method has found its route: the methods of one route share one
     // object until cloned above, so removing it from the first would lose the others' route.
     for (const { operation } of operations) delete operation[ROUTE_KEY]
-    // The operationIds routes ask for first, so a derived one never takes theirs.
+    // The operationIds routes ask for first, so a derived one never takes theirs (the path
+    // with a route's optional parameter first: the path without it gets `<id>2`).
     const ids = new Set<string>()
-    for (const { operation } of operations) if (operation.operationId !== undefined) operation.operationId = unique(operation.operationId, ids)
-    for (const { operation, method, path, route } of operations) operation.operationId ??= unique(operationId(method, route?.url ?? path), ids)
+    const asked = operations.filter(({ operation }) => operation.operationId !== undefined)
+    for (const { operation } of [...asked.filter(({ operation }) => !withoutParam.has(operation)), ...asked.filter(({ operation }) => withoutParam.has(operation))]) operation.operationId = unique(operation.operationId, ids)
+    for (const { operation, method, path, route } of operations) {
+      const url = route === undefined ? path : withoutParam.has(operation) ? route.url.replace(OPTIONAL_PARAM, '$2') : route.url
+      operation.operationId ??= unique(operationId(method, url), ids)
+    }
 
     const usedTags = new Set<string>()
     const unknownSchemes: string[] = []
@@ -192,6 +206,35 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
     }
     return doc
   }
+}
+
+/**
+ * `paths` with, for each operation of a route whose last parameter is optional (`/posts/:id?`,
+ * documented at `/posts/{id}`), its copy at the path without that parameter (`/posts`), which
+ * the router serves too: OpenAPI has no optional path parameter (each is `required: true`, and
+ * its path names it). The copy is placed before the path with the parameter, merged into the
+ * path's item where other routes have one; a route declared at that path for the same method
+ * keeps its operation. The copies are added to `copies`.
+ */
+function withOptionalParams (paths: Json, routes: RouteOptions[], copies: Set<Json>): Json {
+  const result: Json = {}
+  for (const [path, item] of Object.entries(paths) as Array<[string, Json]>) {
+    for (const method of METHODS) {
+      const optional = item[method] === undefined ? null : OPTIONAL_PARAM.exec(routes[item[method][ROUTE_KEY]]?.url ?? '')
+      if (optional === null) continue
+      // The parameter is the path's last segment (find-my-way refuses it anywhere else).
+      const short = path.replace(/\/[^/]*(\/?)$/, '$1') || '/'
+      const name = optional[1].slice(2)
+      const copy = structuredClone(item[method]) as Json
+      copy.parameters = (copy.parameters as Json[] | undefined)?.filter((p) => !(p.in === 'path' && p.name === name))
+      if (copy.parameters === undefined || copy.parameters.length === 0) delete copy.parameters
+      copies.add(copy)
+      result[short] ??= {}
+      result[short][method] ??= copy
+    }
+    result[path] = { ...result[path], ...item }
+  }
+  return result
 }
 
 /**

@@ -1,10 +1,12 @@
 /**
  * The OpenAPI document: valid OpenAPI 3.1 (@seriousme/openapi-schema-validator against the 3.1
- * schema, every Schema Object checked as JSON Schema 2020-12, unique operationIds) for the demo
+ * schema, every Schema Object checked as JSON Schema 2020-12, path templates naming each path
+ * parameter, unique operationIds) for the demo
  * app, an app using every feature and three realistic APIs, each listing every operation,
  * parameter and schema property its routes declare (found by walking the route definitions);
  * what spikard documents unasked (security, problems, headers, health); the documented problems
- * matching what the server really sends; operationIds; hidden routes; serving (ETag, 304, YAML,
+ * matching what the server really sends; paths as the router serves them (optional parameters);
+ * operationIds; hidden routes; serving (ETag, 304, YAML,
  * paths, off, production, openapi.auth); info, servers, tags and externalDocs.
  */
 import { describe, test } from 'node:test'
@@ -118,6 +120,16 @@ async function assertValid (doc: Json): Promise<void> {
   for (const [where, schema] of schemaObjects(doc)) {
     assert.ok(metaAjv.validateSchema(schema as object), `${where} is not a JSON Schema 2020-12: ${metaAjv.errorsText()}`)
     assert.ok(!hasNullable(schema), `${where}: OpenAPI 3.0's "nullable" in a 3.1 document`)
+  }
+  // What the validator's schema leaves unchecked (OpenAPI 3.1, Paths and Parameter Objects): a
+  // path is a template with no query or fragment, naming each of its operation's path
+  // parameters once, each `required: true`.
+  for (const { path, method, operation: op } of operations(doc)) {
+    assert.match(path, /^\/[^?#]*$/, `${method} ${path}: a path template, without "?" or "#"`)
+    const inPath = [...path.matchAll(/\{([^{}]+)\}/g)].map((m) => m[1]).sort()
+    const params = [...doc.paths[path].parameters ?? [], ...op.parameters ?? []].filter((p: Json) => p.in === 'path')
+    assert.deepEqual(params.map((p: Json) => p.name).sort(), inPath, `${method} ${path}: its path parameters are the names in its path`)
+    for (const p of params) assert.equal(p.required, true, `${method} ${path}: path parameter ${String(p.name)} is required`)
   }
   const ids = operations(doc).map(({ operation: op }) => op.operationId)
   assert.ok(ids.every((id) => typeof id === 'string' && id !== ''), 'every operation has an operationId')
@@ -543,6 +555,11 @@ describe('valid OpenAPI 3.1', () => {
     assert.equal((await validator.validate({ openapi: '3.1.0', info: { title: 'x', version: '1' }, paths: { '/x': { get: { responses: { 200: { description: 'ok', content: { 'application/json': { schema: { $ref: '#/components/schemas/Missing' } } } } } } } } })).valid, false)
     await assert.rejects(assertValid({ openapi: '3.1.0', info: { title: 'x', version: '1' }, components: { schemas: { A: { type: 'string', nullable: true } } } }), /nullable/)
     await assert.rejects(assertValid({ openapi: '3.1.0', info: { title: 'x', version: '1' }, components: { schemas: { A: { type: 5 } } } }), /JSON Schema 2020-12/)
+    const path = (p: string, parameters: Json[]): Json => ({ openapi: '3.1.0', info: { title: 'x', version: '1' }, paths: { [p]: { get: { operationId: 'x', parameters, responses: { 200: { description: 'ok' } } } } } })
+    const id = { name: 'id', in: 'path', required: true, schema: { type: 'string' } }
+    await assert.rejects(assertValid(path('/posts/{id}?', [id])), /without "\?"/)
+    await assert.rejects(assertValid(path('/posts', [id])), /its path parameters are the names in its path/)
+    await assert.rejects(assertValid(path('/posts/{id}', [])), /its path parameters are the names in its path/)
   })
 
   test('the demo app (examples/spikard.config.yaml and its routes module), built as the CLI builds it', async (t) => {
@@ -608,6 +625,47 @@ describe('valid OpenAPI 3.1', () => {
   test('the YAML document is valid too', async (t) => {
     const app = await appWith(t, { auth: AUTH, rateLimit: { max: 10 } }, petStoreRoutes, (a) => { for (const s of petStoreSchemas) a.addSchema(s) })
     await assertValid(parseYaml((await app.inject({ url: '/openapi.yaml' })).body))
+  })
+})
+
+describe('paths as the router serves them', () => {
+  test('a route whose last parameter is optional (/posts/:id?) is documented at both its paths: /posts without the parameter, /posts/{id} with it, required', async (t) => {
+    const app = await appWith(t, {}, [
+      { method: 'GET', url: '/posts/:id?', options: { schema: { params: { type: 'object', properties: { id: { type: 'integer' } } } } } },
+      { method: 'POST', url: '/posts' },
+      { method: ['PUT', 'DELETE'] as unknown as HTTPMethods, url: '/tags/:name?' },
+      { method: 'GET', url: '/files/:dir/:name?/', options: { config: { operationId: 'getFile' } } },
+      { method: 'GET', url: '/:lang?' }
+    ])
+    // The router serves each route at both paths.
+    for (const [method, url] of [['GET', '/posts'], ['GET', '/posts/7'], ['PUT', '/tags'], ['DELETE', '/tags/x'], ['GET', '/files/a/'], ['GET', '/files/a/b/'], ['GET', '/'], ['GET', '/en']]) {
+      assert.equal((await app.inject({ method: method as HTTPMethods, url })).statusCode, 200, `${method} ${url}`)
+    }
+    const doc = await documentOf(app)
+    await assertValid(doc)
+    const summary = Object.fromEntries(operations(doc).map(({ path, method, operation: op }) => [`${method} ${path}`, [op.operationId, ...(op.parameters ?? []).map((p: Json) => `${String(p.in)} ${String(p.name)}`)]]))
+    assert.deepEqual(summary, {
+      'get /livez': ['getLivez'],
+      'get /readyz': ['getReadyz'],
+      'get /posts': ['getPosts'],
+      'post /posts': ['postPosts'],
+      'get /posts/{id}': ['getPostsById', 'path id'],
+      'put /tags': ['putTags'],
+      'delete /tags': ['deleteTags'],
+      'put /tags/{name}': ['putTagsByName', 'path name'],
+      'delete /tags/{name}': ['deleteTagsByName', 'path name'],
+      'get /files/{dir}/': ['getFile2', 'path dir'],
+      'get /files/{dir}/{name}/': ['getFile', 'path dir', 'path name'],
+      'get /': ['get'],
+      'get /{lang}': ['getByLang', 'path lang']
+    })
+    // The path without the parameter comes first, beside the other routes at it.
+    assert.deepEqual(Object.keys(doc.paths).slice(2, 4), ['/posts', '/posts/{id}'])
+    assert.deepEqual(Object.keys(doc.paths['/posts']), ['get', 'post'])
+    assert.deepEqual(operation(doc, 'GET', '/posts/{id}').parameters, [{ schema: { type: 'integer' }, in: 'path', name: 'id', required: true }])
+    // Both are the route's operations, with spikard's share: its params schema validates both.
+    for (const path of ['/posts', '/posts/{id}']) assert.deepEqual(Object.keys(operation(doc, 'GET', path).responses).sort(), ['200', '400', '422', '500', '503'], path)
+    assert.equal(JSON.stringify(doc).includes('x-spikard-route'), false)
   })
 })
 
