@@ -7,7 +7,14 @@
 import FindMyWay from 'find-my-way'
 import type { FastifyInstance, RouteOptions } from 'fastify'
 
-type RouterOptions = { ignoreTrailingSlash?: boolean, ignoreDuplicateSlashes?: boolean, caseSensitive?: boolean }
+export interface RouterOptions { ignoreTrailingSlash?: boolean, ignoreDuplicateSlashes?: boolean, caseSensitive?: boolean }
+
+/** How the app's router matches paths: `routerOptions` (Fastify 5.x), else the deprecated top-level options. */
+export function routerOptions (app: FastifyInstance): RouterOptions {
+  const config = app.initialConfig as RouterOptions & { routerOptions?: RouterOptions }
+  const { ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive } = { ...config, ...config.routerOptions }
+  return { ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive }
+}
 
 export class PathTable {
   readonly #router: FindMyWay.Instance<FindMyWay.HTTPVersion.V1>
@@ -15,10 +22,7 @@ export class PathTable {
   readonly methods = new Set<string>()
 
   constructor (app: FastifyInstance) {
-    // `routerOptions` (Fastify 5.x), else the deprecated top-level ones.
-    const config = app.initialConfig as RouterOptions & { routerOptions?: RouterOptions }
-    const { ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive } = { ...config, ...config.routerOptions }
-    this.#router = FindMyWay({ ignoreTrailingSlash, ignoreDuplicateSlashes, caseSensitive, defaultRoute: () => {} })
+    this.#router = FindMyWay({ ...routerOptions(app), defaultRoute: () => {} })
   }
 
   add (route: RouteOptions): void {

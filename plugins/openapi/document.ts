@@ -10,6 +10,7 @@ import type { RouteOptions } from 'fastify'
 import { errorDefinitions, PROBLEM_TYPE_BASE, SpikardConfigError, type SpikardErrorCode } from '../../src/errors.js'
 import { features, type FeatureName, type ResolvedSpikardOptions } from '../../src/options.js'
 import type { FeatureDefinition, HeaderDoc, OperationDoc } from '../../src/feature.js'
+import type { RouterOptions } from '../../src/path-table.js'
 import { unique } from '../../src/unique.js'
 import { takesBody } from '../body-limit/options.js'
 import { sseRoute, type SseRoute } from '../sse/events.js'
@@ -84,7 +85,7 @@ function coreDoc (route: RouteOptions): OperationDoc {
  * names in `components.securitySchemes` before spikard has put any there, and throws a
  * TypeError for any route that has one; `transformObject` writes it instead.
  */
-export function markRoute (routes: RouteOptions[]) {
+export function markRoute (routes: RouteOptions[], router: RouterOptions = {}) {
   return ({ schema, url, route }: { schema: Json | undefined, url: string, route: RouteOptions }): { schema: Json, url: string } => {
     if (!documented(route)) return { schema: { ...schema, hide: true }, url }
     const configured = (route.config as { operationId?: unknown } | undefined)?.operationId
@@ -98,9 +99,31 @@ export function markRoute (routes: RouteOptions[]) {
       },
       // `/posts/:id?` is documented at `/posts/{id}` here, and at `/posts` by completeDocument
       // (@fastify/swagger would write `/posts/{id}?`, a path no request has).
-      url: url.replace(OPTIONAL_PARAM, '$1$2')
+      url: routerPath((prefixRoot(route) ?? url).replace(OPTIONAL_PARAM, '$1$2'), router)
     }
   }
+}
+
+/**
+ * The prefix, for a prefix's `/` route that Fastify registers at both `/v2` and `/v2/`
+ * (`prefixTrailingSlash: 'both'`, the default): it calls onRoute with the first, then reuses
+ * the route object for the second, so route.url says `/v2/` (`/v2//` for the prefix `/v2/`).
+ * Documented at the path onRoute saw, where a POST `/v2` of another plugin is too.
+ */
+function prefixRoot (route: RouteOptions): string | undefined {
+  const { routePath, prefix, prefixTrailingSlash } = route as RouteOptions & { routePath?: string, prefix?: string }
+  return routePath === '/' && prefix !== undefined && prefix !== '' && (prefixTrailingSlash ?? 'both') === 'both' ? prefix : undefined
+}
+
+/**
+ * The path the router registers `url` at (find-my-way's on()): with `ignoreTrailingSlash`,
+ * `/v1/` is `/v1`, so a GET `/v1/` and a POST `/v1` are one path item, as they are one path
+ * to the router; with `ignoreDuplicateSlashes`, `/a//b` is `/a/b`.
+ */
+function routerPath (url: string, router: RouterOptions): string {
+  let path = router.ignoreDuplicateSlashes === true ? url.replace(/\/\/+/g, '/') : url
+  if (router.ignoreTrailingSlash === true && path.length > 1 && path.endsWith('/')) path = path.slice(0, -1)
+  return path
 }
 
 /** `GET /users/:id/posts` → `getUsersByIdPosts`: stable, from the method and the path. */

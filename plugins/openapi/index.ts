@@ -21,6 +21,7 @@ import { completeDocument, markRoute } from './document.js'
 import { redocPage, REDOC_CSP, REDOC_LOGO } from './redoc.js'
 import { serve, send, type Served } from './served.js'
 import { refuseLaterRoutes, refuseTakenPaths, type OwnPath } from '../../src/own-paths.js'
+import { routerOptions } from '../../src/path-table.js'
 import type { Encoding } from '../compression/negotiate.js'
 
 declare module 'fastify' {
@@ -56,7 +57,7 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     },
     // A shared schema (app.addSchema) is a component named by its $id (`Item`), not `def-0`.
     refResolver: { buildLocalReference: componentNames() },
-    transform: markRoute(routes) as never,
+    transform: markRoute(routes, routerOptions(app)) as never,
     transformObject: completeDocument(routes, app.spikard.options) as never
   })
 

@@ -5,7 +5,8 @@
  * app, an app using every feature and three realistic APIs, each listing every operation,
  * parameter and schema property its routes declare (found by walking the route definitions);
  * what spikard documents unasked (security, problems, headers, health); the documented problems
- * matching what the server really sends; paths as the router serves them (optional parameters);
+ * matching what the server really sends; paths as the router serves them (optional parameters,
+ * trailing slashes);
  * operationIds; hidden routes; serving (ETag, 304, YAML,
  * paths, off, production, openapi.auth); info, servers, tags and externalDocs.
  */
@@ -666,6 +667,48 @@ describe('paths as the router serves them', () => {
     // Both are the route's operations, with spikard's share: its params schema validates both.
     for (const path of ['/posts', '/posts/{id}']) assert.deepEqual(Object.keys(operation(doc, 'GET', path).responses).sort(), ['200', '400', '422', '500', '503'], path)
     assert.equal(JSON.stringify(doc).includes('x-spikard-route'), false)
+  })
+
+  test('trailing slashes: /v1/ and /v1 are two paths to a router that tells them apart, one to a router that ignores the slash (routerOptions or the top-level option), each operation once', async (t) => {
+    const ok = async () => ({})
+    /** Fastify with `options`, spikard, and the routes; each operation as `method path: operationId`. */
+    const documented = async (options: Json, routes: (app: FastifyInstance) => void): Promise<[FastifyInstance, string[]]> => {
+      const app = Fastify({ logger: false, ...options })
+      t.after(() => app.close())
+      await app.register(spikard, { health: false })
+      routes(app)
+      const doc = await documentOf(app)
+      await assertValid(doc)
+      return [app, operations(doc).map(({ path, method, operation: op }) => `${method} ${path}: ${String(op.operationId)}`)]
+    }
+    // Apart: two routes, two paths. A prefix's '/' route, which Fastify serves at /v2 and /v2/,
+    // is documented once, at /v2, beside another route there (/v3/ and /v3// for the prefix /v3/).
+    const [apart, two] = await documented({}, (app) => {
+      app.get('/v1/', async () => ({ slash: true }))
+      app.get('/v1', async () => ({ slash: false }))
+      app.post('/v1', ok)
+      app.register(async (child) => { child.get('/', ok) }, { prefix: '/v2' })
+      app.post('/v2', ok)
+      app.register(async (child) => { child.get('/', ok) }, { prefix: '/v3/' })
+    })
+    assert.deepEqual(two, ['get /v1/: getV1', 'get /v1: getV12', 'post /v1: postV1', 'get /v2: getV2', 'post /v2: postV2', 'get /v3/: getV3'])
+    for (const url of ['/v2', '/v2/', '/v3/', '/v3//']) assert.equal((await apart.inject({ url })).statusCode, 200, url)
+    assert.deepEqual((await apart.inject({ url: '/v1/' })).json(), { slash: true })
+    assert.deepEqual((await apart.inject({ url: '/v1' })).json(), { slash: false })
+    // Ignored: GET /v1/ and POST /v1 are one path, as the router matches both at either;
+    // with ignoreDuplicateSlashes, /a//b is /a/b.
+    for (const options of [{ routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true } }, { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true }]) {
+      const [ignoring, one] = await documented(options, (app) => {
+        app.get('/v1/', ok)
+        app.post('/v1', ok)
+        app.get('/a//b/', ok)
+        app.register(async (child) => { child.get('/', ok); child.get('/things/:id?/', ok) }, { prefix: '/v2/' })
+      })
+      assert.deepEqual(one, ['get /v1: getV1', 'post /v1: postV1', 'get /a/b: getAB', 'get /v2: getV2', 'get /v2/things: getV2Things', 'get /v2/things/{id}: getV2ThingsById'], JSON.stringify(options))
+      for (const [method, url] of [['GET', '/v1'], ['GET', '/v1/'], ['POST', '/v1'], ['POST', '/v1/'], ['GET', '/a/b'], ['GET', '/v2'], ['GET', '/v2/things'], ['GET', '/v2/things/7/']]) {
+        assert.equal((await ignoring.inject({ method: method as HTTPMethods, url })).statusCode, 200, `${JSON.stringify(options)} ${method} ${url}`)
+      }
+    }
   })
 })
 
