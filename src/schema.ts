@@ -220,9 +220,12 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
         walk.refused = (walk.refused ?? 0) + outOfRange.problems.length
         return value
       }
-      // An object that fails: report the object branch's own problems, which are precise.
+      // An object that fails: report the object branch's own problems, which are precise;
+      // among objects told apart by a literal (`type: 'apiKey'`), the branch the value names.
       const objects = (schema.anyOf as TSchema[]).filter((b) => b[Kind] === 'Object')
       if (isPlainObject(value) && objects.length === 1) return check(objects[0], value, path, walk)
+      const named = isPlainObject(value) ? objects.filter((b) => Object.entries(b.properties as Record<string, TSchema>).some(([k, p]) => p[Kind] === 'Literal' && Object.hasOwn(value, k) && value[k] === p.const)) : []
+      if (named.length === 1) return check(named[0], value, path, walk)
       // So is a list (a feature's list shorthand, `static: [{ root, prefix }]`): the key at
       // fault, not the whole union. A secret's list stays described as a whole.
       const lists = (schema.anyOf as TSchema[]).filter((b) => b[Kind] === 'Array')
@@ -259,6 +262,21 @@ function checkInner (schema: TSchema, value: unknown, path: string, walk: Walk):
       }
       return out
     }
+    case 'Record': {
+      // A map of names the schema's one key pattern allows (`expectedKey` says which) to values of one schema.
+      if (!isPlainObject(value)) return fail()
+      const [[pattern, values]] = Object.entries(schema.patternProperties as Record<string, TSchema>)
+      const keys = new RegExp(pattern)
+      const out: Record<string, unknown> = {}
+      for (const key of Object.keys(value)) {
+        if (!keys.test(key)) {
+          walk.problems.push(`${keyPath(path, key)}: expected ${typeof schema.expectedKey === 'string' ? schema.expectedKey : `a key matching /${pattern}/`} as the key`)
+          continue
+        }
+        Object.defineProperty(out, key, { value: check(values, value[key], keyPath(path, key), walk), enumerable: true, writable: true, configurable: true })
+      }
+      return out
+    }
     default:
       throw new Error(`spikard: unsupported schema kind ${String(schema[Kind])} at ${path}`)
   }
@@ -284,6 +302,7 @@ export function describe (schema: TSchema): string {
     case 'Literal': return JSON.stringify(schema.const)
     case 'Array': return `a ${(schema.minItems ?? 0) > 0 ? 'non-empty ' : ''}list of ${plural(describe(schema.items))}`
     case 'Object': return 'an object'
+    case 'Record': return `an object of ${plural(describe(Object.values(schema.patternProperties as Record<string, TSchema>)[0]))}`
     case 'Union': {
       const parts = (schema.anyOf as TSchema[]).map(describe)
       return parts.length > 1 ? `${parts.slice(0, -1).join(', ')} or ${parts.at(-1)}` : parts[0]

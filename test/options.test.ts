@@ -155,6 +155,27 @@ test('bad options list every problem with its key path, what was expected and wh
   assert.deepEqual(problems(() => resolveSpikardOptions([])), ['(root): expected an object, found []'])
 })
 
+test('a map of names (Type.Record) checks each key and each value; objects told apart by a literal key report the branch the value names', () => {
+  const Pet = Type.Union([
+    Type.Object({ kind: Type.Literal('cat'), lives: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+    Type.Object({ kind: Type.Literal('dog'), breed: Type.String() }, { additionalProperties: false })
+  ], { expected: 'a pet' })
+  const Pets = Type.Record(Type.String({ pattern: '^[a-z]+$' }), Pet, { expectedKey: 'a lowercase name' })
+  const pets = { tom: { kind: 'cat', lives: 9 }, rex: { kind: 'dog', breed: 'boxer' } }
+  assert.deepEqual(validate(Pets, pets), pets)
+  assert.deepEqual(problems(() => validate(Pets, { Tom: { kind: 'cat', lives: 9 }, felix: { kind: 'cat', lives: 0 }, rex: { kind: 'dog', bred: 'boxer' }, nemo: { kind: 'fish' }, x: 'cat' }, { path: 'pets' })), [
+    'pets.Tom: expected a lowercase name as the key',
+    'pets.felix.lives: expected an integer >= 1, found 0',
+    'pets.rex.bred: unknown key (did you mean "breed"?)',
+    'pets.rex.breed: required, expected a string',
+    'pets.nemo: expected a pet, found {"kind":"fish"}',
+    'pets.x: expected a pet, found "cat"'
+  ])
+  assert.deepEqual(problems(() => validate(Pets, [])), ['(root): expected an object of pets, found []'])
+  // An own key only: a prototype's is no name of the map.
+  assert.deepEqual(Object.keys(validate(Type.Record(Type.String(), Type.String()), JSON.parse('{"__proto__": "x"}') as object)), ['__proto__'])
+})
+
 test('strings are coerced to the expected type only when asked (config files), never for options in code', () => {
   const config = resolveConfig({ server: { port: '9000', logger: { pretty: 'true' } }, requestId: 'false' }, { coerce: true })
   assert.equal(config.server.port, 9000)
