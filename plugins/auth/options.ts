@@ -146,11 +146,17 @@ export const authFeature = {
     operation: (route, o) => {
       const policy = declaredPolicy(route, o)
       if (policy === 'invalid') return undefined
-      if (policy === null) return { security: [], notes: ['Public: no credentials needed.'] }
       const schemes = securitySchemes(o)
+      // A schema.security naming none of auth's schemes names the app's own
+      // (openapi.components.securitySchemes), which the app checks itself: on a route left to
+      // the app (config.auth: false) its requirement stands; elsewhere each of auth's schemes
+      // is needed with it. One naming auth's gives way to what auth enforces.
+      const declared = (route.schema as { security?: Array<Record<string, string[]>> } | undefined)?.security
+      const own = declared !== undefined && declared.length > 0 && declared.every((requirement) => Object.keys(requirement).every((name) => !Object.hasOwn(schemes, name))) ? declared : [{}]
+      if (policy === null) return own === declared ? undefined : { security: [], notes: ['Public: no credentials needed.'] }
       const accepted = Object.keys(schemes).filter((name) => policy[name.startsWith('apiKey') ? 'apiKey' : 'jwt'])
       const doc: OperationDoc = {
-        security: accepted.map((name) => ({ [name]: [] })),
+        security: accepted.flatMap((name) => own.map((requirement) => ({ [name]: [], ...structuredClone(requirement) }))),
         errors: [{ code: 'SPK_ERR_UNAUTHORIZED', headers: { 'WWW-Authenticate': { description: 'The challenge: the schemes this route accepts.', schema: { type: 'string' } } } }]
       }
       if (policy.claims.length > 0) {

@@ -137,6 +137,14 @@ export function operationId (method: string, url: string): string {
   return [method.toLowerCase(), ...words.map((w) => w[0].toUpperCase() + w.slice(1))].join('')
 }
 
+/** The security schemes each enabled feature documents (auth's), with the document's requirement for them. */
+export function featureSecurity (options: ResolvedSpikardOptions): Array<{ feature: FeatureName, schemes: Record<string, Record<string, unknown>>, requirement: Array<Record<string, string[]>> }> {
+  return (Object.entries(features) as Array<[FeatureName, FeatureDefinition]>).flatMap(([feature, definition]) => {
+    const security = options[feature] === false ? undefined : definition.openapi?.security?.(options[feature])
+    return security === undefined || Object.keys(security.schemes).length === 0 ? [] : [{ feature, ...security }]
+  })
+}
+
 /** @fastify/swagger's `transformObject`: the security schemes, the Problem schema, and each operation's share of spikard. */
 export function completeDocument (routes: RouteOptions[], options: ResolvedSpikardOptions) {
   return ({ openapiObject: doc }: { openapiObject: Json }): Json => {
@@ -155,12 +163,15 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
     const enabled = (Object.entries(features) as Array<[FeatureName, FeatureDefinition]>)
       .filter(([name]) => options[name] !== false)
       .map(([name, feature]) => ({ feature, options: options[name] }))
-    for (const { feature, options: o } of enabled) {
-      const security = feature.openapi?.security?.(o)
-      if (security === undefined || Object.keys(security.schemes).length === 0) continue
-      doc.components.securitySchemes = { ...doc.components.securitySchemes, ...security.schemes }
+    // The features' schemes first, then the app's own (openapi.components.securitySchemes,
+    // which @fastify/swagger put in the document; a name of the features' was refused at startup).
+    const ownSchemes = Object.keys(doc.components.securitySchemes ?? {})
+    const featureSchemes: Record<string, unknown> = {}
+    for (const security of featureSecurity(options)) {
+      Object.assign(featureSchemes, security.schemes)
       doc.security = security.requirement
     }
+    if (Object.keys(featureSchemes).length > 0) doc.components.securitySchemes = { ...featureSchemes, ...doc.components.securitySchemes }
 
     // A method added with app.addHttpMethod (SEARCH, PROPFIND...): @fastify/swagger writes it
     // as a key of the path item, which OpenAPI 3.1 does not allow (the document would not
@@ -206,20 +217,25 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
       // The route as this method's requests meet it: a GET of a GET and POST route reads no body.
       const route = { ...declared, method: method.toUpperCase() } as RouteOptions
       const own = (declared.schema as Json | undefined)?.security as Array<Record<string, string[]>> | undefined
-      const written = own === undefined ? undefined : (operation.security = structuredClone(own))
+      if (own !== undefined) operation.security = structuredClone(own)
       const docs = [coreDoc(route), ...enabled.map(({ feature, options: o }) => feature.openapi?.operation?.(route, o))]
       apply(operation, docs.filter((d): d is OperationDoc => d !== undefined), doc.components, problem)
-      // The route's own requirement, where the auth feature did not write what it enforces:
-      // a scheme the document does not define would make it invalid.
-      if (own !== undefined && operation.security === written) {
+      // A scheme the document does not define would make it invalid: only a route's own
+      // schema.security can name one (kept as written, or with auth's schemes).
+      if (own !== undefined) {
         const schemes = Object.keys(doc.components.securitySchemes ?? {})
-        for (const name of new Set(own.flatMap((requirement) => Object.keys(requirement)))) {
+        const spikards = Object.keys(featureSchemes)
+        for (const name of new Set((operation.security as Array<Record<string, string[]>>).flatMap((requirement) => Object.keys(requirement)))) {
           if (schemes.includes(name)) continue
           unknownSchemes.push(`${method.toUpperCase()} ${path}: schema.security names ${JSON.stringify(name)}, a security scheme the OpenAPI document does not define ` +
-            `(its schemes come from the auth feature${schemes.length === 0 ? ', which is off' : `: ${schemes.join(', ')}`}); ` +
-            `remove schema.security${schemes.length === 0 ? '' : ', or name one of those'} (config.auth chooses a route's schemes)`)
+            `(its schemes come from the auth feature${spikards.length === 0 ? ', which is off' : `: ${spikards.join(', ')}`}, ` +
+            `and from openapi.components.securitySchemes${ownSchemes.length === 0 ? ', which has none' : `: ${ownSchemes.join(', ')}`}); ` +
+            `declare it in openapi.components.securitySchemes${schemes.length === 0 ? '' : ', name one of those'} or remove schema.security (config.auth chooses the schemes spikard checks)`)
         }
       }
+      // The app's own default requirement (openapi.security, auth off): a route that says it
+      // needs no credentials (config.auth: false, the health probes) is public, as with auth on.
+      if (own === undefined && operation.security === undefined && doc.security !== undefined && (declared.config as { auth?: unknown } | undefined)?.auth === false) operation.security = []
       const stream = options.sse === false ? undefined : sseRoute(route as { sse?: unknown, schema?: unknown })
       if (stream !== undefined) eventStream(operation, stream)
     }

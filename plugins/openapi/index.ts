@@ -17,7 +17,7 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { SpikardConfigError } from '../../src/errors.js'
 import { resolveOpenApiOptions, withPackageInfo, type OpenApiOptions, type ResolvedOpenApiOptions } from './options.js'
-import { completeDocument, markRoute } from './document.js'
+import { completeDocument, featureSecurity, markRoute } from './document.js'
 import { redocPage, REDOC_CSP, REDOC_LOGO } from './redoc.js'
 import { serve, send, type Served } from './served.js'
 import { refuseLaterRoutes, refuseTakenPaths, type OwnPath } from '../../src/own-paths.js'
@@ -44,6 +44,7 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
   const problems: string[] = []
   if (o.info.license?.identifier !== undefined && o.info.license.url !== undefined) problems.push('openapi.info.license: identifier and url exclude each other in OpenAPI 3.1; give one')
   o.tags.forEach((tag, i) => { if (o.tags.findIndex((t) => t.name === tag.name) < i) problems.push(`openapi.tags[${i}].name: ${JSON.stringify(tag.name)} is listed already; each tag once`) })
+  problems.push(...securityProblems(o, featureSecurity(app.spikard.options)))
   if (problems.length > 0) throw new SpikardConfigError(problems)
 
   const routes: RouteOptions[] = []
@@ -53,7 +54,11 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
       info: info(o),
       servers: o.servers,
       tags: o.tags,
-      ...(o.externalDocs === undefined ? {} : { externalDocs: o.externalDocs })
+      ...(o.externalDocs === undefined ? {} : { externalDocs: o.externalDocs }),
+      // The app's own schemes: completeDocument adds the features' beside them. (Cast: the
+      // OpenAPI types @fastify/swagger uses lack OpenAPI 3.1's mutualTLS.)
+      ...(o.components?.securitySchemes === undefined ? {} : { components: { securitySchemes: structuredClone(o.components.securitySchemes) as never } }),
+      ...(o.security === undefined ? {} : { security: structuredClone(o.security) })
     },
     // A shared schema (app.addSchema) is a component named by its $id (`Item`), not `def-0`.
     refResolver: { buildLocalReference: componentNames() },
@@ -105,6 +110,35 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     if (o.redoc !== false) await child.register(redocRoutes(o.redoc, served, encodings), { prefix: o.redoc })
   })
   refuseLaterRoutes(app, [...documents, ...own(o.docs, 'openapi.docs', (p) => [...swaggerUiPaths(p), `${p.replace(/\/$/, '')}/static/*`])])
+}
+
+/**
+ * What the app's own schemes and requirement must not be: a scheme named as one a feature
+ * documents (auth's `bearerAuth`, `apiKey`, `apiKeyQuery`, as configured), an HTTP scheme
+ * with a `bearerFormat` but not `bearer` (OpenAPI 3.1 allows it on bearer only), a
+ * requirement naming an undeclared scheme, or a document-wide requirement while a feature
+ * writes every operation's own (it would apply to none).
+ */
+function securityProblems (o: ResolvedOpenApiOptions, features: ReturnType<typeof featureSecurity>): string[] {
+  const problems: string[] = []
+  const own = o.components?.securitySchemes ?? {}
+  for (const [name, scheme] of Object.entries(own)) {
+    const feature = features.find((f) => Object.hasOwn(f.schemes, name))?.feature
+    if (feature !== undefined) problems.push(`openapi.components.securitySchemes.${name}: the ${feature} feature documents a scheme of that name, for what it checks; give yours another name`)
+    if (scheme.type === 'http' && scheme.bearerFormat !== undefined && scheme.scheme.toLowerCase() !== 'bearer') problems.push(`openapi.components.securitySchemes.${name}.bearerFormat: OpenAPI 3.1 allows it with scheme "bearer" only, found scheme ${JSON.stringify(scheme.scheme)}; remove it`)
+  }
+  if (o.security === undefined) return problems
+  if (features.length > 0) {
+    problems.push(`openapi.security: the ${features.map((f) => f.feature).join(' and ')} feature states the security of every route, so a default would apply to none; ` +
+      'name your schemes in schema.security on the routes your app checks them on, or remove openapi.security')
+    return problems
+  }
+  o.security.forEach((requirement, i) => {
+    for (const name of Object.keys(requirement)) {
+      if (!Object.hasOwn(own, name)) problems.push(`openapi.security[${i}]: names ${JSON.stringify(name)}, which openapi.components.securitySchemes does not declare${Object.keys(own).length === 0 ? '' : ` (it has ${Object.keys(own).join(', ')})`}`)
+    }
+  })
+  return problems
 }
 
 /** The GET routes @fastify/swagger-ui declares at once under `prefix` (its lib/routes.js; the static files are a wildcard). */

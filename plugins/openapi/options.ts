@@ -28,6 +28,32 @@ export const ExternalDocs = (url: typeof AbsoluteUrl) => Type.Optional(Type.Obje
   description: Type.Optional(Type.String())
 }, { additionalProperties: false, description: 'A link to more documentation.' }))
 
+/** A component name: what OpenAPI 3.1 allows as a key of `components.securitySchemes`. */
+const SCHEME_NAME = '^[A-Za-z0-9._-]+$'
+const SchemeName = { expectedKey: 'a scheme name (letters, digits, ".", "-" and "_")' }
+const text = Type.Optional(Type.String())
+/** OAuth 2 scopes: each name with what it grants. */
+const Scopes = Type.Record(Type.String(), Type.String(), { description: 'Each scope with what it grants.' })
+const flow = <T extends Record<string, typeof UrlReference>>(urls: T) => Type.Optional(Type.Object({ ...urls, refreshUrl: Type.Optional(UrlReference), scopes: Scopes }, { additionalProperties: false }))
+
+/** An OpenAPI 3.1 Security Scheme Object, one per `type`. */
+const SecurityScheme = Type.Union([
+  Type.Object({ type: Type.Literal('apiKey'), name: Type.String({ minLength: 1 }), in: Type.Union([Type.Literal('header'), Type.Literal('query'), Type.Literal('cookie')]), description: text }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('http'), scheme: Type.String({ minLength: 1 }), bearerFormat: text, description: text }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('mutualTLS'), description: text }, { additionalProperties: false }),
+  Type.Object({
+    type: Type.Literal('oauth2'),
+    flows: Type.Object({
+      implicit: flow({ authorizationUrl: UrlReference }),
+      password: flow({ tokenUrl: UrlReference }),
+      clientCredentials: flow({ tokenUrl: UrlReference }),
+      authorizationCode: flow({ authorizationUrl: UrlReference, tokenUrl: UrlReference })
+    }, { additionalProperties: false }),
+    description: text
+  }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('openIdConnect'), openIdConnectUrl: UrlReference, description: text }, { additionalProperties: false })
+], { expected: 'a security scheme: { type: apiKey, name, in }, { type: http, scheme }, { type: oauth2, flows }, { type: openIdConnect, openIdConnectUrl } or { type: mutualTLS }' })
+
 export const OpenApiOptionsSchema = Type.Object({
   json: Type.Optional(RoutePath('/openapi.json', 'Route of the OpenAPI 3.1 document as JSON. `false` removes it.')),
   yaml: Type.Optional(RoutePath('/openapi.yaml', 'Route of the same document as YAML. `false` removes it.')),
@@ -43,6 +69,16 @@ export const OpenApiOptionsSchema = Type.Object({
     description: Type.Optional(Type.String())
   }, { additionalProperties: false }), { default: [], description: 'Tags with their descriptions, in the order the UIs list them.' })),
   externalDocs: ExternalDocs(UrlReference),
+  components: Type.Optional(Type.Object({
+    securitySchemes: Type.Optional(Type.Record(Type.String({ pattern: SCHEME_NAME }), SecurityScheme, {
+      ...SchemeName,
+      expected: 'an object of security schemes by name ({ session: { type: apiKey, in: cookie, name: sid } })',
+      description: 'The security schemes your app checks itself (an OAuth2 flow, a session cookie), as in @fastify/swagger\'s `openapi.components.securitySchemes`, beside those of `auth` (a name of theirs is refused). Routes name them in `schema.security`.'
+    }))
+  }, { additionalProperties: false })),
+  security: Type.Optional(Type.Array(Type.Record(Type.String({ pattern: SCHEME_NAME }), Type.Array(Type.String()), { ...SchemeName, expected: 'a requirement ({ scheme: [scopes] })' }), {
+    description: 'The document\'s default `security`, naming schemes of `openapi.components.securitySchemes` (`[{ session: [] }]`), for routes without a `schema.security` of their own. With `auth` on, refused: auth states every route\'s.'
+  })),
   auth: Type.Optional(Type.Boolean({
     default: false,
     description: 'Protect the document and the UIs with the app\'s auth (the `auth` feature must be on). Default: public.'

@@ -6,7 +6,7 @@
  * parameter and schema property its routes declare (found by walking the route definitions);
  * what spikard documents unasked (security, problems, headers, health); the documented problems
  * matching what the server really sends; paths as the router serves them (optional parameters,
- * trailing slashes);
+ * trailing slashes); the app's own security schemes;
  * operationIds; hidden routes; serving (ETag, 304, YAML,
  * paths, off, production, openapi.auth); info, servers, tags and externalDocs.
  */
@@ -918,7 +918,7 @@ describe('what spikard documents unasked', () => {
     const refused = await appWith(t, {}, [{ method: 'GET', url: '/own', options: own }])
     await assert.rejects(async () => { await refused.ready() }, (error: Error) => {
       assert.ok(error instanceof SpikardConfigError, error.stack)
-      assert.deepEqual(error.problems, ['GET /own: schema.security names "apiKey", a security scheme the OpenAPI document does not define (its schemes come from the auth feature, which is off); remove schema.security (config.auth chooses a route\'s schemes)'])
+      assert.deepEqual(error.problems, ['GET /own: schema.security names "apiKey", a security scheme the OpenAPI document does not define (its schemes come from the auth feature, which is off, and from openapi.components.securitySchemes, which has none); declare it in openapi.components.securitySchemes or remove schema.security (config.auth chooses the schemes spikard checks)'])
       return true
     })
   })
@@ -1096,6 +1096,120 @@ describe('what spikard documents unasked', () => {
     assert.deepEqual(responses['422'].content[PROBLEM].schema, { allOf: [ref('schemas', 'SpikardProblem'), { required: ['errors'] }] })
     assert.deepEqual(doc.components.responses.NotFound.content[PROBLEM].schema, ref('schemas', 'SpikardProblem'))
     assert.deepEqual(doc.components.responses.MethodNotAllowed.content[PROBLEM].schema, ref('schemas', 'SpikardProblem'))
+  })
+})
+
+describe('the app\'s own security schemes (openapi.components.securitySchemes, openapi.security)', () => {
+  const only200 = { response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } }
+  const session = { type: 'apiKey', in: 'cookie', name: 'sid', description: 'The session cookie the app sets at login.' } as const
+  const oauth = {
+    type: 'oauth2',
+    flows: {
+      authorizationCode: { authorizationUrl: 'https://id.example.com/authorize', tokenUrl: '/oauth/token', scopes: { read: 'Read your data.', admin: 'Everything.' } },
+      clientCredentials: { tokenUrl: '/oauth/token', refreshUrl: '/oauth/refresh', scopes: {} }
+    }
+  } as const
+  const others = {
+    oidc: { type: 'openIdConnect', openIdConnectUrl: 'https://id.example.com/.well-known/openid-configuration' },
+    basic: { type: 'http', scheme: 'basic' },
+    partner: { type: 'http', scheme: 'Bearer', bearerFormat: 'opaque' },
+    mtls: { type: 'mutualTLS', description: 'A client certificate.' }
+  } as const
+
+  test('auth off: the schemes and the default requirement as written, each route\'s schema.security, the health probes public', async (t) => {
+    const doc = await documentOf(await appWith(t, { openapi: { components: { securitySchemes: { session, oauth, ...others } }, security: [{ oauth: ['read'] }] } }, [
+      { method: 'GET', url: '/me', options: { schema: only200 } },
+      { method: 'GET', url: '/open', options: { schema: { ...only200, security: [] } as RouteShorthandOptions['schema'] } },
+      { method: 'DELETE', url: '/users/:id', options: { schema: { ...only200, security: [{ oauth: ['admin'] }, { session: [], basic: [] }] } as RouteShorthandOptions['schema'] } },
+      { method: 'GET', url: '/status', options: { config: { auth: false }, schema: only200 } }
+    ]))
+    await assertValid(doc)
+    assert.deepEqual(doc.components.securitySchemes, { session, oauth, ...others })
+    assert.deepEqual(doc.security, [{ oauth: ['read'] }])
+    assert.equal(operation(doc, 'GET', '/me').security, undefined, 'the default applies')
+    assert.deepEqual(operation(doc, 'GET', '/open').security, [])
+    assert.deepEqual(operation(doc, 'DELETE', '/users/{id}').security, [{ oauth: ['admin'] }, { session: [], basic: [] }])
+    // A route that needs no credentials says so (spikard's probes; config.auth: false, as with auth on).
+    for (const path of ['/livez', '/readyz', '/status']) assert.deepEqual(operation(doc, 'GET', path).security, [], path)
+    assert.equal(operation(doc, 'GET', '/me').responses['401'], undefined, 'the app\'s own 401, if any, is the app\'s to document')
+  })
+
+  test('auth on: the app\'s schemes after auth\'s; a route left to the app keeps its schema.security, a route auth protects needs both; one naming auth\'s schemes gives way to auth', async (t) => {
+    const doc = await documentOf(await appWith(t, { auth: AUTH, openapi: { components: { securitySchemes: { session, oauth } } } }, [
+      { method: 'GET', url: '/session', options: { config: { auth: false }, schema: { ...only200, security: [{ session: [] }] } as RouteShorthandOptions['schema'] } },
+      { method: 'GET', url: '/public', options: { config: { auth: false }, schema: only200 } },
+      { method: 'GET', url: '/any', options: { schema: only200 } },
+      { method: 'GET', url: '/both', options: { config: { auth: 'jwt' }, schema: { ...only200, security: [{ session: [] }, { oauth: ['read'] }] } as RouteShorthandOptions['schema'] } },
+      { method: 'GET', url: '/stale', options: { config: { auth: false }, schema: { ...only200, security: [{ apiKey: [] }] } as RouteShorthandOptions['schema'] } }
+    ]))
+    await assertValid(doc)
+    assert.deepEqual(Object.keys(doc.components.securitySchemes), ['bearerAuth', 'apiKey', 'apiKeyQuery', 'session', 'oauth'])
+    assert.deepEqual(doc.components.securitySchemes.session, session)
+    assert.deepEqual(doc.security, [{ bearerAuth: [] }, { apiKey: [] }, { apiKeyQuery: [] }])
+    const session200 = operation(doc, 'GET', '/session')
+    assert.deepEqual(session200.security, [{ session: [] }])
+    assert.doesNotMatch(session200.description ?? '', /Public/)
+    assert.deepEqual(operation(doc, 'GET', '/public').security, [])
+    assert.match(operation(doc, 'GET', '/public').description, /Public: no credentials needed\./)
+    assert.deepEqual(operation(doc, 'GET', '/any').security, [{ bearerAuth: [] }, { apiKey: [] }, { apiKeyQuery: [] }])
+    assert.deepEqual(operation(doc, 'GET', '/both').security, [{ bearerAuth: [], session: [] }, { bearerAuth: [], oauth: ['read'] }])
+    assert.equal(operation(doc, 'GET', '/both').responses['401'].description, line('SPK_ERR_UNAUTHORIZED'))
+    assert.deepEqual(operation(doc, 'GET', '/stale').security, [])
+  })
+
+  test('refused at startup: a name of auth\'s schemes, a default requirement with auth on or naming an undeclared scheme, bearerFormat without bearer, malformed schemes; a route naming an undeclared one', async (t) => {
+    const refused = async (config: Partial<CreateServerConfig>, problems: string[]): Promise<void> => {
+      await assert.rejects(createServer({ ...config, server: { logger: { level: 'silent' } } } as CreateServerConfig), (error: Error) => {
+        assert.ok(error instanceof SpikardConfigError, error.stack)
+        assert.deepEqual(error.problems, problems)
+        return true
+      })
+    }
+    await refused({ auth: AUTH, openapi: { components: { securitySchemes: { session, apiKeyQuery: { type: 'apiKey', in: 'query', name: 'key' } } }, security: [{ session: [] }] } }, [
+      'openapi.components.securitySchemes.apiKeyQuery: the auth feature documents a scheme of that name, for what it checks; give yours another name',
+      'openapi.security: the auth feature states the security of every route, so a default would apply to none; name your schemes in schema.security on the routes your app checks them on, or remove openapi.security'
+    ])
+    // Without auth (or with its query key off), auth's names are free.
+    await documentOf(await appWith(t, { auth: { apiKey: { keys: AUTH.apiKey.keys } }, openapi: { components: { securitySchemes: { apiKeyQuery: session } } } }))
+    await documentOf(await appWith(t, { openapi: { components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } }, security: [{ bearerAuth: [] }] } }))
+    await refused({ openapi: { components: { securitySchemes: { session, basic: { type: 'http', scheme: 'basic', bearerFormat: 'JWT' } } }, security: [{ session: [], cookie: [] }, { oauth: [] }] } }, [
+      'openapi.components.securitySchemes.basic.bearerFormat: OpenAPI 3.1 allows it with scheme "bearer" only, found scheme "basic"; remove it',
+      'openapi.security[0]: names "cookie", which openapi.components.securitySchemes does not declare (it has session, basic)',
+      'openapi.security[1]: names "oauth", which openapi.components.securitySchemes does not declare (it has session, basic)'
+    ])
+    await assertOptionsRefused('openapi', {
+      components: {
+        schemas: {},
+        securitySchemes: {
+          'my session': session,
+          cookie: { type: 'apiKey', in: 'body', name: 'sid' },
+          oauth: { type: 'oauth2', flows: { implicit: { authorizationUrl: 'the login page', scopes: { read: 1 } } } },
+          token: { type: 'oauth2' },
+          kerberos: { type: 'negotiate' },
+          basic: { type: 'http', scheme: 'basic', realm: 'api' }
+        }
+      },
+      security: { session: [] }
+    }, [
+      'openapi.components.schemas: unknown key',
+      'openapi.components.securitySchemes."my session": expected a scheme name (letters, digits, ".", "-" and "_") as the key',
+      'openapi.components.securitySchemes.cookie.in: expected "header", "query" or "cookie", found "body"',
+      'openapi.components.securitySchemes.oauth.flows.implicit.authorizationUrl: expected an absolute URL (https://...) or a path (/terms), found "the login page"',
+      'openapi.components.securitySchemes.oauth.flows.implicit.scopes.read: expected a string, found 1',
+      'openapi.components.securitySchemes.token.flows: required, expected an object',
+      'openapi.components.securitySchemes.kerberos: expected a security scheme: { type: apiKey, name, in }, { type: http, scheme }, { type: oauth2, flows }, { type: openIdConnect, openIdConnectUrl } or { type: mutualTLS }, found {"type":"negotiate"}',
+      'openapi.components.securitySchemes.basic.realm: unknown key',
+      'openapi.security: expected a list of requirements ({ scheme: [scopes] }), found {"session":[]}'
+    ])
+    // A route's schema.security naming a scheme no one declares, with auth on or off.
+    for (const auth of [undefined, AUTH]) {
+      const app = await appWith(t, { auth, openapi: { components: { securitySchemes: { session } } } }, [{ method: 'GET', url: '/x', options: { config: { auth: false }, schema: { security: [{ sesion: [] }] } as RouteShorthandOptions['schema'] } }])
+      await assert.rejects(async () => { await app.ready() }, (error: Error) => {
+        assert.ok(error instanceof SpikardConfigError, error.stack)
+        assert.deepEqual(error.problems, [`GET /x: schema.security names "sesion", a security scheme the OpenAPI document does not define (its schemes come from the auth feature${auth === undefined ? ', which is off' : ': bearerAuth, apiKey, apiKeyQuery'}, and from openapi.components.securitySchemes: session); declare it in openapi.components.securitySchemes, name one of those or remove schema.security (config.auth chooses the schemes spikard checks)`])
+        return true
+      })
+    }
   })
 })
 
