@@ -85,7 +85,7 @@ function coreDoc (route: RouteOptions): OperationDoc {
  * names in `components.securitySchemes` before spikard has put any there, and throws a
  * TypeError for any route that has one; `transformObject` writes it instead.
  */
-export function markRoute (routes: RouteOptions[], router: RouterOptions = {}) {
+export function markRoute (routes: RouteOptions[], router: RouterOptions = {}, bases: string[] = []) {
   return ({ schema, url, route }: { schema: Json | undefined, url: string, route: RouteOptions }): { schema: Json, url: string } => {
     if (!documented(route)) return { schema: { ...schema, hide: true }, url }
     const configured = (route.config as { operationId?: unknown } | undefined)?.operationId
@@ -99,9 +99,20 @@ export function markRoute (routes: RouteOptions[], router: RouterOptions = {}) {
       },
       // `/posts/:id?` is documented at `/posts/{id}` here, and at `/posts` by completeDocument
       // (@fastify/swagger would write `/posts/{id}?`, a path no request has).
-      url: routerPath((prefixRoot(route) ?? url).replace(OPTIONAL_PARAM, '$1$2'), router)
+      url: underServer(routerPath((prefixRoot(route) ?? url).replace(OPTIONAL_PARAM, '$1$2'), router), bases)
     }
   }
+}
+
+/**
+ * The path relative to the first server whose base path (`bases`: `/v1` of
+ * `https://api.example.com/v1/`) it is under: `/v1/items` is `/items`, `/v1` is `/`; `/v10`
+ * is not under `/v1`. (@fastify/swagger's stripBasePath, which spikard turns off, cut
+ * any string prefix: `/v10/x` became `0/x` and `/v1` an empty path, both invalid.)
+ */
+function underServer (path: string, bases: string[]): string {
+  const base = bases.find((b) => path === b || path.startsWith(`${b}/`))
+  return base === undefined ? path : path.slice(base.length) === '' ? '/' : path.slice(base.length)
 }
 
 /**

@@ -62,7 +62,9 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     },
     // A shared schema (app.addSchema) is a component named by its $id (`Item`), not `def-0`.
     refResolver: { buildLocalReference: componentNames() },
-    transform: markRoute(routes, routerOptions(app)) as never,
+    // The servers' base paths are taken off the paths by markRoute, as they should be.
+    stripBasePath: false,
+    transform: markRoute(routes, routerOptions(app), o.servers.map((s) => new URL(s.url, 'http://localhost').pathname.replace(/\/+$/, '')).filter((base) => base !== '')) as never,
     transformObject: completeDocument(routes, app.spikard.options) as never
   })
 

@@ -63,7 +63,7 @@ export const OpenApiOptionsSchema = Type.Object({
   servers: Type.Optional(Type.Array(Type.Object({
     url: ServerUrl,
     description: Type.Optional(Type.String())
-  }, { additionalProperties: false }), { default: [], description: 'The document\'s `servers`, e.g. `[{ url: "https://api.example.com" }]`.' })),
+  }, { additionalProperties: false }), { default: [], description: 'The document\'s `servers`, e.g. `[{ url: "https://api.example.com" }]`. With a path (`https://api.example.com/v1`), the routes under it are documented relative to it (`/v1/items` as `/items`).' })),
   tags: Type.Optional(Type.Array(Type.Object({
     name: Type.String({ minLength: 1 }),
     description: Type.Optional(Type.String())

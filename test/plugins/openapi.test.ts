@@ -1587,6 +1587,27 @@ describe('info, servers, tags, externalDocs', () => {
     assert.deepEqual(doc.externalDocs, externalDocs)
   })
 
+  test('a server URL with a path: the paths under it are relative to it, the others as they are (no path cut mid-segment)', async (t) => {
+    for (const url of ['https://api.example.com/v1/', '/v1']) {
+      const doc = await documentOf(await appWith(t, { openapi: { servers: [{ url }] } }, [
+        { method: 'GET', url: '/v1' },
+        { method: 'GET', url: '/v1/items/:id?' },
+        { method: 'GET', url: '/v10/x' },
+        { method: 'GET', url: '/v1x' }
+      ]))
+      await assertValid(doc)
+      assert.deepEqual(Object.fromEntries(operations(doc).map(({ path, operation: op }) => [path, op.operationId])), {
+        '/livez': 'getLivez',
+        '/readyz': 'getReadyz',
+        '/': 'getV1',
+        '/items': 'getV1Items',
+        '/items/{id}': 'getV1ItemsById',
+        '/v10/x': 'getV10X',
+        '/v1x': 'getV1x'
+      }, url)
+    }
+  })
+
   test('a path for the URLs of info and externalDocs (OpenAPI 3.1 takes a URI reference) is accepted, and the document is valid', async (t) => {
     const info = { termsOfService: '/terms', contact: { url: '/support' }, license: { name: 'Proprietary', url: '/LICENSE' } }
     const externalDocs = { url: '/guide' }
