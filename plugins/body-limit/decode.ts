@@ -37,7 +37,11 @@ export function acceptedCodings (decode: boolean): Map<string, Coding | null> {
  *
  * It counts the decoded bytes against the route's limit itself: Fastify counts only for its
  * own parsers and those added with `parseAs`; a stream parser of the user's (a CSV or
- * upload parser) would otherwise be handed a gzip bomb inflated without end.
+ * upload parser) would otherwise be handed a gzip bomb inflated without end. And the bytes
+ * sent: Fastify compares them with the limit only as decoded bytes arrive, so encoded
+ * padding that decodes to nothing (empty deflate blocks, five bytes each) could follow the
+ * last decoded byte without end, where a plain chunked body stops at the limit and a
+ * Content-Length over it is refused from the headers.
  */
 export class DecodedBody extends Readable {
   /** Encoded bytes read so far; Fastify checks them against Content-Length and the limit. */
@@ -86,30 +90,29 @@ export class DecodedBody extends Readable {
     callback(error)
   }
 
-  readonly #count = (chunk: Buffer): void => { this.receivedEncodedLength += chunk.length }
+  readonly #count = (chunk: Buffer): void => {
+    this.receivedEncodedLength += chunk.length
+    if (this.receivedEncodedLength > this.#limit) this.destroy(new errors.SPK_ERR_BODY_TOO_LARGE(this.#limit))
+  }
+
   /** The client went away mid-body: Fastify sees the same error it would without decoding. */
   readonly #fail = (error: Error): void => { this.destroy(error) }
 }
 
 /**
- * A body counted against `limit` as Fastify reads it: past the limit it fails with
+ * A plain body counted against `limit` as Fastify reads it: past the limit it fails with
  * SPK_ERR_BODY_TOO_LARGE, as Fastify's own count does. For the routes whose Fastify limit
- * is larger than spikard's (see index.ts).
+ * is larger than spikard's (see index.ts); an encoded body is counted by DecodedBody.
  */
 export class LimitedBody extends Transform {
   #received = 0
-  readonly #source: Readable & { receivedEncodedLength?: number }
+  readonly #source: Readable
 
   constructor (source: Readable, readonly limit: number) {
     super()
     this.#source = source
     source.on('error', (error) => this.destroy(error))
     source.pipe(this)
-  }
-
-  /** What Fastify compares with Content-Length: the source's encoded bytes when it decodes. */
-  get receivedEncodedLength (): number | undefined {
-    return this.#source.receivedEncodedLength
   }
 
   override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null, data?: Buffer) => void): void {

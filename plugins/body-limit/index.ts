@@ -49,7 +49,8 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
     return route.late && !route.is404 && route.bodyLimit === serverLimit && serverLimit > max ? max : null
   }
 
-  function decoded (request: FastifyRequest, reply: FastifyReply, payload: Readable): Readable | Error {
+  /** The body to parse: `payload`, or its decoding counted against `limit` (the route's, decoded and as sent). */
+  function decoded (request: FastifyRequest, reply: FastifyReply, payload: Readable, limit: number): Readable | Error {
     const encoding = request.headers['content-encoding']
     if (encoding === undefined) return payload
     const length = request.headers['content-length']
@@ -59,14 +60,14 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
     if (coding === undefined) {
       // The body stays unread: Node drains a small one so the connection carries on; one
       // that is large or of unknown size is not worth draining.
-      if (!(Number(length) <= request.routeOptions.bodyLimit)) reply.header('connection', 'close')
+      if (!(Number(length) <= limit)) reply.header('connection', 'close')
       return new errors.SPK_ERR_UNSUPPORTED_ENCODING(JSON.stringify(encoding.slice(0, 100)), accepted)
     }
     if (coding === null) return payload
     // Parsers, handlers and later hooks see a plain body; Content-Length stays, and
     // Fastify compares it with the encoded bytes.
     delete request.raw.headers['content-encoding']
-    return new DecodedBody(payload, reply.raw, coding, request.routeOptions.bodyLimit)
+    return new DecodedBody(payload, reply.raw, coding, limit)
   }
 
   // On an instance of your own: this gives the routes registered from now on the limit
@@ -93,13 +94,14 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
     // Fastify reads no body for GET and HEAD.
     const method = request.method
     if (method === 'GET' || method === 'HEAD') return done(null, payload)
-    const body = decoded(request, reply, payload)
-    if (body instanceof Error) return done(body)
     const limit = counting ? decisionOf(request, kBodyLimit, ownCount) : null
+    const body = decoded(request, reply, payload, limit ?? request.routeOptions.bodyLimit)
+    if (body instanceof Error) return done(body)
     if (limit === null) return done(null, body)
     const length = Number(request.headers['content-length'])
     if (length > limit) return done(new errors.SPK_ERR_BODY_TOO_LARGE(limit))
-    done(null, new LimitedBody(body, limit))
+    // A decoded body counts against the limit itself, decoded and as sent.
+    done(null, body === payload ? new LimitedBody(body, limit) : body)
   })
   if (counting) app.addHook('onRoute', (route) => { decide(route, kBodyLimit, null) })
 }

@@ -98,7 +98,7 @@ async function assertServing (port: number): Promise<void> {
 }
 
 /** One keep-alive connection: each request() writes raw bytes and reads exactly one response. */
-function connection (port: number): { request: (data: string | Buffer) => Promise<RawResponse>, closed: Promise<unknown>, destroy: () => void } {
+function connection (port: number): { request: (data: string | Buffer) => Promise<RawResponse>, write: (data: Buffer) => void, closed: Promise<unknown>, destroy: () => void } {
   const socket = net.connect(port, '127.0.0.1')
   const closed = once(socket, 'close')
   let received = Buffer.alloc(0)
@@ -134,7 +134,7 @@ function connection (port: number): { request: (data: string | Buffer) => Promis
     })(), 5000, 'a response on the keep-alive connection')
   }
 
-  return { request, closed, destroy: () => socket.destroy() }
+  return { request, write: (data) => { socket.write(data) }, closed, destroy: () => socket.destroy() }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -377,6 +377,41 @@ test('a chunked body past the limit: 413 once the limit is crossed, before the b
   // Three 512-byte chunks and no last chunk: the server must not wait for one.
   const request = `POST /echo HTTP/1.1\r\n${head(['Content-Type: text/plain', 'Transfer-Encoding: chunked'])}${chunk.repeat(3)}`
   const res = await withTimeout(rawRequest(port, request), 2000, 'the 413 mid-body')
+  expectProblem(res, tooLarge(1024))
+  assert.equal(res.headers.connection, 'close')
+  await assertServing(port)
+})
+
+test('an encoded chunked body is held to the limit on the bytes sent too: padding that decodes to nothing is no way past it', async (t) => {
+  const app = await setup(t, { bodyLimit: { max: '1kb' } })
+  const { port } = await listen(app)
+  // gzip of {"a":1}, then empty stored blocks (five bytes each, decoding to nothing), then
+  // the final block. Fastify compares the encoded bytes with the limit only when decoded
+  // bytes arrive, and none come after the JSON: a body decoding to 7 bytes could be
+  // megabytes long as sent, where a plain chunked body stops at 1 KiB and a Content-Length
+  // over it is refused from the headers.
+  const json = '{"a":1}'
+  const trailer = Buffer.alloc(8)
+  trailer.writeUInt32LE(zlib.crc32(json), 0)
+  trailer.writeUInt32LE(json.length, 4)
+  const start = Buffer.concat([zlib.gzipSync('').subarray(0, 10), zlib.deflateRawSync(json, { finishFlush: zlib.constants.Z_SYNC_FLUSH })])
+  const rest = (padding: number): Buffer =>
+    Buffer.concat([...Array.from({ length: padding }, () => Buffer.from([0, 0, 0, 0xff, 0xff])), Buffer.from([0x03, 0x00]), trailer])
+  assert.equal(zlib.gunzipSync(Buffer.concat([start, rest(800)])).toString(), json)
+  const chunk = (data: Buffer): Buffer => Buffer.concat([Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from('\r\n')])
+  const send = async (padding: number): Promise<RawResponse> => {
+    const c = connection(port)
+    t.after(() => c.destroy())
+    // The JSON first, decoded and handed to the parser before the padding arrives.
+    c.write(Buffer.concat([
+      Buffer.from(`POST /echo HTTP/1.1\r\n${head(['Content-Type: application/json', 'Content-Encoding: gzip', 'Transfer-Encoding: chunked'])}`),
+      chunk(start)
+    ]))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    return await c.request(Buffer.concat([chunk(rest(padding)), Buffer.from('0\r\n\r\n')]))
+  }
+  expectEcho(await send(100), { a: 1 })
+  const res = await send(800)
   expectProblem(res, tooLarge(1024))
   assert.equal(res.headers.connection, 'close')
   await assertServing(port)
