@@ -30,10 +30,23 @@ export function clientAddress (request: FastifyRequest): string {
   return ip.charCodeAt(0) === 58 /* : */ && MAPPED_IPV4.test(ip) ? ip.slice(7) : ip
 }
 
-/** The count key of an address: IPv4 as is, IPv6 as its /`subnet` network (memoised: parsing IPv6 is not cheap). */
+/**
+ * Longer than any IP address's text (45 characters, and a zone id such as `%eth0`): with
+ * `trustProxy: true`, or a hop count larger than the proxies in front, `request.ip` is
+ * whatever X-Forwarded-For says, up to the 16 KiB of Node's header limit.
+ */
+const MAX_ADDRESS = 64
+
+/**
+ * The count key of an address: IPv4 as is, IPv6 as its /`subnet` network (memoised: parsing
+ * IPv6 is not cheap). Text no address can be is counted as its SHA-256 and not memoised: a
+ * client choosing a new 16 KiB "address" each time would otherwise keep 16 KiB per count
+ * (10,000 counts per limit) and per memo entry.
+ */
 export function addressKeyer (subnet: number): (address: string) => string {
   const memo = new Map<string, string>()
   return (address) => {
+    if (address.length > MAX_ADDRESS) return `#${createHash('sha256').update(address).digest('base64url')}`
     if (address.indexOf(':') === -1) return address
     let key = memo.get(address)
     if (key === undefined) {
@@ -189,6 +202,7 @@ export class AllowList {
       for (const [from, to] of this.#v4) if (n >= from && n <= to) return true
       return false
     }
+    if (address.length > MAX_ADDRESS) return false
     let allowed = this.#v6Memo.get(address)
     if (allowed === undefined) {
       try {

@@ -9,6 +9,8 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import { BlockList } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
 import fp from 'fastify-plugin'
 import spikard from '../../src/spikard.js'
@@ -458,6 +460,31 @@ test('trustProxy as a hop count (one proxy): each forwarded client counts alone,
   const results = await fetchAll(`${url}/ip`, ['203.0.113.1', '203.0.113.2', '198.51.100.66, 203.0.113.1', '2001:db8:a:b::1', '2001:db8:a:b:c::2', '2001:db8:a:c::1'])
   assert.deepEqual(results.map((r) => [r.status, r.remaining]), [[200, '0'], [200, '0'], [429, '0'], [200, '0'], [429, '0'], [200, '0']])
   assert.deepEqual([results[0].ip, results[1].ip, results[3].ip], ['203.0.113.1', '203.0.113.2', '2001:db8:a:b::1'])
+})
+
+test('trustProxy: true and forged "addresses" of any length: each counted apart under a short key, none kept in a memo', async (t) => {
+  // request.ip is what X-Forwarded-For says, up to Node's 16 KiB header limit: kept as it
+  // is, 10,000 counts of a limit held 160 MiB. A key of at most 64 characters, and the
+  // allow-list's IPv6 memo never sees such text.
+  const require = createRequire(import.meta.url)
+  const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as { prototype: { incr: (key: string, ...rest: unknown[]) => void } }
+  const incr = LocalStore.prototype.incr
+  const keys: string[] = []
+  t.mock.method(LocalStore.prototype, 'incr', function (this: unknown, key: string, ...rest: unknown[]) {
+    keys.push(key)
+    incr.call(this, key, ...rest)
+  })
+  const check = t.mock.method(BlockList.prototype, 'check')
+  const { app } = await setup(t, { server: { trustProxy: true }, rateLimit: { max: 1, allowList: ['2001:db8::/32'] } })
+  const forged = (name: string): { headers: Record<string, string> } => ({ headers: { 'x-forwarded-for': `${name}:${'f'.repeat(8000)}` } })
+  assertCounted(await get(app, '/items', forged('a')), 1, 0, 60)
+  assertLimited(await get(app, '/items', forged('a')), '/items', 60, 1)
+  assertCounted(await get(app, '/items', forged('b')), 1, 0, 60)
+  assertUnlimited(await get(app, '/items', { headers: { 'x-forwarded-for': '2001:db8:1::1' } }))
+  assert.equal(keys.length, 3)
+  assert.ok(keys.every((key) => key.length <= 64), `key lengths ${keys.map((key) => key.length).join(', ')}`)
+  assert.equal(new Set(keys).size, 2)
+  assert.deepEqual(check.mock.calls.map((call) => call.arguments[0]), ['2001:db8:1::1'])
 })
 
 test('proxy headers from a peer trustProxy does not trust are ignored and warned about once (real socket)', async (t) => {
