@@ -1,8 +1,8 @@
 /**
  * A redis-server of the tests' own: the Debian binary (CI installs it), on 127.0.0.1 and a
  * free port, without persistence, stopped in `after` (and killed if the test process exits
- * first). `stop()` and `start()` take it down and bring it back on the same port, for
- * outage tests.
+ * first). `stop()` and `start()` take it down and bring it back on the same port, and
+ * `pause()` and `resume()` hang it with its connections open, for outage tests.
  *
  * Without the binary the Redis tests are skipped (`redisSkip()`), except under CI=true,
  * where they run and fail: CI installs redis-server, so a missing one is a broken CI.
@@ -23,6 +23,10 @@ export interface RedisServer {
   stop: () => Promise<void>
   /** Starts it again on the same port and waits until it accepts connections. */
   start: () => Promise<void>
+  /** Stops the process (SIGSTOP) with its connections open: a hung Redis. */
+  pause: () => void
+  /** Lets a paused server run again (SIGCONT). */
+  resume: () => void
 }
 
 const BINARY = process.env.REDIS_SERVER ?? 'redis-server'
@@ -107,12 +111,15 @@ export async function startRedis (scope: { after: (fn: () => Promise<void>) => v
     url: `redis://127.0.0.1:${port}`,
     port,
     stop: async () => {
+      child?.kill('SIGCONT')
       if (child !== undefined) await terminate(child)
     },
     start: async () => {
       if (child !== undefined && child.exitCode === null && child.signalCode === null) return
       child = await launch(port, dir)
-    }
+    },
+    pause: () => { child?.kill('SIGSTOP') },
+    resume: () => { child?.kill('SIGCONT') }
   }
   scope.after(async () => {
     await server.stop()

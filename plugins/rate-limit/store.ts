@@ -31,14 +31,28 @@ const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as new (co
 export const OUTAGE_LOG_INTERVAL = 60_000
 /** Longest startup waits for Redis before going on without it (the outage policy applies meanwhile). */
 const CONNECT_WAIT = 2000
+/** While the store fails, it is asked again (one request, the others answered by the policy) at most this often. */
+export const PROBE_INTERVAL = 1000
+/** The error a count skipped during an outage fails with: no command was sent. */
+const SKIPPED = Object.assign(new Error('the store is failing: not asked'), { code: 'SKIPPED' })
 
-/** Logs store failures at most once per interval, and the recovery once. */
+/**
+ * Logs store failures at most once per interval, and the recovery once; and, while the store
+ * fails, lets one request at a time, once per PROBE_INTERVAL, ask it. A Redis that hangs with
+ * its connection open (stopped, swapping, a long script) answers nothing: each command
+ * would wait `redisTimeout` and stay in the client's queue until the connection goes, one
+ * per request, without bound; the others get the policy at once instead.
+ */
 export class Outage {
   readonly #log: FastifyBaseLogger
   readonly #policy: 'allow' | 'reject'
   #since: number | undefined
   #lastLogged = -Infinity
   #suppressed = 0
+  #probing = false
+  #probeAt = 0
+  /** The last failure's code or message (a skipped count has none of its own). */
+  #reason = ''
 
   constructor (log: FastifyBaseLogger, policy: 'allow' | 'reject') {
     this.#log = log
@@ -48,16 +62,29 @@ export class Outage {
   /** Whether the last store call failed (read on every request; recovering is rare). */
   get failing (): boolean { return this.#since !== undefined }
 
+  /** Whether to fail this count at once (SKIPPED) rather than ask the store: one read while the store works. */
+  skip (): boolean {
+    if (this.#since === undefined) return false
+    if (this.#probing || Date.now() < this.#probeAt) return true
+    this.#probing = true
+    return false
+  }
+
   failed (error: Error & { code?: string }): void {
     const now = Date.now()
     this.#since ??= now
+    if (error !== SKIPPED) {
+      this.#probing = false
+      this.#probeAt = now + PROBE_INTERVAL
+      this.#reason = error.code ?? error.message
+    }
     if (now - this.#lastLogged < OUTAGE_LOG_INTERVAL) {
       this.#suppressed++
       return
     }
     this.#log.error({
       store: 'redis',
-      error: error.code ?? error.message,
+      error: this.#reason,
       failuresSinceLastReport: this.#suppressed,
       downForMs: now - this.#since
     }, this.#policy === 'allow'
@@ -68,6 +95,7 @@ export class Outage {
   }
 
   recovered (): void {
+    this.#probing = false
     if (this.#since === undefined) return
     this.#log.info({ store: 'redis', downForMs: Date.now() - this.#since }, 'rate-limit store reachable again')
     this.#since = undefined
@@ -119,8 +147,8 @@ export function redisStores ({ url, prefix, timeout }: RedisStoreOptions, outage
   // Settled here too, so a failed import is not an unhandled rejection before connected() reports it.
   client.catch(() => {})
   return {
-    global: new LazyRedisStore(client, `${prefix}global:`),
-    route: (name) => new LazyRedisStore(client, `${prefix}route:${name}:`),
+    global: new LazyRedisStore(client, `${prefix}global:`, outage),
+    route: (name) => new LazyRedisStore(client, `${prefix}route:${name}:`, outage),
     connected: async () => {
       const redis = await client
       await waitForReady(redis)
@@ -137,18 +165,21 @@ export function redisStores ({ url, prefix, timeout }: RedisStoreOptions, outage
   }
 }
 
-/** A RedisStore made once the client exists: after startup, one property check per request. */
+/** A RedisStore made once the client exists (after startup, one property check per request), not asked while it fails (Outage). */
 class LazyRedisStore implements Store {
   readonly #client: Promise<Redis>
   readonly #key: string
+  readonly #outage: Outage
   #store: Store | undefined
 
-  constructor (client: Promise<Redis>, key: string) {
+  constructor (client: Promise<Redis>, key: string, outage: Outage) {
     this.#client = client
     this.#key = key
+    this.#outage = outage
   }
 
   incr (key: string, callback: (error: Error | null, result?: StoreResult) => void, timeWindow: number, max: number): void {
+    if (this.#outage.skip()) return callback(SKIPPED)
     if (this.#store !== undefined) return this.#store.incr(key, callback, timeWindow, max)
     this.#client.then((client) => {
       this.#store ??= new RedisStore(false, false, client, this.#key)

@@ -204,6 +204,38 @@ test('Redis stopped mid-test, onStoreError reject: a 503 problem without the dri
   leaks()
 })
 
+test('Redis hung with its connection open: one command a second asks it, the other requests get the policy at once; counting resumes', { skip }, async (t) => {
+  const leaks = watchForLeaks(t)
+  const { app, logs } = await setup(t, { max: 1000, redisTimeout: '200ms' })
+  const admin = adminClient(t)
+  assert.equal(remaining(await app.inject('/items')), '999')
+  const prefix = `t${prefixes}:`
+  redis.pause()
+  let elapsed: number
+  try {
+    // Each of these used to wait redisTimeout and leave its command queued in the client
+    // until Redis answered: 40 requests, 8 s, and 40 INCRs run late.
+    const start = Date.now()
+    for (let i = 0; i < 40; i++) {
+      const res = await app.inject('/items')
+      assert.equal(res.statusCode, 200)
+      assert.equal(res.headers['x-ratelimit-limit'], undefined)
+    }
+    elapsed = Date.now() - start
+  } finally {
+    redis.resume()
+  }
+  assert.ok(elapsed < 2000, `40 requests took ${elapsed} ms`)
+  await sleep(100)
+  // The one before the pause, and the probes sent meanwhile (one per second at most).
+  const counted = Number(await admin.get(`${prefix}global:127.0.0.1`))
+  assert.ok(counted >= 2 && counted <= 1 + Math.ceil(elapsed / 1000) + 1, `${counted} INCRs reached Redis`)
+  assert.equal(logs.filter((l) => OUTAGE.test(l.msg)).length, 1)
+  assert.equal((await untilCounted(app)).statusCode, 200)
+  assert.equal(logs.filter((l) => l.msg === 'rate-limit store reachable again').length, 1)
+  leaks()
+})
+
 test('the outage is logged at most once a minute, with the failures in between counted', { skip }, async (t) => {
   const leaks = watchForLeaks(t)
   const { app, logs } = await setup(t, { max: 5 })
