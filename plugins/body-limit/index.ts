@@ -49,21 +49,26 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
     return route.late && !route.is404 && route.bodyLimit === serverLimit && serverLimit > max ? max : null
   }
 
-  /** The body to parse: `payload`, or its decoding counted against `limit` (the route's, decoded and as sent). */
-  function decoded (request: FastifyRequest, reply: FastifyReply, payload: Readable, limit: number): Readable | Error {
+  /**
+   * The body to parse: `payload`, or its decoding counted against the limit (spikard's own
+   * count, else the route's; looked up only here: `request.routeOptions` is built anew on
+   * each read), decoded and as sent.
+   */
+  function decoded (request: FastifyRequest, reply: FastifyReply, payload: Readable, own: number | null): Readable | Error {
     const encoding = request.headers['content-encoding']
     if (encoding === undefined) return payload
     const length = request.headers['content-length']
     // No body, nothing to decode (and nothing to refuse).
     if (request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return payload
     const coding = codings.get(encoding.trim().toLowerCase())
+    if (coding === null) return payload
+    const limit = own ?? request.routeOptions.bodyLimit
     if (coding === undefined) {
       // The body stays unread: Node drains a small one so the connection carries on; one
       // that is large or of unknown size is not worth draining.
       if (!(Number(length) <= limit)) reply.header('connection', 'close')
       return new errors.SPK_ERR_UNSUPPORTED_ENCODING(JSON.stringify(encoding.slice(0, 100)), accepted)
     }
-    if (coding === null) return payload
     // Parsers, handlers and later hooks see a plain body; Content-Length stays, and
     // Fastify compares it with the encoded bytes.
     delete request.raw.headers['content-encoding']
@@ -77,31 +82,39 @@ async function spikardBodyLimit (app: FastifyInstance, options: BodyLimitOptions
   // body. Node gives it as soon as the headers arrive, before anything is checked, so a
   // body the route refuses was on its way already. Here it is given in preParsing, once
   // the route is known and allowed the request (auth, rate limit), and only to a body whose
-  // Content-Length fits the route's limit; a request refused before that gets no 100, and
-  // Node closes the connection after the answer instead of reading the body.
+  // Content-Length fits the limit and whose Content-Encoding is accepted; a request refused
+  // before that gets no 100, and Node closes the connection after the answer instead of
+  // reading the body.
   // (`this`: the server the request came to, app.server or the one of another localhost address.)
   app.server.on('checkContinue', function (this: Server, req: IncomingMessage, res: ServerResponse) {
     (req as AwaitingContinue)[kAwaitingContinue] = true
     this.emit('request', req, res)
   })
   const counting = serverLimit > max
-  app.addHook('preParsing', function spikardBodyLimit (request, reply, payload, done) {
-    if (request.headers.expect !== undefined && (request.raw as AwaitingContinue)[kAwaitingContinue] === true) {
-      (request.raw as AwaitingContinue)[kAwaitingContinue] = false
-      if (Number(request.headers['content-length']) > request.routeOptions.bodyLimit) return done(new errors.SPK_ERR_BODY_TOO_LARGE(request.routeOptions.bodyLimit))
-      reply.raw.writeContinue()
-    }
+  /** The body Fastify is to read, or why it is refused. */
+  function checked (request: FastifyRequest, reply: FastifyReply, payload: Readable, limit: number | null): Readable | Error {
     // Fastify reads no body for GET and HEAD.
     const method = request.method
-    if (method === 'GET' || method === 'HEAD') return done(null, payload)
-    const limit = counting ? decisionOf(request, kBodyLimit, ownCount) : null
-    const body = decoded(request, reply, payload, limit ?? request.routeOptions.bodyLimit)
-    if (body instanceof Error) return done(body)
-    if (limit === null) return done(null, body)
-    const length = Number(request.headers['content-length'])
-    if (length > limit) return done(new errors.SPK_ERR_BODY_TOO_LARGE(limit))
+    if (method === 'GET' || method === 'HEAD') return payload
+    const body = decoded(request, reply, payload, limit)
+    if (body instanceof Error || limit === null) return body
+    if (Number(request.headers['content-length']) > limit) return new errors.SPK_ERR_BODY_TOO_LARGE(limit)
     // A decoded body counts against the limit itself, decoded and as sent.
-    done(null, body === payload ? new LimitedBody(body, limit) : body)
+    return body === payload ? new LimitedBody(body, limit) : body
+  }
+  app.addHook('preParsing', function spikardBodyLimit (request, reply, payload, done) {
+    const limit = counting ? decisionOf(request, kBodyLimit, ownCount) : null
+    const raw = request.raw as AwaitingContinue
+    const awaiting = request.headers.expect !== undefined && raw[kAwaitingContinue] === true
+    if (awaiting) {
+      raw[kAwaitingContinue] = false
+      const bodyLimit = limit ?? request.routeOptions.bodyLimit
+      if (Number(request.headers['content-length']) > bodyLimit) return done(new errors.SPK_ERR_BODY_TOO_LARGE(bodyLimit))
+    }
+    const body = checked(request, reply, payload, limit)
+    if (body instanceof Error) return done(body)
+    if (awaiting) reply.raw.writeContinue()
+    done(null, body)
   })
   if (counting) app.addHook('onRoute', (route) => { decide(route, kBodyLimit, null) })
 }

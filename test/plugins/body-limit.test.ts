@@ -370,6 +370,30 @@ test('Expect: 100-continue: a body over the route\'s limit is refused (413) befo
   await assertServing(port)
 })
 
+test('Expect: 100-continue: an unsupported Content-Encoding (415), and a body over max on a route spikard counts itself (413), are refused before the client sends them', async (t) => {
+  const app = await setup(t, { bodyLimit: { max: '1kb' } })
+  const { port } = await listen(app)
+  const unsupported = await expectContinue(port, '/echo', ['Content-Type: application/json', 'Content-Encoding: zstd'], jsonOfSize(512))
+  assert.equal(unsupported.sentBody, false)
+  assert.match(unsupported.received, /^HTTP\/1\.1 415 /)
+  assert.match(unsupported.received, /\r\nconnection: close\r\n/i)
+  // An accepted one is asked for.
+  const identity = await expectContinue(port, '/echo', ['Content-Type: application/json', 'Content-Encoding: identity', 'Connection: close'], '{"a":1}')
+  assert.equal(identity.sentBody, true)
+  assert.match(identity.received, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /)
+
+  // A route registered before spikard on an instance with a larger Fastify limit.
+  const own = Fastify({ bodyLimit: 10 * MiB })
+  t.after(() => own.close())
+  own.post('/early', async (request) => request.body)
+  await own.register(spikard, { bodyLimit: '1kb', shutdown: { signals: false } })
+  const { port: ownPort } = await listen(own)
+  const over = await expectContinue(ownPort, '/early', ['Content-Type: application/json'], jsonOfSize(2048))
+  assert.equal(over.sentBody, false)
+  assert.match(over.received, /^HTTP\/1\.1 413 /)
+  assert.match(over.received, /limit of 1024 bytes/)
+})
+
 test('a chunked body past the limit: 413 once the limit is crossed, before the body ends', async (t) => {
   const app = await setup(t, { bodyLimit: { max: '1kb' } })
   const { port } = await listen(app)
