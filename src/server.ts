@@ -131,11 +131,15 @@ function fastify (options: FastifyHttpOptions<Server>): FastifyInstance {
 /**
  * `app.listen()` listens at `server.host` and `server.port`, as the config says; what a call
  * passes still wins (`app.listen({ port: 0 })`). Fastify's own defaults (localhost:3000)
- * would otherwise ignore the config the server was built from.
+ * would otherwise ignore the config the server was built from. A call with a Unix socket
+ * `path` is passed on as it is: Node takes a port over a path, so the configured one would
+ * have won.
  */
 function listenWhereConfigured (app: FastifyInstance, host: string, port: number): void {
   const listen = app.listen.bind(app) as (...args: unknown[]) => unknown
   app.listen = ((options?: unknown, ...rest: unknown[]) => typeof options === 'function'
     ? listen({ host, port }, options)
-    : listen({ host, port, ...(options as object | undefined) }, ...rest)) as FastifyInstance['listen']
+    : (options as { path?: unknown } | undefined)?.path !== undefined
+        ? listen(options, ...rest)
+        : listen({ host, port, ...(options as object | undefined) }, ...rest)) as FastifyInstance['listen']
 }

@@ -2,7 +2,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { resolveSpikardOptions } from '../src/options.js'
-import { readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig, SpikardConfigError, createServer } from '../src/index.js'
@@ -418,4 +419,17 @@ test('createServer: app.listen() listens at server.host and server.port; what th
   const other = await createServer({ server: { port, logger: { level: 'silent' } } })
   t.after(() => other.close())
   assert.notEqual(await other.listen({ port: 0 }), `http://127.0.0.1:${port}`)
+})
+
+test('createServer: app.listen({ path }) listens on that Unix socket, not at server.host and server.port', async (t) => {
+  // Node's listen() takes a port over a path: with the configured ones merged in, a server
+  // meant for a socket behind a local proxy listened on TCP (127.0.0.1:8000) instead.
+  const dir = mkdtempSync(join(tmpdir(), 'spikard-socket-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'api.sock')
+  const app = await createServer({ server: { host: '127.0.0.1', port: 0, logger: { level: 'silent' } } })
+  t.after(() => app.close())
+  await app.listen({ path })
+  assert.equal(app.server.address(), path)
+  assert.ok(existsSync(path))
 })
