@@ -83,7 +83,7 @@ export const RateLimitOptionsSchema = Type.Object({
     minimum: 1,
     minimumText: '1ms',
     default: '500ms',
-    description: 'Longest a request waits for Redis before `onStoreError` applies. While Redis fails (unreachable, or timing out), one request a second asks it and the others get `onStoreError` at once.'
+    description: 'Longest a request waits for Redis before `onStoreError` applies. Once two commands in a row fail (Redis unreachable, or timing out), one request a second asks it and the others get `onStoreError` at once.'
   })),
   onStoreError: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('reject')], {
     default: 'allow',

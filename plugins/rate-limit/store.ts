@@ -31,17 +31,18 @@ const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as new (co
 export const OUTAGE_LOG_INTERVAL = 60_000
 /** Longest startup waits for Redis before going on without it (the outage policy applies meanwhile). */
 const CONNECT_WAIT = 2000
-/** While the store fails, it is asked again (one request, the others answered by the policy) at most this often. */
+/** While the store fails twice running or more, it is asked again (one request, the others answered by the policy) at most this often. */
 export const PROBE_INTERVAL = 1000
 /** The error a count skipped during an outage fails with: no command was sent. */
 const SKIPPED = Object.assign(new Error('the store is failing: not asked'), { code: 'SKIPPED' })
 
 /**
  * Logs store failures at most once per interval, and the recovery once; and, while the store
- * fails, lets one request at a time, once per PROBE_INTERVAL, ask it. A Redis that hangs with
- * its connection open (stopped, swapping, a long script) answers nothing: each command
- * would wait `redisTimeout` and stay in the client's queue until the connection goes, one
- * per request, without bound; the others get the policy at once instead.
+ * fails, lets one request at a time ask it: at once after one failure (a single command timing
+ * out on a working Redis costs no more than that command), then once per PROBE_INTERVAL. A
+ * Redis that hangs with its connection open (stopped, swapping, a long script) answers
+ * nothing: each command would wait `redisTimeout` and stay in the client's queue until the
+ * connection goes, one per request, without bound; the others get the policy at once instead.
  */
 export class Outage {
   readonly #log: FastifyBaseLogger
@@ -51,6 +52,8 @@ export class Outage {
   #suppressed = 0
   #probing = false
   #probeAt = 0
+  /** Store calls failed in a row (skipped ones aside). */
+  #failures = 0
   /** The last failure's code or message (a skipped count has none of its own). */
   #reason = ''
 
@@ -75,7 +78,7 @@ export class Outage {
     this.#since ??= now
     if (error !== SKIPPED) {
       this.#probing = false
-      this.#probeAt = now + PROBE_INTERVAL
+      this.#probeAt = ++this.#failures > 1 ? now + PROBE_INTERVAL : 0
       this.#reason = error.code ?? error.message
     }
     if (now - this.#lastLogged < OUTAGE_LOG_INTERVAL) {
@@ -96,6 +99,7 @@ export class Outage {
 
   recovered (): void {
     this.#probing = false
+    this.#failures = 0
     if (this.#since === undefined) return
     this.#log.info({ store: 'redis', downForMs: Date.now() - this.#since }, 'rate-limit store reachable again')
     this.#since = undefined

@@ -11,7 +11,7 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { BlockList } from 'node:net'
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
 import fp from 'fastify-plugin'
 import spikard from '../../src/spikard.js'
 import { createServer, spikardFastifyOptions, type CreateServerConfig } from '../../src/server.js'
@@ -21,6 +21,7 @@ import { formatDuration } from '../../src/feature.js'
 import { inWords } from '../../plugins/rate-limit/limiter.js'
 import { cookieValue, ipv4Number } from '../../plugins/rate-limit/keys.js'
 import rateLimitPlugin from '../../plugins/rate-limit/index.js'
+import { Outage, PROBE_INTERVAL } from '../../plugins/rate-limit/store.js'
 import { assertOptionsRefused, build, listen, UUID, type TestApp } from '../helpers.js'
 
 const TYPE = 'https://spikard.dev/errors/'
@@ -641,4 +642,32 @@ test('spikard check shows each route\'s limit', () => {
   assert.equal(describeRouteLimit({ keyBy: 'identity', timeWindow: 3_600_000 }, global), '100/1h by identity own')
   assert.equal(describeRouteLimit(undefined, { ...global, keyBy: 'header:x-api-key', timeWindow: 90_000 }), '100/90s by header:x-api-key')
   assert.deepEqual([formatDuration(1500), formatDuration(1000), formatDuration(120_000)], ['1500ms', '1s', '2m'])
+})
+
+test('the Redis outage: after one failed command the next request asks again at once; after two in a row, one request a second; counting resumes when one succeeds', (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 })
+  const lines: string[] = []
+  const log = { error: (_o: unknown, msg: string) => { lines.push(msg) }, info: (_o: unknown, msg: string) => { lines.push(msg) } }
+  const outage = new Outage(log as unknown as FastifyBaseLogger, 'reject')
+  const timeout = Object.assign(new Error('Command timed out'), { code: 'ETIMEDOUT' })
+  assert.equal(outage.skip(), false)
+  // One command timed out (a blip): the next request is sent to Redis, the ones meanwhile are not.
+  outage.failed(timeout)
+  assert.equal(outage.skip(), false)
+  assert.equal(outage.skip(), true)
+  // That one failed too: a hung Redis. One request a second from now.
+  outage.failed(timeout)
+  assert.equal(outage.skip(), true)
+  t.mock.timers.tick(PROBE_INTERVAL - 1)
+  assert.equal(outage.skip(), true)
+  t.mock.timers.tick(1)
+  assert.equal(outage.skip(), false)
+  assert.equal(outage.skip(), true)
+  outage.recovered()
+  assert.equal(outage.skip(), false)
+  assert.equal(outage.skip(), false)
+  // The count of failures in a row starts over: one more blip is not an outage of a second.
+  outage.failed(timeout)
+  assert.equal(outage.skip(), false)
+  assert.deepEqual(lines, ['rate-limit store unreachable: requests are answered 503 until it is back', 'rate-limit store reachable again', 'rate-limit store unreachable: requests are answered 503 until it is back'])
 })
