@@ -32,7 +32,15 @@
  * 6. Whether the instance answers requests during `app.close()` itself
  *    (`return503OnClosing`, kept in its options under `fastify.options`; not in
  *    `initialConfig`): then the shutdown's pre-close delay serves nothing, and spikard warns.
- * 7. And two of Node's: the listener that starts a server's check of its connections'
+ * 7. The routes already in the router, with the config object each keeps in its context (the
+ *    one `request.routeOptions.config` returns), for the routes registered before spikard:
+ *    Fastify lists routes to no one (fastify/fastify#930 points to onRoute, which sees only
+ *    the routes registered after the hook). `printRoutes({ includeMeta })` hands each route,
+ *    its context as `store`, to the router's meta builder, which find-my-way takes from the
+ *    options object it is given (it assigns its own there first): an accessor on that object
+ *    sees every route. Without it, no route is seen, and those routes are decided on their
+ *    first request, as before.
+ * 8. And two of Node's: the listener that starts a server's check of its connections'
  *    timeouts (`setupConnectionsTracking`, run again so that a new checking interval applies
  *    to a server already listening), and a socket's response under way (`socket._httpMessage`,
  *    set by Node's HTTP server from the moment a response is assigned to the connection until
@@ -206,6 +214,48 @@ export function answers503OnClosing (app: FastifyInstance): boolean | undefined 
 /** The response under way on a connection (Node's `socket._httpMessage`), if any. */
 export function responseUnderWay (socket: object): ServerResponse | undefined {
   return (socket as { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
+}
+
+/** A route in the router: its context's config, the instance it was registered on, and its limits as Fastify holds them. */
+export interface RouteInRouter {
+  config: RouteConfig
+  /** The instance the route was registered on (an encapsulated child's prototype chain leads to its parents). */
+  server: object | undefined
+  /** As `request.routeOptions` gives them: the route's own body limit or the server's, and its handler timeout (0: none). */
+  bodyLimit: number | undefined
+  handlerTimeout: number | undefined
+}
+
+/**
+ * Every route in the router now, each once (a route whose path has an optional parameter is
+ * two paths with one context); none when the router cannot be read this way (see 7 above).
+ */
+export function routesInRouter (app: FastifyInstance): RouteInRouter[] {
+  const seen = new Set<object>()
+  const found: RouteInRouter[] = []
+  const collect = (route: { store?: unknown } | undefined): Record<string, never> => {
+    const context = route?.store as { config?: unknown, server?: unknown, handlerTimeout?: unknown, _parserOptions?: { limit?: unknown } } | undefined
+    if (context !== null && typeof context === 'object' && !seen.has(context) && context.config !== null && typeof context.config === 'object') {
+      seen.add(context)
+      const limit = context._parserOptions?.limit
+      found.push({
+        config: context.config as RouteConfig,
+        server: typeof context.server === 'object' && context.server !== null ? context.server : undefined,
+        bodyLimit: typeof limit === 'number' && limit > 0 ? limit : app.initialConfig.bodyLimit,
+        handlerTimeout: typeof context.handlerTimeout === 'number' ? context.handlerTimeout : undefined
+      })
+    }
+    // Nothing to print.
+    return {}
+  }
+  const options = { includeMeta: true }
+  Object.defineProperty(options, 'buildPrettyMeta', { get: () => collect, set: () => {}, enumerable: true })
+  try {
+    app.printRoutes(options as Parameters<FastifyInstance['printRoutes']>[0])
+  } catch {
+    return []
+  }
+  return found
 }
 
 /** For the test that pins what this module relies on. */

@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { connect, type AddressInfo } from 'node:net'
 import dns from 'node:dns'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { answers503OnClosing, internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
+import { answers503OnClosing, internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, routesInRouter, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
 import spikard from '../src/spikard.js'
 import { UUID } from './helpers.js'
 
@@ -124,4 +124,23 @@ test('an instance keeps its factory options under `fastify.options`, return503On
   await own.register(async (child) => { assert.equal(answers503OnClosing(child), true) })
   await own.ready()
   await own.close()
+})
+
+test('printRoutes({ includeMeta }) hands every route, its context as `store`, to the meta builder on the options it is given: routesInRouter lists each once, with the config requests see', async () => {
+  const app = Fastify()
+  app.get('/a', { config: { mark: 'a' } as never }, async (request) => request.routeOptions.config === routesInRouter(app).find((r) => (r.config as { mark?: string }).mark === 'a' && r.config.method === 'GET')?.config)
+  // An optional parameter: two paths, one context.
+  app.post('/b/:id?', { config: { mark: 'b' } as never, bodyLimit: 10 }, async () => 'b')
+  let child: object | undefined
+  await app.register(async (c) => { child = c; c.get('/c', { config: { mark: 'c' } as never }, async () => 'c') }, { prefix: '/v1' })
+  const seen = routesInRouter(app).map((r) => [[r.config.method].flat().join(','), r.config.url, (r.config as { mark?: string }).mark, r.server === app ? 'app' : r.server === child ? 'child' : 'other', r.bodyLimit])
+  assert.deepEqual(seen.sort(), [
+    ['GET', '/a', 'a', 'app', 1048576],
+    ['GET', '/v1/c', 'c', 'child', 1048576],
+    ['HEAD', '/a', 'a', 'app', 1048576],
+    ['HEAD', '/v1/c', 'c', 'child', 1048576],
+    ['POST', '/b/:id?', 'b', 'app', 10]
+  ], 'the router\'s routes cannot be listed through printRoutes any more: find-my-way or Fastify changed it')
+  assert.equal((await app.inject('/a')).body, 'true')
+  await app.close()
 })
