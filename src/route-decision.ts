@@ -4,12 +4,14 @@
  * symbol, so the feature's app-wide hook needs one property read per request.
  *
  * Routes registered after spikard are decided in the feature's onRoute hook, which also
- * refuses invalid route options at startup. Routes Fastify registered before spikard (and
- * the not-found handler) never went through it: they are decided on their first request,
- * from what `request.routeOptions` says, and the decision is kept the same way.
+ * refuses invalid route options at startup. Routes Fastify registered before spikard never
+ * went through it: they are decided when the feature registers (decideEarlier), from the
+ * config Fastify keeps for them, so their invalid options fail at startup too. The
+ * not-found handler, and any route the router could not list, are decided on their first
+ * request, from what `request.routeOptions` says, and the decision is kept the same way.
  */
-import type { FastifyRequest, RouteOptions } from 'fastify'
-import { routeConfig, type RouteConfig } from './fastify-internals.js'
+import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
+import { routeConfig, routesInRouter, type RouteConfig } from './fastify-internals.js'
 
 /** What a decision is made from: a route's options, as onRoute or `request.routeOptions` give them. */
 export interface RouteView {
@@ -46,6 +48,45 @@ export function registered (route: RouteOptions): RouteView {
 export function decide (route: RouteOptions, key: symbol, decision: unknown): void {
   route.config ??= {}
   ;(route.config as unknown as RouteConfig)[key] = decision
+}
+
+/**
+ * The routes in the app already, which an onRoute hook added now will never see: those
+ * registered before spikard (and spikard's own, registered by the features before the
+ * caller), viewed as `request.routeOptions` would show them (`late`). Only those the app's
+ * hooks reach: with spikard registered in an encapsulated plugin, its own routes and its
+ * children's, not a sibling plugin's. HEAD routes come last, so a GET's problem is named
+ * after the GET rather than the HEAD route Fastify added for it.
+ */
+export function earlierRoutes (app: FastifyInstance): RouteView[] {
+  const views: RouteView[] = []
+  for (const route of routesInRouter(app)) {
+    if (route.server !== app && (route.server === undefined || !Object.prototype.isPrototypeOf.call(app, route.server))) continue
+    const { config } = route
+    views.push({
+      method: config.method ?? 'GET',
+      url: config.url,
+      config: config as unknown as Record<string, unknown>,
+      bodyLimit: route.bodyLimit,
+      handlerTimeout: route.handlerTimeout,
+      is404: false,
+      late: true
+    })
+  }
+  const headOnly = (view: RouteView): boolean => [view.method].flat().every((m) => m === 'HEAD')
+  return [...views.filter((v) => !headOnly(v)), ...views.filter(headOnly)]
+}
+
+/**
+ * Decides, now, each route registered before the feature's onRoute hook (earlierRoutes) and
+ * keeps the decision where decisionOf reads it: a route option the feature refuses fails at
+ * startup, naming the route, as it does on a route registered later.
+ */
+export function decideEarlier (app: FastifyInstance, key: symbol, make: (route: RouteView) => unknown): void {
+  for (const route of earlierRoutes(app)) {
+    const config = route.config as unknown as RouteConfig
+    if (config[key] === undefined) config[key] = make(route)
+  }
 }
 
 /** The route's decision for `key`; made from `request.routeOptions` on the first request of a route onRoute never saw. */

@@ -29,9 +29,10 @@
  * How a feature attaches: its hooks are added once, to the whole app (every feature is a
  * fastify-plugin plugin), so they run for every route, those registered before spikard
  * and in encapsulated or prefixed children included, and for the not-found handler. What a
- * route wants is worked out once, when Fastify registers it (onRoute), and stored on the
- * route's own config object under the feature's symbol; the hook reads it with one
- * property access (src/route-decision.ts).
+ * route wants is worked out once, when Fastify registers it (onRoute), or for a route
+ * registered before spikard when the feature registers, and stored on the route's own
+ * config object under the feature's symbol; the hook reads it with one property access
+ * (src/route-decision.ts).
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, RouteOptions } from 'fastify'
@@ -44,6 +45,7 @@ import { attachLifecycle, closeWithoutShutdown, Lifecycle, type DrainHook, type 
 import { flushLog } from './flush-log.js'
 import { startupSummary } from './summary.js'
 import { answers503OnClosing, mirrorServerSetup } from './fastify-internals.js'
+import { earlierRoutes, routeName, type RouteView } from './route-decision.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -98,16 +100,21 @@ async function spikard (app: FastifyInstance, options: SpikardOptions): Promise<
   // The first onClose hook runs last: what a buffered log destination (`server.logger.buffer`)
   // still holds is written out after every other hook's last line.
   app.addHook('onClose', async (instance) => { await flushLog(instance.log) })
-  // First among spikard's onRoute hooks, so the features below see its copy.
-  app.addHook('onRoute', (route) => {
-    // A route asking for auth, its own rate limit or an event stream while that feature is
-    // off would otherwise be silently public, unlimited, or fail at its first request.
-    for (const feature of ['auth', 'rateLimit', 'sse', 'websocket'] as const) {
-      const wants = feature === 'sse' || feature === 'websocket' ? (route as { sse?: unknown, websocket?: unknown })[feature] : (route.config as Record<string, unknown> | undefined)?.[feature]
-      if (resolved[feature] === false && wants !== undefined && wants !== false) {
-        throw new SpikardConfigError([`route ${[route.method].flat().join(',')} ${route.url}: ${WANTS[feature]} is set but the ${feature} feature is off; configure ${feature} or remove ${WANTS[feature]}`])
+  // A route asking for auth, its own rate limit or an event stream while that feature is
+  // off would otherwise be silently public, unlimited, or fail at its first request.
+  const refuseUnwanted = (route: Pick<RouteView, 'method' | 'url'>, wants: (feature: keyof typeof WANTS) => unknown): void => {
+    for (const feature of Object.keys(WANTS) as Array<keyof typeof WANTS>) {
+      const wanted = wants(feature)
+      if (resolved[feature] === false && wanted !== undefined && wanted !== false) {
+        throw new SpikardConfigError([`route ${routeName(route)}: ${WANTS[feature]} is set but the ${feature} feature is off; configure ${feature} or remove ${WANTS[feature]}`])
       }
     }
+  }
+  // Routes registered before spikard: only their config is kept (the sse and websocket route options are not).
+  for (const route of earlierRoutes(app)) refuseUnwanted(route, (feature) => feature === 'auth' || feature === 'rateLimit' ? route.config?.[feature] : undefined)
+  // First among spikard's onRoute hooks, so the features below see its copy.
+  app.addHook('onRoute', (route) => {
+    refuseUnwanted(route, (feature) => feature === 'sse' || feature === 'websocket' ? (route as { sse?: unknown, websocket?: unknown })[feature] : (route.config as Record<string, unknown> | undefined)?.[feature])
     // The route's own config object, for the features' decisions: the one a route was
     // given may be shared with other routes.
     route.config = { ...route.config }

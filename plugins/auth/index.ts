@@ -6,7 +6,7 @@
  * asks). One onRequest hook for the whole app checks the credentials before the body is
  * read; what it checks on each route (its schemes and claims, or nothing on a public route)
  * is decided once per route (src/route-decision.ts), and a route whose `config.auth` is
- * invalid is refused at startup. A valid credential sets `request.identity` (and, for a
+ * invalid is refused at startup, whether it was registered before spikard or after. A valid credential sets `request.identity` (and, for a
  * JWT, `request.user` to its claims);
  * anything else is a 401 problem with a `WWW-Authenticate` challenge, or a 403 when a valid
  * token lacks a claim the route demands. Whatever the input, the answer is never a 5xx.
@@ -17,7 +17,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
-import { decide, decisionOf, registered, routeName, type RouteView } from '../../src/route-decision.js'
+import { decide, decideEarlier, decisionOf, registered, routeName, type RouteView } from '../../src/route-decision.js'
 import { resolveAuthOptions, type AuthOptions } from './options.js'
 import { JwtVerifier, REFUSALS, type Outcome, type Refusal, type JwtIdentity } from './jwt.js'
 import { ApiKeys, type ApiKeyIdentity, type ApiKeyRefusal } from './api-key.js'
@@ -101,6 +101,8 @@ async function spikardAuth (app: FastifyInstance, options: AuthOptions): Promise
   }
 
   app.decorateRequest('identity', undefined)
+  // Routes registered before spikard too: an invalid config.auth fails at startup, not at each request.
+  decideEarlier(app, kAuth, checkOf)
   app.addHook('onRoute', (route) => { decide(route, kAuth, checkOf(registered(route))) })
   app.addHook('onRequest', function spikardAuth (request, reply, done) {
     const check = decisionOf(request, kAuth, checkOf)

@@ -29,7 +29,7 @@ import { resolveRateLimitOptions, RouteRateLimitSchema, type RateLimitOptions, t
 import { addressKeyer, AllowList } from './keys.js'
 import { createLimit, kCounted, Shared, type Limit } from './limiter.js'
 import { memoryStores, Outage, redisStores } from './store.js'
-import { decide, decisionOf, registered, routeName, type RouteView } from '../../src/route-decision.js'
+import { decide, decideEarlier, decisionOf, registered, routeName, type RouteView } from '../../src/route-decision.js'
 import type { OnRequest, PreParsing } from './limiter.js'
 
 declare module 'fastify' {
@@ -105,6 +105,8 @@ async function spikardRateLimit (app: FastifyInstance, options: RateLimitOptions
   }
 
   app.decorateRequest(kCounted, false)
+  // Routes registered before spikard too: an invalid config.rateLimit fails at startup, not at each request.
+  decideEarlier(app, kRateLimit, limitOf)
   app.addHook('onRoute', (route) => { decide(route, kRateLimit, limitOf(registered(route))) })
   // An address, header or cookie limit counts before auth and the body; an identity limit
   // after auth (every onRequest hook), still before the body is read.

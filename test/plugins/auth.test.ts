@@ -291,6 +291,73 @@ describe('routes', () => {
       assert.match(error.message, /^Invalid spikard route GET \/x:/)
     }
   })
+
+  test('an invalid config.auth on a route registered before spikard fails at ready() too, naming the route: not a 500 at each request', async () => {
+    const expected = ['config.auth: "jtw" is not a scheme; expected true, false, "jwt", "apiKey", a list of them, or { schemes, claims }']
+    const places: Array<[string, string, (app: FastifyInstance) => void]> = [
+      ['at the root', 'GET /early', (app) => { app.get('/early', { config: { auth: 'jtw' as never } }, async () => 'x') }],
+      ['in a prefixed plugin', 'GET /v1/child', (app) => { app.register(async (child) => { child.get('/child', { config: { auth: 'jtw' as never } }, async () => 'x') }, { prefix: '/v1' }) }],
+      ['a prefix\'s own route', 'GET /v1', (app) => { app.register(async (child) => { child.get('/', { config: { auth: 'jtw' as never } }, async () => 'x') }, { prefix: '/v1' }) }],
+      ['a POST', 'POST /items', (app) => { app.post('/items', { config: { auth: 'jtw' as never } }, async () => 'x') }]
+    ]
+    for (const [where, route, add] of places) {
+      const app = Fastify({ logger: false })
+      add(app)
+      app.register(spikard, { auth: { jwt: { secret: SECRET } } })
+      await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+        assert.ok(error instanceof SpikardConfigError, `${where}: ${String(error)}`)
+        assert.deepEqual(error.problems, expected, where)
+        assert.equal(error.message, `Invalid spikard route ${route}:\n  - ${expected[0]}`, where)
+        return true
+      })
+      await app.close()
+    }
+    // A scheme that is not configured, and claims of an API key, as after spikard.
+    const app = Fastify({ logger: false })
+    app.get('/claims', { config: { auth: { schemes: 'apiKey', claims: { role: 'admin' } } } }, async () => 'x')
+    app.register(spikard, { auth: { jwt: { secret: SECRET } } })
+    await assert.rejects(async () => { await app.ready() }, (error: SpikardConfigError) => {
+      assert.deepEqual(error.problems, ['config.auth.schemes: apiKey is not configured (auth.apiKey)'])
+      return true
+    })
+    await app.close()
+  })
+
+  test('a route of a sibling plugin, out of reach of spikard registered in an encapsulated one, is not judged by it', async (t) => {
+    const app = Fastify({ logger: false })
+    t.after(() => app.close())
+    app.register(async (other) => { other.get('/other', { config: { auth: 'jtw' as never } }, async () => 'other') })
+    app.register(async (api) => {
+      api.get('/early', async () => 'secret')
+      await api.register(spikard, { auth: { jwt: { secret: SECRET } } })
+    }, { prefix: '/api' })
+    await app.ready()
+    assert.equal((await app.inject('/other')).body, 'other')
+    assert.equal((await app.inject('/api/early')).statusCode, 401)
+  })
+
+  test('auth off: a route registered before spikard with config.auth is refused at ready(), as one registered after it is', async () => {
+    for (const register of ['before', 'after'] as const) {
+      const app = Fastify({ logger: false })
+      const route = (): void => { app.get('/me', { config: { auth: 'jwt' } }, async () => 'me') }
+      if (register === 'before') route()
+      app.register(spikard, {})
+      if (register === 'after') route()
+      await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+        assert.ok(error instanceof SpikardConfigError, String(error))
+        assert.deepEqual(error.problems, ['route GET /me: config.auth is set but the auth feature is off; configure auth or remove config.auth'], register)
+        return true
+      })
+      await app.close()
+    }
+    // `auth: false` asks for nothing.
+    const app = Fastify({ logger: false })
+    app.get('/open', { config: { auth: false } }, async () => 'open')
+    app.register(spikard, {})
+    await app.ready()
+    assert.equal((await app.inject('/open')).body, 'open')
+    await app.close()
+  })
 })
 
 describe('API keys', () => {

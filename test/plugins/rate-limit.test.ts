@@ -590,6 +590,36 @@ test('an invalid config.rateLimit on a route fails at ready(), naming the route 
   }
 })
 
+test('an invalid config.rateLimit on a route registered before spikard fails at ready() too, naming the route: not a 500 at each request', async () => {
+  const cases: Array<[unknown, string]> = [
+    [{ max: 'ten' }, 'config.rateLimit.max: expected an integer >= 0, found "ten"'],
+    ['yes', 'config.rateLimit: expected false, true or an object ({ max, timeWindow, keyBy }), found "yes"']
+  ]
+  for (const [setting, problem] of cases) {
+    for (const prefix of ['', '/v1']) {
+      const app = Fastify({ logger: false })
+      app.register(async (child) => { child.get('/bad', { config: { rateLimit: setting as never } }, async () => 'never') }, { prefix })
+      app.register(spikard, { rateLimit: true })
+      await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+        assert.ok(error instanceof SpikardConfigError, String(error))
+        assert.deepEqual(error.problems, [problem])
+        assert.equal(error.message, `Invalid spikard route GET ${prefix}/bad:\n  - ${problem}`)
+        return true
+      }, problem)
+      await app.close()
+    }
+  }
+  // Off, a route registered before spikard asking for a limit of its own is refused too.
+  const app = Fastify({ logger: false })
+  app.get('/own', { config: { rateLimit: { max: 2 } } }, async () => 'own')
+  app.register(spikard, {})
+  await assert.rejects(async () => { await app.ready() }, (error: SpikardConfigError) => {
+    assert.deepEqual(error.problems, ['route GET /own: config.rateLimit is set but the rateLimit feature is off; configure rateLimit or remove config.rateLimit'])
+    return true
+  })
+  await app.close()
+})
+
 test('routes registered before spikard are limited too: at the root, in a prefixed plugin, and without await', async (t) => {
   const app = Fastify(spikardFastifyOptions({ server: { logger: { level: 'silent' } } }))
   t.after(() => app.close())
