@@ -77,15 +77,19 @@ export type SpikardOptions = Static<typeof SpikardOptionsSchema>
 export type ResolvedSpikardOptions = Defaulted<typeof SpikardOptionsSchema>
 
 export function resolveSpikardOptions (options: unknown, source?: string): ResolvedSpikardOptions {
-  return checkOwnRoutes(offInProduction(options, validate(SpikardOptionsSchema, options ?? {}, { source }) as ResolvedSpikardOptions), source)
+  return checkAcrossFeatures(offInProduction(options, validate(SpikardOptionsSchema, options ?? {}, { source }) as ResolvedSpikardOptions), source)
 }
 
 /**
- * Two of spikard's own routes at one path (`openapi.json: /livez` beside the liveness
- * probe) are refused, naming both options. Fastify would refuse the second route with its
- * duplicate-route error, which names neither (and the probe would blame a route of yours).
+ * What no one feature's schema can see, refused naming both options:
+ *
+ * - Two of spikard's own routes at one path (`openapi.json: /livez` beside the liveness
+ *   probe). Fastify would refuse the second route with its duplicate-route error, which
+ *   names neither (and the probe would blame a route of yours).
+ * - The request id read from the API key's header: a client's key would become its request
+ *   id, sent back on every response and written, unmasked, in every log line and problem body.
  */
-export function checkOwnRoutes<T extends Partial<Record<FeatureName, unknown>>> (resolved: T, source?: string): T {
+export function checkAcrossFeatures<T extends Partial<Record<FeatureName, unknown>>> (resolved: T, source?: string): T {
   const owners = new Map<string, string>()
   const problems: string[] = []
   for (const [name, feature] of Object.entries(features)) {
@@ -109,6 +113,13 @@ export function checkOwnRoutes<T extends Partial<Record<FeatureName, unknown>>> 
     const owner = path === undefined || path === '' ? undefined : owners.get(path) ?? owners.get(`${path}/`)
     if (owner !== undefined) problems.push(`static.mounts[${i}].prefix: ${prefix as string} is ${owner} already; give each its own path`)
   })
+  const requestId = resolved.requestId as { header?: string } | false | undefined
+  const auth = resolved.auth as { apiKey?: { header?: string } } | false | undefined
+  const idHeader = requestId === false ? undefined : requestId?.header
+  const keyHeader = auth === false ? undefined : auth?.apiKey?.header
+  if (idHeader !== undefined && keyHeader !== undefined && idHeader.toLowerCase() === keyHeader.toLowerCase()) {
+    problems.push(`requestId.header: ${idHeader} is auth.apiKey.header too: a client's API key would become its request id, sent back on every response and logged unmasked; give each its own header`)
+  }
   if (problems.length > 0) throw new SpikardConfigError(problems, source)
   return resolved
 }

@@ -5,7 +5,7 @@ import type { FeatureDefinition } from '../../src/feature.js'
 export const RequestIdOptionsSchema = Type.Object({
   header: Type.Optional(HttpToken('a header name', {
     default: 'x-request-id',
-    description: 'Header the id is read from (when well-formed) and echoed on every response.'
+    description: 'Header the id is read from (when well-formed) and echoed on every response. Not the API key\'s (`auth.apiKey.header`): that is refused at startup.'
   })),
   trustIncoming: Type.Optional(Type.Boolean({
     default: true,

@@ -1,7 +1,7 @@
 /** The whole config: server settings, the user's routes module and every feature key. */
 import { Type, type Static } from '@sinclair/typebox'
 import { LogLevel, Size, validate, type Defaulted } from '../schema.js'
-import { checkOwnRoutes, offInProduction, SpikardOptionsSchema } from '../options.js'
+import { checkAcrossFeatures, offInProduction, SpikardOptionsSchema } from '../options.js'
 
 export const ServerSchema = Type.Object({
   host: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on. Use `0.0.0.0` to accept connections from other hosts.' })),
@@ -42,5 +42,5 @@ export type ServerOptions = ResolvedConfig['server']
 
 export function resolveConfig (config: unknown, options: { coerce?: boolean, source?: string } = {}): ResolvedConfig {
   const settings = { source: 'config', ...options }
-  return checkOwnRoutes(offInProduction(config, validate(ConfigSchema, config, settings) as ResolvedConfig), settings.source)
+  return checkAcrossFeatures(offInProduction(config, validate(ConfigSchema, config, settings) as ResolvedConfig), settings.source)
 }

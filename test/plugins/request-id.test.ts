@@ -9,8 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyPluginAsync } from 'fastify'
 import { requestContext } from '@fastify/request-context'
 import spikard from '../../src/spikard.js'
-import type { CreateServerConfig } from '../../src/server.js'
-import { assertOptionsRefused, build, listen, rawRequest, UUID, type TestApp } from '../helpers.js'
+import { createServer, type CreateServerConfig } from '../../src/server.js'
+import { resolveSpikardOptions } from '../../src/options.js'
+import { resolveConfig } from '../../src/config/schema.js'
+import { assertOptionsRefused, build, listen, rawRequest, refusal, UUID, type TestApp } from '../helpers.js'
 import { uuid } from '../../plugins/request-id/uuid.js'
 
 /** Reads the id from the request context, in an async function the handler awaits. */
@@ -277,6 +279,33 @@ const invalid: Array<{ options: unknown, problems: string[] }> = [
 
 test('invalid options fail at createServer and at ready(), naming the key path', async () => {
   for (const { options, problems } of invalid) await assertOptionsRefused('requestId', options, problems)
+})
+
+test('the API key\'s header as the request id\'s (case-insensitively) is refused at startup, naming both keys, in code and in a config file', async () => {
+  const KEY = 'key-' + 'k'.repeat(28)
+  const clash = (header: string): string => `requestId.header: ${header} is auth.apiKey.header too: a client's API key would become its request id, sent back on every response and logged unmasked; give each its own header`
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ requestId: { header: 'X-Api-Key' }, auth: { apiKey: { keys: [KEY] } } }, clash('X-Api-Key')],
+    [{ auth: { apiKey: { keys: [KEY], header: 'X-Request-ID' } } }, clash('x-request-id')],
+    [{ requestId: { header: 'x-client-key', trustIncoming: false }, auth: { jwt: { secret: 's'.repeat(32) }, apiKey: { keys: [KEY], header: 'X-Client-Key' } } }, clash('x-client-key')]
+  ]
+  for (const [options, problem] of cases) {
+    assert.deepEqual(refusal(() => resolveSpikardOptions(options)), [problem])
+    assert.deepEqual(refusal(() => resolveConfig(options)), [problem])
+    await assert.rejects(createServer({ ...options, server: { logger: { level: 'silent' } } } as CreateServerConfig), { problems: [problem] })
+    const app = Fastify()
+    app.register(spikard, options)
+    await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+      assert.ok(error instanceof Error)
+      assert.equal(error.message, `Invalid spikard options:\n  - ${problem}`)
+      return true
+    })
+    await app.close()
+  }
+  // Request ids off, or auth without API keys: nothing to clash with.
+  for (const options of [{ requestId: false, auth: { apiKey: { keys: [KEY], header: 'x-request-id' } } }, { requestId: { header: 'x-api-key' } }]) {
+    assert.doesNotThrow(() => resolveSpikardOptions(options))
+  }
 })
 
 test('spikard on a user-made Fastify with requestIdHeader set fails at ready() with a clear message', async () => {
