@@ -65,6 +65,8 @@ declare module 'fastify' {
 /** Where a route keeps its check (src/route-decision.ts). */
 const kAuth = Symbol('spikard.auth')
 
+/** The query parameter (and subprotocol) a browser's token comes in on a WebSocket route that opted in. */
+const BROWSER_TOKEN = 'access_token'
 const NOT_BEARER = 'The Authorization header is not a Bearer token'
 const SENT_TWICE = 'The request has more than one Authorization header'
 
@@ -97,6 +99,10 @@ async function spikardAuth (app: FastifyInstance, options: AuthOptions): Promise
     const policy = routePolicy(route.config?.auth, configured, routeName(route))
     // A WebSocket route's opt-in (plugins/websocket): browsers cannot set headers on an upgrade.
     const browser = (route.config?.websocket as { accessToken?: unknown } | undefined)?.accessToken === true
+    if (browser && policy !== null && policy.jwt && policy.apiKey && apiKeys?.query === BROWSER_TOKEN) {
+      // The API key's parameter is read first: a browser's JWT there would be refused as a bad key.
+      throw new SpikardConfigError([`config.websocket.accessToken: auth.apiKey.query is ${BROWSER_TOKEN} too, so a browser's JWT in ?${BROWSER_TOKEN}= would be checked as an API key and refused; give auth.apiKey.query another name, or accept one scheme on this route (config.auth)`], `route ${routeName(route)}`)
+    }
     return policy === null ? null : authenticate(policy, jwt, apiKeys, browser)
   }
 
@@ -216,11 +222,11 @@ function browserToken (request: FastifyRequest): string | undefined {
   if (typeof protocols === 'string') {
     const list = protocols.split(',')
     for (let i = 0; i < list.length - 1; i++) {
-      if (list[i].trim() === 'access_token') return list[i + 1].trim()
+      if (list[i].trim() === BROWSER_TOKEN) return list[i + 1].trim()
     }
   }
   const q = request.query as Record<string, unknown> | null | undefined
-  const token = q !== null && typeof q === 'object' && Object.hasOwn(q, 'access_token') ? q.access_token : undefined
+  const token = q !== null && typeof q === 'object' && Object.hasOwn(q, BROWSER_TOKEN) ? q[BROWSER_TOKEN] : undefined
   return typeof token === 'string' && token !== '' ? token : undefined
 }
 

@@ -323,6 +323,39 @@ describe('routes', () => {
     await app.close()
   })
 
+  test('a WebSocket route taking browser tokens and both schemes, with auth.apiKey.query access_token, is refused at startup: its JWTs would be read as API keys', async () => {
+    const refusedRoute = 'config.websocket.accessToken: auth.apiKey.query is access_token too, so a browser\'s JWT in ?access_token= would be checked as an API key and refused; give auth.apiKey.query another name, or accept one scheme on this route (config.auth)'
+    const both = { jwt: { secret: SECRET }, apiKey: { keys: [KEY_A], query: 'access_token' } }
+    for (const register of ['before', 'after'] as const) {
+      const app = Fastify({ logger: false })
+      const route = (): void => { app.get('/chat', { websocket: true, config: { websocket: { accessToken: true } } }, (socket) => { socket.close() }) }
+      if (register === 'before') route()
+      app.register(spikard, { auth: both })
+      if (register === 'after') route()
+      await assert.rejects(async () => { await app.ready() }, (error: unknown) => {
+        assert.ok(error instanceof SpikardConfigError, String(error))
+        assert.deepEqual(error.problems, [refusedRoute], register)
+        assert.match(error.message, /^Invalid spikard route GET \/chat:/)
+        return true
+      })
+      await app.close()
+    }
+    // One scheme on the route, another parameter name, or no browser tokens: nothing to confuse.
+    const cases: Array<[CreateServerConfig['auth'], Record<string, unknown>]> = [
+      [both, { auth: 'jwt', websocket: { accessToken: true } }],
+      [both, { auth: 'apiKey', websocket: { accessToken: true } }],
+      [{ ...both, apiKey: { keys: [KEY_A], query: 'api_key' } }, { websocket: { accessToken: true } }],
+      [both, { websocket: { accessToken: false } }]
+    ]
+    for (const [auth, config] of cases) {
+      const app = Fastify({ logger: false })
+      app.register(spikard, { auth })
+      app.get('/chat', { websocket: true, config: config as never }, (socket) => { socket.close() })
+      await app.ready()
+      await app.close()
+    }
+  })
+
   test('a route of a sibling plugin, out of reach of spikard registered in an encapsulated one, is not judged by it', async (t) => {
     const app = Fastify({ logger: false })
     t.after(() => app.close())
