@@ -15,6 +15,9 @@
  * 3. The instance's request id generator (`app.genReqId`, a getter Fastify defines but does
  *    not type or document: the function `setGenReqId` installed), for the requests Node's
  *    server answers before Fastify sees them: their id is the one the request would have had.
+ *    And, before spikard installs its own, whether that generator is yours (Fastify's
+ *    `genReqId` option, or an earlier `setGenReqId()`) or Fastify's counter (`req-1`), which
+ *    is told by its name: spikard's request ids call yours where they would make a UUID.
  * 4. Whether a not-found handler was set at an instance's prefix, and the flag that says so
  *    (`fastify.canSetNotFoundHandler` on the instance `fastify.404LogLevelInstance` points
  *    to): spikard's problem 404 is a default, as Fastify's own is, and Fastify refuses a
@@ -112,6 +115,16 @@ export function requestIdFor (app: FastifyInstance, req: IncomingMessage): strin
     }
   }
   return randomUUID()
+}
+
+/** The name of Fastify's own generator (lib/req-id-gen-factory.js), the one in place unless you set one. */
+const FASTIFY_GEN_REQ_ID = 'defaultGenReqId'
+
+/** Ids of your own: the request id generator the app has, unless it is Fastify's default (see 3 above). */
+export function ownRequestIdGenerator (app: FastifyInstance): ((this: unknown, req: IncomingMessage) => unknown) | undefined {
+  const generate: unknown = (app as { genReqId?: unknown }).genReqId
+  if (typeof generate !== 'function' || generate.name === FASTIFY_GEN_REQ_ID) return undefined
+  return generate as (this: unknown, req: IncomingMessage) => unknown
 }
 
 /** A symbol-keyed slot of an instance, its own or inherited from its parents (Object.create). */
@@ -259,4 +272,4 @@ export function routesInRouter (app: FastifyInstance): RouteInRouter[] {
 }
 
 /** For the test that pins what this module relies on. */
-export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL, NOT_FOUND_LEVEL, CAN_SET_NOT_FOUND, SERVER_BINDINGS, OPTIONS }
+export const internals = { ROUTE_CONTEXT, REQUEST_SIGNAL, NOT_FOUND_LEVEL, CAN_SET_NOT_FOUND, SERVER_BINDINGS, OPTIONS, FASTIFY_GEN_REQ_ID }

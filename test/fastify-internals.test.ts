@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { connect, type AddressInfo } from 'node:net'
 import dns from 'node:dns'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { answers503OnClosing, internals, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, routesInRouter, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
+import { answers503OnClosing, internals, ownRequestIdGenerator, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, routesInRouter, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
 import spikard from '../src/spikard.js'
 import { UUID } from './helpers.js'
 
@@ -143,4 +143,17 @@ test('printRoutes({ includeMeta }) hands every route, its context as `store`, to
   ], 'the router\'s routes cannot be listed through printRoutes any more: find-my-way or Fastify changed it')
   assert.equal((await app.inject('/a')).body, 'true')
   await app.close()
+})
+
+test('Fastify\'s own request id generator is named `defaultGenReqId`: ownRequestIdGenerator tells yours (the option, setGenReqId) from it', async () => {
+  const plain = Fastify()
+  assert.equal((plain as unknown as { genReqId: { name: string } }).genReqId.name, internals.FASTIFY_GEN_REQ_ID, 'Fastify renamed its default request id generator')
+  assert.equal(ownRequestIdGenerator(plain), undefined)
+  const mine = (): string => 'mine'
+  assert.equal(ownRequestIdGenerator(Fastify({ genReqId: mine })), mine)
+  assert.equal(ownRequestIdGenerator(Fastify().setGenReqId(mine)), mine)
+  // Inherited by an encapsulated child.
+  const app = Fastify({ genReqId: mine })
+  await app.register(async (child) => { assert.equal(ownRequestIdGenerator(child), mine) })
+  await Promise.all([plain.close(), app.close()])
 })

@@ -9,7 +9,7 @@ export const RequestIdOptionsSchema = Type.Object({
   })),
   trustIncoming: Type.Optional(Type.Boolean({
     default: true,
-    description: 'Reuse a well-formed incoming id (at most 128 characters of `[A-Za-z0-9._:-]`); `false` always generates a UUID v4.'
+    description: 'Reuse a well-formed incoming id (at most 128 characters of `[A-Za-z0-9._:-]`); `false` always generates one (a UUID v4, or your Fastify `genReqId`\'s).'
   }))
 }, { additionalProperties: false })
 
@@ -21,7 +21,7 @@ export const resolveRequestIdOptions = optionsResolver(RequestIdOptionsSchema, '
 export const requestIdFeature = {
   plugin: async () => await import('./index.js'),
   schema: RequestIdOptionsSchema,
-  summary: 'Request ids: read from the incoming header when well-formed, else a UUID v4; echoed on every response.',
+  summary: 'Request ids: read from the incoming header when well-formed, else a UUID v4 (or your Fastify genReqId\'s); echoed on every response.',
   enabledByDefault: true,
   settings: (o) => `header=${o.header}${o.trustIncoming ? '' : ' trustIncoming=false'}`,
   openapi: {

@@ -343,6 +343,41 @@ test('spikard on a user-made Fastify without requestIdHeader: ids validated and 
   assertFreshId(await app.inject({ url: '/id', headers: { 'x-request-id': '<b>x</b>' } }), '<b>x</b>')
 })
 
+test('your own genReqId (the Fastify option, or setGenReqId before spikard) makes the ids spikard would make a UUID for; a well-formed incoming id still comes first', async (t) => {
+  let made = 0
+  const mine = function (this: unknown) { return `mine-${++made}` }
+  const byOption = Fastify({ genReqId: mine })
+  const bySetter = Fastify().setGenReqId(mine)
+  for (const app of [byOption, bySetter]) {
+    made = 0
+    t.after(() => app.close())
+    app.register(spikard, { requestId: true, shutdown: { signals: false } })
+    app.register(routes)
+    const fresh = await app.inject('/id')
+    assert.deepStrictEqual([fresh.headers['x-request-id'], fresh.json()], ['mine-1', { id: 'mine-1' }])
+    const reused = await app.inject({ url: '/id', headers: { 'x-request-id': 'trace-own' } })
+    assert.deepStrictEqual([reused.headers['x-request-id'], reused.json()], ['trace-own', { id: 'trace-own' }])
+    const replaced = await app.inject({ url: '/id', headers: { 'x-request-id': '<b>x</b>' } })
+    assert.deepStrictEqual([replaced.headers['x-request-id'], replaced.json()], ['mine-2', { id: 'mine-2' }])
+    // Problems carry it too.
+    const missing = await app.inject('/nowhere')
+    assert.deepStrictEqual([missing.headers['x-request-id'], missing.json().requestId], ['mine-3', 'mine-3'])
+  }
+  // trustIncoming: false: yours, always.
+  const always = Fastify({ genReqId: () => 'always-mine' })
+  t.after(() => always.close())
+  always.register(spikard, { requestId: { trustIncoming: false }, shutdown: { signals: false } })
+  always.register(routes)
+  const ignored = await always.inject({ url: '/id', headers: { 'x-request-id': 'trace-own' } })
+  assert.deepStrictEqual([ignored.headers['x-request-id'], ignored.json()], ['always-mine', { id: 'always-mine' }])
+  // Without one of yours: UUIDs, not Fastify's counter.
+  const plain = Fastify()
+  t.after(() => plain.close())
+  plain.register(spikard, { requestId: true, shutdown: { signals: false } })
+  plain.register(routes)
+  assert.match((await plain.inject('/id')).json().id, UUID)
+})
+
 test('an onRequest hook of yours added before spikard throws: its problem carries the id header too', async (t) => {
   const app = Fastify()
   t.after(() => app.close())
