@@ -85,6 +85,13 @@ test('every method, with query, headers, a JSON or raw body and cookies, over in
   }
   const raw = await client.post('/echo', { body: '{"raw":true}', headers: { 'content-type': 'application/json' } })
   assert.deepEqual(raw.json<{ body: unknown }>().body, { raw: true })
+  // Both: which one was meant cannot be told, so neither is sent.
+  for (const [json, body] of [[{ n: 1 }, '{"raw":true}'], [null, Buffer.from('x')], [0, '']] as const) {
+    await assert.rejects(client.post('/echo', { json, body }), { name: 'TypeError', message: 'POST /echo: options.json and options.body are both set; pass one (json is sent as JSON, body as it is)' })
+  }
+  await assert.rejects(client.withHeaders({ 'x-custom': 'yes' }).request('PUT', '/echo', { json: {}, body: '{}' }), { name: 'TypeError', message: /^PUT \/echo: options\.json and options\.body are both set/ })
+  // An absent one is no conflict.
+  assert.deepEqual((await client.post('/echo', { json: { n: 2 }, body: undefined })).json<{ body: unknown }>().body, { n: 2 })
   assert.equal((await client.options('/echo')).json<{ method: string }>().method, 'OPTIONS')
   const head = await client.head('/text')
   assert.equal(head.status, 200)

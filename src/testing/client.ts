@@ -20,9 +20,9 @@ import { mintJwt, configuredApiKey, type JwtOptions } from './credentials.js'
 export interface RequestOptions {
   query?: Record<string, string | string[]>
   headers?: Record<string, string>
-  /** Sent as JSON, with `Content-Type: application/json`. */
+  /** Sent as JSON, with `Content-Type: application/json`. Not with `body`. */
   json?: unknown
-  /** Sent as it is (set the Content-Type in `headers`). */
+  /** Sent as it is (set the Content-Type in `headers`). Not with `json`. */
   body?: string | Buffer
   cookies?: Record<string, string>
 }
@@ -178,6 +178,10 @@ class Shared {
 function client (shared: Shared, defaults: Record<string, string>): TestClient {
   const { app } = shared
   const request = async (method: HTTPMethods, path: string, options: RequestOptions = {}): Promise<TestResponse> => {
+    // One body: a test that passes both means one of them, and would otherwise send the JSON without a word.
+    if (options.json !== undefined && options.body !== undefined) {
+      throw new TypeError(`${method} ${path}: options.json and options.body are both set; pass one (json is sent as JSON, body as it is)`)
+    }
     const headers: Record<string, string> = { ...defaults, ...options.headers }
     // inject() sends any header; a real client refuses, with these errors (ERR_INVALID_HTTP_TOKEN,
     // ERR_INVALID_CHAR), a name that is not a token and a value holding CR, LF, another control character or one beyond Latin-1.
