@@ -112,8 +112,10 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
       return
     }
     timed.abort(error)
-    if (reply.sent) return // a request.signal listener answered
-    reply.send(error)
+    if (!reply.sent) reply.send(error) // else a request.signal listener answered
+    // Whatever the handler or Fastify sends from now on comes too late (this reply only:
+    // the requests that are not timed out do not pay for it).
+    ;(reply as unknown as { send: typeof sendTooLate }).send = sendTooLate
   }
 
   app.addHook('onRoute', (route) => {
@@ -199,7 +201,7 @@ class TimedRequest {
  * which Fastify ignores (a late stream is released first); it would otherwise log
  * FST_ERR_REP_ALREADY_SENT (warn) or "Promise errored, but reply.sent = true was set"
  * (error) for a request already answered.
- * A late explicit `reply.send()` gets Fastify's own warning.
+ * A late explicit `reply.send()` gets Fastify's own warning (a stream is released: sendTooLate).
  */
 function dropLateResults (handler: RouteHandlerMethod): RouteHandlerMethod {
   return function timed (this: FastifyInstance, request, reply) {
@@ -224,6 +226,19 @@ function settle (result: PromiseLike<unknown>, request: FastifyRequest): Promise
     }
   }
   return thenable as PromiseLike<unknown>
+}
+
+/**
+ * reply.send() on the reply of a request the timeout has answered. Fastify's own, finding the
+ * response sent, logs FST_ERR_REP_ALREADY_SENT and returns, leaving a stream payload open
+ * for ever (a file descriptor per timed-out request that called `reply.send(stream)` late):
+ * the stream is released first, as a late returned one is.
+ */
+function sendTooLate (this: FastifyReply, payload?: unknown): FastifyReply {
+  const send = (Object.getPrototypeOf(this) as FastifyReply).send
+  // The timeout's own answer still on its way (an async onError or onSend hook) goes on.
+  if (this.sent) release(payload)
+  return send.call(this, payload)
 }
 
 /**

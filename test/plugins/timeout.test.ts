@@ -234,6 +234,40 @@ test('a stream returned after the timeout is released with the late result: a fi
   assert.deepStrictEqual(await (late.generator as AsyncGenerator<string>).next(), { value: undefined, done: true })
 })
 
+test('a stream sent with reply.send() after the timeout is released too: a file stream and a generator\'s stream destroyed, a web stream and a Response body cancelled', async (t) => {
+  // Fastify's send() finds the reply sent, warns and returns: without spikard the stream stayed
+  // open (a file descriptor per timed-out request).
+  const late: { file?: ReadStream, generator?: Readable } = {}
+  const generator = (async function * () { yield 'never read' })()
+  const cancelled = (): { stream: ReadableStream<Uint8Array>, done: Promise<void> } => {
+    let resolve!: () => void
+    const done = new Promise<void>((_resolve) => { resolve = _resolve })
+    return { stream: new ReadableStream<Uint8Array>({ pull: async () => { await sleep(60_000) }, cancel: () => { resolve() } }), done }
+  }
+  const web = cancelled()
+  const body = cancelled()
+  const { app } = await build({ timeout: { handler: 50 } }, async (app) => {
+    app.get('/late/file', async (_request, reply) => { await sleep(150); return reply.send(late.file = createReadStream(fileURLToPath(import.meta.url))) })
+    app.get('/late/generator', async (_request, reply) => {
+      await sleep(150)
+      return reply.type('text/plain').send(late.generator = Readable.from(generator))
+    })
+    app.get('/late/web', async (_request, reply) => { await sleep(150); return reply.send(web.stream) })
+    app.get('/late/response', async (_request, reply) => { await sleep(150); return reply.send(new Response(body.stream)) })
+  })
+  t.after(() => app.close())
+  for (const path of ['/late/file', '/late/generator', '/late/web', '/late/response']) expectTimeout(await app.inject({ url: path }), 50, path)
+  await until(() => late.file !== undefined && late.generator !== undefined, 'the late handlers to send', 1000)
+  const file = late.file as ReadStream
+  await until(() => file.closed, 'the late file stream to be closed', 1000)
+  assert.equal(file.destroyed, true)
+  await until(() => (late.generator as Readable).destroyed, 'the late generator stream to be destroyed', 1000)
+  await withTimeout(web.done, 1000, 'the late web stream to be cancelled')
+  await withTimeout(body.done, 1000, 'the late Response body to be cancelled')
+  // Returned: it yields nothing more.
+  assert.deepStrictEqual(await generator.next(), { value: undefined, done: true })
+})
+
 test('without spikard\'s wrapper Fastify would log the late results: the test above can fail', async () => {
   const lines: Array<Record<string, any>> = []
   const app = Fastify({ handlerTimeout: 50, logger: { level: 'info', stream: { write: (l: string) => lines.push(JSON.parse(l)) } } })
