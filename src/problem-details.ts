@@ -13,6 +13,8 @@ import { errorDefinitions, errors, isSpikardCode, PROBLEM_TYPE_BASE, type Spikar
 import { requestIdFor, responseUnderWay, setDefaultNotFoundHandler } from './fastify-internals.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+/** The type of the problem answered for a failure of the server, which toProblem logs at error level. */
+const INTERNAL_PROBLEM_TYPE = PROBLEM_TYPE_BASE + errorDefinitions.SPK_ERR_INTERNAL.type
 
 export interface Problem {
   type: string
@@ -96,9 +98,10 @@ function statusOf (e: FastifyError & { status?: unknown }, replyStatus: number):
  * The problem body for an error; logs 5xx errors with their stack and the request id.
  * The error may be anything a route throws (null, a string, an object with odd fields):
  * every field is checked before use. A getter that throws still throws: sendProblem
- * answers a generic 500 then. `replyStatus` is the reply's status when the error arrived.
+ * answers a generic 500 then. `replyStatus` is the reply's status when the error arrived;
+ * `failed` is the message of that error line.
  */
-export function toProblem (error: unknown, request: FastifyRequest, replyStatus = 200): Problem {
+export function toProblem (error: unknown, request: FastifyRequest, replyStatus = 200, failed = 'request failed'): Problem {
   let e = error as FastifyError
   const isObject = e !== null && typeof e === 'object'
   if (isObject && Array.isArray(e.validation)) return validationProblem(e, request)
@@ -112,7 +115,7 @@ export function toProblem (error: unknown, request: FastifyRequest, replyStatus 
     const d = errorDefinitions[spikardCode]
     // A feature may answer with another status than the registry's (timeout.status).
     const status = isErrorStatus(e.statusCode) ? e.statusCode : d.status
-    if (d.type === 'internal-error') logError(request, e, 'request failed')
+    if (d.type === 'internal-error') logError(request, e, failed)
     const title = status === d.status ? d.title : STATUS_CODES[status] ?? d.title
     return { type: PROBLEM_TYPE_BASE + d.type, title, status, detail: typeof e.message === 'string' ? e.message : title, ...base }
   }
@@ -121,8 +124,25 @@ export function toProblem (error: unknown, request: FastifyRequest, replyStatus 
     const title = STATUS_CODES[status] ?? 'Client Error'
     return { type: PROBLEM_TYPE_BASE + slug(title), title, status, detail: typeof e.message === 'string' ? e.message : title, ...base }
   }
-  logError(request, error, 'request failed')
+  logError(request, error, failed)
   return internalProblem(request)
+}
+
+/**
+ * Logs an error nobody will send, because its request was answered before it came (the
+ * handler timeout's problem went first): as the error handler would, a failure of the
+ * server (a 5xx it does not expect) at error level with its stack; the others, expected
+ * answers (a body that fails to parse, a validation error, a refusal), once at debug.
+ */
+export function logUnsentError (request: FastifyRequest, error: unknown, msg: string): void {
+  let problem: Problem
+  try {
+    problem = toProblem(error, request, 200, msg)
+  } catch {
+    logError(request, error, msg)
+    return
+  }
+  if (problem.type !== INTERNAL_PROBLEM_TYPE) request.log.debug({ err: error }, msg)
 }
 
 function internalProblem (request: FastifyRequest): Problem {

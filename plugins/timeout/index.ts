@@ -7,6 +7,7 @@ import { errors, SpikardConfigError } from '../../src/errors.js'
 import { decide, decisionOf, registered, routeName, type RouteView } from '../../src/route-decision.js'
 import { MAX_TIMER_MS } from '../../src/schema.js'
 import { provideRequestSignal } from '../../src/fastify-internals.js'
+import { logUnsentError } from '../../src/problem-details.js'
 import { isStreamPayload, kResponseStarted, streamedOf } from '../stream/state.js'
 
 declare module 'fastify' {
@@ -29,7 +30,8 @@ type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<TimedRequest> | typ
  * (a route overrides it with Fastify's `handlerTimeout` route option), from the request's
  * arrival to the start of its response. When it fires, request.signal is aborted, the
  * request is answered with a problem (status `timeout.status`, rendered by
- * problem-details), and the handler's late result is dropped without a log line. A
+ * problem-details), and the handler's late result is dropped without a log line (what is
+ * sent late, a late body's parse error included: sendTooLate). A
  * streamed response is timed to its first byte, not its end: with the stream feature on,
  * it tells this one when that byte is written (kResponseStarted), and a stream still
  * silent at the timeout is failed with the timeout error, so the client gets the problem;
@@ -201,7 +203,7 @@ class TimedRequest {
  * which Fastify ignores (a late stream is released first); it would otherwise log
  * FST_ERR_REP_ALREADY_SENT (warn) or "Promise errored, but reply.sent = true was set"
  * (error) for a request already answered.
- * A late explicit `reply.send()` gets Fastify's own warning (a stream is released: sendTooLate).
+ * A late explicit `reply.send()` is sendTooLate's.
  */
 function dropLateResults (handler: RouteHandlerMethod): RouteHandlerMethod {
   return function timed (this: FastifyInstance, request, reply) {
@@ -229,16 +231,28 @@ function settle (result: PromiseLike<unknown>, request: FastifyRequest): Promise
 }
 
 /**
- * reply.send() on the reply of a request the timeout has answered. Fastify's own, finding the
- * response sent, logs FST_ERR_REP_ALREADY_SENT and returns, leaving a stream payload open
- * for ever (a file descriptor per timed-out request that called `reply.send(stream)` late):
- * the stream is released first, as a late returned one is.
+ * reply.send() on the reply of a request the timeout has answered: the handler's late
+ * `reply.send()`, or Fastify's own send of an error that came late, chiefly a body that
+ * finished arriving after the timeout and failed to parse (its parser sends without asking
+ * whether the reply was sent). Fastify's send, finding the response sent, logs
+ * FST_ERR_REP_ALREADY_SENT at warn ('Reply was already sent, did you forget to "return
+ * reply"'), which blames the route, loses the late error itself, and leaves a stream
+ * payload open for ever (a file descriptor per timed-out request). Here a stream is released
+ * as a late returned one is; an error is logged as the error handler would log it (a
+ * failure of the server at error level, the client's at debug); anything else is dropped
+ * with a debug line.
  */
 function sendTooLate (this: FastifyReply, payload?: unknown): FastifyReply {
-  const send = (Object.getPrototypeOf(this) as FastifyReply).send
   // The timeout's own answer still on its way (an async onError or onSend hook) goes on.
-  if (this.sent) release(payload)
-  return send.call(this, payload)
+  if (!this.sent) return (Object.getPrototypeOf(this) as FastifyReply).send.call(this, payload)
+  if (payload instanceof Error) {
+    logUnsentError(this.request, payload, 'error after the handler timeout had answered the request: not sent')
+    return this
+  }
+  const stream = isStreamPayload(payload)
+  if (stream) release(payload)
+  this.request.log.debug({ stream }, 'reply.send() after the handler timeout had answered the request: dropped')
+  return this
 }
 
 /**

@@ -197,12 +197,15 @@ test('a route\'s handlerTimeout longer than a timer can wait is refused at ready
 })
 
 for (const mode of ['return', 'throw', 'send']) {
-  test(`a late ${mode === 'send' ? 'reply.send()' : mode} after the timeout is dropped${mode === 'send' ? ', with Fastify\'s one warning' : ' without a warning or error line'}`, async (t) => {
-    const { app, logs } = await setup(t, { timeout: { handler: 50 } })
+  test(`a late ${mode === 'send' ? 'reply.send()' : mode} after the timeout is dropped without a warning or error line`, async (t) => {
+    const { app, logs } = await setup(t, { timeout: { handler: 50 }, server: { logger: { level: 'debug' } } })
     expectTimeout(await app.inject({ url: `/slow?ms=150&mode=${mode}` }), 50, '/slow')
     await handlerFinished
-    // An explicit reply.send() after the timeout reaches Fastify, which says so once.
-    assert.deepStrictEqual(warnings(logs).map((l) => l.err?.code), mode === 'send' ? ['FST_ERR_REP_ALREADY_SENT'] : [])
+    // Not Fastify's FST_ERR_REP_ALREADY_SENT ("did you forget to return reply"): the route did nothing wrong.
+    assert.deepStrictEqual(warnings(logs), [])
+    // An explicit reply.send() says so, once, at debug.
+    assert.deepStrictEqual(logs.filter((l) => l.msg.includes('after the handler timeout')).map((l) => [l.level, l.msg, l.stream]),
+      mode === 'send' ? [[20, 'reply.send() after the handler timeout had answered the request: dropped', false]] : [])
     assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.path, l.status]), [['/slow', 503]])
     await assertStillServing(app)
   })
@@ -266,6 +269,42 @@ test('a stream sent with reply.send() after the timeout is released too: a file 
   await withTimeout(body.done, 1000, 'the late Response body to be cancelled')
   // Returned: it yields nothing more.
   assert.deepStrictEqual(await generator.next(), { value: undefined, done: true })
+})
+
+test('a body that finishes arriving after the timeout and fails to parse: its error once at debug, not Fastify\'s "Reply was already sent" warning; a failure of the server still at error level', async (t) => {
+  // Fastify's body parser sends its error without asking whether the reply was sent: its
+  // send() then warns FST_ERR_REP_ALREADY_SENT ("did you forget to return reply", the route
+  // is not at fault) and the parse error itself is lost.
+  const { app, logs } = await build({ timeout: { handler: 100 }, server: { logger: { level: 'debug' } } }, async (app) => {
+    app.post('/echo', async (request) => ({ received: request.body }))
+    // A parser of the app's that fails late on its own: a bug, not the client's.
+    app.addContentTypeParser('application/x-broken', async () => { await sleep(200); throw new Error('parser broke') })
+    app.post('/broken', async () => ({ never: true }))
+  })
+  t.after(() => app.close())
+  const { port } = await listen(app)
+  const socket = net.connect(port, '127.0.0.1')
+  t.after(() => socket.destroy())
+  let received = ''
+  socket.setEncoding('latin1').on('data', (chunk: string) => { received += chunk })
+  await once(socket, 'connect')
+  socket.write('POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{"a"')
+  await until(() => received.includes('\r\n\r\n'), 'the timeout\'s answer', 2000)
+  assert.match(received, /^HTTP\/1\.1 503 Service Unavailable\r\n/)
+  socket.write(': no}') // the rest of the body: not JSON
+  const unsent = 'error after the handler timeout had answered the request: not sent'
+  await until(() => logs.some((l) => l.msg === unsent), 'the late parse error to be logged', 2000)
+  expectTimeout(await app.inject({ method: 'POST', url: '/broken', headers: { 'content-type': 'application/x-broken' }, payload: 'x' }), 100, '/broken')
+  await until(() => logs.filter((l) => l.msg === unsent).length === 2, 'the late parser failure to be logged', 2000)
+  await sleep(20)
+  // The startup line's warning about the debug level aside, nothing at warn.
+  assert.deepStrictEqual(warnings(logs).filter((l) => l.level === 40 && !/^server\.logger\.level is debug/.test(l.msg)).map((l) => l.msg), [])
+  const echoId = accessLine(logs, '/echo')?.reqId
+  const brokenId = accessLine(logs, '/broken')?.reqId
+  assert.deepStrictEqual(logs.filter((l) => l.msg === unsent).map((l) => [l.reqId, l.level, l.err?.statusCode, l.err?.code, l.err?.message]), [
+    [echoId, 20, 400, 'FST_ERR_CTP_INVALID_JSON_BODY', 'Body is not valid JSON but content-type is set to \'application/json\''],
+    [brokenId, 50, undefined, undefined, 'parser broke']
+  ])
 })
 
 test('without spikard\'s wrapper Fastify would log the late results: the test above can fail', async () => {
@@ -427,8 +466,8 @@ test('stream: one handed over after the timeout gets the timeout problem', async
   assert.equal(res.status, 503)
   assert.equal(res.headers.get('content-type'), PROBLEM_JSON)
   assert.deepStrictEqual(await res.json(), timeoutProblem({ headers: { 'x-request-id': res.headers.get('x-request-id') } }, 200, '/stream/late-handler'))
-  await sleep(250) // the handler's late reply.send(stream): Fastify says it came too late
-  assert.deepStrictEqual(warnings(logs).map((l) => l.err?.code), ['FST_ERR_REP_ALREADY_SENT'])
+  await sleep(250) // the handler's late reply.send(stream): released, at most a debug line
+  assert.deepStrictEqual(warnings(logs), [])
   assert.equal(accessLine(logs, '/stream/late-handler')?.status, 503)
   assert.equal((await fetch(`${url}/fast`)).status, 200)
 })
