@@ -72,6 +72,8 @@ export interface FeatureDefinition<T extends TObject = TObject, O = any> extends
   columns?: Array<RouteColumn<O>>
   /** Options the Fastify factory needs from the feature, from the server's creation on (createServer, spikardFastifyOptions). */
   factory?: (options: O) => Partial<FastifyServerOptions> & { http?: Record<string, unknown> }
+  /** Options the Fastify factory needs when the feature is off (`shutdown: false`: app.close() still runs the drain hooks, with their budget). */
+  factoryWhenOff?: () => Partial<FastifyServerOptions>
   /** Header and query parameter names whose values are secrets: masked in every log line. */
   secrets?: (options: O) => { headers: string[], query: string[] }
   /** Defaults found next to the config file (createServer's `baseDir`), filled in before the plugin is registered. */

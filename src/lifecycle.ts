@@ -147,13 +147,19 @@ export class Lifecycle {
   }
 }
 
-/** The drain hooks' budget when the shutdown feature is off (its default budget). */
+/**
+ * The budget of a close without the shutdown feature: the shutdown feature's default
+ * (`shutdown.timeout`), one number for all three that bound such a close. The drain hooks
+ * are told it; `spikard start` exits 1 when the close has not finished that long after the
+ * signal; the Fastify factory options (spikardFastifyOptions) raise `pluginTimeout` above it,
+ * as for the feature's own budget, or Fastify would cut the drain at its 10 s.
+ */
 export const DRAIN_BUDGET_MS = 30_000
 
 /**
  * What `app.close()` does when the shutdown feature is off: the phase still moves to
  * `closing` then `closed`, and the drain hooks still run in a preClose hook (they are how
- * long-lived connections let the server close), with the default budget.
+ * long-lived connections let the server close), with DRAIN_BUDGET_MS.
  */
 export function closeWithoutShutdown (app: FastifyInstance, lifecycle: Lifecycle, budgetMs = DRAIN_BUDGET_MS): void {
   app.addHook('preClose', async () => {

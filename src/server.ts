@@ -40,10 +40,10 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
   const { server, requestId } = resolved
   const stream = logStream ?? (server.logger.pretty ? undefined : logDestination(server.logger, baseDir))
   const idHeader = requestId === false ? undefined : requestId.header.toLowerCase()
-  // What the features need from the factory: the body limit, Node's server timeouts.
-  const fromFeatures = Object.entries(features).flatMap(([name, feature]: [string, FeatureDefinition]) => {
+  // What the features need from the factory: the body limit, Node's server timeouts, a pluginTimeout above the drain's budget.
+  const fromFeatures = Object.entries(features).map(([name, feature]: [string, FeatureDefinition]) => {
     const options = resolved[name as FeatureName]
-    return options === false || feature.factory === undefined ? [] : [feature.factory(options)]
+    return options === false ? feature.factoryWhenOff?.() : feature.factory?.(options)
   })
   return {
     ...Object.assign({}, ...fromFeatures),

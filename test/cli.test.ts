@@ -1067,6 +1067,32 @@ process.stdout.write = (chunk, ...rest) => {
       }
     })
 
+    it('with shutdown: false, SIGTERM waits for the close as long as the drain hooks are told (30 s), not 10 s', async (t) => {
+      // A drain hook told 30 s that takes 10.5: the process used to exit 1 at 10 s (and
+      // Fastify's default pluginTimeout cut app.close() at 10 s too).
+      const dir = await fixture(t, {
+        'spikard.config.yaml': 'server:\n  port: 0\napp: ./routes.mjs\nshutdown: false\n',
+        'routes.mjs': `export default async function routes (app) {
+  app.spikard.onDrain('slow', async ({ remainingMs }) => {
+    app.log.info({ remainingMs }, 'slow drain started')
+    await new Promise((resolve) => setTimeout(resolve, 10_500))
+  })
+}
+`
+      })
+      const server = await start(t, [], { cwd: dir })
+      const started = Date.now()
+      server.child.kill('SIGTERM')
+      assert.deepEqual(await withTimeout(exited(server.child), 25_000, 'spikard to exit'), { code: 0, signal: null }, server.stdout())
+      assert.ok(Date.now() - started >= 10_400, `exited after ${Date.now() - started} ms`)
+      const lines = server.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
+      const told = lines.find((l) => l.msg === 'slow drain started')?.remainingMs
+      assert.ok(told > 29_000 && told <= 30_000, `told ${told} ms`)
+      assert.deepEqual(lines.filter((l) => l.level >= 50).map((l) => l.msg), [])
+      assert.ok(lines.some((l) => l.msg === 'shutdown: drain hook finished' && l.drainHook === 'slow'))
+      assert.equal(server.stderr(), '')
+    })
+
     it('without shutdown signals, a close that outlasts its budget is logged and exits 1, nothing on stderr; SIGHUP is left to Node, as with them', async (t) => {
       const dir = await fixture(t, {
         'spikard.config.yaml': 'server:\n  port: 0\napp: ./routes.mjs\ntimeout: { handler: 0 }\nshutdown: { signals: false, timeout: 500ms }\n',

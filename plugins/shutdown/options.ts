@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Duration, MAX_TIMER_MS, optionsResolver, type Defaulted } from '../../src/schema.js'
 import { formatDuration, type FeatureDefinition } from '../../src/feature.js'
+import { DRAIN_BUDGET_MS } from '../../src/lifecycle.js'
 
 export const ShutdownOptionsSchema = Type.Object({
   // Not 0: a budget spent before the shutdown begins cut every request and exited 1 on every signal.
@@ -27,13 +28,21 @@ export const defaultShutdownOptions = resolveShutdownOptions()
 /** Fastify's default `pluginTimeout`. */
 const FASTIFY_PLUGIN_TIMEOUT = 10_000
 
+/**
+ * Fastify gives each close hook `pluginTimeout` (10 s by default), then fails app.close()
+ * with "Plugin did not start in time", cutting the drain (a preClose hook) short of its
+ * budget: a little more than the budget, never less than Fastify's default.
+ * The budget is at most MAX_TIMER_MS (the schema); the pluginTimeout derived from it may not exceed it either.
+ */
+function closeTimeout (budgetMs: number): { pluginTimeout: number } {
+  return { pluginTimeout: Math.min(MAX_TIMER_MS, Math.max(FASTIFY_PLUGIN_TIMEOUT, budgetMs + 5000)) }
+}
+
 export const shutdownFeature = {
   plugin: async () => await import('./index.js'),
-  // Fastify gives each close hook `pluginTimeout` (10 s by default), then fails app.close()
-  // with "Plugin did not start in time", cutting the drain (a preClose hook) short of its
-  // budget: a little more than the budget, never less than Fastify's default.
-  // The budget is at most MAX_TIMER_MS (the schema); the pluginTimeout derived from it may not exceed it either.
-  factory: (o) => ({ pluginTimeout: Math.min(MAX_TIMER_MS, Math.max(FASTIFY_PLUGIN_TIMEOUT, o.timeout + 5000)) }),
+  factory: (o) => closeTimeout(o.timeout),
+  // Off, app.close() still runs the drain hooks, with DRAIN_BUDGET_MS (src/lifecycle.ts).
+  factoryWhenOff: () => closeTimeout(DRAIN_BUDGET_MS),
   schema: ShutdownOptionsSchema,
   summary: 'Graceful shutdown in phases within one time budget, on signals and on app.close().',
   enabledByDefault: true,

@@ -14,7 +14,7 @@ import { openapi } from './openapi.js'
 import { asyncapi } from './asyncapi.js'
 import { appFailed } from './app-failed.js'
 import { exitOnSignals } from '../exit-on-signals.js'
-import { lifecycleOf } from '../lifecycle.js'
+import { DRAIN_BUDGET_MS, lifecycleOf } from '../lifecycle.js'
 
 const HELP = `spikard - a production preset for Fastify
 
@@ -158,8 +158,9 @@ async function start (app: FastifyInstance, host: string, port: number, failed: 
   // Signal handlers go in before listening, so a SIGTERM sent the moment the server
   // reports ready (or during startup) still closes it gracefully. The shutdown feature,
   // when on with `signals`, installed its own when the app was built; otherwise a basic
-  // graceful close, as the feature's: SIGTERM or SIGINT closes the app and exits (within
-  // 10 s, or shutdown.timeout when the feature is on without `signals`).
+  // graceful close, as the feature's: SIGTERM or SIGINT closes the app and exits, within
+  // shutdown.timeout when the feature is on without `signals`, else within the budget the
+  // drain hooks are told without the feature (DRAIN_BUDGET_MS, 30 s).
   // When that time runs out, the drain under way is aborted before the exit, as with the
   // feature's own handler, so the drain hooks name and stop what they leave unfinished (tasks).
   const { shutdown } = app.spikard.options
@@ -169,7 +170,7 @@ async function start (app: FastifyInstance, host: string, port: number, failed: 
     ? undefined
     : exitOnSignals({
       log: app.log,
-      timeout: shutdown === false ? 10_000 : shutdown.timeout,
+      timeout: shutdown === false ? DRAIN_BUDGET_MS : shutdown.timeout,
       pending: () => ({ pendingDrainHooks: lifecycle.pendingDrainHooks }),
       expire: () => { lifecycle.abortDrain() },
       close: async () => {
