@@ -101,7 +101,7 @@ export class Lifecycle {
   #phase: LifecyclePhase = 'serving'
   readonly #hooks = new Map<string, DrainHook>()
   readonly #running = new Set<string>()
-  /** The budget of the drain under way, for abortDrain(). */
+  /** The budget of the drain under way, for abortDrain(); undefined once the drain has settled. */
   #budget: Budget | undefined
 
   get phase (): LifecyclePhase { return this.#phase }
@@ -144,6 +144,10 @@ export class Lifecycle {
       }
     })
     await budget.until(Promise.all(runs))
+    // Settled: a later abortDrain() (spikard start's deadline, the close still waiting for a
+    // request; a second signal) must not abort a budget its hooks finished within, which
+    // would run the 'abort' listeners a hook left on its signal, as if it had been cut.
+    if (this.#budget === budget) this.#budget = undefined
   }
 }
 

@@ -15,9 +15,10 @@ import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { PassThrough, Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import spikard from '../../src/spikard.js'
 import { spikardFastifyOptions } from '../../src/server.js'
+import { Budget, Lifecycle } from '../../src/lifecycle.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { assertOptionsRefused, build, listen, until, withTimeout } from '../helpers.js'
 import { assertShuttingDown, BIG, exited, get, startCli, type Child } from '../fixtures/shutdown-child.js'
@@ -141,6 +142,31 @@ test('false: no shutdown phases, no process handlers; drain hooks still run on c
   assert.equal(app.spikard.phase, 'closed')
   assert.deepStrictEqual(logs.filter((l) => /^shutdown (started|phase|complete)/.test(l.msg)), [])
   assert.deepStrictEqual(logs.filter((l) => l.msg === 'shutdown: drain hook finished').map((l) => l.drainHook), ['task'])
+})
+
+test('abortDrain() aborts the drain under way, and not one that has finished (its hooks would be told they were cut)', async () => {
+  const log = { info: () => {}, error: () => {} } as unknown as FastifyBaseLogger
+  for (const finished of [false, true]) {
+    const lifecycle = new Lifecycle()
+    const cut: string[] = []
+    let release!: () => void
+    const held = new Promise<void>((resolve) => { release = resolve })
+    // A hook that leaves its 'abort' listener on the signal when it returns, as a user's may.
+    lifecycle.onDrain('jobs', async ({ signal }) => {
+      signal.addEventListener('abort', () => { cut.push(String(signal.reason)) }, { once: true })
+      if (!finished) await held
+    })
+    const budget = new Budget(60_000)
+    const drained = lifecycle.drain(budget, log)
+    if (finished) await drained
+    // What spikard start does at its deadline, or at a second signal.
+    lifecycle.abortDrain()
+    release()
+    await drained
+    budget.clear()
+    assert.equal(budget.expired, !finished)
+    assert.deepStrictEqual(cut, finished ? [] : ['Error: shutdown budget of 60000 ms exceeded'])
+  }
 })
 
 test('true: the defaults, and SIGTERM, SIGINT and error handlers installed until close', async (t) => {
