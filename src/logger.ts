@@ -1,7 +1,7 @@
 /** The pino options of the server logger: level, destination, pretty printing and the redaction of secrets. */
 import { createRequire } from 'node:module'
 import type { FastifyServerOptions } from 'fastify'
-import { redactQuery, secretNames } from './redact.js'
+import { loggedTarget, redactQuery, secretNames } from './redact.js'
 import { SpikardConfigError } from './errors.js'
 import type { ResolvedConfig } from './config/schema.js'
 
@@ -42,7 +42,7 @@ interface LoggedRequest {
  */
 export function requestSerializer (hiddenQuery: Set<string>): (req: LoggedRequest) => Record<string, unknown> {
   return (req) => {
-    const url = req.url
+    const url = typeof req.url === 'string' ? loggedTarget(req.url) : req.url
     const q = typeof url === 'string' ? url.indexOf('?') : -1
     return {
       method: req.method,

@@ -11,6 +11,7 @@ import { PathTable } from './path-table.js'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errorDefinitions, errors, isSpikardCode, PROBLEM_TYPE_BASE, type SpikardErrorCode } from './errors.js'
 import { requestIdFor, responseUnderWay, setDefaultNotFoundHandler } from './fastify-internals.js'
+import { loggedTarget } from './redact.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 /** The type of the problem answered for a failure of the server, which toProblem logs at error level. */
@@ -48,7 +49,9 @@ const fastifyCodes: Record<string, (error: FastifyError, request: FastifyRequest
   }
 }
 
+/** The path of a request target, as a problem and a log line show it (loggedTarget: no fragment, no userinfo). */
 export function pathOf (url: string): string {
+  url = loggedTarget(url)
   const q = url.indexOf('?')
   return q === -1 ? url : url.slice(0, q)
 }

@@ -64,6 +64,23 @@ export function secretName (name: string): boolean {
   return parts.some(secretWord) || secretWord(parts.join(''))
 }
 
+/** The scheme and userinfo of an absolute-form target: `http://user:password@`. */
+const USERINFO = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/
+
+/**
+ * A request target as it may be logged (before the query string is split off and masked):
+ * a fragment, which no request should carry (RFC 9112 §3.2) but a careless client sends
+ * (an OAuth callback URL with `#access_token=...` passed on as it is) and Fastify routes
+ * by what comes before it, is masked whole; so is the userinfo of an absolute-form target
+ * (`GET http://user:password@host/path`), which Fastify routes by its path. Anything else
+ * is returned as it is: one indexOf and one character test for an ordinary path.
+ */
+export function loggedTarget (url: string): string {
+  const hash = url.indexOf('#')
+  if (hash !== -1) url = `${url.slice(0, hash)}#${REDACTED}`
+  return url.charCodeAt(0) === 47 ? url : url.replace(USERINFO, `$1${REDACTED}@`)
+}
+
 /**
  * Masks the values of secret-named parameters; keeps names, order and the other values.
  * `extra` (lower-case) names more: matched on the whole name or its part before a `[`.

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest, FastifyReply } from 'fastify'
 import { resolveLoggingOptions, type LoggingOptions } from './options.js'
-import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
+import { loggedTarget, redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { routeConfig } from '../../src/fastify-internals.js'
 import { ProxyWatch } from './proxies.js'
 import { logsOwnAbort, streamedOf } from '../stream/state.js'
@@ -46,7 +46,7 @@ async function spikardLogging (app: FastifyInstance, options: LoggingOptions): P
     if (proxies.watching) proxies.look(request)
     const config = routeConfig(request)
     if (config.logging === false) return
-    const url = request.url
+    const url = loggedTarget(request.url)
     const q = url.indexOf('?')
     const length = reply?.getHeader('content-length')
     const streamed = streamedOf(request)

@@ -36,6 +36,7 @@ import { Budget, lifecycleOf, since } from '../../src/lifecycle.js'
 import { Connections } from './connections.js'
 import { exitOnSignals } from '../../src/exit-on-signals.js'
 import { secondaryServers } from '../../src/fastify-internals.js'
+import { pathOf } from '../../src/problem-details.js'
 
 /** The most a connection may go without a request before the shutdown closes it; a tenth of the budget when that is shorter. */
 const CONNECTION_GRACE_MS = 500
@@ -182,8 +183,7 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
   function cutUploads (): void {
     for (const request of connections.receiving()) {
       // The path only: a query string may carry a secret (this line is not the access line's redaction).
-      const url = request.url ?? ''
-      app.log.warn({ url: url.split('?', 1)[0], elapsedMs: since(started) }, 'shutdown: cutting a request whose body is still arriving')
+      app.log.warn({ url: pathOf(request.url ?? ''), elapsedMs: since(started) }, 'shutdown: cutting a request whose body is still arriving')
       // Whoever reads the body (Fastify's parser, or the handler's stream) gets the error and
       // the reply renders it; nobody reading it: nobody could answer, so the connection goes.
       if (request.listenerCount('error') > 0) request.emit('error', new errors.SPK_ERR_SHUTTING_DOWN())

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
 import { acceptedHeader, pathOf, PROBLEM_CONTENT_TYPE, standaloneProblem } from '../../src/problem-details.js'
-import { redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
+import { loggedTarget, redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
 import { responseUnderWay, routeConfig } from '../../src/fastify-internals.js'
 import type { ResolvedWebSocketOptions } from './options.js'
 import { kUpgradeOnly, kWebSocket } from './connection.js'
@@ -201,7 +201,7 @@ export function connectionLogger (app: FastifyInstance): ((request: FastifyReque
   return (request, summary) => {
     const config = routeConfig(request)
     if (config.logging === false) return
-    const url = request.url
+    const url = loggedTarget(request.url)
     const q = url.indexOf('?')
     const line: Record<string, unknown> = {
       method: request.method,

@@ -9,7 +9,7 @@ import net from 'node:net'
 import { Readable, Writable } from 'node:stream'
 import type { FastifyPluginAsync, LightMyRequestResponse } from 'fastify'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
-import { assertOptionsRefused, build, listen, UUID, type TestApp } from '../helpers.js'
+import { assertOptionsRefused, build, listen, rawRequest, UUID, type TestApp } from '../helpers.js'
 
 const routes: FastifyPluginAsync = async (app) => {
   app.get('/users/:id', async (request) => ({ id: (request.params as { id: string }).id }))
@@ -356,4 +356,32 @@ test('proxy headers Fastify ignores (trustProxy unset) are warned about once, ra
   assert.match(warned[0].msg, /server\.trustProxy is not set/)
   // The access line has the peer's address, not the forged one.
   assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => l.remoteAddress), ['127.0.0.1', '127.0.0.1'])
+})
+
+test('a fragment, and the userinfo of an absolute-form target, are masked in every line that logs the target (real socket)', async (t) => {
+  const { app, logs, raw } = await setupRaw(t, { server: { logger: { level: 'info' } } })
+  app.get('/mine', async (request) => {
+    request.log.info({ req: request }, 'user logged req')
+    return { ok: true }
+  })
+  const { port } = await listen(app)
+  const get = async (target: string): Promise<number> =>
+    (await rawRequest(port, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)).status
+  // Node's parser takes a fragment, and Fastify routes by what comes before it: a client
+  // passing on an OAuth callback URL as it is sends its access token this way.
+  assert.equal(await get('/users/7#access_token=SECRET1'), 200)
+  assert.equal(await get('/search?page=2#access_token=SECRET2&x=1'), 200)
+  assert.equal(await get('/mine?q=1#SECRET3'), 200)
+  assert.equal(await get('/nowhere#SECRET4'), 404)
+  // Absolute form (RFC 9112 §3.2.2): Fastify routes it by its path.
+  assert.equal(await get('http://alice:SECRET5@x/users/8?page=1'), 200)
+  assert.deepStrictEqual(accessLines(logs).map(({ path, query, route, status }) => ({ path, query, route, status })), [
+    { path: '/users/7#[REDACTED]', query: undefined, route: '/users/:id', status: 200 },
+    { path: '/search', query: 'page=2#[REDACTED]', route: '/search', status: 200 },
+    { path: '/mine', query: 'q=1#[REDACTED]', route: '/mine', status: 200 },
+    { path: '/nowhere#[REDACTED]', query: undefined, route: null, status: 404 },
+    { path: 'http://[REDACTED]@x/users/8', query: 'page=1', route: '/users/:id', status: 200 }
+  ])
+  assert.equal(logs.find((l) => l.msg === 'user logged req')?.req.url, '/mine?q=1#[REDACTED]')
+  assert.doesNotMatch(raw(), /SECRET/)
 })
