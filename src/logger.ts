@@ -1,7 +1,8 @@
 /** The pino options of the server logger: level, destination, pretty printing and the redaction of secrets. */
 import { createRequire } from 'node:module'
 import type { FastifyServerOptions } from 'fastify'
-import { loggedTarget, redactQuery, secretNames } from './redact.js'
+import pino from 'pino'
+import { loggedTarget, maskHeadersIn, redactQuery, secretNames } from './redact.js'
 import { SpikardConfigError } from './errors.js'
 import type { ResolvedConfig } from './config/schema.js'
 
@@ -15,8 +16,8 @@ export function loggerOptions (
   const { headers, query: hiddenQuery } = secretNames(config)
   return {
     level: logger.level,
-    // Fastify keeps its own err and res serializers and takes this req over its default.
-    serializers: { req: requestSerializer(hiddenQuery) },
+    // Fastify keeps its own res serializer and takes these req and err over its defaults.
+    serializers: { req: requestSerializer(hiddenQuery), err: errorSerializer(headers) },
     redact: {
       paths: [...headers].flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
       censor: '[REDACTED]'
@@ -53,6 +54,18 @@ export function requestSerializer (hiddenQuery: Set<string>): (req: LoggedReques
       remotePort: req.socket?.remotePort
     }
   }
+}
+
+/**
+ * pino's error serializer (Fastify's default), then the secret headers the error carries
+ * masked (maskHeadersIn): an HTTP client's error thrown from a handler (axios's
+ * `config.headers.Authorization`) is logged with its properties, which the redact paths
+ * (top-level `headers` only, exact lower-case names) do not reach. Runs only when an
+ * error is logged.
+ */
+export function errorSerializer (hidden: Set<string>): typeof pino.stdSerializers.err {
+  const serialize = pino.stdSerializers.err
+  return (err) => maskHeadersIn(serialize(err), hidden)
 }
 
 /**

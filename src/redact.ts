@@ -116,3 +116,46 @@ export function secretNames (options: Partial<Record<FeatureName, unknown>>): { 
   }
   return { headers, query }
 }
+
+/** How deep maskHeadersIn looks (an error, its `config`, their `headers`...) and how many objects it opens at most. */
+const NESTED_DEPTH = 4
+const NESTED_OBJECTS = 200
+/** A line of a raw HTTP head (`Authorization: Bearer ...`). */
+const HEAD_LINE = /^([^:\r\n]+):[^\r\n]*/gm
+
+/**
+ * A serialized error with the secret headers it carries masked: the headers of an HTTP
+ * client's error (axios's `config.headers`, `response.headers` and the raw head of its
+ * `request._header`, got's `options.headers`, undici's `headers`), at any depth up to
+ * NESTED_DEPTH, by the names of `hidden` and the secret-named ones (secretName), matched
+ * case-insensitively (`Authorization` as well as `authorization`). The error's own objects
+ * are never changed: what differs is copied.
+ */
+export function maskHeadersIn<T> (serialized: T, hidden: Set<string>): T {
+  const budget = { left: NESTED_OBJECTS }
+  const secret = (name: string): boolean => hidden.has(name.toLowerCase()) || secretHeader(name.toLowerCase())
+  const visit = (value: unknown, key: string, depth: number): unknown => {
+    if (typeof value === 'string') {
+      return key === '_header' ? value.replace(HEAD_LINE, (line, name: string) => secret(name.trim()) ? `${name}: ${REDACTED}` : line) : value
+    }
+    if (typeof value !== 'object' || value === null || depth > NESTED_DEPTH || budget.left-- <= 0) return value
+    if (ArrayBuffer.isView(value)) return value
+    const headers = key.toLowerCase() === 'headers'
+    let copy: Record<string, unknown> | unknown[] | undefined
+    const entries = Array.isArray(value) ? value.entries() : Object.entries(value)
+    for (const [k, v] of entries) {
+      const name = String(k)
+      const next = headers && secret(name) && v !== undefined ? REDACTED : visit(v, name, depth + 1)
+      if (next === v) continue
+      copy ??= Array.isArray(value) ? [...value] : { ...(value as Record<string, unknown>) }
+      ;(copy as Record<string, unknown>)[name] = next
+    }
+    return copy ?? value
+  }
+  try {
+    return visit(serialized, '', 0) as T
+  } catch {
+    // A getter that throws: pino meets it as before.
+    return serialized
+  }
+}

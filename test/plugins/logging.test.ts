@@ -385,3 +385,36 @@ test('a fragment, and the userinfo of an absolute-form target, are masked in eve
   assert.equal(logs.find((l) => l.msg === 'user logged req')?.req.url, '/mine?q=1#[REDACTED]')
   assert.doesNotMatch(raw(), /SECRET/)
 })
+
+test('the headers an error carries (an HTTP client\'s: config, response, raw request head) are masked in its log line, any case; the error is left as it was (real socket)', async (t) => {
+  const { app, logs, raw } = await setupRaw(t, { server: { logger: { level: 'info' } }, logging: { redactHeaders: ['x-tenant-secret'] } })
+  // Shaped like an axios error: the request's config, the raw head it wrote, the response.
+  const upstreamError = (): Error => Object.assign(new Error('Request failed with status code 401'), {
+    code: 'ERR_BAD_REQUEST',
+    config: { url: 'https://api.example/v1', headers: { Accept: 'application/json', Authorization: 'Bearer SECRET1', 'X-Api-Key': 'SECRET2', 'X-Tenant-Secret': 'SECRET3' } },
+    request: { _header: 'GET /v1 HTTP/1.1\r\nAccept: application/json\r\nAuthorization: Bearer SECRET4\r\nCookie: a=SECRET5\r\nHost: api.example\r\n\r\n' },
+    response: { status: 401, headers: { 'Set-Cookie': ['s=SECRET6'], 'content-type': 'text/plain' } },
+    cause: Object.assign(new Error('inner'), { headers: { authorization: 'Bearer SECRET7' } })
+  })
+  let thrown: Error | undefined
+  app.get('/upstream', async () => { thrown = upstreamError(); throw thrown })
+  app.get('/logged', async (request) => {
+    request.log.warn({ err: upstreamError() }, 'upstream refused')
+    return { ok: true }
+  })
+  const { port } = await listen(app)
+  const get = async (path: string): Promise<number> => (await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)).status
+  assert.equal(await get('/upstream'), 500)
+  assert.equal(await get('/logged'), 200)
+  const errors = logs.filter((l) => l.err !== undefined)
+  assert.deepStrictEqual(errors.map((l) => [l.msg, l.level]), [['request failed', 50], ['upstream refused', 40]])
+  for (const { err } of errors) {
+    assert.deepStrictEqual(err.config, { url: 'https://api.example/v1', headers: { Accept: 'application/json', Authorization: '[REDACTED]', 'X-Api-Key': '[REDACTED]', 'X-Tenant-Secret': '[REDACTED]' } })
+    assert.equal(err.request._header, 'GET /v1 HTTP/1.1\r\nAccept: application/json\r\nAuthorization: [REDACTED]\r\nCookie: [REDACTED]\r\nHost: api.example\r\n\r\n')
+    assert.deepStrictEqual(err.response, { status: 401, headers: { 'Set-Cookie': '[REDACTED]', 'content-type': 'text/plain' } })
+    assert.equal(err.code, 'ERR_BAD_REQUEST')
+  }
+  assert.doesNotMatch(raw(), /SECRET/)
+  // The log got copies: the error the handler threw still has its headers.
+  assert.equal((thrown as unknown as { config: { headers: Record<string, string> } }).config.headers.Authorization, 'Bearer SECRET1')
+})
