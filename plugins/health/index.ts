@@ -48,9 +48,17 @@ async function spikardHealth (app: FastifyInstance, options: HealthOptions): Pro
   // spikard or after.
   refuseTakenPaths(app, probes, 'any')
   await app.register(async function healthRoutes (child: FastifyInstance) {
-    if (liveness !== false) child.get(liveness, probe('Liveness: 200 while the process runs, during shutdown too.'), async () => OK)
+    // Never stored: a cache between the prober and the server (a reverse proxy's default TTL
+    // for a 200 without Cache-Control) would answer "ready" for a server that is draining.
+    if (liveness !== false) {
+      child.get(liveness, probe('Liveness: 200 while the process runs, during shutdown too.'), async (_request, reply) => {
+        reply.header('cache-control', 'no-store')
+        return OK
+      })
+    }
     if (readiness !== false) {
-      child.get(readiness, probe('Readiness: 200 while serving, a 503 problem from the moment shutdown begins.'), async () => {
+      child.get(readiness, probe('Readiness: 200 while serving, a 503 problem from the moment shutdown begins.'), async (_request, reply) => {
+        reply.header('cache-control', 'no-store')
         if (app.spikard.phase !== 'serving') throw new errors.SPK_ERR_SHUTTING_DOWN()
         return OK
       })

@@ -29,6 +29,7 @@ function assertOk (res: LightMyRequestResponse, where: string): void {
   assert.equal(res.statusCode, 200, `${where}: ${res.body}`)
   assert.match(String(res.headers['content-type']), /^application\/json; charset=utf-8$/, where)
   assert.equal(res.body, '{"status":"ok"}', where)
+  assert.equal(res.headers['cache-control'], 'no-store', where)
 }
 
 async function assertNotFound (app: FastifyInstance, url: string): Promise<void> {
@@ -71,6 +72,7 @@ test('true: /livez and /readyz answer 200 {"status":"ok"}, to GET and HEAD', asy
     const head = await app.inject({ method: 'HEAD', url })
     assert.equal(head.statusCode, 200, `HEAD ${url}`)
     assert.equal(head.body, '')
+    assert.equal(head.headers['cache-control'], 'no-store', `HEAD ${url}`)
     const post = await app.inject({ method: 'POST', url })
     assert.equal(post.statusCode, 405, `POST ${url}`)
   }
@@ -125,9 +127,15 @@ test('readiness answers a 503 problem as soon as shutdown begins; liveness stays
   assertShuttingDown(ready.status, ready.headers.get('content-type'), problem, '/readyz')
   assert.equal(ready.headers.get('connection'), 'close')
   assert.equal(ready.headers.get('x-request-id'), problem.requestId)
+  // No cache between a load balancer and the server may keep an answer, either way.
+  assert.equal(ready.headers.get('cache-control'), 'no-store')
+  const readyHead = await fetch(`${url}/readyz`, { method: 'HEAD' })
+  assert.equal(readyHead.status, 503)
+  assert.equal(readyHead.headers.get('cache-control'), 'no-store')
 
   const live = await fetch(`${url}/livez`)
   assert.equal(live.status, 200)
+  assert.equal(live.headers.get('cache-control'), 'no-store')
   assert.equal(live.headers.get('connection'), 'close')
   assert.deepStrictEqual(await live.json(), OK)
 
