@@ -56,6 +56,21 @@ test('any other ${ form is refused, not left in the value; $${ is a literal ${',
   assert.equal((config.openapi as { info: { description: string } }).info.description, 'costs ${PRICE}, at the shop')
 })
 
+test('a refused ${ form in a secret option is not quoted: the file holds the secret itself', (t) => {
+  const d = tempDir(t, {
+    'c.yaml': 'auth:\n  jwt:\n    secret: ["hunter2-${oops-hunter2-hunter2-hunter2", { kid: k1, key: "x${y-hunter2" }]\n  apiKey:\n    keys: ["abcdefghij${klmnopqrstu"]\nrateLimit:\n  redis: "redis://user:pa${ss@redis:6379"\nopenapi:\n  info:\n    title: ${TITLE-Shop}\n'
+  })
+  const secret = 'holds a "${" that is not a substitution spikard knows (the value is not shown: it may hold a secret): write ${VAR} or ${VAR:-default} (a default holds no ${), or $${ for a literal ${'
+  assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'c.yaml', env: {} })), [
+    `auth.jwt.secret[0]: ${secret}`,
+    `auth.jwt.secret[1].key: ${secret}`,
+    `auth.apiKey.keys[0]: ${secret}`,
+    `rateLimit.redis: ${secret}`,
+    // Any other option is quoted, to show which form was meant.
+    'openapi.info.title: "${TITLE-Shop}" is not a substitution spikard knows: write ${VAR} or ${VAR:-default} (a default holds no ${), or $${ for a literal ${'
+  ])
+})
+
 test('an unset variable is listed with the file\'s other problems, not with what its empty value would break', (t) => {
   const d = tempDir(t, { 'c.yaml': 'server:\n  port: ${NOPE}\n  host: 1\nloging: true\nfoo: ${UNSET_X}\n' })
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'c.yaml', env: {} })), [

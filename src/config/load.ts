@@ -3,9 +3,10 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { extname, resolve } from 'node:path'
 import { createRequire } from 'node:module'
 import type { CST } from 'yaml'
+import { Kind, type TSchema } from '@sinclair/typebox'
 import { SpikardConfigError } from '../errors.js'
 import { keyPath, quote } from '../schema.js'
-import { resolveConfig, type ResolvedConfig } from './schema.js'
+import { ConfigSchema, resolveConfig, type ResolvedConfig } from './schema.js'
 
 export const CONFIG_FILES = ['spikard.config.json', 'spikard.config.yaml', 'spikard.config.yml']
 
@@ -258,12 +259,18 @@ export function envValue (env: Record<string, string | undefined>, name: string)
   return typeof v === 'string' && v !== '' ? v : undefined
 }
 
-/** Replaces ${VAR} and ${VAR:-default} (default when unset or empty, as in the shell) in every string, and $${ with ${. */
-export function substitute (value: unknown, path: string, env: Record<string, string | undefined>, problems: string[]): unknown {
+/**
+ * Replaces ${VAR} and ${VAR:-default} (default when unset or empty, as in the shell) in every string, and $${ with ${.
+ * `schemas` are what the value may be checked against (from ConfigSchema): a value under a
+ * schema marked `secret: true` is not quoted when its `${` is refused, as it is written in the file.
+ */
+export function substitute (value: unknown, path: string, env: Record<string, string | undefined>, problems: string[], schemas: TSchema[] = [ConfigSchema], secret = false): unknown {
+  const isSecret = secret || schemas.some(marksSecret)
   if (typeof value === 'string') {
     return value.replace(VARIABLE, (match, name: string | undefined, fallback: string | undefined, other: string | undefined, at: number) => {
       if (other !== undefined) {
-        problems.push(`${path || '(root)'}: ${JSON.stringify(value.slice(at, at + 40))} is not a substitution spikard knows: write \${VAR} or \${VAR:-default} (a default holds no \${), or $\${ for a literal \${`)
+        const what = isSecret ? 'holds a "${" that is not a substitution spikard knows (the value is not shown: it may hold a secret)' : `${JSON.stringify(value.slice(at, at + 40))} is not a substitution spikard knows`
+        problems.push(`${path || '(root)'}: ${what}: write \${VAR} or \${VAR:-default} (a default holds no \${), or $\${ for a literal \${`)
         return match
       }
       if (name === undefined) return '${'
@@ -274,12 +281,31 @@ export function substitute (value: unknown, path: string, env: Record<string, st
       return ''
     })
   }
-  if (Array.isArray(value)) return value.map((item, i) => substitute(item, `${path}[${i}]`, env, problems))
+  if (Array.isArray(value)) return value.map((item, i) => substitute(item, `${path}[${i}]`, env, problems, childSchemas(schemas, i), isSecret))
   if (value !== null && typeof value === 'object') {
     // fromEntries defines own properties: a "__proto__" key stays a key (reported as unknown).
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, keyPath(path, k), env, problems)]))
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, keyPath(path, k), env, problems, childSchemas(schemas, k), isSecret)]))
   }
   return value
+}
+
+/** Whether a schema, or a branch of it (a feature's shorthand), is marked `secret: true`. */
+function marksSecret (schema: TSchema): boolean {
+  return schema.secret === true || (schema[Kind] === 'Union' && (schema.anyOf as TSchema[]).some(marksSecret))
+}
+
+/** The schemas a key (or, given a number, an item) of a value of `schemas` may be checked against, through unions. */
+function childSchemas (schemas: TSchema[], key: string | number): TSchema[] {
+  const out: TSchema[] = []
+  const visit = (schema: TSchema): void => {
+    if (schema[Kind] === 'Union') (schema.anyOf as TSchema[]).forEach(visit)
+    else if (typeof key === 'number') {
+      if (schema[Kind] === 'Array') out.push(schema.items as TSchema)
+    } else if (schema[Kind] === 'Object' && Object.hasOwn(schema.properties as object, key)) out.push((schema.properties as Record<string, TSchema>)[key])
+    else if (schema[Kind] === 'Record') out.push(...Object.values(schema.patternProperties as Record<string, TSchema>))
+  }
+  schemas.forEach(visit)
+  return out
 }
 
 /**
