@@ -167,6 +167,39 @@ test('YAML merge keys merge an anchored mapping, a key written beside them wins,
   assert.deepEqual(refused(() => loadConfig({ cwd: d, file: 'alias.yaml', env: {} })), ['not valid YAML: Unresolved alias (the anchor must be set before the alias): routes (line 3, column 6)'])
 })
 
+test('a YAML tag other than a plain value\'s is refused naming the key and the place, not read as an object without keys or as text', async (t) => {
+  const d = tempDir(t, {
+    'omap.yaml': 'server: !!omap [port: 1]\n',
+    'timestamp.yaml': 'compression: !!timestamp 2001-12-14\n',
+    'set.yaml': 'server:\n  trustProxy: [10.0.0.1, !!set { 10.0.0.2 }]\n',
+    'binary.yaml': 'rateLimit:\n  redis: !!binary cmVkaXM6Ly86aHVudGVyMkBob3N0\n',
+    'function.yaml': 'server:\n  host: !!js/function "function () { return 1 }"\n',
+    'custom.yaml': 'server:\n  host: !env HOST\n',
+    'plain.yaml': 'server:\n  port: !!str 8001\n  host: !<tag:yaml.org,2002:str> 127.0.0.2\n  trustProxy: ! 10.0.0.1\nopenapi:\n  info: !!map { title: Shop }\n  tags: !!seq []\n'
+  })
+  const plain = 'spikard reads plain values only (strings, numbers, booleans, null, mappings and lists), tagged at most !!str, !!int, !!float, !!bool, !!null, !!map or !!seq'
+  const warnings: Error[] = []
+  const onWarning = (w: Error): void => { warnings.push(w) }
+  process.on('warning', onWarning)
+  t.after(() => process.off('warning', onWarning))
+  for (const [file, problem] of [
+    ['omap.yaml', 'server: YAML tag !!omap (line 1, column 16)'],
+    ['timestamp.yaml', 'compression: YAML tag !!timestamp (line 1, column 26)'],
+    ['set.yaml', 'server.trustProxy[1]: YAML tag !!set (line 2, column 32)'],
+    // The value, a Redis URL with its password, is not shown.
+    ['binary.yaml', 'rateLimit.redis: YAML tag !!binary (line 2, column 19)'],
+    ['function.yaml', 'server.host: YAML tag !!js/function (line 2, column 23)'],
+    ['custom.yaml', 'server.host: YAML tag !env (line 2, column 14)']
+  ]) {
+    assert.deepEqual(refused(() => loadConfig({ cwd: d, file, env: {} })), [`${problem}: ${plain}`], file)
+  }
+  const { server, openapi } = loadConfig({ cwd: d, file: 'plain.yaml', env: {} }).config
+  assert.deepEqual({ port: server.port, host: server.host, trustProxy: server.trustProxy }, { port: 8001, host: '127.0.0.2', trustProxy: '10.0.0.1' })
+  assert.deepEqual(openapi === false ? undefined : openapi.info, { title: 'Shop' })
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.deepEqual(warnings.map((w) => w.message), [])
+})
+
 test('a JSON file starting with a byte order mark is read', (t) => {
   const d = tempDir(t, { 'bom.json': '\uFEFF{"server":{"port":8001}}' })
   assert.equal(loadConfig({ cwd: d, file: 'bom.json' }).config.server.port, 8001)

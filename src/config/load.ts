@@ -73,8 +73,9 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   if (!json && yamlTooDeep(text)) throw new SpikardConfigError([TOO_DEEP], source)
   let raw: unknown
   try {
-    raw = json ? JSON.parse(text) : yaml().parse(text, { maxAliasCount: 100, merge: true, prettyErrors: false })
+    raw = json ? JSON.parse(text) : parseYaml(text, source)
   } catch (error) {
+    if (error instanceof SpikardConfigError) throw error
     throw new SpikardConfigError([`not valid ${json ? 'JSON' : 'YAML'}: ${parseProblem(error as Error, text, json)}`], source)
   }
   // yaml refuses a key set twice in one mapping; JSON.parse keeps the last one silently.
@@ -99,6 +100,50 @@ export function loadConfig (options: LoadConfigOptions = {}): LoadedConfig {
   }
   if (problems.length > 0 || config === undefined) throw new SpikardConfigError(problems, source)
   return { file, config, raw }
+}
+
+/** The tags a YAML config may carry: those of JSON's values (`!!str 8000`), and `!`, a plain string. */
+const PLAIN_TAGS = new Set(['!', ...['str', 'int', 'float', 'bool', 'null', 'map', 'seq'].map((t) => `tag:yaml.org,2002:${t}`)])
+
+/** `!!omap` for `tag:yaml.org,2002:omap`, as it is usually written. */
+function tagName (tag: string): string {
+  return tag.replace(/tag:yaml\.org,2002:/g, '!!')
+}
+
+/**
+ * A YAML text as plain values, as yaml's parse() gives it, but refusing any other tag: yaml
+ * reads `!!timestamp` as a Date, `!!set` and `!!omap` as a Set and a Map and `!!binary` as
+ * bytes, which the validator took for objects without keys (`server: !!omap [port: 1]` was
+ * the default server, `compression: !!timestamp 2001-12-14` turned compression on), and a
+ * tag it does not know (`!!js/function`, `!env`) as the text after it, with only a warning
+ * on stderr naming neither the file nor the key.
+ */
+function parseYaml (text: string, source: string): unknown {
+  const { parseDocument, visit, isPair, isScalar, isSeq } = yaml()
+  const doc = parseDocument(text, { merge: true, prettyErrors: false })
+  if (doc.errors.length > 0) throw doc.errors[0]
+  let problem: string | undefined
+  // Nesting is bounded already (yamlTooDeep): yaml's recursive visit is safe.
+  visit(doc, {
+    Node (_, node, ancestors) {
+      if (node.tag === undefined || PLAIN_TAGS.has(node.tag)) return
+      const chain = [...ancestors, node]
+      let path = ''
+      for (let i = 1; i < chain.length; i++) {
+        const [parent, step] = [chain[i - 1], chain[i]]
+        if (isPair(step) && isScalar(step.key) && step.key !== node) path = keyPath(path, typeof step.key.value === 'symbol' ? '<<' : String(step.key.value))
+        else if (isSeq(parent)) path += `[${parent.items.indexOf(step as never)}]`
+      }
+      problem = `${path || '(root)'}: YAML tag ${quote(tagName(node.tag)).slice(1, -1)} ${place(text, node.range?.[0] ?? 0)}: ` +
+        'spikard reads plain values only (strings, numbers, booleans, null, mappings and lists), tagged at most !!str, !!int, !!float, !!bool, !!null, !!map or !!seq'
+      return visit.BREAK
+    }
+  })
+  if (problem !== undefined) throw new SpikardConfigError([problem], source)
+  // What parse() does with the warnings left (an unknown directive, a plain tag on a value of
+  // another kind, `!!seq { a: 1 }`, read as written and checked as any value is).
+  for (const warning of doc.warnings) process.emitWarning(warning)
+  return doc.toJS({ maxAliasCount: 100 })
 }
 
 /**
