@@ -271,6 +271,35 @@ describe('optionSources', () => {
     assert.deepEqual(fromEnv.warnings, [])
   })
 
+  it('a secret that is the ${VAR:-default} written in the file, its variable unset: a warning naming the variable', () => {
+    const advice = (path: string, names: string, first: string): string => `${path} is the default written in the config file, as ${names} unset: ` +
+      `whoever can read the file (or its repository) has it; set ${names.replace(/ (is|are)$/, '')}, and write \${${first}} without a default so that an unset variable is an error`
+    const raw = {
+      auth: { jwt: { secret: '${JWT_SECRET:-dev-secret-dev-secret-dev-secret-xx}' }, apiKey: { keys: [{ name: 'ci', key: '${CI_KEY:-dev-key-0123456789}' }] } },
+      rateLimit: { redis: 'redis://app:${REDIS_PASSWORD:-hunter2}@${REDIS_HOST:-cache}:6379' }
+    }
+    const substituted = {
+      auth: { jwt: { secret: 'dev-secret-dev-secret-dev-secret-xx' }, apiKey: { keys: [{ name: 'ci', key: 'dev-key-0123456789' }] } },
+      rateLimit: { redis: 'redis://app:hunter2@cache:6379' }
+    }
+    const unset = sources(raw, substituted, {})
+    assert.deepEqual(pick(unset.options, 'auth.jwt.secret'), [['auth.jwt.secret', '(secret)', 'config file (JWT_SECRET unset)']])
+    assert.deepEqual(unset.warnings, [
+      advice('rateLimit.redis', 'REDIS_PASSWORD is', 'REDIS_PASSWORD'),
+      advice('auth.jwt.secret', 'JWT_SECRET is', 'JWT_SECRET'),
+      advice('auth.apiKey.keys', 'CI_KEY is', 'CI_KEY')
+    ])
+    assert.ok(!JSON.stringify(unset).includes('hunter2') && !JSON.stringify(unset).includes('dev-secret'))
+    // Set, the variables give the secrets: the defaults are not in use. A default that is a URL's host, or a URL without a password, is no secret.
+    assert.deepEqual(sources(raw, substituted, { JWT_SECRET: 's'.repeat(32), CI_KEY: 'k'.repeat(20), REDIS_PASSWORD: 'p' }).warnings, [])
+    const hostOnly = sources({ rateLimit: { redis: 'redis://app:${REDIS_PASSWORD}@${REDIS_HOST:-cache}:6379' } }, { rateLimit: { redis: 'redis://app:p@cache:6379' } }, { REDIS_PASSWORD: 'p' })
+    assert.deepEqual(hostOnly.warnings, [])
+    const noPassword = sources({ rateLimit: { redis: '${REDIS_URL:-redis://cache:6379}' } }, { rateLimit: { redis: 'redis://cache:6379' } }, {})
+    assert.deepEqual(noPassword.warnings, [])
+    const wholeUrl = sources({ rateLimit: { redis: '${REDIS_URL:-redis://:hunter2@cache:6379}' } }, { rateLimit: { redis: 'redis://:hunter2@cache:6379' } }, {})
+    assert.deepEqual(wholeUrl.warnings, [advice('rateLimit.redis', 'REDIS_URL is', 'REDIS_URL')])
+  })
+
   it('a list mixing an environment secret and a literal one: from the environment, and a warning', () => {
     const key = 'a-literal-api-key-0123'
     const r = sources({ auth: { apiKey: { keys: ['${KEY_A}', key] } } }, { auth: { apiKey: { keys: ['k'.repeat(20), key] } } }, { KEY_A: 'k'.repeat(20) })

@@ -11,7 +11,8 @@
  *   command line (--port)      a flag that overrides the file
  *
  * Read from the parsed file before substitution and the environment, and shown next to the
- * resolved value. A value under a schema marked `secret: true` is shown as `(secret)`.
+ * resolved value. A value under a schema marked `secret: true` is shown as `(secret)`; one
+ * written in the file, literally or as the default of an unset variable, is a warning.
  */
 import { Kind, TransformKind, type TSchema } from '@sinclair/typebox'
 import { ConfigSchema, type ResolvedConfig } from './schema.js'
@@ -34,7 +35,7 @@ export interface SourcesOptions {
 
 export interface Sources {
   options: OptionSource[]
-  /** One per secret written literally in the file rather than taken from the environment. */
+  /** One per secret written literally in the file, or taken from a `${VAR:-default}` whose variable is unset, rather than from the environment. */
   warnings: string[]
 }
 
@@ -50,9 +51,17 @@ export function optionSources (raw: unknown, config: ResolvedConfig, env: Record
   const leaf = (schema: TSchema, value: unknown, rawValue: unknown, path: string, secret: boolean): void => {
     const flag = overrides[path]
     out.options.push({ path, value: secret ? '(secret)' : show(schema, value), source: flag === undefined ? sourceOf(rawValue, env) : `command line (${flag})` })
-    if (secret && flag === undefined && holdsLiteral(rawValue)) {
+    if (!secret || flag !== undefined) return
+    if (holdsLiteral(rawValue)) {
       out.warnings.push(`${path} is written in the config file: whoever can read the file (or its repository) has it; ` +
         `take it from the environment instead (${path}: ${fromEnvironment(path, rawValue)})`)
+      return
+    }
+    const unset = [...new Set(secretDefaults(rawValue, env))]
+    if (unset.length > 0) {
+      const names = unset.join(', ')
+      out.warnings.push(`${path} is the default written in the config file, as ${names} ${unset.length === 1 ? 'is' : 'are'} unset: ` +
+        `whoever can read the file (or its repository) has it; set ${names}, and write \${${unset[0]}} without a default so that an unset variable is an error`)
     }
   }
   const walk = (schema: TSchema, value: unknown, rawValue: unknown, path: string, secret: boolean): void => {
@@ -130,6 +139,39 @@ function holdsLiteral (value: unknown): boolean {
   if (Array.isArray(value)) return value.some(holdsLiteral)
   if (value !== null && typeof value === 'object') return Object.entries(value).some(([k, v]) => !NOT_SECRET_KEYS.has(k) && holdsLiteral(v))
   return false
+}
+
+/**
+ * The variables, unset, whose `${VAR:-default}` puts a secret written in the file into the
+ * value: the default is all of it (`${JWT_SECRET:-dev-secret}`), or a URL's password
+ * (`redis://app:${REDIS_PASSWORD:-hunter2}@cache`), not a URL's host (`redis://${REDIS_HOST:-cache}`).
+ */
+function secretDefaults (value: unknown, env: Record<string, string | undefined>): string[] {
+  if (Array.isArray(value)) return value.flatMap((item) => secretDefaults(item, env))
+  if (value !== null && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => NOT_SECRET_KEYS.has(k) ? [] : secretDefaults(v, env))
+  if (typeof value !== 'string') return []
+  // The value as the file gives it: what the environment gives is \0, no part of the file;
+  // a default in use is its text, at [start, end) for its variable.
+  const defaults: Array<{ name: string, start: number, end: number }> = []
+  let written = ''
+  let last = 0
+  for (const m of value.matchAll(VARIABLE)) {
+    const [match, name, fallback] = m
+    written += value.slice(last, m.index)
+    last = m.index + match.length
+    if (name === undefined) written += match === '$${' ? '${' : match
+    else if (envValue(env, name) !== undefined || fallback === undefined || fallback === '') written += '\0'
+    else {
+      defaults.push({ name, start: written.length, end: written.length + fallback.length })
+      written += fallback
+    }
+  }
+  written += value.slice(last)
+  // The secret: all of it, or a URL's password.
+  const password = /^[a-z][a-z0-9+.-]*:\/\//i.test(written) ? /^[^:]+:\/\/[^/@:]*:([^/@]*)@/d.exec(written)?.indices?.[1] : [0, written.length]
+  if (password === undefined) return []
+  const [from, to] = password
+  return defaults.filter(({ start, end }) => start < to && end > from).map(({ name }) => name)
 }
 
 /** `auth.jwt.secret` to `AUTH_JWT_SECRET`, `rateLimit.redis` to `RATE_LIMIT_REDIS`: a name to suggest. */
