@@ -276,6 +276,17 @@ test('Redis unreachable at startup: ready() does not fail, the outage is logged,
   leaks()
 })
 
+test('Redis unreachable: app.close() leaves no timer behind (spikard check and openapi exit at once)', async () => {
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+  const before = timers()
+  const { app } = await build({ rateLimit: { redis: 'redis://127.0.0.1:1' } }, routes)
+  await app.ready()
+  await app.close()
+  await sleep(50)
+  // ioredis's disconnect() waits disconnectTimeout (2 s by default) for a socket that closed already.
+  assert.ok(timers() <= before, `${timers() - before} more timers after close()`)
+})
+
 test('the Redis client is closed on app.close()', { skip }, async (t) => {
   const admin = adminClient(t)
   const ours = async (): Promise<number> => await limiterConnections(admin)
