@@ -17,9 +17,9 @@ export function loggerOptions (
   return {
     level: logger.level,
     // Fastify keeps its own res serializer and takes these req and err over its defaults.
-    serializers: { req: requestSerializer(hiddenQuery), err: errorSerializer(headers) },
+    serializers: { req: requestSerializer(hiddenQuery), err: errorSerializer(headers), headers: headersSerializer(headers) },
     redact: {
-      paths: [...headers].flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`]),
+      paths: [...headers].flatMap((h) => [`req.headers["${h}"]`, `res.headers["${h}"]`]),
       censor: '[REDACTED]'
     },
     ...(stream === undefined ? {} : { stream }),
@@ -66,6 +66,16 @@ export function requestSerializer (hiddenQuery: Set<string>): (req: LoggedReques
 export function errorSerializer (hidden: Set<string>): typeof pino.stdSerializers.err {
   const serialize = pino.stdSerializers.err
   return (err) => maskHeadersIn(serialize(err), hidden)
+}
+
+/**
+ * A `headers` object logged at the top level (`request.log.info({ headers })`): the secret
+ * ones masked in any letter case, as the app may have written them for a call of its own
+ * (`Authorization`, `X-Api-Key`), which exact-name redact paths would miss. A request's own
+ * headers arrive in lower case, and the access line's are masked already.
+ */
+export function headersSerializer (hidden: Set<string>): (headers: unknown) => unknown {
+  return (headers) => maskHeadersIn({ headers }, hidden).headers
 }
 
 /**

@@ -19,6 +19,8 @@ const routes: FastifyPluginAsync = async (app) => {
   app.get('/user-log', async (request) => {
     request.log.info({ req: { headers: request.headers } }, 'user logged req.headers')
     request.log.info({ headers: request.headers }, 'user logged headers')
+    // Headers of the app's own (a call it makes), named as it wrote them.
+    request.log.info({ headers: { Authorization: 'Bearer SECRET-outgoing', 'X-Api-Key': 'SECRET-out-key', Accept: 'application/json' } }, 'user logged outgoing headers')
     return { ok: true }
   })
 }
@@ -260,7 +262,7 @@ test('headers a user logs through request.log are redacted by the logger; the se
     headers: { authorization: 'Bearer SECRET-authz', cookie: 'sid=SECRET-cookie', 'x-api-key': 'SECRET-apikey', 'proxy-authorization': 'Basic SECRET-proxy' }
   })
   assert.equal(res.statusCode, 200)
-  assert.deepStrictEqual(logs.map((l) => l.msg), ['user logged req.headers', 'user logged headers', 'request completed'])
+  assert.deepStrictEqual(logs.map((l) => l.msg), ['user logged req.headers', 'user logged headers', 'user logged outgoing headers', 'request completed'])
 
   // `req` goes through Fastify's request serializer; whatever headers survive it must be redacted.
   const viaReq = logs[0]
@@ -276,6 +278,7 @@ test('headers a user logs through request.log are redacted by the logger; the se
     'user-agent': 'lightMyRequest',
     host: 'localhost:80'
   })
+  assert.deepStrictEqual(logs[2].headers, { Authorization: '[REDACTED]', 'X-Api-Key': '[REDACTED]', Accept: 'application/json' })
   assert.ok(!raw().includes('SECRET'), raw())
 })
 
