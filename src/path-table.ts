@@ -25,7 +25,7 @@ export class PathTable {
     this.#router = FindMyWay({ ...routerOptions(app), defaultRoute: () => {} })
   }
 
-  add (route: RouteOptions): void {
+  add (route: Pick<RouteOptions, 'method' | 'url'>): void {
     for (const method of [route.method].flat()) {
       this.methods.add(method)
       try {

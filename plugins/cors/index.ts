@@ -30,6 +30,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { SpikardConfigError } from '../../src/errors.js'
 import { routeConfig } from '../../src/fastify-internals.js'
 import { PathTable } from '../../src/path-table.js'
+import { earlierRoutes } from '../../src/route-decision.js'
 import { pathOf } from '../../src/problem-details.js'
 import type { ResolvedSpikardOptions } from '../../src/options.js'
 import { resolveCorsOptions, type CorsOptions } from './options.js'
@@ -119,6 +120,7 @@ async function spikardCors (app: FastifyInstance, options: CorsOptions): Promise
   // The routes with `config.cors: false`, by method and path: the route a preflight asks
   // about is not the one the OPTIONS request itself matched.
   const closed = new PathTable(app)
+  for (const route of earlierRoutes(app)) if (route.config?.cors === false && route.url !== undefined) closed.add({ method: route.method, url: route.url })
   app.addHook('onRoute', (route) => { if (route.config?.cors === false) closed.add(route) })
 
   app.addHook('onRequest', function spikardCors (request, reply, done) {

@@ -153,6 +153,20 @@ test('an onRequest hook of yours added before spikard throws: its problem is rea
   assert.equal(internal.headers.vary, undefined)
 })
 
+test('a route with `cors: false` registered before spikard: its preflights get no CORS headers either', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  app.delete('/early/internal', { config: { cors: false } }, async () => 'deleted')
+  app.delete('/early/open', async () => 'deleted')
+  await app.register(spikard, { cors: { origin: PAGE }, shutdown: { signals: false } })
+  const { port } = await listen(app)
+  const closed = await send(port, 'OPTIONS', '/early/internal', preflight(PAGE, { 'access-control-request-method': 'DELETE' }))
+  assert.equal(closed.status, 204)
+  for (const name of Object.keys(closed.headers)) assert.doesNotMatch(name, /^access-control-/, name)
+  const open = await send(port, 'OPTIONS', '/early/open', preflight(PAGE, { 'access-control-request-method': 'DELETE' }))
+  assert.equal(open.headers['access-control-allow-origin'], PAGE)
+})
+
 test('an OPTIONS request that is not a preflight goes to the routes: 405 with Allow, or 404', async (t) => {
   const { port } = await setup(t, { cors: true })
   const known = await send(port, 'OPTIONS', '/items', { origin: PAGE })
