@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module'
 import type { FastifyServerOptions } from 'fastify'
 import pino from 'pino'
-import { loggedTarget, maskHeadersIn, redactQuery, secretNames } from './redact.js'
+import { isRedacted, loggedTarget, maskHeadersIn, redactQuery, secretNames } from './redact.js'
 import { SpikardConfigError } from './errors.js'
 import type { ResolvedConfig } from './config/schema.js'
 
@@ -72,10 +72,11 @@ export function errorSerializer (hidden: Set<string>): typeof pino.stdSerializer
  * A `headers` object logged at the top level (`request.log.info({ headers })`): the secret
  * ones masked in any letter case, as the app may have written them for a call of its own
  * (`Authorization`, `X-Api-Key`), which exact-name redact paths would miss. A request's own
- * headers arrive in lower case, and the access line's are masked already.
+ * headers arrive in lower case, and the access line's (`logging.headers`) are masked
+ * already by redactHeaders: passed as they are, not walked again on every request.
  */
 export function headersSerializer (hidden: Set<string>): (headers: unknown) => unknown {
-  return (headers) => maskHeadersIn({ headers }, hidden).headers
+  return (headers) => isRedacted(headers) ? headers : maskHeadersIn({ headers }, hidden).headers
 }
 
 /**

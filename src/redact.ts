@@ -6,11 +6,23 @@ export const REDACTED = '[REDACTED]'
 export const DEFAULT_SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key']
 
 /**
+ * What redactHeaders makes: headers masked already, which the logger's `headers` serializer
+ * (src/logger.ts) passes as they are, rather than walking the headers of every access line
+ * (`logging.headers`) a second time. Logged as the plain object it is.
+ */
+class RedactedHeaders {}
+
+/** Whether `headers` is redactHeaders' own output (its secrets masked already). */
+export function isRedacted (headers: unknown): boolean {
+  return headers instanceof RedactedHeaders
+}
+
+/**
  * The request headers of a log line: those in `hidden` (lower-case) and those named like a
  * secret (secretName: `x-auth-token`, `x-csrf-token`, `x-goog-api-key`) are masked.
  */
 export function redactHeaders (headers: Record<string, unknown>, hidden: Set<string>): Record<string, unknown> {
-  const out: Record<string, unknown> = {}
+  const out = new RedactedHeaders() as Record<string, unknown>
   for (const [name, value] of Object.entries(headers)) out[name] = hidden.has(name) || secretHeader(name) ? REDACTED : value
   return out
 }

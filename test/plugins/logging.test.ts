@@ -9,6 +9,8 @@ import net from 'node:net'
 import { Readable, Writable } from 'node:stream'
 import type { FastifyPluginAsync, LightMyRequestResponse } from 'fastify'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
+import { headersSerializer } from '../../src/logger.js'
+import { redactHeaders } from '../../src/redact.js'
 import { assertOptionsRefused, build, listen, rawRequest, UUID, type TestApp } from '../helpers.js'
 
 const routes: FastifyPluginAsync = async (app) => {
@@ -204,6 +206,19 @@ test('headers: true adds the request headers, secrets redacted; redactHeaders ad
       }
     })
   })
+})
+
+test('the access line\'s headers, masked already, are not walked again by the logger\'s headers serializer (a cost on every request with logging.headers); others are', () => {
+  const hidden = new Set(['authorization'])
+  const serialize = headersSerializer(hidden)
+  const masked = redactHeaders({ authorization: 'Bearer SECRET', accept: '*/*' }, hidden)
+  let reads = 0
+  Object.defineProperty(masked, 'x-probe', { enumerable: true, get () { reads++; return 'v' } })
+  assert.equal(serialize(masked), masked)
+  assert.equal(reads, 0)
+  assert.deepStrictEqual(JSON.parse(JSON.stringify(masked)), { authorization: '[REDACTED]', accept: '*/*', 'x-probe': 'v' })
+  // A headers object of the app's own still is.
+  assert.deepStrictEqual(serialize({ Authorization: 'Bearer SECRET', Accept: '*/*' }), { Authorization: '[REDACTED]', Accept: '*/*' })
 })
 
 test('level: debug writes the access line at level 20, and not at all when the logger is at info', async (t) => {
