@@ -45,6 +45,20 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
   if (o.info.license?.identifier !== undefined && o.info.license.url !== undefined) problems.push('openapi.info.license: identifier and url exclude each other in OpenAPI 3.1; give one')
   o.tags.forEach((tag, i) => { if (o.tags.findIndex((t) => t.name === tag.name) < i) problems.push(`openapi.tags[${i}].name: ${JSON.stringify(tag.name)} is listed already; each tag once`) })
   problems.push(...securityProblems(o, featureSecurity(app.spikard.options)))
+  // The servers' base paths (`/v1` of `https://api.example.com/v1/`), which markRoute takes
+  // off the paths under them. A URL the pattern lets through but WHATWG's parser refuses
+  // (`https://api.example.com:99999`, `http://[::1`) would fail here with a TypeError naming no option.
+  const bases: string[] = []
+  o.servers.forEach(({ url }, i) => {
+    let base: string
+    try {
+      base = new URL(url, 'http://localhost').pathname.replace(/\/+$/, '')
+    } catch {
+      problems.push(`openapi.servers[${i}].url: expected a URL, absolute or relative (/v1), found ${JSON.stringify(url)}, which does not parse as one`)
+      return
+    }
+    if (base !== '') bases.push(base)
+  })
   if (problems.length > 0) throw new SpikardConfigError(problems)
 
   const routes: RouteOptions[] = []
@@ -64,7 +78,7 @@ async function spikardOpenApi (app: FastifyInstance, options: OpenApiOptions): P
     refResolver: { buildLocalReference: componentNames() },
     // The servers' base paths are taken off the paths by markRoute, as they should be.
     stripBasePath: false,
-    transform: markRoute(routes, routerOptions(app), o.servers.map((s) => new URL(s.url, 'http://localhost').pathname.replace(/\/+$/, '')).filter((base) => base !== '')) as never,
+    transform: markRoute(routes, routerOptions(app), bases) as never,
     transformObject: completeDocument(routes, app.spikard.options) as never
   })
 

@@ -1637,5 +1637,10 @@ describe('info, servers, tags, externalDocs', () => {
       'openapi.info.license: identifier and url exclude each other in OpenAPI 3.1; give one',
       'openapi.tags[2].name: "pets" is listed already; each tag once'
     ])
+    // What the pattern lets through and a URL parser refuses (the base path is read from it).
+    await assertOptionsRefused('openapi', { servers: [{ url: '/v1' }, { url: 'https://api.example.com:99999/v2' }, { url: 'http://[::1/v3' }] }, [
+      'openapi.servers[1].url: expected a URL, absolute or relative (/v1), found "https://api.example.com:99999/v2", which does not parse as one',
+      'openapi.servers[2].url: expected a URL, absolute or relative (/v1), found "http://[::1/v3", which does not parse as one'
+    ])
   })
 })
