@@ -214,7 +214,8 @@ export function completeDocument (routes: RouteOptions[], options: ResolvedSpika
     // with a route's optional parameter first: the path without it gets `<id>2`).
     const ids = new Set<string>()
     const asked = operations.filter(({ operation }) => operation.operationId !== undefined)
-    for (const { operation } of [...asked.filter(({ operation }) => !withoutParam.has(operation)), ...asked.filter(({ operation }) => withoutParam.has(operation))]) operation.operationId = unique(operation.operationId, ids)
+      .sort((a, b) => Number(withoutParam.has(a.operation)) - Number(withoutParam.has(b.operation)))
+    for (const { operation } of asked) operation.operationId = unique(operation.operationId, ids)
     for (const { operation, method, path, route } of operations) {
       const url = route === undefined ? path : withoutParam.has(operation) ? route.url.replace(OPTIONAL_PARAM, '$2') : route.url
       operation.operationId ??= unique(operationId(method, url), ids)
