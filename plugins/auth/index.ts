@@ -6,8 +6,8 @@
  * asks). One onRequest hook for the whole app checks the credentials before the body is
  * read; what it checks on each route (its schemes and claims, or nothing on a public route)
  * is decided once per route (src/route-decision.ts), and a route whose `config.auth` is
- * invalid is refused at startup, whether it was registered before spikard or after. A valid credential sets `request.identity` (and, for a
- * JWT, `request.user` to its claims);
+ * invalid is refused at startup, whether it was registered before spikard or after. A
+ * valid credential sets `request.identity` (and, for a JWT, `request.user` to its claims);
  * anything else is a 401 problem with a `WWW-Authenticate` challenge, or a 403 when a valid
  * token lacks a claim the route demands. Whatever the input, the answer is never a 5xx.
  *
