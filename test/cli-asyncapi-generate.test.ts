@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { WebSocket } from 'ws'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
-import { build, listen, runCli, tempDir, until, withTimeout, type CliResult } from './helpers.js'
+import { build, listen, runCli, tempDir, typeChecked, until, withTimeout, type CliResult } from './helpers.js'
 import { asProject, contract, parse, ROOT, tsc } from './codegen-helpers.js'
 import { convert } from '@asyncapi/converter'
 
@@ -195,17 +195,17 @@ describe('spikard asyncapi generate: the generated projects', () => {
     await writeFile(join(root, 'drift/handlers.ts'), handlers.replace("throw new Error('ping: not implemented yet (handlers.ts)')", "return { type: 'pong', id: 'one' }"))
     await asProject(root)
     // One tsc run over all of them (each run type-checks spikard's sources too: 20 s of CPU).
-    compiled = await tsc(root)
+    if (typeChecked === false) compiled = await tsc(root)
   })
   let compiled: Awaited<ReturnType<typeof tsc>>
 
-  it('compile under tsc --strict (stubs, filled-in handlers, clients): the only errors are the drifted copy\'s', () => {
+  it('compile under tsc --strict (stubs, filled-in handlers, clients): the only errors are the drifted copy\'s', { skip: typeChecked }, () => {
     const errors = compiled.output.split('\n').filter((line) => / error TS\d+:/.test(line))
     assert.ok(errors.length > 0, compiled.output)
     for (const line of errors) assert.match(line, /(^|\/)drift\/handlers\.ts\(/)
   })
 
-  it('a handler that drifts from the document does not compile', () => {
+  it('a handler that drifts from the document does not compile', { skip: typeChecked }, () => {
     assert.equal(compiled.code, 2)
     assert.match(compiled.output, /(^|\/)drift\/handlers\.ts\(\d+,\d+\): error TS2322: Type 'string' is not assignable to type 'number'/)
   })

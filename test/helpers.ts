@@ -14,6 +14,14 @@ import spikard from '../src/spikard.js'
 import { SpikardConfigError } from '../src/errors.js'
 import { CLI } from './compiled-cli.js'
 
+/**
+ * Set (a reason to skip) when the tests that only run tsc (the packed declarations in a
+ * strict consumer, the generated AsyncAPI projects) ran already in this CI run, on
+ * another Node: what tsc reports does not depend on Node's version. `.ci/run` sets
+ * SPIKARD_TYPE_CHECKED=1 for its second run, as it runs the lint and the type check once.
+ */
+export const typeChecked = process.env.SPIKARD_TYPE_CHECKED === '1' && 'type-checked in the first Node run of .ci/run (tsc does not depend on Node\'s version)'
+
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 /** A fresh directory holding `files` (name to text), removed when the test ends. */

@@ -8,13 +8,14 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { constants, existsSync } from 'node:fs'
-import { access, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises'
+import { access, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import net, { type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { UUID, withTimeout } from './helpers.js'
+import { typeChecked, UUID, withTimeout } from './helpers.js'
 import { nodeStripsTypes } from '../src/app-module.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -83,6 +84,34 @@ function ok (r: Result, what: string): Result {
   return r
 }
 
+/**
+ * `npm pack` (its prepack builds dist/ with tsc) of the sources as they are now, kept in
+ * node_modules/.cache/spikard-pack/ by a hash of everything that goes into the tarball:
+ * the second Node of .ci/run installs the tarball the first one packed, as a user of
+ * either Node would get the same one.
+ */
+async function packOnce (): Promise<{ tarball: string, packed: { filename: string, files: Array<{ path: string, mode: number }> } }> {
+  const hash = createHash('sha256')
+  const inputs = ['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json']
+  for (const top of ['src', 'plugins']) {
+    for (const file of (await readdir(join(ROOT, top), { recursive: true })).sort()) inputs.push(join(top, file))
+  }
+  for (const file of inputs) {
+    if ((await stat(join(ROOT, file))).isFile()) hash.update(file).update('\0').update(await readFile(join(ROOT, file))).update('\0')
+  }
+  const dir = join(ROOT, 'node_modules/.cache/spikard-pack', hash.digest('hex').slice(0, 16))
+  if (!existsSync(join(dir, 'pack.json'))) {
+    const partial = `${dir}.${process.pid}`
+    await mkdir(partial, { recursive: true })
+    const r = ok(await run('npm', ['pack', '--json', '--pack-destination', partial], ROOT, 120_000), 'npm pack')
+    await writeFile(join(partial, 'pack.json'), r.stdout)
+    await rm(dir, { recursive: true, force: true })
+    await rename(partial, dir)
+  }
+  const packed = (JSON.parse(await readFile(join(dir, 'pack.json'), 'utf8')) as Array<{ filename: string, files: Array<{ path: string, mode: number }> }>)[0]
+  return { tarball: join(dir, packed.filename), packed }
+}
+
 /** Every file path a package.json field points at. */
 function targets (): string[] {
   const out = [pkg.main, pkg.types, ...Object.values(pkg.bin)]
@@ -98,11 +127,11 @@ describe('the packed package', { timeout: 300_000 }, () => {
   before(async () => {
     work = await realpath(await mkdtemp(join(tmpdir(), 'spikard-pack-')))
     project = join(work, 'project')
-    const r = ok(await run('npm', ['pack', '--json', '--pack-destination', work], ROOT, 120_000), 'npm pack')
-    packed = (JSON.parse(r.stdout) as Array<typeof packed>)[0]
+    const pack = await packOnce()
+    packed = pack.packed
     await mkdir(project)
     await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'spikard-user', version: '1.0.0', private: true, type: 'module' }, null, 2))
-    ok(await run('npm', ['install', join(work, packed.filename), '--no-audit', '--no-fund', '--prefer-offline'], project, 180_000), 'npm install')
+    ok(await run('npm', ['install', pack.tarball, '--no-audit', '--no-fund', '--prefer-offline'], project, 180_000), 'npm install')
   })
 
   it('installs fastify as its peer, and neither tsx nor pino-pretty (optional peers)', () => {
@@ -111,7 +140,7 @@ describe('the packed package', { timeout: 300_000 }, () => {
     assert.ok(!existsSync(join(project, 'node_modules', 'pino-pretty')), 'pino-pretty was installed')
   })
 
-  it('its declarations compile in a strict consumer without skipLibCheck, spikard and spikard/testing', async () => {
+  it('its declarations compile in a strict consumer without skipLibCheck, spikard and spikard/testing', { skip: typeChecked }, async () => {
     await writeFile(join(project, 'tsconfig.json'), JSON.stringify({
       compilerOptions: {
         target: 'ES2022',
