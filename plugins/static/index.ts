@@ -36,6 +36,7 @@ import fastifyStatic from '@fastify/static'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, RouteOptions } from 'fastify'
 import { errors, SpikardConfigError } from '../../src/errors.js'
 import { sendProblem } from '../../src/problem-details.js'
+import { routerOptions } from '../../src/path-table.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
 import { globalSettings, type Settings } from '../compression/settings.js'
 import { varyAcceptEncoding } from '../compression/negotiate.js'
@@ -58,12 +59,6 @@ async function spikardStatic (app: FastifyInstance, options: StaticOptions): Pro
  * keeps otherwise (sendProblem drops the others: ETag, Last-Modified, Content-Encoding...).
  */
 const FILE_HEADERS = ['cache-control', 'accept-ranges'] as const
-
-/** Whether the router takes `/a/` for `/a` (Fastify's `ignoreTrailingSlash`, in `routerOptions` or, deprecated, at the top level). */
-function ignoresTrailingSlash (app: FastifyInstance): boolean {
-  const initial = app.initialConfig as { routerOptions?: { ignoreTrailingSlash?: boolean }, ignoreTrailingSlash?: boolean }
-  return initial.routerOptions?.ignoreTrailingSlash ?? initial.ignoreTrailingSlash ?? false
-}
 
 /** A 404 problem for the request's path. */
 function notFoundError (request: FastifyRequest): Error {
@@ -146,7 +141,7 @@ function staticMount (m: CheckedMount, authOn: boolean, compression: Settings | 
     // `/assets` (no slash) goes to `/assets/`, where the mount's index file is and where
     // its relative URLs resolve, as a web server does for a directory. Not when the router
     // ignores trailing slashes: `/assets/` would reach the redirect too, and loop.
-    if (m.prefix !== '/' && !ignoresTrailingSlash(child)) {
+    if (m.prefix !== '/' && routerOptions(child).ignoreTrailingSlash !== true) {
       child.route({
         method: ['GET', 'HEAD'],
         url: m.prefix.slice(0, -1),
