@@ -1,5 +1,5 @@
 /**
- * Health probes: off by default; on, `/livez` and `/readyz` answer `200 {"status":"ok"}`,
+ * Health probes: on by default, `/livez` and `/readyz` answer `200 {"status":"ok"}`,
  * at configurable paths or not at all, out of the access log and marked public; from the
  * moment shutdown begins readiness answers a 503 problem while liveness stays 200.
  */
@@ -146,7 +146,7 @@ test('readiness answers a 503 problem as soon as shutdown begins; liveness stays
 })
 
 test('without the shutdown feature, readiness answers 503 once app.close() begins (drain hooks still run)', async (t) => {
-  const { app } = await setup(t, { health: true })
+  const { app } = await setup(t, { health: true, shutdown: false })
   const { url } = await listen(app)
   let release!: () => void
   const held = new Promise<void>((resolve) => { release = resolve })
