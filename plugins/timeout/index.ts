@@ -30,8 +30,9 @@ type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<TimedRequest> | typ
  * (a route overrides it with Fastify's `handlerTimeout` route option), from the request's
  * arrival to the start of its response. When it fires, request.signal is aborted, the
  * request is answered with a problem (status `timeout.status`, rendered by
- * problem-details), and the handler's late result is dropped without a log line (what is
- * sent late, a late body's parse error included: sendTooLate). A
+ * problem-details), and the handler's late result is dropped without a log line, a late
+ * failure logged (lateRejection; what is sent late, a late body's parse error included:
+ * sendTooLate). A
  * streamed response is timed to its first byte, not its end: with the stream feature on,
  * it tells this one when that byte is written (kResponseStarted), and a stream still
  * silent at the timeout is failed with the timeout error, so the client gets the problem;
@@ -202,7 +203,8 @@ class TimedRequest {
  * Once the timeout has answered, a late return value or rejection resolves to undefined,
  * which Fastify ignores (a late stream is released first); it would otherwise log
  * FST_ERR_REP_ALREADY_SENT (warn) or "Promise errored, but reply.sent = true was set"
- * (error) for a request already answered.
+ * (error) for a request already answered. A late rejection is logged as a late error sent
+ * is (sendTooLate): a failure of the server stays visible, whenever it happens.
  * A late explicit `reply.send()` is sendTooLate's.
  */
 function dropLateResults (handler: RouteHandlerMethod): RouteHandlerMethod {
@@ -224,10 +226,22 @@ function settle (result: PromiseLike<unknown>, request: FastifyRequest): Promise
     then (resolved?: (value: unknown) => unknown, rejected?: (reason: unknown) => unknown) {
       return result.then(
         (value) => timedOut(request) ? release(value) : resolved?.(value),
-        (error: unknown) => timedOut(request) ? undefined : rejected?.(error))
+        (error: unknown) => timedOut(request) ? lateRejection(request, error) : rejected?.(error))
     }
   }
   return thenable as PromiseLike<unknown>
+}
+
+/**
+ * A rejection of the handler after the timeout has answered. What the abort of
+ * request.signal made it throw (the timeout error itself, or an AbortError such as a
+ * timer's) is the handler stopping as asked: one debug line. Any other error is logged as
+ * the error handler would log it: a failure of the server at error level, the client's at debug.
+ */
+function lateRejection (request: FastifyRequest, error: unknown): undefined {
+  const msg = 'the handler failed after the handler timeout had answered the request'
+  if (error instanceof errors.SPK_ERR_HANDLER_TIMEOUT || (error as { name?: unknown } | null)?.name === 'AbortError') request.log.debug(msg)
+  else logUnsentError(request, error, msg)
 }
 
 /**

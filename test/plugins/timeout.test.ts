@@ -1,7 +1,7 @@
 /**
- * Timeouts: off by default; on, a handler timeout answered with a problem (status
+ * Timeouts: on by default, a handler timeout answered with a problem (status
  * configurable, per-route override, request.signal aborted, the late result dropped without
- * a log line, streams timed to their first byte, not their end) and Node's server timeouts for slow
+ * a log line and a late failure logged, streams timed to their first byte, not their end) and Node's server timeouts for slow
  * headers, slow bodies and idle keep-alive connections, checked over real sockets.
  * Every timeout here is short so the file runs in a few seconds.
  */
@@ -45,7 +45,10 @@ const routes: FastifyPluginAsync = async (app) => {
     let finish!: () => void
     handlerFinished = new Promise((resolve) => { finish = resolve })
     try {
-      await sleep(Number(ms))
+      // abort: the handler stops as request.signal asks (an AbortError); reason: rethrows its reason.
+      if (mode === 'abort') await sleep(Number(ms), undefined, { signal: request.signal })
+      else await sleep(Number(ms))
+      if (mode === 'reason') throw request.signal.reason
       if (mode === 'throw') throw new Error('late failure')
       if (mode === 'send') return reply.code(200).send({ late: true })
       return { late: true }
@@ -196,8 +199,9 @@ test('a route\'s handlerTimeout longer than a timer can wait is refused at ready
   await app.close()
 })
 
-for (const mode of ['return', 'throw', 'send']) {
-  test(`a late ${mode === 'send' ? 'reply.send()' : mode} after the timeout is dropped without a warning or error line`, async (t) => {
+for (const mode of ['return', 'send', 'abort', 'reason']) {
+  const what = { return: 'return', send: 'reply.send()', abort: 'AbortError (request.signal)', reason: 'throw of request.signal.reason' }[mode]
+  test(`a late ${what} after the timeout is dropped without a warning or error line`, async (t) => {
     const { app, logs } = await setup(t, { timeout: { handler: 50 }, server: { logger: { level: 'debug' } } })
     expectTimeout(await app.inject({ url: `/slow?ms=150&mode=${mode}` }), 50, '/slow')
     await handlerFinished
@@ -205,11 +209,24 @@ for (const mode of ['return', 'throw', 'send']) {
     assert.deepStrictEqual(warnings(logs), [])
     // An explicit reply.send() says so, once, at debug.
     assert.deepStrictEqual(logs.filter((l) => l.msg.includes('after the handler timeout')).map((l) => [l.level, l.msg, l.stream]),
-      mode === 'send' ? [[20, 'reply.send() after the handler timeout had answered the request: dropped', false]] : [])
+      mode === 'send'
+        ? [[20, 'reply.send() after the handler timeout had answered the request: dropped', false]]
+        : mode === 'return' ? [] : [[20, 'the handler failed after the handler timeout had answered the request', undefined]])
     assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.path, l.status]), [['/slow', 503]])
     await assertStillServing(app)
   })
 }
+
+test('a late failure of the server (a throw after the timeout) is logged once at error level, with the error', async (t) => {
+  const { app, logs } = await setup(t, { timeout: { handler: 50 } })
+  expectTimeout(await app.inject({ url: '/slow?ms=150&mode=throw' }), 50, '/slow')
+  await handlerFinished
+  const late = logs.filter((l) => l.msg.includes('after the handler timeout'))
+  assert.deepStrictEqual(late.map((l) => [l.level, l.msg, l.err?.message]), [[50, 'the handler failed after the handler timeout had answered the request', 'late failure']])
+  assert.match(late[0].err.stack, /late failure\n {4}at /)
+  assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.path, l.status]), [['/slow', 503]])
+  await assertStillServing(app)
+})
 
 test('a stream returned after the timeout is released with the late result: a file stream destroyed, a web stream cancelled, a generator returned', async (t) => {
   const late: { file?: ReadStream, web?: ReadableStream<string>, generator?: AsyncGenerator<string> } = {}
