@@ -14,10 +14,16 @@ export function loggerOptions (
   if (logger.pretty) assertPrettyInstalled()
   // The same names as the access line: the secret-looking ones, and those the features declare.
   const { headers, query: hiddenQuery } = secretNames(config)
+  const serializeRequest = requestSerializer(hiddenQuery)
   return {
     level: logger.level,
     // Fastify keeps its own res serializer and takes these req and err over its defaults.
-    serializers: { req: requestSerializer(hiddenQuery), err: errorSerializer(headers), headers: headersSerializer(headers) },
+    serializers: {
+      req: serializeRequest,
+      ...fastifyObjectSerializers(serializeRequest),
+      err: errorSerializer(headers),
+      headers: headersSerializer(headers)
+    },
     redact: {
       paths: [...headers].flatMap((h) => [`req.headers["${h}"]`, `res.headers["${h}"]`]),
       censor: '[REDACTED]'
@@ -53,6 +59,21 @@ export function requestSerializer (hiddenQuery: Set<string>): (req: LoggedReques
       remoteAddress: req.ip,
       remotePort: req.socket?.remotePort
     }
+  }
+}
+
+/**
+ * A Fastify request or reply logged under the name handlers give it
+ * (`request.log.info({ request })`, `{ reply }`), serialized as Fastify serializes `req` and
+ * `res`. Left to pino, the whole object was written, its `raw` included: the
+ * `Authorization` and `Cookie` headers, the query's secrets, the response's `Set-Cookie`.
+ * Any other value under these names (an object of the app's own) is logged as it is.
+ */
+function fastifyObjectSerializers (serializeRequest: ReturnType<typeof requestSerializer>): Record<'request' | 'reply', (value: unknown) => unknown> {
+  const fastifyObject = (value: unknown): value is { raw: unknown } => typeof value === 'object' && value !== null && 'raw' in value && 'log' in value
+  return {
+    request: (value) => fastifyObject(value) && 'routeOptions' in value ? serializeRequest(value as LoggedRequest) : value,
+    reply: (value) => fastifyObject(value) && 'request' in value && 'statusCode' in value ? { statusCode: value.statusCode } : value
   }
 }
 

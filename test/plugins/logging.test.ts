@@ -404,6 +404,26 @@ test('a fragment, and the userinfo of an absolute-form target, are masked in eve
   assert.doesNotMatch(raw(), /SECRET/)
 })
 
+test('a request or reply logged by the names handlers give them ({ request }, { reply }) is logged as Fastify logs req and res, its secrets out; an object of the app\'s own under those names as it is (real socket)', async (t) => {
+  const { app, logs, raw } = await setupRaw(t, { server: { logger: { level: 'info' } } })
+  app.post('/mine', async (request, reply) => {
+    reply.header('set-cookie', 'sid=SECRET4; HttpOnly')
+    request.log.info({ request, reply }, 'user logged request and reply')
+    request.log.info({ request: { id: 7, kind: 'refund' }, reply: { text: 'thanks', raw: 'kept' } }, 'user logged objects of its own')
+    return { ok: true }
+  })
+  const { url, port } = await listen(app)
+  const res = await fetch(`${url}/mine?token=SECRET1&page=2`, { method: 'POST', headers: { authorization: 'Bearer SECRET2', cookie: 'sid=SECRET3', 'content-type': 'application/json' }, body: '{"password":"SECRET5"}' })
+  assert.equal(res.status, 200)
+  const mine = logs.find((l) => l.msg === 'user logged request and reply')
+  assert.equal(typeof mine?.request.remotePort, 'number')
+  assert.deepStrictEqual(mine?.request, { method: 'POST', url: '/mine?token=[REDACTED]&page=2', host: `127.0.0.1:${port}`, remoteAddress: '127.0.0.1', remotePort: mine?.request.remotePort })
+  assert.deepStrictEqual(mine?.reply, { statusCode: 200 })
+  const own = logs.find((l) => l.msg === 'user logged objects of its own')
+  assert.deepStrictEqual([own?.request, own?.reply], [{ id: 7, kind: 'refund' }, { text: 'thanks', raw: 'kept' }])
+  assert.doesNotMatch(raw(), /SECRET/)
+})
+
 test('the headers an error carries (an HTTP client\'s: config, response, raw request head) are masked in its log line, any case; the error is left as it was (real socket)', async (t) => {
   const { app, logs, raw } = await setupRaw(t, { server: { logger: { level: 'info' } }, logging: { redactHeaders: ['x-tenant-secret'] } })
   // Shaped like an axios error: the request's config, the raw head it wrote, the response.
