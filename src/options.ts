@@ -7,6 +7,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { validate, type Defaulted } from './schema.js'
 import { Feature } from './feature.js'
 import { SpikardConfigError } from './errors.js'
+import { secretName, secretNames } from './redact.js'
 import { requestContextFeature } from '../plugins/request-context/options.js'
 import { requestIdFeature } from '../plugins/request-id/options.js'
 import { loggingFeature } from '../plugins/logging/options.js'
@@ -119,6 +120,9 @@ export function checkAcrossFeatures<T extends Partial<Record<FeatureName, unknow
   const keyHeader = auth === false ? undefined : auth?.apiKey?.header
   if (idHeader !== undefined && keyHeader !== undefined && idHeader.toLowerCase() === keyHeader.toLowerCase()) {
     problems.push(`requestId.header: ${idHeader} is auth.apiKey.header too: a client's API key would become its request id, sent back on every response and logged unmasked; give each its own header`)
+  } else if (idHeader !== undefined && (secretNames(resolved).headers.has(idHeader.toLowerCase()) || secretName(idHeader.toLowerCase()))) {
+    // The same for any header the logs mask (Authorization, Cookie, logging.redactHeaders, a name like x-auth-token).
+    problems.push(`requestId.header: ${idHeader} carries secrets (the logs mask it): its value would become the request id, sent back on every response and logged unmasked; choose another header`)
   }
   if (problems.length > 0) throw new SpikardConfigError(problems, source)
   return resolved

@@ -5,7 +5,7 @@ import type { FeatureDefinition } from '../../src/feature.js'
 export const RequestIdOptionsSchema = Type.Object({
   header: Type.Optional(HttpToken('a header name', {
     default: 'x-request-id',
-    description: 'Header the id is read from (when well-formed) and echoed on every response. Not the API key\'s (`auth.apiKey.header`): that is refused at startup.'
+    description: 'Header the id is read from (when well-formed) and echoed on every response. Not a header that carries secrets (the API key\'s, `Authorization`, `Cookie`, one in `logging.redactHeaders` or named like a secret, such as `x-auth-token`): that is refused at startup.'
   })),
   trustIncoming: Type.Optional(Type.Boolean({
     default: true,

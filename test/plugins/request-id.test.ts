@@ -302,10 +302,27 @@ test('the API key\'s header as the request id\'s (case-insensitively) is refused
     })
     await app.close()
   }
-  // Request ids off, or auth without API keys: nothing to clash with.
-  for (const options of [{ requestId: false, auth: { apiKey: { keys: [KEY], header: 'x-request-id' } } }, { requestId: { header: 'x-api-key' } }]) {
+  // Request ids off, or each on its own header: nothing to clash with.
+  for (const options of [{ requestId: false, auth: { apiKey: { keys: [KEY], header: 'x-request-id' } } }, { requestId: { header: 'x-correlation-id' }, auth: { apiKey: { keys: [KEY] } } }]) {
     assert.doesNotThrow(() => resolveSpikardOptions(options))
   }
+})
+
+test('a header that carries secrets (one the logs mask) as the request id\'s is refused at startup, in code and in a config file', async () => {
+  const refused = (header: string): string => `requestId.header: ${header} carries secrets (the logs mask it): its value would become the request id, sent back on every response and logged unmasked; choose another header`
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ requestId: { header: 'Authorization' } }, refused('Authorization')],
+    [{ requestId: { header: 'cookie' } }, refused('cookie')],
+    [{ requestId: { header: 'x-api-key' } }, refused('x-api-key')],
+    [{ requestId: { header: 'X-Auth-Token' } }, refused('X-Auth-Token')],
+    [{ requestId: { header: 'x-trace' }, logging: { redactHeaders: ['X-Trace'] } }, refused('x-trace')]
+  ]
+  for (const [options, problem] of cases) {
+    assert.deepEqual(refusal(() => resolveSpikardOptions(options)), [problem])
+    assert.deepEqual(refusal(() => resolveConfig(options)), [problem])
+    await assert.rejects(createServer({ ...options, server: { logger: { level: 'silent' } } } as CreateServerConfig), { problems: [problem] })
+  }
+  for (const header of ['x-correlation-id', 'traceparent', 'x-amzn-trace-id']) assert.doesNotThrow(() => resolveSpikardOptions({ requestId: { header } }))
 })
 
 test('spikard on a user-made Fastify with requestIdHeader set fails at ready() with a clear message', async () => {
