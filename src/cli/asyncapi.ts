@@ -6,8 +6,6 @@
  * `spikard start` would listen (`server.host` and `server.port`; 0.0.0.0 is localhost); none
  * when the port is 0, chosen only when the server listens.
  */
-import { yaml } from '../../plugins/asyncapi/index.js'
-import { listeningUrl } from '../../plugins/asyncapi/servers.js'
 import { printDocument, type DocumentArgs } from './document.js'
 
 export interface AsyncApiArgs extends DocumentArgs { client?: boolean, force?: boolean }
@@ -16,6 +14,8 @@ export async function asyncapi (args: AsyncApiArgs, positionals: string[] = []):
   if (positionals[0] === 'generate') return await generateCommand(args, positionals.slice(1))
   if (positionals.length > 0) throw new Error(`unexpected argument "${positionals[0]}" (spikard asyncapi generate SPEC --out DIR generates code)`)
   for (const flag of ['client', 'force'] as const) if (args[flag] !== undefined) throw new Error(`--${flag} belongs to spikard asyncapi generate`)
+  // Loaded here, as the feature's own code: generate needs none of it (see ./index.ts).
+  const [{ yaml }, { listeningUrl }] = await Promise.all([import('../../plugins/asyncapi/index.js'), import('../../plugins/asyncapi/servers.js')])
   return await printDocument(args, {
     feature: 'asyncapi',
     title: 'AsyncAPI',

@@ -9,7 +9,6 @@ import { dirname, extname, resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig } from '../config/load.js'
 import type { ResolvedConfig } from '../config/schema.js'
-import { createServer } from '../server.js'
 import { appFailed } from './app-failed.js'
 
 export const DOCUMENT_FORMATS = ['json', 'yaml'] as const
@@ -51,6 +50,8 @@ export async function printDocument (args: DocumentArgs, { feature, title, prepa
   // to stdout whatever the stream (it runs in its own transport), so it is off here.
   config.server.logger.pretty = false
   const baseDir = dirname(file)
+  // Fastify and every feature load only for a config that loaded (see ./index.ts).
+  const { createServer } = await import('../server.js')
   const stdout = redirectStdout()
   let document: string
   try {
