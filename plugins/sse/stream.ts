@@ -69,6 +69,11 @@ export class OpenStream {
     const stream = sse.stream.bind(sse)
     this.#send = send as (source: unknown) => Promise<void>
     sse.sendHeaders = (statusCode?: number) => {
+      // @fastify/sse sets `Connection: keep-alive` by hand, and a Connection header set by
+      // hand makes Node keep the connection whatever it had decided (the client's
+      // `Connection: close`, HTTP/1.0, a shutdown draining, maxRequestsPerSocket): the
+      // socket stayed open after the stream ended. The reply's headers are applied after it.
+      if (!this.#committed && (!raw.shouldKeepAlive || (raw as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached === true)) reply.header('connection', 'close')
       sendHeaders(statusCode)
       if (this.#committed) return
       this.#committed = true

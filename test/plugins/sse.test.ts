@@ -21,7 +21,7 @@ import { Validator } from '@seriousme/openapi-schema-validator'
 import spikard from '../../src/spikard.js'
 import type { CreateServerConfig } from '../../src/server.js'
 import { SpikardConfigError } from '../../src/errors.js'
-import { assertOptionsRefused, build, listen, until, withTimeout, UUID } from '../helpers.js'
+import { assertOptionsRefused, build, listen, rawRequest, until, withTimeout, UUID } from '../helpers.js'
 
 const QUIET = { logger: { level: 'silent' as const } }
 
@@ -200,6 +200,31 @@ test('headers: text/event-stream, Cache-Control no-cache, X-Accel-Buffering no, 
   // The same app compresses its JSON: the compression feature is on.
   const json = await fetch(`${url}/json`, { headers: { 'accept-encoding': 'gzip' } })
   assert.equal(json.headers.get('content-encoding'), 'gzip')
+})
+
+test('a client that sends Connection: close (or speaks HTTP/1.0): the stream says Connection: close and the server closes the connection once it ends', async (t) => {
+  const { port } = await serve(t, { server: QUIET }, async (app) => {
+    app.get('/events', { sse: true }, async (_request, reply) => {
+      await reply.sse.send({ id: '1', data: 'one' })
+    })
+  })
+  // rawRequest reads until the server closes the connection: @fastify/sse's hand-set
+  // `Connection: keep-alive` kept it open (until the keep-alive timeout, 72 s) after the stream.
+  for (const request of [
+    'GET /events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n',
+    'GET /events HTTP/1.0\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n'
+  ]) {
+    const response = await withTimeout(rawRequest(port, request), 2000, request.split('\r\n')[0])
+    assert.equal(response.status, 200)
+    assert.equal(response.headers['content-type'], 'text/event-stream')
+    assert.equal(response.headers.connection, 'close')
+    assert.match(response.body, /id: 1\ndata: one\n\n/)
+  }
+  // A client that keeps its connection still gets the stream's keep-alive.
+  const raw = await openRaw(`http://127.0.0.1:${port}`, '/events', { connection: 'keep-alive' })
+  t.after(raw.close)
+  await raw.ended
+  assert.equal(raw.headers.connection, 'keep-alive')
 })
 
 test('keep-alive: a comment line every sse.keepAlive on an idle stream; a route with heartbeat: false gets none', async (t) => {
