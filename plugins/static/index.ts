@@ -19,7 +19,7 @@
  * - `Vary: Accept-Encoding` on every answer (304 and 206 included) for a file the
  *   compression feature compresses;
  * - the spa fallback: the mount's `spa` file for a path under the prefix that has no file,
- *   when the client accepts HTML;
+ *   when the client accepts HTML (`Vary: Accept` on its answers and on the 404 problem);
  * - the routes are public unless the mount sets `auth`, and out of the OpenAPI document;
  * - the prefix without its slash (`/assets`) redirects to it (`/assets/`), 301.
  *
@@ -40,7 +40,7 @@ import { routerOptions } from '../../src/path-table.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
 import { globalSettings, type Settings } from '../compression/settings.js'
 import { varyAcceptEncoding } from '../compression/negotiate.js'
-import { acceptsHtml, checkMounts, compressedWhole, coversWholeFile, fileCheck, hasPrecompressed, IMMUTABLE, isHashed, NotAFile, OutsideRoot, refusal, spaUrl, type CheckedMount, type Mount } from './files.js'
+import { acceptsHtml, checkMounts, compressedWhole, coversWholeFile, fileCheck, hasPrecompressed, IMMUTABLE, isHashed, NotAFile, OutsideRoot, refusal, spaUrl, varyAccept, type CheckedMount, type Mount } from './files.js'
 
 async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {
   const { mounts } = resolveStaticOptions(options)
@@ -180,7 +180,13 @@ function staticMount (m: CheckedMount, authOn: boolean, compression: Settings | 
       return this.send(notFoundError(this.request))
     }
     function notFound (this: FastifyReply): FastifyReply {
-      if (fallback === undefined || !acceptsHtml(this.request.headers.accept)) return missing.call(this)
+      if (fallback === undefined) return missing.call(this)
+      // The spa file for a browser, the 404 problem for others: chosen by Accept, so a cache
+      // must keep them apart (RFC 9110 §12.5.5). Without Vary, a shared cache that kept the
+      // 404 an API client or a crawler got (404s are cacheable by default) answered every
+      // browser's deep link with it, and one that kept the page gave it to API clients.
+      this.header('vary', varyAccept(this.getHeader('vary')))
+      if (!acceptsHtml(this.request.headers.accept)) return missing.call(this)
       this.callNotFound = missing
       // The same route serves the spa file: @fastify/static reads the path from the raw
       // URL, so it gets a view of the request whose raw URL is the file's (the request

@@ -304,6 +304,42 @@ test('spa: the fallback file for unknown paths under the prefix, for clients tha
   assertNotFound(await app.inject({ url: '/app/dashboard', headers: { accept: browser } }), 'GET', '/app/dashboard')
 })
 
+test('spa: an answer chosen by Accept says Vary: Accept (the page, its 304, the 404 problem), so a cache keeps them apart; a file that exists does not vary by Accept', async (t) => {
+  const { root } = site(t)
+  const { app } = await setup(t, { static: { mounts: [{ root, prefix: '/app', spa: 'guide/index.html' }, { root, prefix: '/plain' }] } })
+  const browser = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'
+  // The root holds .gz siblings, so @fastify/static adds accept-encoding to every answer.
+  const varies = (res: LightMyRequestResponse): string[] => String(res.headers.vary ?? '').split(',').map((v) => v.trim().toLowerCase()).filter((v) => v !== '').sort()
+  const page = await app.inject({ url: '/app/dashboard', headers: { accept: browser } })
+  assert.equal(page.statusCode, 200)
+  assert.deepEqual(varies(page), ['accept', 'accept-encoding'])
+  const notModified = await app.inject({ url: '/app/dashboard', headers: { accept: browser, 'if-none-match': String(page.headers.etag) } })
+  assert.equal(notModified.statusCode, 304)
+  assert.deepEqual(varies(notModified), ['accept', 'accept-encoding'])
+  const head = await app.inject({ method: 'HEAD', url: '/app/dashboard', headers: { accept: browser } })
+  assert.deepEqual(varies(head), ['accept', 'accept-encoding'])
+  for (const accept of [undefined, '*/*', 'application/json']) {
+    const problem = await app.inject({ url: '/app/dashboard', headers: accept === undefined ? {} : { accept } })
+    assertNotFound(problem, 'GET', '/app/dashboard')
+    assert.deepEqual(varies(problem), ['accept'], String(accept))
+  }
+  // A file is itself whatever the client accepts; a mount without spa answers a missing
+  // file with the 404 problem for everyone; refused paths are refused for everyone.
+  assert.deepEqual(varies(await app.inject({ url: '/app/hello.txt', headers: { accept: browser } })), ['accept-encoding'])
+  assert.deepEqual(varies(await app.inject({ url: '/plain/dashboard', headers: { accept: browser } })), [])
+  assert.deepEqual(varies(await app.inject({ url: '/app/.secret', headers: { accept: browser } })), [])
+  // With the app's CORS and a page the compression feature compresses, each Vary is kept.
+  const { app: both } = await setup(t, { cors: { origin: ['https://app.example'] }, compression: { threshold: 1 }, static: { mounts: [{ root, prefix: '/app', spa: 'guide/index.html' }] } })
+  const compressed = await both.inject({ url: '/app/dashboard', headers: { accept: browser, origin: 'https://app.example', 'accept-encoding': 'gzip' } })
+  assert.equal(compressed.statusCode, 200)
+  assert.equal(compressed.headers['content-encoding'], 'gzip')
+  assert.deepEqual(varies(compressed), ['accept', 'accept-encoding', 'origin'])
+  const refused = await both.inject({ url: '/app/dashboard', headers: { origin: 'https://app.example' } })
+  assert.equal(refused.statusCode, 404)
+  assert.equal(refused.headers['access-control-allow-origin'], 'https://app.example')
+  assert.deepEqual(varies(refused), ['accept', 'accept-encoding', 'origin'])
+})
+
 test('acceptsHtml: text/html or application/xhtml+xml with a weight above zero', () => {
   for (const accept of ['text/html', 'TEXT/HTML', 'application/xhtml+xml', 'text/html;q=0.5', 'application/json, text/html; q=0.1']) assert.ok(acceptsHtml(accept), accept)
   for (const accept of [undefined, '', '*/*', 'text/*', 'text/html;q=0', 'text/html; q=0.0', 'application/json', 'text/htmlx']) assert.ok(!acceptsHtml(accept), String(accept))
