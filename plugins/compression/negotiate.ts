@@ -71,20 +71,23 @@ function choose (header: string | string[], offered: readonly Encoding[]): Choic
 }
 
 /**
- * `Vary` with `Accept-Encoding` in it once (whatever its case), the other tokens kept in
- * order; `*` already varies on everything and stays alone.
+ * `Vary` with `token` in it once (whatever its case), the other tokens kept in order; `*`
+ * already varies on everything and stays alone.
  */
-export function varyAcceptEncoding (current: number | string | string[] | undefined): string {
-  if (current === undefined || current === '') return 'Accept-Encoding'
+export function varyWith (current: number | string | string[] | undefined, token: string): string {
+  if (current === undefined || current === '') return token
   const tokens = [current].flat().join(',').split(',').map((t) => t.trim()).filter((t) => t !== '')
   if (tokens.includes('*')) return '*'
+  const wanted = token.toLowerCase()
   const seen = new Set<string>()
   const out: string[] = []
-  for (const token of [...tokens, 'Accept-Encoding']) {
-    const key = token.toLowerCase()
+  for (const t of [...tokens, token]) {
+    const key = t.toLowerCase()
     if (seen.has(key)) continue
     seen.add(key)
-    out.push(key === 'accept-encoding' ? 'Accept-Encoding' : token)
+    out.push(key === wanted ? token : t)
   }
   return out.join(', ')
 }
+
+export const varyAcceptEncoding = (current: number | string | string[] | undefined): string => varyWith(current, 'Accept-Encoding')

@@ -219,13 +219,6 @@ export function acceptsHtml (accept: string | undefined): boolean {
   return false
 }
 
-/** `Vary` with `Accept` in it once (whatever its case), the other tokens kept; `*` stays alone. */
-export function varyAccept (current: number | string | string[] | undefined): string {
-  const tokens = [current ?? ''].flat().join(',').split(',').map((t) => t.trim()).filter((t) => t !== '')
-  if (tokens.includes('*')) return '*'
-  return tokens.some((t) => t.toLowerCase() === 'accept') ? tokens.join(', ') : [...tokens, 'Accept'].join(', ')
-}
-
 /** A file reached through a symlink that leads out of the root (thrown from @fastify/send's onFile). */
 export class OutsideRoot extends Error {
   readonly path: string

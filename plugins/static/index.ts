@@ -39,8 +39,8 @@ import { sendProblem } from '../../src/problem-details.js'
 import { routerOptions } from '../../src/path-table.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
 import { globalSettings, type Settings } from '../compression/settings.js'
-import { varyAcceptEncoding } from '../compression/negotiate.js'
-import { acceptsHtml, checkMounts, compressedWhole, coversWholeFile, fileCheck, hasPrecompressed, IMMUTABLE, isHashed, NotAFile, OutsideRoot, refusal, spaUrl, varyAccept, type CheckedMount, type Mount } from './files.js'
+import { varyAcceptEncoding, varyWith } from '../compression/negotiate.js'
+import { acceptsHtml, checkMounts, compressedWhole, coversWholeFile, fileCheck, hasPrecompressed, IMMUTABLE, isHashed, NotAFile, OutsideRoot, refusal, spaUrl, type CheckedMount, type Mount } from './files.js'
 
 async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {
   const { mounts } = resolveStaticOptions(options)
@@ -185,7 +185,7 @@ function staticMount (m: CheckedMount, authOn: boolean, compression: Settings | 
       // must keep them apart (RFC 9110 §12.5.5). Without Vary, a shared cache that kept the
       // 404 an API client or a crawler got (404s are cacheable by default) answered every
       // browser's deep link with it, and one that kept the page gave it to API clients.
-      this.header('vary', varyAccept(this.getHeader('vary')))
+      this.header('vary', varyWith(this.getHeader('vary'), 'Accept'))
       if (!acceptsHtml(this.request.headers.accept)) return missing.call(this)
       this.callNotFound = missing
       // The same route serves the spa file: @fastify/static reads the path from the raw
