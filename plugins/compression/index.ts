@@ -20,8 +20,8 @@
  *
  * Never compressed: `text/event-stream`, a response with a Content-Encoding, partial
  * content (206 or Content-Range), a 204 or 304 (Node sends no body), a route with
- * `compress: false`, a buffered body under the threshold, a HEAD response (Vary as its
- * GET). A route registered before spikard takes the global settings (its `compress`
+ * `compress: false`, a buffered body under the threshold, a HEAD response (its headers
+ * as its GET's: Vary and Content-Encoding, no Content-Length). A route registered before spikard takes the global settings (its `compress`
  * option was never seen). Request bodies are not decoded here:
  * the bodyLimit feature owns that.
  */
@@ -87,12 +87,13 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
       ? negotiate(request.headers['accept-encoding'], settings.encodings)
       : 'identity'
     if (encoding === 'identity') return done(null, body)
-    // The GET would be compressed: its length is not the uncompressed one, and a HEAD's
-    // Content-Length must be the GET's or absent (RFC 9110 §8.6); a cache would take the
-    // other for a changed response. An empty stream in place of a buffered body, or Fastify
-    // would count that body (its HEAD route's onSend sets the length of a string or Buffer).
+    // The GET would be compressed: the HEAD says how (RFC 9110 §9.3.2: the GET's header
+    // fields), but not its length, which is not the uncompressed one: a HEAD's Content-Length
+    // must be the GET's or absent (§8.6); a cache would take the other for a changed response.
+    // An empty stream in place of a buffered body, or Fastify would count that body (its
+    // HEAD route's onSend sets the length of a string or Buffer).
     if (head) {
-      reply.removeHeader('content-length')
+      reply.header('content-encoding', encoding).removeHeader('content-length')
       return done(null, kind === 'buffered' ? Readable.from([]) : body)
     }
 
