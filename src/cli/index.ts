@@ -6,6 +6,8 @@ import type { FastifyInstance } from 'fastify'
 import type { optionSources } from '../config/sources.js'
 import { packageVersion } from '../package-json.js'
 import { appFailed } from './app-failed.js'
+import { exitOnSignals } from '../exit-on-signals.js'
+import { DRAIN_BUDGET_MS, lifecycleOf } from '../lifecycle.js'
 
 // Each command imports what it needs when it runs (Fastify and every feature only where an
 // app is built, after its config has loaded): --help, --version, a usage error or a config
@@ -160,7 +162,6 @@ async function start (app: FastifyInstance, host: string, port: number, failed: 
   // drain hooks are told without the feature (DRAIN_BUDGET_MS, 30 s).
   // When that time runs out, the drain under way is aborted before the exit, as with the
   // feature's own handler, so the drain hooks name and stop what they leave unfinished (tasks).
-  const [{ exitOnSignals }, { DRAIN_BUDGET_MS, lifecycleOf }] = await Promise.all([import('../exit-on-signals.js'), import('../lifecycle.js')])
   const { shutdown } = app.spikard.options
   const lifecycle = lifecycleOf(app)
   let closing = false
