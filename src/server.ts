@@ -3,7 +3,7 @@
  * routes module) to a Fastify instance ready to listen. The CLI and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import type { Server } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { resolve } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyHttpOptions, type FastifyPluginAsync } from 'fastify'
@@ -65,6 +65,14 @@ export function spikardFastifyOptions (config: SpikardConfig = {}, logStream?: N
     frameworkErrors (error, request, reply) {
       const accessLog = request.server.spikardAccessLog
       if (accessLog !== undefined) reply.raw.once('finish', () => accessLog(request, reply))
+      // An upgrade's socket (a malformed URL in a WebSocket upgrade): no HTTP parser reads it
+      // any more and no route hook runs to close it (plugins/websocket/upgrade.ts), so the
+      // problem says `Connection: close` and the socket is ended once it is written.
+      if ((request.raw as IncomingMessage & { upgrade?: boolean }).upgrade === true) {
+        const socket = request.raw.socket
+        reply.raw.shouldKeepAlive = false
+        reply.raw.once('finish', () => { socket?.end() })
+      }
       sendProblem(reply, error)
     },
     // Requests Node's HTTP parser rejects (a malformed request line or header, headers too large).

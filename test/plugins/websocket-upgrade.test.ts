@@ -62,6 +62,23 @@ test('an upgrade to a route without websocket: a 400 problem, not a 101 and a cl
   assert.equal((await upgrade(port, '/echo')).status, 101)
 })
 
+test('an upgrade with a malformed URL: a 400 problem with Connection: close, and the socket closed (no route hook runs to close it)', async (t) => {
+  const { port, logs } = await serve(t, {}, routes)
+  // Read until the server closes the socket (5 s at most; left open, it also held app.close()).
+  const refused = await rawRequest(port, [
+    'GET /%zz HTTP/1.1', `Host: 127.0.0.1:${port}`, 'Connection: Upgrade', 'Upgrade: websocket',
+    'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='
+  ].join('\r\n') + '\r\n\r\n')
+  assert.equal(refused.status, 400)
+  assert.equal(refused.headers['content-type'], PROBLEM_JSON)
+  assert.equal(refused.headers.connection, 'close')
+  assert.deepEqual(JSON.parse(refused.body), {
+    ...problem('bad-request', 'Bad Request', 400, 'The URL is not valid', '/%zz'),
+    requestId: refused.headers['x-request-id']
+  })
+  assert.equal(logs.filter((l) => l.msg === 'request completed' && l.reqId === refused.headers['x-request-id']).length, 1)
+})
+
 test('a plain request to a WebSocket route: a 426 problem with Upgrade: websocket, not @fastify/websocket\'s empty 404', async (t) => {
   const { port, logs } = await serve(t, {}, routes)
   const plain = await fetch(`http://127.0.0.1:${port}/echo?x=1`)
