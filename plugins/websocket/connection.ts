@@ -15,6 +15,7 @@
  * Done on the socket instance (its `emit` and `send`), because ws offers no hook between its
  * parser and the listeners, nor around sends.
  */
+import { AsyncResource } from 'node:async_hooks'
 import { performance } from 'node:perf_hooks'
 import type { FastifyRequest } from 'fastify'
 import type { WebSocket, RawData } from 'ws'
@@ -81,9 +82,12 @@ export class Connection {
     const emit = socket.emit
     this.#send = socket.send
     const connection = this
+    // The handler's listeners run in the request's async context, as the handler itself does
+    // (`requestContext.get()`, and the context of a task a listener adds): ws calls them from
+    // its socket's 'data' events, whose context is the TCP connection's.
+    const context = new AsyncResource('SpikardWebSocket')
     socket.emit = function (event: string | symbol, ...args: unknown[]): boolean {
-      if (event === 'message') return connection.#incoming(args[0] as RawData, args[1] === true)
-      return emit.call(this, event, ...args)
+      return context.runInAsyncScope(() => event === 'message' ? connection.#incoming(args[0] as RawData, args[1] === true) : emit.call(this, event, ...args))
     }
     const close = socket.close
     socket.close = function (code?: number, reason?: string | Buffer) {

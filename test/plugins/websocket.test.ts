@@ -12,6 +12,7 @@ import type { FastifyInstance } from 'fastify'
 import { UUID, assertOptionsRefused, build } from '../helpers.js'
 import { SpikardConfigError } from '../../src/errors.js'
 import { SchemaCompiler } from '../../src/ajv.js'
+import { requestContext } from '../../src/index.js'
 import { connect, serve, TYPE } from './websocket-helpers.js'
 
 const ChatIn = Type.Union([
@@ -286,6 +287,30 @@ test('a handler error closes that socket with 1011, logged with its request id; 
   }
   other.socket.send('alive')
   assert.equal(await other.next(), 'alive')
+})
+
+test('with requestContext on, the handler\'s message and close listeners, and the tasks they add, see the upgrade\'s request id', async (t) => {
+  const seen: Array<[string, string | null]> = []
+  const { app, ws } = await serve(t, { requestContext: true }, async (app) => {
+    app.get('/context', { websocket: true }, (socket, request) => {
+      socket.on('message', () => {
+        seen.push(['message', requestContext.get('requestId') ?? null])
+        request.tasks.add(function fromListener () { seen.push(['task', requestContext.get('requestId') ?? null]) })
+        socket.send('ok')
+      })
+      socket.on('close', () => { seen.push(['close', requestContext.get('requestId') ?? null]) })
+    })
+  })
+  const client = await connect(t, ws + '/context')
+  client.socket.send('x')
+  assert.equal(await client.next(), 'ok')
+  await app.tasks.idle()
+  client.socket.close(1000)
+  await client.closed
+  await sleep(20)
+  const id = String(client.headers['x-request-id'])
+  assert.match(id, UUID)
+  assert.deepEqual(seen, [['message', id], ['task', id], ['close', id]])
 })
 
 test('sendJson: JSON out, validated against send outside production (a mismatch is a handler error, 1011)', async (t) => {
