@@ -91,8 +91,11 @@ export class Connection {
     }
     const close = socket.close
     socket.close = function (code?: number, reason?: string | Buffer) {
-      if (connection.closeSent === undefined && this.readyState === this.OPEN) connection.closeSent = code ?? 1005
+      const first = connection.closeSent === undefined && this.readyState === this.OPEN
+      // Recorded once ws has taken it: an invalid code or a reason over 123 bytes throws
+      // (a handler error, closed with 1011), and no such frame is sent.
       close.call(this, code, reason)
+      if (first) connection.closeSent = code ?? 1005
     }
     socket.send = function (data: unknown, options?: unknown, cb?: unknown) {
       connection.#sent(data, options, cb)

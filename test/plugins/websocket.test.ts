@@ -289,6 +289,23 @@ test('a handler error closes that socket with 1011, logged with its request id; 
   assert.equal(await other.next(), 'alive')
 })
 
+test('a close ws refuses (an invalid code, a reason over 123 bytes) is a handler error: 1011, and the access line says 1011, not the code never sent', async (t) => {
+  const { ws, logs } = await serve(t, {}, async (app) => {
+    app.get('/close', { websocket: true }, (socket) => {
+      socket.on('message', (data) => { if (String(data) === 'code') socket.close(999); else socket.close(1000, 'x'.repeat(124)) })
+    })
+  })
+  for (const [message, error] of [['code', 'First argument must be a valid error code number'], ['reason', 'The message must not be greater than 123 bytes']]) {
+    const client = await connect(t, ws + '/close')
+    client.socket.send(message)
+    assert.deepEqual(await client.closed, { code: 1011, reason: 'internal error' }, message)
+    await sleep(20)
+    assert.equal(logs.find((l) => l.reqId === client.headers['x-request-id'] && l.err !== undefined)?.err.message, error, message)
+    const line = logs.find((l) => l.reqId === client.headers['x-request-id'] && l.msg === 'websocket closed')
+    assert.equal(line?.closeCode, 1011, message)
+  }
+})
+
 test('with requestContext on, the handler\'s message and close listeners, and the tasks they add, see the upgrade\'s request id', async (t) => {
   const seen: Array<[string, string | null]> = []
   const { app, ws } = await serve(t, { requestContext: true }, async (app) => {
