@@ -188,6 +188,27 @@ test('a WebSocket session: each step fails saying which and why', async (t) => {
   assert.match(await failure(t, fixture([{ close: {} }], { status: 101, headers: { 'x-request-id': 'nope' } })), /^requests\[0\] upgrade header x-request-id: expected "nope", got "[0-9a-f-]{36}"$/)
 })
 
+test('a fixture WebSocket route closes on the message types its `close` names only: one typed "constructor" or "toString" is echoed, as with `on`', async (t) => {
+  const dir = await directory(t, {
+    'f.json': {
+      description: 'ws',
+      options: {},
+      routes: [{ method: 'GET', url: '/ws', handler: { websocket: { echo: true, close: { bye: { code: 4000 } } } } }],
+      requests: [{
+        ws: { url: '/ws' },
+        steps: [
+          { send: { type: 'constructor' } }, { receive: { type: 'constructor' } },
+          { send: { type: 'toString' } }, { receive: { type: 'toString' } },
+          { send: { type: 'bye' } }, { closed: { code: 4000 } }
+        ]
+      }]
+    }
+  })
+  const [loaded] = await loadFixtures(dir)
+  assert.equal(loaded.invalid, undefined)
+  await runFixture(undefined, loaded, { timeout: 1000 })
+})
+
 test('expectMatch: markers, exact keys, array lengths, and where', () => {
   expectMatch({ id: '0b7e3d9c-5f7e-4a53-9b1d-2f3f7c7e9a10', n: 1, s: 'x', h: 'v' }, { id: '$any-uuid', n: '$any-number', s: '$any-string', h: '$header:X-H', gone: '$absent' }, 'body', { 'x-h': 'v' })
   assert.throws(() => expectMatch({ a: 1, b: 2 }, { a: 1 }, 'body'), { message: 'body: unexpected keys b in {"a":1,"b":2}' })

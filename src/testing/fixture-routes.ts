@@ -143,7 +143,7 @@ function socketHandler (h: NonNullable<FixtureHandler['websocket']>) {
         } catch {}
       }
       const type = (message as { type?: unknown } | undefined)?.type
-      if (typeof type === 'string' && h.close?.[type] !== undefined) return socket.close(h.close[type].code, h.close[type].reason)
+      if (typeof type === 'string' && h.close !== undefined && Object.hasOwn(h.close, type)) return socket.close(h.close[type].code, h.close[type].reason)
       if (typeof type === 'string' && h.on !== undefined && Object.hasOwn(h.on, type)) return sendJson(fill(h.on[type], message))
       if (h.echo === true) socket.send(data, { binary })
     })
