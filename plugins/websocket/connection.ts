@@ -48,10 +48,12 @@ export class WebSocketMessageError extends Error {
 /** The close codes spikard uses (RFC 6455 §7.4.1). */
 export const CLOSE = { normal: 1000, goingAway: 1001, unsupported: 1003, invalidData: 1007, policy: 1008, tooBig: 1009, internal: 1011, tryAgain: 1013 } as const
 
+/** The bytes of a message, as ws sends it: a number as its text, nothing (`send()`, null) as an empty message. */
 function sizeOf (data: unknown): number {
   if (typeof data === 'string') return Buffer.byteLength(data)
+  if (typeof data === 'number') return String(data).length
   if (Array.isArray(data)) return data.reduce((n: number, b: Buffer) => n + b.length, 0)
-  return (data as { byteLength?: number }).byteLength ?? 0
+  return (data as { byteLength?: number } | null | undefined)?.byteLength ?? 0
 }
 
 /** An error frame: the problem object of `code`, as the HTTP problems are, without `instance`. */

@@ -289,6 +289,27 @@ test('a handler error closes that socket with 1011, logged with its request id; 
   assert.equal(await other.next(), 'alive')
 })
 
+test('socket.send sends anything as ws does: send() and send(null) an empty message, a number its text; counted in the access line', async (t) => {
+  const { ws, logs } = await serve(t, {}, async (app) => {
+    app.get('/send', { websocket: true }, (socket) => {
+      socket.on('message', () => {
+        socket.send(undefined as unknown as string)
+        socket.send(null as unknown as string)
+        socket.send(42 as unknown as string)
+        socket.send('after')
+      })
+    })
+  })
+  const client = await connect(t, ws + '/send')
+  client.socket.send('go')
+  assert.deepEqual([await client.next(), await client.next(), await client.next(), await client.next()], [Buffer.alloc(0), Buffer.alloc(0), '42', 'after'])
+  client.socket.close(1000)
+  assert.equal((await client.closed).code, 1000)
+  await sleep(20)
+  const line = logs.find((l) => l.msg === 'websocket closed')
+  assert.deepEqual([line?.messagesOut, line?.bytesOut, line?.closeCode], [4, 7, 1000])
+})
+
 test('a close ws refuses (an invalid code, a reason over 123 bytes) is a handler error: 1011, and the access line says 1011, not the code never sent', async (t) => {
   const { ws, logs } = await serve(t, {}, async (app) => {
     app.get('/close', { websocket: true }, (socket) => {
