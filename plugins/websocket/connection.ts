@@ -88,8 +88,11 @@ export class Connection {
     // (`requestContext.get()`, and the context of a task a listener adds): ws calls them from
     // its socket's 'data' events, whose context is the TCP connection's.
     const context = new AsyncResource('SpikardWebSocket')
+    const dispatch = function (this: WebSocket, event: string | symbol, args: unknown[]): boolean {
+      return event === 'message' ? connection.#incoming(args[0] as RawData, args[1] === true) : emit.call(this, event, ...args)
+    }
     socket.emit = function (event: string | symbol, ...args: unknown[]): boolean {
-      return context.runInAsyncScope(() => event === 'message' ? connection.#incoming(args[0] as RawData, args[1] === true) : emit.call(this, event, ...args))
+      return context.runInAsyncScope(dispatch, this, event, args)
     }
     const close = socket.close
     socket.close = function (code?: number, reason?: string | Buffer) {
