@@ -233,6 +233,28 @@ test('next() rejects after its timeout; close() ends the stream from the client 
   await events.ended
 })
 
+test('ws(), sse() and stream() reject after their timeout when the app never answers the upgrade or sends the head, and close what they opened', async () => {
+  let release!: () => void
+  const held = new Promise<void>((resolve) => { release = resolve })
+  const client = await createTestClient({
+    app: async (app) => {
+      app.addHook('onRequest', async (request) => { if (request.url.startsWith('/hang')) await held })
+      app.get('/hang/ws', { websocket: true }, (socket) => { socket.close() })
+      app.get('/hang/sse', { sse: true }, async (_request, reply) => { await reply.sse.send({ data: 'x' }) })
+      app.get('/hang/stream', async () => 'x')
+    }
+  })
+  try {
+    await assert.rejects(client.ws('/hang/ws', { timeout: 100 }), { message: 'WebSocket /hang/ws: the upgrade\'s answer: nothing within 100 ms' })
+    await assert.rejects(client.sse('/hang/sse', { timeout: 100 }), { message: 'event stream /hang/sse: the response\'s head: nothing within 100 ms' })
+    await assert.rejects(client.stream('/hang/stream', { timeout: 100 }), { message: 'stream /hang/stream: the response\'s head: nothing within 100 ms' })
+  } finally {
+    release()
+  }
+  // Nothing left open: close() has nothing to name.
+  await client.close()
+})
+
 test('stream(): the body chunk by chunk over a real socket; a break ends the request', async (t) => {
   const client = await setup(t)
   const stream = await client.stream('/numbers')

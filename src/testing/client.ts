@@ -50,7 +50,7 @@ export interface TestClient {
   /** An event stream over a real socket, parsed as EventSource parses it. */
   sse: (path: string, options?: ReadOptions & { headers?: Record<string, string> }) => Promise<TestEventStream>
   /** A response body over a real socket, chunk by chunk. */
-  stream: (path: string, options?: { headers?: Record<string, string> }) => Promise<TestStream>
+  stream: (path: string, options?: { headers?: Record<string, string>, timeout?: number }) => Promise<TestStream>
   tasks: {
     /** Resolves once no background task is queued or running (within `timeout` ms, default 5000). */
     drain: (options?: { timeout?: number }) => Promise<void>
@@ -227,7 +227,7 @@ function client (shared: Shared, defaults: Record<string, string>): TestClient {
       return shared.track(await openWebSocket(url, { ...options, headers: { ...defaults, ...options.headers } }))
     },
     sse: async (path, options = {}) => shared.track(await openEventStream((await shared.origin(`sse ${path}`)) + path, { ...options, headers: { ...defaults, ...options.headers } })),
-    stream: async (path, options = {}) => shared.track(await openStream((await shared.origin(`stream ${path}`)) + path, { ...defaults, ...options.headers })),
+    stream: async (path, options = {}) => shared.track(await openStream((await shared.origin(`stream ${path}`)) + path, { ...defaults, ...options.headers }, options.timeout)),
     tasks: {
       drain: async ({ timeout = 5000 } = {}) => {
         shared.assertOpen('client.tasks.drain()')

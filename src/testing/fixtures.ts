@@ -20,6 +20,7 @@ import { createTestClient, type TestClient } from './client.js'
 import { fixtureSchema } from './fixture-schema.js'
 import { fixtureRoutes, bytesOf, type FixtureChunk, type FixtureClose, type FixtureRoute } from './fixture-routes.js'
 import { expectMatch, valueAt } from './match.js'
+import { within } from './sockets.js'
 import type { TestResponse } from './response.js'
 
 type Headers = Record<string, string>
@@ -251,17 +252,6 @@ async function http (client: TestClient, { request, expect }: HttpExchange, wher
   const body = parsedBody(response)
   if (expect.body !== undefined) expectMatch(body, expect.body, `${where} body`, response.headers)
   for (const [pointer, value] of Object.entries(expect.select ?? {})) expectMatch(valueAt(body, pointer), value, `${where} body at ${pointer}`, response.headers)
-}
-
-/** The promise, or a rejection naming what did not happen within `ms`. */
-async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 /** Bytes for a message: text when they are UTF-8 text, else base64. */

@@ -55,8 +55,26 @@ class Inbox<T> {
 }
 
 export interface ReadOptions {
-  /** How long `next()` waits, in milliseconds. Default: 2000. */
+  /** How long `next()` waits, and opening waits for the answer (the 101, the head), in milliseconds. Default: 2000. */
   timeout?: number
+}
+
+const DEFAULT_TIMEOUT = 2000
+
+/** The promise, or a rejection naming what did not happen within `ms` (after `abandon()`, which ends the attempt). */
+export async function within<T> (promise: Promise<T>, ms: number, what: string, abandon?: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      abandon?.()
+      reject(new Error(`${what}: nothing within ${ms} ms`))
+    }, ms)
+  })
+  try {
+    return await Promise.race([promise, late])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 export interface WsOptions extends ReadOptions {
@@ -109,13 +127,13 @@ export async function openWebSocket (url: string, options: WsOptions = {}): Prom
       resolve({ code, reason: reason.toString() })
     })
   })
-  await new Promise<void>((resolve, reject) => {
+  await within(new Promise<void>((resolve, reject) => {
     socket.once('open', resolve)
     socket.once('error', reject)
     socket.once('unexpected-response', (_request, response) => {
       void readBody(response).then((body) => reject(new Error(`${what}: the upgrade was answered ${response.statusCode ?? '?'}: ${body}`)), reject)
     })
-  })
+  }), options.timeout ?? DEFAULT_TIMEOUT, `${what}: the upgrade's answer`, () => { socket.terminate() })
   return {
     socket,
     what,
@@ -123,10 +141,10 @@ export async function openWebSocket (url: string, options: WsOptions = {}): Prom
     headers: upgrade?.headers ?? {},
     ping: async (data?: string | Buffer, read: ReadOptions = {}) => {
       socket.ping(data)
-      return await pongs.next(read.timeout ?? options.timeout ?? 2000)
+      return await pongs.next(read.timeout ?? options.timeout ?? DEFAULT_TIMEOUT)
     },
     send: (message) => socket.send(typeof message === 'string' || Buffer.isBuffer(message) ? message : JSON.stringify(message)),
-    next: async <T>(read: ReadOptions = {}) => await inbox.next(read.timeout ?? options.timeout ?? 2000) as T,
+    next: async <T>(read: ReadOptions = {}) => await inbox.next(read.timeout ?? options.timeout ?? DEFAULT_TIMEOUT) as T,
     closed,
     close: async (code?: number, reason?: string) => {
       if (socket.readyState !== WebSocket.CLOSED) socket.close(code, reason)
@@ -215,18 +233,18 @@ async function readBody (response: IncomingMessage): Promise<string> {
   return body
 }
 
-/** A GET on a real socket; resolves with the response once its headers arrive. */
-async function get (url: string, headers: Record<string, string>): Promise<{ request: http.ClientRequest, response: IncomingMessage }> {
+/** A GET on a real socket; resolves with the response once its headers arrive (within `ms`). */
+async function get (url: string, headers: Record<string, string>, ms: number, what: string): Promise<{ request: http.ClientRequest, response: IncomingMessage }> {
   const request = http.get(url, { headers })
-  const response = await new Promise<IncomingMessage>((resolve, reject) => {
+  const response = await within(new Promise<IncomingMessage>((resolve, reject) => {
     request.once('response', resolve).once('error', reject)
-  })
+  }), ms, `${what}: the response's head`, () => { request.destroy() })
   return { request, response }
 }
 
 export async function openEventStream (url: string, options: ReadOptions & { headers?: Record<string, string> } = {}): Promise<TestEventStream & Opened> {
   const what = `event stream ${new URL(url).pathname}`
-  const { request, response } = await get(url, { accept: 'text/event-stream', ...options.headers })
+  const { request, response } = await get(url, { accept: 'text/event-stream', ...options.headers }, options.timeout ?? DEFAULT_TIMEOUT, what)
   const type = String(response.headers['content-type'] ?? '')
   if (response.statusCode !== 200 || !type.startsWith('text/event-stream')) {
     throw new Error(`${what}: expected a 200 text/event-stream, got ${response.statusCode ?? '?'} ${type}: ${await readBody(response)}`)
@@ -247,7 +265,7 @@ export async function openEventStream (url: string, options: ReadOptions & { hea
     what,
     status: response.statusCode,
     headers: response.headers,
-    next: async (read: ReadOptions = {}) => await inbox.next(read.timeout ?? options.timeout ?? 2000),
+    next: async (read: ReadOptions = {}) => await inbox.next(read.timeout ?? options.timeout ?? DEFAULT_TIMEOUT),
     ended,
     close: () => request.destroy(),
     isOpen: () => !response.complete && !request.destroyed,
@@ -262,10 +280,11 @@ export interface TestStream extends AsyncIterable<Buffer> {
   close: () => void
 }
 
-export async function openStream (url: string, headers: Record<string, string> = {}): Promise<TestStream & Opened> {
-  const { request, response } = await get(url, headers)
+export async function openStream (url: string, headers: Record<string, string> = {}, timeout = DEFAULT_TIMEOUT): Promise<TestStream & Opened> {
+  const what = `stream ${new URL(url).pathname}`
+  const { request, response } = await get(url, headers, timeout, what)
   return {
-    what: `stream ${new URL(url).pathname}`,
+    what,
     status: response.statusCode ?? 0,
     headers: response.headers,
     async * [Symbol.asyncIterator] () {
