@@ -10,6 +10,7 @@
  *   handler's `Vary: Accept-Encoding` became `Accept-Encoding, accept-encoding`) and
  *   appends to `Vary: *`.
  */
+import { varyWith } from '../../src/vary.js'
 
 export type Encoding = 'br' | 'gzip'
 export type Choice = Encoding | 'identity'
@@ -70,24 +71,5 @@ function choose (header: string | string[], offered: readonly Encoding[]): Choic
   return identity !== undefined && identity > bestWeight ? 'identity' : best
 }
 
-/**
- * `Vary` with `token` in it once (whatever its case), the other tokens kept in order; `*`
- * already varies on everything and stays alone.
- */
-export function varyWith (current: number | string | string[] | undefined, token: string): string {
-  if (current === undefined || current === '') return token
-  const tokens = [current].flat().join(',').split(',').map((t) => t.trim()).filter((t) => t !== '')
-  if (tokens.includes('*')) return '*'
-  const wanted = token.toLowerCase()
-  const seen = new Set<string>()
-  const out: string[] = []
-  for (const t of [...tokens, token]) {
-    const key = t.toLowerCase()
-    if (seen.has(key)) continue
-    seen.add(key)
-    out.push(key === wanted ? token : t)
-  }
-  return out.join(', ')
-}
-
+/** `Vary` with `Accept-Encoding` in it once (varyWith). */
 export const varyAcceptEncoding = (current: number | string | string[] | undefined): string => varyWith(current, 'Accept-Encoding')

@@ -36,6 +36,7 @@ import { acceptsEventStream, eventSchemas, kDeclaredKind, sseRoute, type SseEven
 import { OpenStream, type Validate } from './stream.js'
 import { loadSchemaCompiler } from '../../src/ajv.js'
 import type { DrainContext } from '../../src/lifecycle.js'
+import { varyWith } from '../../src/vary.js'
 
 export type { SseEvent, SseChunk } from './events.js'
 
@@ -122,9 +123,14 @@ async function spikardSse (app: FastifyInstance, options: SseOptions): Promise<v
     }
     // Runs inside @fastify/sse's handler (its onRoute hook comes after this one), with
     // `reply.sse` set when the request is served as an event stream.
-    const legacy = sseRoute(route)?.kind === 'legacy'
+    const kind = sseRoute(route)?.kind
+    const legacy = kind === 'legacy'
+    // What these kinds answer depends on Accept (a stream, JSON, a 406 problem): a cache must
+    // keep them apart (RFC 9110 §12.5.5). A 'manual' handler chooses for itself.
+    const byAccept = kind !== 'manual'
     let warned = false
     route.handler = async function spikardSseHandler (this: FastifyInstance, request, reply) {
+      if (byAccept) reply.header('vary', varyWith(reply.getHeader('vary'), 'Accept'))
       const sse = reply.sse as ConstructorParameters<typeof OpenStream>[2] | undefined
       if (sse === undefined && !legacy) return await handler.call(this, request, reply)
       if (sse === undefined) {

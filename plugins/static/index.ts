@@ -39,7 +39,8 @@ import { sendProblem } from '../../src/problem-details.js'
 import { routerOptions } from '../../src/path-table.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
 import { globalSettings, type Settings } from '../compression/settings.js'
-import { varyAcceptEncoding, varyWith } from '../compression/negotiate.js'
+import { varyAcceptEncoding } from '../compression/negotiate.js'
+import { varyWith } from '../../src/vary.js'
 import { acceptsHtml, checkMounts, compressedWhole, coversWholeFile, fileCheck, hasPrecompressed, IMMUTABLE, isHashed, NotAFile, OutsideRoot, refusal, spaUrl, type CheckedMount, type Mount } from './files.js'
 
 async function spikardStatic (app: FastifyInstance, options: StaticOptions): Promise<void> {

@@ -994,6 +994,31 @@ test('route kinds: dual serves JSON to other clients, only refuses them with a 4
   assert.equal(piped.text(), 'id: 1\ndata: {"n":1}\n\ndata: a\ndata: b\n\n')
 })
 
+test('route kinds that answer by Accept (true, dual, only) say Vary: Accept on each answer, the stream, JSON and the 406 problem alike, keeping a Vary set before; manual does not', async (t) => {
+  const { url } = await serve(t, { server: QUIET }, async (app) => {
+    // A Vary set before the handler (a hook of the route's) is kept.
+    app.get('/dual', { sse: 'dual', onRequest: async (_request, reply) => { reply.header('vary', 'X-Tenant') } }, async (_request, reply) => {
+      if (reply.sse === undefined) return { mode: 'json' }
+      await reply.sse.send({ data: 'sse' })
+    })
+    app.get('/only', { sse: 'only' }, async (_request, reply) => { await reply.sse.send({ data: 'only' }) })
+    app.get('/true', { sse: true }, async (_request, reply) => { await reply.sse.send({ data: 'true' }) })
+    app.get('/manual', { sse: 'manual' }, async (_request, reply) => { await reply.sse.send({ data: 'manual' }) })
+  })
+  const varyOf = async (path: string, accept: string): Promise<[number, string | undefined]> => {
+    const raw = await openRaw(url, path, { accept })
+    await raw.ended
+    return [raw.status, raw.headers.vary as string | undefined]
+  }
+  assert.deepEqual(await varyOf('/dual', 'application/json'), [200, 'X-Tenant, Accept'])
+  assert.deepEqual(await varyOf('/dual', 'text/event-stream'), [200, 'X-Tenant, Accept'])
+  assert.deepEqual(await varyOf('/only', 'text/event-stream'), [200, 'Accept'])
+  assert.deepEqual(await varyOf('/only', 'application/json'), [406, 'Accept'])
+  assert.deepEqual(await varyOf('/true', 'text/event-stream'), [200, 'Accept'])
+  assert.deepEqual(await varyOf('/true', '*/*'), [406, 'Accept'])
+  assert.deepEqual(await varyOf('/manual', 'text/event-stream'), [200, undefined])
+})
+
 test('reply.sse.keepAlive() with nothing sent yet: the stream opens at once (its head reaches the client before any event or keep-alive) and stays open', async (t) => {
   let headReceived = (): void => {}
   const received = new Promise<void>((resolve) => { headReceived = resolve })
