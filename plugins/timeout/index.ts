@@ -240,8 +240,21 @@ function settle (result: PromiseLike<unknown>, request: FastifyRequest): Promise
  */
 function lateRejection (request: FastifyRequest, error: unknown): undefined {
   const msg = 'the handler failed after the handler timeout had answered the request'
-  if (error instanceof errors.SPK_ERR_HANDLER_TIMEOUT || (error as { name?: unknown } | null)?.name === 'AbortError') request.log.debug(msg)
+  if (isAbort(error)) request.log.debug(msg)
   else logUnsentError(request, error, msg)
+}
+
+/**
+ * Whether a late rejection is the abort. A rejection value is anything thrown: a `name`
+ * getter (or a Proxy) that throws is not the abort, and must not throw here, in the
+ * callback Fastify gave `then`: nothing catches it there, so it became an unhandled rejection.
+ */
+function isAbort (error: unknown): boolean {
+  try {
+    return error instanceof errors.SPK_ERR_HANDLER_TIMEOUT || (error as { name?: unknown } | null)?.name === 'AbortError'
+  } catch {
+    return false
+  }
 }
 
 /**

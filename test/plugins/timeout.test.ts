@@ -50,6 +50,8 @@ const routes: FastifyPluginAsync = async (app) => {
       else await sleep(Number(ms))
       if (mode === 'reason') throw request.signal.reason
       if (mode === 'throw') throw new Error('late failure')
+      // Anything may be thrown: here an object whose name cannot be read.
+      if (mode === 'getter') throw Object.defineProperty({}, 'name', { get () { throw new Error('no name') } })
       if (mode === 'send') return reply.code(200).send({ late: true })
       return { late: true }
     } finally {
@@ -225,6 +227,20 @@ test('a late failure of the server (a throw after the timeout) is logged once at
   assert.deepStrictEqual(late.map((l) => [l.level, l.msg, l.err?.message]), [[50, 'the handler failed after the handler timeout had answered the request', 'late failure']])
   assert.match(late[0].err.stack, /late failure\n {4}at /)
   assert.deepStrictEqual(logs.filter((l) => l.msg === 'request completed').map((l) => [l.path, l.status]), [['/slow', 503]])
+  await assertStillServing(app)
+})
+
+test('a late rejection whose name getter throws is logged at error level, not left as an unhandled rejection', async (t) => {
+  const { app, logs } = await setup(t, { timeout: { handler: 50 } })
+  const unhandled: unknown[] = []
+  const onRejection = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onRejection)
+  t.after(() => process.off('unhandledRejection', onRejection))
+  expectTimeout(await app.inject({ url: '/slow?ms=150&mode=getter' }), 50, '/slow')
+  await handlerFinished
+  await sleep(20)
+  assert.deepStrictEqual(unhandled, [])
+  assert.deepStrictEqual(logs.filter((l) => l.msg.includes('after the handler timeout')).map((l) => [l.level, l.msg]), [[50, 'the handler failed after the handler timeout had answered the request']])
   await assertStillServing(app)
 })
 
