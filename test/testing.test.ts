@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import { generateKeyPairSync } from 'node:crypto'
 import { get, type IncomingHttpHeaders } from 'node:http'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { setTimeout } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { createTestClient, createTestApp, type TestClient } from '../src/testing/index.js'
@@ -253,6 +254,22 @@ test('ws(), sse() and stream() reject after their timeout when the app never ans
   }
   // Nothing left open: close() has nothing to name.
   await client.close()
+})
+
+test('sse() on a route that answers another stream, one that never ends: rejects within its timeout, naming what it got, and closes it', { timeout: 5000 }, async () => {
+  const client = await createTestClient({
+    app: async (app) => {
+      app.get('/ndjson', async (_request, reply) => reply.type('application/x-ndjson').send(Readable.from((async function * () {
+        for (;;) { yield '{}\n'; await setTimeout(20) }
+      })())))
+    }
+  })
+  try {
+    await assert.rejects(client.sse('/ndjson', { timeout: 200 }), { message: 'event stream /ndjson: expected a 200 text/event-stream, got 200 application/x-ndjson, whose body: nothing within 200 ms' })
+  } finally {
+    // Nothing left open: close() has nothing to name.
+    await client.close()
+  }
 })
 
 test('stream(): the body chunk by chunk over a real socket; a break ends the request', async (t) => {

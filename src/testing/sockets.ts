@@ -244,10 +244,13 @@ async function get (url: string, headers: Record<string, string>, ms: number, wh
 
 export async function openEventStream (url: string, options: ReadOptions & { headers?: Record<string, string> } = {}): Promise<TestEventStream & Opened> {
   const what = `event stream ${new URL(url).pathname}`
-  const { request, response } = await get(url, { accept: 'text/event-stream', ...options.headers }, options.timeout ?? DEFAULT_TIMEOUT, what)
+  const timeout = options.timeout ?? DEFAULT_TIMEOUT
+  const { request, response } = await get(url, { accept: 'text/event-stream', ...options.headers }, timeout, what)
   const type = String(response.headers['content-type'] ?? '')
   if (response.statusCode !== 200 || !type.startsWith('text/event-stream')) {
-    throw new Error(`${what}: expected a 200 text/event-stream, got ${response.statusCode ?? '?'} ${type}: ${await readBody(response)}`)
+    const got = `${what}: expected a 200 text/event-stream, got ${response.statusCode ?? '?'} ${type}`
+    // Another kind of stream (an ndjson route) may never end: its body is awaited within the timeout too.
+    throw new Error(`${got}: ${await within(readBody(response), timeout, `${got}, whose body`, () => { request.destroy() })}`)
   }
   const inbox = new Inbox<TestSseEvent>(what)
   const parser = new EventStreamParser((event) => inbox.push(event))
