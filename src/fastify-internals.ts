@@ -43,12 +43,16 @@
  *    options object it is given (it assigns its own there first): an accessor on that object
  *    sees every route. Without it, no route is seen, and those routes are decided on their
  *    first request, as before.
- * 8. And two of Node's: the listener that starts a server's check of its connections'
+ * 8. And three of Node's: the listener that starts a server's check of its connections'
  *    timeouts (`setupConnectionsTracking`, run again so that a new checking interval applies
- *    to a server already listening), and a socket's response under way (`socket._httpMessage`,
+ *    to a server already listening), a socket's response under way (`socket._httpMessage`,
  *    set by Node's HTTP server from the moment a response is assigned to the connection until
  *    it is done with it), for the answers spikard writes on a raw socket (a parse error, CONNECT, an
- *    upgrade): behind a response still under way, they would land before it or inside its body.
+ *    upgrade): behind a response still under way, they would land before it or inside its body;
+ *    and whether a response's connection has reached `maxRequestsPerSocket`
+ *    (`maxRequestsOnConnectionReached`), which with the public `shouldKeepAlive` says whether
+ *    Node will keep the connection (keepsConnection): a `Connection` header set by hand (an
+ *    upgrade's, @fastify/sse's keep-alive) overrides Node's choice, so it must agree with it.
  *
  * The symbols are Fastify's own (lib/symbols.js), found by their description on the first
  * request rather than imported from `fastify/lib/symbols.js`: a deep import would break if
@@ -222,6 +226,11 @@ export function answers503OnClosing (app: FastifyInstance): boolean | undefined 
   const options = key === undefined ? undefined : (app as unknown as Record<symbol, { return503OnClosing?: unknown } | undefined>)[key]
   if (options === undefined || options === null || typeof options !== 'object') return undefined
   return options.return503OnClosing !== false
+}
+
+/** Whether Node will keep the connection open after this response (see 8 above). */
+export function keepsConnection (response: ServerResponse): boolean {
+  return response.shouldKeepAlive && (response as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached !== true
 }
 
 /** The response under way on a connection (Node's `socket._httpMessage`), if any. */

@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { connect, type AddressInfo } from 'node:net'
 import dns from 'node:dns'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { answers503OnClosing, internals, ownRequestIdGenerator, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, routesInRouter, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
+import { answers503OnClosing, internals, keepsConnection, ownRequestIdGenerator, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, routesInRouter, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
 import spikard from '../src/spikard.js'
 import { UUID } from './helpers.js'
 
@@ -156,4 +156,29 @@ test('Fastify\'s own request id generator is named `defaultGenReqId`: ownRequest
   const app = Fastify({ genReqId: mine })
   await app.register(async (child) => { assert.equal(ownRequestIdGenerator(child), mine) })
   await Promise.all([plain.close(), app.close()])
+})
+
+test('Node marks a response whose connection reached maxRequestsPerSocket (`maxRequestsOnConnectionReached`): keepsConnection is false for it and for Connection: close, true otherwise', async () => {
+  const kept: boolean[] = []
+  const server = createHttpServer((_req, res) => {
+    kept.push(keepsConnection(res))
+    res.end('ok')
+  })
+  server.maxRequestsPerSocket = 2
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  const request = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'
+  await new Promise<void>((resolve, reject) => {
+    // Three pipelined on one connection: the second is the last the socket may serve, the third is refused (503).
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', reject).on('close', () => resolve()).resume()
+    socket.end(request + request + request)
+  })
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', reject).on('close', () => resolve()).resume()
+    socket.end('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  })
+  await new Promise((resolve) => server.close(resolve))
+  assert.deepEqual(kept, [true, false, false], 'Node changed `maxRequestsOnConnectionReached`')
 })

@@ -16,7 +16,7 @@
 import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { SSEReplyInterface } from '@fastify/sse'
-import { provideRequestSignal } from '../../src/fastify-internals.js'
+import { keepsConnection, provideRequestSignal } from '../../src/fastify-internals.js'
 import { safeEvent, toEvent, type SafeEvent, type SseEvent } from './events.js'
 import { kLogsOwnAbort, rememberAddress, responseStarted } from '../stream/state.js'
 import { responseSent } from '../tasks/state.js'
@@ -73,7 +73,7 @@ export class OpenStream {
       // hand makes Node keep the connection whatever it had decided (the client's
       // `Connection: close`, HTTP/1.0, a shutdown draining, maxRequestsPerSocket): the
       // socket stayed open after the stream ended. The reply's headers are applied after it.
-      if (!this.#committed && (!raw.shouldKeepAlive || (raw as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached === true)) reply.header('connection', 'close')
+      if (!this.#committed && !keepsConnection(raw)) reply.header('connection', 'close')
       sendHeaders(statusCode)
       if (this.#committed) return
       this.#committed = true

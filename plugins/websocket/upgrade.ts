@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../src/errors.js'
 import { acceptedHeader, pathOf, PROBLEM_CONTENT_TYPE, standaloneProblem } from '../../src/problem-details.js'
 import { loggedTarget, redactHeaders, redactQuery, secretNames } from '../../src/redact.js'
-import { responseUnderWay, routeConfig } from '../../src/fastify-internals.js'
+import { keepsConnection, responseUnderWay, routeConfig } from '../../src/fastify-internals.js'
 import type { ResolvedWebSocketOptions } from './options.js'
 import { kUpgradeOnly, kWebSocket } from './connection.js'
 import { responseDropped } from '../tasks/state.js'
@@ -223,6 +223,6 @@ export function connectionLogger (app: FastifyInstance): ((request: FastifyReque
  * decided (the client's `Connection: close`, a shutdown draining), so `close` goes in too
  * when Node would have closed it.
  */
-function upgradeConnection (response: ServerResponse & { maxRequestsOnConnectionReached?: boolean }): string {
-  return response.shouldKeepAlive && response.maxRequestsOnConnectionReached !== true ? 'upgrade' : 'close, upgrade'
+function upgradeConnection (response: ServerResponse): string {
+  return keepsConnection(response) ? 'upgrade' : 'close, upgrade'
 }
