@@ -1,4 +1,9 @@
-/** The `Vary` header, shared by the features whose answer depends on a request header. */
+/**
+ * The `Vary` header, shared by the features whose answer depends on a request header
+ * (compression, the OpenAPI documents, static files, event streams): @fastify/compress sets
+ * it only when it compresses, compares its tokens case-sensitively and appends to `Vary: *`
+ * (plugins/compression/negotiate.ts).
+ */
 
 /**
  * `Vary` with `token` in it once (whatever its case), the other tokens kept in order; `*`

@@ -33,7 +33,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import { decide, decisionOf, type RouteView } from '../../src/route-decision.js'
 import { resolveCompressionOptions, type CompressionOptions } from './options.js'
 import { globalSettings, routeSettings, type RouteCompress, type Settings } from './settings.js'
-import { negotiate, varyAcceptEncoding, type Encoding } from './negotiate.js'
+import { negotiate, type Encoding } from './negotiate.js'
+import { varyWith } from '../../src/vary.js'
 import { CompressedFiles } from './cache.js'
 import { copyResponseHead } from '../stream/state.js'
 
@@ -82,7 +83,7 @@ async function spikardCompression (app: FastifyInstance, options: CompressionOpt
 
     // From here the response depends on Accept-Encoding, whatever this request asked. A HEAD
     // is never compressed, but its headers are its GET's: Vary included.
-    reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
+    reply.header('vary', varyWith(reply.getHeader('vary'), 'Accept-Encoding'))
     const encoding = request.headers['x-no-compression'] === undefined
       ? negotiate(request.headers['accept-encoding'], settings.encodings)
       : 'identity'

@@ -1,6 +1,6 @@
 /**
- * Content-coding negotiation (RFC 9110 §12.5.3) and the Vary header, written here because
- * @fastify/compress 9 gets both wrong:
+ * Content-coding negotiation (RFC 9110 §12.5.3) and the Vary header (src/vary.ts), written
+ * by hand because @fastify/compress 9 gets both wrong:
  *
  * - it rewrites `*` to `gzip` before negotiating, so `gzip;q=0, *` still gets gzip (the
  *   client refused it), a bare `*` never gets the preferred brotli, and `*` gets nothing
@@ -10,7 +10,6 @@
  *   handler's `Vary: Accept-Encoding` became `Accept-Encoding, accept-encoding`) and
  *   appends to `Vary: *`.
  */
-import { varyWith } from '../../src/vary.js'
 
 export type Encoding = 'br' | 'gzip'
 export type Choice = Encoding | 'identity'
@@ -70,6 +69,3 @@ function choose (header: string | string[], offered: readonly Encoding[]): Choic
   const identity = weights.get('identity')
   return identity !== undefined && identity > bestWeight ? 'identity' : best
 }
-
-/** `Vary` with `Accept-Encoding` in it once (varyWith). */
-export const varyAcceptEncoding = (current: number | string | string[] | undefined): string => varyWith(current, 'Accept-Encoding')

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto'
 import { promisify } from 'node:util'
 import { brotliCompress, constants, gzip } from 'node:zlib'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { negotiate, varyAcceptEncoding, type Encoding } from '../compression/negotiate.js'
+import { negotiate, type Encoding } from '../compression/negotiate.js'
+import { varyWith } from '../../src/vary.js'
 
 export interface Served {
   type: string
@@ -41,7 +42,7 @@ export function send (request: FastifyRequest, reply: FastifyReply, served: Serv
   const choice = negotiate(request.headers['accept-encoding'], served.offered)
   const chosen = choice === 'identity' ? served.identity : served.encoded[choice] as Representation
   reply.header('etag', chosen.etag).header('cache-control', 'no-cache')
-  if (served.offered.length > 0) reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
+  if (served.offered.length > 0) reply.header('vary', varyWith(reply.getHeader('vary'), 'Accept-Encoding'))
   // `*` matches any current representation (RFC 9110 13.1.2).
   if (request.headers['if-none-match']?.split(',').some((tag) => tag.trim() === '*' || tag.trim().replace(/^W\//, '') === chosen.etag) === true) return reply.code(304).send()
   if (choice !== 'identity') reply.header('content-encoding', choice)

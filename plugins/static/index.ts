@@ -39,7 +39,6 @@ import { sendProblem } from '../../src/problem-details.js'
 import { routerOptions } from '../../src/path-table.js'
 import { resolveStaticOptions, type StaticOptions } from './options.js'
 import { globalSettings, type Settings } from '../compression/settings.js'
-import { varyAcceptEncoding } from '../compression/negotiate.js'
 import { varyWith } from '../../src/vary.js'
 import { acceptsHtml, checkMounts, compressedWhole, coversWholeFile, fileCheck, hasPrecompressed, IMMUTABLE, isHashed, NotAFile, OutsideRoot, refusal, spaUrl, type CheckedMount, type Mount } from './files.js'
 
@@ -133,7 +132,7 @@ function staticMount (m: CheckedMount, authOn: boolean, compression: Settings | 
         // compressed 200. The feature sets Vary on the 200 and HEAD only, and cannot decide for
         // a 304, which has no type or length. (@fastify/static sets it on every answer of a
         // mount that serves precompressed siblings.)
-        if (compression !== undefined && compressedWhole(compression, path, stat.size)) reply.header('vary', varyAcceptEncoding(reply.getHeader('vary')))
+        if (compression !== undefined && compressedWhole(compression, path, stat.size)) reply.header('vary', varyWith(reply.getHeader('vary'), 'Accept-Encoding'))
       },
       // The file @fastify/send is about to open (an index file or a .br sibling included):
       // a regular file, and its real path under the root's unless followSymlinks.
