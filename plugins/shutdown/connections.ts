@@ -30,9 +30,17 @@ class Responses {
 
   get size (): number { return (this.#one === undefined ? 0 : 1) + (this.#more?.size ?? 0) }
 
+  /** In the order the requests came: the field holds one only while the Set is empty, so it is always the oldest. */
   add (response: ServerResponse): void {
-    if (this.#one === undefined) this.#one = response
+    if (this.#one === undefined && (this.#more === undefined || this.#more.size === 0)) this.#one = response
     else (this.#more ??= new Set()).add(response)
+  }
+
+  /** The latest: its response is the last written on the connection. */
+  get last (): ServerResponse | undefined {
+    let last = this.#one
+    if (this.#more !== undefined) for (const response of this.#more) last = response
+    return last
   }
 
   /** Whether it was there. */
@@ -69,6 +77,8 @@ export class Connections {
   #settled: Array<() => void> = []
   #draining = false
   #closing = false
+  /** The responses drain() made close their connection (they promised keep-alive). */
+  readonly #closedHere = new WeakSet<ServerResponse>()
   readonly #open = new Set<Tracked>()
   /** `app.server`, then the servers of Fastify's other `localhost` addresses (::1), once it listens. */
   readonly #servers: Server[] = []
@@ -109,15 +119,28 @@ export class Connections {
 
   /**
    * From now on every response not yet started closes its connection (`Connection: close`),
-   * whoever writes its headers: Fastify, a hook, an error handler or a handler on `reply.raw`.
+   * whoever writes its headers: Fastify, a hook, an error handler or a handler on `reply.raw`;
+   * of pipelined requests, the last one's.
    */
   drain (): void {
     this.#draining = true
     for (const socket of this.#open) {
-      for (const response of socket[kConnection]!.responses) {
-        if (!response.headersSent) response.shouldKeepAlive = false
-      }
+      const last = socket[kConnection]!.responses.last
+      if (last !== undefined && !last.headersSent) this.#closeWith(last, undefined)
     }
+  }
+
+  /**
+   * `response` closes its connection; a response queued before it on that connection (the
+   * client pipelined its request) no longer does: Node ends the connection after a response
+   * that says `Connection: close`, throwing away the answers queued behind it, whose
+   * handlers have run.
+   */
+  #closeWith (response: ServerResponse, previous: ServerResponse | undefined): void {
+    if (previous !== undefined && this.#closedHere.delete(previous) && !previous.headersSent) previous.shouldKeepAlive = true
+    if (!response.shouldKeepAlive) return
+    response.shouldKeepAlive = false
+    this.#closedHere.add(response)
   }
 
   /** The server has stopped serving: from now on each connection's quiet time is measured. */
@@ -197,8 +220,9 @@ export class Connections {
     this.#count++
     // HTTP/2 has no keep-alive to refuse, and its request.socket is a proxy: left alone.
     if (request.httpVersionMajor < 2) {
-      if (this.#draining) response.shouldKeepAlive = false
-      ;(request.socket as Tracked)[kConnection]?.responses.add(response)
+      const responses = (request.socket as Tracked)[kConnection]?.responses
+      if (this.#draining) this.#closeWith(response, responses?.last)
+      responses?.add(response)
     }
     // 'close' comes at most once per response: `on` spares the wrapper `once` allocates.
     response.on('close', this.#onResponseClose)

@@ -494,6 +494,27 @@ test('app.close(): a client that pipelines two requests and goes away does not h
   assert.deepStrictEqual(logs.filter((l) => l.msg === 'shutdown did not finish in time'), [])
 })
 
+test('app.close(): pipelined requests in flight each get their answer; only the last response closes the connection', async (t) => {
+  const { app, port } = await start(t, { shutdown: { timeout: '5s', signals: false } })
+  const socket = net.connect(port, '127.0.0.1')
+  let received = ''
+  socket.setEncoding('latin1').on('data', (chunk: string) => { received += chunk })
+  socket.on('error', () => {}) // a reset shows as a missing response
+  const closed = new Promise((resolve) => socket.once('close', resolve))
+  await once(socket, 'connect')
+  const slowStarted = whenStarted('/slow')
+  // Node parses the second request at once and queues its response behind the first's:
+  // its handler runs now, and its answer must not be thrown away when the first closes the connection.
+  socket.write('GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\nGET /slow?ms=100 HTTP/1.1\r\nHost: x\r\n\r\n')
+  await slowStarted
+  const closing = app.close()
+  await withTimeout(closed, 4000, 'the server to answer and close the connection')
+  const heads = [...received.matchAll(/HTTP\/1\.1 (\d+)[^]*?\r\nconnection: ([^\r]*)\r\n/gi)].map((m) => [Number(m[1]), m[2]])
+  assert.deepStrictEqual(heads, [[200, 'keep-alive'], [200, 'close']], received.replace(/x{100,}/g, '...'))
+  assert.ok(received.endsWith(JSON.stringify({ done: true, data: BIG })), received.slice(-100))
+  await withTimeout(closing, 4000, 'close')
+})
+
 test('draining: every response closes its connection, errors and responses written outside onSend included', async (t) => {
   const { app, port } = await start(t, { requestId: true, shutdown: { preCloseDelay: '400ms', timeout: '5s', signals: false } })
   const closing = app.close()
