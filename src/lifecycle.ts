@@ -7,8 +7,11 @@
  * `app.spikard`; the shutdown feature (./index.ts) moves it through its phases. No Fastify
  * runtime import, so anything may use these types cheaply.
  */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import type { Server } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import { secondaryServers } from './fastify-internals.js'
 
 /**
  * - `serving`: normal operation.
@@ -160,14 +163,31 @@ export class Lifecycle {
  */
 export const DRAIN_BUDGET_MS = 30_000
 
+/** Node publishes each response that has finished here (its `server` and `socket`). */
+const RESPONSE_FINISHED = 'http.server.response.finish'
+
 /**
  * What `app.close()` does when the shutdown feature is off: the phase still moves to
  * `closing` then `closed`, and the drain hooks still run in a preClose hook (they are how
  * long-lived connections let the server close), with DRAIN_BUDGET_MS.
+ *
+ * Node's `server.close()` (Fastify's, after the preClose hooks) closes the keep-alive
+ * connections idle at that moment, not those whose request is in flight: answered, each kept
+ * the close waiting for its keepAliveTimeout (72 s), past the budget, and `spikard start`
+ * exited 1. From the close on, a connection is closed once its response has finished and
+ * nothing else is in flight on it (https://github.com/fastify/fastify/issues/7044).
  */
 export function closeWithoutShutdown (app: FastifyInstance, lifecycle: Lifecycle, budgetMs = DRAIN_BUDGET_MS): void {
+  let servers: Server[] = []
+  const closeIdle = (message: unknown): void => {
+    // An HTTP/2 server answering HTTP/1 (allowHTTP1) has no closeIdleConnections(): its sessions close with it.
+    const { server } = message as { server: Partial<Pick<Server, 'closeIdleConnections'>> }
+    if (servers.includes(server as Server)) setImmediate(() => { server.closeIdleConnections?.() })
+  }
   app.addHook('preClose', async () => {
     lifecycle.enter('closing')
+    servers = [app.server, ...secondaryServers(app)]
+    subscribe(RESPONSE_FINISHED, closeIdle)
     const budget = new Budget(budgetMs, () => {
       app.log.error({ timeoutMs: budgetMs, pendingDrainHooks: lifecycle.pendingDrainHooks }, 'shutdown: drain hooks did not finish in time')
     })
@@ -175,6 +195,7 @@ export function closeWithoutShutdown (app: FastifyInstance, lifecycle: Lifecycle
     budget.clear()
   })
   app.addHook('onClose', (_app, done) => {
+    unsubscribe(RESPONSE_FINISHED, closeIdle)
     lifecycle.enter('closed')
     done()
   })

@@ -144,6 +144,24 @@ test('false: no shutdown phases, no process handlers; drain hooks still run on c
   assert.deepStrictEqual(logs.filter((l) => l.msg === 'shutdown: drain hook finished').map((l) => l.drainHook), ['task'])
 })
 
+test('false: app.close() ends once a keep-alive request in flight has its answer, not a keepAliveTimeout (72 s) later', async (t) => {
+  const agent = new http.Agent({ keepAlive: true })
+  t.after(() => agent.destroy())
+  const { app } = await build({ shutdown: false }, routes)
+  t.after(() => app.close())
+  const { port } = await listen(app)
+  const slowStarted = whenStarted('/slow')
+  const response = get(port, '/slow?ms=300', { agent })
+  await slowStarted
+  const closing = app.close()
+  const res = await withTimeout(response, 3000, 'the in-flight response')
+  assert.equal(res.status, 200)
+  assert.equal(res.body, JSON.stringify({ done: true, data: BIG }))
+  // Answered before the connection is closed: the client's socket closes cleanly, with no error.
+  await withTimeout(closing, 2000, 'close, once the answered connection is closed')
+  assert.equal(app.spikard.phase, 'closed')
+})
+
 test('abortDrain() aborts the drain under way, and not one that has finished (its hooks would be told they were cut)', async () => {
   const log = { info: () => {}, error: () => {} } as unknown as FastifyBaseLogger
   for (const finished of [false, true]) {
