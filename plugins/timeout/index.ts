@@ -23,7 +23,12 @@ const kTimeout = Symbol('spikard.timeout')
 const kDeadline = Symbol('spikard.timeout.deadline')
 const EXPIRED = Symbol('spikard.timeout.expired')
 
-type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<TimedRequest> | typeof EXPIRED | null }
+/**
+ * Undefined rather than null on a route of a child context created before this plugin (the
+ * docs' routes, a user's plugin registered before spikard): Fastify gives a request decorator
+ * to the children created after it only. Seen when an earlier hook answered (the shutdown's 503).
+ */
+type WithDeadline = FastifyRequest & { [kDeadline]: Deadline<TimedRequest> | typeof EXPIRED | null | undefined }
 
 /**
  * Request timeouts. The handler timeout is spikard's own: `timeout.handler` for every route
@@ -158,9 +163,9 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
   // The response has started (a buffered payload): in time. A stream is timed to its first
   // byte when the stream feature reports it, else to this point.
   app.addHook('onSend', function spikardTimeoutStop (request, _reply, payload, done) {
-    // Null when the route is not timed, or an earlier hook answered before the timer began.
+    // Null (or undefined: WithDeadline) when the route is not timed, or an earlier hook answered before the timer began.
     const deadline = (request as WithDeadline)[kDeadline]
-    if (deadline !== null && deadline !== EXPIRED && !(streaming && isStreamPayload(payload))) deadline.list.remove(deadline)
+    if (deadline != null && deadline !== EXPIRED && !(streaming && isStreamPayload(payload))) deadline.list.remove(deadline)
     done(null, payload)
   })
 }
@@ -168,7 +173,7 @@ async function spikardTimeout (app: FastifyInstance, options: TimeoutOptions): P
 /** Stops timing a request (its response has started). */
 function stopClock (request: FastifyRequest): void {
   const deadline = (request as WithDeadline)[kDeadline]
-  if (deadline !== null && deadline !== EXPIRED) deadline.list.remove(deadline)
+  if (deadline != null && deadline !== EXPIRED) deadline.list.remove(deadline)
 }
 
 /**

@@ -414,6 +414,25 @@ test('app.close(): new connections refused once the listener is quiet; a request
   assert.ok(logs.some((l) => l.msg === 'request completed' && l.reqId === 'late-1' && l.status === 503))
 })
 
+test('app.close(): a request arriving on an open connection for spikard\'s own routes in a child (the docs) gets the 503 problem too', async (t) => {
+  const { app, port } = await start(t, { requestId: true, shutdown: { timeout: '5s', signals: false } })
+  const slowStarted = whenStarted('/slow')
+  const slow = get(port, '/slow?ms=700') // keeps the shutdown in its closing phase
+  await slowStarted
+  const paths = ['/openapi.json', '/docs', '/asyncapi.json']
+  const waiting = await Promise.all(paths.map((path) => partialRequest(port, `GET ${path} HTTP/1.1\r\nHost: localhost\r\n`)))
+  await accepted(app, paths.length + 1)
+  const closing = app.close()
+  await until(() => app.spikard.phase === 'closing', 'the closing phase')
+  for (const [i, path] of paths.entries()) {
+    const res = await waiting[i].finish(`x-request-id: late-${i}\r\n\r\n`)
+    assertShuttingDown(res, path)
+    assert.equal(res.headers['x-request-id'], `late-${i}`)
+  }
+  assert.equal((await slow).status, 200)
+  await withTimeout(closing, 5000, 'close')
+})
+
 test('app.close() with preCloseDelay: still serving, with Connection: close and readiness 503; then idle connections are closed', async (t) => {
   const { app, logs, port } = await start(t, { requestId: true, health: true, shutdown: { preCloseDelay: '400ms', timeout: '5s', signals: false } })
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
