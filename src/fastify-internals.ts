@@ -43,6 +43,12 @@
  *    options object it is given (it assigns its own there first): an accessor on that object
  *    sees every route. Without it, no route is seen, and those routes are decided on their
  *    first request, as before.
+ * 7b. The error handler each of those routes keeps in its context (`context.errorHandler`,
+ *    the one its instance had when the route was added: Fastify's default for a route added
+ *    before spikard's `setErrorHandler`, in the app or in a plugin registered before spikard):
+ *    adoptErrorHandler gives them spikard's, so their errors are problems too. Fastify's
+ *    default is the root of the chain `setErrorHandler` builds (a plain object); a handler
+ *    of the app's own, on the app or a route, is left as it is.
  * 8. And three of Node's: the listener that starts a server's check of its connections'
  *    timeouts (`setupConnectionsTracking`, run again so that a new checking interval applies
  *    to a server already listening), a socket's response under way (`socket._httpMessage`,
@@ -69,6 +75,7 @@ const NOT_FOUND_LEVEL = 'fastify.404LogLevelInstance'
 const CAN_SET_NOT_FOUND = 'fastify.canSetNotFoundHandler'
 const SERVER_BINDINGS = 'fastify.serverBindings'
 const OPTIONS = 'fastify.options'
+const ERROR_HANDLER = 'fastify.errorHandler'
 
 /** A route's config as spikard's features store their per-route decisions on it. */
 export type RouteConfig = FastifyContextConfig & { url?: string, method?: string | string[] } & Record<symbol, unknown>
@@ -253,20 +260,25 @@ export interface RouteInRouter {
  * two paths with one context); none when the router cannot be read this way (see 7 above).
  */
 export function routesInRouter (app: FastifyInstance): RouteInRouter[] {
-  const seen = new Set<object>()
-  const found: RouteInRouter[] = []
-  const collect = (route: { store?: unknown } | undefined): Record<string, never> => {
-    const context = route?.store as { config?: unknown, server?: unknown, handlerTimeout?: unknown, _parserOptions?: { limit?: unknown } } | undefined
-    if (context !== null && typeof context === 'object' && !seen.has(context) && context.config !== null && typeof context.config === 'object') {
-      seen.add(context)
-      const limit = context._parserOptions?.limit
-      found.push({
-        config: context.config as RouteConfig,
-        server: typeof context.server === 'object' && context.server !== null ? context.server : undefined,
-        bodyLimit: typeof limit === 'number' && limit > 0 ? limit : app.initialConfig.bodyLimit,
-        handlerTimeout: typeof context.handlerTimeout === 'number' ? context.handlerTimeout : undefined
-      })
+  return contextsInRouter(app).map((context) => {
+    const limit = context._parserOptions?.limit
+    return {
+      config: context.config as RouteConfig,
+      server: typeof context.server === 'object' && context.server !== null ? context.server : undefined,
+      bodyLimit: typeof limit === 'number' && limit > 0 ? limit : app.initialConfig.bodyLimit,
+      handlerTimeout: typeof context.handlerTimeout === 'number' ? context.handlerTimeout : undefined
     }
+  })
+}
+
+interface RouteContext { config: object, server?: unknown, handlerTimeout?: unknown, _parserOptions?: { limit?: unknown }, errorHandler?: unknown }
+
+/** The context of every route in the router now, each once (see 7 above). */
+function contextsInRouter (app: FastifyInstance): RouteContext[] {
+  const found = new Set<RouteContext>()
+  const collect = (route: { store?: unknown } | undefined): Record<string, never> => {
+    const context = route?.store as Partial<RouteContext> | undefined
+    if (context !== null && typeof context === 'object' && context.config !== null && typeof context.config === 'object') found.add(context as RouteContext)
     // Nothing to print.
     return {}
   }
@@ -277,7 +289,26 @@ export function routesInRouter (app: FastifyInstance): RouteInRouter[] {
   } catch {
     return []
   }
-  return found
+  return [...found]
+}
+
+/**
+ * Gives the routes already in the router that have Fastify's default error handler the
+ * app's (spikard's, set just before); see 7b above. The number of routes changed.
+ */
+export function adoptErrorHandler (app: FastifyInstance): number {
+  const key = instanceSymbol(app, ERROR_HANDLER)
+  const handler = key === undefined ? undefined : (app as unknown as Record<symbol, unknown>)[key]
+  if (handler === null || typeof handler !== 'object') return 0
+  let changed = 0
+  for (const context of contextsInRouter(app)) {
+    const own = context.errorHandler
+    if (own !== handler && own !== null && typeof own === 'object' && Object.getPrototypeOf(own) === Object.prototype) {
+      context.errorHandler = handler
+      changed++
+    }
+  }
+  return changed
 }
 
 /** For the test that pins what this module relies on. */

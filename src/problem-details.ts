@@ -10,7 +10,7 @@ import fp from 'fastify-plugin'
 import { PathTable } from './path-table.js'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errorDefinitions, errors, isSpikardCode, PROBLEM_TYPE_BASE, type SpikardErrorCode } from './errors.js'
-import { requestIdFor, responseUnderWay, setDefaultNotFoundHandler } from './fastify-internals.js'
+import { adoptErrorHandler, requestIdFor, responseUnderWay, setDefaultNotFoundHandler } from './fastify-internals.js'
 import { loggedTarget } from './redact.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
@@ -304,6 +304,8 @@ async function problemDetails (app: FastifyInstance): Promise<void> {
   app.addHook('onRoute', (route) => { known.add(route) })
 
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error))
+  // Routes registered before spikard (in the app, or in a plugin registered before it) kept Fastify's.
+  adoptErrorHandler(app)
   // An HTTP/1.1 request without Host (RFC 9112 §3.2: a 400). Node's own check answers it
   // before Fastify sees it, with no body and no request id; Node reads the server's
   // `requireHostHeader` at each request, so it is turned off here (over HTTPS too, whose

@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { connect, type AddressInfo } from 'node:net'
 import dns from 'node:dns'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { answers503OnClosing, internals, keepsConnection, ownRequestIdGenerator, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, routesInRouter, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
+import { adoptErrorHandler, answers503OnClosing, internals, keepsConnection, ownRequestIdGenerator, provideRequestSignal, requestIdFor, responseUnderWay, routeConfig, routesInRouter, secondaryServers, setDefaultNotFoundHandler } from '../src/fastify-internals.js'
 import spikard from '../src/spikard.js'
 import { UUID } from './helpers.js'
 
@@ -181,4 +181,16 @@ test('Node marks a response whose connection reached maxRequestsPerSocket (`maxR
   })
   await new Promise((resolve) => server.close(resolve))
   assert.deepEqual(kept, [true, false, false], 'Node changed `maxRequestsOnConnectionReached`')
+})
+
+test('a route keeps its instance\'s error handler in its context, Fastify\'s default a plain object under `fastify.errorHandler`: adoptErrorHandler gives the routes with that default the app\'s newer one', async () => {
+  const app = Fastify()
+  app.get('/default', async () => { throw Object.assign(new Error('x'), { statusCode: 418 }) })
+  app.get('/own', { errorHandler: (_error, _request, reply) => { void reply.code(418).send('own') } }, async () => { throw new Error('x') })
+  await app.register(async (child) => { child.get('/child', async () => { throw Object.assign(new Error('x'), { statusCode: 418 }) }) })
+  app.setErrorHandler((_error, _request, reply) => { void reply.code(418).send('newer') })
+  // /default and /child, each with the HEAD route Fastify adds beside a GET.
+  assert.equal(adoptErrorHandler(app), 4, 'Fastify changed how a route keeps its error handler')
+  assert.deepEqual(await Promise.all(['/default', '/own', '/child'].map(async (url) => (await app.inject(url)).body)), ['newer', 'own', 'newer'])
+  await app.close()
 })

@@ -145,6 +145,36 @@ test('unknown route: 404 not-found; detail and instance never include the query 
   await assertStillServing(app)
 })
 
+test('routes registered before spikard, in the app or in a plugin, answer their errors as problems too (auth\'s 401 included); an error handler of the app\'s own, on a plugin or a route, is kept', async (t) => {
+  const app = Fastify()
+  t.after(() => app.close())
+  const teapot = async (): Promise<never> => { throw Object.assign(new Error('short and stout'), { statusCode: 418 }) }
+  app.get('/early', teapot)
+  app.get('/early-own', { errorHandler: (_error, _request, reply) => { void reply.code(418).send('route handler') } }, teapot)
+  await app.register(async (child) => {
+    child.get('/early', teapot)
+    child.get('/private', async () => 'secret')
+  }, { prefix: '/child' })
+  await app.register(async (child) => {
+    child.setErrorHandler((_error, _request, reply) => { void reply.code(418).send('plugin handler') })
+    child.get('/early', teapot)
+  }, { prefix: '/own' })
+  await app.register(spikard, { shutdown: { signals: false }, auth: { apiKey: { keys: ['k'.repeat(32)] } } })
+  app.get('/later', teapot)
+  const key = { 'x-api-key': 'k'.repeat(32) }
+  for (const url of ['/early', '/child/early', '/later']) {
+    const res = await app.inject({ url, headers: key })
+    assert.equal(res.statusCode, 418, url)
+    assert.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8', url)
+    assert.deepEqual({ ...res.json<Record<string, unknown>>(), requestId: undefined }, { type: 'https://spikard.dev/errors/i-m-a-teapot', title: 'I\'m a Teapot', status: 418, detail: 'short and stout', instance: url, requestId: undefined }, url)
+  }
+  const unauthorized = await app.inject('/child/private')
+  assert.equal(unauthorized.statusCode, 401)
+  assert.equal(unauthorized.headers['content-type'], 'application/problem+json; charset=utf-8')
+  assert.equal((await app.inject({ url: '/early-own', headers: key })).body, 'route handler')
+  assert.equal((await app.inject({ url: '/own/early', headers: key })).body, 'plugin handler')
+})
+
 test('wrong method on an existing path: 405 with Allow', async (t) => {
   const { app } = await setup(t)
   const res = await app.inject({ method: 'GET', url: '/json' })
