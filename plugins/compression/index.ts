@@ -21,7 +21,8 @@
  * Never compressed: `text/event-stream`, a response with a Content-Encoding, partial
  * content (206 or Content-Range), a 204 or 304 (Node sends no body), a route with
  * `compress: false`, a buffered body under the threshold, a HEAD response (its headers
- * as its GET's: Vary and Content-Encoding, no Content-Length). A route registered before spikard takes the global settings (its `compress`
+ * as its GET's: Vary and Content-Encoding, no Content-Length). A route registered before
+ * spikard takes the global settings (its `compress`
  * option was never seen). Request bodies are not decoded here:
  * the bodyLimit feature owns that.
  */
