@@ -1,7 +1,8 @@
 /**
- * `spikard asyncapi generate`, run as a user runs it (a child process per case), over the
- * documents in testing_data/asyncapi/: exit codes, diagnostics with their paths and lines,
- * warnings, the files written and what regeneration leaves alone. Then the generated
+ * `spikard asyncapi generate` over the documents in testing_data/asyncapi/ (as a child
+ * process where the command line matters, else the generator in this process): exit codes,
+ * diagnostics with their paths and lines, warnings, the files written and what
+ * regeneration leaves alone. Then the generated
  * projects: compiled with the repo's tsc (--strict), served (createServer with the
  * generated routes) with an /asyncapi.json equivalent to the input, a message breaking the
  * contract refused on both sides, and the generated client exchanging messages with the
@@ -18,11 +19,24 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import { build, listen, runCli, tempDir, typeChecked, until, withTimeout, type CliResult } from './helpers.js'
 import { asProject, contract, parse, ROOT, tsc } from './codegen-helpers.js'
 import { convert } from '@asyncapi/converter'
+import { generate, type GenerateOptions } from '../src/codegen/index.js'
 
 const DATA = join(ROOT, 'testing_data/asyncapi')
 
+/** The command as a user runs it, a child process. */
 async function run (args: string[], cwd = ROOT): Promise<CliResult> {
   return await runCli(args, { cwd, timeoutMs: 60_000 })
+}
+
+/**
+ * What the command runs, in this process: generate() and the lines the command prints on
+ * stderr (src/cli/asyncapi.ts), for the cases that are about the generator, not the command
+ * line. A child costs 3.7 s of CPU, most of it the parser compiling its schemas, which this
+ * process does once.
+ */
+async function generateHere (spec: string, options: GenerateOptions): Promise<{ code: number, stderr: string }> {
+  const { code, lines } = await generate(spec, options)
+  return { code, stderr: lines.map((line) => `spikard: ${line}\n`).join('') }
 }
 
 describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
@@ -44,17 +58,17 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
 
   it('again: the generated files are rewritten, handlers.ts is kept (and what it lacks named); --force rewrites it', async (t) => {
     const out = tempDir(t)
-    assert.equal((await run(['asyncapi', 'generate', join(DATA, 'chat.yaml'), '--out', out])).code, 0)
+    assert.equal((await generateHere(join(DATA, 'chat.yaml'), { out })).code, 0)
     const mine = '// mine\nexport async function joinRoom () {}\n'
     await writeFile(join(out, 'handlers.ts'), mine)
     await writeFile(join(out, 'routes.ts'), (await readFile(join(out, 'routes.ts'), 'utf8')) + '\n// stale\n')
-    const again = await run(['asyncapi', 'generate', join(DATA, 'chat.yaml'), '--out', out])
+    const again = await generateHere(join(DATA, 'chat.yaml'), { out })
     assert.equal(again.code, 0, again.stderr)
     assert.equal(again.stderr, `spikard: kept ${join(out, 'handlers.ts')}: it is yours (--force rewrites it); it lacks leaveRoom, sendMessage, ping, roomEvents, which routes.ts calls\n` +
       `spikard: wrote ${join(out, 'messages.ts')}, ${join(out, 'routes.ts')} (1 channel: chat WebSocket /chat/{roomId})\n`)
     assert.equal(await readFile(join(out, 'handlers.ts'), 'utf8'), mine)
     assert.doesNotMatch(await readFile(join(out, 'routes.ts'), 'utf8'), /stale/)
-    const forced = await run(['asyncapi', 'generate', join(DATA, 'chat.yaml'), '--out', out, '--force'])
+    const forced = await generateHere(join(DATA, 'chat.yaml'), { out, force: true })
     assert.equal(forced.code, 0, forced.stderr)
     assert.match(await readFile(join(out, 'handlers.ts'), 'utf8'), /export async function roomEvents/)
   })
@@ -62,7 +76,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   it('a file of the same name the generator did not write: exit 1, nothing written; --force overwrites it', async (t) => {
     const out = tempDir(t)
     await writeFile(join(out, 'routes.ts'), 'export default 1\n')
-    const r = await run(['asyncapi', 'generate', join(DATA, 'chat.yaml'), '--out', out])
+    const r = await generateHere(join(DATA, 'chat.yaml'), { out })
     assert.equal(r.code, 1)
     assert.match(r.stderr, new RegExp(`^spikard: ${join(out, 'routes.ts')} exists and was not generated .*nothing written \\(--force overwrites it\\)\\n$`))
     assert.deepEqual(await readdir(out), ['routes.ts'])
@@ -72,7 +86,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
 
   it('a document with errors: exit 1, each diagnostic with its JSON path and line, nothing written', async (t) => {
     const out = join(tempDir(t), 'never')
-    const r = await run(['asyncapi', 'generate', join(DATA, 'errors.yaml'), '--out', out])
+    const r = await generateHere(join(DATA, 'errors.yaml'), { out })
     assert.equal(r.code, 1)
     assert.equal(r.stderr, [
       `spikard: ${join(DATA, 'errors.yaml')}: 2 errors; nothing written`,
@@ -86,7 +100,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
   it('not YAML: exit 1 with the line', async (t) => {
     const dir = tempDir(t)
     await writeFile(join(dir, 'bad.yaml'), 'asyncapi: 3.0.0\ninfo:\n  title: [unclosed\n')
-    const r = await run(['asyncapi', 'generate', join(dir, 'bad.yaml'), '--out', join(dir, 'out')])
+    const r = await generateHere(join(dir, 'bad.yaml'), { out: join(dir, 'out') })
     assert.equal(r.code, 1)
     assert.match(r.stderr, /^spikard: .*bad\.yaml: 1 error; nothing written\nspikard: error: \$ \(line \d+\): not YAML or JSON: /)
     assert.equal(existsSync(join(dir, 'out')), false)
@@ -94,7 +108,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
 
   it('Kafka channels next to a WebSocket one: listed and skipped with a warning; the WebSocket channel generated', async (t) => {
     const out = tempDir(t)
-    const r = await run(['asyncapi', 'generate', join(DATA, 'mixed.yaml'), '--out', out])
+    const r = await generateHere(join(DATA, 'mixed.yaml'), { out })
     assert.equal(r.code, 0, r.stderr)
     assert.equal(r.stderr, [
       'spikard: warning: channel "orderCreated" skipped: kafka channels cannot be served (only WebSocket and HTTP/Server-Sent Events)',
@@ -109,7 +123,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
     const dir = tempDir(t)
     const kafka = (await readFile(join(DATA, 'mixed.yaml'), 'utf8')).replace(/protocol: ws/, 'protocol: mqtt')
     await writeFile(join(dir, 'kafka.yaml'), kafka)
-    const r = await run(['asyncapi', 'generate', join(dir, 'kafka.yaml'), '--out', join(dir, 'out')])
+    const r = await generateHere(join(dir, 'kafka.yaml'), { out: join(dir, 'out') })
     assert.equal(r.code, 1)
     assert.match(r.stderr, /warning: channel "tracking" skipped: mqtt channels cannot be served/)
     assert.match(r.stderr, /kafka\.yaml: no WebSocket or HTTP \(Server-Sent Events\) channel to generate; nothing written\n$/)
@@ -118,7 +132,7 @@ describe('spikard asyncapi generate: the command', { concurrency: 3 }, () => {
 
   it('a 2.6 document: converted, and the command says so', async (t) => {
     const out = tempDir(t)
-    const r = await run(['asyncapi', 'generate', join(DATA, 'legacy-2.6.yaml'), '--out', out])
+    const r = await generateHere(join(DATA, 'legacy-2.6.yaml'), { out })
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stderr, /^spikard: note: converted from AsyncAPI 2\.6\.0 to 3\.0\.0/)
     assert.match(r.stderr, /\(1 channel: \/ticker\/\{symbol\} WebSocket \/ticker\/\{symbol\}\)\n$/)
@@ -184,7 +198,7 @@ describe('spikard asyncapi generate: the generated projects', () => {
   const root = tempDir({ after })
   before(async () => {
     for (const name of ['chat', 'notifications', 'mixed', 'legacy-2.6']) {
-      const r = await run(['asyncapi', 'generate', join(DATA, `${name}.yaml`), '--out', join(root, name), '--client'])
+      const r = await generateHere(join(DATA, `${name}.yaml`), { out: join(root, name), client: true })
       assert.equal(r.code, 0, r.stderr)
     }
     // The chat's stubs, unfilled, compile too (a copy); another copy's handler drifts from the document.
