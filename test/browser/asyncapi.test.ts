@@ -26,7 +26,7 @@ async function setup (): Promise<{ origin: string, browser: Browser }> {
 
 const { origin, browser } = skip === false ? await setup() : { origin: '', browser: undefined as unknown as Browser }
 
-test('/asyncapi: the viewer renders the channels, operations and messages of the app from this server alone', { skip, timeout: 30_000 }, async () => {
+test('/asyncapi: the viewer renders the channels, operations and messages of the app from this server alone', { skip, timeout: 60_000 }, async () => {
   const { newPage, traffic } = await offlineContext(browser, origin)
   const page = await newPage()
   const response = await page.goto(origin + '/asyncapi')

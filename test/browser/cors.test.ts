@@ -60,7 +60,7 @@ async function fetchFrom (origin: string, api: string, key: string | undefined):
   }, { api, key })
 }
 
-test('the allowed page sends its key after a preflight and reads the response', { skip, timeout: 30_000 }, async () => {
+test('the allowed page sends its key after a preflight and reads the response', { skip, timeout: 60_000 }, async () => {
   const { api, allowed, preflights } = context!
   const before = preflights()
   const seen = await fetchFrom(allowed, api, KEY) as Record<string, unknown>
@@ -70,7 +70,7 @@ test('the allowed page sends its key after a preflight and reads the response', 
   assert.equal(preflights(), before + 1, 'one preflight')
 })
 
-test('the allowed page reads a refusal: the 401 problem, its status and request id', { skip, timeout: 30_000 }, async () => {
+test('the allowed page reads a refusal: the 401 problem, its status and request id', { skip, timeout: 60_000 }, async () => {
   const { api, allowed } = context!
   const seen = await fetchFrom(allowed, api, 'wrong') as Record<string, any>
   assert.equal(seen.status, 401, JSON.stringify(seen))
@@ -79,7 +79,7 @@ test('the allowed page reads a refusal: the 401 problem, its status and request 
   assert.equal(seen.body.requestId, seen.requestId)
 })
 
-test('a page of another origin can read nothing', { skip, timeout: 30_000 }, async () => {
+test('a page of another origin can read nothing', { skip, timeout: 60_000 }, async () => {
   const { api, other } = context!
   const seen = await fetchFrom(other, api, KEY) as Record<string, unknown>
   assert.match(String(seen.failed), /TypeError: Failed to fetch/, JSON.stringify(seen))

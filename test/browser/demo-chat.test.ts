@@ -46,7 +46,7 @@ async function joinAs (page: Page, room: string, name: string): Promise<void> {
   assert.equal(await page.locator('#say').isVisible(), true)
 }
 
-test('the chat page: two pages and a ws client in a room each see what one page says; nothing outside the server, nothing the CSP forbids', { skip, timeout: 30_000 }, async () => {
+test('the chat page: two pages and a ws client in a room each see what one page says; nothing outside the server, nothing the CSP forbids', { skip, timeout: 60_000 }, async () => {
   const { newPage, traffic } = await offlineContext(browser, origin)
   const ada = await newPage()
   await joinAs(ada, 'lobby', 'ada')
@@ -98,7 +98,7 @@ test('the chat page: two pages and a ws client in a room each see what one page 
   assert.deepEqual(traffic.consoleErrors, [])
 })
 
-test('the demo page links to the chat', { skip, timeout: 30_000 }, async () => {
+test('the demo page links to the chat', { skip, timeout: 60_000 }, async () => {
   const { newPage, traffic } = await offlineContext(browser, origin)
   const page = await newPage()
   await page.goto(origin + '/')
@@ -110,7 +110,7 @@ test('the demo page links to the chat', { skip, timeout: 30_000 }, async () => {
   assert.deepEqual(traffic.consoleErrors, [])
 })
 
-test('the demo\'s AsyncAPI viewer shows the chat\'s channel and every message', { skip, timeout: 30_000 }, async () => {
+test('the demo\'s AsyncAPI viewer shows the chat\'s channel and every message', { skip, timeout: 60_000 }, async () => {
   const { newPage, traffic } = await offlineContext(browser, origin)
   const page = await newPage()
   assert.equal((await page.goto(origin + '/asyncapi'))?.status(), 200)

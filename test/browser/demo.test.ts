@@ -27,7 +27,7 @@ async function setup (): Promise<{ origin: string, browser: Browser }> {
 
 const { origin, browser } = skip === false ? await setup() : { origin: '', browser: undefined as unknown as Browser }
 
-test('the demo page subscribes to /ticks and lists the ticks as they arrive, reaching for nothing outside the server', { skip, timeout: 30_000 }, async () => {
+test('the demo page subscribes to /ticks and lists the ticks as they arrive, reaching for nothing outside the server', { skip, timeout: 60_000 }, async () => {
   const { newPage, traffic } = await offlineContext(browser, origin)
   const page = await newPage()
   const response = await page.goto(origin + '/')

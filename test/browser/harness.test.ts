@@ -42,7 +42,7 @@ async function setup (): Promise<{ origin: string, port: number, browser: Browse
 
 const { origin, port, browser } = skip === false ? await setup() : { origin: '', port: 0, browser: undefined as unknown as Browser }
 
-test('every request outside the test server is aborted and recorded; the server\'s own are served', { skip, timeout: 20_000 }, async () => {
+test('every request outside the test server is aborted and recorded; the server\'s own are served', { skip, timeout: 40_000 }, async () => {
   const { newPage, traffic } = await offlineContext(browser, origin)
   const page = await newPage()
   await page.goto(origin + '/')
@@ -66,7 +66,7 @@ test('every request outside the test server is aborted and recorded; the server\
   assert.deepEqual(traffic.pageErrors, [])
 })
 
-test('an image the page\'s CSP refuses is a started and failed request (`csp`), which never reaches the route', { skip, timeout: 20_000 }, async () => {
+test('an image the page\'s CSP refuses is a started and failed request (`csp`), which never reaches the route', { skip, timeout: 40_000 }, async () => {
   const { newPage, traffic } = await offlineContext(browser, origin)
   const page = await newPage()
   await page.goto(origin + '/csp')

@@ -20,8 +20,12 @@ import { withTimeout } from '../helpers.js'
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const INSTALL = 'install it (apt-get install chromium) or set CHROMIUM_PATH=/path/to/chromium'
 
-/** Each step's bound: launching, a navigation, a wait for an element, closing. */
-export const TIMEOUT = 10_000
+/**
+ * Each step's bound: launching, a navigation, a wait for an element, closing. A bound, not
+ * a speed check: with three test files running on two cores (`npm test`), loading the
+ * AsyncAPI viewer once took more than 10 s.
+ */
+export const TIMEOUT = 20_000
 
 interface Scope { after: (fn: () => Promise<void>) => void }
 

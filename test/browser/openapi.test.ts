@@ -51,7 +51,7 @@ async function texts (page: Page, selector: string): Promise<string[]> {
   return (await page.locator(selector).allInnerTexts()).map((text) => text.trim())
 }
 
-test('/docs: Swagger UI renders every operation of the app from this server alone', { skip, timeout: 30_000 }, async () => {
+test('/docs: Swagger UI renders every operation of the app from this server alone', { skip, timeout: 60_000 }, async () => {
   const { page, traffic } = await open('/docs')
   await page.locator('.opblock-summary-path[data-path="/items/{id}"]').waitFor()
 
@@ -69,7 +69,7 @@ test('/docs: Swagger UI renders every operation of the app from this server alon
   assert.deepEqual(traffic.pageErrors, [], 'uncaught errors')
 })
 
-test('/redoc: Redoc renders every operation of the app, and attempts nothing outside the server (not even its CDN logo)', { skip, timeout: 30_000 }, async () => {
+test('/redoc: Redoc renders every operation of the app, and attempts nothing outside the server (not even its CDN logo)', { skip, timeout: 60_000 }, async () => {
   const { page, traffic } = await open('/redoc')
   await page.getByRole('heading', { name: 'Read one item' }).waitFor()
 
@@ -91,7 +91,7 @@ test('/redoc: Redoc renders every operation of the app, and attempts nothing out
   assert.deepEqual(traffic.pageErrors, [], 'uncaught errors')
 })
 
-test('/docs: Try it out on a route needing an API key is a 401, then a 200 once authorized with the key', { skip, timeout: 30_000 }, async () => {
+test('/docs: Try it out on a route needing an API key is a 401, then a 200 once authorized with the key', { skip, timeout: 60_000 }, async () => {
   const { page, traffic } = await open('/docs')
   const operation = page.locator('.opblock', { has: page.locator('.opblock-summary-path[data-path="/secret"]') })
   await operation.locator('.opblock-summary').click()

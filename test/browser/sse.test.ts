@@ -12,7 +12,7 @@ import type { Browser, Page } from 'playwright-core'
 import type { FastifyPluginAsync } from 'fastify'
 import type { CreateServerConfig } from '../../src/server.js'
 import { build, listen } from '../helpers.js'
-import { browserSkip, launchBrowser, offlineContext, type Traffic } from './harness.js'
+import { browserSkip, launchBrowser, offlineContext, TIMEOUT, type Traffic } from './harness.js'
 
 const skip = browserSkip()
 
@@ -58,7 +58,7 @@ async function received (page: Page): Promise<Received[]> {
 }
 
 /** What the page received, once it holds at least `count` events; rejects after `ms` with what it has. */
-async function waitForEvents (page: Page, count: number, ms = 10_000): Promise<Received[]> {
+async function waitForEvents (page: Page, count: number, ms = TIMEOUT): Promise<Received[]> {
   const deadline = Date.now() + ms
   for (;;) {
     const events = await received(page)
@@ -68,7 +68,7 @@ async function waitForEvents (page: Page, count: number, ms = 10_000): Promise<R
   }
 }
 
-test('Chromium\'s EventSource: named events, ids, multi-line and JSON data; reconnects as retry says, sending Last-Event-ID', { skip, timeout: 30_000 }, async (t) => {
+test('Chromium\'s EventSource: named events, ids, multi-line and JSON data; reconnects as retry says, sending Last-Event-ID', { skip, timeout: 60_000 }, async (t) => {
   const lastEventIds: Array<string | undefined> = []
   const { page, traffic } = await open(t, {}, async (app) => {
     app.get('/events', { sse: true }, async (request, reply) => {
@@ -98,7 +98,7 @@ test('Chromium\'s EventSource: named events, ids, multi-line and JSON data; reco
   assert.deepEqual(traffic.pageErrors, [])
 })
 
-test('Chromium\'s EventSource gets the final event at shutdown, and keep-alive comments are not events', { skip, timeout: 30_000 }, async (t) => {
+test('Chromium\'s EventSource gets the final event at shutdown, and keep-alive comments are not events', { skip, timeout: 60_000 }, async (t) => {
   const { page, traffic, close } = await open(t, { sse: { keepAlive: '1s', shutdownEvent: { retry: 60_000 } } }, async (app) => {
     app.get('/events', { sse: true }, async (_request, reply) => {
       reply.sse.keepAlive()

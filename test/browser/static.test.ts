@@ -62,13 +62,13 @@ async function assertRendered (page: Page, traffic: OfflineContext['traffic'], r
   for (const response of responses) assert.equal(new URL(response.url()).origin, origin, response.url())
 }
 
-test('a page from a static mount loads its CSS and JS from the mount and nothing outside 127.0.0.1', { skip, timeout: 30_000 }, async () => {
+test('a page from a static mount loads its CSS and JS from the mount and nothing outside 127.0.0.1', { skip, timeout: 60_000 }, async () => {
   const { page, traffic, responses } = await open('/')
   await assertRendered(page, traffic, responses)
   assert.equal((await responses[0].allHeaders())['content-type'], 'text/html; charset=utf-8')
 })
 
-test('a client-side route is answered with the spa file, which renders the same way', { skip, timeout: 30_000 }, async () => {
+test('a client-side route is answered with the spa file, which renders the same way', { skip, timeout: 60_000 }, async () => {
   const { page, traffic, responses } = await open('/dashboard/settings')
   assert.equal(new URL(page.url()).pathname, '/dashboard/settings')
   await assertRendered(page, traffic, responses)

@@ -45,11 +45,11 @@ async function slowPost (t: TestContext, timeout: CreateServerConfig['timeout'])
   return { ...seen, runs }
 }
 
-test('a slow POST past the handler timeout is answered 503 once, and its handler runs once', { skip, timeout: 30_000 }, async (t) => {
+test('a slow POST past the handler timeout is answered 503 once, and its handler runs once', { skip, timeout: 60_000 }, async (t) => {
   assert.deepEqual(await slowPost(t, { handler: 100 }), { status: 503, type: 'https://spikard.dev/errors/handler-timeout', runs: 1 })
 })
 
-test('timeout.status 408 (not the default): Chromium sends the POST again, so its handler runs more than once', { skip, timeout: 30_000 }, async (t) => {
+test('timeout.status 408 (not the default): Chromium sends the POST again, so its handler runs more than once', { skip, timeout: 60_000 }, async (t) => {
   const seen = await slowPost(t, { handler: 100, status: 408 })
   assert.equal(seen.status, 408)
   assert.ok(seen.runs > 1, `the handler ran ${seen.runs} time(s)`)
