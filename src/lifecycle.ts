@@ -131,15 +131,19 @@ export class Lifecycle {
    */
   abortDrain (): void { this.#budget?.abort() }
 
-  /** Runs every drain hook at once; resolves when all have settled or the budget runs out. `requests`: see DrainContext. */
-  async drain (budget: Budget, log: FastifyBaseLogger, requests = Promise.resolve()): Promise<void> {
+  /**
+   * Runs every drain hook at once; resolves when all have settled or the budget runs out.
+   * `requests`: see DrainContext. `level`: of the line each finished hook logs (debug for an
+   * app that never listened, as `spikard check` closes one).
+   */
+  async drain (budget: Budget, log: FastifyBaseLogger, requests = Promise.resolve(), level: 'info' | 'debug' = 'info'): Promise<void> {
     this.#budget = budget
     const runs = [...this.#hooks].map(async ([name, hook]) => {
       const start = performance.now()
       this.#running.add(name)
       try {
         await hook({ remainingMs: budget.remainingMs(), signal: budget.signal, requests })
-        log.info({ drainHook: name, durationMs: since(start) }, 'shutdown: drain hook finished')
+        log[level]({ drainHook: name, durationMs: since(start) }, 'shutdown: drain hook finished')
       } catch (err) {
         log.error({ err, drainHook: name, durationMs: since(start) }, 'shutdown: drain hook failed')
       } finally {
@@ -191,7 +195,7 @@ export function closeWithoutShutdown (app: FastifyInstance, lifecycle: Lifecycle
     const budget = new Budget(budgetMs, () => {
       app.log.error({ timeoutMs: budgetMs, pendingDrainHooks: lifecycle.pendingDrainHooks }, 'shutdown: drain hooks did not finish in time')
     })
-    await lifecycle.drain(budget, app.log)
+    await lifecycle.drain(budget, app.log, undefined, app.server.listening ? 'info' : 'debug')
     budget.clear()
   })
   app.addHook('onClose', (_app, done) => {

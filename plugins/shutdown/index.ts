@@ -127,7 +127,7 @@ async function spikardShutdown (app: FastifyInstance, options: ShutdownOptions):
       const finished = requestsDone(budget)
       await Promise.all([
         finished.then(() => { if (!budget.expired) logPhase('in-flight-requests', start, { requests }) }),
-        lifecycle.drain(budget, app.log, finished).then(() => { if (!budget.expired) logPhase('drain-hooks', start, { hooks }) })
+        lifecycle.drain(budget, app.log, finished, level).then(() => { if (!budget.expired) logPhase('drain-hooks', start, { hooks }) })
       ])
       waitingFor = 'open connections'
       await connectionsQuiet(budget)

@@ -468,17 +468,22 @@ test('app.close() with preCloseDelay: still serving, with Connection: close and 
   assert.ok(delay >= 395 && delay < 1000, `pre-close delay ${delay} ms`)
 })
 
-test('app.close() without listening: no pre-close delay to wait for, and the phases at debug level only', async (t) => {
-  for (const level of ['info', 'debug'] as const) {
-    const { app, logs } = await start(t, { server: { logger: { level } }, shutdown: { preCloseDelay: '2s', timeout: '5s', signals: false } }, false)
-    await app.ready()
-    const begin = performance.now()
-    await app.close()
-    assert.ok(performance.now() - begin < 500)
-    if (level === 'info') assert.deepStrictEqual(logs, [], '`spikard check` prints no shutdown lines')
-    else {
-      assertPhases(logs, ['stop-accepting', 'in-flight-requests', 'drain-hooks', 'close'])
-      assert.ok(logs.every((l) => l.level === 20), JSON.stringify(logs))
+test('app.close() without listening: no pre-close delay to wait for, and the phases and drain hooks at debug level only', async (t) => {
+  for (const shutdown of [{ preCloseDelay: '2s', timeout: '5s', signals: false }, false] as const) {
+    for (const level of ['info', 'debug'] as const) {
+      const { app, logs } = await start(t, { server: { logger: { level } }, shutdown }, false)
+      await app.ready()
+      // As the SSE, WebSocket, stream and tasks features register theirs.
+      app.spikard.onDrain('task', () => {})
+      const begin = performance.now()
+      await app.close()
+      assert.ok(performance.now() - begin < 500)
+      if (level === 'info') assert.deepStrictEqual(logs, [], '`spikard check` prints no shutdown lines')
+      else {
+        if (shutdown !== false) assertPhases(logs, ['stop-accepting', 'in-flight-requests', 'drain-hooks', 'close'])
+        assert.deepStrictEqual(logs.filter((l) => l.msg === 'shutdown: drain hook finished').map((l) => l.drainHook), ['task'])
+        assert.ok(logs.every((l) => l.level === 20), JSON.stringify(logs))
+      }
     }
   }
 })
