@@ -33,11 +33,11 @@ test('the demo page subscribes to /ticks and lists the ticks as they arrive, rea
   const response = await page.goto(origin + '/')
   assert.equal(response?.status(), 200)
   await page.locator('#status', { hasText: 'connected' }).waitFor()
-  // A tick a second: two of them, newest first.
+  // A tick a second: at least two (a third may have come by the time they are read), newest first.
   await page.locator('li.tick').nth(1).waitFor({ timeout: 5000 })
   const ticks = await page.locator('li.tick').allTextContents()
-  assert.match(ticks[0], /^tick 2 at \d{4}-\d\d-\d\dT/)
-  assert.match(ticks[1], /^tick 1 at /)
+  assert.ok(ticks.length >= 2, JSON.stringify(ticks))
+  for (const [i, text] of ticks.entries()) assert.match(text, new RegExp(`^tick ${ticks.length - i} at \\d{4}-\\d\\d-\\d\\dT`))
   assert.deepStrictEqual(traffic.blocked, [])
   assert.deepStrictEqual(traffic.offOrigin, [])
   assert.deepStrictEqual(traffic.pageErrors, [])
