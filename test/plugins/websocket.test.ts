@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import { UUID, assertOptionsRefused, build } from '../helpers.js'
+import { UUID, assertOptionsRefused, build, until } from '../helpers.js'
 import { SpikardConfigError } from '../../src/errors.js'
 import { SchemaCompiler } from '../../src/ajv.js'
 import { requestContext } from '../../src/index.js'
@@ -45,7 +45,8 @@ test('defaults: a 101 with the request id, echo, one access line with the counte
   assert.equal(await client.next(), 'wörld')
   client.socket.close(1000, 'bye')
   assert.equal((await client.closed).code, 1000)
-  await sleep(50)
+  // Written on the server's 'close', which comes on its own socket, not with the client's.
+  await until(() => logs.some((l) => l.path === '/echo'), 'the access line')
   const lines = logs.filter((l) => l.path === '/echo')
   assert.equal(lines.length, 1, JSON.stringify(lines))
   const { time, pid, hostname, durationMs, remoteAddress, ...line } = lines[0]
@@ -223,10 +224,10 @@ test('ping/pong: the server answers a client ping; the heartbeat pings, and term
   let pings = 0
   client.socket.on('ping', () => { pings++ })
   const silent = await connect(t, ws + '/echo', undefined, { autoPong: false })
-  await sleep(450)
-  assert.ok(pings >= 2, `pings: ${pings}`)
-  assert.equal(client.socket.readyState, client.socket.OPEN)
+  // A ping every 100 ms: two of them, however late a loaded machine runs the timer.
+  await until(() => pings >= 2, 'two pings')
   assert.equal((await silent.closed).code, 1006)
+  assert.equal(client.socket.readyState, client.socket.OPEN)
   assert.ok(logs.some((l) => l.msg === 'websocket: no pong to the last ping; terminating the socket'))
 })
 
@@ -238,7 +239,7 @@ test('maxPayload: a larger message closes the socket with 1009', async (t) => {
   client.socket.send('x'.repeat(1025))
   // 1009, or 1006 when the server's reset (the big message's bytes are left unread) beats its close frame.
   assert.ok([1009, 1006].includes((await client.closed).code))
-  await sleep(50)
+  await until(() => logs.some((l) => l.msg === 'websocket closed'), 'the access line')
   assert.equal(logs.find((l) => l.msg === 'websocket closed')?.closeCode, 1009)
 })
 
@@ -256,7 +257,8 @@ test('a slow consumer (a client that does not read) is closed with 1013 once max
   const client = await connect(t, ws + '/flood')
   client.socket.send('go')
   ;(client.socket as unknown as { _socket: { pause: () => void } })._socket.pause()
-  await sleep(300)
+  // The server's loop runs at once when 'go' arrives: once it has sent anything, it has stopped.
+  await until(() => sent > 0, 'the server to send')
   assert.ok(sent < 1024, `the server kept sending: ${sent} chunks`)
   ;(client.socket as unknown as { _socket: { resume: () => void } })._socket.resume()
   assert.equal((await client.closed).code, 1013)
@@ -280,7 +282,7 @@ test('a handler error closes that socket with 1011, logged with its request id; 
     const client = await connect(t, ws + path)
     client.socket.send('x')
     assert.deepEqual(await client.closed, { code: 1011, reason: 'internal error' }, path)
-    await sleep(20)
+    await until(() => logs.some((l) => l.err?.message === message), `the error of ${path} logged`)
     const error = logs.find((l) => l.err?.message === message)
     assert.equal(error?.msg, 'websocket: handler failed; closing the socket with 1011', path)
     assert.equal(error?.reqId, client.headers['x-request-id'], path)
@@ -305,7 +307,7 @@ test('socket.send sends anything as ws does: send() and send(null) an empty mess
   assert.deepEqual([await client.next(), await client.next(), await client.next(), await client.next()], [Buffer.alloc(0), Buffer.alloc(0), '42', 'after'])
   client.socket.close(1000)
   assert.equal((await client.closed).code, 1000)
-  await sleep(20)
+  await until(() => logs.some((l) => l.msg === 'websocket closed'), 'the access line')
   const line = logs.find((l) => l.msg === 'websocket closed')
   assert.deepEqual([line?.messagesOut, line?.bytesOut, line?.closeCode], [4, 7, 1000])
 })
@@ -320,7 +322,7 @@ test('a close ws refuses (an invalid code, a reason over 123 bytes) is a handler
     const client = await connect(t, ws + '/close')
     client.socket.send(message)
     assert.deepEqual(await client.closed, { code: 1011, reason: 'internal error' }, message)
-    await sleep(20)
+    await until(() => logs.some((l) => l.reqId === client.headers['x-request-id'] && l.msg === 'websocket closed'), `the access line (${message})`)
     assert.equal(logs.find((l) => l.reqId === client.headers['x-request-id'] && l.err !== undefined)?.err.message, error, message)
     const line = logs.find((l) => l.reqId === client.headers['x-request-id'] && l.msg === 'websocket closed')
     assert.equal(line?.closeCode, 1011, message)
@@ -345,7 +347,8 @@ test('with requestContext on, the handler\'s message and close listeners, and th
   await app.tasks.idle()
   client.socket.close(1000)
   await client.closed
-  await sleep(20)
+  // The server's close listener runs on the server's 'close', not with the client's.
+  await until(() => seen.length === 3, `the close listener (seen: ${JSON.stringify(seen)})`)
   const id = String(client.headers['x-request-id'])
   assert.match(id, UUID)
   assert.deepEqual(seen, [['message', id], ['task', id], ['close', id]])
@@ -366,7 +369,7 @@ test('sendJson: JSON out, validated against send outside production (a mismatch 
   assert.deepEqual(await client.json(), { type: 'said', text: 'hi' })
   client.socket.send('bad')
   assert.equal((await client.closed).code, 1011)
-  await sleep(20)
+  await until(() => logs.some((l) => l.err !== undefined), 'the refused send logged')
   assert.match(logs.find((l) => l.err !== undefined)?.err.message, /^websocket: a message sent on GET \/out does not match config.websocket.send: /)
 })
 
