@@ -265,7 +265,8 @@ test('sse() on a route that answers another stream, one that never ends: rejects
     }
   })
   try {
-    await assert.rejects(client.sse('/ndjson', { timeout: 200 }), { message: 'event stream /ndjson: expected a 200 text/event-stream, got 200 application/x-ndjson, whose body: nothing within 200 ms' })
+    // The timeout bounds the response's head too: 2 s, so a loaded machine still sends it in time.
+    await assert.rejects(client.sse('/ndjson', { timeout: 2000 }), { message: 'event stream /ndjson: expected a 200 text/event-stream, got 200 application/x-ndjson, whose body: nothing within 2000 ms' })
   } finally {
     // Nothing left open: close() has nothing to name.
     await client.close()
@@ -309,7 +310,8 @@ test('built from a Fastify instance, and from a config file as spikard start bui
   assert.equal((await demo.withJwt({ sub: 'demo-user' }).get('/me')).status, 200)
   assert.equal((await demo.withApiKey().get('/reports')).status, 200)
   const ticks = await demo.sse('/ticks')
-  assert.equal((await ticks.next()).event, 'tick')
+  // The first tick comes a second after the stream opens: more than the default 2 s to wait.
+  assert.equal((await ticks.next({ timeout: 10_000 })).event, 'tick')
   ticks.close()
 })
 
@@ -371,10 +373,12 @@ test('close() names a WebSocket the test left open', async () => {
 test('tasks.drain() waits for the background tasks, fails naming what is left after its timeout, and says when the app has none', async (t) => {
   const client = await setup(t)
   done.length = 0
-  await client.post('/later', { json: { ms: 50 } })
+  // Both run at once: the later, shorter one finishes first. 400 ms apart, not 40: the second
+  // task starts a request later than the first, which a loaded machine can delay.
+  await client.post('/later', { json: { ms: 400 } })
   await client.post('/later', { json: { ms: 10 } })
   await client.tasks.drain()
-  assert.deepEqual(done, [10, 50])
+  assert.deepEqual(done, [10, 400])
   await client.post('/later', { json: { ms: 2000 } })
   await assert.rejects(client.tasks.drain({ timeout: 50 }), { message: 'client.tasks.drain(): 1 running and 0 queued after 50 ms' })
   const none = await createTestClient({ tasks: false, app: async () => {} })
