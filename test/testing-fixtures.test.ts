@@ -123,12 +123,16 @@ test('a fixture without options or routes runs against the client given, with it
   await assert.rejects(runFixtures(undefined, dir), (error: Error) => error.message.includes('- whoami.json: the fixture has no options or routes, and no client was given to run it against'))
 })
 
-/** The message runFixture fails with for this fixture. */
-async function failure (t: TestContext, fixture: Fixture): Promise<string> {
+/**
+ * The message runFixture fails with for this fixture. `timeout` bounds every step, the
+ * upgrade and the response's head too: at 300 ms a loaded machine could fail another step
+ * than the one the test is about.
+ */
+async function failure (t: TestContext, fixture: Fixture, timeout = 5000): Promise<string> {
   const dir = await directory(t, { 'f.json': fixture })
   const [loaded] = await loadFixtures(dir)
   assert.equal(loaded.invalid, undefined)
-  const error = await runFixture(undefined, loaded, { timeout: 300 }).then(() => assert.fail('passed'), (e: Error) => e)
+  const error = await runFixture(undefined, loaded, { timeout }).then(() => assert.fail('passed'), (e: Error) => e)
   return error.message
 }
 
@@ -181,7 +185,7 @@ test('a WebSocket session: each step fails saying which and why', async (t) => {
     requests: [{ ws: { url: '/ws' }, steps, ...(expect === undefined ? {} : { expect }) } as never]
   })
   assert.equal(await failure(t, fixture([{ receive: { type: 'hello' } }])), 'requests[0] step 0 message.type: expected "hello", got "welcome"')
-  assert.equal(await failure(t, fixture([{ receive: { type: 'welcome' } }, { receive: 'more' }])), 'requests[0] step 1: WebSocket /ws: nothing arrived within 300 ms')
+  assert.equal(await failure(t, fixture([{ receive: { type: 'welcome' } }, { receive: 'more' }]), 2000), 'requests[0] step 1: WebSocket /ws: nothing arrived within 2000 ms')
   assert.equal(await failure(t, fixture([{ receive: { type: 'welcome' } }, { sendBinary: 'AQI=' }, { receive: 'text' }])), 'requests[0] step 2: expected a text message, got a binary one: (base64) AQI=')
   assert.equal(await failure(t, fixture([{ receive: { type: 'welcome' } }, { send: 'text' }, { receiveBinary: 'AQI=' }])), 'requests[0] step 2: expected the binary message (base64) AQI=, got the text message "text"')
   assert.equal(await failure(t, fixture([{ send: { type: 'bye' } }, { closed: { code: 1000 } }])), 'requests[0] step 1 close code: expected 1000, got 4000')
@@ -206,7 +210,7 @@ test('a fixture WebSocket route closes on the message types its `close` names on
   })
   const [loaded] = await loadFixtures(dir)
   assert.equal(loaded.invalid, undefined)
-  await runFixture(undefined, loaded, { timeout: 1000 })
+  await runFixture(undefined, loaded, { timeout: 5000 })
 })
 
 test('expectMatch: markers, exact keys, array lengths, and where', () => {
