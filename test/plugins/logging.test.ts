@@ -11,7 +11,7 @@ import type { FastifyPluginAsync, LightMyRequestResponse } from 'fastify'
 import { createServer, type CreateServerConfig } from '../../src/server.js'
 import { headersSerializer } from '../../src/logger.js'
 import { redactHeaders } from '../../src/redact.js'
-import { assertOptionsRefused, build, listen, rawRequest, UUID, type TestApp } from '../helpers.js'
+import { assertOptionsRefused, build, listen, rawRequest, until, UUID, type TestApp } from '../helpers.js'
 
 const routes: FastifyPluginAsync = async (app) => {
   app.get('/users/:id', async (request) => ({ id: (request.params as { id: string }).id }))
@@ -328,8 +328,9 @@ test('on by default: one access line per request', async (t) => {
 })
 
 test('a request the client aborts, and a stream that fails half-way, each get their access line, marked aborted', async (t) => {
+  let slowDone = false
   const { app, logs } = await build({ server: { logger: { level: 'info' } } }, async (app) => {
-    app.get('/slow', async () => { await new Promise((resolve) => setTimeout(resolve, 300)); return 'late' })
+    app.get('/slow', async () => { await new Promise((resolve) => setTimeout(resolve, 300)); slowDone = true; return 'late' })
     app.get('/broken', async (_request, reply) => {
       let sent = 0
       return reply.type('text/plain').send(new Readable({
@@ -353,8 +354,10 @@ test('a request the client aborts, and a stream that fails half-way, each get th
   })
   await send('/slow', 50)
   await send('/broken')
-  // The access lines are written when Fastify notices, on the close that follows.
-  await new Promise((resolve) => setTimeout(resolve, 400))
+  // The access lines are written when Fastify notices, on the close that follows; waited for,
+  // with /slow's handler done (it must add no line), not a fixed 400 ms.
+  await until(() => slowDone && logs.filter((l) => l.msg === 'request aborted').length >= 2, 'both access lines and the slow handler done')
+  await new Promise((resolve) => setImmediate(resolve))
   const lines = logs.filter((l) => l.msg === 'request aborted' || l.msg === 'request completed')
   // The stream started (status 200, two chunks): its line has the status and the body bytes
   // written, and says spikard cut it on the error (the stream feature, on by default).
