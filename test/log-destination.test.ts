@@ -100,9 +100,11 @@ for (const buffer of [0, 1024]) {
 
 test('lines dropped while the reader lags: stderr says so once when it starts and once when it ends, with the count', async () => {
   // The child writes 1 KiB lines to stdout far faster than this process reads them (a few
-  // KiB at a time, every 20 ms, for 2.5 s): its 16 MiB of pending lines fill, and lines are
-  // dropped while some writes still go through. Then this process reads at full speed, and
-  // the trouble is over once the child's pending lines are written.
+  // KiB at a time, every 20 ms, until the child says it is done writing): its 16 MiB of
+  // pending lines fill, and lines are dropped while some writes still go through. Then this
+  // process reads at full speed, and the trouble is over once the child's pending lines are
+  // written. (Slow for a fixed 2.5 s from the spawn, a child slow to start under load wrote
+  // against a reader at full speed, and nothing was dropped.)
   const DEST = new URL('../src/log-destination.ts', import.meta.url).href
   const script = `
     const { logDestination } = await import(${JSON.stringify(DEST)})
@@ -124,8 +126,8 @@ test('lines dropped while the reader lags: stderr says so once when it starts an
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
   let lines = 0
   const count = (chunk: Buffer): void => { for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++ }
-  const slowUntil = Date.now() + 2500
-  while (Date.now() < slowUntil && child.exitCode === null) {
+  const slowUntil = Date.now() + 60_000
+  while (!stderr.includes('wrote ') && Date.now() < slowUntil && child.exitCode === null) {
     await sleep(20)
     for (let n = 0; n < 2; n++) {
       const chunk = child.stdout.read(4096) as Buffer | null
