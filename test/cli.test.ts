@@ -11,7 +11,6 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { until, UUID, withTimeout } from './helpers.js'
 import { CLI } from './compiled-cli.js'
 import { optionSources } from '../src/config/sources.js'
@@ -977,8 +976,9 @@ GET       /asyncapi/asyncapi.json              hidden  on          30s      off 
     it('a SIGTERM while the app is getting ready: it never says it is listening, and exits 0', async (t) => {
       const dir = await fixture(t, {
         'spikard.config.yaml': 'server:\n  port: 0\napp: ./routes.mjs\n',
-        // Tells the test it is loading, then takes a second more.
-        'routes.mjs': 'export default async function routes (app) { process.stderr.write("loading\\n"); await new Promise((r) => setTimeout(r, 1000)); app.get("/", async () => 1) }\n'
+        // Tells the test it is loading, then takes 3 s more: the signal must come within them,
+        // and a loaded machine could take the single second this had.
+        'routes.mjs': 'export default async function routes (app) { process.stderr.write("loading\\n"); await new Promise((r) => setTimeout(r, 3000)); app.get("/", async () => 1) }\n'
       })
       const child = spawnCli(['start'], { cwd: dir })
       t.after(() => kill(child))
@@ -1126,13 +1126,15 @@ process.stdout.write = (chunk, ...rest) => {
       const dir = await fixture(t, {
         'spikard.config.yaml': 'server:\n  port: 0\napp: ./routes.mjs\ntimeout: { handler: 0 }\nshutdown: { signals: false, timeout: 500ms }\n',
         'routes.mjs': `export default async function routes (app) {
-  app.get('/hang', async () => { await new Promise((resolve) => setTimeout(resolve, 5000)); return 'late' })
+  app.get('/hang', async (request) => { request.log.info('hang: entered'); await new Promise((resolve) => setTimeout(resolve, 5000)); return 'late' })
 }
 `
       })
       const server = await start(t, [], { cwd: dir })
       const hung = fetch(`${server.url}/hang`).catch(() => {})
-      await sleep(300)
+      // The request in the handler before the signal (a fixed 300 ms could pass first under load:
+      // nothing in flight, a close in time, exit 0).
+      await until(() => server.stdout().includes('hang: entered'), 'the request to reach its handler', 10_000)
       server.child.kill('SIGTERM')
       assert.deepEqual(await withTimeout(exited(server.child), 10_000, 'spikard to exit'), { code: 1, signal: null })
       await hung
