@@ -58,7 +58,10 @@ test('every request outside the test server is aborted and recorded; the server\
     'https://fonts.example.com/font.css',
     'ws://ws.example.com/socket'
   ]
-  await until(() => traffic.blocked.length >= expected.length, 'the blocked requests')
+  // Each blocked request's 'requestfailed' comes after the route aborted it, and the image's
+  // after nothing the page waited for: wait for every failure, not only the routes.
+  const started = expected.filter((url) => !url.startsWith('ws:')).length
+  await until(() => traffic.blocked.length >= expected.length && traffic.offOrigin.length >= started && traffic.offOrigin.every((r) => r.failure !== undefined), 'the blocked requests and their failures')
   assert.deepEqual([...traffic.blocked].sort(), expected)
   // The WebSocket is no request event; the others were started, and failed as aborted.
   assert.deepEqual(traffic.offOrigin.map((r) => r.url).sort(), expected.filter((url) => !url.startsWith('ws:')))
